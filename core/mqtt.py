@@ -1,0 +1,54 @@
+"""The paho-mqtt client set up the way the delivery promise needs (reliability-matrix pitfalls)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """A persistent MQTT 5 session: the broker keeps our subscription and unacked QoS 1 messages
+    while we are away (paho's defaults would start a clean session on every start and lose them)."""
+
+    client_id: str
+    session_expiry_s: int = 7 * 24 * 3600
+    # Unacked messages the broker may have in flight to us (MQTT 5 Receive Maximum, ≤ 65535).
+    receive_maximum: int = 10_000
+    manual_ack: bool = True
+    keepalive_s: int = 15
+
+
+def make_client(options: SessionOptions, *, username: str | None = None, password: str | None = None) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=options.client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=options.manual_ack,
+    )
+    if username:
+        client.username_pw_set(username, password or None)
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
+    return client
+
+
+def connect_properties(options: SessionOptions) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = options.session_expiry_s
+    props.ReceiveMaximum = min(options.receive_maximum, 65_535)
+    return props
+
+
+def connect_async(client: mqtt.Client, host: str, port: int, options: SessionOptions) -> None:
+    """Start connecting in paho's network thread; clean_start=False resumes the broker-side session."""
+    client.connect_async(
+        host,
+        port,
+        keepalive=options.keepalive_s,
+        clean_start=False,
+        properties=connect_properties(options),
+    )

@@ -1,0 +1,101 @@
+"""Typed settings for every Steward process (environment variables prefixed ``STEWARD_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A password nobody should run production with; refused outside development.
+UNSAFE_SECRETS = frozenset({"", "changethis", "steward", "password", "admin"})
+
+
+class Environment(StrEnum):
+    development = "development"
+    testing = "testing"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """All knobs, one place. Unset URLs mean "start an embedded server" (development only)."""
+
+    model_config = SettingsConfigDict(env_prefix="STEWARD_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset → embedded PostgreSQL under data_dir"
+    )
+    mqtt_url: str | None = Field(default=None, description="mqtt://host:port; unset → embedded broker")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr = SecretStr("")
+    mqtt_client_id: str = Field(default="steward-ingest", description="fixed id: the persistent session")
+    mqtt_keepalive_s: int = 15
+    # Broker → ingest in-flight window (MQTT 5 Receive Maximum). Unacked messages wait for the batch
+    # commit, so it must exceed batch_size or batches would never fill.
+    mqtt_receive_maximum: int = 10_000
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
+    data_dir: Path = Field(default=Path(".steward"), description="embedded database, broker, logs")
+    batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    batch_latency_ms: int = Field(default=50, ge=1, le=10_000)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=256)
+    accept_past: timedelta = Field(default=timedelta(days=30), description="older readings are quarantined")
+    accept_future: timedelta = Field(default=timedelta(minutes=5), description="clock-skew allowance")
+    retention_days: int = Field(default=3 * 365, ge=30, description="TimescaleDB retention of raw samples")
+    compress_after_days: int = Field(
+        default=45, ge=1, description="compress chunks older than this; keep > accept_past (late data)"
+    )
+    ingest_health_port: int = Field(default=0, description="0 = no HTTP health endpoint")
+    log_level: str = "INFO"
+    secret_key: SecretStr = SecretStr("changethis")
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _use_psycopg_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in {"mqtt", "tcp"}:
+            raise ValueError("STEWARD_MQTT_URL must look like mqtt://host:1883")
+        return value or None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Self:
+        if self.compress_after_days * 86400 <= self.accept_past.total_seconds():
+            raise ValueError("compress_after_days must exceed accept_past: late data lands in compressed chunks")
+        if self.env is not Environment.production:
+            return self
+        problems = []
+        if self.database_url is None:
+            problems.append("STEWARD_DATABASE_URL must be set (no embedded database in production)")
+        if self.mqtt_url is None:
+            problems.append("STEWARD_MQTT_URL must be set (no embedded broker in production)")
+        if self.mqtt_password.get_secret_value() in UNSAFE_SECRETS:
+            problems.append("STEWARD_MQTT_PASSWORD is empty or a well-known default")
+        if self.secret_key.get_secret_value() in UNSAFE_SECRETS:
+            problems.append("STEWARD_SECRET_KEY is a well-known default")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def mqtt_host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.mqtt_url or "mqtt://127.0.0.1:1883")
+        return parts.hostname or "127.0.0.1", parts.port or 1883
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,224 @@
+"""Turn a batch of raw MQTT messages into rows to write, dead letters and quarantined messages.
+
+Pure apart from the registry lookups: no I/O, so every branch is unit-testable without a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from ingest.messages import RawMessage
+from ingest.registry import DeviceInfo, DeviceRegistry
+from protocol.payloads import (
+    AckV1,
+    MeterReadingV1,
+    PayloadError,
+    StatusV1,
+    SwipeV1,
+    TelemetryV1,
+    decode_uplink,
+)
+from protocol.topics import TopicError, UplinkTopic, parse_uplink
+
+# Oversized payloads keep only this much of their bytes in the dead letter, enough to identify the sender.
+DEAD_LETTER_KEEP_BYTES = 4096
+
+
+class Reason:
+    """Quarantine reasons (stored verbatim; the dashboards translate them)."""
+
+    unknown_device = "unknown_device"
+    estate_mismatch = "estate_mismatch"
+    unknown_metric = "unknown_metric"
+    ts_without_timezone = "ts_without_timezone"
+    ts_too_old = "ts_too_old"
+    ts_in_future = "ts_in_future"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    received_at: datetime
+    topic: str
+    payload: bytes
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    received_at: datetime
+    topic: str
+    device_code: str
+    payload: bytes
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    # samples: parallel columns, ready for unnest()
+    sample_ts: list[datetime] = field(default_factory=list)
+    sample_point: list[int] = field(default_factory=list)
+    sample_value: list[float] = field(default_factory=list)
+    meters: list[tuple[datetime, int, Decimal, Decimal | None, str | None, list[str], int | None, datetime]] = field(
+        default_factory=list
+    )
+    swipes: list[tuple[datetime, int, str, str, bool, str | None, int | None, datetime]] = field(default_factory=list)
+    statuses: list[tuple[int, datetime, bool, float | None]] = field(default_factory=list)
+    acks: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # per device: (max device ts, seqs seen in this batch)
+    seen: dict[int, tuple[datetime, list[int]]] = field(default_factory=dict)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    quarantined: list[QuarantineRow] = field(default_factory=list)
+    messages: int = 0
+
+    @property
+    def readings(self) -> int:
+        return len(self.sample_ts) + len(self.meters) + len(self.swipes)
+
+
+class Decoder:
+    def __init__(
+        self, registry: DeviceRegistry, *, accept_past: timedelta, accept_future: timedelta, max_payload_bytes: int
+    ) -> None:
+        self.registry = registry
+        self.accept_past = accept_past
+        self.accept_future = accept_future
+        self.max_payload_bytes = max_payload_bytes
+
+    def unknown_codes(self, messages: Sequence[RawMessage]) -> set[str]:
+        """Device codes in these messages the registry does not know (to reload it before decoding)."""
+        codes = set()
+        for m in messages:
+            parts = m.topic.split("/")
+            if len(parts) == 5 and self.registry.get(parts[3]) is None:
+                codes.add(parts[3])
+        return codes
+
+    def decode(self, messages: Sequence[RawMessage]) -> DecodedBatch:
+        out = DecodedBatch(messages=len(messages))
+        for m in messages:
+            # Judge the device clock against the arrival time, not "now": a batch retried after a
+            # long database outage must not quarantine readings that were fresh when they arrived.
+            self._one(m, out, m.received_at - self.accept_past, m.received_at + self.accept_future)
+        return out
+
+    def _one(self, m: RawMessage, out: DecodedBatch, oldest: datetime, newest: datetime) -> None:
+        if len(m.payload) > self.max_payload_bytes:
+            out.dead_letters.append(
+                DeadLetterRow(
+                    m.received_at,
+                    m.topic,
+                    m.payload[:DEAD_LETTER_KEEP_BYTES],
+                    f"payload too large: {len(m.payload)} bytes > limit {self.max_payload_bytes} (first "
+                    f"{DEAD_LETTER_KEEP_BYTES} bytes kept)",
+                )
+            )
+            return
+        try:
+            topic = parse_uplink(m.topic)
+            readings = decode_uplink(topic.channel, m.payload)
+        except (TopicError, PayloadError) as exc:
+            out.dead_letters.append(DeadLetterRow(m.received_at, m.topic, m.payload, str(exc)))
+            return
+        device = self.registry.get(topic.device)
+        if device is None:
+            self._quarantine(out, m, topic, Reason.unknown_device, "device code not registered in any estate")
+            return
+        if device.estate != topic.estate:
+            self._quarantine(
+                out,
+                m,
+                topic,
+                Reason.estate_mismatch,
+                f"device belongs to estate {device.estate!r}, not {topic.estate!r}",
+            )
+            return
+        for index, reading in enumerate(readings):
+            if isinstance(reading, AckV1):
+                out.acks.append((reading.command_id, reading.status, m.received_at))
+                continue
+            ts = reading.ts
+            where = f"item {index}: " if len(readings) > 1 else ""
+            if ts.tzinfo is None:
+                self._quarantine(out, m, topic, Reason.ts_without_timezone, f"{where}ts {ts.isoformat()} has no offset")
+                continue
+            if ts < oldest:
+                self._quarantine(
+                    out, m, topic, Reason.ts_too_old, f"{where}ts {ts.isoformat()} before {oldest:%Y-%m-%dT%H:%M:%SZ}"
+                )
+                continue
+            if ts > newest:
+                self._quarantine(
+                    out, m, topic, Reason.ts_in_future, f"{where}ts {ts.isoformat()} after {newest:%Y-%m-%dT%H:%M:%SZ}"
+                )
+                continue
+            self._seen(out, device, ts, reading.seq)
+            if isinstance(reading, TelemetryV1):
+                self._telemetry(out, m, topic, device, reading, where)
+            elif isinstance(reading, MeterReadingV1):
+                out.meters.append(
+                    (
+                        ts,
+                        device.id,
+                        reading.reading,
+                        reading.reverse_register,
+                        reading.valve,
+                        list(reading.flags),
+                        reading.seq,
+                        m.received_at,
+                    )
+                )
+            elif isinstance(reading, SwipeV1):
+                out.swipes.append(
+                    (
+                        ts,
+                        device.id,
+                        reading.door,
+                        reading.card,
+                        reading.granted,
+                        reading.reason,
+                        reading.seq,
+                        m.received_at,
+                    )
+                )
+            elif isinstance(reading, StatusV1):
+                out.statuses.append((device.id, ts, reading.online, reading.battery_v))
+
+    def _telemetry(
+        self, out: DecodedBatch, m: RawMessage, topic: UplinkTopic, device: DeviceInfo, frame: TelemetryV1, where: str
+    ) -> None:
+        unknown = []
+        for metric, value in frame.values.items():
+            point_id = device.points.get(metric)
+            if point_id is None:
+                unknown.append(metric)
+                continue
+            out.sample_ts.append(frame.ts)
+            out.sample_point.append(point_id)
+            out.sample_value.append(float(value))
+        if unknown:
+            self._quarantine(
+                out,
+                m,
+                topic,
+                Reason.unknown_metric,
+                f"{where}metrics not configured for this device: {', '.join(unknown)}",
+            )
+
+    @staticmethod
+    def _seen(out: DecodedBatch, device: DeviceInfo, ts: datetime, seq: int | None) -> None:
+        prev = out.seen.get(device.id)
+        if prev is None:
+            out.seen[device.id] = (ts, [] if seq is None else [seq])
+            return
+        if seq is not None:
+            prev[1].append(seq)
+        if ts > prev[0]:
+            out.seen[device.id] = (ts, prev[1])
+
+    @staticmethod
+    def _quarantine(out: DecodedBatch, m: RawMessage, topic: UplinkTopic, reason: str, detail: str) -> None:
+        out.quarantined.append(QuarantineRow(m.received_at, m.topic, topic.device, m.payload, reason, detail))

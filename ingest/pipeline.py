@@ -1,0 +1,205 @@
+"""The ingest loop: collect a batch, write it in one transaction, then acknowledge it.
+
+Acknowledging only after the commit is what makes delivery exactly-once from the broker's PUBACK to a
+stored row: a crash before the commit leaves the messages unacked, the broker redelivers them, and
+the device-time keys turn any repeat into a counted duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+from core.settings import Settings
+from ingest.decode import DeadLetterRow, DecodedBatch, Decoder
+from ingest.health import Health
+from ingest.messages import RawMessage
+from ingest.registry import DeviceRegistry
+from ingest.seq import SeqTracker
+from ingest.writer import WriteResult, write_batch
+from storage.timescale import has_timescale
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+# Called inside the batch transaction after the rows are written (alarms, billing hook in here).
+BatchHook = Callable[..., None]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        health: Health,
+        ack: Callable[[Sequence[RawMessage]], int],
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.health = health
+        self.ack = ack
+        self.registry = DeviceRegistry()
+        self.seq = SeqTracker()
+        self.decoder = Decoder(
+            self.registry,
+            accept_past=settings.accept_past,
+            accept_future=settings.accept_future,
+            max_payload_bytes=settings.max_payload_bytes,
+        )
+        self.keep_rollup = True
+        self.hooks: list[BatchHook] = []
+
+    def prepare(self, stop: threading.Event) -> bool:
+        """Load the registry and seq state, waiting for the database if it is not up yet."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                with self.engine.begin() as conn:
+                    self.registry.load(conn)
+                    self.seq.load(conn)
+                    self.keep_rollup = not has_timescale(conn)
+                self.health.database_ok = True
+                return True
+            except SQLAlchemyError as exc:
+                self._degraded(exc)
+                stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+        return False
+
+    def run(self, source_queue: queue.Queue[RawMessage], stop: threading.Event) -> None:
+        while not stop.is_set():
+            batch = self._collect(source_queue, stop)
+            if not batch:
+                continue
+            if self._commit_with_retry(batch, stop):
+                self.ack(batch)
+
+    def _collect(self, q: queue.Queue[RawMessage], stop: threading.Event) -> list[RawMessage]:
+        try:
+            first = q.get(timeout=0.2)
+        except queue.Empty:
+            self.health.queue_depth = 0
+            return []
+        batch = [first]
+        size, deadline = self.settings.batch_size, time.monotonic() + self.settings.batch_latency_ms / 1000
+        while len(batch) < size:
+            try:
+                batch.append(q.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                break
+            try:
+                batch.append(q.get(timeout=remaining))
+            except queue.Empty:
+                break
+        self.health.queue_depth = q.qsize()
+        return batch
+
+    def _commit_with_retry(self, batch: list[RawMessage], stop: threading.Event) -> bool:
+        """Write ``batch``; on a database outage keep retrying (not acking) until it works or we stop."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                self._write(batch)
+                if not self.health.database_ok:
+                    log.info("database back; ingest resumed")
+                self.health.database_ok = True
+                return True
+            except (DataError, IntegrityError) as exc:
+                # The database refused some value in the batch: find it by halving, dead-letter it,
+                # and keep everything else flowing (one bad message never stops ingestion).
+                return self._isolate_poison(batch, exc, stop)
+            except SQLAlchemyError as exc:
+                self._degraded(exc)
+                stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+        return False
+
+    def _isolate_poison(self, batch: list[RawMessage], exc: SQLAlchemyError, stop: threading.Event) -> bool:
+        if len(batch) > 1:
+            half = len(batch) // 2
+            return all(self._commit_with_retry(part, stop) for part in (batch[:half], batch[half:]))
+        m = batch[0]
+        dead = DecodedBatch(messages=1)
+        reason = f"database rejected the payload: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+        dead.dead_letters.append(DeadLetterRow(m.received_at, m.topic, m.payload, reason))
+        attempt = 0
+        while not stop.is_set():
+            try:
+                self._write_decoded(dead)
+                return True
+            except SQLAlchemyError as again:
+                self._degraded(again)
+                stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+        return False
+
+    def _write(self, batch: list[RawMessage]) -> None:
+        unknown = self.decoder.unknown_codes(batch)
+        if unknown:
+            with self.engine.connect() as conn:
+                self.registry.resolve(conn, unknown)
+        self._write_decoded(self.decoder.decode(batch))
+
+    def _write_decoded(self, decoded: DecodedBatch) -> WriteResult:
+        gaps, last_seq = self.seq.scan(decoded)
+        with self.engine.begin() as conn:
+            result = write_batch(
+                conn, decoded, now=datetime.now(UTC), gaps=gaps, last_seq=last_seq, keep_rollup=self.keep_rollup
+            )
+            for hook in self.hooks:
+                hook(conn, decoded, result)
+        self.seq.commit(last_seq)
+        c = self.health.counters
+        c.batches += 1
+        c.stored += result.stored
+        c.duplicate += result.duplicates
+        c.dead_lettered += len(decoded.dead_letters)
+        c.quarantined += len(decoded.quarantined)
+        c.seq_gaps += len(gaps)
+        self.health.last_commit_at = time.time()
+        return result
+
+    def _degraded(self, exc: SQLAlchemyError) -> None:
+        first_line = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+        if self.health.database_ok:
+            log.error("database unavailable, holding acks and retrying: %s", first_line)
+        self.health.database_ok = False
+        self.health.last_error = first_line
+        self.health.counters.commit_failures += 1
+
+
+def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health: Health | None = None) -> Health:
+    """Run ingest until ``stop`` is set: connect, consume, commit, ack. Returns the final health."""
+    from ingest.health import serve_health
+    from ingest.source import MqttSource
+
+    health = health or Health()
+    server = serve_health(health, settings.ingest_health_port) if settings.ingest_health_port else None
+    source = MqttSource(settings, health)
+    pipeline = Pipeline(settings, engine, health, source.ack)
+    try:
+        if not pipeline.prepare(stop):
+            return health
+        source.start()
+        pipeline.run(source.queue, stop)
+    finally:
+        source.stop()
+        if server is not None:
+            server.shutdown()
+        log.info("ingest stopped: %s", health.snapshot()["counters"])
+    return health
+
+
+__all__ = ["Pipeline", "run_ingest"]

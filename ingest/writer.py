@@ -1,0 +1,229 @@
+"""Write one decoded batch inside the caller's transaction, idempotently.
+
+Every insert is ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` on the device-time key:
+one round trip per table, and a redelivered message (QoS 1 is at-least-once) becomes a counted no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ingest.decode import DecodedBatch
+
+NOTIFY_CHANNEL = "steward_ingest"
+
+SAMPLES_SQL = """
+INSERT INTO samples (ts, point_id, value)
+SELECT * FROM unnest(%(ts)s::timestamptz[], %(point)s::int[], %(value)s::float8[])
+ON CONFLICT DO NOTHING
+"""
+
+# Without TimescaleDB the hourly rollup is ours to keep: fold in exactly the rows that were new.
+SAMPLES_WITH_ROLLUP_SQL = """
+WITH ins AS (
+  INSERT INTO samples (ts, point_id, value)
+  SELECT * FROM unnest(%(ts)s::timestamptz[], %(point)s::int[], %(value)s::float8[])
+  ON CONFLICT DO NOTHING
+  RETURNING ts, point_id, value
+), agg AS (
+  SELECT point_id, date_trunc('hour', ts) AS bucket, count(*) AS n, sum(value) AS total,
+         min(value) AS min, max(value) AS max, max(ts) AS last_ts,
+         (array_agg(value ORDER BY ts DESC))[1] AS last
+  FROM ins GROUP BY 1, 2 ORDER BY 1, 2
+), roll AS (
+  INSERT INTO samples_hourly AS h (point_id, bucket, n, total, min, max, last_ts, last)
+  SELECT * FROM agg
+  ON CONFLICT (point_id, bucket) DO UPDATE SET
+    n = h.n + excluded.n, total = h.total + excluded.total,
+    min = least(h.min, excluded.min), max = greatest(h.max, excluded.max),
+    last = CASE WHEN excluded.last_ts >= h.last_ts THEN excluded.last ELSE h.last END,
+    last_ts = greatest(h.last_ts, excluded.last_ts)
+)
+SELECT count(*) FROM ins
+"""
+
+METERS_SQL = """
+INSERT INTO meter_readings (ts, device_id, register, reverse_register, valve, flags, seq, received_at)
+SELECT ts, device_id, register, reverse_register, valve,
+       coalesce(string_to_array(nullif(flags, ''), ','), '{}'), seq, received_at
+FROM unnest(%(ts)s::timestamptz[], %(device)s::int[], %(register)s::numeric[], %(reverse)s::numeric[],
+            %(valve)s::text[], %(flags)s::text[], %(seq)s::bigint[], %(received)s::timestamptz[])
+     AS t(ts, device_id, register, reverse_register, valve, flags, seq, received_at)
+ON CONFLICT DO NOTHING
+"""
+
+SWIPES_SQL = """
+INSERT INTO access_events (ts, controller_id, door, card_uid, granted, reason, seq, received_at)
+SELECT * FROM unnest(%(ts)s::timestamptz[], %(device)s::int[], %(door)s::text[], %(card)s::text[],
+                     %(granted)s::bool[], %(reason)s::text[], %(seq)s::bigint[], %(received)s::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
+DEVICE_SEEN_SQL = """
+INSERT INTO device_state AS s (device_id, last_seen_at, last_ts, last_seq)
+SELECT device_id, %(now)s, last_ts, last_seq
+FROM unnest(%(device)s::int[], %(last_ts)s::timestamptz[], %(last_seq)s::bigint[]) AS t(device_id, last_ts, last_seq)
+ORDER BY device_id
+ON CONFLICT (device_id) DO UPDATE SET
+  last_seen_at = excluded.last_seen_at,
+  last_ts = greatest(s.last_ts, excluded.last_ts),
+  last_seq = coalesce(excluded.last_seq, s.last_seq)
+"""
+
+DEVICE_STATUS_SQL = """
+UPDATE device_state s SET online = t.online, battery_v = t.battery_v
+FROM unnest(%(device)s::int[], %(online)s::bool[], %(battery)s::float8[]) AS t(device_id, online, battery_v)
+WHERE s.device_id = t.device_id
+"""
+
+SEQ_GAPS_SQL = """
+INSERT INTO seq_gaps (device_id, first_missing, last_missing)
+SELECT * FROM unnest(%(device)s::int[], %(first)s::bigint[], %(last)s::bigint[])
+"""
+
+DEAD_LETTERS_SQL = """
+INSERT INTO dead_letters (received_at, topic, payload, error)
+SELECT * FROM unnest(%(received)s::timestamptz[], %(topic)s::text[], %(payload)s::bytea[], %(error)s::text[])
+"""
+
+QUARANTINE_SQL = """
+INSERT INTO quarantined_messages (received_at, topic, device_code, payload, reason, detail)
+SELECT * FROM unnest(%(received)s::timestamptz[], %(topic)s::text[], %(device)s::text[], %(payload)s::bytea[],
+                     %(reason)s::text[], %(detail)s::text[])
+"""
+
+OUTBOX_ACK_SQL = "UPDATE outbox SET acked_at = %(at)s WHERE id = ANY(%(ids)s::bigint[]) AND acked_at IS NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    samples_stored: int
+    meters_stored: int
+    swipes_stored: int
+    readings_offered: int
+
+    @property
+    def stored(self) -> int:
+        return self.samples_stored + self.meters_stored + self.swipes_stored
+
+    @property
+    def duplicates(self) -> int:
+        return self.readings_offered - self.stored
+
+
+def _scalar(conn: Connection, sql: str, params: dict[str, Any]) -> int:
+    return int(conn.exec_driver_sql(sql, params).scalar_one())
+
+
+def _rowcount(conn: Connection, sql: str, params: dict[str, Any]) -> int:
+    return int(conn.exec_driver_sql(sql, params).rowcount)
+
+
+def write_batch(
+    conn: Connection,
+    batch: DecodedBatch,
+    *,
+    now: datetime,
+    gaps: list[tuple[int, int, int]],
+    last_seq: dict[int, int],
+    keep_rollup: bool,
+) -> WriteResult:
+    """Insert everything in ``batch``, the detected seq ``gaps`` (device, first, last missing) and each
+    device's ``last_seq`` as the seq tracker now sees it."""
+    samples = meters = swipes = 0
+    if batch.sample_ts:
+        params = {"ts": batch.sample_ts, "point": batch.sample_point, "value": batch.sample_value}
+        if keep_rollup:
+            samples = _scalar(conn, SAMPLES_WITH_ROLLUP_SQL, params)
+        else:
+            samples = _rowcount(conn, SAMPLES_SQL, params)
+    if batch.meters:
+        cols = list(zip(*batch.meters, strict=True))
+        meters = _rowcount(
+            conn,
+            METERS_SQL,
+            {
+                "ts": list(cols[0]),
+                "device": list(cols[1]),
+                "register": list(cols[2]),
+                "reverse": list(cols[3]),
+                "valve": list(cols[4]),
+                "flags": [",".join(f) for f in cols[5]],
+                "seq": list(cols[6]),
+                "received": list(cols[7]),
+            },
+        )
+    if batch.swipes:
+        cols = list(zip(*batch.swipes, strict=True))
+        keys = ("ts", "device", "door", "card", "granted", "reason", "seq", "received")
+        swipes = _rowcount(conn, SWIPES_SQL, {k: list(c) for k, c in zip(keys, cols, strict=True)})
+    if batch.seen:
+        devices = sorted(batch.seen)
+        conn.exec_driver_sql(
+            DEVICE_SEEN_SQL,
+            {
+                "now": now,
+                "device": devices,
+                "last_ts": [batch.seen[d][0] for d in devices],
+                "last_seq": [last_seq.get(d) for d in devices],
+            },
+        )
+    if batch.statuses:
+        latest: dict[int, tuple[datetime, bool, float | None]] = {}
+        for device_id, ts, online, battery in batch.statuses:
+            if device_id not in latest or ts >= latest[device_id][0]:
+                latest[device_id] = (ts, online, battery)
+        devices = sorted(latest)
+        conn.exec_driver_sql(
+            DEVICE_STATUS_SQL,
+            {"device": devices, "online": [latest[d][1] for d in devices], "battery": [latest[d][2] for d in devices]},
+        )
+    if gaps:
+        conn.exec_driver_sql(
+            SEQ_GAPS_SQL, {"device": [g[0] for g in gaps], "first": [g[1] for g in gaps], "last": [g[2] for g in gaps]}
+        )
+    if batch.dead_letters:
+        dl = batch.dead_letters
+        conn.exec_driver_sql(
+            DEAD_LETTERS_SQL,
+            {
+                "received": [d.received_at for d in dl],
+                "topic": [d.topic for d in dl],
+                "payload": [d.payload for d in dl],
+                "error": [d.error for d in dl],
+            },
+        )
+    if batch.quarantined:
+        q = batch.quarantined
+        conn.exec_driver_sql(
+            QUARANTINE_SQL,
+            {
+                "received": [r.received_at for r in q],
+                "topic": [r.topic for r in q],
+                "device": [r.device_code for r in q],
+                "payload": [r.payload for r in q],
+                "reason": [r.reason for r in q],
+                "detail": [r.detail for r in q],
+            },
+        )
+    command_ids = [int(cid) for cid, status, _ in batch.acks if cid.isdigit() and status == "applied"]
+    if command_ids:
+        conn.exec_driver_sql(OUTBOX_ACK_SQL, {"at": now, "ids": command_ids})
+    result = WriteResult(samples, meters, swipes, batch.readings)
+    notify = {
+        "stored": result.stored,
+        "duplicates": result.duplicates,
+        "dead_letters": len(batch.dead_letters),
+        "quarantined": len(batch.quarantined),
+        "devices": len(batch.seen),
+    }
+    # Delivered to listeners only when this transaction commits, so live views never see rolled-back rows.
+    conn.exec_driver_sql(
+        "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": NOTIFY_CHANNEL, "payload": json.dumps(notify)}
+    )
+    return result

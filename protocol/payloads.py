@@ -1,0 +1,162 @@
+"""Versioned payload models of the device wire contract (DESIGN.md §4).
+
+Wire bytes become frozen, validated objects here; nothing past ``decode_uplink`` sees raw dicts.
+Timestamps are ISO-8601 strings or integer epoch milliseconds. A timestamp without a timezone is
+*parsed* (so ingest can quarantine it with a precise reason) but never guessed at.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from protocol.topics import Channel
+
+MAX_VALUES_PER_FRAME = 256
+MAX_BATCH = 1_000
+
+
+def _epoch_ms_or_iso(value: Any) -> Any:
+    # bool is an int subclass; a boolean timestamp is a bug, not epoch 1 ms.
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be ISO-8601 text or integer epoch milliseconds")
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, str):
+        return value
+    raise ValueError("timestamp must be ISO-8601 text or integer epoch milliseconds")
+
+
+def _decimal_string(value: Any) -> Any:
+    # Registers travel as decimal strings so no float rounding ever touches a billed quantity.
+    if not isinstance(value, str):
+        raise ValueError('register must be a decimal string such as "1234.567"')
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_epoch_ms_or_iso)]
+Register = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    Field(ge=0, max_digits=20, decimal_places=6, allow_inf_nan=False),
+]
+Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Value = Annotated[float, Field(allow_inf_nan=False)] | bool
+Seq = Annotated[int, Field(ge=0, lt=2**63)]
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class TelemetryV1(_Frozen):
+    """One frame of equipment sensor values at one device time."""
+
+    v: Literal[1] = 1
+    ts: Timestamp
+    seq: Seq | None = None
+    values: dict[Metric, Value] = Field(min_length=1, max_length=MAX_VALUES_PER_FRAME)
+
+
+class MeterReadingV1(_Frozen):
+    """A cumulative meter register (electricity kWh, water m³) at one device time."""
+
+    v: Literal[1] = 1
+    ts: Timestamp
+    seq: Seq | None = None
+    # Named ``register`` on the wire; ``register`` is taken on pydantic's BaseModel.
+    reading: Register = Field(alias="register")
+    unit: Literal["kWh", "m3"]
+    reverse_register: Register | None = None
+    valve: Literal["open", "closed", "unknown"] | None = None
+    flags: tuple[Annotated[str, StringConstraints(max_length=32)], ...] = Field(default=(), max_length=16)
+
+
+class SwipeV1(_Frozen):
+    """A card presented at a door controller, and what the controller decided."""
+
+    v: Literal[1] = 1
+    ts: Timestamp
+    seq: Seq | None = None
+    door: Ident
+    card: Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{4,20}$", to_upper=True)]
+    granted: bool
+    reason: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class StatusV1(_Frozen):
+    v: Literal[1] = 1
+    ts: Timestamp
+    seq: Seq | None = None
+    online: bool
+    battery_v: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class AckV1(_Frozen):
+    v: Literal[1] = 1
+    command_id: Ident
+    status: Literal["applied", "rejected", "expired"]
+    acl_version: int | None = None
+
+
+class TelemetryBatchV1(_Frozen):
+    v: Literal[1] = 1
+    batch: tuple[TelemetryV1, ...] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class MeterBatchV1(_Frozen):
+    v: Literal[1] = 1
+    batch: tuple[MeterReadingV1, ...] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+Reading = TelemetryV1 | MeterReadingV1 | SwipeV1 | StatusV1 | AckV1
+
+_SINGLE: dict[Channel, type[BaseModel]] = {
+    Channel.telemetry: TelemetryV1,
+    Channel.meter: MeterReadingV1,
+    Channel.swipe: SwipeV1,
+    Channel.status: StatusV1,
+    Channel.ack: AckV1,
+}
+_BATCH: dict[Channel, type[BaseModel]] = {Channel.telemetry: TelemetryBatchV1, Channel.meter: MeterBatchV1}
+_BATCH_MARKER = b'"batch"'
+
+
+class PayloadError(ValueError):
+    """The payload is not a valid v1 message for its channel; ``str()`` is the dead-letter reason."""
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode_uplink(channel: Channel, payload: bytes) -> list[Reading]:
+    """Validate one uplink payload; return its readings (a batch yields several)."""
+    model = _BATCH[channel] if _BATCH_MARKER in payload and channel in _BATCH else _SINGLE[channel]
+    try:
+        obj = model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise PayloadError(_reason(exc)) from None
+    if isinstance(obj, TelemetryBatchV1 | MeterBatchV1):
+        return list(obj.batch)
+    return [obj]  # type: ignore[list-item]
+
+
+def encode(obj: BaseModel) -> bytes:
+    """Serialise a payload model the way devices send it (registers as decimal strings)."""
+    return obj.model_dump_json(exclude_none=True, by_alias=True).encode()

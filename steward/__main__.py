@@ -1,0 +1,3 @@
+from steward.cli import app
+
+app(prog_name="steward")

