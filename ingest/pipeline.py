@@ -41,11 +41,15 @@ class Pipeline:
         engine: Engine,
         health: Health,
         ack: Callable[[Sequence[RawMessage]], int],
+        resync: Callable[[], None] | None = None,
+        resync_needed: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.health = health
         self.ack = ack
+        self.resync = resync
+        self.resync_needed = resync_needed
         self.registry = DeviceRegistry()
         self.seq = SeqTracker()
         self.decoder = Decoder(
@@ -81,6 +85,8 @@ class Pipeline:
                 continue
             if self._commit_with_retry(batch, stop):
                 self.ack(batch)
+                if self.resync is not None and self.resync_needed() and source_queue.empty():
+                    self.resync()
 
     def _collect(self, q: queue.Queue[RawMessage], stop: threading.Event) -> list[RawMessage]:
         try:
@@ -188,7 +194,9 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     health = health or Health()
     server = serve_health(health, settings.ingest_health_port) if settings.ingest_health_port else None
     source = MqttSource(settings, health)
-    pipeline = Pipeline(settings, engine, health, source.ack)
+    pipeline = Pipeline(
+        settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed
+    )
     try:
         if not pipeline.prepare(stop):
             return health

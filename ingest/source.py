@@ -29,9 +29,12 @@ class MqttSource:
             receive_maximum=settings.mqtt_receive_maximum,
             keepalive_s=settings.mqtt_keepalive_s,
         )
-        # The broker never has more than receive_maximum unacked messages out to us, so a queue that
-        # holds them all can only overflow if the broker breaks that promise.
-        self.queue: queue.Queue[RawMessage] = queue.Queue(maxsize=self.options.receive_maximum + 1_000)
+        # The broker should never have more than receive_maximum unacked messages out to us, but
+        # Mosquitto 2.0.11 was seen overshooting it while draining a backlog after a database outage
+        # (16k unacked with Receive Maximum 10k). Headroom makes that rare; when it still overflows,
+        # the dropped messages stay unacked and ``resync`` fetches them again (see _on_message).
+        self.queue: queue.Queue[RawMessage] = queue.Queue(maxsize=2 * self.options.receive_maximum)
+        self.resync_needed = False
         self.health = health
         self.host, self.port = settings.mqtt_host_port
         self._connection = 0  # generation; 0 = not connected
@@ -52,6 +55,18 @@ class MqttSource:
         self.publish_state("offline")
         self.client.disconnect()
         self.client.loop_stop()
+
+    def resync(self) -> None:
+        """Reconnect on the same persistent session so the broker redelivers every message we left
+        unacked (call only with nothing of the current connection left to acknowledge)."""
+        log.warning(
+            "reconnecting to collect %d messages dropped on queue overflow", self.health.counters.queue_overflow
+        )
+        self.resync_needed = False
+        self.client.disconnect()
+        self.client.loop_stop()
+        connect_async(self.client, self.host, self.port, self.options)
+        self.client.loop_start()
 
     def publish_state(self, status: str) -> None:
         payload = {"status": status, "at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -107,6 +122,9 @@ class MqttSource:
             self.queue.put_nowait(raw)
             self.health.counters.received += 1
         except queue.Full:
-            # Not acked, so the broker still owns it and redelivers on the next connection.
+            # Not acked, so the broker still owns it; it redelivers on the next connection, which
+            # the pipeline opens (resync) once it has drained and acknowledged the queue.
+            if not self.resync_needed:
+                log.error("ingest queue full (%d); leaving messages unacked for redelivery", self.queue.qsize())
+            self.resync_needed = True
             self.health.counters.queue_overflow += 1
-            log.error("ingest queue full (%d); message left unacked for redelivery", self.queue.qsize())

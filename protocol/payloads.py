@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
+from pydantic_core import from_json
 
 from protocol.topics import Channel
 
@@ -31,15 +32,20 @@ def _epoch_ms_or_iso(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("timestamp must be ISO-8601 text or integer epoch milliseconds")
     if isinstance(value, int):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    if isinstance(value, str):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            # Not a ValueError by itself: pydantic would let it escape decode_uplink and stop ingest.
+            raise ValueError("epoch milliseconds out of range") from None
+    if isinstance(value, str | datetime):  # datetime: models built in Python (encode's producers)
         return value
     raise ValueError("timestamp must be ISO-8601 text or integer epoch milliseconds")
 
 
 def _decimal_string(value: Any) -> Any:
     # Registers travel as decimal strings so no float rounding ever touches a billed quantity.
-    if not isinstance(value, str):
+    # (A Decimal only comes from Python code building a model; JSON never yields one.)
+    if not isinstance(value, str | Decimal):
         raise ValueError('register must be a decimal string such as "1234.567"')
     return value
 
@@ -145,16 +151,37 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _is_batch(payload: bytes) -> bool:
+    """A batch envelope is an object with a top-level "batch" key. The byte search is only a fast
+    path: a single frame may mention "batch" too (a metric name, a flag)."""
+    if _BATCH_MARKER not in payload:
+        return False
+    try:
+        obj = from_json(payload)
+    except ValueError:
+        return False  # not JSON: the single model reports why
+    return isinstance(obj, dict) and "batch" in obj
+
+
 def decode_uplink(channel: Channel, payload: bytes) -> list[Reading]:
     """Validate one uplink payload; return its readings (a batch yields several)."""
-    model = _BATCH[channel] if _BATCH_MARKER in payload and channel in _BATCH else _SINGLE[channel]
-    try:
-        obj = model.model_validate_json(payload)
-    except ValidationError as exc:
-        raise PayloadError(_reason(exc)) from None
-    if isinstance(obj, TelemetryBatchV1 | MeterBatchV1):
-        return list(obj.batch)
-    return [obj]  # type: ignore[list-item]
+    single = _SINGLE[channel]
+    batch = _BATCH.get(channel)
+    # Cheap pre-check on the bytes; a single reading that merely *contains* "batch" (say in its
+    # flags) falls back to the single model below, so the check only orders the attempts.
+    models = [batch, single] if batch is not None and _BATCH_MARKER in payload else [single]
+    first_error: ValidationError | None = None
+    for model in models:
+        try:
+            obj = model.model_validate_json(payload)
+        except ValidationError as exc:
+            first_error = first_error or exc
+            continue
+        if isinstance(obj, TelemetryBatchV1 | MeterBatchV1):
+            return list(obj.batch)
+        return [obj]  # type: ignore[list-item]
+    assert first_error is not None
+    raise PayloadError(_reason(first_error))
 
 
 def encode(obj: BaseModel) -> bytes:

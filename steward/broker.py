@@ -3,6 +3,7 @@ tests' throwaway broker (which they restart, SIGKILL and SIGSTOP)."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ LOOPBACK_CONFIG = """\
 # Written by steward.broker for a loopback broker; production uses deploy/mosquitto/mosquitto.conf.
 listener {port} 127.0.0.1
 allow_anonymous true
+# Started as root, mosquitto would drop to user "mosquitto", which cannot write our data dir.
+user {user}
 persistence {persistence}
 persistence_location {data_dir}/
 autosave_interval 1
@@ -77,6 +80,7 @@ class MosquittoProcess:
                 data_dir=self.data_dir,
                 persistence="true" if persistence else "false",
                 max_packet=max_packet,
+                user=getpass.getuser(),
             )
         )
         self.proc: subprocess.Popen[bytes] | None = None

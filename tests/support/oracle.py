@@ -71,7 +71,7 @@ def judge(engine: Engine, acked: set[str], sent: set[str]) -> Verdict:
     return Verdict(len(acked), ok, lost, duplicated, unexpected, len(frames))
 
 
-def wait_quiescent(engine: Engine, *, expect: int, timeout: float = 60, settle: float = 1.5) -> int:
+def wait_quiescent(engine: Engine, *, expect: int, timeout: float = 60, settle: float = 8) -> int:
     """Wait until ``expect`` frames are stored, or the count stops moving for ``settle`` seconds."""
     deadline = time.monotonic() + timeout
     last, last_change = -1, time.monotonic()

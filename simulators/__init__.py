@@ -1,0 +1,23 @@
+"""Standalone device fleet: meters, equipment sensors and door controllers of an estate file.
+
+Imports only ``protocol`` and ``core`` from the project and talks to the platform over MQTT only.
+
+    Fleet.from_file(path, seed=..., start=..., scenarios=[...])  deterministic frames, no broker
+    run_simulation(path, host, port, seed=..., speed=..., ...)   publish them live (QoS 1)
+"""
+
+from simulators.fleet import Fleet
+from simulators.frames import Frame
+from simulators.run import RunStats, run_simulation
+from simulators.scenarios import SCENARIOS, ScenarioPlan, ScenarioSpec, parse_scenario
+
+__all__ = [
+    "SCENARIOS",
+    "Fleet",
+    "Frame",
+    "RunStats",
+    "ScenarioPlan",
+    "ScenarioSpec",
+    "parse_scenario",
+    "run_simulation",
+]

@@ -1,0 +1,153 @@
+"""A live run: fleet → pacer → publisher → broker, until the duration is covered or stop is set."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from simulators.clock import Pacer, default_start, require_aware
+from simulators.fleet import Fleet
+from simulators.frames import FrameCounts, TsFormat
+from simulators.publisher import DEFAULT_WINDOW, Publisher, connect
+from simulators.scenarios import DEFAULT_ONSET, ScenarioPlan, ScenarioSpec, parse_scenario
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 1.0
+DRAIN_TIMEOUT_S = 15.0
+
+
+@dataclass
+class RunStats:
+    """Counts of a live run. ``on_progress`` gets this same object, updated in place."""
+
+    estate: str
+    seed: int
+    sim_start: datetime
+    sim_now: datetime
+    frames: FrameCounts = field(default_factory=FrameCounts)
+    published: int = 0  # accepted by paho into the session
+    acked: int = 0  # PUBACKs received
+    in_flight: int = 0
+    max_in_flight: int = 0
+    refused: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    last_error: str | None = None
+    wall_s: float = 0.0
+    stopped: bool = False  # stop_event ended the run early
+    drained: bool = True  # every published message was acknowledged before returning
+    plans: tuple[ScenarioPlan, ...] = ()
+
+    @property
+    def sim_elapsed(self) -> timedelta:
+        return self.sim_now - self.sim_start
+
+
+def run_simulation(
+    estate_file: Path | str,
+    host: str,
+    port: int,
+    *,
+    seed: int = 0,
+    rate: float = 0.0,
+    speed: float = 1.0,
+    duration_s: float | None = None,
+    scenarios: Iterable[str | ScenarioSpec] = (),
+    stop_event: threading.Event | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    start: datetime | None = None,
+    client_id: str | None = None,
+    window: int = DEFAULT_WINDOW,
+    ts_format: TsFormat = "iso",
+) -> RunStats:
+    """Simulate the estate's devices and publish their frames to ``host:port`` (QoS 1).
+
+    seed         same seed (and start) → same frames, byte for byte.
+    rate         max messages per second; 0 = as fast as the broker acknowledges.
+    speed        simulated seconds per wall second (60 = an hour a minute); <= 0 = as fast as possible.
+                 Simulated time never runs ahead of the wall clock (a device cannot report the future).
+    duration_s   simulated seconds to cover; None = until ``stop_event``.
+    scenarios    names or "name[:DEVICE][@OFFSET]" strings, see ``simulators.scenarios.SCENARIOS``.
+                 Without an offset a scenario starts 30 min in (a quarter of a shorter duration).
+    start        simulated start (aware). Default: now for speed 1, else now − duration (a replay of
+                 the recent past that ends about now; at most 29 days back), see ``clock.default_start``.
+    on_progress  called about once a second (and once at the end) on this thread with the run's
+                 ``RunStats`` (one object updated in place: copy what you want to keep).
+    window       max unacknowledged messages (bounded far below MQTT's 65,535 packet ids).
+
+    Blocks until done; returns the final counts. The broker must let this one connection publish on
+    ``steward/{estate}/up/#`` for every device (a gateway account, not a per-device ``%u`` ACL).
+    """
+    stop = stop_event or threading.Event()
+    sim_start = require_aware(start, "start") if start else default_start(speed, duration_s)
+    end = sim_start + timedelta(seconds=duration_s) if duration_s is not None else None
+    specs = [parse_scenario(s) if isinstance(s, str) else s for s in scenarios]
+    if duration_s is not None:
+        # A short run would end before the default onset: bring unscheduled scenarios forward.
+        early = min(DEFAULT_ONSET, timedelta(seconds=duration_s) / 4)
+        specs = [s if s.at is not None else replace(s, at=early) for s in specs]
+    fleet = Fleet.from_file(estate_file, seed=seed, start=sim_start, scenarios=specs, ts_format=ts_format)
+    # Step: 1 s of simulated time in realtime; coarser when faster, so each tick is ~1/4 s of wall time.
+    step = timedelta(seconds=min(60.0, max(1.0, speed / 4 if speed > 0 else 60.0)))
+    stats = RunStats(fleet.estate, seed, sim_start, sim_start, plans=fleet.plans)
+    client = connect(
+        host,
+        port,
+        client_id=client_id or f"steward-sim-{fleet.estate}-{os.getpid()}",
+        username=username,
+        password=password,
+        window=window,
+    )
+    publisher = Publisher(client, window=window, rate=rate)
+    pacer = Pacer(sim_start, speed)
+    wall0 = time.monotonic()
+    last_progress = 0.0
+
+    def refresh() -> RunStats:
+        w, c = publisher.window, publisher.counts
+        stats.published, stats.acked, stats.in_flight = c.published, w.acked, w.in_flight
+        stats.max_in_flight, stats.refused = w.high_water, c.refused
+        stats.connects, stats.disconnects, stats.last_error = c.connects, c.disconnects, c.last_error
+        stats.wall_s = time.monotonic() - wall0
+        return stats
+
+    for plan in fleet.plans:
+        log.info("scenario %s → %s from %s: %s", plan.name, plan.device, plan.onset.isoformat(), plan.summary)
+        if end is not None and plan.onset >= end:
+            log.warning("scenario %s starts after the run ends (%s)", plan.name, end.isoformat())
+    try:
+        t = sim_start
+        while end is None or t < end:
+            t = t + step if end is None else min(t + step, end)
+            if not pacer.wait_until(t, stop):
+                stats.stopped = True
+                break
+            for frame in fleet.tick(t):
+                if not publisher.publish(frame, stop):
+                    stats.stopped = True
+                    break
+                stats.frames.add(frame)
+            stats.sim_now = t
+            if stats.stopped:
+                break
+            if on_progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                last_progress = time.monotonic()
+                on_progress(refresh())
+        # Give outstanding PUBACKs a chance, so "acked" is final when we return.
+        stats.drained = publisher.window.wait_empty(0.5 if stats.stopped else DRAIN_TIMEOUT_S)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    refresh()
+    if on_progress is not None:
+        on_progress(stats)
+    return stats
