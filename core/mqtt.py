@@ -21,15 +21,26 @@ class SessionOptions:
     receive_maximum: int = 10_000
     manual_ack: bool = True
     keepalive_s: int = 15
+    mqtt5: bool = True
 
 
 def make_client(options: SessionOptions, *, username: str | None = None, password: str | None = None) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=options.client_id,
-        protocol=mqtt.MQTTv5,
-        manual_ack=options.manual_ack,
-    )
+    if options.mqtt5:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=options.manual_ack,
+        )
+    else:
+        # MQTT 3.1.1: the persistent session is clean_session=False; the broker's own in-flight limit applies.
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            manual_ack=options.manual_ack,
+        )
     if username:
         client.username_pw_set(username, password or None)
     client.reconnect_delay_set(min_delay=1, max_delay=5)
@@ -45,6 +56,9 @@ def connect_properties(options: SessionOptions) -> Properties:
 
 def connect_async(client: mqtt.Client, host: str, port: int, options: SessionOptions) -> None:
     """Start connecting in paho's network thread; clean_start=False resumes the broker-side session."""
+    if not options.mqtt5:
+        client.connect_async(host, port, keepalive=options.keepalive_s)
+        return
     client.connect_async(
         host,
         port,

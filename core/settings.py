@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr = SecretStr("")
     mqtt_client_id: str = Field(default="steward-ingest", description="fixed id: the persistent session")
+    # 5 in production (Receive Maximum, session expiry); 3.1.1 only for the demo's Python fallback broker.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
     mqtt_keepalive_s: int = 15
     # Broker → ingest in-flight window (MQTT 5 Receive Maximum). Unacked messages wait for the batch
     # commit, so it must exceed batch_size or batches would never fill.

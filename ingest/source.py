@@ -28,6 +28,7 @@ class MqttSource:
             session_expiry_s=settings.mqtt_session_expiry_s,
             receive_maximum=settings.mqtt_receive_maximum,
             keepalive_s=settings.mqtt_keepalive_s,
+            mqtt5=settings.mqtt_protocol == "5",
         )
         # The broker should never have more than receive_maximum unacked messages out to us, but
         # Mosquitto 2.0.11 was seen overshooting it while draining a backlog after a database outage

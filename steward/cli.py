@@ -98,3 +98,61 @@ def run_ingest_cmd() -> None:
     settings = get_settings()
     stop = stop_on_signals()
     run_ingest(settings, make_engine(settings), stop)
+
+
+@app.command()
+def simulate(
+    estate_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="estate YAML")],
+    broker: Annotated[str | None, typer.Option(help="mqtt://host:port (default: STEWARD_MQTT_URL)")] = None,
+    seed: int = 0,
+    rate: Annotated[float, typer.Option(help="max messages/s, 0 = unlimited")] = 0.0,
+    speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 1.0,
+    duration: Annotated[str | None, typer.Option(help="simulated time to cover, e.g. 90m, 6h")] = None,
+    scenario: Annotated[list[str] | None, typer.Option(help="fault NAME[:DEVICE][@OFFSET], repeatable")] = None,
+) -> None:
+    """Publish a simulated device fleet built from an estate file (see --help for the fault scenarios)."""
+    from simulators import run_simulation
+    from simulators.cli import format_progress, parse_broker, parse_duration_s, parse_scenarios
+
+    settings = get_settings()
+    host, port = parse_broker(broker or settings.mqtt_url or "mqtt://127.0.0.1:1883")
+    stop = stop_on_signals()
+    stats = run_simulation(
+        estate_file,
+        host,
+        port,
+        seed=seed,
+        rate=rate,
+        speed=speed,
+        duration_s=parse_duration_s(duration),
+        scenarios=parse_scenarios(scenario or []),
+        stop_event=stop,
+        on_progress=lambda s: console.print(format_progress(s), highlight=False),
+    )
+    raise typer.Exit(0 if stats.drained else 1)
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")] = None,
+    backfill_hours: Annotated[float, typer.Option(help="replay this much recent history first")] = 2.0,
+    lang: Annotated[str, typer.Option(help="zh (简体中文) or en")] = "zh",
+    seed: int = 7,
+) -> None:
+    """Run the whole product on embedded defaults: database, broker, sample estate, ingest and simulators."""
+    from datetime import timedelta
+
+    from steward.demo import run_demo
+
+    if lang not in ("zh", "en"):
+        raise typer.BadParameter("lang must be zh or en")
+    result = run_demo(
+        get_settings(),
+        stop_on_signals(),
+        seed=seed,
+        backfill=timedelta(hours=backfill_hours),
+        duration_s=duration,
+        lang=lang,
+        console=console,
+    )
+    raise typer.Exit(0 if result.stored > 0 else 1)

@@ -1,0 +1,235 @@
+"""``steward demo``: embedded database and broker, the sample estate, ingest and simulators, live figures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from core.settings import Settings
+from ingest.health import Health, serve_health
+from steward.broker import MosquittoProcess, mosquitto_binary
+
+log = logging.getLogger(__name__)
+
+SAMPLE_ESTATE = Path(__file__).resolve().parent.parent / "examples" / "estate.yaml"
+# Faults the demo injects a few minutes in, so dead letters, quarantine and (later) alarms have something to show.
+DEMO_SCENARIOS = (
+    "transformer_overheat@2m",
+    "vacant_flow@1m",
+    "stale_sensor@3m",
+    "reverse_flow@1m",
+    "duplicates@30s",
+    "malformed@20s",
+    "bad_time@40s",
+    "unknown_device@10s",
+)
+
+LABELS = {
+    "zh": {
+        "title": "Steward 演示 · 实时入库",
+        "database": "数据库",
+        "broker": "消息代理",
+        "health": "健康检查",
+        "status": "入库状态",
+        "received": "已接收消息",
+        "stored": "已入库读数",
+        "duplicate": "重复（已去重）",
+        "dead_lettered": "死信（格式错误）",
+        "quarantined": "隔离（未知设备/时间异常）",
+        "seq_gaps": "序号缺口",
+        "published": "模拟器已发布 / 已确认",
+        "sim": "模拟时间",
+        "stop": "按 Ctrl-C 停止",
+        "dashboard": "网页看板：尚未提供（见 issue #3）；当前可查看健康检查与指标",
+    },
+    "en": {
+        "title": "Steward demo · live ingest",
+        "database": "Database",
+        "broker": "Broker",
+        "health": "Health check",
+        "status": "Ingest status",
+        "received": "Messages received",
+        "stored": "Readings stored",
+        "duplicate": "Duplicates (deduplicated)",
+        "dead_lettered": "Dead letters (malformed)",
+        "quarantined": "Quarantined (unknown device / bad time)",
+        "seq_gaps": "Seq gaps",
+        "published": "Simulator published / acked",
+        "sim": "Simulated time",
+        "stop": "Press Ctrl-C to stop",
+        "dashboard": "Web dashboards: not yet (issue #3); health and metrics are served now",
+    },
+}
+
+
+class Broker(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class DemoResult:
+    stored: int
+    received: int
+    first_stored_after_s: float | None
+
+
+def start_broker(settings: Settings) -> tuple[Broker | None, str, str]:
+    """(broker we own or None, URL, MQTT protocol) — Mosquitto if installed, else the Python fallback."""
+    if settings.mqtt_url:
+        return None, settings.mqtt_url, settings.mqtt_protocol
+    if mosquitto_binary():
+        broker = MosquittoProcess(settings.data_dir / "broker").start()
+        return broker, broker.url, "5"
+    from steward.python_broker import PythonBroker
+
+    fallback = PythonBroker().start()
+    return fallback, fallback.url, "3.1.1"
+
+
+def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, str]) -> Table:
+    t = LABELS[lang]
+    c = health.counters
+    table = Table(title=t["title"], show_header=False, min_width=72)
+    table.add_column(style="bold cyan")
+    table.add_column(justify="right")
+    status_style = {"ok": "green", "degraded": "red", "disconnected": "yellow"}[health.status]
+    table.add_row(t["status"], f"[{status_style}]{health.status}[/]")
+    for key in ("received", "stored", "duplicate", "dead_lettered", "quarantined", "seq_gaps"):
+        table.add_row(t[key], f"{getattr(c, key):,}")
+    table.add_row(t["published"], f"{sim.get('published', 0):,} / {sim.get('acked', 0):,}")
+    table.add_row(t["sim"], str(sim.get("sim_now", "—")))
+    table.add_row(t["database"], urls["database"])
+    table.add_row(t["broker"], urls["broker"])
+    table.add_row(t["health"], urls["health"])
+    table.caption = f"{t['dashboard']}\n{t['stop']}"
+    return table
+
+
+def run_demo(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    estate_file: Path = SAMPLE_ESTATE,
+    seed: int = 7,
+    backfill: timedelta = timedelta(hours=2),
+    duration_s: float | None = None,
+    lang: str = "zh",
+    console: Console | None = None,
+) -> DemoResult:
+    from facility.importer import import_estate
+    from ingest.pipeline import run_ingest
+    from protocol.estate_file import load_estate_file
+    from simulators import RunStats, run_simulation
+    from steward.broker import free_port
+    from storage.db import database_url, make_engine, make_sessionmaker, transaction
+    from storage.migrate import upgrade
+
+    console = console or Console()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with console.status("启动数据库 / starting the database…"):
+        url = database_url(settings)
+        upgrade(url)
+        engine = make_engine(settings, url=url)
+        with transaction(make_sessionmaker(engine)) as session:
+            summary = import_estate(session, load_estate_file(estate_file))
+    console.print(
+        f"[green]✓[/] 小区 estate [bold]{summary.estate}[/]: {summary.units} 户 units, {summary.devices} 台设备 devices"
+    )
+    broker, mqtt_url, protocol = start_broker(settings)
+    host, port = mqtt_url.removeprefix("mqtt://").removeprefix("tcp://").split(":")
+    console.print(f"[green]✓[/] 消息代理 broker {mqtt_url} (MQTT {protocol})")
+
+    health = Health()
+    health_port = settings.ingest_health_port or free_port()
+    health_server = serve_health(health, health_port)
+    ingest_settings = settings.model_copy(
+        update={
+            "database_url": url,
+            "mqtt_url": mqtt_url,
+            "mqtt_protocol": protocol,
+            "mqtt_client_id": "steward-demo-ingest",
+            "ingest_health_port": 0,
+        }
+    )
+    threads = [threading.Thread(target=run_ingest, args=(ingest_settings, engine, stop, health), name="ingest")]
+    live_stats: dict[str, object] = {}
+
+    def on_progress(s: RunStats) -> None:
+        live_stats.update(published=s.published, acked=s.acked, sim_now=f"{s.sim_now:%Y-%m-%d %H:%M:%S}")
+
+    def live() -> None:
+        run_simulation(
+            estate_file,
+            host,
+            int(port),
+            seed=seed,
+            speed=1.0,
+            scenarios=DEMO_SCENARIOS,
+            stop_event=stop,
+            on_progress=on_progress,
+            client_id="steward-demo-live",
+        )
+
+    def history() -> None:
+        # Replay the recent past at full speed so charts and meters have history from the first minute.
+        run_simulation(
+            estate_file,
+            host,
+            int(port),
+            seed=seed + 1,
+            speed=0,
+            rate=2_000,
+            duration_s=backfill.total_seconds(),
+            start=datetime.now(UTC) - backfill - timedelta(minutes=1),
+            stop_event=stop,
+            client_id="steward-demo-history",
+        )
+
+    threads.append(threading.Thread(target=live, name="simulator-live", daemon=True))
+    if backfill > timedelta(0):
+        threads.append(threading.Thread(target=history, name="simulator-history", daemon=True))
+    urls = {
+        "database": url.split("?")[0] + (" (embedded)" if not settings.database_url else ""),
+        "broker": mqtt_url + (" (embedded)" if broker else ""),
+        "health": f"http://127.0.0.1:{health_port}/health  ·  /metrics",
+    }
+    started = time.monotonic()
+    first_stored: float | None = None
+    for t in threads:
+        t.start()
+    try:
+        with Live(_table(lang, health, live_stats, urls), console=console, refresh_per_second=2) as view:
+            while not stop.wait(0.5):
+                if first_stored is None and health.counters.stored > 0:
+                    first_stored = time.monotonic() - started
+                view.update(_table(lang, health, live_stats, urls))
+                if duration_s is not None and time.monotonic() - started >= duration_s:
+                    stop.set()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+        health_server.shutdown()
+        if broker is not None:
+            broker.stop()
+        engine.dispose()
+        if not settings.database_url:
+            from storage.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(settings.data_dir)
+    result = DemoResult(health.counters.stored, health.counters.received, first_stored)
+    first = f"{first_stored:.1f}" if first_stored is not None else "—"
+    console.print(f"demo stopped: stored={result.stored} received={result.received} first_stored_after_s={first}")
+    return result
