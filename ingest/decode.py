@@ -25,6 +25,8 @@ from protocol.topics import TopicError, UplinkTopic, parse_uplink
 
 # Oversized payloads keep only this much of their bytes in the dead letter, enough to identify the sender.
 DEAD_LETTER_KEEP_BYTES = 4096
+# quarantined_messages.device_code is varchar(128); a topic level may be far longer (the topic keeps it all).
+QUARANTINE_DEVICE_CODE_MAX = 128
 
 
 class Reason:
@@ -221,4 +223,5 @@ class Decoder:
 
     @staticmethod
     def _quarantine(out: DecodedBatch, m: RawMessage, topic: UplinkTopic, reason: str, detail: str) -> None:
-        out.quarantined.append(QuarantineRow(m.received_at, m.topic, topic.device, m.payload, reason, detail))
+        device_code = topic.device[:QUARANTINE_DEVICE_CODE_MAX]
+        out.quarantined.append(QuarantineRow(m.received_at, m.topic, device_code, m.payload, reason, detail))

@@ -29,15 +29,25 @@ class SeqTracker:
             if not seqs:
                 continue
             prev = self.last.get(device)
-            # Sorted: reordering inside one batch is not a gap.
-            for s in sorted(set(seqs)):
-                if prev is None or s + RESTART_BELOW < prev:
-                    prev = s
-                elif s > prev + 1:
-                    gaps.append((device, prev + 1, s - 1))
-                    prev = s
-                elif s == prev + 1:
-                    prev = s
+            # Split at restarts in receipt order (a backlog batch after an outage may span one), then
+            # sort inside each part: reordering within a batch is not a gap.
+            segments: list[list[int]] = [[]]
+            high = prev
+            for s in seqs:
+                if high is not None and s + RESTART_BELOW < high:
+                    segments.append([])
+                    high = s
+                segments[-1].append(s)
+                high = s if high is None else max(high, s)
+            for segment in segments:
+                for s in sorted(set(segment)):
+                    if prev is None or s + RESTART_BELOW < prev:
+                        prev = s
+                    elif s > prev + 1:
+                        gaps.append((device, prev + 1, s - 1))
+                        prev = s
+                    elif s == prev + 1:
+                        prev = s
             updates[device] = prev if prev is not None else max(seqs)
         return gaps, updates
 

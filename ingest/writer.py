@@ -31,7 +31,7 @@ WITH ins AS (
   ON CONFLICT DO NOTHING
   RETURNING ts, point_id, value
 ), agg AS (
-  SELECT point_id, date_trunc('hour', ts) AS bucket, count(*) AS n, sum(value) AS total,
+  SELECT point_id, date_trunc('hour', ts, 'UTC') AS bucket, count(*) AS n, sum(value) AS total,
          min(value) AS min, max(value) AS max, max(ts) AS last_ts,
          (array_agg(value ORDER BY ts DESC))[1] AS last
   FROM ins GROUP BY 1, 2 ORDER BY 1, 2
@@ -75,10 +75,12 @@ ON CONFLICT (device_id) DO UPDATE SET
   last_seq = coalesce(excluded.last_seq, s.last_seq)
 """
 
+# Only a newer status (by device time) replaces the stored one: a late status must not win.
 DEVICE_STATUS_SQL = """
-UPDATE device_state s SET online = t.online, battery_v = t.battery_v
-FROM unnest(%(device)s::int[], %(online)s::bool[], %(battery)s::float8[]) AS t(device_id, online, battery_v)
-WHERE s.device_id = t.device_id
+UPDATE device_state s SET online = t.online, battery_v = t.battery_v, status_ts = t.ts
+FROM unnest(%(device)s::int[], %(ts)s::timestamptz[], %(online)s::bool[], %(battery)s::float8[])
+     AS t(device_id, ts, online, battery_v)
+WHERE s.device_id = t.device_id AND (s.status_ts IS NULL OR t.ts >= s.status_ts)
 """
 
 SEQ_GAPS_SQL = """
@@ -181,7 +183,12 @@ def write_batch(
         devices = sorted(latest)
         conn.exec_driver_sql(
             DEVICE_STATUS_SQL,
-            {"device": devices, "online": [latest[d][1] for d in devices], "battery": [latest[d][2] for d in devices]},
+            {
+                "device": devices,
+                "ts": [latest[d][0] for d in devices],
+                "online": [latest[d][1] for d in devices],
+                "battery": [latest[d][2] for d in devices],
+            },
         )
     if gaps:
         conn.exec_driver_sql(

@@ -7,6 +7,7 @@ Timestamps are ISO-8601 strings or integer epoch milliseconds. A timestamp witho
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -27,6 +28,9 @@ MAX_VALUES_PER_FRAME = 256
 MAX_BATCH = 1_000
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _epoch_ms_or_iso(value: Any) -> Any:
     # bool is an int subclass; a boolean timestamp is a bug, not epoch 1 ms.
     if isinstance(value, bool):
@@ -37,7 +41,13 @@ def _epoch_ms_or_iso(value: Any) -> Any:
         except (OverflowError, OSError, ValueError):
             # Not a ValueError by itself: pydantic would let it escape decode_uplink and stop ingest.
             raise ValueError("epoch milliseconds out of range") from None
-    if isinstance(value, str | datetime):  # datetime: models built in Python (encode's producers)
+    if isinstance(value, str):
+        # Only ISO-8601 text: pydantic would read "1764115200" as unix *seconds*, while an integer
+        # means milliseconds, and the same number must not mean two instants.
+        if not _ISO_DATE.match(value):
+            raise ValueError("timestamp text must be ISO-8601, e.g. 2026-11-26T08:00:00+08:00")
+        return value
+    if isinstance(value, datetime):  # models built in Python (encode's producers)
         return value
     raise ValueError("timestamp must be ISO-8601 text or integer epoch milliseconds")
 
@@ -86,7 +96,10 @@ class MeterReadingV1(_Frozen):
     unit: Literal["kWh", "m3"]
     reverse_register: Register | None = None
     valve: Literal["open", "closed", "unknown"] | None = None
-    flags: tuple[Annotated[str, StringConstraints(max_length=32)], ...] = Field(default=(), max_length=16)
+    # Flags are short machine words (reverse_power, tamper, low_battery): no separators, no free text.
+    flags: tuple[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,32}$")], ...] = Field(
+        default=(), max_length=16
+    )
 
 
 class SwipeV1(_Frozen):
@@ -165,23 +178,17 @@ def _is_batch(payload: bytes) -> bool:
 
 def decode_uplink(channel: Channel, payload: bytes) -> list[Reading]:
     """Validate one uplink payload; return its readings (a batch yields several)."""
-    single = _SINGLE[channel]
     batch = _BATCH.get(channel)
-    # Cheap pre-check on the bytes; a single reading that merely *contains* "batch" (say in its
-    # flags) falls back to the single model below, so the check only orders the attempts.
-    models = [batch, single] if batch is not None and _BATCH_MARKER in payload else [single]
-    first_error: ValidationError | None = None
-    for model in models:
-        try:
-            obj = model.model_validate_json(payload)
-        except ValidationError as exc:
-            first_error = first_error or exc
-            continue
-        if isinstance(obj, TelemetryBatchV1 | MeterBatchV1):
-            return list(obj.batch)
-        return [obj]  # type: ignore[list-item]
-    assert first_error is not None
-    raise PayloadError(_reason(first_error))
+    # Exactly one model, so the dead-letter reason is about the payload's real shape: a single reading
+    # that merely *contains* "batch" (a metric name, a flag) is validated, and refused, as a single one.
+    model = batch if batch is not None and _is_batch(payload) else _SINGLE[channel]
+    try:
+        obj = model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise PayloadError(_reason(exc)) from None
+    if isinstance(obj, TelemetryBatchV1 | MeterBatchV1):
+        return list(obj.batch)
+    return [obj]  # type: ignore[list-item]
 
 
 def encode(obj: BaseModel) -> bytes:

@@ -221,6 +221,7 @@ class DeviceState(Base):
     last_seq: Mapped[int | None] = mapped_column(BigInteger)
     online: Mapped[bool | None] = mapped_column(Boolean)
     battery_v: Mapped[float | None] = mapped_column(Double)
+    status_ts: Mapped[datetime | None] = mapped_column(TZ)  # device time of online/battery_v
 
 
 class SeqGap(Base):

@@ -200,6 +200,7 @@ def upgrade() -> None:
     sa.Column('last_seq', sa.BigInteger(), nullable=True),
     sa.Column('online', sa.Boolean(), nullable=True),
     sa.Column('battery_v', sa.Double(), nullable=True),
+    sa.Column('status_ts', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_state_device_id_devices'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('device_id', name=op.f('pk_device_state'))
     )
