@@ -7,6 +7,7 @@ the device-time keys turn any repeat into a counted duplicate.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from core.settings import Settings
@@ -29,6 +30,10 @@ from storage.timescale import has_timescale
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# How often ingest_status is refreshed: inside a batch transaction at most once a second, and by
+# itself when idle, so the API can tell "quiet" from "dead" (stale after 30 s).
+STATUS_EVERY_S = 1.0
+STATUS_IDLE_EVERY_S = 5.0
 
 # Called inside the batch transaction after the rows are written (alarms, billing hook in here).
 BatchHook = Callable[..., None]
@@ -60,6 +65,8 @@ class Pipeline:
         )
         self.keep_rollup = True
         self.hooks: list[BatchHook] = []
+        self.instance = settings.mqtt_client_id
+        self._status_written = 0.0
 
     def prepare(self, stop: threading.Event) -> bool:
         """Load the registry and seq state, waiting for the database if it is not up yet."""
@@ -82,6 +89,8 @@ class Pipeline:
         while not stop.is_set():
             batch = self._collect(source_queue, stop)
             if not batch:
+                if time.monotonic() - self._status_written > STATUS_IDLE_EVERY_S:
+                    self._report_idle()
                 continue
             if self._commit_with_retry(batch, stop):
                 self.ack(batch)
@@ -166,6 +175,8 @@ class Pipeline:
             )
             for hook in self.hooks:
                 hook(conn, decoded, result)
+            if time.monotonic() - self._status_written > STATUS_EVERY_S:
+                self._report_status(conn)
         self.seq.commit(last_seq)
         c = self.health.counters
         c.batches += 1
@@ -176,6 +187,28 @@ class Pipeline:
         c.seq_gaps += len(gaps)
         self.health.last_commit_at = time.time()
         return result
+
+    def _report_status(self, conn: Connection) -> None:
+        """Publish our health and counters where the API and dashboards can read them."""
+        snap = self.health.snapshot()
+        conn.execute(
+            text(
+                "INSERT INTO ingest_status (instance, updated_at, status, counters) "
+                "VALUES (:i, now(), :s, CAST(:c AS jsonb)) ON CONFLICT (instance) DO UPDATE SET "
+                "updated_at = excluded.updated_at, status = excluded.status, counters = excluded.counters"
+            ),
+            {"i": self.instance, "s": snap["status"], "c": json.dumps(snap["counters"])},
+        )
+        self._status_written = time.monotonic()
+
+    def _report_idle(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self._report_status(conn)
+            self.health.database_ok = True
+        except SQLAlchemyError as exc:
+            self._degraded(exc)
+            self._status_written = time.monotonic()  # retry at the idle pace, not in a tight loop
 
     def _degraded(self, exc: SQLAlchemyError) -> None:
         first_line = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__

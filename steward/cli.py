@@ -156,3 +156,71 @@ def demo(
         console=console,
     )
     raise typer.Exit(0 if result.stored > 0 else 1)
+
+
+user_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for integrations.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, engineer, steward, card_admin, billing_clerk or viewer")],
+    estate: Annotated[list[str] | None, typer.Option(help="estate code the user may see; repeatable")] = None,
+    all_estates: Annotated[bool, typer.Option("--all-estates", help="head-office account: every estate")] = False,
+    display_name: str = "",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create a staff account."""
+    from accounts.const import Role
+    from accounts.service import create_user
+    from storage.db import make_engine, make_sessionmaker, transaction
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        user = create_user(
+            session,
+            username=username,
+            password=password,
+            role=Role(role),
+            display_name=display_name,
+            estates=estate or [],
+            all_estates=all_estates,
+        )
+        console.print(f"[green]user {user.username}[/] ({user.role}) created")
+
+
+@token_app.command("create")
+def token_create(
+    username: str,
+    name: Annotated[str, typer.Option(help="what the token is for")],
+    days: Annotated[int | None, typer.Option(help="expires after this many days")] = None,
+) -> None:
+    """Create a bearer token for a staff account and print it once."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from accounts.service import create_token
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import StaffUser
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+        if user is None:
+            raise typer.BadParameter(f"no user {username!r}")
+        token = create_token(session, user, name, ttl=timedelta(days=days) if days else None)
+    typer.echo(token)
+
+
+@run_app.command("api")
+def run_api_cmd(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="API processes; live views work across them (NOTIFY)")] = 1,
+) -> None:
+    """Serve the HTTP API and the dashboards."""
+    import uvicorn
+
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning")

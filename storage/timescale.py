@@ -76,7 +76,9 @@ def remove_policies(conn: Connection, table: str) -> None:
 def sample_aggregate_sql(view: str, bucket: str, tz: str | None = None) -> str:
     bucket_expr = f"time_bucket(INTERVAL '{bucket}', ts, '{tz}')" if tz else f"time_bucket(INTERVAL '{bucket}', ts)"
     return (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} WITH (timescaledb.continuous) AS "
+        # Real-time aggregation: buckets not yet materialised are computed from raw rows at query time.
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} "
+        "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS "
         f"SELECT point_id, {bucket_expr} AS bucket, count(*) AS n, avg(value) AS avg, "
         "min(value) AS min, max(value) AS max, last(value, ts) AS last "
         "FROM samples GROUP BY point_id, bucket WITH NO DATA"

@@ -1,0 +1,36 @@
+"""Staff roles and what each may do (DESIGN.md §8: engineers, stewards 管家, card and billing clerks)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    admin = "admin"
+    engineer = "engineer"  # 工程部: equipment, alarms, tickets
+    steward = "steward"  # 管家/客服: units, residents, tickets, callbacks
+    card_admin = "card_admin"  # 门禁卡管理
+    billing_clerk = "billing_clerk"  # 收费员
+    viewer = "viewer"  # read-only dashboards
+
+
+ALL_ROLES = frozenset(Role)
+EQUIPMENT_ROLES = frozenset({Role.admin, Role.engineer, Role.viewer})
+# Roles whose work needs residents' names and phone numbers (notices, cards, callbacks); the rest
+# see them masked (张**, 138****5678) — PIPL's minimum-necessary principle.
+PERSONAL_DATA_ROLES = frozenset({Role.admin, Role.steward, Role.card_admin, Role.billing_clerk})
+
+ROLE_LABELS = {
+    Role.admin: ("系统管理员", "Administrator"),
+    Role.engineer: ("工程人员", "Engineer"),
+    Role.steward: ("管家", "Steward"),
+    Role.card_admin: ("门禁卡管理员", "Card administrator"),
+    Role.billing_clerk: ("收费员", "Billing clerk"),
+    Role.viewer: ("只读用户", "Viewer"),
+}
+
+SESSION_TTL = timedelta(hours=12)  # one working shift plus overtime
+# Login rate limit: this many failures for one username within the window lock it until they age out.
+LOGIN_MAX_FAILURES = 5
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)

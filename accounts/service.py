@@ -1,0 +1,160 @@
+"""Staff accounts: passwords, browser sessions, bearer tokens, estate scope and the audit log.
+
+Services take a Session and flush; the boundary (HTTP request, CLI command) commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from accounts.const import LOGIN_FAILURE_WINDOW, LOGIN_MAX_FAILURES, SESSION_TTL, Role
+from core import clock
+from core.errors import Conflict, InvalidInput, StewardError
+from storage.models import ApiToken, AuditLog, Estate, LoginFailure, StaffEstate, StaffUser, WebSession
+
+_hasher = PasswordHasher()
+# Verified against when the username does not exist, so a wrong username costs the same time as a
+# wrong password and response times do not reveal which accounts exist.
+_DUMMY_HASH = _hasher.hash("steward-timing-equaliser")
+MIN_PASSWORD_LENGTH = 10
+
+
+class LoginFailed(StewardError):
+    status_code = 401
+
+
+class TooManyAttempts(StewardError):
+    status_code = 429
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str = "",
+    estates: Iterable[str] = (),
+    all_estates: bool = False,
+) -> StaffUser:
+    """Create a staff account scoped to the given estate codes."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
+        raise Conflict(f"user {username!r} exists")
+    user = StaffUser(
+        username=username,
+        display_name=display_name or username,
+        password_hash=_hasher.hash(password),
+        role=Role(role).value,
+        active=True,
+        all_estates=all_estates,
+    )
+    session.add(user)
+    session.flush()
+    codes = list(estates)
+    if codes:
+        found: dict[str, int] = {
+            c: i for c, i in session.execute(select(Estate.code, Estate.id).where(Estate.code.in_(codes)))
+        }
+        missing = sorted(set(codes) - set(found))
+        if missing:
+            raise InvalidInput(f"unknown estates: {', '.join(missing)}")
+        session.add_all(StaffEstate(user_id=user.id, estate_id=found[c]) for c in codes)
+        session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str, *, client: str = "") -> StaffUser:
+    """Check a password; failures are recorded and too many lock the username for a while."""
+    since = clock.now() - LOGIN_FAILURE_WINDOW
+    failures = session.scalar(
+        select(func.count()).select_from(LoginFailure).where(LoginFailure.username == username, LoginFailure.at > since)
+    )
+    if (failures or 0) >= LOGIN_MAX_FAILURES:
+        raise TooManyAttempts("too many failed logins; try again in 15 minutes / 登录失败次数过多，请 15 分钟后再试")
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        ok = user is not None and user.active
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        session.add(LoginFailure(username=username[:64], client=client[:64], at=clock.now()))
+        session.flush()
+        raise LoginFailed("wrong username or password / 用户名或密码错误")
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    return user
+
+
+def start_web_session(session: Session, user: StaffUser) -> str:
+    """Return the cookie secret of a new browser session."""
+    secret = secrets.token_urlsafe(32)
+    session.add(WebSession(user_id=user.id, token_hash=_digest(secret), expires_at=clock.now() + SESSION_TTL))
+    session.flush()
+    return secret
+
+
+def end_web_session(session: Session, secret: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.token_hash == _digest(secret)))
+
+
+def user_for_session(session: Session, secret: str) -> StaffUser | None:
+    row = session.scalar(
+        select(StaffUser)
+        .join(WebSession, WebSession.user_id == StaffUser.id)
+        .where(WebSession.token_hash == _digest(secret), WebSession.expires_at > clock.now(), StaffUser.active)
+    )
+    return row
+
+
+def create_token(session: Session, user: StaffUser, name: str, *, ttl: timedelta | None = None) -> str:
+    """Return a new bearer token (shown once; only its hash is kept)."""
+    secret = "stw_" + secrets.token_urlsafe(32)
+    expires = clock.now() + ttl if ttl else None
+    session.add(ApiToken(user_id=user.id, name=name, token_hash=_digest(secret), expires_at=expires))
+    session.flush()
+    return secret
+
+
+def user_for_token(session: Session, secret: str) -> StaffUser | None:
+    now = clock.now()
+    token = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == _digest(secret), ApiToken.revoked_at.is_(None))
+    )
+    if token is None or (token.expires_at is not None and token.expires_at <= now):
+        return None
+    user = session.get(StaffUser, token.user_id)
+    if user is None or not user.active:
+        return None
+    # Coarse last-used stamp: integrations call often, one write a minute is plenty.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        token.last_used_at = now
+    return user
+
+
+def visible_estate_ids(session: Session, user: StaffUser) -> set[int]:
+    if user.all_estates:
+        return set(session.scalars(select(Estate.id)))
+    return set(session.scalars(select(StaffEstate.estate_id).where(StaffEstate.user_id == user.id)))
+
+
+def audit(
+    session: Session, actor: StaffUser | str, action: str, obj: str, detail: dict[str, Any] | None = None
+) -> None:
+    """Append to the audit log (who read or changed what); never holds the personal data itself."""
+    name = actor if isinstance(actor, str) else actor.username
+    session.add(AuditLog(actor=name, action=action, object=obj, detail=detail or {}, at=clock.now()))

@@ -1,0 +1,46 @@
+"""The FastAPI application factory. Nothing connects at import time: the lifespan builds the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api.errors import install_error_handlers
+from api.routes import auth, equipment, estates, operations
+from core.settings import Settings, get_settings
+from storage.db import make_engine, make_sessionmaker
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        eng = engine or make_engine(settings, pool_size=10)
+        app.state.engine = eng
+        app.state.sessionmaker = make_sessionmaker(eng)
+        app.state.settings = settings
+        yield
+        if own:
+            eng.dispose()
+
+    app = FastAPI(
+        title="Steward API",
+        description="物业 IoT platform: estates, equipment, time series, ingest health. 简体中文 / English.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (auth, estates, equipment, operations):
+        app.include_router(module.router)
+    try:
+        from dashboards.routes import mount_dashboards
+    except ImportError:  # dashboards not built yet
+        pass
+    else:
+        mount_dashboards(app)
+    return app

@@ -1,0 +1,76 @@
+"""FastAPI dependencies, each named once as an Annotated alias (SessionDep, CurrentUser, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from accounts import service as accounts
+from accounts.const import Role
+from api.errors import Forbidden, NotAuthenticated
+from storage.models import StaffUser
+
+SESSION_COOKIE = "steward_session"
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One request, one transaction: committed when the route returns, rolled back if it raises."""
+    factory = request.app.state.sessionmaker
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_user(request: Request, session: SessionDep) -> StaffUser:
+    header = request.headers.get("authorization", "")
+    user = None
+    if header.lower().startswith("bearer "):
+        user = accounts.user_for_token(session, header[7:].strip())
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        user = accounts.user_for_session(session, cookie)
+    if user is None:
+        raise NotAuthenticated("login required / 请先登录")
+    request.state.user = user
+    return user
+
+
+CurrentUser = Annotated[StaffUser, Depends(get_current_user)]
+
+
+def require_roles(roles: frozenset[Role]) -> Callable[[StaffUser], StaffUser]:
+    def check(user: CurrentUser) -> StaffUser:
+        if Role(user.role) not in roles:
+            raise Forbidden("your role may not do this / 当前角色无此权限")
+        return user
+
+    return check
+
+
+def visible_estates(session: SessionDep, user: CurrentUser) -> set[int]:
+    return accounts.visible_estate_ids(session, user)
+
+
+VisibleEstates = Annotated[set[int], Depends(visible_estates)]
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PageDep = Annotated[PageParams, Depends(PageParams)]

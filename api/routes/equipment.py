@@ -1,0 +1,209 @@
+"""Equipment rooms, devices, points and their time series (engineering roles)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from accounts.const import EQUIPMENT_ROLES
+from api.deps import PageDep, SessionDep, VisibleEstates, require_roles
+from api.pagination import page_of
+from api.routes.estates import estate_or_404
+from api.schemas import (
+    BucketOut,
+    DeviceDetailOut,
+    DeviceOut,
+    LiveValueOut,
+    Page,
+    PointOut,
+    RoomOut,
+    SampleOut,
+    SamplesOut,
+    SeriesOut,
+)
+from core import clock
+from core.errors import NotFound
+from facility import series
+from storage.models import Device, DeviceState, Estate, Point, Room, StaffUser
+
+router = APIRouter(tags=["equipment"])
+Engineering = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES))]
+# A point is stale when it has not reported within 1.5 × its device's interval (domain-defaults §2).
+STALE_FACTOR = 1.5
+
+
+def _room(session: Session, room_id: int, visible: set[int]) -> Room:
+    room = session.get(Room, room_id)
+    if room is None or room.estate_id not in visible:
+        raise NotFound("room not found / 未找到该机房")
+    return room
+
+
+def _device(session: Session, device_id: int, visible: set[int]) -> Device:
+    device = session.get(Device, device_id)
+    if device is None or device.estate_id not in visible:
+        raise NotFound("device not found / 未找到该设备")
+    return device
+
+
+def _point(session: Session, point_id: int, visible: set[int]) -> tuple[Point, Device]:
+    row = session.execute(
+        select(Point, Device).join(Device, Point.device_id == Device.id).where(Point.id == point_id)
+    ).first()
+    if row is None or row[1].estate_id not in visible:
+        raise NotFound("point not found / 未找到该测点")
+    return row[0], row[1]
+
+
+def _device_out(device: Device, state: DeviceState | None) -> DeviceOut:
+    out = DeviceOut.model_validate(device)
+    if state is not None:
+        out.last_seen_at, out.online = state.last_seen_at, state.online
+    return out
+
+
+def live_values(session: Session, devices: list[Device]) -> list[LiveValueOut]:
+    """Latest value of every point of these devices, marked stale past 1.5 × the expected interval."""
+    points = session.scalars(select(Point).where(Point.device_id.in_([d.id for d in devices])).order_by(Point.id)).all()
+    latest = series.latest_values(session, [p.id for p in points])
+    interval = {d.id: d.expected_interval_s for d in devices}
+    now = clock.now()
+    out = []
+    for p in points:
+        v = latest.get(p.id)
+        ts = v.ts if v else None
+        age = (now - ts).total_seconds() if ts else None
+        stale = age is None or age > STALE_FACTOR * interval[p.device_id]
+        out.append(
+            LiveValueOut(
+                point_id=p.id,
+                device_id=p.device_id,
+                metric=p.metric,
+                unit=p.unit,
+                label=p.label,
+                ts=ts,
+                value=v.value if v else None,
+                age_s=age,
+                stale=stale,
+            )
+        )
+    return out
+
+
+@router.get("/api/estates/{code}/rooms", response_model=Page[RoomOut])
+def list_rooms(
+    code: str, session: SessionDep, user: Engineering, visible: VisibleEstates, page: PageDep
+) -> dict[str, Any]:
+    """Equipment rooms of an estate."""
+    estate = estate_or_404(session, code, visible)
+    return page_of(session, select(Room).where(Room.estate_id == estate.id).order_by(Room.code), page)
+
+
+@router.get("/api/estates/{code}/devices", response_model=Page[DeviceOut])
+def list_devices(
+    code: str,
+    session: SessionDep,
+    user: Engineering,
+    visible: VisibleEstates,
+    page: PageDep,
+    kind: Annotated[str | None, Query(max_length=48)] = None,
+    room_id: int | None = None,
+) -> dict[str, Any]:
+    """Devices of an estate, optionally of one kind or one room."""
+    estate: Estate = estate_or_404(session, code, visible)
+    stmt = select(Device).where(Device.estate_id == estate.id)
+    if kind:
+        stmt = stmt.where(Device.kind == kind)
+    if room_id is not None:
+        stmt = stmt.where(Device.room_id == room_id)
+    result = page_of(session, stmt.order_by(Device.code), page)
+    devices: list[Device] = result["items"]
+    states = {
+        s.device_id: s
+        for s in session.scalars(select(DeviceState).where(DeviceState.device_id.in_([d.id for d in devices])))
+    }
+    result["items"] = [_device_out(d, states.get(d.id)) for d in devices]
+    return result
+
+
+@router.get("/api/rooms/{room_id}", response_model=RoomOut)
+def get_room(room_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Room:
+    """One equipment room."""
+    return _room(session, room_id, visible)
+
+
+@router.get("/api/rooms/{room_id}/live", response_model=list[LiveValueOut])
+def room_live(room_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> list[LiveValueOut]:
+    """Latest value of every point in the room, with staleness."""
+    room = _room(session, room_id, visible)
+    devices = list(session.scalars(select(Device).where(Device.room_id == room.id)))
+    return live_values(session, devices)
+
+
+@router.get("/api/devices/{device_id}", response_model=DeviceDetailOut)
+def get_device(device_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> DeviceDetailOut:
+    """One device with its points and last contact."""
+    device = _device(session, device_id, visible)
+    points = session.scalars(select(Point).where(Point.device_id == device.id).order_by(Point.metric)).all()
+    base = _device_out(device, session.get(DeviceState, device.id))
+    return DeviceDetailOut(**base.model_dump(), points=[PointOut.model_validate(p) for p in points])
+
+
+@router.get("/api/points/{point_id}", response_model=PointOut)
+def get_point(point_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Point:
+    """One measuring point."""
+    return _point(session, point_id, visible)[0]
+
+
+def _default_range(start: datetime | None, end: datetime | None, span: timedelta) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    return (start or end - span), end
+
+
+@router.get("/api/points/{point_id}/samples", response_model=SamplesOut)
+def point_samples(
+    point_id: int,
+    session: SessionDep,
+    user: Engineering,
+    visible: VisibleEstates,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: Annotated[datetime | None, Query(description="continue after this device time")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+) -> SamplesOut:
+    """Raw samples of a point over a range of at most 7 days (default: the last hour), oldest first."""
+    _point(session, point_id, visible)
+    lo, hi = _default_range(start, end, timedelta(hours=1))
+    rows = series.raw_samples(session, point_id, lo, hi, after=after, limit=limit)
+    return SamplesOut(
+        point_id=point_id,
+        items=[SampleOut(ts=ts, value=v) for ts, v in rows],
+        next_after=rows[-1][0] if len(rows) == limit else None,
+    )
+
+
+@router.get("/api/points/{point_id}/series", response_model=SeriesOut)
+def point_series(
+    point_id: int,
+    session: SessionDep,
+    user: Engineering,
+    visible: VisibleEstates,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: series.Bucket = series.Bucket.h1,
+) -> SeriesOut:
+    """Min/avg/max/last per bucket (default: the last 24 h by hour), from aggregates when they exist."""
+    _, device = _point(session, point_id, visible)
+    estate = session.get(Estate, device.estate_id)
+    lo, hi = _default_range(start, end, timedelta(hours=24))
+    source, rows = series.bucketed(session, point_id, lo, hi, bucket, tz=estate.timezone if estate else "Asia/Shanghai")
+    return SeriesOut(
+        point_id=point_id,
+        bucket=bucket.value,
+        source=source,
+        items=[BucketOut(bucket=r.bucket, n=r.n, min=r.min, avg=r.avg, max=r.max, last=r.last) for r in rows],
+    )

@@ -1,0 +1,114 @@
+"""Estates, buildings, units and residents, scoped to the estates the staff member may see."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from accounts import service as accounts
+from accounts.const import ALL_ROLES, PERSONAL_DATA_ROLES, Role
+from accounts.masking import mask_name, mask_phone
+from api.deps import CurrentUser, PageDep, SessionDep, VisibleEstates, require_roles
+from api.pagination import page_of
+from api.schemas import BuildingOut, EstateOut, Page, ResidentOut, UnitOut
+from core.errors import NotFound
+from storage.models import Building, Estate, Resident, StaffUser, Unit
+
+router = APIRouter(tags=["estates"])
+AnyStaff = Annotated[StaffUser, Depends(require_roles(ALL_ROLES))]
+
+
+def estate_or_404(session: Session, code: str, visible: set[int]) -> Estate:
+    """The estate, or 404 whether it does not exist or is not the caller's (existence is not leaked)."""
+    estate = session.scalar(select(Estate).where(Estate.code == code))
+    if estate is None or estate.id not in visible:
+        raise NotFound("estate not found / 未找到该小区")
+    return estate
+
+
+@router.get("/api/estates", response_model=Page[EstateOut])
+def list_estates(session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep) -> dict[str, Any]:
+    """Estates the caller may see."""
+    return page_of(session, select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code), page)
+
+
+@router.get("/api/estates/{code}", response_model=EstateOut)
+def get_estate(code: str, session: SessionDep, user: AnyStaff, visible: VisibleEstates) -> Estate:
+    """One estate."""
+    return estate_or_404(session, code, visible)
+
+
+@router.get("/api/estates/{code}/buildings", response_model=Page[BuildingOut])
+def list_buildings(
+    code: str, session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep
+) -> dict[str, Any]:
+    """Buildings of an estate."""
+    estate = estate_or_404(session, code, visible)
+    return page_of(session, select(Building).where(Building.estate_id == estate.id).order_by(Building.code), page)
+
+
+@router.get("/api/estates/{code}/units", response_model=Page[UnitOut])
+def list_units(
+    code: str,
+    session: SessionDep,
+    user: AnyStaff,
+    visible: VisibleEstates,
+    page: PageDep,
+    building: Annotated[str | None, Query(max_length=8)] = None,
+    occupancy: Annotated[str | None, Query(pattern="^(vacant|occupied|renovating)$")] = None,
+) -> dict[str, Any]:
+    """Units (households) of an estate, optionally one building's or one occupancy's."""
+    estate = estate_or_404(session, code, visible)
+    stmt = select(Unit).join(Building, Unit.building_id == Building.id).where(Building.estate_id == estate.id)
+    if building:
+        stmt = stmt.where(Building.code == building)
+    if occupancy:
+        stmt = stmt.where(Unit.occupancy == occupancy)
+    return page_of(session, stmt.order_by(Unit.code), page)
+
+
+@router.get("/api/estates/{code}/residents", response_model=Page[ResidentOut])
+def list_residents(
+    code: str,
+    session: SessionDep,
+    user: CurrentUser,
+    visible: VisibleEstates,
+    page: PageDep,
+    unit: Annotated[str | None, Query(max_length=32)] = None,
+) -> dict[str, Any]:
+    """Residents; names and phones are masked for roles that do not need them, and every read is audited."""
+    estate = estate_or_404(session, code, visible)
+    stmt = (
+        select(Resident)
+        .join(Unit, Resident.unit_id == Unit.id)
+        .join(Building, Unit.building_id == Building.id)
+        .where(Building.estate_id == estate.id)
+    )
+    if unit:
+        stmt = stmt.where(Unit.code == unit)
+    result = page_of(session, stmt.order_by(Unit.code, Resident.id), page)
+    masked = Role(user.role) not in PERSONAL_DATA_ROLES
+    residents: list[Resident] = result["items"]
+    result["items"] = [
+        ResidentOut(
+            id=r.id,
+            unit_id=r.unit_id,
+            name=mask_name(r.name) if masked else r.name,
+            phone=mask_phone(r.phone) if masked else r.phone,
+            role=r.role,
+            lease_end=r.lease_end,
+            masked=masked,
+        )
+        for r in residents
+    ]
+    accounts.audit(
+        session,
+        user,
+        "residents.read",
+        f"estate:{estate.code}",
+        {"resident_ids": [r.id for r in residents], "masked": masked, "unit": unit},
+    )
+    return result

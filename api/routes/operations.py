@@ -1,0 +1,105 @@
+"""Ingest health and counters, dead letters and quarantined messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from accounts.const import Role
+from api.deps import PageDep, SessionDep, require_roles
+from api.pagination import page_of
+from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
+from core import clock
+from storage.models import DeadLetter, IngestStatus, QuarantinedMessage, StaffUser
+
+router = APIRouter(tags=["operations"])
+Operators = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer})))]
+# An ingest process that has not reported for this long is presumed down.
+INGEST_STALE_AFTER = timedelta(seconds=30)
+
+
+def ingest_statuses(session: Session) -> list[IngestStatusOut]:
+    rows = session.scalars(select(IngestStatus).order_by(IngestStatus.instance)).all()
+    now = clock.now()
+    out = []
+    for r in rows:
+        item = IngestStatusOut.model_validate(r)
+        if now - r.updated_at > INGEST_STALE_AFTER:
+            item.status = "stale"
+        out.append(item)
+    return out
+
+
+@router.get("/health", response_model=HealthOut)
+def health(session: SessionDep) -> HealthOut:
+    """Liveness of the API, its database and the ingest processes (no login needed)."""
+    try:
+        session.execute(text("SELECT 1"))
+        ingest = ingest_statuses(session)
+        database = True
+    except SQLAlchemyError:
+        ingest, database = [], False
+    ok = database and bool(ingest) and all(i.status == "ok" for i in ingest)
+    return HealthOut(status="ok" if ok else "degraded", database=database, ingest=ingest)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(session: SessionDep, user: Operators) -> str:
+    """Ingest counters in the Prometheus text format, summed over ingest processes."""
+    totals: dict[str, int] = {}
+    statuses = ingest_statuses(session)
+    for s in statuses:
+        for name, value in s.counters.items():
+            if isinstance(value, int):
+                totals[name] = totals.get(name, 0) + value
+    lines = []
+    for name, value in sorted(totals.items()):
+        lines += [f"# TYPE steward_ingest_{name}_total counter", f"steward_ingest_{name}_total {value}"]
+    lines.append("# TYPE steward_ingest_up gauge")
+    for s in statuses:
+        lines.append(f'steward_ingest_up{{instance="{s.instance}"}} {1 if s.status == "ok" else 0}')
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/api/ingest/status", response_model=list[IngestStatusOut])
+def ingest_status(session: SessionDep, user: Operators) -> list[IngestStatusOut]:
+    """What each ingest process last reported."""
+    return ingest_statuses(session)
+
+
+@router.get("/api/ingest/dead-letters", response_model=Page[DeadLetterOut])
+def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[str, Any]:
+    """Payloads that could not be understood, newest first, with the reason."""
+    result = page_of(session, select(DeadLetter).order_by(DeadLetter.id.desc()), page)
+    rows: list[DeadLetter] = result["items"]
+    result["items"] = [
+        DeadLetterOut(
+            id=r.id,
+            received_at=r.received_at,
+            topic=r.topic,
+            error=r.error,
+            payload_preview=r.payload[:200].decode("utf-8", errors="replace"),
+        )
+        for r in rows
+    ]
+    return result
+
+
+@router.get("/api/ingest/quarantine", response_model=Page[QuarantineOut])
+def quarantine(
+    session: SessionDep,
+    user: Operators,
+    page: PageDep,
+    reason: Annotated[str | None, Query(max_length=48)] = None,
+) -> dict[str, Any]:
+    """Quarantined messages (unknown devices, timestamps outside the window), newest first."""
+    stmt = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc())
+    if reason:
+        stmt = stmt.where(QuarantinedMessage.reason == reason)
+    return page_of(session, stmt, page)

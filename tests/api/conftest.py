@@ -1,0 +1,99 @@
+"""API fixtures: the app on the test database, two estates, and one account per role.
+
+The role × route expectations live in tests/api/test_access.py; these fixtures only build the world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+from accounts.const import Role
+from accounts.service import create_token, create_user
+from api.app import create_app
+from core.settings import Settings
+from facility.importer import import_estate
+from protocol.estate_file import EstateFile
+from tests.support.estate import small_estate
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass(frozen=True)
+class World:
+    engine: Engine
+    estate: str  # the estate every account may see
+    other_estate: str  # an estate nobody but the head-office admin may see
+    tokens: dict[Role, str]
+    room_id: int
+    device_id: int
+    point_id: int
+    other_room_id: int
+    other_device_id: int
+    other_point_id: int
+
+
+def _with_residents(doc: EstateFile) -> EstateFile:
+    data = doc.model_dump(mode="json")
+    data["buildings"] = [{"code": "1", "name": "1幢", "floors": 2, "units_per_floor": 2}]
+    data["residents"] = [
+        {"unit": "1-1-101", "name": "张三丰", "phone": "13812345678", "role": "owner"},
+        {"unit": "1-1-102", "name": "李四", "phone": "13987654321", "role": "tenant", "lease_end": "2027-06-30"},
+    ]
+    return EstateFile.model_validate(data)
+
+
+@pytest.fixture(scope="session")
+def api_world(pg_server_url: str) -> Iterator[World]:
+    from sqlalchemy import select
+
+    from storage.migrate import upgrade
+    from storage.models import Device, Point, Room
+    from tests.support.postgres import create_database, drop_database
+
+    url = create_database(pg_server_url, prefix="steward_api")
+    upgrade(url)
+    engine = create_engine(url)
+    with Session(engine) as s, s.begin():
+        import_estate(s, _with_residents(small_estate("apia", sensors=3, meters=2)))
+        import_estate(s, small_estate("apib", sensors=2, meters=1))
+        tokens = {}
+        for role in Role:
+            user = create_user(s, username=f"{role.value}-user", password=PASSWORD, role=role, estates=["apia"])
+            tokens[role] = create_token(s, user, "tests")
+        create_user(s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True)
+
+        ids = {}
+        for code in ("apia", "apib"):
+            room, device, point = s.execute(
+                select(Room.id, Device.id, Point.id)
+                .join(Device, Device.room_id == Room.id)
+                .join(Point, Point.device_id == Device.id)
+                .where(Device.code == f"{code.upper()}-S0000")
+                .limit(1)
+            ).one()
+            ids[code] = (room, device, point)
+    yield World(engine, "apia", "apib", tokens, *ids["apia"], *ids["apib"])
+    engine.dispose()
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def app(api_world: World) -> FastAPI:
+    return create_app(Settings(), engine=api_world.engine)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+def bearer(world: World, role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.tokens[role]}"}
