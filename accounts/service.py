@@ -67,9 +67,8 @@ def create_user(
     session.flush()
     codes = list(estates)
     if codes:
-        found: dict[str, int] = {
-            c: i for c, i in session.execute(select(Estate.code, Estate.id).where(Estate.code.in_(codes)))
-        }
+        rows = session.execute(select(Estate.code, Estate.id).where(Estate.code.in_(codes)))
+        found: dict[str, int] = {row[0]: row[1] for row in rows}
         missing = sorted(set(codes) - set(found))
         if missing:
             raise InvalidInput(f"unknown estates: {', '.join(missing)}")
