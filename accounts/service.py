@@ -26,6 +26,7 @@ _hasher = PasswordHasher()
 # wrong password and response times do not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash("steward-timing-equaliser")
 MIN_PASSWORD_LENGTH = 10
+LOGIN_LOCK_SPACE = 0x57E1  # first key of the two-key advisory locks that serialise logins per username
 
 
 class LoginFailed(StewardError):
@@ -78,7 +79,12 @@ def create_user(
 
 
 def authenticate(session: Session, username: str, password: str, *, client: str = "") -> StaffUser:
-    """Check a password; failures are recorded and too many lock the username for a while."""
+    """Check a password; failures are recorded and too many lock the username for a while.
+
+    The caller must commit after a LoginFailed too, or the failure does not count."""
+    # Attempts on one username take turns until their transaction ends, so a burst of parallel guesses cannot all
+    # read the failure count before any of them records a failure.
+    session.execute(select(func.pg_advisory_xact_lock(LOGIN_LOCK_SPACE, func.hashtext(username))))
     since = clock.now() - LOGIN_FAILURE_WINDOW
     failures = session.scalar(
         select(func.count()).select_from(LoginFailure).where(LoginFailure.username == username, LoginFailure.at > since)

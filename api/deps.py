@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
@@ -31,12 +32,21 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(request: Request, session: SessionDep) -> StaffUser:
-    header = request.headers.get("authorization", "")
+# Declared as security schemes so the OpenAPI document says which routes need a login and how to give one.
+_bearer = HTTPBearer(auto_error=False, description="API token from POST /api/auth/tokens")
+_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="browser session from POST /api/auth/login")
+
+
+def get_current_user(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> StaffUser:
     user = None
-    if header.lower().startswith("bearer "):
-        user = accounts.user_for_token(session, header[7:].strip())
-    elif cookie := request.cookies.get(SESSION_COOKIE):
+    if bearer is not None:
+        user = accounts.user_for_token(session, bearer.credentials.strip())
+    elif cookie:
         user = accounts.user_for_session(session, cookie)
     if user is None:
         raise NotAuthenticated("login required / 请先登录")
@@ -61,6 +71,11 @@ def visible_estates(session: SessionDep, user: CurrentUser) -> set[int]:
 
 
 VisibleEstates = Annotated[set[int], Depends(visible_estates)]
+
+
+# Path parameters: malformed ones are 422 before any query; well-formed unknown ones are 404.
+EstateCode = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,32}$", description="estate code, e.g. lvcheng-taohuayuan")]
+ObjectId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 class PageParams:

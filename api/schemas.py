@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
+# PostgreSQL text cannot hold NUL: refuse it at the edge rather than fail in the database.
+NO_NUL = r"^[^\x00]*$"
+ESTATE_CODE = r"^[a-z0-9-]{1,32}$"
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _iso_time(value: Any) -> Any:
+    # Only ISO 8601 / RFC 3339 text (pydantic alone would also take "0.5" as a Unix time). An unencoded "+" in
+    # a query string arrives as a space: "2026-11-26T08:00:00 08:00" means +08:00.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-26T08:00:00+08:00")
+    text = re.sub(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$", r"\1+\2", value.strip())
+    if not re.match(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d", text):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-26T08:00:00+08:00")
+    return datetime.fromisoformat(text)
+
+
+def _sane_time(value: datetime) -> datetime:
+    try:
+        in_range = EARLIEST <= value.astimezone(UTC) < LATEST
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 has no UTC equivalent
+        in_range = False
+    if not in_range:
+        raise ValueError("time must be between 1970 and 2200")
+    return value
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 5.0 as an integer; strict mode alone would refuse it.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A time in a query: must carry its offset (naive times are ambiguous across estates' timezones).
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_iso_time), AfterValidator(_sane_time)]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON 0 is not a boolean and "5" is not a number; extra: a client may not set what it may not.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Output(BaseModel):
@@ -27,7 +65,7 @@ class Page(Output, Generic[T]):
 
 
 class LoginIn(Input):
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -43,15 +81,16 @@ class UserOut(Output):
 class UserIn(Input):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=10, max_length=256)
-    display_name: str = Field(default="", max_length=64)
+    display_name: str = Field(default="", max_length=64, pattern=NO_NUL)
     role: str = Field(pattern=r"^(admin|engineer|steward|card_admin|billing_clerk|viewer)$")
-    estates: list[str] = Field(default_factory=list, max_length=200)
+    estates: list[Annotated[str, Field(pattern=ESTATE_CODE)]] = Field(default_factory=list, max_length=200)
     all_estates: bool = False
 
 
 class TokenIn(Input):
-    name: str = Field(min_length=1, max_length=64)
-    ttl_days: int | None = Field(default=None, ge=1, le=3650)
+    name: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    # Constraints before the validator, or they do not reach the JSON schema as minimum/maximum.
+    ttl_days: Annotated[int, Field(ge=1, le=3650), BeforeValidator(_integral)] | None = None
 
 
 class TokenOut(Output):

@@ -69,8 +69,10 @@ def raw_samples(
     session: Session, point_id: int, start: datetime, end: datetime, *, after: datetime | None, limit: int
 ) -> list[tuple[datetime, float]]:
     _check_range(start, end, MAX_RAW_RANGE)
-    lower = max(start, after) if after else start
-    op = ">" if after else ">="
+    if after is not None and after.tzinfo is None:
+        raise InvalidInput("after needs a timezone offset, e.g. 2026-11-26T08:00:00+08:00")
+    # Continue strictly after `after`, but never drop the sample at `start` itself when `after` lies before it.
+    lower, op = (after, ">") if after is not None and after >= start else (start, ">=")
     rows = session.execute(
         text(f"SELECT ts, value FROM samples WHERE point_id = :p AND ts {op} :lo AND ts < :hi ORDER BY ts LIMIT :n"),
         {"p": point_id, "lo": lower, "hi": end, "n": limit},

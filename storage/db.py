@@ -25,7 +25,8 @@ def make_engine(settings: Settings, *, url: str | None = None, pool_size: int = 
         url or database_url(settings),
         pool_size=pool_size,
         pool_pre_ping=True,
-        future=True,
+        # Bound parameters can carry residents' names and phones: keep them out of logs and errors.
+        hide_parameters=True,
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from accounts import service as accounts
 from accounts.const import SESSION_TTL, Role
 from api.deps import SESSION_COOKIE, CurrentUser, PageDep, SessionDep, require_roles
+from api.errors import error_responses
 from api.schemas import LoginIn, Page, TokenIn, TokenOut, UserIn, UserOut
 from storage.models import StaffUser
 
@@ -19,11 +20,15 @@ Admin = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin})))]
 TokenMakers = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer})))]
 
 
-@router.post("/api/auth/login", response_model=UserOut)
+@router.post("/api/auth/login", response_model=UserOut, responses=error_responses(400, 401, 422, 429))
 def login(body: LoginIn, request: Request, response: Response, session: SessionDep) -> StaffUser:
     """Log in with username and password; sets the session cookie."""
     client = request.client.host if request.client else ""
-    user = accounts.authenticate(session, body.username, body.password, client=client)
+    try:
+        user = accounts.authenticate(session, body.username, body.password, client=client)
+    except accounts.LoginFailed:
+        session.commit()  # the failure feeds the rate limit: it must outlive this failed request
+        raise
     secret = accounts.start_web_session(session, user)
     response.set_cookie(
         SESSION_COOKIE,
@@ -37,7 +42,7 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
     return user
 
 
-@router.post("/api/auth/logout", status_code=204)
+@router.post("/api/auth/logout", status_code=204, responses=error_responses(401))
 def logout(request: Request, response: Response, session: SessionDep, user: CurrentUser) -> None:
     """End the browser session."""
     if cookie := request.cookies.get(SESSION_COOKIE):
@@ -45,13 +50,15 @@ def logout(request: Request, response: Response, session: SessionDep, user: Curr
     response.delete_cookie(SESSION_COOKIE)
 
 
-@router.get("/api/auth/me", response_model=UserOut)
+@router.get("/api/auth/me", response_model=UserOut, responses=error_responses(401))
 def me(user: CurrentUser) -> StaffUser:
     """The logged-in staff member."""
     return user
 
 
-@router.post("/api/auth/tokens", response_model=TokenOut, status_code=201)
+@router.post(
+    "/api/auth/tokens", response_model=TokenOut, status_code=201, responses=error_responses(400, 401, 403, 422)
+)
 def create_token(body: TokenIn, session: SessionDep, user: TokenMakers) -> TokenOut:
     """Create a bearer token for an integration (shown once)."""
     ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
@@ -60,7 +67,7 @@ def create_token(body: TokenIn, session: SessionDep, user: TokenMakers) -> Token
     return TokenOut(token=token, name=body.name)
 
 
-@router.get("/api/users", response_model=Page[UserOut])
+@router.get("/api/users", response_model=Page[UserOut], responses=error_responses(401, 403, 422))
 def list_users(session: SessionDep, user: Admin, page: PageDep) -> dict[str, Any]:
     """Staff accounts (administrators only)."""
     total = session.scalar(select(func.count()).select_from(StaffUser)) or 0
@@ -68,7 +75,7 @@ def list_users(session: SessionDep, user: Admin, page: PageDep) -> dict[str, Any
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.post("/api/users", response_model=UserOut, status_code=201)
+@router.post("/api/users", response_model=UserOut, status_code=201, responses=error_responses(400, 401, 403, 409, 422))
 def create_user(body: UserIn, session: SessionDep, user: Admin) -> StaffUser:
     """Create a staff account scoped to estates (administrators only)."""
     created = accounts.create_user(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts.const import EQUIPMENT_ROLES
-from api.deps import PageDep, SessionDep, VisibleEstates, require_roles
+from api.deps import EstateCode, ObjectId, PageDep, SessionDep, VisibleEstates, require_roles
+from api.errors import error_responses
 from api.pagination import page_of
 from api.routes.estates import estate_or_404
 from api.schemas import (
@@ -20,6 +21,7 @@ from api.schemas import (
     LiveValueOut,
     Page,
     PointOut,
+    QueryTime,
     RoomOut,
     SampleOut,
     SamplesOut,
@@ -30,7 +32,7 @@ from core.errors import NotFound
 from facility import series
 from storage.models import Device, DeviceState, Estate, Point, Room, StaffUser
 
-router = APIRouter(tags=["equipment"])
+router = APIRouter(tags=["equipment"], responses=error_responses(401, 403, 404, 422))
 Engineering = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES))]
 # A point is stale when it has not reported within 1.5 × its device's interval (domain-defaults §2).
 STALE_FACTOR = 1.5
@@ -96,7 +98,7 @@ def live_values(session: Session, devices: list[Device]) -> list[LiveValueOut]:
 
 @router.get("/api/estates/{code}/rooms", response_model=Page[RoomOut])
 def list_rooms(
-    code: str, session: SessionDep, user: Engineering, visible: VisibleEstates, page: PageDep
+    code: EstateCode, session: SessionDep, user: Engineering, visible: VisibleEstates, page: PageDep
 ) -> dict[str, Any]:
     """Equipment rooms of an estate."""
     estate = estate_or_404(session, code, visible)
@@ -105,13 +107,13 @@ def list_rooms(
 
 @router.get("/api/estates/{code}/devices", response_model=Page[DeviceOut])
 def list_devices(
-    code: str,
+    code: EstateCode,
     session: SessionDep,
     user: Engineering,
     visible: VisibleEstates,
     page: PageDep,
-    kind: Annotated[str | None, Query(max_length=48)] = None,
-    room_id: int | None = None,
+    kind: Annotated[str | None, Query(max_length=48, pattern=r"^[A-Za-z0-9_.-]*$")] = None,
+    room_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> dict[str, Any]:
     """Devices of an estate, optionally of one kind or one room."""
     estate: Estate = estate_or_404(session, code, visible)
@@ -131,13 +133,13 @@ def list_devices(
 
 
 @router.get("/api/rooms/{room_id}", response_model=RoomOut)
-def get_room(room_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Room:
+def get_room(room_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Room:
     """One equipment room."""
     return _room(session, room_id, visible)
 
 
 @router.get("/api/rooms/{room_id}/live", response_model=list[LiveValueOut])
-def room_live(room_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> list[LiveValueOut]:
+def room_live(room_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> list[LiveValueOut]:
     """Latest value of every point in the room, with staleness."""
     room = _room(session, room_id, visible)
     devices = list(session.scalars(select(Device).where(Device.room_id == room.id)))
@@ -145,7 +147,7 @@ def room_live(room_id: int, session: SessionDep, user: Engineering, visible: Vis
 
 
 @router.get("/api/devices/{device_id}", response_model=DeviceDetailOut)
-def get_device(device_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> DeviceDetailOut:
+def get_device(device_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> DeviceDetailOut:
     """One device with its points and last contact."""
     device = _device(session, device_id, visible)
     points = session.scalars(select(Point).where(Point.device_id == device.id).order_by(Point.metric)).all()
@@ -154,25 +156,25 @@ def get_device(device_id: int, session: SessionDep, user: Engineering, visible: 
 
 
 @router.get("/api/points/{point_id}", response_model=PointOut)
-def get_point(point_id: int, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Point:
+def get_point(point_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Point:
     """One measuring point."""
     return _point(session, point_id, visible)[0]
 
 
 def _default_range(start: datetime | None, end: datetime | None, span: timedelta) -> tuple[datetime, datetime]:
-    end = end or datetime.now(UTC)
+    end = end or clock.now()
     return (start or end - span), end
 
 
 @router.get("/api/points/{point_id}/samples", response_model=SamplesOut)
 def point_samples(
-    point_id: int,
+    point_id: ObjectId,
     session: SessionDep,
     user: Engineering,
     visible: VisibleEstates,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    after: Annotated[datetime | None, Query(description="continue after this device time")] = None,
+    start: QueryTime | None = None,
+    end: QueryTime | None = None,
+    after: Annotated[QueryTime | None, Query(description="continue after this device time")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
 ) -> SamplesOut:
     """Raw samples of a point over a range of at most 7 days (default: the last hour), oldest first."""
@@ -188,12 +190,12 @@ def point_samples(
 
 @router.get("/api/points/{point_id}/series", response_model=SeriesOut)
 def point_series(
-    point_id: int,
+    point_id: ObjectId,
     session: SessionDep,
     user: Engineering,
     visible: VisibleEstates,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: QueryTime | None = None,
+    end: QueryTime | None = None,
     bucket: series.Bucket = series.Bucket.h1,
 ) -> SeriesOut:
     """Min/avg/max/last per bucket (default: the last 24 h by hour), from aggregates when they exist."""

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 from accounts import service as accounts
 from accounts.const import ALL_ROLES, PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
-from api.deps import CurrentUser, PageDep, SessionDep, VisibleEstates, require_roles
+from api.deps import CurrentUser, EstateCode, PageDep, SessionDep, VisibleEstates, require_roles
+from api.errors import error_responses
 from api.pagination import page_of
 from api.schemas import BuildingOut, EstateOut, Page, ResidentOut, UnitOut
 from core.errors import NotFound
 from storage.models import Building, Estate, Resident, StaffUser, Unit
 
-router = APIRouter(tags=["estates"])
+router = APIRouter(tags=["estates"], responses=error_responses(401, 403, 404, 422))
 AnyStaff = Annotated[StaffUser, Depends(require_roles(ALL_ROLES))]
 
 
@@ -36,14 +37,14 @@ def list_estates(session: SessionDep, user: AnyStaff, visible: VisibleEstates, p
 
 
 @router.get("/api/estates/{code}", response_model=EstateOut)
-def get_estate(code: str, session: SessionDep, user: AnyStaff, visible: VisibleEstates) -> Estate:
+def get_estate(code: EstateCode, session: SessionDep, user: AnyStaff, visible: VisibleEstates) -> Estate:
     """One estate."""
     return estate_or_404(session, code, visible)
 
 
 @router.get("/api/estates/{code}/buildings", response_model=Page[BuildingOut])
 def list_buildings(
-    code: str, session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep
+    code: EstateCode, session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep
 ) -> dict[str, Any]:
     """Buildings of an estate."""
     estate = estate_or_404(session, code, visible)
@@ -52,12 +53,12 @@ def list_buildings(
 
 @router.get("/api/estates/{code}/units", response_model=Page[UnitOut])
 def list_units(
-    code: str,
+    code: EstateCode,
     session: SessionDep,
     user: AnyStaff,
     visible: VisibleEstates,
     page: PageDep,
-    building: Annotated[str | None, Query(max_length=8)] = None,
+    building: Annotated[str | None, Query(max_length=8, pattern=r"^[A-Za-z0-9]*$")] = None,
     occupancy: Annotated[str | None, Query(pattern="^(vacant|occupied|renovating)$")] = None,
 ) -> dict[str, Any]:
     """Units (households) of an estate, optionally one building's or one occupancy's."""
@@ -72,12 +73,12 @@ def list_units(
 
 @router.get("/api/estates/{code}/residents", response_model=Page[ResidentOut])
 def list_residents(
-    code: str,
+    code: EstateCode,
     session: SessionDep,
     user: CurrentUser,
     visible: VisibleEstates,
     page: PageDep,
-    unit: Annotated[str | None, Query(max_length=32)] = None,
+    unit: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9_.:-]*$")] = None,
 ) -> dict[str, Any]:
     """Residents; names and phones are masked for roles that do not need them, and every read is audited."""
     estate = estate_or_404(session, code, visible)

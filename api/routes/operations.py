@@ -6,13 +6,14 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from api.deps import PageDep, SessionDep, require_roles
+from api.errors import error_responses
 from api.pagination import page_of
 from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
 from core import clock
@@ -49,8 +50,19 @@ def health(session: SessionDep) -> HealthOut:
     return HealthOut(status="ok" if ok else "degraded", database=database, ingest=ingest)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics(session: SessionDep, user: Operators) -> str:
+@router.get(
+    "/metrics",
+    # Errors are JSON like everywhere else; only the 200 is Prometheus text.
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403),
+    },
+)
+def metrics(session: SessionDep, user: Operators) -> PlainTextResponse:
     """Ingest counters in the Prometheus text format, summed over ingest processes."""
     totals: dict[str, int] = {}
     statuses = ingest_statuses(session)
@@ -64,16 +76,16 @@ def metrics(session: SessionDep, user: Operators) -> str:
     lines.append("# TYPE steward_ingest_up gauge")
     for s in statuses:
         lines.append(f'steward_ingest_up{{instance="{s.instance}"}} {1 if s.status == "ok" else 0}')
-    return "\n".join(lines) + "\n"
+    return PlainTextResponse("\n".join(lines) + "\n")
 
 
-@router.get("/api/ingest/status", response_model=list[IngestStatusOut])
+@router.get("/api/ingest/status", response_model=list[IngestStatusOut], responses=error_responses(401, 403))
 def ingest_status(session: SessionDep, user: Operators) -> list[IngestStatusOut]:
     """What each ingest process last reported."""
     return ingest_statuses(session)
 
 
-@router.get("/api/ingest/dead-letters", response_model=Page[DeadLetterOut])
+@router.get("/api/ingest/dead-letters", response_model=Page[DeadLetterOut], responses=error_responses(401, 403, 422))
 def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[str, Any]:
     """Payloads that could not be understood, newest first, with the reason."""
     result = page_of(session, select(DeadLetter).order_by(DeadLetter.id.desc()), page)
@@ -91,12 +103,12 @@ def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[st
     return result
 
 
-@router.get("/api/ingest/quarantine", response_model=Page[QuarantineOut])
+@router.get("/api/ingest/quarantine", response_model=Page[QuarantineOut], responses=error_responses(401, 403, 422))
 def quarantine(
     session: SessionDep,
     user: Operators,
     page: PageDep,
-    reason: Annotated[str | None, Query(max_length=48)] = None,
+    reason: Annotated[str | None, Query(max_length=48, pattern=r"^[a-z_]*$")] = None,
 ) -> dict[str, Any]:
     """Quarantined messages (unknown devices, timestamps outside the window), newest first."""
     stmt = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc())

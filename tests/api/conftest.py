@@ -6,7 +6,9 @@ The role × route expectations live in tests/api/test_access.py; these fixtures 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
@@ -49,15 +51,17 @@ def _with_residents(doc: EstateFile) -> EstateFile:
     return EstateFile.model_validate(data)
 
 
-@pytest.fixture(scope="session")
-def api_world(pg_server_url: str) -> Iterator[World]:
+@contextmanager
+def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[World]:
+    """A migrated database of its own with estates apia (residents) and apib, one account per role
+    scoped to apia, and the head-office admin 'head-office' who sees every estate. Dropped on exit."""
     from sqlalchemy import select
 
     from storage.migrate import upgrade
     from storage.models import Device, Point, Room
     from tests.support.postgres import create_database, drop_database
 
-    url = create_database(pg_server_url, prefix="steward_api")
+    url = create_database(pg_server_url, prefix=prefix)
     upgrade(url)
     engine = create_engine(url)
     with Session(engine) as s, s.begin():
@@ -79,9 +83,17 @@ def api_world(pg_server_url: str) -> Iterator[World]:
                 .limit(1)
             ).one()
             ids[code] = (room, device, point)
-    yield World(engine, "apia", "apib", tokens, *ids["apia"], *ids["apib"])
-    engine.dispose()
-    drop_database(pg_server_url, url)
+    try:
+        yield World(engine, "apia", "apib", tokens, *ids["apia"], *ids["apib"])
+    finally:
+        engine.dispose()
+        drop_database(pg_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def api_world(pg_server_url: str) -> Iterator[World]:
+    with build_world(pg_server_url) as world:
+        yield world
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +109,21 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 def bearer(world: World, role: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {world.tokens[role]}"}
+
+
+def add_samples(engine: Engine, point_id: int, samples: list[tuple[datetime, float]]) -> int:
+    """Store samples the way ingest does (and its hourly rollup on plain PostgreSQL); returns how many were new."""
+    from ingest.decode import DecodedBatch
+    from ingest.writer import write_batch
+    from storage.timescale import has_timescale
+
+    batch = DecodedBatch(
+        sample_ts=[ts for ts, _ in samples],
+        sample_point=[point_id] * len(samples),
+        sample_value=[v for _, v in samples],
+    )
+    with engine.begin() as conn:
+        result = write_batch(
+            conn, batch, now=datetime.now(UTC), gaps=[], last_seq={}, keep_rollup=not has_timescale(conn)
+        )
+    return result.samples_stored

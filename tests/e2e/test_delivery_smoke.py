@@ -24,7 +24,7 @@ def test_every_acked_frame_is_stored_once(fresh_database: str, mosquitto: Mosqui
     items = list(telemetry_traffic("t1", devices=20, frames=3000))
     pub.publish_all(items)
     pub.drain()
-    wait_quiescent(engine, expect=len(pub.log.acked))
+    wait_quiescent(engine, acked=pub.log.acked)
     verdict = judge(engine, pub.log.acked, {k for k, _, _ in items})
     health = ingest.health()
     ingest.stop()

@@ -49,7 +49,7 @@ class Load:
 
     def verdict(self, engine_url: str) -> Verdict:
         engine = create_engine(engine_url)
-        wait_quiescent(engine, expect=len(self.pub.log.acked), timeout=90)
+        wait_quiescent(engine, acked=self.pub.log.acked, timeout=90)
         v = judge(engine, self.pub.log.acked, {k for k, _, _ in self.items})
         engine.dispose()
         return v

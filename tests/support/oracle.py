@@ -71,18 +71,21 @@ def judge(engine: Engine, acked: set[str], sent: set[str]) -> Verdict:
     return Verdict(len(acked), ok, lost, duplicated, unexpected, len(frames))
 
 
-def wait_quiescent(engine: Engine, *, expect: int, timeout: float = 60, settle: float = 8) -> int:
-    """Wait until ``expect`` frames are stored, or the count stops moving for ``settle`` seconds."""
+def wait_quiescent(engine: Engine, *, acked: set[str], timeout: float = 60, settle: float = 8) -> int:
+    """Wait until every acked frame is stored, or nothing has changed for ``settle`` seconds.
+
+    Counting rows is not enough: frames whose PUBACK the publisher never saw (in flight during a
+    broker restart) may be stored too, so a row count can reach len(acked) with acked frames missing.
+    """
     deadline = time.monotonic() + timeout
     last, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            n = int(conn.execute(text("SELECT count(*) FROM samples")).scalar_one()) // len(METRICS)
-        if n >= expect:
-            return n
-        if n != last:
-            last, last_change = n, time.monotonic()
-        elif time.monotonic() - last_change > settle and n > 0:
-            return n
-        time.sleep(0.2)
+        frames = stored_frames(engine)
+        if all(frames.get(k, 0) >= len(METRICS) for k in acked):
+            return len(frames)
+        if len(frames) != last:
+            last, last_change = len(frames), time.monotonic()
+        elif time.monotonic() - last_change > settle:
+            return last
+        time.sleep(0.25)
     return last

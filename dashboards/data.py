@@ -1,0 +1,498 @@
+"""What each page shows, read from the database and shaped for the templates and the live stream.
+
+Views are plain dicts so the first render (Jinja) and every live update (JSON over SSE) share one shape:
+the page's script only copies fields into the elements the template drew.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import false, func, or_, select, text, true
+from sqlalchemy.orm import Session
+
+from api.routes.equipment import STALE_FACTOR, live_values
+from api.routes.operations import ingest_statuses
+from core import clock
+from dashboards import i18n
+from dashboards.i18n import Lang
+from facility import series
+from storage.models import (
+    DeadLetter,
+    Device,
+    DeviceState,
+    Estate,
+    MeterReading,
+    Point,
+    QuarantinedMessage,
+    Room,
+)
+
+RATE_WINDOW = timedelta(minutes=5)
+STALE_DEVICES_SHOWN = 20
+DEAD_LETTERS_SHOWN = 50
+QUARANTINE_GROUPS_SHOWN = 50
+METER_READINGS_SHOWN = 20
+# Per-phase quantities chart together; line-to-line voltages (≈ √3 × phase) get a chart of their own.
+_LINE_QUANTITY = re.compile(r"_(ab|bc|ca)_")
+
+CHART_TITLES: dict[str, tuple[str, str]] = {
+    "°C": ("温度", "Temperature"),
+    "V": ("相电压", "Phase voltage"),
+    "V-line": ("线电压", "Line voltage"),
+    "A": ("电流", "Current"),
+    "MPa": ("压力", "Pressure"),
+    "m": ("液位", "Level"),
+    "Hz": ("频率", "Frequency"),
+    "kW": ("功率", "Power"),
+    "%RH": ("湿度", "Humidity"),
+}
+
+RANGES: dict[str, tuple[timedelta, series.Bucket]] = {
+    "24h": (timedelta(hours=24), series.Bucket.m5),
+    "7d": (timedelta(days=7), series.Bucket.h1),
+    "30d": (timedelta(days=30), series.Bucket.d1),
+}
+ROOM_RANGE = (timedelta(hours=24), series.Bucket.m15)
+
+
+# --- estates ---------------------------------------------------------------------------------------
+
+
+def visible_estates(session: Session, visible: AbstractSet[int]) -> list[Estate]:
+    return list(session.scalars(select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code)))
+
+
+def device_status(interval_s: int, state: DeviceState | None, now: datetime) -> tuple[str, float | None]:
+    """(online|offline|stale|never, age in seconds) of a device from its last contact."""
+    if state is None:
+        return "never", None
+    age = (now - state.last_seen_at).total_seconds()
+    if age > STALE_FACTOR * interval_s:
+        return "stale", age
+    if state.online is False:
+        return "offline", age
+    return "online", age
+
+
+@dataclass
+class Counts:
+    total: int = 0
+    online: int = 0
+    stale: int = 0
+    never: int = 0
+
+    def add(self, status: str) -> None:
+        self.total += 1
+        if status in ("online",):
+            self.online += 1
+        elif status == "never":
+            self.never += 1
+        else:
+            self.stale += 1  # silent or reporting itself offline: either way not to be trusted
+
+
+@dataclass
+class EstateSummary:
+    estate: Estate
+    tz: ZoneInfo
+    devices: Counts = field(default_factory=Counts)
+    rooms: list[dict[str, Any]] = field(default_factory=list)
+    kinds: list[tuple[str, Counts]] = field(default_factory=list)
+    stale_devices: list[dict[str, Any]] = field(default_factory=list)
+    stale_more: int = 0
+    rate_per_min: float = 0.0
+    dead_letters_24h: int = 0
+    quarantined_24h: int = 0
+
+
+def topic_prefix(code: str) -> str:
+    escaped = code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"steward/{escaped}/%"
+
+
+def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool = True) -> EstateSummary:
+    """Rooms, device counts by status and kind, silent devices, data rate and ingest rejects of one estate."""
+    now = clock.now()
+    tz = i18n.zone(estate.timezone)
+    out = EstateSummary(estate=estate, tz=tz)
+    rows = session.execute(
+        select(Device, DeviceState)
+        .outerjoin(DeviceState, DeviceState.device_id == Device.id)
+        # A replaced meter stays for its history but no longer reports: it is not "silent".
+        .where(Device.estate_id == estate.id, Device.replaced_by_id.is_(None))
+        .order_by(Device.id)
+    ).all()
+    by_kind: dict[str, Counts] = {}
+    by_room: dict[int, Counts] = {}
+    stale: list[tuple[float, Device, str, float | None]] = []
+    for device, state in rows:
+        status, age = device_status(device.expected_interval_s, state, now)
+        out.devices.add(status)
+        by_kind.setdefault(device.kind, Counts()).add(status)
+        if device.room_id is not None:
+            by_room.setdefault(device.room_id, Counts()).add(status)
+        if status != "online":
+            stale.append((age if age is not None else float("inf"), device, status, age))
+
+    device_ids = [d.id for d, _ in rows]
+    point_ids = list(session.scalars(select(Point.id).where(Point.device_id.in_(device_ids)))) if device_ids else []
+    since = now - RATE_WINDOW
+    n = 0
+    if point_ids:
+        n += (
+            session.scalar(
+                text("SELECT count(*) FROM samples WHERE point_id = ANY(:ids) AND ts > :since"),
+                {"ids": point_ids, "since": since},
+            )
+            or 0
+        )
+    if device_ids:
+        n += (
+            session.scalar(
+                select(func.count())
+                .select_from(MeterReading)
+                .where(MeterReading.device_id.in_(device_ids), MeterReading.ts > since)
+            )
+            or 0
+        )
+    out.rate_per_min = n / (RATE_WINDOW.total_seconds() / 60)
+    day = now - timedelta(hours=24)
+    prefix = topic_prefix(estate.code)
+    out.dead_letters_24h = (
+        session.scalar(
+            select(func.count())
+            .select_from(DeadLetter)
+            .where(DeadLetter.received_at > day, DeadLetter.topic.like(prefix))
+        )
+        or 0
+    )
+    out.quarantined_24h = (
+        session.scalar(
+            select(func.count())
+            .select_from(QuarantinedMessage)
+            .where(QuarantinedMessage.received_at > day, QuarantinedMessage.topic.like(prefix))
+        )
+        or 0
+    )
+    if not detail:
+        return out
+
+    rooms = session.scalars(select(Room).where(Room.estate_id == estate.id).order_by(Room.id)).all()
+    room_points: dict[int, list[int]] = {}
+    for room_id, point_id in session.execute(
+        select(Device.room_id, Point.id)
+        .join(Point, Point.device_id == Device.id)
+        .where(Device.estate_id == estate.id, Device.room_id.is_not(None))
+    ):
+        if room_id is not None:
+            room_points.setdefault(room_id, []).append(point_id)
+    latest = series.latest_values(session, [p for ps in room_points.values() for p in ps])
+    intervals = {d.id: d.expected_interval_s for d, _ in rows}
+    point_device = (
+        dict(session.execute(select(Point.id, Point.device_id).where(Point.id.in_(list(latest)))).all())
+        if latest
+        else {}
+    )
+    for room in rooms:
+        pids = room_points.get(room.id, [])
+        stale_points = 0
+        for pid in pids:
+            v = latest.get(pid)
+            limit = STALE_FACTOR * intervals.get(point_device.get(pid, -1), 60)
+            if v is None or v.ts is None or (now - v.ts).total_seconds() > limit:
+                stale_points += 1
+        out.rooms.append(
+            {
+                "id": room.id,
+                "code": room.code,
+                "title": i18n.room_title(room.name, room.kind, room.code, lang),
+                "kind": i18n.lookup(i18n.ROOM_KINDS, room.kind, lang, fallback=room.kind),
+                "devices": by_room.get(room.id, Counts()),
+                "points": len(pids),
+                "stale_points": stale_points,
+            }
+        )
+    out.kinds = [
+        (i18n.lookup(i18n.DEVICE_KINDS, kind, lang, fallback=kind), c)
+        for kind, c in sorted(by_kind.items(), key=lambda kv: (-kv[1].total, kv[0]))
+    ]
+    stale.sort(key=lambda s: (s[0] == float("inf"), -s[0] if s[0] != float("inf") else 0, s[1].code))
+    for _, device, status, age in stale[:STALE_DEVICES_SHOWN]:
+        out.stale_devices.append(
+            {
+                "id": device.id,
+                "code": device.code,
+                "title": i18n.device_title(device.name, device.kind, device.code, lang),
+                "status": status,
+                "age": i18n.stale_text(age, lang) if status != "offline" else i18n.t("offline", lang),
+            }
+        )
+    out.stale_more = max(0, len(stale) - STALE_DEVICES_SHOWN)
+    return out
+
+
+# --- rooms and devices -----------------------------------------------------------------------------
+
+
+def room_devices(session: Session, room: Room) -> list[Device]:
+    return list(session.scalars(select(Device).where(Device.room_id == room.id).order_by(Device.id)))
+
+
+def device_views(session: Session, devices: list[Device], lang: Lang, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Each device with its status and the live value of each point (the shape the live stream resends)."""
+    now = clock.now()
+    states = {
+        s.device_id: s
+        for s in session.scalars(select(DeviceState).where(DeviceState.device_id.in_([d.id for d in devices])))
+    }
+    kinds = dict(
+        session.execute(select(Point.id, Point.kind).where(Point.device_id.in_([d.id for d in devices]))).all()
+    )
+    by_device: dict[int, list[dict[str, Any]]] = {d.id: [] for d in devices}
+    for lv in live_values(session, devices):
+        kind = kinds.get(lv.point_id, "gauge")
+        if kind == "state":
+            text_, css = i18n.state_text(lv.metric, lv.value, lang)
+        else:
+            text_, css = i18n.format_value(lv.value, lv.unit, lang), ""
+        by_device[lv.device_id].append(
+            {
+                "id": lv.point_id,
+                "metric": lv.metric,
+                "label": i18n.point_label(lv.metric, lv.label, lang),
+                "unit": i18n.unit_display(lv.unit, lang) if kind != "state" else "",
+                "kind": kind,
+                "text": text_,
+                "css": css,
+                "value": lv.value,
+                "ts": i18n.format_time(lv.ts, tz, date=False) if lv.ts else "—",
+                "ts_full": i18n.format_time(lv.ts, tz),
+                "x": i18n.chart_ms(lv.ts, tz) if lv.ts else None,
+                "stale": lv.stale,
+                "stale_text": i18n.stale_text(lv.age_s, lang) if lv.stale else "",
+            }
+        )
+    out = []
+    for d in devices:
+        state = states.get(d.id)
+        status, age = device_status(d.expected_interval_s, state, now)
+        out.append(
+            {
+                "id": d.id,
+                "code": d.code,
+                "title": i18n.device_title(d.name, d.kind, d.code, lang),
+                "kind": i18n.lookup(i18n.DEVICE_KINDS, d.kind, lang, fallback=d.kind),
+                "status": status,
+                "status_text": _status_text(status, age, lang),
+                "last_seen": i18n.format_time(state.last_seen_at, tz) if state else "—",
+                "points": by_device[d.id],
+            }
+        )
+    return out
+
+
+def _status_text(status: str, age: float | None, lang: Lang) -> str:
+    if status == "online":
+        return i18n.t("online", lang)
+    if status == "offline":
+        return i18n.t("offline", lang)
+    return i18n.stale_text(age, lang)
+
+
+def live_payload(session: Session, devices: list[Device], lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
+    """What one live update carries: every device's status and every point's value, pre-formatted."""
+    views = device_views(session, devices, lang, tz)
+    return {
+        "now": i18n.format_time(clock.now(), tz, date=False),
+        "devices": [{k: v for k, v in d.items() if k != "points"} for d in views],
+        "points": [p for d in views for p in d["points"]],
+    }
+
+
+def charts(
+    session: Session,
+    devices: list[Device],
+    lang: Lang,
+    tz: ZoneInfo,
+    *,
+    span: timedelta,
+    bucket: series.Bucket,
+) -> dict[int, list[dict[str, Any]]]:
+    """Per device, one line chart per quantity (unit), each series a point's bucket averages."""
+    points = session.scalars(
+        select(Point).where(Point.device_id.in_([d.id for d in devices]), Point.kind != "state").order_by(Point.id)
+    ).all()
+    hi = clock.now()
+    lo = hi - span
+    by_device: dict[int, list[dict[str, Any]]] = {d.id: [] for d in devices}
+    groups: dict[tuple[int, str], dict[str, Any]] = {}
+    attrs = {d.id: d.attrs or {} for d in devices}
+    for p in points:
+        key = p.unit + ("-line" if p.unit == "V" and _LINE_QUANTITY.search(p.metric) else "")
+        chart = groups.get((p.device_id, key))
+        if chart is None:
+            chart = {
+                "id": f"chart-{p.device_id}-{len(by_device[p.device_id])}",
+                "key": key,
+                "unit": i18n.unit_display(p.unit, lang),
+                "decimals": i18n.decimals(p.unit),
+                "series": [],
+                "lines": _reference_lines(attrs[p.device_id], p.unit, lang),
+            }
+            groups[(p.device_id, key)] = chart
+            by_device[p.device_id].append(chart)
+        _, rows = series.bucketed(session, p.id, lo, hi, bucket, tz=tz.key)
+        chart["series"].append(
+            {
+                "point_id": p.id,
+                "name": i18n.point_label(p.metric, p.label, lang),
+                "data": _with_gaps(rows, bucket, tz, i18n.decimals(p.unit) + 1),
+            }
+        )
+    for chart_list in by_device.values():
+        for chart in chart_list:
+            names = [s["name"] for s in chart["series"]]
+            title = (
+                names[0]
+                if len(names) == 1
+                else i18n.lookup(CHART_TITLES, chart["key"], lang, fallback=" / ".join(names))
+            )
+            chart["title"] = (
+                f"{title}（{chart['unit']}）"
+                if chart["unit"] and lang == "zh"
+                else (f"{title} ({chart['unit']})" if chart["unit"] else title)
+            )
+    return by_device
+
+
+def _with_gaps(rows: list[series.BucketRow], bucket: series.Bucket, tz: ZoneInfo, digits: int) -> list[Any]:
+    """[x, avg] pairs, with a null wherever two buckets are more than two widths apart: a device that was
+    silent for an hour shows a break in its line instead of a straight bridge across the outage."""
+    out: list[Any] = []
+    prev: datetime | None = None
+    for r in rows:
+        if prev is not None and r.bucket - prev > 2 * bucket.width:
+            out.append([i18n.chart_ms(prev + bucket.width, tz), None])
+        out.append([i18n.chart_ms(r.bucket, tz), round(r.avg, digits)])
+        prev = r.bucket
+    return out
+
+
+def _reference_lines(attrs: dict[str, Any], unit: str, lang: Lang) -> list[dict[str, Any]]:
+    lines = []
+    for attr, (attr_unit, zh, en) in i18n.ATTR_LINES.items():
+        value = attrs.get(attr)
+        if attr_unit == unit and isinstance(value, int | float) and not isinstance(value, bool):
+            lines.append({"name": en if lang == "en" else zh, "value": value})
+    return lines
+
+
+def meter_readings(session: Session, device: Device, tz: ZoneInfo) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(MeterReading)
+        .where(MeterReading.device_id == device.id)
+        .order_by(MeterReading.ts.desc())
+        .limit(METER_READINGS_SHOWN)
+    ).all()
+    return [
+        {
+            "ts": i18n.format_time(r.ts, tz),
+            "register": str(r.register),
+            "reverse": "" if r.reverse_register is None else str(r.reverse_register),
+            "valve": r.valve or "",
+            "flags": ", ".join(r.flags or []),
+        }
+        for r in rows
+    ]
+
+
+# --- ingest ----------------------------------------------------------------------------------------
+
+
+def _scope(column: Any, all_estates: bool, codes: list[str]) -> Any:
+    """Head office sees every message; estate staff only those on their estates' topics."""
+    if all_estates:
+        return true()
+    if not codes:
+        return false()
+    return or_(*[column.like(topic_prefix(c)) for c in codes])
+
+
+def ingest_view(session: Session, all_estates: bool, codes: list[str], lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
+    now = clock.now()
+    statuses = [
+        {
+            "instance": s.instance,
+            "status": s.status,
+            "status_text": i18n.lookup(i18n.INGEST_STATUS, s.status, lang, fallback=s.status),
+            "reported": i18n.format_time(s.updated_at, tz),
+            "age": i18n.format_age((now - s.updated_at).total_seconds(), lang),
+            "counters": [(i18n.lookup(i18n.COUNTERS, k, lang), v) for k, v in s.counters.items() if isinstance(v, int)],
+        }
+        for s in ingest_statuses(session)
+    ]
+    day = now - timedelta(hours=24)
+    dl_scope = _scope(DeadLetter.topic, all_estates, codes)
+    dead = session.scalars(
+        select(DeadLetter).where(dl_scope).order_by(DeadLetter.id.desc()).limit(DEAD_LETTERS_SHOWN)
+    ).all()
+    dead_24h = (
+        session.scalar(select(func.count()).select_from(DeadLetter).where(dl_scope, DeadLetter.received_at > day)) or 0
+    )
+    q_scope = _scope(QuarantinedMessage.topic, all_estates, codes)
+    groups = session.execute(
+        select(
+            QuarantinedMessage.device_code,
+            QuarantinedMessage.reason,
+            func.count(),
+            func.max(QuarantinedMessage.received_at),
+            func.max(QuarantinedMessage.id),
+        )
+        .where(q_scope)
+        .group_by(QuarantinedMessage.device_code, QuarantinedMessage.reason)
+        .order_by(func.max(QuarantinedMessage.received_at).desc())
+        .limit(QUARANTINE_GROUPS_SHOWN)
+    ).all()
+    latest = {
+        m.id: m
+        for m in session.scalars(select(QuarantinedMessage).where(QuarantinedMessage.id.in_([g[4] for g in groups])))
+    }
+    q_24h = (
+        session.scalar(
+            select(func.count()).select_from(QuarantinedMessage).where(q_scope, QuarantinedMessage.received_at > day)
+        )
+        or 0
+    )
+    return {
+        "statuses": statuses,
+        "dead_letters": [
+            {
+                "id": r.id,
+                "received_at": i18n.format_time(r.received_at, tz),
+                "topic": r.topic,
+                "error": r.error,
+                "payload": r.payload[:200].decode("utf-8", errors="replace"),
+            }
+            for r in dead
+        ],
+        "dead_24h": dead_24h,
+        "quarantine": [
+            {
+                "device_code": code,
+                "reason": i18n.lookup(i18n.QUARANTINE_REASONS, reason, lang, fallback=reason),
+                "reason_code": reason,
+                "count": count,
+                "last": i18n.format_time(last, tz),
+                "detail": latest[last_id].detail if last_id in latest else "",
+                "topic": latest[last_id].topic if last_id in latest else "",
+            }
+            for code, reason, count, last, last_id in groups
+        ],
+        "quarantined_24h": q_24h,
+    }

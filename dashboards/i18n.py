@@ -1,0 +1,432 @@
+"""Every string the dashboards show, Chinese first (DESIGN.md §8), and the formatting of values, times and ages.
+
+A language is "zh" (default) or "en". Labels coming from the estate file (point labels, device and room
+names) are Chinese free text: in English the metric / kind maps below stand in for them when they know
+the key, and the Chinese text is kept otherwise (better a Chinese label than a bare metric id).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from accounts.const import ROLE_LABELS, Role
+
+Lang = Literal["zh", "en"]
+LANGS: tuple[Lang, ...] = ("zh", "en")
+DEFAULT_LANG: Lang = "zh"
+DEFAULT_TZ = "Asia/Shanghai"
+
+# UI strings: key -> (简体中文, English). Templates call t("key"); placeholders use str.format.
+STRINGS: dict[str, tuple[str, str]] = {
+    "app_name": ("Steward 物业设备监控", "Steward facility monitor"),
+    "app_short": ("设备监控", "Monitor"),
+    "lang_other": ("English", "中文"),
+    "nav_overview": ("总览", "Overview"),
+    "nav_ingest": ("数据接入", "Ingest"),
+    "logout": ("退出登录", "Log out"),
+    # login
+    "login_title": ("登录", "Log in"),
+    "login_intro": ("请使用工号账户登录", "Log in with your staff account"),
+    "username": ("用户名", "Username"),
+    "password": ("密码", "Password"),
+    "login_submit": ("登录", "Log in"),
+    "login_failed": ("用户名或密码错误", "Wrong username or password"),
+    "login_locked": ("登录失败次数过多，请 15 分钟后再试", "Too many failed logins; try again in 15 minutes"),
+    "login_missing": ("请输入用户名和密码", "Enter your username and password"),
+    # errors
+    "forbidden_title": ("无权访问", "Not permitted"),
+    "forbidden_body": (
+        "您的角色（{role}）不能查看此页面。如需查看设备监控，请联系系统管理员开通权限。",
+        "Your role ({role}) may not open this page. Ask an administrator if you need the equipment dashboards.",
+    ),
+    "not_found_title": ("未找到", "Not found"),
+    "not_found_body": (
+        "该页面不存在，或不属于您负责的小区。",
+        "This page does not exist or belongs to an estate you are not assigned to.",
+    ),
+    "back_home": ("返回总览", "Back to the overview"),
+    # overview / estate
+    "my_estates": ("我负责的小区", "My estates"),
+    "no_estates": ("您的账户尚未分配小区，请联系系统管理员。", "No estate is assigned to your account yet."),
+    "no_equipment_role": (
+        "您的角色（{role}）不使用设备监控页面；工单、收费与门禁功能将在各自模块中提供。",
+        "Your role ({role}) does not use the equipment dashboards; tickets, billing and cards have their own pages.",
+    ),
+    "rooms": ("设备机房", "Equipment rooms"),
+    "devices": ("设备", "Devices"),
+    "devices_total": ("设备总数", "Devices"),
+    "online": ("在线", "Online"),
+    "stale": ("超时未上报", "Not reporting"),
+    "never": ("从未上报", "Never reported"),
+    "offline": ("离线", "Offline"),
+    "data_rate": ("数据写入", "Data rate"),
+    "per_min": ("条/分钟", "rows/min"),
+    "per_s": ("条/秒", "rows/s"),
+    "rate_hint": ("近 5 分钟，按设备时间", "last 5 min, by device time"),
+    "dead_letters_24h": ("24 小时死信", "Dead letters (24 h)"),
+    "quarantined_24h": ("24 小时隔离", "Quarantined (24 h)"),
+    "points": ("测点", "Points"),
+    "stale_points": ("超时测点", "Stale points"),
+    "open": ("查看", "Open"),
+    "by_kind": ("按设备类型", "By device kind"),
+    "kind": ("类型", "Kind"),
+    "total": ("合计", "Total"),
+    "stale_devices": ("超时未上报的设备", "Devices not reporting"),
+    "stale_devices_more": ("另有 {n} 台未列出", "{n} more not listed"),
+    "all_reporting": ("全部设备均按时上报", "Every device is reporting on time"),
+    "last_seen": ("最后上报", "Last report"),
+    "estate_devices_hint": ("不含已更换的旧设备", "replaced devices excluded"),
+    "timezone": ("时区", "Time zone"),
+    # room / device
+    "live": ("实时", "Live"),
+    "live_connected": ("实时更新中", "Live"),
+    "live_connecting": ("正在连接…", "Connecting…"),
+    "live_lost": ("连接中断，正在重连…", "Connection lost, retrying…"),
+    "updated_at": ("更新于 {time}", "updated {time}"),
+    "trend_24h": ("24 小时趋势", "Last 24 h"),
+    "chart_empty": ("暂无数据", "No data"),
+    "thresholds": ("参考值", "Reference"),
+    "status": ("状态", "Status"),
+    "no_points": ("该设备没有测点（计量表的读数见设备页）", "No points (a meter's readings are on its device page)"),
+    "no_devices": ("该机房没有设备", "No devices in this room"),
+    "device": ("设备", "Device"),
+    "code": ("编号", "Code"),
+    "serial": ("出厂编号", "Serial"),
+    "room": ("所在机房", "Room"),
+    "interval": ("上报周期", "Report interval"),
+    "seconds_short": ("{n} 秒", "{n} s"),
+    "battery": ("电池电压", "Battery"),
+    "installed_at": ("安装日期", "Installed"),
+    "metric": ("测点代码", "Metric"),
+    "label": ("名称", "Name"),
+    "unit": ("单位", "Unit"),
+    "value": ("当前值", "Value"),
+    "time": ("时间", "Time"),
+    "history": ("历史曲线", "History"),
+    "range_24h": ("24 小时", "24 h"),
+    "range_7d": ("7 天", "7 days"),
+    "range_30d": ("30 天", "30 days"),
+    "bucket_note": ("每 {bucket} 平均值", "{bucket} averages"),
+    "meter_readings": ("最近抄表读数", "Recent meter readings"),
+    "register": ("读数", "Register"),
+    "reverse_register": ("反向读数", "Reverse"),
+    "valve": ("阀门", "Valve"),
+    "flags": ("标志", "Flags"),
+    "no_readings": ("暂无读数", "No readings yet"),
+    "point_kind_gauge": ("模拟量", "gauge"),
+    "point_kind_counter": ("累计量", "counter"),
+    "point_kind_state": ("状态量", "state"),
+    "stale_for": ("已 {age}未上报", "no data for {age}"),
+    "never_reported": ("从未上报", "never reported"),
+    "expired": ("登录已过期，请重新登录", "Your session has expired; please log in again"),
+    # state values
+    "state_running": ("运行", "Running"),
+    "state_stopped": ("停止", "Stopped"),
+    "state_alarm": ("报警", "Alarm"),
+    "state_normal": ("正常", "Normal"),
+    "state_on": ("开", "On"),
+    "state_off": ("关", "Off"),
+    # ingest
+    "ingest_title": ("数据接入", "Ingest"),
+    "ingest_processes": ("接入进程", "Ingest processes"),
+    "no_ingest": ("暂无接入进程上报状态", "No ingest process has reported yet"),
+    "instance": ("实例", "Instance"),
+    "reported_at": ("状态更新", "Reported"),
+    "throughput": ("入库速率", "Stored per second"),
+    "throughput_hint": ("近 {n} 秒，来自数据库通知", "last {n} s, from database notifications"),
+    "notify_down": ("未连接到数据库通知", "Not listening to database notifications"),
+    "dead_letters": ("死信（无法解析的消息）", "Dead letters (unreadable messages)"),
+    "no_dead_letters": ("没有死信", "No dead letters"),
+    "quarantine": ("隔离的设备与消息", "Quarantined devices and messages"),
+    "no_quarantine": ("没有被隔离的消息", "Nothing quarantined"),
+    "topic": ("主题", "Topic"),
+    "reason": ("原因", "Reason"),
+    "payload": ("原始内容（前 200 字节）", "Payload (first 200 bytes)"),
+    "received_at": ("接收时间", "Received"),
+    "count": ("条数", "Messages"),
+    "detail": ("说明", "Detail"),
+    "last_received": ("最近一次", "Latest"),
+    "device_code": ("设备编号", "Device code"),
+    "scope_note": ("仅显示您负责小区的消息", "Only messages of your estates are shown"),
+}
+
+INGEST_STATUS: dict[str, tuple[str, str]] = {
+    "ok": ("正常", "OK"),
+    "stale": ("无响应", "Not responding"),
+    "degraded": ("数据库异常", "Database failing"),
+    "disconnected": ("未连接消息服务器", "Broker disconnected"),
+}
+
+COUNTERS: dict[str, tuple[str, str]] = {
+    "received": ("接收", "Received"),
+    "stored": ("入库", "Stored"),
+    "duplicate": ("重复", "Duplicates"),
+    "dead_lettered": ("死信", "Dead letters"),
+    "quarantined": ("隔离", "Quarantined"),
+    "batches": ("批次", "Batches"),
+    "commit_failures": ("提交失败", "Commit failures"),
+    "queue_overflow": ("队列溢出", "Queue overflow"),
+    "seq_gaps": ("序号缺口", "Sequence gaps"),
+}
+
+# Quarantine reasons as ingest stores them (ingest.decode.Reason).
+QUARANTINE_REASONS: dict[str, tuple[str, str]] = {
+    "unknown_device": ("未登记的设备", "Unknown device"),
+    "estate_mismatch": ("设备不属于该小区", "Device belongs to another estate"),
+    "unknown_metric": ("未登记的测点", "Unknown metric"),
+    "ts_without_timezone": ("时间戳缺少时区", "Timestamp without time zone"),
+    "ts_too_old": ("时间戳过旧", "Timestamp too old"),
+    "ts_in_future": ("时间戳超前", "Timestamp in the future"),
+}
+
+ROOM_KINDS: dict[str, tuple[str, str]] = {
+    "power_room": ("配电房", "Power room"),
+    "heat_station": ("换热站", "Heat station"),
+    "pump_room": ("生活水泵房", "Pump room"),
+    "fire_pump_room": ("消防泵房", "Fire pump room"),
+    "hot_water_plant": ("热水机房", "Hot-water plant"),
+}
+
+DEVICE_KINDS: dict[str, tuple[str, str]] = {
+    "dry_type_transformer": ("干式变压器", "Dry-type transformer"),
+    "transformer": ("变压器", "Transformer"),
+    "lv_incomer": ("低压进线柜", "LV incomer"),
+    "capacitor_cabinet": ("无功补偿电容柜", "Capacitor cabinet"),
+    "room_environment": ("环境监测", "Room environment"),
+    "plate_heat_exchanger": ("板式换热机组", "Plate heat exchanger"),
+    "circulation_pumps": ("循环泵组", "Circulation pumps"),
+    "makeup_water": ("补水定压装置", "Make-up water unit"),
+    "booster_pump_set": ("变频供水设备", "Booster pump set"),
+    "water_tank": ("水箱", "Water tank"),
+    "fire_pump_controller": ("消防泵控制柜", "Fire pump controller"),
+    "hot_water_unit": ("热水机组", "Hot-water unit"),
+    "electricity_meter": ("电表", "Electricity meter"),
+    "cold_water_meter": ("冷水表", "Cold-water meter"),
+    "hot_water_meter": ("热水表", "Hot-water meter"),
+    "door_controller": ("门禁控制器", "Door controller"),
+}
+
+# Metrics of the sample estate (examples/estate.yaml) and the test estates.
+METRICS: dict[str, tuple[str, str]] = {
+    "winding_temp_a_c": ("A相绕组温度", "Winding temp. A"),
+    "winding_temp_b_c": ("B相绕组温度", "Winding temp. B"),
+    "winding_temp_c_c": ("C相绕组温度", "Winding temp. C"),
+    "load_pct": ("负载率", "Load"),
+    "fan_on": ("风机运行", "Cooling fan"),
+    "voltage_a_v": ("A相电压", "Voltage A-N"),
+    "voltage_b_v": ("B相电压", "Voltage B-N"),
+    "voltage_c_v": ("C相电压", "Voltage C-N"),
+    "voltage_ab_v": ("AB线电压", "Voltage A-B"),
+    "voltage_bc_v": ("BC线电压", "Voltage B-C"),
+    "voltage_ca_v": ("CA线电压", "Voltage C-A"),
+    "current_a_a": ("A相电流", "Current A"),
+    "current_b_a": ("B相电流", "Current B"),
+    "current_c_a": ("C相电流", "Current C"),
+    "power_factor": ("功率因数", "Power factor"),
+    "active_power_kw": ("有功功率", "Active power"),
+    "case_temp_c": ("电容器外壳温度", "Capacitor case temp."),
+    "steps_on": ("投入组数", "Steps in"),
+    "room_temp_c": ("室内温度", "Room temp."),
+    "humidity_pct": ("相对湿度", "Humidity"),
+    "water_ingress": ("水浸", "Water ingress"),
+    "smoke": ("烟感", "Smoke"),
+    "primary_supply_temp_c": ("一次供水温度", "Primary supply temp."),
+    "primary_return_temp_c": ("一次回水温度", "Primary return temp."),
+    "primary_supply_pressure_mpa": ("一次供水压力", "Primary supply pressure"),
+    "primary_return_pressure_mpa": ("一次回水压力", "Primary return pressure"),
+    "secondary_supply_temp_c": ("二次供水温度", "Secondary supply temp."),
+    "secondary_return_temp_c": ("二次回水温度", "Secondary return temp."),
+    "secondary_supply_pressure_mpa": ("二次供水压力", "Secondary supply pressure"),
+    "secondary_return_pressure_mpa": ("二次回水压力", "Secondary return pressure"),
+    "circ_pump_1_running": ("1#循环泵运行", "Circ. pump 1"),
+    "circ_pump_2_running": ("2#循环泵运行", "Circ. pump 2"),
+    "circ_pump_fault": ("循环泵故障", "Circ. pump fault"),
+    "circ_pump_freq_hz": ("运行频率", "Pump frequency"),
+    "makeup_pump_running": ("补水泵运行", "Make-up pump"),
+    "makeup_tank_level_m": ("补水箱液位", "Make-up tank level"),
+    "outlet_pressure_mpa": ("出水压力", "Outlet pressure"),
+    "inlet_pressure_mpa": ("进水压力", "Inlet pressure"),
+    "vfd_freq_hz": ("变频器频率", "VFD frequency"),
+    "pump_1_running": ("1#泵运行", "Pump 1"),
+    "pump_2_running": ("2#泵运行", "Pump 2"),
+    "pump_3_running": ("3#泵运行", "Pump 3"),
+    "fault": ("故障", "Fault"),
+    "tank_level_m": ("水箱液位", "Tank level"),
+    "fire_main_pressure_mpa": ("消防管网压力", "Fire main pressure"),
+    "jockey_pump_running": ("稳压泵运行", "Jockey pump"),
+    "fire_pump_running": ("消防主泵运行", "Main fire pump"),
+    "fire_pump_fault": ("消防泵故障", "Fire pump fault"),
+    "fire_tank_level_m": ("消防水池液位", "Fire tank level"),
+    "supply_temp_c": ("供水温度", "Supply temp."),
+    "return_temp_c": ("回水温度", "Return temp."),
+    "tank_temp_c": ("水箱温度", "Tank temp."),
+    "circ_pump_running": ("热水循环泵运行", "Circulation pump"),
+    "heat_pump_running": ("热泵运行", "Heat pump"),
+}
+
+# State points whose "1" is bad news (shown red as 报警); other state points read 运行/停止.
+ALARM_STATES = frozenset({"fault", "circ_pump_fault", "fire_pump_fault", "water_ingress", "smoke"})
+
+# Reference lines drawn on charts from device attrs (the estate file's nameplate/setpoint values).
+# attr -> (unit it belongs to, 简体中文, English)
+ATTR_LINES: dict[str, tuple[str, str, str]] = {
+    "fan_on_c": ("°C", "风机启动", "fans on"),
+    "warn_c": ("°C", "预警", "warning"),
+    "alarm_c": ("°C", "报警", "alarm"),
+    "trip_c": ("°C", "跳闸", "trip"),
+    "supply_setpoint_c": ("°C", "供水设定", "supply setpoint"),
+    "static_pressure_mpa": ("MPa", "静压", "static pressure"),
+    "setpoint_mpa": ("MPa", "设定压力", "setpoint"),
+    "fire_pump_start_mpa": ("MPa", "主泵启动", "fire pump start"),
+    "jockey_start_mpa": ("MPa", "稳压泵启动", "jockey start"),
+    "jockey_stop_mpa": ("MPa", "稳压泵停止", "jockey stop"),
+    "low_m": ("m", "低水位", "low"),
+    "high_m": ("m", "高水位", "high"),
+    "overflow_m": ("m", "溢流", "overflow"),
+}
+
+# Decimal places per unit: enough to see a change, no more than the instrument resolves.
+DECIMALS: dict[str, int] = {
+    "°C": 1,
+    "V": 1,
+    "A": 0,
+    "kW": 1,
+    "MPa": 3,
+    "%": 1,
+    "%RH": 0,
+    "Hz": 1,
+    "m": 2,
+    "steps": 0,
+    "": 2,
+}
+
+UNIT_DISPLAY: dict[str, tuple[str, str]] = {"steps": ("组", "steps")}
+
+BUCKET_NAMES: dict[str, tuple[str, str]] = {
+    "5m": ("5 分钟", "5-minute"),
+    "15m": ("15 分钟", "15-minute"),
+    "1h": ("1 小时", "hourly"),
+    "1d": ("1 天", "daily"),
+}
+
+
+def norm_lang(value: str | None) -> Lang:
+    return "en" if value == "en" else DEFAULT_LANG
+
+
+def _pick(pair: tuple[str, str], lang: Lang) -> str:
+    return pair[1] if lang == "en" else pair[0]
+
+
+def t(key: str, lang: Lang, **fmt: object) -> str:
+    """The UI string ``key`` in ``lang``; an unknown key shows itself so a gap is visible, not fatal."""
+    pair = STRINGS.get(key)
+    text = _pick(pair, lang) if pair else key
+    return text.format(**fmt) if fmt else text
+
+
+def lookup(table: dict[str, tuple[str, str]], key: str, lang: Lang, fallback: str | None = None) -> str:
+    pair = table.get(key)
+    if pair:
+        return _pick(pair, lang)
+    return fallback if fallback is not None else key
+
+
+def role_label(role: str, lang: Lang) -> str:
+    try:
+        return _pick(ROLE_LABELS[Role(role)], lang)
+    except ValueError:
+        return role
+
+
+def point_label(metric: str, label: str, lang: Lang) -> str:
+    """Point.label (the estate file's Chinese name) in Chinese; the metric map in English; else what we have."""
+    if lang == "zh" and label:
+        return label
+    return lookup(METRICS, metric, lang, fallback=label or metric)
+
+
+def device_title(name: str, kind: str, code: str, lang: Lang) -> str:
+    if lang == "zh" and name:
+        return name
+    return lookup(DEVICE_KINDS, kind, lang, fallback=name or kind)
+
+
+def room_title(name: str, kind: str, code: str, lang: Lang) -> str:
+    if lang == "zh" and name:
+        return name
+    return f"{lookup(ROOM_KINDS, kind, lang, fallback=name or kind)} {code}"
+
+
+def unit_display(unit: str, lang: Lang) -> str:
+    return lookup(UNIT_DISPLAY, unit, lang, fallback=unit)
+
+
+def decimals(unit: str) -> int:
+    return DECIMALS.get(unit, 2)
+
+
+def format_value(value: float | None, unit: str, lang: Lang) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:,.{decimals(unit)}f}"
+
+
+def state_text(metric: str, value: float | None, lang: Lang) -> tuple[str, str]:
+    """(text, css class) of a state point: alarm-type points read 报警/正常, the rest 运行/停止."""
+    if value is None:
+        return "—", "none"
+    on = value >= 0.5
+    if metric in ALARM_STATES:
+        return (t("state_alarm", lang), "alarm") if on else (t("state_normal", lang), "ok")
+    if metric.endswith("_running") or metric.endswith("_on"):
+        return (t("state_running", lang), "run") if on else (t("state_stopped", lang), "off")
+    return (t("state_on", lang), "run") if on else (t("state_off", lang), "off")
+
+
+def format_age(seconds: float, lang: Lang) -> str:
+    """A coarse human age: 45 秒, 12 分钟, 3 小时, 2 天."""
+    s = max(0, int(seconds))
+    if s < 60:
+        n, zh, en = s, "秒", "s"
+    elif s < 3600:
+        n, zh, en = s // 60, "分钟", "min"
+    elif s < 2 * 86400:
+        n, zh, en = s // 3600, "小时", "h"
+    else:
+        n, zh, en = s // 86400, "天", "days"
+    return f"{n} {en}" if lang == "en" else f"{n} {zh}"
+
+
+def stale_text(age_s: float | None, lang: Lang) -> str:
+    if age_s is None:
+        return t("never_reported", lang)
+    return t("stale_for", lang, age=format_age(age_s, lang))
+
+
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_TZ)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TZ)
+
+
+def format_time(ts: datetime | None, tz: ZoneInfo, *, seconds: bool = True, date: bool = True) -> str:
+    if ts is None:
+        return "—"
+    local = ts.astimezone(tz)
+    fmt = ("%Y-%m-%d " if date else "") + ("%H:%M:%S" if seconds else "%H:%M")
+    return local.strftime(fmt)
+
+
+def chart_ms(ts: datetime, tz: ZoneInfo) -> int:
+    """Milliseconds of the estate's wall-clock time read as UTC.
+
+    ECharts formats axis labels in the browser's zone or in UTC (``useUTC``); shifting each timestamp by
+    its own offset and charting in UTC shows the estate's clock on any phone, DST included.
+    """
+    local = ts.astimezone(tz).replace(tzinfo=UTC)
+    return int(local.timestamp() * 1000)

@@ -1,0 +1,218 @@
+/* Steward dashboards: draws the 24 h charts and applies live updates from the page's SSE stream.
+ *
+ * The server renders every value already formatted (language, decimals, estate time zone); this script
+ * only copies fields into the elements carrying data-point / data-device / data-field, appends new
+ * readings to the charts, and swaps whole fragments on the overview and ingest pages.
+ */
+(function () {
+  "use strict";
+
+  const dataEl = document.getElementById("page-data");
+  if (!dataEl) return;
+  const page = JSON.parse(dataEl.textContent);
+  const S = page.strings;
+  const statusEl = document.getElementById("live-status");
+  const timeEl = document.getElementById("live-time");
+  const PALETTE = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d"];
+
+  function setStatus(state) {
+    if (!statusEl) return;
+    statusEl.dataset.state = state;
+    statusEl.querySelector(".text").textContent = S[state];
+  }
+
+  // --- charts ------------------------------------------------------------------------------------
+
+  const charts = {}; // chart id -> {inst, spec}
+  const seriesOf = {}; // point id -> {id, index}
+
+  function fixed(decimals) {
+    return (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(decimals));
+  }
+
+  function chartOption(spec) {
+    const multi = spec.series.length > 1;
+    const option = {
+      // Timestamps arrive as the estate's wall clock read as UTC (see i18n.chart_ms).
+      useUTC: true,
+      animation: false,
+      color: PALETTE,
+      grid: { left: 6, right: 14, top: multi ? 30 : 12, bottom: 6, containLabel: true },
+      tooltip: { trigger: "axis", confine: true, valueFormatter: fixed(spec.decimals) },
+      xAxis: {
+        type: "time",
+        min: page.x_min, // the whole range, even where a device was silent or not yet installed
+        axisLabel: {
+          hideOverlap: true,
+          fontSize: 11,
+          color: "#5b6576",
+          formatter: { year: "{yyyy}", month: "{MM}-{dd}", day: "{MM}-{dd}", hour: "{HH}:{mm}", minute: "{HH}:{mm}" },
+        },
+        axisLine: { lineStyle: { color: "#c9d1dc" } },
+        splitLine: { show: false },
+      },
+      yAxis: {
+        type: "value",
+        scale: true,
+        axisLabel: { fontSize: 11, color: "#5b6576" },
+        splitLine: { lineStyle: { color: "#edf0f4" } },
+      },
+      series: spec.series.map((s, i) => {
+        const out = {
+          type: "line",
+          name: s.name,
+          data: s.data,
+          showSymbol: false,
+          connectNulls: false,
+          lineStyle: { width: 1.6 },
+          emphasis: { disabled: true },
+        };
+        if (i === 0 && spec.lines.length) {
+          out.markLine = {
+            silent: true,
+            symbol: "none",
+            lineStyle: { type: "dashed", color: "#b45309", width: 1 },
+            label: { formatter: "{b} {c}", position: "insideEndTop", color: "#b45309", fontSize: 10 },
+            data: spec.lines.map((l) => ({ name: l.name, yAxis: l.value })),
+          };
+        }
+        return out;
+      }),
+    };
+    if (multi) {
+      option.legend = { top: 0, type: "scroll", itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } };
+    }
+    if (!spec.series.some((s) => s.data.length)) {
+      option.graphic = {
+        type: "text",
+        left: "center",
+        top: "middle",
+        style: { text: S.empty, fill: "#8a94a6", fontSize: 13 },
+      };
+    }
+    return option;
+  }
+
+  function initCharts() {
+    if (!window.echarts || !page.charts) return;
+    for (const spec of page.charts) {
+      const dom = document.getElementById(spec.id);
+      if (!dom) continue;
+      const inst = window.echarts.init(dom, null, { locale: page.lang === "en" ? "EN" : "ZH" });
+      inst.setOption(chartOption(spec));
+      charts[spec.id] = { inst, spec, empty: !spec.series.some((s) => s.data.length) };
+      spec.series.forEach((s, index) => {
+        seriesOf[s.point_id] = { id: spec.id, index };
+      });
+    }
+    let pending = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(pending);
+      pending = setTimeout(() => Object.values(charts).forEach((c) => c.inst.resize()), 150);
+    });
+  }
+
+  // --- live updates ------------------------------------------------------------------------------
+
+  function setField(root, name, value) {
+    root.querySelectorAll('[data-field="' + name + '"]').forEach((el) => {
+      if (el.textContent !== value) el.textContent = value;
+    });
+  }
+
+  function flash(el) {
+    el.classList.remove("flash");
+    void el.offsetWidth; // restart the animation
+    el.classList.add("flash");
+  }
+
+  function applyValues(data) {
+    const dirty = new Set();
+    for (const p of data.points) {
+      document.querySelectorAll('[data-point="' + p.id + '"]').forEach((node) => {
+        const num = node.querySelector('[data-field="text"]');
+        if (num) {
+          if (num.textContent !== p.text) {
+            num.textContent = p.text;
+            flash(node);
+          }
+          const base = num.classList.contains("state-value") ? "state-value" : "num";
+          num.className = base + (p.css ? " " + p.css : "");
+        }
+        setField(node, "ts", p.ts);
+        setField(node, "ts_full", p.ts_full);
+        setField(node, "stale_text", p.stale_text);
+        node.classList.toggle("stale", p.stale);
+      });
+      const ref = seriesOf[p.id];
+      if (page.append && ref && p.x !== null && p.value !== null) {
+        const chart = charts[ref.id];
+        const arr = chart.spec.series[ref.index].data;
+        const last = arr.length ? arr[arr.length - 1][0] : -Infinity;
+        if (p.x > last) {
+          arr.push([p.x, p.value]);
+          const cutoff = p.x - page.span_ms;
+          while (arr.length && arr[0][0] < cutoff) arr.shift();
+          page.x_min = Math.max(page.x_min || cutoff, cutoff);
+          dirty.add(ref.id);
+        }
+      }
+    }
+    dirty.forEach((id) => {
+      const c = charts[id];
+      if (c.empty) {
+        c.empty = false;
+        c.inst.setOption(chartOption(c.spec), true); // redraw without the "no data" caption
+      } else {
+        c.inst.setOption({ xAxis: { min: page.x_min }, series: c.spec.series.map((s) => ({ data: s.data })) });
+      }
+    });
+    for (const d of data.devices) {
+      document.querySelectorAll('[data-device="' + d.id + '"]').forEach((node) => {
+        node.querySelectorAll('[data-field="status_text"]').forEach((el) => {
+          el.textContent = d.status_text;
+          el.className = "status status-" + d.status;
+        });
+        setField(node, "last_seen", d.last_seen);
+      });
+    }
+  }
+
+  function applyHtml(data) {
+    const body = document.getElementById("live-body");
+    if (body) body.innerHTML = data.html;
+  }
+
+  let source = null;
+  let failures = 0;
+
+  function connect() {
+    setStatus("connecting");
+    source = new EventSource(page.live);
+    source.addEventListener("update", (ev) => {
+      failures = 0;
+      setStatus("connected");
+      const data = JSON.parse(ev.data);
+      if (page.mode === "html") applyHtml(data);
+      else applyValues(data);
+      if (timeEl && data.now) timeEl.textContent = S.updated.replace("{time}", data.now);
+    });
+    source.addEventListener("expired", () => {
+      source.close();
+      window.location.reload(); // lands on the login page, which brings the user back here
+    });
+    source.onerror = () => {
+      setStatus("lost");
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (login ended, server restarting): retry a few times, then reload the page.
+        source.close();
+        failures += 1;
+        if (failures >= 3) window.location.reload();
+        else setTimeout(connect, 3000 * failures);
+      }
+    };
+  }
+
+  initCharts();
+  if (page.live && window.EventSource) connect();
+})();

@@ -1,0 +1,428 @@
+"""S3–S6, S12: who may call what, on whose estate, and what they see of residents.
+
+``ACCESS`` is the role × route table as data. ``test_every_openapi_route_is_in_the_table`` fails when a route is
+added to the API without a row here (or a row outlives its route), so no route escapes the matrix below:
+
+- no credentials, a forged or garbage token, a stale cookie → 401 (except public routes);
+- every role outside the row → 403;
+- every role inside the row → 2xx on the visible estate's objects, 404 on the other estate's objects
+  (the same 404 as for objects that do not exist: existence is not leaked).
+
+The roles are spelled out here rather than imported from accounts.const, so a change to the product's role sets
+shows up as a failing test and a deliberate edit of this table.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from accounts.const import Role
+from accounts.service import create_token
+from storage.models import AuditLog, Estate, StaffUser
+from tests.api.conftest import PASSWORD, World, bearer
+
+Public = Literal["public"]
+PUBLIC: Public = "public"
+A, E, S, C, B, V = Role.admin, Role.engineer, Role.steward, Role.card_admin, Role.billing_clerk, Role.viewer
+ANY_STAFF = frozenset(Role)
+EQUIPMENT = frozenset({A, E, V})  # 工程部 and read-only dashboards
+OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
+ADMIN = frozenset({A})
+
+ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
+    ("GET", "/health"): PUBLIC,
+    ("POST", "/api/auth/login"): PUBLIC,
+    ("POST", "/api/auth/logout"): ANY_STAFF,
+    ("GET", "/api/auth/me"): ANY_STAFF,
+    ("POST", "/api/auth/tokens"): OPERATORS,
+    ("GET", "/api/users"): ADMIN,
+    ("POST", "/api/users"): ADMIN,
+    ("GET", "/api/estates"): ANY_STAFF,
+    ("GET", "/api/estates/{code}"): ANY_STAFF,
+    ("GET", "/api/estates/{code}/buildings"): ANY_STAFF,
+    ("GET", "/api/estates/{code}/units"): ANY_STAFF,
+    # Every role reads residents; engineers and viewers get them masked (test_residents_are_masked_by_role).
+    ("GET", "/api/estates/{code}/residents"): ANY_STAFF,
+    ("GET", "/api/estates/{code}/rooms"): EQUIPMENT,
+    ("GET", "/api/estates/{code}/devices"): EQUIPMENT,
+    ("GET", "/api/rooms/{room_id}"): EQUIPMENT,
+    ("GET", "/api/rooms/{room_id}/live"): EQUIPMENT,
+    ("GET", "/api/devices/{device_id}"): EQUIPMENT,
+    ("GET", "/api/points/{point_id}"): EQUIPMENT,
+    ("GET", "/api/points/{point_id}/samples"): EQUIPMENT,
+    ("GET", "/api/points/{point_id}/series"): EQUIPMENT,
+    ("GET", "/metrics"): OPERATORS,
+    ("GET", "/api/ingest/status"): OPERATORS,
+    ("GET", "/api/ingest/dead-letters"): OPERATORS,
+    ("GET", "/api/ingest/quarantine"): OPERATORS,
+}
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+ROUTES = sorted(ACCESS)
+PROTECTED = [r for r in ROUTES if ACCESS[r] != PUBLIC]
+SCOPED = [r for r in ROUTES if "{" in r[1]]  # routes that name an estate's object
+DENIED = [(route, role) for route in PROTECTED for role in Role if role not in ACCESS[route]]
+GRANTED = [(route, role) for route in PROTECTED for role in Role if role in ACCESS[route]]
+SCOPED_GRANTED = [(route, role) for route, role in GRANTED if route in SCOPED]
+NOBODY_SEES = {
+    "code": "no-such-estate",
+    "room_id": 2_000_000_000,
+    "device_id": 2_000_000_000,
+    "point_id": 2_000_000_000,
+}
+
+RESIDENTS = {"张三丰": "13812345678", "李四": "13987654321"}
+MASKED = {"张**": "138****5678", "李*": "139****4321"}
+
+
+def route_id(route: tuple[str, str]) -> str:
+    return f"{route[0]} {route[1]}"
+
+
+def case_id(case: tuple[tuple[str, str], Role]) -> str:
+    return f"{route_id(case[0])} as {case[1].value}"
+
+
+def url(world: World, path: str, *, where: Literal["visible", "other", "missing"] = "visible") -> str:
+    values: dict[str, Any] = {
+        "visible": {
+            "code": world.estate,
+            "room_id": world.room_id,
+            "device_id": world.device_id,
+            "point_id": world.point_id,
+        },
+        "other": {
+            "code": world.other_estate,
+            "room_id": world.other_room_id,
+            "device_id": world.other_device_id,
+            "point_id": world.other_point_id,
+        },
+        "missing": NOBODY_SEES,
+    }[where]
+    return path.format(**values)
+
+
+def body(route: tuple[str, str]) -> dict[str, Any] | None:
+    """A valid body for the route (fresh where the route creates something unique)."""
+    bodies: dict[tuple[str, str], dict[str, Any]] = {
+        ("POST", "/api/auth/login"): {"username": "viewer-user", "password": PASSWORD},
+        ("POST", "/api/auth/tokens"): {"name": "access-matrix", "ttl_days": 1},
+        ("POST", "/api/users"): {
+            "username": f"matrix-{uuid.uuid4().hex[:12]}",
+            "password": "a-long-enough-password",
+            "role": "viewer",
+            "estates": ["apia"],
+        },
+    }
+    return bodies.get(route)
+
+
+def call(
+    client: TestClient,
+    world: World,
+    route: tuple[str, str],
+    headers: dict[str, str] | None = None,
+    *,
+    where: Literal["visible", "other", "missing"] = "visible",
+) -> Any:
+    method, path = route
+    return client.request(method, url(world, path, where=where), headers=headers or {}, json=body(route))
+
+
+@pytest.fixture
+def anonymous(client: TestClient) -> TestClient:
+    client.cookies.clear()
+    return client
+
+
+# --- the table covers the API -----------------------------------------------------------------------------------
+
+
+def test_every_openapi_route_is_in_the_table(app: FastAPI) -> None:
+    """Adding a route without deciding who may call it fails here; so does a row for a route that is gone."""
+    served = {
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+    assert served - set(ACCESS) == set(), "routes missing from ACCESS"
+    assert set(ACCESS) - served == set(), "stale rows in ACCESS"
+
+
+def test_openapi_declares_how_to_authenticate(app: FastAPI) -> None:
+    doc = app.openapi()
+    assert {"HTTPBearer", "APIKeyCookie"} <= set(doc["components"]["securitySchemes"])
+    for method, path in ROUTES:
+        op = doc["paths"][path][method.lower()]
+        if ACCESS[(method, path)] == PUBLIC:
+            assert not op.get("security"), f"{method} {path} is public but declares security"
+        else:
+            assert op.get("security"), f"{method} {path} needs a login but the schema does not say so"
+            assert "401" in op["responses"], f"{method} {path} does not document 401"
+
+
+# --- S3: unauthenticated and forged credentials ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=route_id)
+def test_no_credentials_is_401(anonymous: TestClient, api_world: World, route: tuple[str, str]) -> None:
+    r = call(anonymous, api_world, route)
+    assert r.status_code == 401, r.text
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+FORGED = {
+    "unknown token": "Bearer stw_" + "A" * 43,
+    "token of another shape": "Bearer eyJhbGciOiJub25lIn0.eyJyb2xlIjoiYWRtaW4ifQ.",
+    "sql in token": "Bearer ' OR '1'='1' --",
+    "token with spaces": "Bearer a b c",
+    "empty bearer": "Bearer ",
+    "basic auth": "Basic YWRtaW4tdXNlcjpjb3JyZWN0LWhvcnNlLWJhdHRlcnk=",
+}
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=route_id)
+@pytest.mark.parametrize("authorization", FORGED.values(), ids=FORGED.keys())
+def test_forged_credentials_are_401(
+    anonymous: TestClient, api_world: World, route: tuple[str, str], authorization: str
+) -> None:
+    r = call(anonymous, api_world, route, {"Authorization": authorization})
+    assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=route_id)
+def test_forged_session_cookie_is_401(anonymous: TestClient, api_world: World, route: tuple[str, str]) -> None:
+    r = call(anonymous, api_world, route, {"Cookie": "steward_session=forged-" + "x" * 40})
+    assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/rooms/abc", "/api/estates/NOT%20A%20CODE/rooms", "/api/points/1/series?bucket=2w"]
+)
+def test_credentials_are_checked_before_input(anonymous: TestClient, api_world: World, path: str) -> None:
+    """Without a login, a malformed request is 401 like any other: validation errors are for callers who may call."""
+    assert anonymous.get(path).status_code == 401
+    assert anonymous.get(path, headers=bearer(api_world, Role.steward)).status_code == 403
+
+
+def test_a_bad_bearer_is_not_rescued_by_a_good_cookie(anonymous: TestClient, api_world: World) -> None:
+    assert anonymous.post("/api/auth/login", json={"username": "admin-user", "password": PASSWORD}).status_code == 200
+    assert anonymous.get("/api/auth/me").status_code == 200
+    assert anonymous.get("/api/auth/me", headers={"Authorization": "Bearer stw_forged"}).status_code == 401
+
+
+# --- S5: roles --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("route", "role"), DENIED, ids=[case_id(c) for c in DENIED])
+def test_role_outside_the_row_is_403(client: TestClient, api_world: World, route: tuple[str, str], role: Role) -> None:
+    r = call(client, api_world, route, bearer(api_world, role))
+    assert r.status_code == 403, r.text
+
+
+@pytest.mark.parametrize(("route", "role"), GRANTED, ids=[case_id(c) for c in GRANTED])
+def test_role_inside_the_row_succeeds(client: TestClient, api_world: World, route: tuple[str, str], role: Role) -> None:
+    r = call(client, api_world, route, bearer(api_world, role))
+    assert 200 <= r.status_code < 300, r.text
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if ACCESS[r] == PUBLIC], ids=route_id)
+def test_public_routes_need_no_login(anonymous: TestClient, api_world: World, route: tuple[str, str]) -> None:
+    r = call(anonymous, api_world, route)
+    assert 200 <= r.status_code < 300, r.text
+
+
+# --- S4: another estate's objects -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("route", "role"), SCOPED_GRANTED, ids=[case_id(c) for c in SCOPED_GRANTED])
+def test_other_estates_objects_are_404_like_missing_ones(
+    client: TestClient, api_world: World, route: tuple[str, str], role: Role
+) -> None:
+    other = call(client, api_world, route, bearer(api_world, role), where="other")
+    missing = call(client, api_world, route, bearer(api_world, role), where="missing")
+    assert other.status_code == 404, other.text
+    assert (missing.status_code, missing.json()) == (other.status_code, other.json())
+
+
+@pytest.fixture(scope="module")
+def head_office(api_world: World) -> dict[str, str]:
+    with Session(api_world.engine) as s, s.begin():
+        user = s.scalars(select(StaffUser).where(StaffUser.username == "head-office")).one()
+        token = create_token(s, user, "access-tests")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("route", SCOPED, ids=route_id)
+def test_an_all_estates_admin_sees_the_other_estate(
+    client: TestClient, api_world: World, head_office: dict[str, str], route: tuple[str, str]
+) -> None:
+    """The 404s above are about scope, not about the other estate's objects being broken."""
+    r = call(client, api_world, route, head_office, where="other")
+    assert r.status_code == 200, r.text
+
+
+def test_lists_hold_only_visible_estates(client: TestClient, api_world: World, head_office: dict[str, str]) -> None:
+    with Session(api_world.engine) as s:
+        visible_id = s.scalars(select(Estate.id).where(Estate.code == api_world.estate)).one()
+    h = bearer(api_world, Role.engineer)
+    assert [e["code"] for e in client.get("/api/estates", headers=h).json()["items"]] == [api_world.estate]
+    devices = client.get(f"/api/estates/{api_world.estate}/devices?limit=500", headers=h).json()["items"]
+    assert devices
+    assert {d["estate_id"] for d in devices} == {visible_id}
+    # Naming the other estate's room in a filter of one's own estate finds nothing.
+    r = client.get(f"/api/estates/{api_world.estate}/devices?room_id={api_world.other_room_id}", headers=h)
+    assert r.json()["items"] == []
+    codes = [e["code"] for e in client.get("/api/estates", headers=head_office).json()["items"]]
+    assert codes == sorted([api_world.estate, api_world.other_estate])
+
+
+# --- S6 / S7: inputs --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if body(r) is not None], ids=route_id)
+def test_bodies_reject_unknown_fields(client: TestClient, api_world: World, route: tuple[str, str]) -> None:
+    extra = {**(body(route) or {}), "role": "admin", "balance": 1_000_000, "all_estates": True, "is_admin": True}
+    if route == ("POST", "/api/users"):
+        extra.pop("role")
+        extra.pop("all_estates")  # both are legitimate fields of a new account
+    method, path = route
+    r = client.request(method, path, headers=bearer(api_world, Role.admin), json=extra)
+    assert r.status_code == 422, r.text
+    assert any(e["type"] == "extra_forbidden" for e in r.json()["detail"])
+
+
+def test_every_request_body_forbids_unknown_fields(app: FastAPI) -> None:
+    """Also for bodies added later: the schema of every request body says additionalProperties: false."""
+    doc = app.openapi()
+    bodies = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" not in op:
+                continue
+            for media in op["requestBody"]["content"].values():
+                ref = media["schema"]["$ref"].rsplit("/", 1)[1]
+                assert doc["components"]["schemas"][ref].get("additionalProperties") is False, f"{method} {path}"
+                bodies += 1
+    assert bodies == len([r for r in ROUTES if body(r) is not None])
+
+
+INJECTIONS = ["apia' OR '1'='1", "apia;DROP TABLE estates;--", "ap%00ia", "小区", "a" * 300, "APIA", ".."]
+
+
+@pytest.mark.parametrize("code", INJECTIONS)
+def test_odd_estate_codes_are_4xx(client: TestClient, api_world: World, code: str) -> None:
+    r = client.get(f"/api/estates/{code}/residents", headers=bearer(api_world, Role.admin))
+    assert 400 <= r.status_code < 500, r.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "kind=transformer' OR 1=1 --",
+        "kind=%00",
+        "room_id=1 OR 1=1",
+        "room_id=99999999999999999999",
+        "limit=0",
+        "limit=100000",
+        "offset=-1",
+        "offset=99999999999",
+    ],
+)
+def test_odd_query_parameters_are_4xx(client: TestClient, api_world: World, query: str) -> None:
+    r = client.get(f"/api/estates/{api_world.estate}/devices?{query}", headers=bearer(api_world, Role.admin))
+    assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("path", ["/api/rooms/0", "/api/rooms/-1", "/api/devices/9999999999999", "/api/points/abc"])
+def test_odd_ids_are_4xx(client: TestClient, api_world: World, path: str) -> None:
+    r = client.get(path, headers=bearer(api_world, Role.admin))
+    assert r.status_code == 422, r.text
+
+
+# --- personal data ----------------------------------------------------------------------------------------------
+
+
+def residents(client: TestClient, world: World, role: Role) -> list[dict[str, Any]]:
+    r = client.get(f"/api/estates/{world.estate}/residents", headers=bearer(world, role))
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_residents_are_masked_by_role(client: TestClient, api_world: World, role: Role) -> None:
+    needs_personal_data = role in {A, S, C, B}  # notices, cards, callbacks, billing
+    shown = {r["name"]: r["phone"] for r in residents(client, api_world, role)}
+    assert shown == (RESIDENTS if needs_personal_data else MASKED)
+    masked = {r["masked"] for r in residents(client, api_world, role)}
+    assert masked == {not needs_personal_data}
+
+
+def last_audit(world: World, actor: str) -> AuditLog | None:
+    with Session(world.engine) as s:
+        return s.scalars(
+            select(AuditLog)
+            .where(AuditLog.actor == actor, AuditLog.action == "residents.read")
+            .order_by(AuditLog.id.desc())
+        ).first()
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_every_residents_read_is_audited(client: TestClient, api_world: World, role: Role) -> None:
+    actor = f"{role.value}-user"
+    before = last_audit(api_world, actor)
+    shown = residents(client, api_world, role)
+    row = last_audit(api_world, actor)
+    assert row is not None
+    assert before is None or row.id > before.id
+    assert row.object == f"estate:{api_world.estate}"
+    assert row.detail["masked"] is (role in {E, V})
+    assert sorted(row.detail["resident_ids"]) == sorted(r["id"] for r in shown)
+    # The audit log says who read whom, never what they read.
+    text = str(row.detail)
+    assert not any(secret in text for pair in RESIDENTS.items() for secret in pair)
+
+
+def test_a_refused_residents_read_shows_nothing(client: TestClient, api_world: World) -> None:
+    r = client.get(f"/api/estates/{api_world.other_estate}/residents", headers=bearer(api_world, Role.steward))
+    assert r.status_code == 404
+    assert not any(secret in r.text for pair in RESIDENTS.items() for secret in pair)
+
+
+@pytest.fixture
+def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Every record from every logger, DEBUG included (stricter than the processes' INFO)."""
+    with caplog.at_level(logging.DEBUG):
+        yield caplog
+
+
+def test_personal_data_and_passwords_stay_out_of_logs(
+    client: TestClient, api_world: World, all_logs: pytest.LogCaptureFixture
+) -> None:
+    """S12: a full residents read, logins (good, bad, unknown user) and an account creation log none of it."""
+    residents(client, api_world, Role.steward)
+    residents(client, api_world, Role.engineer)
+    client.post("/api/auth/login", json={"username": "steward-user", "password": PASSWORD})
+    client.post("/api/auth/login", json={"username": "steward-user", "password": PASSWORD + "-wrong"})
+    client.post("/api/auth/login", json={"username": "nobody-here", "password": PASSWORD})
+    new_password = "another-long-secret-" + uuid.uuid4().hex[:6]
+    r = client.post(
+        "/api/users",
+        headers=bearer(api_world, Role.admin),
+        json={"username": f"logs-{uuid.uuid4().hex[:8]}", "password": new_password, "role": "viewer"},
+    )
+    assert r.status_code == 201
+    secrets = [*RESIDENTS, *RESIDENTS.values(), PASSWORD, new_password]
+    logged = "\n".join(f"{rec.getMessage()} {rec.args!r}" for rec in all_logs.records)
+    leaked = [s for s in secrets if s in logged]
+    assert leaked == []

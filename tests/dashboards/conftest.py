@@ -1,0 +1,232 @@
+"""Dashboard fixtures: the sample estate (examples/estate.yaml) with 24 h of history, a second estate nobody
+but head office sees, one account per role, and ingest rejects for the ingest page.
+
+The world lives in a database of its own because the browser tests' server is another process that
+must see committed rows.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.orm import Session
+
+from accounts.const import Role
+from accounts.service import create_user
+from api.app import create_app
+from core.settings import Settings
+from facility.importer import import_estate
+from protocol.estate_file import EstateFile, load_estate_file
+from storage.models import Device, Point
+from tests.dashboards.support import InProcessIngest, telemetry
+from tests.support.estate import small_estate
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples" / "estate.yaml"
+PASSWORD = "correct-horse-battery"
+ESTATE = "lvyuan"
+OTHER = "dashb"
+# TR2 went quiet 12 minutes ago: its tiles must say so ("已 12 分钟未上报").
+SILENT_DEVICE = "TR2"
+SILENT_FOR = timedelta(minutes=12)
+
+
+@dataclass(frozen=True)
+class DashWorld:
+    url: str
+    engine: Engine
+    estate: str
+    other_estate: str
+    rooms: dict[str, int]  # room code -> id (sample estate)
+    devices: dict[str, int]  # device code -> id (both estates)
+    other_room_id: int
+    # device code -> metric -> (nominal, noise), for the room devices of the sample estate
+    nominal: dict[str, dict[str, tuple[float, float]]]
+    point_ids: dict[tuple[str, str], int]
+
+
+def nominal_values(doc: EstateFile) -> dict[str, dict[str, tuple[float, float]]]:
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for room in doc.rooms:
+        for device in room.devices:
+            if device.points:
+                out[device.code] = {p.metric: (float(p.nominal or 0.0), float(p.noise or 0.0)) for p in device.points}
+    return out
+
+
+def _seed_history(engine: Engine, point_ids: dict[tuple[str, str], int], nominal: dict, now: datetime) -> None:
+    """24 h of 5-minute samples with a daily swing (warmer, busier afternoons), then the hourly rollup."""
+    rng = random.Random(42)
+    ts_col: list[datetime] = []
+    pid_col: list[int] = []
+    val_col: list[float] = []
+    for (device, metric), pid in point_ids.items():
+        base, noise = nominal[device][metric]
+        is_state = noise == 0 and base in (0.0, 1.0)
+        end = now - (SILENT_FOR if device == SILENT_DEVICE else timedelta(seconds=20))
+        t = now - timedelta(hours=24)
+        while t <= end:
+            hour = t.astimezone(UTC).hour + 8  # Asia/Shanghai
+            swing = 0.0 if is_state else 0.04 * base * math.sin((hour - 8) / 24 * 2 * math.pi)
+            value = base if is_state else base + swing + rng.gauss(0, noise)
+            ts_col.append(t)
+            pid_col.append(pid)
+            val_col.append(round(value, 4))
+            t += timedelta(minutes=5)
+        ts_col.append(end)
+        pid_col.append(pid)
+        val_col.append(base if is_state else round(base + rng.gauss(0, noise), 4))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO samples (ts, point_id, value) "
+                "SELECT * FROM unnest(CAST(:ts AS timestamptz[]), CAST(:p AS int[]), CAST(:v AS float8[])) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"ts": ts_col, "p": pid_col, "v": val_col},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO samples_hourly (point_id, bucket, n, total, min, max, last_ts, last) "
+                "SELECT point_id, date_trunc('hour', ts, 'UTC'), count(*), sum(value), min(value), max(value), "
+                "max(ts), (array_agg(value ORDER BY ts DESC))[1] FROM samples GROUP BY 1, 2 ON CONFLICT DO NOTHING"
+            )
+        )
+
+
+def _seed_device_state(engine: Engine, now: datetime) -> None:
+    """Room devices and most unit meters reported recently; a few meters went silent; three never reported."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO device_state (device_id, last_seen_at, last_ts, online) "
+                "SELECT d.id, CASE WHEN d.code = :silent THEN :silent_at "
+                "  WHEN d.code IN ('HW-3-1-502', 'CW-4-2-1101', 'E-2-1-1702', 'HW-5-1-602') THEN :hours_ago "
+                "  ELSE :recent END, :recent, true "
+                "FROM devices d JOIN estates e ON e.id = d.estate_id "
+                "WHERE e.code = :estate AND d.code NOT IN ('E-1-2-1801', 'CW-1-2-1801', 'HW-1-2-1801') "
+                "ON CONFLICT (device_id) DO NOTHING"
+            ),
+            {
+                "silent": SILENT_DEVICE,
+                "silent_at": now - SILENT_FOR,
+                "hours_ago": now - timedelta(hours=3, minutes=20),
+                "recent": now - timedelta(seconds=20),
+                "estate": ESTATE,
+            },
+        )
+
+
+def _seed_rejects_and_meters(ingest: InProcessIngest, now: datetime) -> None:
+    """Dead letters and quarantined messages the way ingest makes them, and a hot-water meter's readings."""
+    old = now - timedelta(days=45)
+    ingest.send(
+        [
+            (f"steward/{ESTATE}/up/TR1/telemetry", b'{"v":1,"ts":"2026-11-26T08:00:00+08:00","values":{'),
+            (f"steward/{ESTATE}/up/LV1/telemetry", b'{"v":2,"values":{"voltage_a_v":"high"}}'),
+            (f"steward/{ESTATE}/up/PUMP1-VFD/telemetry", "出水压力=0.45MPa".encode()),
+            telemetry(ESTATE, "GHOST-7", {"winding_temp_a_c": 80.0}),
+            telemetry(ESTATE, "GHOST-7", {"winding_temp_a_c": 80.5}),
+            telemetry(ESTATE, "GHOST-9", {"room_temp_c": 25.0}),
+            telemetry(ESTATE, "TR1", {"winding_temp_a_c": 79.0}, ts=old),
+            telemetry(OTHER, "DASHB-S0000", {"room_temp_c": 21.0}, ts=old),
+        ]
+    )
+    register = 1520.125
+    msgs = []
+    for i in range(12):
+        ts = now - timedelta(minutes=15 * (12 - i))
+        register += 0.031 + 0.004 * (i % 3)
+        msgs.append(
+            (
+                f"steward/{ESTATE}/up/HW-3-1-1201/meter",
+                {
+                    "v": 1,
+                    "ts": ts.isoformat(),
+                    "seq": i + 1,
+                    "register": f"{register:.3f}",
+                    "unit": "m3",
+                    "valve": "open",
+                },
+            )
+        )
+    ingest.send(msgs)
+
+
+@pytest.fixture(scope="session")
+def dash_world(pg_server_url: str) -> Iterator[DashWorld]:
+    from storage.migrate import upgrade
+    from tests.support.postgres import create_database, drop_database
+
+    url = create_database(pg_server_url, prefix="steward_dash")
+    upgrade(url)
+    engine = create_engine(url)
+    doc = load_estate_file(SAMPLE)
+    nominal = nominal_values(doc)
+    with Session(engine) as s, s.begin():
+        import_estate(s, doc)
+        import_estate(s, small_estate(OTHER, sensors=2, meters=1))
+        for role in Role:
+            create_user(
+                s,
+                username=f"{role.value}-user",
+                password=PASSWORD,
+                role=role,
+                estates=[ESTATE],
+                display_name=f"{role.value}",
+            )
+        create_user(
+            s, username="zhang.gong", password=PASSWORD, role=Role.engineer, estates=[ESTATE], display_name="张工"
+        )
+        create_user(
+            s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True, display_name="总部"
+        )
+        rooms = dict(
+            s.execute(
+                text("SELECT r.code, r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"),
+                {"e": ESTATE},
+            ).all()
+        )
+        other_room = s.scalar(
+            text("SELECT r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"), {"e": OTHER}
+        )
+        devices = dict(s.execute(select(Device.code, Device.id)).all())
+        point_ids = {
+            (code, metric): pid
+            for code, metric, pid in s.execute(
+                select(Device.code, Point.metric, Point.id).join(Point, Point.device_id == Device.id)
+            ).all()
+            if code in nominal
+        }
+    now = datetime.now(UTC)
+    _seed_history(engine, point_ids, nominal, now)
+    _seed_device_state(engine, now)
+    _seed_rejects_and_meters(InProcessIngest(engine), now)
+    yield DashWorld(url, engine, ESTATE, OTHER, rooms, devices, int(other_room), nominal, point_ids)
+    engine.dispose()
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def dash_app(dash_world: DashWorld) -> FastAPI:
+    return create_app(Settings(), engine=dash_world.engine)
+
+
+@pytest.fixture
+def dash_client(dash_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(dash_app, follow_redirects=False) as c:
+        yield c
+
+
+def login(client: TestClient, username: str = "engineer-user") -> None:
+    r = client.post("/login", data={"username": username, "password": PASSWORD, "next": "/"})
+    assert r.status_code == 303, r.text
