@@ -40,10 +40,13 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = 15
     # Broker → ingest in-flight window (MQTT 5 Receive Maximum). Unacked messages wait for the batch
     # commit, so it must exceed batch_size or batches would never fill.
-    mqtt_receive_maximum: int = 10_000
+    # Keep it ≥ 4 × batch_size so the broker can fill the next batch while one commits.
+    mqtt_receive_maximum: int = Field(default=40_000, ge=1, le=65_535)
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     data_dir: Path = Field(default=Path(".steward"), description="embedded database, broker, logs")
-    batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    # Big batches are cheap under load (fewer rollup/device_state rows per message) and cost nothing
+    # when quiet: a batch also closes after batch_latency_ms.
+    batch_size: int = Field(default=10_000, ge=1, le=50_000)
     batch_latency_ms: int = Field(default=50, ge=1, le=10_000)
     max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     accept_past: timedelta = Field(default=timedelta(days=30), description="older readings are quarantined")

@@ -20,6 +20,7 @@ class Counters:
     commit_failures: int = 0
     queue_overflow: int = 0
     seq_gaps: int = 0
+    broker_id_reuse: int = 0  # the broker sent a packet id that was still unacknowledged
 
 
 @dataclass

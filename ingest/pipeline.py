@@ -85,7 +85,7 @@ class Pipeline:
                 attempt += 1
         return False
 
-    def run(self, source_queue: queue.Queue[RawMessage], stop: threading.Event) -> None:
+    def run(self, source_queue: queue.SimpleQueue[RawMessage], stop: threading.Event) -> None:
         while not stop.is_set():
             batch = self._collect(source_queue, stop)
             if not batch:
@@ -97,7 +97,7 @@ class Pipeline:
                 if self.resync is not None and self.resync_needed() and source_queue.empty():
                     self.resync()
 
-    def _collect(self, q: queue.Queue[RawMessage], stop: threading.Event) -> list[RawMessage]:
+    def _collect(self, q: queue.SimpleQueue[RawMessage], stop: threading.Event) -> list[RawMessage]:
         try:
             first = q.get(timeout=0.2)
         except queue.Empty:

@@ -1,5 +1,8 @@
 """Write one decoded batch inside the caller's transaction, idempotently.
 
+Arrays travel in PostgreSQL's binary format (``%(x)b``): psycopg's text conversion of three
+10,000-element arrays was half of the batch thread's time.
+
 Every insert is ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` on the device-time key:
 one round trip per table, and a redelivered message (QoS 1 is at-least-once) becomes a counted no-op.
 """
@@ -19,7 +22,7 @@ NOTIFY_CHANNEL = "steward_ingest"
 
 SAMPLES_SQL = """
 INSERT INTO samples (ts, point_id, value)
-SELECT * FROM unnest(%(ts)s::timestamptz[], %(point)s::int[], %(value)s::float8[])
+SELECT * FROM unnest(%(ts)b::timestamptz[], %(point)b::int[], %(value)b::float8[])
 ON CONFLICT DO NOTHING
 """
 
@@ -27,7 +30,7 @@ ON CONFLICT DO NOTHING
 SAMPLES_WITH_ROLLUP_SQL = """
 WITH ins AS (
   INSERT INTO samples (ts, point_id, value)
-  SELECT * FROM unnest(%(ts)s::timestamptz[], %(point)s::int[], %(value)s::float8[])
+  SELECT * FROM unnest(%(ts)b::timestamptz[], %(point)b::int[], %(value)b::float8[])
   ON CONFLICT DO NOTHING
   RETURNING ts, point_id, value
 ), agg AS (
@@ -51,23 +54,23 @@ METERS_SQL = """
 INSERT INTO meter_readings (ts, device_id, register, reverse_register, valve, flags, seq, received_at)
 SELECT ts, device_id, register, reverse_register, valve,
        coalesce(string_to_array(nullif(flags, ''), ','), '{}'), seq, received_at
-FROM unnest(%(ts)s::timestamptz[], %(device)s::int[], %(register)s::numeric[], %(reverse)s::numeric[],
-            %(valve)s::text[], %(flags)s::text[], %(seq)s::bigint[], %(received)s::timestamptz[])
+FROM unnest(%(ts)b::timestamptz[], %(device)b::int[], %(register)b::numeric[], %(reverse)b::numeric[],
+            %(valve)b::text[], %(flags)b::text[], %(seq)b::bigint[], %(received)b::timestamptz[])
      AS t(ts, device_id, register, reverse_register, valve, flags, seq, received_at)
 ON CONFLICT DO NOTHING
 """
 
 SWIPES_SQL = """
 INSERT INTO access_events (ts, controller_id, door, card_uid, granted, reason, seq, received_at)
-SELECT * FROM unnest(%(ts)s::timestamptz[], %(device)s::int[], %(door)s::text[], %(card)s::text[],
-                     %(granted)s::bool[], %(reason)s::text[], %(seq)s::bigint[], %(received)s::timestamptz[])
+SELECT * FROM unnest(%(ts)b::timestamptz[], %(device)b::int[], %(door)b::text[], %(card)b::text[],
+                     %(granted)b::bool[], %(reason)b::text[], %(seq)b::bigint[], %(received)b::timestamptz[])
 ON CONFLICT DO NOTHING
 """
 
 DEVICE_SEEN_SQL = """
 INSERT INTO device_state AS s (device_id, last_seen_at, last_ts, last_seq)
 SELECT device_id, %(now)s, last_ts, last_seq
-FROM unnest(%(device)s::int[], %(last_ts)s::timestamptz[], %(last_seq)s::bigint[]) AS t(device_id, last_ts, last_seq)
+FROM unnest(%(device)b::int[], %(last_ts)b::timestamptz[], %(last_seq)b::bigint[]) AS t(device_id, last_ts, last_seq)
 ORDER BY device_id
 ON CONFLICT (device_id) DO UPDATE SET
   last_seen_at = excluded.last_seen_at,
@@ -78,28 +81,28 @@ ON CONFLICT (device_id) DO UPDATE SET
 # Only a newer status (by device time) replaces the stored one: a late status must not win.
 DEVICE_STATUS_SQL = """
 UPDATE device_state s SET online = t.online, battery_v = t.battery_v, status_ts = t.ts
-FROM unnest(%(device)s::int[], %(ts)s::timestamptz[], %(online)s::bool[], %(battery)s::float8[])
+FROM unnest(%(device)b::int[], %(ts)b::timestamptz[], %(online)b::bool[], %(battery)b::float8[])
      AS t(device_id, ts, online, battery_v)
 WHERE s.device_id = t.device_id AND (s.status_ts IS NULL OR t.ts >= s.status_ts)
 """
 
 SEQ_GAPS_SQL = """
 INSERT INTO seq_gaps (device_id, first_missing, last_missing)
-SELECT * FROM unnest(%(device)s::int[], %(first)s::bigint[], %(last)s::bigint[])
+SELECT * FROM unnest(%(device)b::int[], %(first)b::bigint[], %(last)b::bigint[])
 """
 
 DEAD_LETTERS_SQL = """
 INSERT INTO dead_letters (received_at, topic, payload, error)
-SELECT * FROM unnest(%(received)s::timestamptz[], %(topic)s::text[], %(payload)s::bytea[], %(error)s::text[])
+SELECT * FROM unnest(%(received)b::timestamptz[], %(topic)b::text[], %(payload)b::bytea[], %(error)b::text[])
 """
 
 QUARANTINE_SQL = """
 INSERT INTO quarantined_messages (received_at, topic, device_code, payload, reason, detail)
-SELECT * FROM unnest(%(received)s::timestamptz[], %(topic)s::text[], %(device)s::text[], %(payload)s::bytea[],
-                     %(reason)s::text[], %(detail)s::text[])
+SELECT * FROM unnest(%(received)b::timestamptz[], %(topic)b::text[], %(device)b::text[], %(payload)b::bytea[],
+                     %(reason)b::text[], %(detail)b::text[])
 """
 
-OUTBOX_ACK_SQL = "UPDATE outbox SET acked_at = %(at)s WHERE id = ANY(%(ids)s::bigint[]) AND acked_at IS NULL"
+OUTBOX_ACK_SQL = "UPDATE outbox SET acked_at = %(at)s WHERE id = ANY(%(ids)b::bigint[]) AND acked_at IS NULL"
 
 
 @dataclass(frozen=True, slots=True)
