@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import uvicorn
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from ingest.health import Health, serve_health
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_ESTATE = Path(__file__).resolve().parent.parent / "examples" / "estate.yaml"
 # Faults the demo injects a few minutes in, so dead letters, quarantine and (later) alarms have something to show.
+DEMO_USER = "demo"
+DEMO_PASSWORD = "steward-demo"  # a demo on loopback only; production refuses default secrets
 DEMO_SCENARIOS = (
     "transformer_overheat@2m",
     "vacant_flow@1m",
@@ -49,7 +54,8 @@ LABELS = {
         "published": "模拟器已发布 / 已确认",
         "sim": "模拟时间",
         "stop": "按 Ctrl-C 停止",
-        "dashboard": "网页看板：尚未提供（见 issue #3）；当前可查看健康检查与指标",
+        "dashboard": "网页看板",
+        "login": "演示账号",
     },
     "en": {
         "title": "Steward demo · live ingest",
@@ -66,7 +72,8 @@ LABELS = {
         "published": "Simulator published / acked",
         "sim": "Simulated time",
         "stop": "Press Ctrl-C to stop",
-        "dashboard": "Web dashboards: not yet (issue #3); health and metrics are served now",
+        "dashboard": "Dashboards",
+        "login": "Demo login",
     },
 }
 
@@ -98,6 +105,37 @@ def start_broker(settings: Settings) -> tuple[Broker | None, str, str]:
     return fallback, fallback.url, "3.1.1"
 
 
+def ensure_demo_user(session: Session) -> None:
+    """An administrator who sees every estate, so the printed login works on the first run and after."""
+    from accounts.const import Role
+    from accounts.service import create_user
+    from storage.models import StaffUser
+
+    if session.scalar(select(StaffUser.id).where(StaffUser.username == DEMO_USER)) is None:
+        create_user(
+            session,
+            username=DEMO_USER,
+            password=DEMO_PASSWORD,
+            role=Role.admin,
+            display_name="演示管理员",
+            all_estates=True,
+        )
+
+
+def start_api(settings: Settings, engine: Engine, port: int) -> uvicorn.Server:
+    """Serve the API and dashboards from a background thread on loopback."""
+    from api.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning")
+    )
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server
+
+
 def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, str]) -> Table:
     t = LABELS[lang]
     c = health.counters
@@ -113,7 +151,9 @@ def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, st
     table.add_row(t["database"], urls["database"])
     table.add_row(t["broker"], urls["broker"])
     table.add_row(t["health"], urls["health"])
-    table.caption = f"{t['dashboard']}\n{t['stop']}"
+    table.add_row(t["dashboard"], f"[bold underline]{urls['dashboard']}[/]")
+    table.add_row(t["login"], urls["login"])
+    table.caption = t["stop"]
     return table
 
 
@@ -144,6 +184,7 @@ def run_demo(
         engine = make_engine(settings, url=url)
         with transaction(make_sessionmaker(engine)) as session:
             summary = import_estate(session, load_estate_file(estate_file))
+            ensure_demo_user(session)
     console.print(
         f"[green]✓[/] 小区 estate [bold]{summary.estate}[/]: {summary.units} 户 units, {summary.devices} 台设备 devices"
     )
@@ -197,6 +238,8 @@ def run_demo(
             client_id="steward-demo-history",
         )
 
+    api_port = free_port()
+    api_server = start_api(settings.model_copy(update={"database_url": url}), engine, api_port)
     threads.append(threading.Thread(target=live, name="simulator-live", daemon=True))
     if backfill > timedelta(0):
         threads.append(threading.Thread(target=history, name="simulator-history", daemon=True))
@@ -204,7 +247,12 @@ def run_demo(
         "database": url.split("?")[0] + (" (embedded)" if not settings.database_url else ""),
         "broker": mqtt_url + (" (embedded)" if broker else ""),
         "health": f"http://127.0.0.1:{health_port}/health  ·  /metrics",
+        "dashboard": f"http://127.0.0.1:{api_port}/",
+        "login": f"{DEMO_USER} / {DEMO_PASSWORD}",
     }
+    console.print(
+        f"[bold green]➜ {LABELS[lang]['dashboard']}: http://127.0.0.1:{api_port}/[/]  ({DEMO_USER} / {DEMO_PASSWORD})"
+    )
     started = time.monotonic()
     first_stored: float | None = None
     for t in threads:
@@ -222,6 +270,7 @@ def run_demo(
         for t in threads:
             t.join(15)
         health_server.shutdown()
+        api_server.should_exit = True
         if broker is not None:
             broker.stop()
         engine.dispose()
