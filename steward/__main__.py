@@ -1,3 +1,3 @@
-from steward.cli import app
+from steward.cli import run
 
-app(prog_name="steward")
+run()

@@ -224,3 +224,19 @@ def run_api_cmd(
     import uvicorn
 
     uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning")
+
+
+def run() -> None:
+    """Entry point: domain errors and invalid files end with a one-line message, not a traceback."""
+    from pydantic import ValidationError
+
+    from core.errors import StewardError
+
+    try:
+        app(prog_name="steward")
+    except StewardError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise SystemExit(2) from None
+    except ValidationError as exc:
+        console.print(f"[red]invalid input:[/] {exc}")
+        raise SystemExit(2) from None
