@@ -1,0 +1,77 @@
+"""Alarm vocabulary (severities, states, rule kinds) and the tunables the rule kinds share."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    warning = "warning"  # 预警
+    alarm = "alarm"  # 报警
+    critical = "critical"  # 严重
+
+    @property
+    def rank(self) -> int:
+        """Return the order used for escalation (warning < alarm < critical)."""
+        return SEVERITY_RANK[self]
+
+
+# Explicit ranks rather than declaration order, so reordering the enum can never silently
+# turn an escalation into a de-escalation.
+SEVERITY_RANK = {Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
+
+SEVERITY_LABELS = {
+    Severity.warning: ("预警", "Warning"),
+    Severity.alarm: ("报警", "Alarm"),
+    Severity.critical: ("严重", "Critical"),
+}
+
+
+class AlarmState(StrEnum):
+    active = "active"  # 未确认: raised, nobody has acknowledged it yet
+    acknowledged = "acknowledged"  # 已确认: someone owns it, the condition may still hold
+    cleared = "cleared"  # 已消除: the condition ended; the episode is closed
+
+
+ALARM_STATE_LABELS = {
+    AlarmState.active: ("未确认", "Active"),
+    AlarmState.acknowledged: ("已确认", "Acknowledged"),
+    AlarmState.cleared: ("已消除", "Cleared"),
+}
+
+
+class RuleKind(StrEnum):
+    threshold = "threshold"
+    repeat = "repeat"
+    rate_of_change = "rate_of_change"
+    stale = "stale"
+    composite = "composite"
+
+
+class Direction(StrEnum):
+    above = "above"  # condition while value > level (over-temperature, overload)
+    below = "below"  # condition while value < level (low pressure, low ΔT, under-voltage)
+
+
+class Trend(StrEnum):
+    rise = "rise"
+    fall = "fall"
+    either = "either"
+
+
+class Combine(StrEnum):
+    any_of = "any_of"
+    all_of = "all_of"
+
+
+# A point is stale when no reading arrived within STALE_FACTOR × its expected interval
+# (domain-defaults §2). One missed report is already news, but the extra half interval absorbs
+# device clock jitter, gateways that batch uplinks and broker redelivery after a reconnect, so a
+# reading that is merely a little late does not raise an alarm that clears a minute later.
+STALE_FACTOR = 1.5
+
+# Upper bound on the (ts, value) samples a rate-of-change state keeps for its window. The state
+# lives in a jsonb column rewritten on every reading, so it must stay small: 512 samples covers a
+# 1-hour window at one reading every 7 s. With denser data the oldest samples drop out first,
+# which can only shorten the effective window (miss a slow change), never invent a change.
+RATE_MAX_SAMPLES = 512
