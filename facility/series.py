@@ -30,13 +30,16 @@ class Bucket(StrEnum):
 
     @property
     def width(self) -> timedelta:
-        return {
-            "1m": timedelta(minutes=1),
-            "5m": timedelta(minutes=5),
-            "15m": timedelta(minutes=15),
-            "1h": timedelta(hours=1),
-            "1d": timedelta(days=1),
-        }[self.value]
+        return _WIDTHS[self.value]
+
+
+_WIDTHS = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ def bucketed(
     if (end - start) / bucket.width > MAX_BUCKETS:
         raise InvalidInput(f"more than {MAX_BUCKETS} buckets; choose a wider bucket")
     params = {"p": point_id, "lo": start, "hi": end, "tz": tz}
-    timescale = has_timescale(session.connection())
+    timescale = _has_timescale(session)
     if bucket is Bucket.h1 and timescale:
         source = "samples_1h"
         sql = f"SELECT bucket, n, min, avg, max, last FROM {source} WHERE {IN_RANGE}"
@@ -118,6 +121,16 @@ def bucketed(
         )
     rows = session.execute(text(f"SELECT * FROM ({sql}) q ORDER BY 1"), params)
     return source, [BucketRow(r[0], int(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
+
+
+def _has_timescale(session: Session) -> bool:
+    # The extension does not come and go under a running server: ask once per pooled connection
+    # (Connection.info lives as long as the DBAPI connection), not once per request.
+    conn = session.connection()
+    cached = conn.info.get("steward_timescale")
+    if cached is None:
+        cached = conn.info["steward_timescale"] = has_timescale(conn)
+    return bool(cached)
 
 
 def latest_values(session: Session, point_ids: list[int]) -> dict[int, LatestValue]:

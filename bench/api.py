@@ -1,0 +1,791 @@
+#!/usr/bin/env python
+"""API read latency under ingest load: ``steward run api`` answering while ingest stores 4,000 msg/s.
+
+One run, on this machine:
+
+1. a fresh database with an estate of D five-point sensors in power rooms of R devices each, and
+   history for every point (one sample a minute for the last 26 h by default) written by PostgreSQL
+   itself in time order, as ingest would have (``samples_hourly`` rolled up from it on plain
+   PostgreSQL, the continuous aggregates refreshed on TimescaleDB);
+2. Mosquitto, ``steward run ingest`` and fastpub publishing telemetry paced at ``--rate`` msg/s
+   (device times "now") for the whole measurement;
+3. ``steward run api`` (uvicorn) with 1 worker, then 2, against the same database; an admin with a
+   bearer token (created through accounts.service) and a browser session (POST /api/auth/login);
+4. sequential requests with httpx, interleaved across the endpoints (each turn goes to the endpoint
+   that has had the least time so far): the 24 h series of a point by hour and by 5 minutes (rotating
+   over 50 points), a room's live values and the room page (HTML, rotating over 10 rooms).
+
+Everything is throwaway, as in bench/ingest.py. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, sys.path[0] is bench/, where this very file would shadow the ``api`` package.
+if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
+elif str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    CN,
+    ROWS_PER_FRAME,
+    BenchError,
+    CommitListener,
+    CpuMeter,
+    FrameClock,
+    Harness,
+    build_fastpub,
+    import_bench_estate,
+    libpq_url,
+    log,
+    percentile,
+    pick_server,
+    write_frames,
+)
+
+ADMIN = "bench-admin"
+ADMIN_PASSWORD = "bench-password-not-secret"
+SERIES_TARGET_P95_MS = 100.0
+LOAD_TOLERANCE = 0.95  # the load counts as sustained at ≥ 95 % of --rate
+API_START_S = 60.0
+# Frames beyond the measurement: ingest warm-up, API start-up and log-in per configuration, slack.
+LOAD_MARGIN_S = 30.0
+PER_CONFIG_OVERHEAD_S = 20.0
+
+
+@dataclass
+class Endpoint:
+    name: str
+    label: str
+    urls: list[str]
+    auth: str  # "bearer" or "cookie"
+    check: Any  # (response) -> str | None: what is wrong with an answer
+    target_ms: float | None = None
+    latencies: list[float] = field(default_factory=list)
+    spent: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+@dataclass
+class Figures:
+    config: dict[str, Any] = field(default_factory=dict)
+    setup: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# history: written by PostgreSQL, in time order like ingest's batches
+
+
+def load_history(db_url: str, *, end: datetime, hours: float, interval_s: int, timescale: bool) -> dict[str, Any]:
+    """Samples for every gauge point from ``end - hours`` up to (not including) ``end``, one every
+    ``interval_s`` seconds, inserted time-major (all points at t, then all at t + interval): the heap
+    layout ingest produces, where one point's day is spread over many pages.
+
+    On plain PostgreSQL the table's indexes are dropped for the load and rebuilt after it (a bulk
+    build: 2 × faster, and the index comes out a little denser than one grown by ingest), then
+    ``samples_hourly`` is computed from the rows exactly as ingest folds them in. On TimescaleDB the
+    rows go into the hypertable as they are and the continuous aggregates are refreshed.
+    """
+    import psycopg
+
+    started = time.monotonic()
+    lo = end - timedelta(hours=hours)
+    value = "40 + (p.id %% 37) + ((extract(epoch FROM t)::bigint / 60 + p.id) %% 101) / 10.0"
+    # LATERAL on t makes t the outer loop, whatever the planner would prefer: rows come out time-major.
+    insert = (
+        f"INSERT INTO samples (ts, point_id, value) SELECT t, p.id, {value} "
+        "FROM generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz, %(step)s::interval) AS t "
+        "CROSS JOIN LATERAL (SELECT id FROM points WHERE kind <> 'state' AND t IS NOT NULL ORDER BY id) AS p"
+    )
+    params = {"lo": lo, "hi": end - timedelta(microseconds=1), "step": timedelta(seconds=interval_s)}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, conn: Any, sql: str, args: dict[str, Any] | None = None) -> None:
+        t = time.monotonic()
+        conn.execute(sql, args)
+        timings[name] = round(time.monotonic() - t, 1)
+
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        if timescale:
+            timed("insert", conn, insert, params)
+            for view in ("samples_1h", "samples_1d"):
+                timed(f"refresh {view}", conn, f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+        else:
+            constraints = conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'samples'::regclass AND contype IN ('p', 'u')"
+            ).fetchall()
+            indexes = conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'samples' AND indexname NOT IN "
+                "(SELECT conname FROM pg_constraint WHERE conrelid = 'samples'::regclass)"
+            ).fetchall()
+            with conn.transaction():
+                for name, _ in indexes:
+                    conn.execute(f'DROP INDEX "{name}"')
+                for name, _ in constraints:
+                    conn.execute(f'ALTER TABLE samples DROP CONSTRAINT "{name}"')
+                timed("insert", conn, insert, params)
+                t = time.monotonic()
+                for name, definition in constraints:
+                    conn.execute(f'ALTER TABLE samples ADD CONSTRAINT "{name}" {definition}')
+                for _, definition in indexes:
+                    conn.execute(definition)
+                timings["indexes"] = round(time.monotonic() - t, 1)
+            timed(
+                "samples_hourly",
+                conn,
+                # ingest/writer.py SAMPLES_WITH_ROLLUP_SQL, over the whole table at once.
+                "INSERT INTO samples_hourly (point_id, bucket, n, total, min, max, last_ts, last) "
+                "SELECT point_id, date_trunc('hour', ts, 'UTC'), count(*), sum(value), min(value), max(value), "
+                "max(ts), (array_agg(value ORDER BY ts DESC))[1] FROM samples GROUP BY 1, 2",
+            )
+        # A table that has been in service a while has been vacuumed and analysed: hint bits set,
+        # visibility map current, statistics there.
+        timed("vacuum analyze", conn, "VACUUM ANALYZE samples")
+        if not timescale:
+            conn.execute("VACUUM ANALYZE samples_hourly")
+        rows = conn.execute("SELECT count(*) FROM samples").fetchone()
+        size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('samples'))").fetchone()
+        corr = conn.execute(
+            "SELECT correlation FROM pg_stats WHERE tablename = 'samples' AND attname = 'ts' "
+            "AND schemaname = current_schema()"
+        ).fetchone()
+    return {
+        "rows": int(rows[0]) if rows else 0,
+        "samples_size": size[0] if size else "?",
+        "hours": hours,
+        "interval_s": interval_s,
+        "ts_correlation": round(float(corr[0]), 3) if corr and corr[0] is not None else None,
+        "seconds": round(time.monotonic() - started, 1),
+        "timings_s": timings,
+    }
+
+
+def create_admin(db_url: str) -> str:
+    """An all-estates admin (password login for the pages) and a bearer token for the JSON API."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from accounts.const import Role
+    from accounts.service import create_token, create_user
+
+    engine = create_engine(db_url)
+    try:
+        with Session(engine) as session, session.begin():
+            user = create_user(session, username=ADMIN, password=ADMIN_PASSWORD, role=Role.admin, all_estates=True)
+            return create_token(session, user, "bench")
+    finally:
+        engine.dispose()
+
+
+def pick_targets(db_url: str, points: int, rooms: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Point ids spread evenly over the estate, and (room id, its gauge points) spread over the rooms."""
+    import psycopg
+
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        ids = [int(r[0]) for r in conn.execute("SELECT id FROM points WHERE kind <> 'state' ORDER BY id")]
+        room_rows = conn.execute(
+            "SELECT r.id, count(p.id) FROM rooms r JOIN devices d ON d.room_id = r.id "
+            "JOIN points p ON p.device_id = d.id GROUP BY r.id ORDER BY r.id"
+        ).fetchall()
+    if not ids or not room_rows:
+        raise BenchError("the estate has no points or no rooms")
+
+    def spread(items: list[Any], n: int) -> list[Any]:
+        n = min(n, len(items))
+        return [items[i * len(items) // n] for i in range(n)]
+
+    return spread(ids, points), [(int(r), int(c)) for r, c in spread(room_rows, rooms)]
+
+
+# --------------------------------------------------------------------------------------------------
+# the API process
+
+
+class ApiProcess:
+    """``python -m steward run api --port P --workers W`` with its own log file."""
+
+    def __init__(self, db_url: str, log_dir: Path, workers: int, extra_env: dict[str, str]) -> None:
+        from steward.broker import free_port
+
+        self.port = free_port()
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"api-{workers}w.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "STEWARD_ENV": "testing",
+            "STEWARD_DATABASE_URL": db_url,
+            "STEWARD_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ApiProcess:
+        import httpx
+
+        cmd = [sys.executable, "-m", "steward", "run", "api", "--port", str(self.port), "--workers", str(self.workers)]
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + API_START_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the API exited with {self.proc.returncode}: {self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    if self.workers > 1:
+                        self._wait_workers(deadline)
+                    return self
+            time.sleep(0.2)
+        raise BenchError(f"the API did not answer /health within {API_START_S:.0f}s: {self.log_tail()}")
+
+    def _wait_workers(self, deadline: float) -> None:
+        """uvicorn's supervisor answers as soon as one worker listens: wait for the others to start."""
+        import psutil
+
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            kids = [p for p in self.pids() if p != self.proc.pid]
+            listening = 0
+            for pid in kids:
+                with contextlib.suppress(psutil.Error):
+                    if any(c.laddr and c.laddr.port == self.port for c in psutil.Process(pid).net_connections()):
+                        listening += 1
+            # The socket is inherited from the supervisor, so "listening" shows up in every worker as
+            # soon as it exists; give the last one a moment to finish importing the app.
+            if len(kids) >= self.workers and listening >= self.workers:
+                time.sleep(2.0)
+                return
+            time.sleep(0.2)
+
+    def pids(self) -> list[int]:
+        """The uvicorn process and its workers (and their multiprocessing helpers)."""
+        import psutil
+
+        if self.proc is None:
+            return []
+        try:
+            parent = psutil.Process(self.proc.pid)
+            return [parent.pid] + [c.pid for c in parent.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        import psutil
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        children = []
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        for child in children:  # only the processes this API started
+            with contextlib.suppress(psutil.Error):
+                if child.is_running():
+                    child.kill()
+
+
+# --------------------------------------------------------------------------------------------------
+# checks of the answers (a fast wrong answer is not a result)
+
+
+def check_series(min_buckets: int) -> Any:
+    def check(r: Any) -> str | None:
+        body = r.json()
+        n = len(body.get("items", []))
+        return None if n >= min_buckets else f"{n} buckets (expected ≥ {min_buckets}) from {body.get('source')}"
+
+    return check
+
+
+def check_live(expected: dict[str, int]) -> Any:
+    def check(r: Any) -> str | None:
+        room = r.url.path.split("/")[3]
+        body = r.json()
+        if len(body) != expected[room]:
+            return f"{len(body)} values for room {room} (expected {expected[room]})"
+        missing = sum(1 for v in body if v.get("value") is None)
+        return f"{missing} points without a value in room {room}" if missing else None
+
+    return check
+
+
+def check_page(r: Any) -> str | None:
+    text = r.text
+    if 'id="page-data"' not in text or "chart-box" not in text:
+        return "the room page has no charts"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# the bench
+
+
+class Bench(Harness):
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.figures = Figures()
+
+    def run(self) -> Figures:
+        a = self.args
+        cfg = self.figures.config
+        cfg.update(
+            devices=a.devices,
+            room_size=a.room_size,
+            rate=a.rate,
+            workers=a.workers,
+            duration_s=a.duration,
+            max_requests=a.requests,
+            warmup_requests=a.warmup,
+            points_rotated=a.points,
+            rooms_rotated=a.rooms,
+        )
+        cfg["git"] = self._git_describe()
+        cfg["background_cpu_pct_before"] = self.check_idle()
+
+        if a.rate > 0:
+            log("building fastpub")
+            self.fastpub_bin = build_fastpub(self.tmp)
+
+        log("creating the database")
+        from storage.migrate import upgrade
+        from tests.support.postgres import create_database, drop_database
+
+        server_url, origin = pick_server()
+        cfg["database"] = origin
+        db_url = create_database(server_url, prefix="steward_bench")
+        if not a.keep:
+            self.on_cleanup("drop database", lambda: drop_database(server_url, db_url))
+        upgrade(db_url)
+        timescale = self._has_timescale(db_url)
+        cfg["timescaledb"] = timescale
+        t = time.monotonic()
+        points = import_bench_estate(db_url, a.devices, a.room_size)
+        log(f"estate imported: {a.devices} devices, {points} points in {time.monotonic() - t:.1f}s")
+
+        # Device times run with the wall clock: frame k of every device at t0 + k × devices / rate.
+        t0 = datetime.now(UTC).replace(microsecond=0)
+        frames = self.tmp / "load.txt"
+        writer: threading.Thread | None = None
+        box: list[BaseException] = []
+        if a.rate > 0:
+            seconds = LOAD_MARGIN_S + len(a.workers) * (a.duration + PER_CONFIG_OVERHEAD_S)
+            count = int(a.rate * seconds)
+            clock = FrameClock(t0.astimezone(CN), timedelta(seconds=a.devices / a.rate))
+
+            def write() -> None:
+                try:
+                    write_frames(frames, devices=a.devices, count=count, first_frame=0, clock=clock)
+                except BaseException as exc:  # reported below
+                    box.append(exc)
+
+            log(f"writing {count:,} frames ({seconds:.0f} s of load) while PostgreSQL writes the history")
+            writer = threading.Thread(target=write, name="bench-frames", daemon=True)
+            writer.start()
+        log(f"history: {a.history_hours:g} h, one sample every {a.history_interval} s for each of {points} points")
+        history = load_history(
+            db_url, end=t0, hours=a.history_hours, interval_s=a.history_interval, timescale=timescale
+        )
+        self.figures.setup["history"] = history
+        log(f"history: {history['rows']:,} rows ({history['samples_size']}) in {history['seconds']} s")
+        if writer is not None:
+            writer.join()
+            if box:
+                raise BenchError(f"writing frames failed: {box[0]}")
+
+        token = create_admin(db_url)
+        point_ids, rooms = pick_targets(db_url, a.points, a.rooms)
+        self.figures.setup.update(points=points, rooms_total=-(-a.devices // a.room_size), points_per_room=rooms[0][1])
+
+        listener = CommitListener(db_url)
+        self.on_cleanup("close listener", listener.close)
+        ingest = broker = pub = None
+        if a.rate > 0:
+            broker = self.start_broker("mosquitto")
+            log("starting ingest")
+            ingest = self.start_ingest(db_url, broker)
+            self.figures.config["ingest_settings"] = self._ingest_settings(ingest.env)
+            time.sleep(0.5)  # health turns ok on CONNACK, just before the SUBSCRIBE
+            log(f"load: fastpub at {a.rate:g} msg/s ({a.rate * ROWS_PER_FRAME:,.0f} readings/s)")
+            pub = self.fastpub(frames, broker.port, rate=a.rate, timeout=3600)
+            mark = listener.mark()
+            listener.wait_rows(mark, int(a.rate * ROWS_PER_FRAME * 3), timeout=60)
+            log("load: ingest is committing")
+
+        for workers in a.workers:
+            self.figures.runs.append(
+                self.measure(db_url, workers, token, point_ids, rooms, listener, ingest, broker, pub)
+            )
+
+        if pub is not None:
+            proc = pub["proc"]
+            if proc.poll() is not None:
+                raise BenchError(f"fastpub ended before the measurement did (exit {proc.returncode})")
+            proc.kill()
+            proc.wait(5)
+        self.final_checks(ingest)
+        return self.figures
+
+    def measure(
+        self,
+        db_url: str,
+        workers: int,
+        token: str,
+        point_ids: list[int],
+        rooms: list[tuple[int, int]],
+        listener: CommitListener,
+        ingest: Any,
+        broker: Any,
+        pub: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        import httpx
+
+        a = self.args
+        log(f"API with {workers} worker{'s' if workers > 1 else ''}: starting")
+        api_env = dict(kv.split("=", 1) for kv in a.api_env)
+        api = ApiProcess(db_url, self.tmp / "logs", workers, api_env)
+        self.on_cleanup(f"stop API ({workers} workers)", api.stop)
+        api.start()
+        bearer = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        browser = httpx.Client(base_url=api.url, timeout=30)
+        try:
+            login = browser.post("/api/auth/login", json={"username": ADMIN, "password": ADMIN_PASSWORD})
+            if login.status_code != 200 or not browser.cookies:
+                raise BenchError(f"login failed: {login.status_code} {login.text[:200]}")
+            endpoints = self._endpoints(point_ids, rooms)
+            clients = {"bearer": bearer, "cookie": browser}
+            for ep in endpoints:  # connections, caches, the first compile of each query path
+                for i in range(a.warmup):
+                    r = clients[ep.auth].get(ep.urls[i % len(ep.urls)])
+                    if r.status_code != 200:
+                        raise BenchError(f"{ep.name}: warm-up got {r.status_code} {r.text[:200]}; {api.log_tail()}")
+
+            pids: dict[str, list[int]] = {"api": api.pids(), "postgres": self._backend_pids(db_url)}
+            if ingest is not None and pub is not None:
+                pids.update(ingest=[ingest.proc.pid], mosquitto=[broker.proc.pid], fastpub=[pub["proc"].pid])
+            meter = CpuMeter(pids)
+            self_cpu0 = time.process_time()
+            health0 = ingest.health() if ingest is not None else None
+            mark, started = listener.mark(), time.time()
+            log(f"API with {workers} worker{'s' if workers > 1 else ''}: measuring for up to {a.duration:g} s")
+            self._requests(endpoints, clients, deadline=time.monotonic() + a.duration)
+            ended = time.time()
+            cpu = meter.stop()
+            bench_cpu = time.process_time() - self_cpu0
+            health1 = ingest.health() if ingest is not None else None
+        finally:
+            bearer.close()
+            browser.close()
+        api.stop()
+        if pub is not None and pub["proc"].poll() is not None:
+            raise BenchError(f"fastpub ended during the measurement (exit {pub['proc'].returncode}): load stopped")
+
+        cpu.pop("ingest_threads_cpu_s", None)
+        accounted = sum(v for k, v in cpu.items() if k.endswith("_cpu_s") and k != "machine_busy_cpu_s") + bench_cpu
+        cpu["bench_cpu_s"] = round(bench_cpu, 3)
+        cpu["other_cpu_s"] = round(cpu.get("machine_busy_cpu_s", accounted) - accounted, 2)
+        if cpu["other_cpu_s"] > 0.1 * cpu["wall_s"] * cpu["cpus"]:
+            log(
+                f"warning: other processes used {cpu['other_cpu_s']:.1f} CPU-s during the measurement "
+                f"({cpu['other_cpu_s'] / cpu['wall_s']:.2f} CPUs): latencies are skewed high"
+            )
+        run: dict[str, Any] = {"workers": workers, "endpoints": {}, "cpu": cpu}
+        for ep in endpoints:
+            lat = sorted(x * 1000 for x in ep.latencies)
+            run["endpoints"][ep.name] = {
+                "label": ep.label,
+                "n": len(lat),
+                "p50_ms": round(percentile(lat, 50), 1),
+                "p95_ms": round(percentile(lat, 95), 1),
+                "p99_ms": round(percentile(lat, 99), 1),
+                "max_ms": round(lat[-1], 1) if lat else None,
+                "mean_ms": round(sum(lat) / len(lat), 1) if lat else None,
+                "mean_kb": round(ep.bytes / len(lat) / 1024, 1) if lat else None,
+                "target_p95_ms": ep.target_ms,
+                "errors": len(ep.errors),
+                "first_errors": ep.errors[:3],
+            }
+        if ingest is not None:
+            events = [(at, n) for at, n in listener.since(mark) if started <= at <= ended]
+            stored = sum(n for _, n in events)
+            wall = ended - started
+            c0, c1 = (health0 or {}).get("counters", {}), (health1 or {}).get("counters", {})
+            run["load"] = {
+                "target_messages_per_s": a.rate,
+                "messages_per_s": round(stored / ROWS_PER_FRAME / wall, 1),
+                "readings_per_s": round(stored / wall, 1),
+                "received_per_s": round((c1.get("received", 0) - c0.get("received", 0)) / wall, 1),
+                "batches": len(events),
+                "queue_depth_end": (health1 or {}).get("queue_depth"),
+                "sustained": stored / ROWS_PER_FRAME / wall >= LOAD_TOLERANCE * a.rate,
+            }
+            if not run["load"]["sustained"]:
+                log(f"warning: ingest stored {run['load']['messages_per_s']:,.0f} msg/s, below {a.rate:g}")
+        summary = ", ".join(
+            f"{name} p95 {e['p95_ms']} ms (n={e['n']})" for name, e in run["endpoints"].items() if e["n"]
+        )
+        log(f"API with {workers} worker{'s' if workers > 1 else ''}: {summary}")
+        return run
+
+    def _endpoints(self, point_ids: list[int], rooms: list[tuple[int, int]]) -> list[Endpoint]:
+        # A 24 h range from now holds 24 or 25 hourly buckets and 288 or 289 five-minute buckets.
+        return [
+            Endpoint(
+                "series_1h",
+                "series 24 h / 1 h buckets",
+                [f"/api/points/{p}/series?bucket=1h" for p in point_ids],
+                "bearer",
+                check_series(24),
+                target_ms=SERIES_TARGET_P95_MS,
+            ),
+            Endpoint(
+                "series_5m",
+                "series 24 h / 5 min buckets",
+                [f"/api/points/{p}/series?bucket=5m" for p in point_ids],
+                "bearer",
+                check_series(288),
+            ),
+            Endpoint(
+                "room_live",
+                "room live values (JSON)",
+                [f"/api/rooms/{r}/live" for r, _ in rooms],
+                "bearer",
+                check_live({str(r): n for r, n in rooms}),
+            ),
+            Endpoint("room_page", "room page (HTML, cookie)", [f"/rooms/{r}" for r, _ in rooms], "cookie", check_page),
+        ]
+
+    def _requests(self, endpoints: list[Endpoint], clients: dict[str, Any], deadline: float) -> None:
+        """Sequential requests until each endpoint has --requests answers or the time is up; the next turn
+        always goes to the endpoint with the least time spent, so a slow one cannot starve the others."""
+        import httpx
+
+        a = self.args
+        turn = {ep.name: 0 for ep in endpoints}
+        while time.monotonic() < deadline:
+            todo = [ep for ep in endpoints if len(ep.latencies) < a.requests]
+            if not todo:
+                break
+            ep = min(todo, key=lambda e: e.spent)
+            url = ep.urls[turn[ep.name] % len(ep.urls)]
+            turn[ep.name] += 1
+            t = time.perf_counter()
+            try:
+                r = clients[ep.auth].get(url)
+                body = r.content
+            except httpx.HTTPError as exc:
+                ep.spent += time.perf_counter() - t
+                ep.errors.append(f"{url}: {exc!r}")
+                continue
+            dt = time.perf_counter() - t
+            ep.spent += dt
+            ep.latencies.append(dt)
+            ep.bytes += len(body)
+            if r.status_code != 200:
+                ep.errors.append(f"{url}: HTTP {r.status_code} {r.text[:200]}")
+            elif (problem := ep.check(r)) is not None:
+                ep.errors.append(f"{url}: {problem}")
+
+    def final_checks(self, ingest: Any) -> None:
+        errors = {name: e["errors"] for run in self.figures.runs for name, e in run["endpoints"].items()}
+        bad_answers = sum(errors.values())
+        counters = dict((ingest.health() or {}).get("counters", {})) if ingest is not None else {}
+        bad_counters = ("duplicate", "dead_lettered", "quarantined", "queue_overflow")
+        ingest_ok = all(counters.get(k, 0) == 0 for k in bad_counters)
+        self.figures.checks = {
+            "bad_answers": bad_answers,
+            "ingest_counters": counters,
+            "ok": bad_answers == 0 and ingest_ok,
+        }
+        for run in self.figures.runs:
+            for name, e in run["endpoints"].items():
+                if e["errors"]:
+                    log(f"warning: {run['workers']} workers, {name}: {e['errors']} bad answers: {e['first_errors']}")
+        if not ingest_ok:
+            log(f"warning: ingest counters: {counters}")
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def report(figures: Figures, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    table = Table(title="Steward API latency under ingest load", show_lines=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("", justify="center")
+
+    def row(name: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        mark = "" if ok is None else ("[green]✓[/]" if ok else "[red]✗[/]")
+        table.add_row(name, value, target, mark)
+
+    cfg, setup = figures.config, figures.setup
+    h = setup.get("history", {})
+    row(
+        "estate",
+        f"{args.devices:,} devices × 5 points in {setup.get('rooms_total')} rooms of {args.room_size} "
+        f"({setup.get('points_per_room')} points)",
+    )
+    row("database", f"{cfg.get('database')}{' + TimescaleDB' if cfg.get('timescaledb') else ' (plain tables)'}")
+    row(
+        "history",
+        f"{h.get('rows', 0):,} samples ({h.get('samples_size')}), {h.get('hours'):g} h × 1/{h.get('interval_s')} s",
+    )
+    if args.rate > 0:
+        s = cfg.get("ingest_settings", {})
+        row(
+            "ingest load",
+            f"{args.rate:,.0f} msg/s ({args.rate * ROWS_PER_FRAME:,.0f} readings/s), batch {s.get('batch_size')}",
+        )
+    else:
+        row("ingest load", "none (--rate 0)")
+    row("requests", f"sequential, ≤ {args.requests} per endpoint, ≤ {args.duration:g} s per API configuration")
+    for run in figures.runs:
+        w = run["workers"]
+        row(f"[bold]API, {w} uvicorn worker{'s' if w > 1 else ''}[/]", "p50 / p95 / p99 ms (n)")
+        for e in run["endpoints"].values():
+            target = e["target_p95_ms"]
+            row(
+                f"  {e['label']}",
+                f"{e['p50_ms']:.1f} / {e['p95_ms']:.1f} / {e['p99_ms']:.1f} ({e['n']})",
+                f"p95 ≤ {target:g} ms" if target else "",
+                e["p95_ms"] <= target if target and e["n"] else None,
+            )
+        if "load" in run:
+            ld = run["load"]
+            row(
+                "  ingest pace during the measurement",
+                f"{ld['messages_per_s']:,.0f} msg/s ({ld['readings_per_s']:,.0f} readings/s)",
+                f"≥ {LOAD_TOLERANCE * args.rate:,.0f} msg/s",
+                ld["sustained"],
+            )
+        cpu = run["cpu"]
+        names = [k[: -len("_cpu_s")] for k in cpu if k.endswith("_cpu_s") and k not in ("machine_busy_cpu_s",)]
+        names = [n for n in names if n not in ("bench", "other")]
+        row(
+            f"  CPU s: {' / '.join(names)} / bench client",
+            " / ".join(f"{cpu[f'{n}_cpu_s']:.1f}" for n in names) + f" / {cpu['bench_cpu_s']:.1f}",
+        )
+        row("  machine busy", f"{cpu['machine_busy_pct']}% of {cpu['cpus']} CPUs over {cpu['wall_s']:.0f} s")
+        row("  CPU s used by other processes (noise)", f"{cpu['other_cpu_s']:.1f}")
+    if figures.checks:
+        ch = figures.checks
+        k = ch["ingest_counters"]
+        row("bad answers (non-200, missing buckets or values)", f"{ch['bad_answers']:,}", "0", ch["bad_answers"] == 0)
+        if k:
+            row(
+                "  ingest duplicates / queue overflows / quarantined",
+                f"{k.get('duplicate', 0):,} / {k.get('queue_overflow', 0):,} / {k.get('quarantined', 0):,}",
+                "0 / 0 / 0",
+                not (k.get("duplicate") or k.get("queue_overflow") or k.get("quarantined")),
+            )
+    console.print(table)
+    print(json.dumps({"bench": "api", **{k: v for k, v in vars(figures).items() if v}}, default=str))
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--devices", type=int, default=1_000, help="simulated 5-point sensors (default 1000)")
+    ap.add_argument("--room-size", type=int, default=8, help="devices per power room (default 8: 40 points)")
+    ap.add_argument("--rate", type=float, default=4_000, help="ingest load in msg/s, 0 = none (default 4000)")
+    ap.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure, comma-separated (default 1,2)")
+    ap.add_argument("--duration", type=float, default=40, help="seconds of requests per worker count (default 40)")
+    ap.add_argument("--requests", type=int, default=500, help="at most this many requests per endpoint (default 500)")
+    ap.add_argument("--warmup", type=int, default=10, help="uncounted requests per endpoint first (default 10)")
+    ap.add_argument("--points", type=int, default=50, help="points the series requests rotate over (default 50)")
+    ap.add_argument("--rooms", type=int, default=10, help="rooms the room requests rotate over (default 10)")
+    ap.add_argument("--history-hours", type=float, default=26, help="history before the run (default 26)")
+    ap.add_argument("--history-interval", type=int, default=60, help="seconds between samples (default 60)")
+    ap.add_argument("--window", type=int, default=20_000, help="fastpub's unacked window (default 20000)")
+    ap.add_argument(
+        "--ingest-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for ingest, repeatable"
+    )
+    ap.add_argument(
+        "--api-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for the API, repeatable"
+    )
+    ap.add_argument("--no-broker-persistence", action="store_true", help="mosquitto without its persistence file")
+    ap.add_argument("--tmp-dir", help="where the temporary directory goes")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir and the database")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    for kv in args.ingest_env + args.api_env:
+        if "=" not in kv:
+            ap.error(f"--ingest-env / --api-env want KEY=VALUE, got {kv!r}")
+    try:
+        args.workers = [int(w) for w in str(args.workers).split(",") if w.strip()]
+    except ValueError:
+        ap.error("--workers wants e.g. 1 or 1,2")
+    if not args.workers or min(args.workers) < 1:
+        ap.error("--workers wants positive counts")
+    if min(args.devices, args.room_size, args.requests, args.points, args.rooms, args.history_interval) < 1:
+        ap.error("--devices, --room-size, --requests, --points, --rooms and --history-interval must be positive")
+    if args.rate < 0 or args.duration <= 0 or args.history_hours < 24:
+        ap.error("--rate ≥ 0, --duration > 0 and --history-hours ≥ 24 (the series covers 24 h)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("STEWARD_ENV", "testing")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(args)
+    try:
+        figures = bench.run()
+    except BenchError as exc:
+        log(f"bench failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        bench.cleanup()
+    report(figures, args)
+    # Latencies above target are a result, not an error; wrong answers or lost readings are.
+    return 0 if figures.checks.get("ok", True) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
