@@ -13,6 +13,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -541,3 +542,34 @@ class Harness:
         ) as progress:
             task = progress.add_task(label, total=total)
             yield lambda n: progress.update(task, completed=n)
+
+
+F = TypeVar("F", covariant=True)
+
+
+class Runnable(Protocol[F]):
+    def run(self) -> F: ...
+
+    def cleanup(self) -> None: ...
+
+
+def run_bench(bench: Runnable[F], report: Callable[[F], None], ok: Callable[[F], bool]) -> int:
+    """Run a bench to its end, always clean up, and map the outcome to the exit status both benches
+    share: 0 with figures (missed targets are a result), 1 failed, 2 wrong answers, 130 interrupted."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        figures = bench.run()
+    except BenchError as exc:
+        log(f"bench failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        bench.cleanup()
+    report(figures)
+    return 0 if ok(figures) else 2

@@ -57,6 +57,7 @@ from bench.common import (  # noqa: E402
     log,
     percentile,
     pick_server,
+    run_bench,
     write_frames,
 )
 
@@ -530,25 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare_subscriber:
         return bare_subscriber(args)
     os.environ.setdefault("STEWARD_ENV", "testing")
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    bench = Bench(args)
-    try:
-        figures = bench.run()
-    except BenchError as exc:
-        log(f"bench failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        bench.cleanup()
-    report(figures, args)
-    # Figures below target are a result, not an error; duplicates or missing rows are.
-    return 0 if figures.checks.get("ok", True) else 2
+    return run_bench(Bench(args), lambda f: report(f, args), lambda f: bool(f.checks.get("ok", True)))
 
 
 if __name__ == "__main__":

