@@ -221,6 +221,7 @@ class Pipeline:
 
 def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health: Health | None = None) -> Health:
     """Run ingest until ``stop`` is set: connect, consume, commit, ack. Returns the final health."""
+    from alarms.evaluator import AlarmEvaluator
     from ingest.health import serve_health
     from ingest.source import MqttSource
 
@@ -230,6 +231,7 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     pipeline = Pipeline(
         settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed
     )
+    pipeline.hooks.append(AlarmEvaluator())  # alarms evaluated inside each batch transaction
     try:
         if not pipeline.prepare(stop):
             return health

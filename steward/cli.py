@@ -49,11 +49,18 @@ def stop_on_signals() -> threading.Event:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the migrations (the only source of the schema)."""
-    from storage.db import database_url
+    from alarms.packs import ensure_default_rules
+    from storage.db import database_url, make_engine, make_sessionmaker, transaction
     from storage.migrate import upgrade
 
-    upgrade(database_url(get_settings()), revision)
-    console.print(f"[green]database upgraded to {revision}[/]")
+    settings = get_settings()
+    url = database_url(settings)
+    upgrade(url, revision)
+    # Default alarm rules ship with the code, so they are refreshed with the schema (idempotent;
+    # a rule an operator disabled stays disabled).
+    with transaction(make_sessionmaker(make_engine(settings, url=url))) as session:
+        ensure_default_rules(session)
+    console.print(f"[green]database upgraded to {revision}; default alarm rules in place[/]")
 
 
 @db_app.command("url")

@@ -353,3 +353,64 @@ class IngestStatus(Base):
     updated_at: Mapped[datetime] = mapped_column(TZ)
     status: Mapped[str] = mapped_column(String(16))
     counters: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+
+
+# --- alarms (alarms/) ------------------------------------------------------------------------------
+
+
+class AlarmRuleRow(Base):
+    """A configured rule: `kind` + `params` rebuild an `alarms.rules` dataclass; applies to points by metric."""
+
+    __tablename__ = "alarm_rules"
+    __table_args__ = (
+        CheckConstraint("kind in ('threshold','repeat','rate_of_change','stale','composite')", name="kind"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    metric: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    severity_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+
+
+class AlarmStateRow(Base):
+    """Evaluator state per (rule, point): `alarms.rules.RuleState.to_json()`."""
+
+    __tablename__ = "alarm_states"
+    __table_args__ = (PrimaryKeyConstraint("rule_id", "point_id"),)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alarm_rules.id", ondelete="CASCADE"))
+    point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"))
+    state: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class Alarm(Base):
+    """One alarm episode; the partial unique index allows at most one open alarm per (rule, point)."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        CheckConstraint("state in ('active','acknowledged','cleared')", name="state"),
+        CheckConstraint("severity in ('warning','alarm','critical')", name="severity"),
+        Index(
+            "uq_alarms_open_rule_point",
+            "rule_id",
+            "point_id",
+            unique=True,
+            postgresql_where="state <> 'cleared'",
+        ),
+        Index("ix_alarms_estate_id_state", "estate_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alarm_rules.id", ondelete="CASCADE"))
+    point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    raised_at: Mapped[datetime] = mapped_column(TZ)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TZ)
+    cleared_at: Mapped[datetime | None] = mapped_column(TZ)
+    clear_reason: Mapped[str | None] = mapped_column(String(32))
+    peak: Mapped[float | None] = mapped_column(Double)
+    last_value: Mapped[float | None] = mapped_column(Double)
