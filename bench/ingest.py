@@ -101,7 +101,7 @@ class Bench(Harness):
         upgrade(db_url)
         cfg["timescaledb"] = self._has_timescale(db_url)
         t = time.monotonic()
-        points = import_bench_estate(db_url, a.devices)
+        points = import_bench_estate(db_url, a.devices, rules=a.alarms)
         log(f"estate imported: {a.devices} devices, {points} points in {time.monotonic() - t:.1f}s")
 
         log("writing frames")
@@ -505,6 +505,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip-paced", action="store_true", help="no latency run")
     ap.add_argument("--skip-ceiling", action="store_true", help="no bare-subscriber run")
     ap.add_argument(
+        "--alarms",
+        action="store_true",
+        help="install the default alarm rules and turn on evaluation in ingest (STEWARD_ALARM_EVALUATION)",
+    )
+    ap.add_argument(
         "--ingest-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for ingest, repeatable"
     )
     ap.add_argument("--no-broker-persistence", action="store_true", help="mosquitto without its persistence file")
@@ -518,6 +523,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--receive-maximum", type=int, default=10_000, help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=300, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.alarms:
+        args.ingest_env.append("STEWARD_ALARM_EVALUATION=true")
     for kv in args.ingest_env:
         if "=" not in kv:
             ap.error(f"--ingest-env wants KEY=VALUE, got {kv!r}")

@@ -231,7 +231,8 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     pipeline = Pipeline(
         settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed
     )
-    pipeline.hooks.append(AlarmEvaluator())  # alarms evaluated inside each batch transaction
+    if settings.alarm_evaluation:
+        pipeline.hooks.append(AlarmEvaluator())  # alarms evaluated inside each batch transaction
     try:
         if not pipeline.prepare(stop):
             return health

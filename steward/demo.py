@@ -204,6 +204,8 @@ def run_demo(
             "mqtt_protocol": protocol,
             "mqtt_client_id": "steward-demo-ingest",
             "ingest_health_port": 0,
+            # The demo's load is a few messages a second: show alarms being raised.
+            "alarm_evaluation": True,
         }
     )
     threads = [threading.Thread(target=run_ingest, args=(ingest_settings, engine, stop, health), name="ingest")]
