@@ -10,21 +10,25 @@ class Role(StrEnum):
     admin = "admin"
     engineer = "engineer"  # 工程部: equipment, alarms, tickets
     steward = "steward"  # 管家/客服: units, residents, tickets, callbacks
+    supervisor = "supervisor"  # 工程主管: first escalation of a breached SLA clock
+    manager = "manager"  # 项目经理: second escalation; sees everything of the estate
     card_admin = "card_admin"  # 门禁卡管理
     billing_clerk = "billing_clerk"  # 收费员
     viewer = "viewer"  # read-only dashboards
 
 
 ALL_ROLES = frozenset(Role)
-EQUIPMENT_ROLES = frozenset({Role.admin, Role.engineer, Role.viewer})
+EQUIPMENT_ROLES = frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager, Role.viewer})
 # Roles whose work needs residents' names and phone numbers (notices, cards, callbacks); the rest
 # see them masked (张**, 138****5678) — PIPL's minimum-necessary principle.
-PERSONAL_DATA_ROLES = frozenset({Role.admin, Role.steward, Role.card_admin, Role.billing_clerk})
+PERSONAL_DATA_ROLES = frozenset({Role.admin, Role.steward, Role.manager, Role.card_admin, Role.billing_clerk})
 
 ROLE_LABELS = {
     Role.admin: ("系统管理员", "Administrator"),
     Role.engineer: ("工程人员", "Engineer"),
     Role.steward: ("管家", "Steward"),
+    Role.supervisor: ("工程主管", "Supervisor"),
+    Role.manager: ("项目经理", "Project manager"),
     Role.card_admin: ("门禁卡管理员", "Card administrator"),
     Role.billing_clerk: ("收费员", "Billing clerk"),
     Role.viewer: ("只读用户", "Viewer"),

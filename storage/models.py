@@ -290,7 +290,10 @@ class AuditLog(Base):
 class StaffUser(Base):
     __tablename__ = "staff_users"
     __table_args__ = (
-        CheckConstraint("role in ('admin','engineer','steward','card_admin','billing_clerk','viewer')", name="role"),
+        CheckConstraint(
+            "role in ('admin','engineer','steward','supervisor','manager','card_admin','billing_clerk','viewer')",
+            name="role",
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -359,26 +362,65 @@ class IngestStatus(Base):
 
 
 class AlarmRuleRow(Base):
-    """A configured rule: `kind` + `params` rebuild an `alarms.rules` dataclass; applies to points by metric."""
+    """A configured rule: `kind` + `params` rebuild an `alarms.rules` dataclass.
+
+    Point rules apply to every point whose metric equals `metric`, narrowed by `device_kind` /
+    `room_kind` when set (rule packs attach by kind). Meter rules (`kind='meter'`) name their
+    anomaly in `params.anomaly` and apply to meters of `device_kind`; `kind='round'` is the
+    missed-inspection rule. `ticket_policy` says which severities open a ticket, with what
+    category and priority (tickets/). Per estate, room or device overrides live in
+    `alarm_rule_overrides`.
+    """
 
     __tablename__ = "alarm_rules"
     __table_args__ = (
-        CheckConstraint("kind in ('threshold','repeat','rate_of_change','stale','composite')", name="kind"),
+        CheckConstraint(
+            "kind in ('threshold','repeat','rate_of_change','stale','composite','meter','round')", name="kind"
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(24))
     metric: Mapped[str] = mapped_column(String(64), index=True)
+    device_kind: Mapped[str | None] = mapped_column(String(48))
+    room_kind: Mapped[str | None] = mapped_column(String(32))
+    title_zh: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    title_en: Mapped[str] = mapped_column(String(128), default="", server_default="")
     params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     severity_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # e.g. {"min_severity": "alarm", "category": "electrical", "priority": {"alarm": "high", "critical": "urgent"}}
+    ticket_policy: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
 
 
+class AlarmRuleOverride(Base):
+    """Per estate / room / device tuning of one rule: `params` merge over the rule's (device beats room beats estate)."""
+
+    __tablename__ = "alarm_rule_overrides"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "scope", "scope_id"),
+        CheckConstraint("scope in ('estate','room','device')", name="scope"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alarm_rules.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    scope_id: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    enabled: Mapped[bool | None] = mapped_column(Boolean)  # None: inherit
+    ticket_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
 class AlarmStateRow(Base):
-    """Evaluator state per (rule, point): `alarms.rules.RuleState.to_json()`."""
+    """Evaluator state per (rule, point) that is not idle: `alarms.rules.RuleState.to_json()`.
+
+    Idle states (no open alarm, no pending condition) have no row, so a healthy estate's readings
+    cost no writes here; see alarms/evaluator.py for how lateness is judged without one.
+    """
 
     __tablename__ = "alarm_states"
-    __table_args__ = (PrimaryKeyConstraint("rule_id", "point_id"),)
+    __table_args__ = (PrimaryKeyConstraint("rule_id", "point_id"), Index("ix_alarm_states_point_id", "point_id"))
     rule_id: Mapped[int] = mapped_column(ForeignKey("alarm_rules.id", ondelete="CASCADE"))
     point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"))
     state: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
@@ -386,16 +428,21 @@ class AlarmStateRow(Base):
 
 
 class Alarm(Base):
-    """One alarm episode; the partial unique index allows at most one open alarm per (rule, point)."""
+    """One alarm episode on a subject; the partial unique index allows at most one open alarm per (rule, subject).
+
+    `subject` names what the alarm is about: ``point:<id>`` (point rules), ``device:<id>`` (meter
+    anomalies), ``round:<schedule id>`` (missed inspection), ``building:<id>`` (building balance).
+    The id columns repeat it for joins and filters.
+    """
 
     __tablename__ = "alarms"
     __table_args__ = (
         CheckConstraint("state in ('active','acknowledged','cleared')", name="state"),
         CheckConstraint("severity in ('warning','alarm','critical')", name="severity"),
         Index(
-            "uq_alarms_open_rule_point",
+            "uq_alarms_open_rule_subject",
             "rule_id",
-            "point_id",
+            "subject",
             unique=True,
             postgresql_where="state <> 'cleared'",
         ),
@@ -403,14 +450,174 @@ class Alarm(Base):
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("alarm_rules.id", ondelete="CASCADE"))
-    point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), index=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(64))
+    point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
     severity: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     raised_at: Mapped[datetime] = mapped_column(TZ)
     acknowledged_at: Mapped[datetime | None] = mapped_column(TZ)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     cleared_at: Mapped[datetime | None] = mapped_column(TZ)
-    clear_reason: Mapped[str | None] = mapped_column(String(32))
+    clear_reason: Mapped[str | None] = mapped_column(String(32))  # condition_ended | manual
+    cleared_by: Mapped[str | None] = mapped_column(String(64))
+    clear_note: Mapped[str | None] = mapped_column(Text)
     peak: Mapped[float | None] = mapped_column(Double)
     last_value: Mapped[float | None] = mapped_column(Double)
+    # What the detector saw (meter anomalies: the readings and figures behind the finding).
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+
+
+# --- repair tickets (tickets/) ---------------------------------------------------------------------
+
+
+class Ticket(Base):
+    """A repair / complaint / inspection ticket (domain-defaults §4); every step has its time and actor.
+
+    `source_key` deduplicates automatic tickets: at most one open ticket per key, e.g.
+    ``alarm:<rule id>:<subject>`` (one per alarm episode; a repeat alarm attaches) or ``round:<id>``.
+    SLA due times are computed when the ticket is opened (tickets/sla.py) and stored, so a policy
+    change never moves a running clock.
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint(
+            "source in ('alarm','inspection','resident','complaint','manual','patrol')", name="source"
+        ),
+        CheckConstraint("priority in ('urgent','high','normal','minor')", name="priority"),
+        CheckConstraint(
+            "status in ('received','dispatched','accepted','on_site','resolved','callback_done','closed')",
+            name="status",
+        ),
+        CheckConstraint(
+            "callback_channel is null or callback_channel in ('in_person','phone','sms','wechat')",
+            name="callback_channel",
+        ),
+        CheckConstraint("satisfaction is null or satisfaction between 1 and 5", name="satisfaction"),
+        Index(
+            "uq_tickets_open_source_key",
+            "source_key",
+            unique=True,
+            postgresql_where="status <> 'closed' AND source_key IS NOT NULL",
+        ),
+        Index("ix_tickets_estate_id_status", "estate_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    number: Mapped[str] = mapped_column(String(24), unique=True)  # 工单号, e.g. GD20261126-0007
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))
+    source_key: Mapped[str | None] = mapped_column(String(96))
+    category: Mapped[str] = mapped_column(String(24))  # electrical, water, hot_water, heating, fire, ...
+    priority: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default="received", server_default="received")
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="SET NULL"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    reporter_name: Mapped[str | None] = mapped_column(String(64))  # personal data: masked by role
+    reporter_phone: Mapped[str | None] = mapped_column(String(32))
+    received_by: Mapped[str] = mapped_column(String(64))  # staff username, or "system"
+    received_at: Mapped[datetime] = mapped_column(TZ)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    dispatched_by: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None] = mapped_column(TZ)
+    accepted_at: Mapped[datetime | None] = mapped_column(TZ)
+    on_site_at: Mapped[datetime | None] = mapped_column(TZ)
+    resolved_at: Mapped[datetime | None] = mapped_column(TZ)
+    work_done: Mapped[str | None] = mapped_column(Text)
+    parts: Mapped[str | None] = mapped_column(Text)
+    labour_minutes: Mapped[int | None] = mapped_column(Integer)
+    resident_signoff: Mapped[bool | None] = mapped_column(Boolean)
+    callback_by: Mapped[str | None] = mapped_column(String(64))
+    callback_at: Mapped[datetime | None] = mapped_column(TZ)
+    callback_channel: Mapped[str | None] = mapped_column(String(16))
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)  # 1 very dissatisfied .. 5 very satisfied
+    callback_note: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(TZ)
+    # SLA clocks (tickets/sla.py); a complaint also has a feedback clock (24 h).
+    on_site_due_at: Mapped[datetime | None] = mapped_column(TZ)
+    resolve_due_at: Mapped[datetime | None] = mapped_column(TZ)
+    callback_due_at: Mapped[datetime | None] = mapped_column(TZ)
+    feedback_due_at: Mapped[datetime | None] = mapped_column(TZ)
+    feedback_at: Mapped[datetime | None] = mapped_column(TZ)
+    # 0 none, 1 supervisor (主管), 2 project manager (项目经理)
+    escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    escalated_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Warranty routing to the developer's customer service (工作联系单).
+    warranty_party: Mapped[str | None] = mapped_column(String(64))
+    warranty_due_at: Mapped[datetime | None] = mapped_column(TZ)
+    warranty_ref: Mapped[str | None] = mapped_column(String(64))
+    reopened_count: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class TicketEvent(Base):
+    """The ticket's timeline: one row per step, comment, escalation or attached alarm."""
+
+    __tablename__ = "ticket_events"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(64))  # staff username, or "system"
+    action: Mapped[str] = mapped_column(String(24))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+
+
+# --- inspection rounds (alarms/rounds.py) -------------------------------------------------------------------
+
+
+class RoundSchedule(Base):
+    """A recurring inspection of one room (domain-defaults §1), e.g. the LV cabinets every 2 h."""
+
+    __tablename__ = "round_schedules"
+    __table_args__ = (UniqueConstraint("room_id", "code"),)
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), index=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    name_zh: Mapped[str] = mapped_column(String(128))
+    name_en: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    interval_minutes: Mapped[int] = mapped_column(Integer)
+    # Device kinds whose points the round covers (None: every device of the room).
+    device_kinds: Mapped[list[str] | None] = mapped_column(ARRAY(String(48)))
+    # Grace after the window ends before a round with neither telemetry nor a manual record is missed.
+    grace_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    anchor: Mapped[datetime] = mapped_column(TZ)  # windows are [anchor + k·interval, anchor + (k+1)·interval)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+
+
+class InspectionRound(Base):
+    """One window of a schedule and how it was satisfied (telemetry or manual), or that it was missed."""
+
+    __tablename__ = "inspection_rounds"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "window_start"),
+        CheckConstraint("status in ('open','satisfied','manual_due','done','missed')", name="status"),
+        Index("ix_inspection_rounds_room_id_window_start", "room_id", "window_start"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("round_schedules.id", ondelete="CASCADE"))
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    window_start: Mapped[datetime] = mapped_column(TZ)
+    window_end: Mapped[datetime] = mapped_column(TZ)
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    satisfied_by: Mapped[str | None] = mapped_column(String(16))  # telemetry | manual
+    # Per point: the value and ts that satisfied it, or why it did not (stale, out of range).
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id", ondelete="SET NULL"))
+    performed_by: Mapped[str | None] = mapped_column(String(64))
+    performed_at: Mapped[datetime | None] = mapped_column(TZ)
+    readings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    notes: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
