@@ -1,17 +1,32 @@
 """Evaluate point rules over an ingest batch, inside the batch transaction, with state in PostgreSQL.
 
-Usable as a `Pipeline` hook: `hook(conn, decoded, result)`. Per batch:
+Usable as a `Pipeline` hook: `hook(conn, decoded, result)`, run after the batch's rows are written.
 
-1. keep only samples whose point's metric has enabled rules (cached; a batch without any is a set
-   lookup per sample and no query at all);
-2. group them by (rule, point), sorted by device ts;
-3. create missing `alarm_states` rows (`ON CONFLICT DO NOTHING`) and lock+load every state of the
-   batch in one `SELECT … FOR UPDATE`, both in key order so two writers cannot deadlock. A second
-   transaction on the same (rule, point) waits here and then sees the first one's committed state,
-   so the readings it already applied are "late" and raise nothing;
-4. run `rules.evaluate` and fold each group's transitions into at most one update of the alarm that
-   was open before the batch plus the episodes that started in it;
-5. write back states, alarm updates and new alarms in one statement each.
+Only non-idle states have a row in `alarm_states` (an open episode, a min-duration run in
+progress, a repeat count, a rate-of-change window). A healthy estate therefore costs, per batch,
+one pass over the samples in Python and one indexed read of a small table; no state is written.
+Per batch:
+
+1. for each sample of a watched point, compare it with the entry level of the point's threshold
+   and repeat rules (`rules.entry_condition`): only a reading beyond it can move an idle state;
+   rate-of-change rules always count;
+2. read which (rule, point) of the batch's points have a state row;
+3. the keys to evaluate are the crossings, the rate rules and the existing rows. If there are none
+   the batch is done. Otherwise insert missing rows and lock all of them with `SELECT … FOR UPDATE`,
+   both in key order, so two writers on the same (rule, point) serialise and cannot deadlock;
+4. a freshly created row has no `last_ts`. The reference for "late" is then the point's newest
+   sample stored *before* this transaction (`xmin` differs from ours): exactly the `last_ts` an
+   always-stored state would hold, so a late or redelivered crossing raises nothing;
+5. run `rules.evaluate` per key over its readings in device-time order, fold the transitions into
+   at most one update of the alarm open before the batch plus the episodes begun in it;
+6. write back: idle states are deleted, others updated; alarm updates in one statement; new
+   episodes through `alarms.store.insert_alarms`, which calls `on_raised` (tickets) for open ones.
+
+A concurrency note: a quiet reading whose key has no row is skipped without a lock. If another
+ingest process is at that moment creating the row for the same key, the quiet reading is not
+applied to it (it only could have reset a min-duration run). Both processes still agree on at
+most one open alarm per (rule, point); with one ingest process per shared subscription group a
+point's readings arrive through one process anyway.
 
 Never commits: the caller owns the transaction, so a failed batch rolls back readings, states and
 alarms together and the redelivered batch is evaluated again from the old state.
@@ -21,16 +36,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, text
 
-from alarms.const import Direction
+from alarms.overrides import OverrideIndex, Subject
 from alarms.packs import build_rule
 from alarms.rules import (
     Clear,
@@ -39,10 +53,12 @@ from alarms.rules import (
     Raise,
     Reading,
     RuleState,
-    ThresholdRule,
+    StaleRule,
     UpdatePeak,
+    entry_condition,
     evaluate,
 )
+from alarms.store import NewAlarm, OnRaised, insert_alarms, point_subject
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +66,8 @@ log = logging.getLogger(__name__)
 # points are also reloaded on this period so rule edits take effect without a restart.
 RELOAD_COOLDOWN_S = 5.0
 REFRESH_EVERY_S = 60.0
+
+POINT_RULE_KINDS = ("threshold", "repeat", "rate_of_change")  # stale rules are the worker's (alarms/stale.py)
 
 
 class SampleColumns(Protocol):
@@ -61,15 +79,21 @@ class SampleColumns(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class LoadedRule:
-    id: int
-    rule: PointRule
-
-
-@dataclass(frozen=True, slots=True)
 class PointInfo:
     device_id: int
     estate_id: int
+    room_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """The rules on one point, split by how a reading can matter to them."""
+
+    # (rule id, level, above): only a reading beyond the level can move an idle state.
+    gated: tuple[tuple[int, float, bool], ...]
+    # Rules every reading matters to (rate of change).
+    always: tuple[int, ...]
+    rules: dict[int, PointRule]
 
 
 @dataclass(slots=True)
@@ -93,40 +117,65 @@ class GroupResult:
 
 
 class AlarmEvaluator:
-    def __init__(self) -> None:
-        self._rules_by_point: dict[int, tuple[LoadedRule, ...]] = {}
+    def __init__(self, on_raised: OnRaised | None = None) -> None:
+        self.on_raised = on_raised
+        self._watch: dict[int, Watch] = {}
         self._points: dict[int, PointInfo] = {}
         self._loaded_at = float("-inf")
 
     # --- cache -------------------------------------------------------------------------------
 
     def load(self, conn: Connection) -> None:
-        by_metric: dict[str, list[LoadedRule]] = {}
-        for rule_id, code, kind, metric, params in conn.execute(
-            text("SELECT id, code, kind, metric, params FROM alarm_rules WHERE enabled AND kind <> 'composite'")
-        ):
-            try:
-                rule = build_rule(code, kind, params)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.error("alarm rule %s has bad params, skipped: %s", code, exc)
-                continue
-            by_metric.setdefault(metric, []).append(LoadedRule(rule_id, rule))
+        rules = conn.execute(
+            text(
+                "SELECT id, code, kind, metric, device_kind, room_kind, params FROM alarm_rules "
+                "WHERE enabled AND kind = ANY(CAST(:k AS text[]))"
+            ),
+            {"k": list(POINT_RULE_KINDS)},
+        ).all()
+        by_metric: dict[str, list[Any]] = {}
+        for row in rules:
+            by_metric.setdefault(row.metric, []).append(row)
+        overrides = OverrideIndex.load(conn)
+        built: dict[tuple[int, str], PointRule | None] = {}
         points: dict[int, PointInfo] = {}
-        rules_by_point: dict[int, tuple[LoadedRule, ...]] = {}
-        for point_id, metric, device_id, estate_id in conn.execute(
-            text("SELECT p.id, p.metric, d.id, d.estate_id FROM points p JOIN devices d ON d.id = p.device_id")
+        watch: dict[int, Watch] = {}
+        for point_id, metric, device_id, estate_id, device_kind, room_id, room_kind in conn.execute(
+            text(
+                "SELECT p.id, p.metric, d.id, d.estate_id, d.kind, d.room_id, r.kind FROM points p "
+                "JOIN devices d ON d.id = p.device_id LEFT JOIN rooms r ON r.id = d.room_id"
+            )
         ):
-            points[point_id] = PointInfo(device_id, estate_id)
-            if metric in by_metric:
-                rules_by_point[point_id] = tuple(by_metric[metric])
-        self._points, self._rules_by_point = points, rules_by_point
+            points[point_id] = PointInfo(device_id, estate_id, room_id)
+            subject = Subject(estate_id, room_id, device_id)
+            gated: list[tuple[int, float, bool]] = []
+            always: list[int] = []
+            point_rules: dict[int, PointRule] = {}
+            for row in by_metric.get(metric, ()):
+                if (row.device_kind and row.device_kind != device_kind) or (
+                    row.room_kind and row.room_kind != room_kind
+                ):
+                    continue
+                params, enabled = overrides.effective(row.id, row.params or {}, True, subject)
+                if not enabled:
+                    continue
+                key = (row.id, json.dumps(params, sort_keys=True))
+                if key not in built:
+                    built[key] = _build(row.code, row.kind, params)
+                rule = built[key]
+                if rule is None or isinstance(rule, StaleRule):
+                    continue
+                point_rules[row.id] = rule
+                entry = entry_condition(rule)
+                if entry is None:
+                    always.append(row.id)
+                else:
+                    gated.append((row.id, *entry))
+            if point_rules:
+                watch[point_id] = Watch(tuple(gated), tuple(always), point_rules)
+        self._points, self._watch = points, watch
         self._loaded_at = time.monotonic()
-        log.info(
-            "alarm evaluator: %d rules, %d of %d points watched",
-            sum(map(len, by_metric.values())),
-            len(rules_by_point),
-            len(points),
-        )
+        log.info("alarm evaluator: %d rules, %d of %d points watched", len(rules), len(watch), len(points))
 
     def _refresh(self, conn: Connection, point_ids: Iterable[int]) -> None:
         age = time.monotonic() - self._loaded_at
@@ -139,30 +188,44 @@ class AlarmEvaluator:
         if not decoded.sample_point:
             return
         self._refresh(conn, decoded.sample_point)
-        watched = self._rules_by_point
-        groups: dict[tuple[int, int], list[Reading]] = {}
-        rules: dict[int, PointRule] = {}
-        for ts, point_id, value in zip(decoded.sample_ts, decoded.sample_point, decoded.sample_value, strict=True):
-            loaded = watched.get(point_id)
-            if loaded is None:
+        watch = self._watch
+        by_point: dict[int, list[int]] = {}
+        keys: set[tuple[int, int]] = set()
+        for i, (point_id, value) in enumerate(zip(decoded.sample_point, decoded.sample_value, strict=True)):
+            w = watch.get(point_id)
+            if w is None:
                 continue
-            reading = Reading(ts, value)
-            for lr in loaded:
-                rules[lr.id] = lr.rule
-                groups.setdefault((lr.id, point_id), []).append(reading)
-        if not groups:
+            idx = by_point.get(point_id)
+            if idx is None:
+                by_point[point_id] = [i]
+                keys.update((r, point_id) for r in w.always)
+            else:
+                idx.append(i)
+            for rule_id, level, above in w.gated:
+                # NaN compares false both ways, so it never counts as a crossing (rules ignore it too).
+                if (value > level) if above else (value < level):
+                    keys.add((rule_id, point_id))
+        if not by_point:
             return
-        keys = sorted(groups)
-        states = self._lock_states(conn, keys)
+        for rule_id, point_id in conn.execute(
+            text("SELECT rule_id, point_id FROM alarm_states WHERE point_id = ANY(CAST(:p AS int[]))"),
+            {"p": list(by_point)},
+        ):
+            if rule_id in watch[point_id].rules:
+                keys.add((rule_id, point_id))
+        if not keys:
+            return
+        ordered = sorted(keys)
+        states = self._lock_states(conn, ordered)
         results: dict[tuple[int, int], GroupResult] = {}
-        for key in keys:
-            readings = sorted(groups[key], key=lambda r: r.ts)
+        ts, values = decoded.sample_ts, decoded.sample_value
+        for key in ordered:
+            rule_id, point_id = key
+            readings = sorted((Reading(ts[i], values[i]) for i in by_point[point_id]), key=lambda r: r.ts)
             before = states[key]
-            res = _run(rules[key[0]], before, readings)
-            if res.state != before or res.existing is not None or res.new:
-                results[key] = res
-        if results:
-            self._write(conn, results)
+            res = _run(watch[point_id].rules[rule_id], before, readings)
+            results[key] = res
+        self._write(conn, results)
 
     # --- SQL ---------------------------------------------------------------------------------
 
@@ -170,9 +233,9 @@ class AlarmEvaluator:
         params = {"r": [k[0] for k in keys], "p": [k[1] for k in keys]}
         conn.execute(
             text(
-                "INSERT INTO alarm_states (rule_id, point_id) "
-                "SELECT r, p FROM unnest(CAST(:r AS int[]), CAST(:p AS int[])) AS k(r, p) ORDER BY r, p "
-                "ON CONFLICT DO NOTHING"
+                "INSERT INTO alarm_states (rule_id, point_id, state) "
+                "SELECT r, p, '{\"new\": true}' FROM unnest(CAST(:r AS int[]), CAST(:p AS int[])) AS k(r, p) "
+                "ORDER BY r, p ON CONFLICT DO NOTHING"
             ),
             params,
         )
@@ -183,23 +246,56 @@ class AlarmEvaluator:
                 "ORDER BY s.rule_id, s.point_id FOR UPDATE OF s"
             ),
             params,
-        )
-        return {(r, p): RuleState.from_json(state) for r, p, state in rows}
+        ).all()
+        states: dict[tuple[int, int], RuleState] = {}
+        fresh: dict[tuple[int, int], None] = {}
+        for r, p, state in rows:
+            if state.get("new"):
+                fresh[(r, p)] = None
+            else:
+                states[(r, p)] = RuleState.from_json(state)
+        if fresh:
+            # The newest sample of each point written before this transaction: the last_ts the
+            # state would hold had it been stored all along. Our own rows (xmin = our xid) are
+            # this batch's, which the evaluation itself orders.
+            prior: dict[int, datetime | None] = dict(
+                conn.execute(
+                    text(
+                        "SELECT k.p, (SELECT s.ts FROM samples s WHERE s.point_id = k.p "
+                        "AND s.xmin <> pg_current_xact_id()::xid ORDER BY s.ts DESC LIMIT 1) "
+                        "FROM unnest(CAST(:p AS int[])) AS k(p)"
+                    ),
+                    {"p": sorted({p for _, p in fresh})},
+                ).all()
+            )
+            for r, p in fresh:
+                states[(r, p)] = RuleState(last_ts=prior.get(p))
+        return states
 
     def _write(self, conn: Connection, results: dict[tuple[int, int], GroupResult]) -> None:
-        changed = [(k, res.state) for k, res in results.items()]
-        conn.execute(
-            text(
-                "UPDATE alarm_states s SET state = CAST(v.state AS jsonb), updated_at = now() "
-                "FROM unnest(CAST(:r AS int[]), CAST(:p AS int[]), CAST(:s AS text[])) AS v(r, p, state) "
-                "WHERE s.rule_id = v.r AND s.point_id = v.p"
-            ),
-            {
-                "r": [k[0] for k, _ in changed],
-                "p": [k[1] for k, _ in changed],
-                "s": [json.dumps(st.to_json()) for _, st in changed],
-            },
-        )
+        idle = [k for k, res in results.items() if res.state.idle]
+        if idle:
+            conn.execute(
+                text(
+                    "DELETE FROM alarm_states s USING unnest(CAST(:r AS int[]), CAST(:p AS int[])) AS v(r, p) "
+                    "WHERE s.rule_id = v.r AND s.point_id = v.p"
+                ),
+                {"r": [k[0] for k in idle], "p": [k[1] for k in idle]},
+            )
+        kept = [(k, res.state) for k, res in results.items() if not res.state.idle]
+        if kept:
+            conn.execute(
+                text(
+                    "UPDATE alarm_states s SET state = CAST(v.state AS jsonb), updated_at = now() "
+                    "FROM unnest(CAST(:r AS int[]), CAST(:p AS int[]), CAST(:s AS text[])) AS v(r, p, state) "
+                    "WHERE s.rule_id = v.r AND s.point_id = v.p"
+                ),
+                {
+                    "r": [k[0] for k, _ in kept],
+                    "p": [k[1] for k, _ in kept],
+                    "s": [json.dumps(st.to_json()) for _, st in kept],
+                },
+            )
         updates = [(k, res.existing) for k, res in results.items() if res.existing is not None]
         if updates:
             # Update (or close) the alarm that was open before the batch; it must be closed before
@@ -211,14 +307,14 @@ class AlarmEvaluator:
                     "state = CASE WHEN v.cleared_at IS NULL THEN a.state ELSE 'cleared' END, "
                     "cleared_at = v.cleared_at, "
                     "clear_reason = CASE WHEN v.cleared_at IS NULL THEN NULL ELSE 'condition_ended' END "
-                    "FROM unnest(CAST(:r AS int[]), CAST(:p AS int[]), CAST(:sev AS text[]), "
+                    "FROM unnest(CAST(:r AS int[]), CAST(:s AS text[]), CAST(:sev AS text[]), "
                     "CAST(:peak AS float8[]), CAST(:last AS float8[]), CAST(:cleared AS timestamptz[])) "
-                    "AS v(r, p, severity, peak, last_value, cleared_at) "
-                    "WHERE a.rule_id = v.r AND a.point_id = v.p AND a.state <> 'cleared'"
+                    "AS v(r, subject, severity, peak, last_value, cleared_at) "
+                    "WHERE a.rule_id = v.r AND a.subject = v.subject AND a.state <> 'cleared'"
                 ),
                 {
                     "r": [k[0] for k, _ in updates],
-                    "p": [k[1] for k, _ in updates],
+                    "s": [point_subject(k[1]) for k, _ in updates],
                     "sev": [e.severity for _, e in updates],
                     "peak": [e.peak for _, e in updates],
                     "last": [e.last_value for _, e in updates],
@@ -228,38 +324,45 @@ class AlarmEvaluator:
         inserts = [(k, e) for k, res in results.items() for e in res.new]
         if inserts:
             info = self._points
-            conn.execute(
-                text(
-                    "INSERT INTO alarms (rule_id, point_id, device_id, estate_id, severity, state, raised_at, "
-                    "cleared_at, clear_reason, peak, last_value) "
-                    "SELECT r, p, d, e, sev, CASE WHEN cleared IS NULL THEN 'active' ELSE 'cleared' END, raised, "
-                    "cleared, CASE WHEN cleared IS NULL THEN NULL ELSE 'condition_ended' END, peak, last "
-                    "FROM unnest(CAST(:r AS int[]), CAST(:p AS int[]), CAST(:d AS int[]), CAST(:e AS int[]), "
-                    "CAST(:sev AS text[]), CAST(:raised AS timestamptz[]), CAST(:cleared AS timestamptz[]), "
-                    "CAST(:peak AS float8[]), CAST(:last AS float8[])) "
-                    "AS v(r, p, d, e, sev, raised, cleared, peak, last) "
-                    "ORDER BY r, p, raised "
-                    "ON CONFLICT (rule_id, point_id) WHERE state <> 'cleared' DO NOTHING"
-                ),
-                {
-                    "r": [k[0] for k, _ in inserts],
-                    "p": [k[1] for k, _ in inserts],
-                    "d": [info[k[1]].device_id for k, _ in inserts],
-                    "e": [info[k[1]].estate_id for k, _ in inserts],
-                    "sev": [e.severity for _, e in inserts],
-                    "raised": [e.raised_at for _, e in inserts],
-                    "cleared": [e.cleared_at for _, e in inserts],
-                    "peak": [e.peak for _, e in inserts],
-                    "last": [e.last_value for _, e in inserts],
-                },
+            insert_alarms(
+                conn,
+                [
+                    NewAlarm(
+                        rule_id=r,
+                        subject=point_subject(p),
+                        estate_id=info[p].estate_id,
+                        severity=e.severity or "alarm",
+                        raised_at=_raised_at(e),
+                        point_id=p,
+                        device_id=info[p].device_id,
+                        room_id=info[p].room_id,
+                        peak=e.peak,
+                        last_value=e.last_value,
+                        cleared_at=e.cleared_at,
+                    )
+                    for (r, p), e in inserts
+                ],
+                self.on_raised,
             )
+
+
+def _raised_at(e: Episode) -> datetime:
+    if e.raised_at is None:  # _run creates new episodes only from a Raise, which carries its time
+        raise AssertionError("new episode without raised_at")
+    return e.raised_at
+
+
+def _build(code: str, kind: str, params: dict[str, Any]) -> PointRule | None:
+    try:
+        rule = build_rule(code, kind, params)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("alarm rule %s has bad params, skipped: %s", code, exc)
+        return None
+    return rule
 
 
 def _run(rule: PointRule, state: RuleState, readings: list[Reading]) -> GroupResult:
     """Apply one group's readings (sorted by ts) and fold the transitions into alarm-row changes."""
-    quiet = _quiet_threshold(rule, state, readings)
-    if quiet is not None:
-        return GroupResult(quiet)
     res = GroupResult(state)
     current: Episode | None = None
     if state.active:
@@ -286,29 +389,6 @@ def _run(rule: PointRule, state: RuleState, readings: list[Reading]) -> GroupRes
                     if transition is not None:
                         current.peak = new.peak
     return res
-
-
-def _quiet_threshold(rule: PointRule, state: RuleState, readings: list[Reading]) -> RuleState | None:
-    """Fast path, exactly equal to evaluating one by one: an idle threshold rule whose readings all stay inside.
-
-    Most readings of a healthy estate take this path, so it must not allocate per reading.
-    """
-    if not isinstance(rule, ThresholdRule) or state.active or state.condition_since:
-        return None
-    level, above = rule.entry_level, rule.direction is Direction.above
-    last = state.last_ts
-    newest = last
-    for r in readings:
-        if last is not None and r.ts <= last:
-            continue
-        v = r.value
-        if not math.isfinite(v):
-            continue
-        if (v > level) if above else (v < level):
-            return None
-        if newest is None or r.ts > newest:
-            newest = r.ts
-    return state if newest == last else replace(state, last_ts=newest)
 
 
 def open_alarms(conn: Connection, point_ids: list[int]) -> list[dict[str, Any]]:

@@ -226,6 +226,21 @@ class RuleState:
     # Stale: the latest tick applied, so a clock stepping back cannot clear and re-raise.
     last_tick: datetime | None = None
 
+    @property
+    def idle(self) -> bool:
+        """No open episode and nothing pending: a fresh state in all but `last_ts` / `last_tick`.
+
+        The evaluator stores no row for an idle state, so a healthy point costs no writes.
+        """
+        return (
+            not self.active
+            and self.severity is None
+            and not self.condition_since
+            and self.count == 0
+            and not self.window
+            and self.watch_since is None
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (datetimes as ISO 8601 strings)."""
         return {
@@ -333,6 +348,23 @@ def evaluate(rule: PointRule, state: RuleState, reading: Reading) -> Step:
             # Readings only move the reference point; raising and clearing both happen on ticks,
             # against one clock, so a flushed backlog cannot clear an alarm the next tick re-raises.
             return replace(state, last_ts=reading.ts), None
+
+
+def entry_condition(rule: PointRule) -> tuple[float, bool] | None:
+    """(level, above) such that only a reading beyond it can move an idle state off idle.
+
+    None when every reading matters (rate of change keeps a window of all of them). A stale rule
+    is never moved off idle by a reading, which the level +inf (above) expresses.
+    """
+    match rule:
+        case ThresholdRule():
+            return rule.entry_level, rule.direction is Direction.above
+        case RepeatRule():
+            return rule.level, rule.direction is Direction.above
+        case StaleRule():
+            return math.inf, True
+        case RateOfChangeRule():
+            return None
 
 
 def tick(rule: Rule, state: RuleState, now: datetime) -> Step:
@@ -474,6 +506,7 @@ __all__ = [
     "ThresholdRule",
     "Transition",
     "UpdatePeak",
+    "entry_condition",
     "evaluate",
     "evaluate_composite",
     "tick",

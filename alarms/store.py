@@ -104,7 +104,9 @@ def insert_alarms(conn: Connection, alarms: Sequence[NewAlarm], on_raised: OnRai
     return ids
 
 
-def clear_open(conn: Connection, rule_id: int, subjects: Sequence[str], at: datetime, reason: str = "condition_ended") -> int:
+def clear_open(
+    conn: Connection, rule_id: int, subjects: Sequence[str], at: datetime, reason: str = "condition_ended"
+) -> int:
     """Clear the open alarms of `rule_id` on `subjects` (the condition ended); returns how many."""
     if not subjects:
         return 0
@@ -133,7 +135,9 @@ def acknowledge(conn: Connection, alarm_id: int, actor: str, at: datetime) -> di
         raise AlarmTransitionError(f"alarm {alarm_id} is already cleared")
     if row["state"] == AlarmState.active:
         conn.execute(
-            text("UPDATE alarms SET state = 'acknowledged', acknowledged_at = :at, acknowledged_by = :by WHERE id = :id"),
+            text(
+                "UPDATE alarms SET state = 'acknowledged', acknowledged_at = :at, acknowledged_by = :by WHERE id = :id"
+            ),
             {"id": alarm_id, "at": at, "by": actor},
         )
     return _lock(conn, alarm_id)

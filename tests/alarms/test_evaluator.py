@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,6 +68,12 @@ class Est:
                 )
             )
 
+    def state_rows(self, point: int) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(text("SELECT count(*) FROM alarm_states WHERE point_id = :p"), {"p": point}).scalar_one()
+            )
+
     def state(self, point: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
             return dict(
@@ -95,8 +101,20 @@ def batch(point: int, *readings: tuple[datetime, float]) -> DecodedBatch:
     return b
 
 
+def write_samples(conn: Connection, b: DecodedBatch) -> None:
+    """What the ingest writer does before the hooks run: the evaluator judges lateness against it."""
+    conn.execute(
+        text(
+            "INSERT INTO samples (ts, point_id, value) SELECT * FROM unnest(CAST(:t AS timestamptz[]), "
+            "CAST(:p AS int[]), CAST(:v AS float8[])) ON CONFLICT DO NOTHING"
+        ),
+        {"t": b.sample_ts, "p": b.sample_point, "v": b.sample_value},
+    )
+
+
 def feed(ev: AlarmEvaluator, engine: Engine, b: DecodedBatch) -> None:
     with engine.begin() as conn:
+        write_samples(conn, b)
         ev(conn, b, None)
 
 
@@ -112,7 +130,19 @@ def test_normal_readings_create_no_alarm(engine: Engine, est: Est) -> None:
     p = est.point()
     feed(AlarmEvaluator(), engine, batch(p, (at(0), 80.0), (at(1), 81.0)))
     assert est.alarms(p) == []
-    assert est.state(p)["last_ts"] == at(1).isoformat()
+    assert est.state_rows(p) == 0  # an idle rule keeps no state row: a healthy point costs no writes
+
+
+def test_state_row_lives_only_while_not_idle(engine: Engine, est: Est) -> None:
+    p, ev = est.point(), AlarmEvaluator()
+    feed(ev, engine, batch(p, (at(0), 135.0)))
+    assert est.state(p)["active"] is True
+    assert est.state(p)["last_ts"] == at(0).isoformat()
+    feed(ev, engine, batch(p, (at(1), 100.0)))
+    assert est.state_rows(p) == 0
+    # The row is gone, yet a late crossing is still recognised as late (judged against the samples).
+    feed(ev, engine, batch(p, (at(0.5), 150.0)))
+    assert [a.state for a in est.alarms(p)] == ["cleared"]
 
 
 def test_crossing_raises_one_alarm_and_staying_high_updates_peak(engine: Engine, est: Est) -> None:
@@ -205,8 +235,8 @@ def test_database_allows_one_open_alarm_per_rule_and_point(engine: Engine, est: 
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO alarms (rule_id, point_id, device_id, estate_id, severity, state, raised_at) "
-                "SELECT rule_id, point_id, device_id, estate_id, 'alarm', 'acknowledged', now() FROM alarms "
+                "INSERT INTO alarms (rule_id, subject, point_id, device_id, estate_id, severity, state, raised_at) "
+                "SELECT rule_id, subject, point_id, device_id, estate_id, 'alarm', 'acknowledged', now() FROM alarms "
                 "WHERE point_id = :p"
             ),
             {"p": p},
@@ -227,6 +257,7 @@ def test_parallel_transactions_do_not_open_two_alarms(engine: Engine, est: Est) 
 
     with engine.connect() as conn:
         tx = conn.begin()
+        write_samples(conn, b)
         first(conn, b, None)
         thread = threading.Thread(target=other)
         thread.start()

@@ -1,0 +1,238 @@
+"""Default meter anomaly rules (domain-defaults §3): one `alarm_rules` row per anomaly and meter kind.
+
+A meter rule row has ``kind='meter'``, ``metric='register'``, ``device_kind`` naming the meters it
+watches and ``params = {"anomaly": <AnomalyKind>, ...}``; any other key of ``params`` overrides an
+``AnomalyDefaults`` field (see `defaults_from_params`), so an estate, room or device override in
+`alarm_rule_overrides` tunes one meter without a code change.
+
+`METER_RULE_META` carries what `RuleSpec` cannot hold yet (device kind, titles, ticket policy);
+`ensure_meter_rules` upserts the specs and then writes those columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import time, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from alarms.anomalies import DEFAULTS, AnomalyDefaults, AnomalyKind
+from alarms.const import RuleKind, Severity
+from alarms.packs import RuleSpec, ensure_default_rules
+
+# `RuleKind` has no `meter` member yet; the column's check constraint already allows the text.
+METER_RULE_KIND = cast(RuleKind, "meter")
+METER_METRIC = "register"
+
+# Anomalies judged per ingest batch (alarms.meter_evaluator) and by the periodic job (alarms.meter_jobs).
+PER_READING = (
+    AnomalyKind.vacant_flow,
+    AnomalyKind.reverse_energy,
+    AnomalyKind.spike,
+    AnomalyKind.reset_or_replacement,
+)
+PERIODIC = (AnomalyKind.night_leak, AnomalyKind.continuous_flow, AnomalyKind.stuck, AnomalyKind.building_balance)
+
+_WATER = (
+    AnomalyKind.vacant_flow,
+    AnomalyKind.night_leak,
+    AnomalyKind.continuous_flow,
+    AnomalyKind.spike,
+    AnomalyKind.stuck,
+    AnomalyKind.reset_or_replacement,
+    AnomalyKind.building_balance,
+)
+ANOMALIES_BY_DEVICE_KIND: dict[str, tuple[AnomalyKind, ...]] = {
+    "electricity_meter": (
+        AnomalyKind.reverse_energy,
+        AnomalyKind.spike,
+        AnomalyKind.stuck,
+        AnomalyKind.reset_or_replacement,
+    ),
+    "cold_water_meter": _WATER,
+    "hot_water_meter": _WATER,
+}
+_SHORT = {"electricity_meter": "electricity", "cold_water_meter": "cold_water", "hot_water_meter": "hot_water"}
+_CATEGORY = {"electricity_meter": "electrical", "cold_water_meter": "water", "hot_water_meter": "hot_water"}
+_METER_ZH = {"electricity_meter": "电表", "cold_water_meter": "冷水表", "hot_water_meter": "热水表"}
+_METER_EN = {"electricity_meter": "Electricity meter", "cold_water_meter": "Cold-water meter", "hot_water_meter": "Hot-water meter"}
+
+_TITLES: dict[AnomalyKind, tuple[str, str]] = {
+    AnomalyKind.vacant_flow: ("空置房走水（关闭阀门）", "water flowing in a vacant unit (close the valve)"),
+    AnomalyKind.reverse_energy: ("电表反转（检查接线/窃电）", "running backwards (check wiring / tampering)"),
+    AnomalyKind.night_leak: ("夜间持续用水（疑似漏水）", "night-time flow (possible leak)"),
+    AnomalyKind.continuous_flow: ("连续24小时用水", "continuous flow for 24 h"),
+    AnomalyKind.spike: ("用量突增（暂停计费）", "consumption spike (billing held)"),
+    AnomalyKind.stuck: ("7天读数不变（检查表具）", "register unchanged for 7 days (check meter)"),
+    AnomalyKind.reset_or_replacement: (
+        "表底回退/换表（暂停计费，登记新旧表底）",
+        "reset or replacement (billing held; record old final / new initial reading)",
+    ),
+    AnomalyKind.building_balance: ("总分表差异超15%（疑似管网漏水）", "master vs sub-meters > 15 % (possible pipe leak)"),
+}
+
+_ALL_LEVELS = (Severity.warning, Severity.alarm, Severity.critical)
+
+
+def _policy(category: str, priority: str, *, min_severity: Severity = Severity.warning, **extra: Any) -> dict[str, Any]:
+    return {
+        "min_severity": str(min_severity),
+        "category": category,
+        "priority": {str(s): priority for s in _ALL_LEVELS if s.rank >= min_severity.rank},
+        **extra,
+    }
+
+
+def _ticket_policy(device_kind: str, anomaly: AnomalyKind) -> dict[str, Any]:
+    water = _CATEGORY[device_kind]
+    match anomaly:
+        case AnomalyKind.vacant_flow:
+            # SOP (seeds/001 巡查): water running in an empty flat → close the valve before it floods.
+            return _policy(water, "high", on_site_minutes=20, close_valve=True)
+        case AnomalyKind.reverse_energy:
+            return _policy("electrical", "normal", task="check wiring / tampering")
+        case AnomalyKind.night_leak:
+            p = _policy(water, "normal", resident_notice=True)
+            p["priority"]["alarm"] = "high"  # > 30 L/h: a leak, not a maybe
+            return p
+        case AnomalyKind.continuous_flow:
+            return _policy(water, "normal", resident_notice=True)
+        case AnomalyKind.building_balance:
+            return _policy(water, "high", task="possible pipe leak")
+        case AnomalyKind.stuck:
+            return _policy("meter", "normal", task="check meter")
+        case AnomalyKind.reset_or_replacement:
+            return _policy("meter", "normal", task="record the old meter's final and the new meter's initial reading")
+        case _:
+            return _policy("meter", "normal")
+
+
+def rule_code(device_kind: str, anomaly: AnomalyKind | str) -> str:
+    return f"meter.{_SHORT[device_kind]}.{anomaly}"
+
+
+def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
+    specs: list[RuleSpec] = []
+    meta: dict[str, dict[str, Any]] = {}
+    for device_kind, anomalies in ANOMALIES_BY_DEVICE_KIND.items():
+        for anomaly in anomalies:
+            code = rule_code(device_kind, anomaly)
+            params: dict[str, Any] = {"anomaly": str(anomaly)}
+            defaults_from_params(params)  # validate the pack at import time
+            specs.append(RuleSpec(code, METER_METRIC, METER_RULE_KIND, params))
+            zh, en = _TITLES[anomaly]
+            meta[code] = {
+                "device_kind": device_kind,
+                "title_zh": f"{_METER_ZH[device_kind]}{zh}",
+                "title_en": f"{_METER_EN[device_kind]}: {en}",
+                "ticket_policy": _ticket_policy(device_kind, anomaly),
+            }
+    return tuple(specs), meta
+
+
+METER_RULES: tuple[RuleSpec, ...]
+METER_RULE_META: dict[str, dict[str, Any]]
+METER_RULES, METER_RULE_META = _specs()
+
+
+def ensure_meter_rules(session: Session, specs: tuple[RuleSpec, ...] = METER_RULES) -> int:
+    """Insert the meter rules or refresh existing ones by code (enabled left alone); returns the count. Flushes."""
+    n = ensure_default_rules(session, specs)
+    rows = [
+        {"code": s.code, **{k: METER_RULE_META[s.code][k] for k in ("device_kind", "title_zh", "title_en")}}
+        | {"policy": _json(METER_RULE_META[s.code]["ticket_policy"])}
+        for s in specs
+        if s.code in METER_RULE_META
+    ]
+    if rows:
+        session.execute(
+            text(
+                "UPDATE alarm_rules SET device_kind = :device_kind, title_zh = :title_zh, title_en = :title_en, "
+                "ticket_policy = CAST(:policy AS jsonb) WHERE code = :code AND (device_kind, title_zh, title_en, "
+                "ticket_policy) IS DISTINCT FROM (:device_kind, :title_zh, :title_en, CAST(:policy AS jsonb))"
+            ),
+            rows,
+        )
+        session.flush()
+    return n
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+# --- params → detector tunables ---------------------------------------------------------------------
+
+_FIELDS = {f.name: f for f in dataclasses.fields(AnomalyDefaults)}
+
+
+def _time(raw: object) -> time:
+    if isinstance(raw, int):
+        return time(raw)
+    return time.fromisoformat(str(raw))
+
+
+def defaults_from_params(params: Mapping[str, Any]) -> AnomalyDefaults:
+    """Build the detector tunables from a rule's effective params; raises ValueError/TypeError on bad values.
+
+    Keys are `AnomalyDefaults` field names; durations are seconds under ``<field>_s``
+    (``continuous_for_s``, ``stuck_for_s``, …), night bounds ``"HH:MM"`` or an hour, volumes numbers
+    or decimal strings. Other keys (``anomaly``, ``severity``, ``capacity_per_hour``, ``window_s``,
+    ``auto_clear``, …) belong to the evaluator and are ignored here.
+    """
+    changes: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        current = getattr(DEFAULTS, name)
+        if isinstance(current, timedelta):
+            if f"{name}_s" in params:
+                changes[name] = timedelta(seconds=float(params[f"{name}_s"]))
+            continue
+        if name not in params:
+            continue
+        raw = params[name]
+        if isinstance(current, bool) or isinstance(current, str):
+            changes[name] = str(raw)
+        elif isinstance(current, int):
+            changes[name] = int(raw)
+        elif isinstance(current, Decimal):
+            value = Decimal(str(raw))
+            if not value.is_finite():
+                raise ValueError(f"{name} must be finite")
+            changes[name] = value
+        elif isinstance(current, time):
+            changes[name] = _time(raw)
+    return dataclasses.replace(DEFAULTS, **changes) if changes else DEFAULTS
+
+
+def severity_from_params(params: Mapping[str, Any]) -> Severity | None:
+    """An operator's fixed severity for the rule (``params.severity``), or None to keep the detector's."""
+    raw = params.get("severity")
+    return None if raw is None else Severity(raw)
+
+
+def capacity_from_params(params: Mapping[str, Any]) -> Decimal | None:
+    """Pipe/breaker capacity per hour for the spike rule (``params.capacity_per_hour``), if configured."""
+    raw = params.get("capacity_per_hour")
+    return None if raw is None else Decimal(str(raw))
+
+
+__all__ = [
+    "ANOMALIES_BY_DEVICE_KIND",
+    "METER_METRIC",
+    "METER_RULES",
+    "METER_RULE_KIND",
+    "METER_RULE_META",
+    "PERIODIC",
+    "PER_READING",
+    "capacity_from_params",
+    "defaults_from_params",
+    "ensure_meter_rules",
+    "rule_code",
+    "severity_from_params",
+]

@@ -1,0 +1,149 @@
+"""Repair-ticket vocabulary (domain-defaults §4): statuses, priorities, categories, sources, callback channels.
+
+Labels are (中文, English) pairs, Chinese first like every screen and notice of the product.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TicketStatus(StrEnum):
+    received = "received"  # 已受理: logged by the steward / the system
+    dispatched = "dispatched"  # 已派单: assigned to a technician
+    accepted = "accepted"  # 已接单: the technician took it (signed the 维修单)
+    on_site = "on_site"  # 已到场
+    resolved = "resolved"  # 已完工: work done, parts, labour, resident sign-off
+    callback_done = "callback_done"  # 已回访
+    closed = "closed"  # 已关闭
+
+
+class Priority(StrEnum):
+    urgent = "urgent"  # 紧急 (急修): flooding, power loss, lift entrapment, critical alarms — continuous work
+    high = "high"  # 较急
+    normal = "normal"  # 一般: general repair, within 2 days
+    minor = "minor"  # 小修: same day
+
+
+class Category(StrEnum):
+    electrical = "electrical"
+    water = "water"
+    hot_water = "hot_water"
+    heating = "heating"
+    fire = "fire"
+    civil = "civil"
+    meter = "meter"
+    access = "access"
+    lift = "lift"
+    other = "other"
+
+
+class Source(StrEnum):
+    alarm = "alarm"  # opened by tickets.from_alarms
+    inspection = "inspection"  # a missed / failed inspection round (alarms/rounds)
+    resident = "resident"  # 业主报修
+    complaint = "complaint"  # 投诉: feedback within 24 h, closed within 12 days
+    manual = "manual"  # staff-created
+    patrol = "patrol"  # found on patrol: fixed within one week
+
+
+class CallbackChannel(StrEnum):
+    in_person = "in_person"  # 上门回访 (SOP: ≥ 70 %)
+    phone = "phone"  # 电话回访 (~30 %)
+    sms = "sms"
+    wechat = "wechat"
+
+
+class Clock(StrEnum):
+    """The SLA clocks a ticket can breach (tickets/sla.py, tickets/escalation.py)."""
+
+    on_site = "on_site"
+    resolve = "resolve"
+    callback = "callback"
+    feedback = "feedback"
+
+
+STATUS_LABELS = {
+    TicketStatus.received: ("已受理", "Received"),
+    TicketStatus.dispatched: ("已派单", "Dispatched"),
+    TicketStatus.accepted: ("已接单", "Accepted"),
+    TicketStatus.on_site: ("已到场", "On site"),
+    TicketStatus.resolved: ("已完工", "Resolved"),
+    TicketStatus.callback_done: ("已回访", "Called back"),
+    TicketStatus.closed: ("已关闭", "Closed"),
+}
+
+PRIORITY_LABELS = {
+    Priority.urgent: ("紧急", "Urgent"),
+    Priority.high: ("较急", "High"),
+    Priority.normal: ("一般", "Normal"),
+    Priority.minor: ("小修", "Minor"),
+}
+
+CATEGORY_LABELS = {
+    Category.electrical: ("强弱电", "Electrical"),
+    Category.water: ("给排水", "Water"),
+    Category.hot_water: ("热水", "Hot water"),
+    Category.heating: ("供暖", "Heating"),
+    Category.fire: ("消防", "Fire"),
+    Category.civil: ("土建", "Civil works"),
+    Category.meter: ("表计", "Meter"),
+    Category.access: ("门禁", "Access control"),
+    Category.lift: ("电梯", "Lift"),
+    Category.other: ("其他", "Other"),
+}
+
+SOURCE_LABELS = {
+    Source.alarm: ("告警", "Alarm"),
+    Source.inspection: ("巡检", "Inspection"),
+    Source.resident: ("业主报修", "Resident report"),
+    Source.complaint: ("投诉", "Complaint"),
+    Source.manual: ("人工", "Manual"),
+    Source.patrol: ("巡查", "Patrol"),
+}
+
+CALLBACK_CHANNEL_LABELS = {
+    CallbackChannel.in_person: ("上门回访", "In person"),
+    CallbackChannel.phone: ("电话回访", "Phone"),
+    CallbackChannel.sms: ("短信", "SMS"),
+    CallbackChannel.wechat: ("微信", "WeChat"),
+}
+
+CLOCK_LABELS = {
+    Clock.on_site: ("到场时限", "On site"),
+    Clock.resolve: ("完工时限", "Resolve"),
+    Clock.callback: ("回访时限", "Callback"),
+    Clock.feedback: ("投诉反馈时限", "Complaint feedback"),
+}
+
+S = TicketStatus
+# Which status each status may move to. Re-dispatching (a new assignee) is dispatched/accepted → dispatched;
+# arriving straight from `dispatched` counts as accepting (technicians on site forget to tap 接单);
+# closing an unstarted ticket cancels it and needs a reason (tickets.service.close); reopening goes
+# back to `dispatched` when someone is assigned, else to `received`.
+TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
+    S.received: frozenset({S.dispatched, S.closed}),
+    S.dispatched: frozenset({S.dispatched, S.accepted, S.on_site, S.closed}),
+    S.accepted: frozenset({S.dispatched, S.on_site}),
+    S.on_site: frozenset({S.resolved}),
+    S.resolved: frozenset({S.callback_done, S.closed, S.dispatched, S.received}),
+    S.callback_done: frozenset({S.closed, S.dispatched, S.received}),
+    S.closed: frozenset({S.dispatched, S.received}),
+}
+OPEN_STATUSES = frozenset(TicketStatus) - {S.closed}
+# Work has not started: the on-site clock runs in these.
+BEFORE_ON_SITE = frozenset({S.received, S.dispatched, S.accepted})
+# Not yet resolved: the resolve clock runs in these.
+BEFORE_RESOLVED = BEFORE_ON_SITE | {S.on_site}
+REOPENABLE = frozenset({S.resolved, S.callback_done, S.closed})
+
+# Sources with a resident to call back (回访率 100 %); others (alarms, rounds, patrols) close after resolving.
+CALLBACK_SOURCES = frozenset({Source.resident, Source.complaint})
+
+# Actor name on rows the platform writes by itself.
+SYSTEM_ACTOR = "system"
+# Ticket number prefix: 工单 (GongDan) + local date of receipt + a per-day sequence, e.g. GD20261126-0007.
+NUMBER_PREFIX = "GD"
+
+# Escalation levels (tickets.escalation): who hears of a breached clock.
+ESCALATION_ROLES = {1: "supervisor", 2: "manager"}  # 工程主管, 项目经理
