@@ -7,6 +7,7 @@ of its own in the shared session database and only looks at its own points.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -223,10 +224,39 @@ def test_state_survives_a_restart(engine: Engine, est: Est) -> None:
     assert [a.state for a in est.alarms(p)] == ["cleared"]
 
 
-def test_points_without_rules_are_skipped(engine: Engine, est: Est) -> None:
-    p = est.point("load_pct")  # no default rule for load_pct
-    feed(AlarmEvaluator(), engine, batch(p, (at(0), 500.0)))
-    assert est.alarms(p) == []
+def _override(engine: Engine, est: Est, point: int, scope: str, **fields: Any) -> None:
+    with engine.begin() as conn:
+        ids = conn.execute(
+            text(
+                "SELECT d.id AS device, d.room_id AS room, d.estate_id AS estate FROM points p "
+                "JOIN devices d ON d.id = p.device_id WHERE p.id = :p"
+            ),
+            {"p": point},
+        ).one()
+        conn.execute(
+            text(
+                "INSERT INTO alarm_rule_overrides (rule_id, scope, scope_id, params, enabled) "
+                "SELECT id, :scope, :sid, CAST(:params AS jsonb), :enabled FROM alarm_rules WHERE code = :c"
+            ),
+            {
+                "scope": scope,
+                "sid": getattr(ids, scope),
+                "params": json.dumps(fields.get("params", {})),
+                "enabled": fields.get("enabled"),
+                "c": WINDING,
+            },
+        )
+
+
+def test_device_override_beats_estate_override(engine: Engine, est: Est) -> None:
+    p, other = est.point(sensor=0), est.point(sensor=1)
+    _override(engine, est, p, "estate", enabled=False)  # off for the whole estate ...
+    _override(engine, est, p, "device", enabled=True, params={"warning": 90.0})  # ... back on, lower, for one device
+    ev = AlarmEvaluator()
+    feed(ev, engine, batch(p, (at(0), 95.0)))
+    feed(ev, engine, batch(other, (at(0), 150.0)))
+    assert [a.severity for a in est.alarms(p)] == ["warning"]
+    assert est.alarms(other) == []
 
 
 def test_database_allows_one_open_alarm_per_rule_and_point(engine: Engine, est: Est) -> None:
