@@ -107,6 +107,17 @@ def run_ingest_cmd() -> None:
     run_ingest(settings, make_engine(settings), stop)
 
 
+@run_app.command("worker")
+def run_worker_cmd() -> None:
+    """Run the periodic jobs: stale-data watchdog, inspection rounds, SLA escalation, outbox → MQTT."""
+    from storage.db import make_engine
+    from worker.runner import run_worker
+
+    settings = get_settings()
+    stop = stop_on_signals()
+    run_worker(settings, make_engine(settings), stop)
+
+
 @app.command()
 def simulate(
     estate_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="estate YAML")],
@@ -231,6 +242,69 @@ def run_api_cmd(
     import uvicorn
 
     uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning")
+
+
+rules_app = typer.Typer(help="Alarm rules and their per estate / room / device overrides.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("show")
+def rules_show(
+    code: Annotated[str | None, typer.Argument(help="one rule's code; all rules when omitted")] = None,
+) -> None:
+    """List alarm rules (code, kind, metric, levels, enabled) with their overrides."""
+    import json
+
+    from rich.table import Table
+
+    from alarms.rule_admin import list_rules
+    from storage.db import make_engine, make_sessionmaker, transaction
+
+    table = Table("code", "kind", "metric", "params", "on", "overrides", title="报警规则 / alarm rules")
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        for rule, overrides in list_rules(session):
+            if code is not None and rule.code != code:
+                continue
+            ov = "\n".join(
+                f"{o.scope}:{o.scope_id} {json.dumps(o.params, ensure_ascii=False)}"
+                + ("" if o.enabled is None else f" enabled={o.enabled}")
+                for o in overrides
+            )
+            table.add_row(
+                rule.code,
+                rule.kind,
+                rule.metric,
+                json.dumps(rule.params, ensure_ascii=False),
+                "✓" if rule.enabled else "✗",
+                ov,
+            )
+    console.print(table)
+
+
+@rules_app.command("set")
+def rules_set(
+    code: Annotated[str, typer.Argument(help="rule code, e.g. dry_transformer.winding_temp_a.high")],
+    assignments: Annotated[list[str] | None, typer.Argument(help="params to change: key=value ...")] = None,
+    estate: Annotated[str | None, typer.Option(help="override for this estate (code)")] = None,
+    room: Annotated[str | None, typer.Option(help="... for this room of the estate")] = None,
+    device: Annotated[str | None, typer.Option(help="... for this device of the estate")] = None,
+    enable: Annotated[bool | None, typer.Option("--enable/--disable", help="switch the rule on or off")] = None,
+) -> None:
+    """Change a rule everywhere, or override it for one estate, room or device (device beats room beats estate)."""
+    from alarms.rule_admin import parse_assignments, resolve_scope, set_override, set_rule
+    from storage.db import make_engine, make_sessionmaker, transaction
+
+    params = parse_assignments(assignments or [])
+    if (room or device) and not estate:
+        raise typer.BadParameter("--room and --device need --estate")
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        if estate:
+            scope = resolve_scope(session, estate, room, device)
+            set_override(session, code, scope, params=params, enabled=enable, actor="cli")
+            console.print(f"[green]{code}[/] overridden for {scope.kind} {scope.label}: {params or ''}")
+        else:
+            set_rule(session, code, params=params, enabled=enable)
+            console.print(f"[green]{code}[/] updated: {params or ''}")
 
 
 def run() -> None:

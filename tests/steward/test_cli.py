@@ -69,3 +69,35 @@ def test_errors_are_one_line_messages(fresh_database: str) -> None:
     assert out.returncode == 2
     assert "unknown estates: nowhere" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_rules_show_and_set_with_overrides(fresh_database: str) -> None:
+    from sqlalchemy import text
+
+    assert steward(fresh_database, "db", "upgrade").returncode == 0  # installs the default rule packs
+    assert steward(fresh_database, "estate", "import", str(SAMPLE)).returncode == 0
+    code = "dry_transformer.winding_temp_a.high"
+    out = steward(fresh_database, "rules", "set", code, "warning=125", "--estate", "lvyuan", "--device", "TR1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = steward(fresh_database, "rules", "set", "power_room.humidity.high", "--disable")
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = steward(fresh_database, "rules", "show", code)
+    assert out.returncode == 0
+    assert "device:" in out.stdout
+    assert "125" in out.stdout
+    # A level that breaks the rule's own ordering is refused with a one-line message, and nothing changes.
+    out = steward(fresh_database, "rules", "set", code, "alarm=100")
+    assert out.returncode == 2
+    assert "invalid parameters" in out.stdout
+    engine = create_engine(fresh_database)
+    with engine.connect() as conn:
+        assert not conn.execute(
+            text("SELECT enabled FROM alarm_rules WHERE code = 'power_room.humidity.high'")
+        ).scalar()
+        assert (
+            conn.execute(text("SELECT params->>'alarm' FROM alarm_rules WHERE code = :c"), {"c": code}).scalar()
+            == "155.0"
+        )
+        [(scope, params)] = conn.execute(text("SELECT scope, params FROM alarm_rule_overrides")).all()
+        assert (scope, params) == ("device", {"warning": 125.0})
+    engine.dispose()

@@ -1,0 +1,282 @@
+"""Alarms (list, acknowledge, clear with a reason) and alarm rules with their overrides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import Field
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from accounts import service as accounts
+from accounts.const import EQUIPMENT_ROLES, Role
+from alarms import rule_admin, store
+from api.deps import ObjectId, PageDep, SessionDep, VisibleEstates, require_roles
+from api.errors import error_responses
+from api.schemas import NO_NUL, Input, Output, Page
+from core import clock
+from core.errors import NotFound
+from storage.models import StaffUser
+
+router = APIRouter(tags=["alarms"], responses=error_responses(401, 403, 404, 422))
+Viewers = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES | {Role.steward}))]
+Handlers = Annotated[
+    StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager})))
+]
+RuleEditors = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.supervisor, Role.manager})))]
+
+KEY = r"^[a-z_][a-z0-9_]{0,47}$"
+RULE_CODE = r"^[A-Za-z0-9_.:-]{1,64}$"
+CODE = r"^[A-Za-z0-9_.-]{1,48}$"
+RuleCode = Annotated[str, Path(pattern=RULE_CODE, description="rule code, e.g. dry_transformer.winding_temp_a.high")]
+ParamValue = float | bool | Annotated[str, Field(max_length=64, pattern=NO_NUL)]
+
+
+class AlarmOut(Output):
+    id: int
+    estate_code: str
+    rule_code: str
+    title_zh: str
+    title_en: str
+    severity: str
+    state: str
+    subject: str
+    device_code: str | None
+    device_name: str | None
+    room_code: str | None
+    unit_code: str | None
+    metric: str | None
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    cleared_at: datetime | None
+    clear_reason: str | None
+    cleared_by: str | None
+    clear_note: str | None
+    peak: float | None
+    last_value: float | None
+    detail: dict[str, Any]
+    ticket_id: int | None
+    ticket_number: str | None
+
+
+class ClearIn(Input):
+    reason: str = Field(
+        min_length=1, max_length=500, pattern=NO_NUL, description="why it is cleared by hand / 清除原因"
+    )
+
+
+class RulePatchIn(Input):
+    params: dict[Annotated[str, Field(pattern=KEY)], ParamValue] | None = Field(default=None, max_length=16)
+    enabled: bool | None = None
+
+
+class OverrideIn(Input):
+    estate: str = Field(pattern=r"^[a-z0-9-]{1,32}$")
+    room: str | None = Field(default=None, pattern=CODE)
+    device: str | None = Field(default=None, pattern=CODE)
+    params: dict[Annotated[str, Field(pattern=KEY)], ParamValue] | None = Field(default=None, max_length=16)
+    enabled: bool | None = None
+
+
+class OverrideOut(Output):
+    scope: str
+    scope_id: int
+    params: dict[str, Any]
+    enabled: bool | None
+    ticket_policy: dict[str, Any] | None
+    updated_by: str
+
+
+class RuleOut(Output):
+    code: str
+    kind: str
+    metric: str
+    device_kind: str | None
+    room_kind: str | None
+    title_zh: str
+    title_en: str
+    params: dict[str, Any]
+    ticket_policy: dict[str, Any]
+    enabled: bool
+    overrides: list[OverrideOut]
+
+
+_ALARM_SELECT = """
+SELECT a.id, e.code AS estate_code, r.code AS rule_code, r.title_zh, r.title_en, a.severity, a.state,
+       a.subject, d.code AS device_code, d.name AS device_name, rm.code AS room_code, u.code AS unit_code,
+       p.metric, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by,
+       a.clear_note, a.peak, a.last_value, a.detail, a.ticket_id, t.number AS ticket_number
+FROM alarms a
+JOIN estates e ON e.id = a.estate_id
+JOIN alarm_rules r ON r.id = a.rule_id
+LEFT JOIN devices d ON d.id = a.device_id
+LEFT JOIN rooms rm ON rm.id = coalesce(a.room_id, d.room_id)
+LEFT JOIN units u ON u.id = coalesce(a.unit_id, d.unit_id)
+LEFT JOIN points p ON p.id = a.point_id
+LEFT JOIN tickets t ON t.id = a.ticket_id
+"""
+
+SEVERITY_ORDER = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'alarm' THEN 1 ELSE 2 END"
+
+
+def query_alarms(
+    session: Session,
+    visible: set[int],
+    *,
+    estate: str | None = None,
+    state: str | None = None,
+    severity: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Alarms the caller may see, open ones by severity then newest first (shared with the alarm page)."""
+    where = ["a.estate_id = ANY(:visible)"]
+    params: dict[str, Any] = {"visible": sorted(visible), "limit": limit, "offset": offset}
+    if estate:
+        where.append("e.code = :estate")
+        params["estate"] = estate
+    if state == "open":
+        where.append("a.state <> 'cleared'")
+    elif state:
+        where.append("a.state = :state")
+        params["state"] = state
+    if severity:
+        where.append("a.severity = :severity")
+        params["severity"] = severity
+    cond = " AND ".join(where)
+    total = session.execute(
+        text(f"SELECT count(*) FROM alarms a JOIN estates e ON e.id = a.estate_id WHERE {cond}"), params
+    ).scalar_one()
+    rows = session.execute(
+        text(
+            f"{_ALARM_SELECT} WHERE {cond} ORDER BY (a.state = 'cleared'), {SEVERITY_ORDER}, "
+            "a.raised_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
+        ),
+        params,
+    ).mappings()
+    return [dict(r) for r in rows], int(total)
+
+
+def _alarm(session: Session, alarm_id: int, visible: set[int]) -> dict[str, Any]:
+    row = (
+        session.execute(
+            text(f"{_ALARM_SELECT} WHERE a.id = :id AND a.estate_id = ANY(:visible)"),
+            {"id": alarm_id, "visible": sorted(visible)},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound("alarm not found / 未找到该报警")
+    return dict(row)
+
+
+@router.get("/api/alarms", response_model=Page[AlarmOut])
+def list_alarms(
+    session: SessionDep,
+    user: Viewers,
+    visible: VisibleEstates,
+    page: PageDep,
+    estate: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")] = None,
+    state: Annotated[Literal["open", "active", "acknowledged", "cleared"] | None, Query()] = None,
+    severity: Annotated[Literal["warning", "alarm", "critical"] | None, Query()] = None,
+) -> dict[str, Any]:
+    """Alarms of the caller's estates: open first, most severe first, then newest. `state=open` = not cleared."""
+    items, total = query_alarms(
+        session, visible, estate=estate, state=state, severity=severity, limit=page.limit, offset=page.offset
+    )
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/api/alarms/{alarm_id}", response_model=AlarmOut)
+def get_alarm(alarm_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates) -> dict[str, Any]:
+    """One alarm."""
+    return _alarm(session, alarm_id, visible)
+
+
+@router.post("/api/alarms/{alarm_id}/acknowledge", response_model=AlarmOut, responses=error_responses(409))
+def acknowledge_alarm(
+    alarm_id: ObjectId, session: SessionDep, user: Handlers, visible: VisibleEstates
+) -> dict[str, Any]:
+    """Acknowledge (确认): someone owns the alarm; it stays open until the condition ends or it is cleared."""
+    _alarm(session, alarm_id, visible)
+    store.acknowledge(session.connection(), alarm_id, user.username, clock.now())
+    accounts.audit(session, user, "alarm.acknowledge", f"alarm:{alarm_id}")
+    return _alarm(session, alarm_id, visible)
+
+
+@router.post("/api/alarms/{alarm_id}/clear", response_model=AlarmOut, responses=error_responses(409))
+def clear_alarm(
+    alarm_id: ObjectId, body: ClearIn, session: SessionDep, user: Handlers, visible: VisibleEstates
+) -> dict[str, Any]:
+    """Clear by hand (手动消除) with a reason; the next crossing raises a new alarm."""
+    _alarm(session, alarm_id, visible)
+    store.clear_manually(session.connection(), alarm_id, user.username, clock.now(), body.reason)
+    accounts.audit(session, user, "alarm.clear", f"alarm:{alarm_id}", {"reason": body.reason})
+    return _alarm(session, alarm_id, visible)
+
+
+def _rule_out(session: Session, code: str | None = None) -> list[RuleOut]:
+    out = []
+    for rule, overrides in rule_admin.list_rules(session):
+        if code is not None and rule.code != code:
+            continue
+        out.append(
+            RuleOut(
+                code=rule.code,
+                kind=rule.kind,
+                metric=rule.metric,
+                device_kind=rule.device_kind,
+                room_kind=rule.room_kind,
+                title_zh=rule.title_zh,
+                title_en=rule.title_en,
+                params=rule.params,
+                ticket_policy=rule.ticket_policy,
+                enabled=rule.enabled,
+                overrides=[OverrideOut.model_validate(o) for o in overrides],
+            )
+        )
+    return out
+
+
+@router.get("/api/alarm-rules", response_model=list[RuleOut])
+def list_alarm_rules(session: SessionDep, user: Viewers) -> list[RuleOut]:
+    """Every rule with its overrides (rule packs of domain-defaults §2 and §3)."""
+    return _rule_out(session)
+
+
+@router.patch("/api/alarm-rules/{rule_code}", response_model=RuleOut, responses=error_responses(404))
+def patch_alarm_rule(rule_code: RuleCode, body: RulePatchIn, session: SessionDep, user: RuleEditors) -> RuleOut:
+    """Change a rule for every estate: merge params, switch on/off. Takes effect within a minute."""
+    rule_admin.set_rule(session, rule_code, params=body.params, enabled=body.enabled)
+    accounts.audit(
+        session, user, "alarm_rule.set", f"alarm_rule:{rule_code}", {"params": body.params, "enabled": body.enabled}
+    )
+    return _rule_out(session, rule_code)[0]
+
+
+@router.put("/api/alarm-rules/{rule_code}/overrides", response_model=RuleOut, responses=error_responses(404))
+def put_alarm_rule_override(
+    rule_code: RuleCode,
+    body: OverrideIn,
+    session: SessionDep,
+    user: RuleEditors,
+    visible: VisibleEstates,
+) -> RuleOut:
+    """Override a rule for one estate, room or device (device beats room beats estate)."""
+    estate_id = session.execute(text("SELECT id FROM estates WHERE code = :c"), {"c": body.estate}).scalar()
+    if estate_id not in visible:
+        raise NotFound("estate not found / 未找到该小区")
+    scope = rule_admin.resolve_scope(session, body.estate, body.room, body.device)
+    rule_admin.set_override(session, rule_code, scope, params=body.params, enabled=body.enabled, actor=user.username)
+    accounts.audit(
+        session,
+        user,
+        "alarm_rule.override",
+        f"alarm_rule:{rule_code}",
+        {"scope": scope.label, "params": body.params, "enabled": body.enabled},
+    )
+    return _rule_out(session, rule_code)[0]
