@@ -208,7 +208,7 @@ def acknowledge_alarm(
     return _alarm(session, alarm_id, visible)
 
 
-@router.post("/api/alarms/{alarm_id}/clear", response_model=AlarmOut, responses=error_responses(409))
+@router.post("/api/alarms/{alarm_id}/clear", response_model=AlarmOut, responses=error_responses(400, 409))
 def clear_alarm(
     alarm_id: ObjectId, body: ClearIn, session: SessionDep, user: Handlers, visible: VisibleEstates
 ) -> dict[str, Any]:
@@ -248,7 +248,7 @@ def list_alarm_rules(session: SessionDep, user: Viewers) -> list[RuleOut]:
     return _rule_out(session)
 
 
-@router.patch("/api/alarm-rules/{rule_code}", response_model=RuleOut, responses=error_responses(404))
+@router.patch("/api/alarm-rules/{rule_code}", response_model=RuleOut, responses=error_responses(400))
 def patch_alarm_rule(rule_code: RuleCode, body: RulePatchIn, session: SessionDep, user: RuleEditors) -> RuleOut:
     """Change a rule for every estate: merge params, switch on/off. Takes effect within a minute."""
     rule_admin.set_rule(session, rule_code, params=body.params, enabled=body.enabled)
@@ -258,7 +258,7 @@ def patch_alarm_rule(rule_code: RuleCode, body: RulePatchIn, session: SessionDep
     return _rule_out(session, rule_code)[0]
 
 
-@router.put("/api/alarm-rules/{rule_code}/overrides", response_model=RuleOut, responses=error_responses(404))
+@router.put("/api/alarm-rules/{rule_code}/overrides", response_model=RuleOut, responses=error_responses(400))
 def put_alarm_rule_override(
     rule_code: RuleCode,
     body: OverrideIn,

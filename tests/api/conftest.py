@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token, create_user
+from alarms.packs import ensure_default_rules
 from api.app import create_app
 from core.settings import Settings
 from facility.importer import import_estate
@@ -39,6 +40,12 @@ class World:
     other_room_id: int
     other_device_id: int
     other_point_id: int
+    alarm_id: int
+    other_alarm_id: int
+
+    def new_alarm(self, estate: str | None = None) -> int:
+        """A fresh open alarm on the estate's first sensor point (for routes that close one)."""
+        return raise_alarm(self.engine, estate or self.estate)
 
 
 def _with_residents(doc: EstateFile) -> EstateFile:
@@ -83,11 +90,53 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
                 .limit(1)
             ).one()
             ids[code] = (room, device, point)
+        ensure_default_rules(s)
+    alarms = {code: raise_alarm(engine, code) for code in ("apia", "apib")}
     try:
-        yield World(engine, "apia", "apib", tokens, *ids["apia"], *ids["apib"])
+        yield World(engine, "apia", "apib", tokens, *ids["apia"], *ids["apib"], alarms["apia"], alarms["apib"])
     finally:
         engine.dispose()
         drop_database(pg_server_url, url)
+
+
+ALARM_RULE = "dry_transformer.winding_temp_a.high"
+
+
+def raise_alarm(engine: Engine, estate: str) -> int:
+    """Open an alarm the way the evaluator does (alarms.store), on a point of its own so none collide."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from alarms.store import NewAlarm, insert_alarms
+
+    with engine.begin() as conn:
+        row = conn.execute(
+            text(
+                "SELECT p.id AS point, d.id AS device, d.estate_id AS estate, r.id AS rule FROM points p "
+                "JOIN devices d ON d.id = p.device_id JOIN estates e ON e.id = d.estate_id "
+                "JOIN alarm_rules r ON r.code = :rule WHERE e.code = :e AND p.metric = 'winding_temp_a_c' "
+                "ORDER BY p.id LIMIT 1"
+            ),
+            {"e": estate, "rule": ALARM_RULE},
+        ).one()
+        [alarm_id] = insert_alarms(
+            conn,
+            [
+                NewAlarm(
+                    rule_id=row.rule,
+                    subject=f"test:{uuid.uuid4().hex}",  # unique, so every call opens a new episode
+                    estate_id=row.estate,
+                    severity="alarm",
+                    raised_at=datetime.now(UTC),
+                    point_id=row.point,
+                    device_id=row.device,
+                    peak=160.0,
+                    last_value=160.0,
+                )
+            ],
+        )
+    return alarm_id
 
 
 @pytest.fixture(scope="session")

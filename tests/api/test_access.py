@@ -33,8 +33,12 @@ from tests.api.conftest import PASSWORD, World, bearer
 Public = Literal["public"]
 PUBLIC: Public = "public"
 A, E, S, C, B, V = Role.admin, Role.engineer, Role.steward, Role.card_admin, Role.billing_clerk, Role.viewer
+SU, M = Role.supervisor, Role.manager
 ANY_STAFF = frozenset(Role)
-EQUIPMENT = frozenset({A, E, V})  # 工程部 and read-only dashboards
+EQUIPMENT = frozenset({A, E, SU, M, V})  # 工程部, its supervisor, the project manager and read-only dashboards
+ALARM_READERS = EQUIPMENT | {S}  # stewards see alarms too: residents call about them
+ALARM_HANDLERS = frozenset({A, E, SU, M})
+RULE_EDITORS = frozenset({A, SU, M})
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
 
@@ -64,11 +68,19 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/ingest/status"): OPERATORS,
     ("GET", "/api/ingest/dead-letters"): OPERATORS,
     ("GET", "/api/ingest/quarantine"): OPERATORS,
+    ("GET", "/api/alarms"): ALARM_READERS,
+    ("GET", "/api/alarms/{alarm_id}"): ALARM_READERS,
+    ("POST", "/api/alarms/{alarm_id}/acknowledge"): ALARM_HANDLERS,
+    ("POST", "/api/alarms/{alarm_id}/clear"): ALARM_HANDLERS,
+    ("GET", "/api/alarm-rules"): ALARM_READERS,
+    ("PATCH", "/api/alarm-rules/{rule_code}"): RULE_EDITORS,
+    ("PUT", "/api/alarm-rules/{rule_code}/overrides"): RULE_EDITORS,
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 ROUTES = sorted(ACCESS)
 PROTECTED = [r for r in ROUTES if ACCESS[r] != PUBLIC]
-SCOPED = [r for r in ROUTES if "{" in r[1]]  # routes that name an estate's object
+# Routes that name an estate's object (alarm rules are global: their overrides name the estate in the body).
+SCOPED = [r for r in ROUTES if "{" in r[1] and "{rule_code}" not in r[1]]
 DENIED = [(route, role) for route in PROTECTED for role in Role if role not in ACCESS[route]]
 GRANTED = [(route, role) for route in PROTECTED for role in Role if role in ACCESS[route]]
 SCOPED_GRANTED = [(route, role) for route, role in GRANTED if route in SCOPED]
@@ -77,7 +89,10 @@ NOBODY_SEES = {
     "room_id": 2_000_000_000,
     "device_id": 2_000_000_000,
     "point_id": 2_000_000_000,
+    "alarm_id": 2_000_000_000,
+    "rule_code": "no.such.rule",
 }
+RULE = "dry_transformer.winding_temp_a.high"
 
 RESIDENTS = {"张三丰": "13812345678", "李四": "13987654321"}
 MASKED = {"张**": "138****5678", "李*": "139****4321"}
@@ -98,12 +113,17 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "room_id": world.room_id,
             "device_id": world.device_id,
             "point_id": world.point_id,
+            # Clearing closes the alarm for good: each call gets a fresh one.
+            "alarm_id": world.new_alarm() if path.endswith("/clear") else world.alarm_id,
+            "rule_code": RULE,
         },
         "other": {
             "code": world.other_estate,
             "room_id": world.other_room_id,
             "device_id": world.other_device_id,
             "point_id": world.other_point_id,
+            "alarm_id": world.other_alarm_id,
+            "rule_code": "no.such.rule",  # rules are not an estate's: "other" is a missing one
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -121,6 +141,9 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
             "role": "viewer",
             "estates": ["apia"],
         },
+        ("POST", "/api/alarms/{alarm_id}/clear"): {"reason": "sensor replaced / 传感器已更换"},
+        ("PATCH", "/api/alarm-rules/{rule_code}"): {"enabled": True},
+        ("PUT", "/api/alarm-rules/{rule_code}/overrides"): {"estate": "apia", "params": {"warning": 131.0}},
     }
     return bodies.get(route)
 
@@ -361,7 +384,7 @@ def residents(client: TestClient, world: World, role: Role) -> list[dict[str, An
 
 @pytest.mark.parametrize("role", list(Role), ids=str)
 def test_residents_are_masked_by_role(client: TestClient, api_world: World, role: Role) -> None:
-    needs_personal_data = role in {A, S, C, B}  # notices, cards, callbacks, billing
+    needs_personal_data = role in {A, S, M, C, B}  # notices, cards, callbacks, billing; the project manager
     shown = {r["name"]: r["phone"] for r in residents(client, api_world, role)}
     assert shown == (RESIDENTS if needs_personal_data else MASKED)
     masked = {r["masked"] for r in residents(client, api_world, role)}
@@ -386,7 +409,7 @@ def test_every_residents_read_is_audited(client: TestClient, api_world: World, r
     assert row is not None
     assert before is None or row.id > before.id
     assert row.object == f"estate:{api_world.estate}"
-    assert row.detail["masked"] is (role in {E, V})
+    assert row.detail["masked"] is (role in {E, SU, V})
     assert sorted(row.detail["resident_ids"]) == sorted(r["id"] for r in shown)
     # The audit log says who read whom, never what they read.
     text = str(row.detail)

@@ -34,6 +34,16 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-name = "POST /api/users"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# Rule params are checked by rebuilding the rule (levels must move the right way with severity, ...).
+[[operations]]
+include-path-regex = "^/api/alarm-rules/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+# Acknowledging or clearing an alarm that is already cleared conflicts with its state.
+[[operations]]
+include-path-regex = "^/api/alarms/\\\\{alarm_id\\\\}/(acknowledge|clear)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
 """
 )
 
@@ -91,6 +101,8 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             room_id=(world.room_id, world.other_room_id),
             device_id=(world.device_id, world.other_device_id),
             point_id=(world.point_id, world.other_point_id),
+            alarm_id=(world.alarm_id, world.other_alarm_id),
+            rule_code=("dry_transformer.winding_temp_a.high", "power_room.smoke"),
         )
         try:
             with TestClient(TARGET.app):  # runs the app's lifespan (dashboards' live listener included)
