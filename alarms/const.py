@@ -46,6 +46,8 @@ class RuleKind(StrEnum):
     rate_of_change = "rate_of_change"
     stale = "stale"
     composite = "composite"
+    meter = "meter"  # a meter anomaly of domain-defaults §3 (alarms/meter_evaluator.py, alarms/meter_jobs.py)
+    round = "round"  # a missed inspection round (alarms/rounds.py)
 
 
 class Direction(StrEnum):

@@ -5,8 +5,8 @@ watches and ``params = {"anomaly": <AnomalyKind>, ...}``; any other key of ``par
 ``AnomalyDefaults`` field (see `defaults_from_params`), so an estate, room or device override in
 `alarm_rule_overrides` tunes one meter without a code change.
 
-`METER_RULE_META` carries what `RuleSpec` cannot hold yet (device kind, titles, ticket policy);
-`ensure_meter_rules` upserts the specs and then writes those columns.
+`METER_RULE_META` repeats each spec's device kind, titles and ticket policy by code (the values
+the `RuleSpec` fields carry), for callers that look them up by code.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import time, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from alarms.anomalies import DEFAULTS, AnomalyDefaults, AnomalyKind
@@ -25,7 +24,7 @@ from alarms.const import RuleKind, Severity
 from alarms.packs import RuleSpec, ensure_default_rules
 
 # `RuleKind` has no `meter` member yet; the column's check constraint already allows the text.
-METER_RULE_KIND = cast(RuleKind, "meter")
+METER_RULE_KIND = RuleKind.meter
 METER_METRIC = "register"
 
 # Anomalies judged per ingest batch (alarms.meter_evaluator) and by the periodic job (alarms.meter_jobs).
@@ -59,7 +58,11 @@ ANOMALIES_BY_DEVICE_KIND: dict[str, tuple[AnomalyKind, ...]] = {
 _SHORT = {"electricity_meter": "electricity", "cold_water_meter": "cold_water", "hot_water_meter": "hot_water"}
 _CATEGORY = {"electricity_meter": "electrical", "cold_water_meter": "water", "hot_water_meter": "hot_water"}
 _METER_ZH = {"electricity_meter": "电表", "cold_water_meter": "冷水表", "hot_water_meter": "热水表"}
-_METER_EN = {"electricity_meter": "Electricity meter", "cold_water_meter": "Cold-water meter", "hot_water_meter": "Hot-water meter"}
+_METER_EN = {
+    "electricity_meter": "Electricity meter",
+    "cold_water_meter": "Cold-water meter",
+    "hot_water_meter": "Hot-water meter",
+}
 
 _TITLES: dict[AnomalyKind, tuple[str, str]] = {
     AnomalyKind.vacant_flow: ("空置房走水（关闭阀门）", "water flowing in a vacant unit (close the valve)"),
@@ -72,7 +75,10 @@ _TITLES: dict[AnomalyKind, tuple[str, str]] = {
         "表底回退/换表（暂停计费，登记新旧表底）",
         "reset or replacement (billing held; record old final / new initial reading)",
     ),
-    AnomalyKind.building_balance: ("总分表差异超15%（疑似管网漏水）", "master vs sub-meters > 15 % (possible pipe leak)"),
+    AnomalyKind.building_balance: (
+        "总分表差异超15%（疑似管网漏水）",
+        "master vs sub-meters > 15 % (possible pipe leak)",
+    ),
 }
 
 _ALL_LEVELS = (Severity.warning, Severity.alarm, Severity.critical)
@@ -111,62 +117,6 @@ def _ticket_policy(device_kind: str, anomaly: AnomalyKind) -> dict[str, Any]:
             return _policy("meter", "normal")
 
 
-def rule_code(device_kind: str, anomaly: AnomalyKind | str) -> str:
-    return f"meter.{_SHORT[device_kind]}.{anomaly}"
-
-
-def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
-    specs: list[RuleSpec] = []
-    meta: dict[str, dict[str, Any]] = {}
-    for device_kind, anomalies in ANOMALIES_BY_DEVICE_KIND.items():
-        for anomaly in anomalies:
-            code = rule_code(device_kind, anomaly)
-            params: dict[str, Any] = {"anomaly": str(anomaly)}
-            defaults_from_params(params)  # validate the pack at import time
-            specs.append(RuleSpec(code, METER_METRIC, METER_RULE_KIND, params))
-            zh, en = _TITLES[anomaly]
-            meta[code] = {
-                "device_kind": device_kind,
-                "title_zh": f"{_METER_ZH[device_kind]}{zh}",
-                "title_en": f"{_METER_EN[device_kind]}: {en}",
-                "ticket_policy": _ticket_policy(device_kind, anomaly),
-            }
-    return tuple(specs), meta
-
-
-METER_RULES: tuple[RuleSpec, ...]
-METER_RULE_META: dict[str, dict[str, Any]]
-METER_RULES, METER_RULE_META = _specs()
-
-
-def ensure_meter_rules(session: Session, specs: tuple[RuleSpec, ...] = METER_RULES) -> int:
-    """Insert the meter rules or refresh existing ones by code (enabled left alone); returns the count. Flushes."""
-    n = ensure_default_rules(session, specs)
-    rows = [
-        {"code": s.code, **{k: METER_RULE_META[s.code][k] for k in ("device_kind", "title_zh", "title_en")}}
-        | {"policy": _json(METER_RULE_META[s.code]["ticket_policy"])}
-        for s in specs
-        if s.code in METER_RULE_META
-    ]
-    if rows:
-        session.execute(
-            text(
-                "UPDATE alarm_rules SET device_kind = :device_kind, title_zh = :title_zh, title_en = :title_en, "
-                "ticket_policy = CAST(:policy AS jsonb) WHERE code = :code AND (device_kind, title_zh, title_en, "
-                "ticket_policy) IS DISTINCT FROM (:device_kind, :title_zh, :title_en, CAST(:policy AS jsonb))"
-            ),
-            rows,
-        )
-        session.flush()
-    return n
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
 # --- params → detector tunables ---------------------------------------------------------------------
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AnomalyDefaults)}
@@ -187,7 +137,7 @@ def defaults_from_params(params: Mapping[str, Any]) -> AnomalyDefaults:
     ``auto_clear``, …) belong to the evaluator and are ignored here.
     """
     changes: dict[str, Any] = {}
-    for name, f in _FIELDS.items():
+    for name in _FIELDS:
         current = getattr(DEFAULTS, name)
         if isinstance(current, timedelta):
             if f"{name}_s" in params:
@@ -196,7 +146,7 @@ def defaults_from_params(params: Mapping[str, Any]) -> AnomalyDefaults:
         if name not in params:
             continue
         raw = params[name]
-        if isinstance(current, bool) or isinstance(current, str):
+        if isinstance(current, str):
             changes[name] = str(raw)
         elif isinstance(current, int):
             changes[name] = int(raw)
@@ -220,6 +170,39 @@ def capacity_from_params(params: Mapping[str, Any]) -> Decimal | None:
     """Pipe/breaker capacity per hour for the spike rule (``params.capacity_per_hour``), if configured."""
     raw = params.get("capacity_per_hour")
     return None if raw is None else Decimal(str(raw))
+
+
+def rule_code(device_kind: str, anomaly: AnomalyKind | str) -> str:
+    return f"meter.{_SHORT[device_kind]}.{anomaly}"
+
+
+def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
+    specs: list[RuleSpec] = []
+    meta: dict[str, dict[str, Any]] = {}
+    for device_kind, anomalies in ANOMALIES_BY_DEVICE_KIND.items():
+        for anomaly in anomalies:
+            code = rule_code(device_kind, anomaly)
+            params: dict[str, Any] = {"anomaly": str(anomaly)}
+            defaults_from_params(params)  # validate the pack at import time
+            zh, en = _TITLES[anomaly]
+            meta[code] = {
+                "device_kind": device_kind,
+                "title_zh": f"{_METER_ZH[device_kind]}{zh}",
+                "title_en": f"{_METER_EN[device_kind]}: {en}",
+                "ticket_policy": _ticket_policy(device_kind, anomaly),
+            }
+            specs.append(RuleSpec(code, METER_METRIC, METER_RULE_KIND, params, **meta[code]))
+    return tuple(specs), meta
+
+
+METER_RULES: tuple[RuleSpec, ...]
+METER_RULE_META: dict[str, dict[str, Any]]
+METER_RULES, METER_RULE_META = _specs()
+
+
+def ensure_meter_rules(session: Session, specs: tuple[RuleSpec, ...] = METER_RULES) -> int:
+    """Insert the meter rules or refresh existing ones by code (enabled left alone); returns the count. Flushes."""
+    return ensure_default_rules(session, specs)
 
 
 __all__ = [

@@ -114,8 +114,8 @@ def build_rule(code: str, kind: str, params: Mapping[str, Any]) -> PointRule:
                 severity=Severity(params["severity"]),
                 **({"factor": float(params["factor"])} if "factor" in params else {}),
             )
-        case RuleKind.composite:
-            raise ValueError("composite rules are not evaluated per point reading")
+        case RuleKind.composite | RuleKind.meter | RuleKind.round:
+            raise ValueError(f"{kind} rules are not evaluated per point reading")
 
 
 def _opt_float(raw: object) -> float | None:

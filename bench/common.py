@@ -215,11 +215,11 @@ def estate_doc(devices: int, room_size: int | None = None) -> Any:
 
 def import_bench_estate(db_url: str, devices: int, room_size: int | None = None, *, rules: bool = False) -> int:
     """Import the bench estate; with ``rules`` the default alarm rules are installed as in production,
-    so ingest evaluates them (4 of the 5 bench metrics have threshold rules)."""
+    so ingest evaluates them (every bench metric has a threshold rule)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.orm import Session
 
-    from alarms.packs import ensure_default_rules
+    from alarms.install import install_rule_packs
     from facility.importer import import_estate
 
     engine = create_engine(db_url)
@@ -227,7 +227,7 @@ def import_bench_estate(db_url: str, devices: int, room_size: int | None = None,
         with Session(engine) as session, session.begin():
             import_estate(session, estate_doc(devices, room_size))
             if rules:
-                ensure_default_rules(session)
+                install_rule_packs(session)
         with engine.connect() as conn:
             points = conn.execute(text("SELECT count(*) FROM points")).scalar_one()
     finally:

@@ -36,7 +36,7 @@ STATUS_EVERY_S = 1.0
 STATUS_IDLE_EVERY_S = 5.0
 
 # Called inside the batch transaction after the rows are written (alarms, billing hook in here).
-BatchHook = Callable[..., None]
+BatchHook = Callable[..., object]  # return value ignored
 
 
 class Pipeline:
@@ -222,6 +222,7 @@ class Pipeline:
 def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health: Health | None = None) -> Health:
     """Run ingest until ``stop`` is set: connect, consume, commit, ack. Returns the final health."""
     from alarms.evaluator import AlarmEvaluator
+    from alarms.meter_evaluator import MeterAnomalyEvaluator
     from ingest.health import serve_health
     from ingest.source import MqttSource
 
@@ -232,7 +233,10 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
         settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed
     )
     if settings.alarm_evaluation:
-        pipeline.hooks.append(AlarmEvaluator())  # alarms evaluated inside each batch transaction
+        # Alarms are evaluated inside each batch transaction: a reading and the alarm it raises
+        # commit together, so a crash can neither lose the alarm nor raise it twice.
+        pipeline.hooks.append(AlarmEvaluator())
+        pipeline.hooks.append(MeterAnomalyEvaluator())
     try:
         if not pipeline.prepare(stop):
             return health

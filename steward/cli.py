@@ -49,7 +49,7 @@ def stop_on_signals() -> threading.Event:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the migrations (the only source of the schema)."""
-    from alarms.packs import ensure_default_rules
+    from alarms.install import install_rule_packs
     from storage.db import database_url, make_engine, make_sessionmaker, transaction
     from storage.migrate import upgrade
 
@@ -59,7 +59,7 @@ def db_upgrade(revision: str = "head") -> None:
     # Default alarm rules ship with the code, so they are refreshed with the schema (idempotent;
     # a rule an operator disabled stays disabled).
     with transaction(make_sessionmaker(make_engine(settings, url=url))) as session:
-        ensure_default_rules(session)
+        install_rule_packs(session)
     console.print(f"[green]database upgraded to {revision}; default alarm rules in place[/]")
 
 

@@ -168,7 +168,7 @@ def run_demo(
     lang: str = "zh",
     console: Console | None = None,
 ) -> DemoResult:
-    from alarms.packs import ensure_default_rules
+    from alarms.install import install_rule_packs
     from facility.importer import import_estate
     from ingest.pipeline import run_ingest
     from protocol.estate_file import load_estate_file
@@ -186,7 +186,7 @@ def run_demo(
         with transaction(make_sessionmaker(engine)) as session:
             summary = import_estate(session, load_estate_file(estate_file))
             ensure_demo_user(session)
-            ensure_default_rules(session)
+            install_rule_packs(session)
     console.print(
         f"[green]✓[/] 小区 estate [bold]{summary.estate}[/]: {summary.units} 户 units, {summary.devices} 台设备 devices"
     )
