@@ -5,15 +5,24 @@ Idempotent: rules are upserted by code, an operator's `enabled` choice is kept.
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alarms.meter_pack import ensure_meter_rules
 from alarms.packs import ensure_default_rules
+from alarms.rounds import ensure_default_schedules, ensure_round_rule
+from alarms.stale import ensure_default_stale_rules
+from storage.models import Estate
 
 
 def install_rule_packs(session: Session) -> int:
-    """Threshold packs (domain-defaults §2) and meter anomaly rules (§3); returns how many rules."""
-    return ensure_default_rules(session) + ensure_meter_rules(session)
+    """Threshold packs (domain-defaults §2), meter anomaly rules (§3), the stale-data rule and the
+    missed-round rule, and every estate's default inspection schedules (§1). Returns how many rules."""
+    n = ensure_default_rules(session) + ensure_meter_rules(session)
+    n += ensure_default_stale_rules(session) + ensure_round_rule(session)
+    for estate_id in session.scalars(select(Estate.id)).all():
+        ensure_default_schedules(session, estate_id)
+    return n
 
 
 __all__ = ["install_rule_packs"]

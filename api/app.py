@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routes import alarms, auth, equipment, estates, operations
+from api.routes import alarms, auth, equipment, estates, operations, rounds, tickets
 from core.settings import Settings, get_settings
 from storage.db import make_engine, make_sessionmaker
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (auth, estates, equipment, operations, alarms):
+    for module in (auth, estates, equipment, operations, alarms, rounds, tickets):
         app.include_router(module.router)
     try:
         from dashboards.routes import mount_dashboards

@@ -82,6 +82,7 @@ def db_stop() -> None:
 @estate_app.command("import")
 def estate_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
     """Create or update an estate from a YAML description (see examples/estate.yaml)."""
+    from alarms.install import install_rule_packs
     from facility.importer import import_estate
     from protocol.estate_file import load_estate_file
     from storage.db import make_engine, make_sessionmaker, transaction
@@ -90,6 +91,7 @@ def estate_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fal
     engine = make_engine(get_settings())
     with transaction(make_sessionmaker(engine)) as session:
         summary = import_estate(session, doc)
+        install_rule_packs(session)  # rule packs and the new estate's inspection schedules (idempotent)
     console.print(
         f"[green]estate {summary.estate}[/]: {summary.buildings} buildings, {summary.units} units, "
         f"{summary.rooms} rooms, {summary.devices} devices, {summary.points} points, {summary.residents} residents"

@@ -1,0 +1,247 @@
+"""The stale-data watchdog: a point that stopped reporting raises an alarm; a report clears it.
+
+Run by the worker every 30 s. For every enabled `alarm_rules` row of kind ``stale`` one set-based
+statement finds the points whose state changed: stale without an open alarm (raise) or fresh with one
+(clear). A point matches a rule by `metric` (``*`` = every metric), narrowed by the rule's
+`device_kind` / `room_kind` columns and, with ``params.room_equipment_only``, to devices in an
+equipment room (household meters are judged by the meter rules, not here).
+
+**How "latest report" is judged.** The device's ``device_state.last_ts`` (device time of its newest
+message, kept by ingest) stands in for the point's newest sample: one row per device instead of a
+scan of `samples`, which on a busy estate would read every sample of the last interval every 30 s.
+The price: a device that keeps reporting some metrics but drops one is not caught here (the round
+evidence, which reads samples per point, catches it). A device that never reported is judged from
+its ``installed_at``; with neither, it is not judged at all, so importing an estate before the
+devices are switched on raises nothing (an engineer sees "no data" on the room page and in rounds).
+
+Params (merged with `alarm_rule_overrides`, device over room over estate, in SQL):
+``expected_interval_s`` (or ``use_device_interval: true`` for `devices.expected_interval_s`),
+``factor`` (default `alarms.const.STALE_FACTOR` = 1.5), ``severity``, ``room_equipment_only``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from alarms.const import STALE_FACTOR, Severity
+from alarms.store import NewAlarm, OnRaised, clear_open, insert_alarms, point_subject
+from core import clock
+from storage.models import AlarmRuleRow
+
+log = logging.getLogger(__name__)
+
+ANY_METRIC = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRuleSpec:
+    """A default stale rule, upserted by code (like `alarms.packs.RuleSpec`)."""
+
+    code: str
+    metric: str
+    params: dict[str, Any]
+    title_zh: str
+    title_en: str
+    device_kind: str | None = None
+    room_kind: str | None = None
+
+
+# Equipment rooms are inspected every 2 h and their sensors report every 10–60 s: a silent sensor is
+# itself an inspection failure (domain-defaults §2). `expected_interval_s` is only the fallback for
+# the alarm evaluator's rule builder; each device's own interval is used.
+DEFAULT_STALE_RULES: tuple[StaleRuleSpec, ...] = (
+    StaleRuleSpec(
+        code="equipment.stale",
+        metric=ANY_METRIC,
+        params={
+            "use_device_interval": True,
+            "expected_interval_s": 60,
+            "factor": STALE_FACTOR,
+            "severity": Severity.warning.value,
+            "room_equipment_only": True,
+        },
+        title_zh="设备数据中断",
+        title_en="Equipment data stale",
+    ),
+)
+
+
+def ensure_default_stale_rules(session: Session, specs: tuple[StaleRuleSpec, ...] = DEFAULT_STALE_RULES) -> int:
+    """Insert the default stale rules or refresh their kind/metric/params by code; `enabled` is left alone."""
+    if not specs:
+        return 0
+    stmt = insert(AlarmRuleRow).values(
+        [
+            {
+                "code": s.code,
+                "kind": "stale",
+                "metric": s.metric,
+                "device_kind": s.device_kind,
+                "room_kind": s.room_kind,
+                "params": s.params,
+                "title_zh": s.title_zh,
+                "title_en": s.title_en,
+                "enabled": True,
+            }
+            for s in specs
+        ]
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[AlarmRuleRow.code],
+        set_={"kind": stmt.excluded.kind, "metric": stmt.excluded.metric, "params": stmt.excluded.params},
+        where=func.row(AlarmRuleRow.kind, AlarmRuleRow.metric, AlarmRuleRow.params).op("IS DISTINCT FROM")(
+            func.row(stmt.excluded.kind, stmt.excluded.metric, stmt.excluded.params)
+        ),
+    )
+    session.execute(stmt)
+    session.flush()
+    return len(specs)
+
+
+# Points of one rule whose stale flag differs from "has an open alarm of this rule".
+_CHANGED = text(
+    """
+    WITH pts AS (
+      SELECT p.id AS point_id, d.id AS device_id, d.estate_id, d.room_id, ds.last_ts,
+             coalesce(ds.last_ts, d.installed_at) AS ref,
+             CAST(:params AS jsonb) || coalesce(oe.params, '{}') || coalesce(orm.params, '{}')
+                                    || coalesce(od.params, '{}') AS params,
+             coalesce(od.enabled, orm.enabled, oe.enabled, true) AS enabled,
+             d.expected_interval_s
+      FROM points p
+      JOIN devices d ON d.id = p.device_id
+      LEFT JOIN rooms r ON r.id = d.room_id
+      LEFT JOIN device_state ds ON ds.device_id = d.id
+      LEFT JOIN alarm_rule_overrides oe ON oe.rule_id = :rule AND oe.scope = 'estate' AND oe.scope_id = d.estate_id
+      LEFT JOIN alarm_rule_overrides orm ON orm.rule_id = :rule AND orm.scope = 'room' AND orm.scope_id = d.room_id
+      LEFT JOIN alarm_rule_overrides od ON od.rule_id = :rule AND od.scope = 'device' AND od.scope_id = d.id
+      WHERE (:metric = '*' OR p.metric = :metric)
+        AND (CAST(:device_kind AS text) IS NULL OR d.kind = :device_kind)
+        AND (CAST(:room_kind AS text) IS NULL OR r.kind = :room_kind)
+        AND (NOT :room_only OR d.room_id IS NOT NULL)
+        AND d.replaced_by_id IS NULL
+    ), judged AS (
+      SELECT pts.*,
+             CASE WHEN coalesce((params ->> 'use_device_interval')::boolean, false) THEN expected_interval_s::float8
+                  ELSE (params ->> 'expected_interval_s')::float8 END
+               * coalesce((params ->> 'factor')::float8, :default_factor) AS limit_s,
+             coalesce(params ->> 'severity', 'warning') AS severity
+      FROM pts
+    ), flagged AS (
+      SELECT judged.*,
+             coalesce(enabled AND ref IS NOT NULL AND limit_s > 0
+                      AND CAST(:now AS timestamptz) - ref > limit_s * interval '1 second', false) AS stale,
+             a.id AS open_alarm_id
+      FROM judged
+      LEFT JOIN alarms a ON a.rule_id = :rule AND a.subject = 'point:' || judged.point_id AND a.state <> 'cleared'
+    )
+    SELECT point_id, device_id, estate_id, room_id, last_ts, ref, limit_s, severity, stale,
+           open_alarm_id IS NOT NULL AS open
+    FROM flagged
+    WHERE stale IS DISTINCT FROM (open_alarm_id IS NOT NULL)
+      AND (stale OR ref IS NOT NULL OR NOT enabled)
+    ORDER BY point_id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleResult:
+    raised: int
+    cleared: int
+
+
+def check_stale(session: Session, now: datetime | None = None, on_raised: OnRaised | None = None) -> StaleResult:
+    """Raise stale alarms for silent points and clear them for points that report again (all stale rules)."""
+    now = now or clock.now()
+    conn = session.connection()
+    rules = conn.execute(
+        text(
+            "SELECT id, code, metric, device_kind, room_kind, params FROM alarm_rules "
+            "WHERE enabled AND kind = 'stale' ORDER BY id"
+        )
+    ).all()
+    raised = cleared = 0
+    for rule_id, code, metric, device_kind, room_kind, params in rules:
+        try:
+            # A rule with bad params (or a bad override) must not stop the other rules.
+            with session.begin_nested():
+                r, c = _check_rule(conn, rule_id, metric, device_kind, room_kind, params or {}, now, on_raised)
+        except Exception:
+            log.exception("stale rule %s failed; the other rules continue", code)
+            continue
+        raised += r
+        cleared += c
+    if raised or cleared:
+        log.info("stale watchdog: %d raised, %d cleared", raised, cleared)
+    return StaleResult(raised, cleared)
+
+
+def _check_rule(
+    conn: Connection,
+    rule_id: int,
+    metric: str,
+    device_kind: str | None,
+    room_kind: str | None,
+    params: dict[str, Any],
+    now: datetime,
+    on_raised: OnRaised | None,
+) -> tuple[int, int]:
+    rows = conn.execute(
+        _CHANGED,
+        {
+            "rule": rule_id,
+            "params": json.dumps(params),
+            "metric": metric,
+            "device_kind": device_kind,
+            "room_kind": room_kind,
+            "room_only": bool(params.get("room_equipment_only", False)),
+            "default_factor": STALE_FACTOR,
+            "now": now,
+        },
+    ).mappings()
+    to_raise: list[NewAlarm] = []
+    to_clear: list[str] = []
+    for row in rows:
+        if row["stale"]:
+            severity = row["severity"] if row["severity"] in Severity.__members__ else Severity.warning.value
+            to_raise.append(
+                NewAlarm(
+                    rule_id=rule_id,
+                    subject=point_subject(row["point_id"]),
+                    estate_id=row["estate_id"],
+                    severity=severity,
+                    raised_at=now,
+                    point_id=row["point_id"],
+                    device_id=row["device_id"],
+                    room_id=row["room_id"],
+                    detail={
+                        "last_ts": row["last_ts"].isoformat() if row["last_ts"] else None,
+                        "reference": "device_state.last_ts" if row["last_ts"] else "devices.installed_at",
+                        "limit_s": row["limit_s"],
+                    },
+                )
+            )
+        else:
+            to_clear.append(point_subject(row["point_id"]))
+    new = insert_alarms(conn, to_raise, on_raised=on_raised)
+    gone = clear_open(conn, rule_id, to_clear, now)
+    return len(new), gone
+
+
+__all__ = [
+    "ANY_METRIC",
+    "DEFAULT_STALE_RULES",
+    "StaleResult",
+    "StaleRuleSpec",
+    "check_stale",
+    "ensure_default_stale_rules",
+]

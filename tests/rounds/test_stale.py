@@ -1,0 +1,102 @@
+"""The stale-data watchdog: silent equipment raises one warning per point, a report clears it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+
+from alarms.stale import DEFAULT_STALE_RULES, check_stale, ensure_default_stale_rules
+from tests.rounds.conftest import RoomsEstate, at
+
+RULE = DEFAULT_STALE_RULES[0].code
+
+
+def seen(est: RoomsEstate, suffix: str, last_ts: Any) -> None:
+    est.session.execute(
+        text(
+            "INSERT INTO device_state (device_id, last_seen_at, last_ts) VALUES (:d, :t, :t) "
+            "ON CONFLICT (device_id) DO UPDATE SET last_ts = excluded.last_ts, last_seen_at = excluded.last_seen_at"
+        ),
+        {"d": est.device(suffix).id, "t": last_ts},
+    )
+
+
+def stale_alarms(est: RoomsEstate) -> dict[int, str]:
+    rows = est.session.execute(
+        text(
+            "SELECT a.point_id, a.state, a.severity, a.subject, a.device_id, a.room_id FROM alarms a "
+            "JOIN alarm_rules r ON r.id = a.rule_id WHERE r.code = :c AND a.estate_id = :e ORDER BY a.id"
+        ),
+        {"c": RULE, "e": est.id},
+    ).all()
+    for r in rows:
+        assert r.subject == f"point:{r.point_id}"
+        assert r.severity == "warning"
+    return {r.point_id: r.state for r in rows}
+
+
+def test_stale_raise_once_and_clear(est: RoomsEstate) -> None:
+    ensure_default_stale_rules(est.session)
+    ensure_default_stale_rules(est.session)  # idempotent
+    now = at(60)
+    seen(est, "LV1", now - timedelta(seconds=20))  # interval 15 s → limit 22.5 s: fresh
+    seen(est, "CAP1", now - timedelta(seconds=200))  # interval 60 s → limit 90 s: stale
+    seen(est, "ENV", now - timedelta(seconds=44))  # interval 30 s → limit 45 s: fresh
+    # TR1 never reported and has no installed_at: not judged. HX1 was installed long ago and never reported.
+    est.device("HX1").installed_at = at(-600)
+    est.session.flush()
+
+    raised: list[int] = []
+    res = check_stale(est.session, now, on_raised=lambda conn, ids: raised.extend(ids))
+    cap, env, lv = est.point("CAP1", "case_temp_c"), est.point("ENV", "room_temp_c"), est.point("LV1", "voltage_a_v")
+    hx = est.point("HX1", "secondary_supply_temp_c")
+    assert stale_alarms(est) == {cap: "active", hx: "active"}
+    assert res.raised >= 2
+    assert len(raised) >= 2
+    row = est.session.execute(
+        text("SELECT device_id, room_id, detail FROM alarms WHERE subject = :s"), {"s": f"point:{cap}"}
+    ).one()
+    assert (row.device_id, row.room_id) == (est.device("CAP1").id, est.room("PR1").id)
+    assert row.detail["limit_s"] == 90
+
+    # 30 s later: nothing new for CAP1/HX1; ENV (74 s) and LV1 (50 s) are now silent too.
+    raised.clear()
+    check_stale(est.session, now + timedelta(seconds=30), on_raised=lambda conn, ids: raised.extend(ids))
+    assert stale_alarms(est) == {cap: "active", hx: "active", env: "active", lv: "active"}
+    assert len(raised) >= 2
+
+    # CAP1 reports again: its alarm clears; the episode stays in the history.
+    seen(est, "CAP1", now + timedelta(seconds=55))
+    seen(est, "ENV", now + timedelta(seconds=55))
+    seen(est, "LV1", now + timedelta(seconds=55))
+    check_stale(est.session, now + timedelta(seconds=60))
+    assert stale_alarms(est) == {cap: "cleared", hx: "active", env: "cleared", lv: "cleared"}
+
+
+def test_a_disabled_override_clears_and_silences(est: RoomsEstate) -> None:
+    ensure_default_stale_rules(est.session)
+    now = at(60)
+    seen(est, "CAP1", now - timedelta(seconds=200))
+    check_stale(est.session, now)
+    cap = est.point("CAP1", "case_temp_c")
+    assert stale_alarms(est)[cap] == "active"
+    est.session.execute(
+        text(
+            "INSERT INTO alarm_rule_overrides (rule_id, scope, scope_id, enabled) "
+            "SELECT id, 'device', :d, false FROM alarm_rules WHERE code = :c"
+        ),
+        {"d": est.device("CAP1").id, "c": RULE},
+    )
+    check_stale(est.session, now + timedelta(seconds=10))
+    assert stale_alarms(est)[cap] == "cleared"
+
+
+def test_household_meters_and_unroomed_devices_are_not_watched(est: RoomsEstate) -> None:
+    ensure_default_stale_rules(est.session)
+    check_stale(est.session, at(60))
+    ids = est.session.execute(
+        text("SELECT d.code FROM alarms a JOIN devices d ON d.id = a.device_id WHERE a.estate_id = :e"), {"e": est.id}
+    ).scalars()
+    assert not any(code.endswith("-HW1") for code in ids)

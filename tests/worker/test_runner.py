@@ -1,0 +1,137 @@
+"""The worker loop: each job one transaction under an advisory lock; two workers never run one job at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from alarms.packs import ensure_default_rules
+from alarms.rounds import ensure_default_schedules
+from alarms.stale import ensure_default_stale_rules
+from facility.importer import import_estate
+from steward.cli import app
+from storage.db import make_sessionmaker
+from storage.models import Estate
+from tests.rounds.conftest import rooms_estate
+from worker.jobs import LOCK_NAMESPACE, Job, default_jobs
+from worker.runner import Worker
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+@pytest.fixture
+def db(fresh_database: str) -> Iterator[Engine]:
+    eng = create_engine(fresh_database)
+    yield eng
+    eng.dispose()
+
+
+def test_two_workers_at_once_run_each_job_once(engine: Engine) -> None:
+    names = ["a", "b", "c"]
+    runs: dict[str, list[str]] = {n: [] for n in names}
+    skipped: dict[str, threading.Event] = {n: threading.Event() for n in names}
+
+    def job(name: str) -> Job:
+        def fn(session: Session, now: datetime) -> None:
+            runs[name].append(threading.current_thread().name)
+            # Hold the lock until the other worker has tried this job and been turned away.
+            assert skipped[name].wait(10), f"the other worker never tried {name}"
+
+        return Job(name, 1.0, LOCK_NAMESPACE | 0x7E57_0000 | names.index(name), fn)
+
+    def on_result(name: str, ran: bool) -> None:
+        if not ran:
+            skipped[name].set()
+
+    factory = make_sessionmaker(engine)
+    workers = [Worker(factory, [job(n) for n in names], on_result=on_result) for _ in range(2)]
+    results: dict[int, dict[str, bool]] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, workers[i].run_once(T0)), name=f"w{i}")
+        for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert {n: len(r) for n, r in runs.items()} == {"a": 1, "b": 1, "c": 1}
+    for n in names:
+        assert sorted([results[0][n], results[1][n]]) == [False, True]
+
+
+def test_a_failing_job_rolls_back_and_the_others_run(engine: Engine) -> None:
+    def boom(session: Session, now: datetime) -> None:
+        session.execute(text("CREATE TEMP TABLE worker_probe (x int)"))
+        raise RuntimeError("boom")
+
+    ran: list[datetime] = []
+    worker = Worker(
+        make_sessionmaker(engine),
+        [
+            Job("boom", 1.0, LOCK_NAMESPACE | 0x7E58, boom),
+            Job("ok", 1.0, LOCK_NAMESPACE | 0x7E59, lambda s, n: ran.append(n)),
+        ],
+    )
+    assert worker.run_once(T0) == {"boom": False, "ok": True}
+    assert ran == [T0]
+    assert worker.failures["boom"] == 1
+    assert worker.runs["ok"] == 1
+
+
+def test_run_once_with_the_default_jobs(db: Engine) -> None:
+    with Session(db) as s, s.begin():
+        import_estate(s, rooms_estate("wk1"))
+        ensure_default_rules(s)
+        ensure_default_stale_rules(s)
+        estate_id = s.query(Estate.id).filter(Estate.code == "wk1").scalar()
+        ensure_default_schedules(s, estate_id, now=T0)
+    worker = Worker(make_sessionmaker(db), default_jobs())
+    assert worker.run_once(T0 + timedelta(minutes=30)) == {
+        "stale": True,
+        "rounds": True,
+        "escalation": True,
+        "meters": True,
+    }
+    worker.run_once(T0 + timedelta(minutes=121))
+    with db.connect() as conn:
+        statuses: dict[str, str] = dict(
+            conn.execute(
+                text(
+                    "SELECT s.code || '@' || rm.code, r.status FROM inspection_rounds r "
+                    "JOIN round_schedules s ON s.id = r.schedule_id JOIN rooms rm ON rm.id = r.room_id "
+                    "WHERE r.window_start = :t"
+                ),
+                {"t": T0},
+            ).all()
+        )
+        tickets = conn.execute(text("SELECT count(*) FROM tickets WHERE source = 'inspection'")).scalar_one()
+    assert statuses["lv_2h@PR1"] == "manual_due"  # no telemetry at all
+    assert statuses["hv_4h@PR1"] == "open"  # its window runs to 12:00
+    assert tickets == 3  # lv_2h, station_2h, plant_2h ended; the 4 h and 4-day rounds are still open
+
+
+def test_run_stops_on_the_event(engine: Engine) -> None:
+    ticks: list[datetime] = []
+    worker = Worker(
+        make_sessionmaker(engine), [Job("tick", 0.05, LOCK_NAMESPACE | 0x7E5A, lambda s, n: ticks.append(n))]
+    )
+    stop = threading.Event()
+    t = threading.Thread(target=worker.run, args=(stop,))
+    t.start()
+    threading.Timer(0.3, stop.set).start()
+    t.join(5)
+    assert not t.is_alive()
+    assert len(ticks) >= 2
+
+
+def test_cli_has_run_worker() -> None:
+    result = CliRunner().invoke(app, ["run", "worker", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "inspection rounds" in result.output

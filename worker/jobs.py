@@ -1,0 +1,112 @@
+"""The worker's periodic jobs: what runs, how often, and under which advisory-lock key.
+
+Each job is ``fn(session, now)`` run in a transaction of its own by `worker.runner.Worker`, which
+takes ``pg_try_advisory_xact_lock(lock_key)`` first: with several workers running, each job runs in
+at most one of them at a time (the others skip that tick).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from alarms.store import OnRaised
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[Session, datetime], object]
+
+# Advisory-lock keys: one 64-bit namespace for Steward's worker ("STWD" in the high half), one per job.
+LOCK_NAMESPACE = 0x5354_5744 << 32
+STALE_LOCK = LOCK_NAMESPACE | 1
+ROUNDS_LOCK = LOCK_NAMESPACE | 2
+ESCALATION_LOCK = LOCK_NAMESPACE | 3
+OUTBOX_LOCK = LOCK_NAMESPACE | 4
+METERS_LOCK = LOCK_NAMESPACE | 5
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    period_s: float
+    lock_key: int
+    fn: JobFn
+
+
+def on_raised_hook() -> OnRaised:
+    """`tickets.from_alarms.open_for_alarms`: every alarm raised by a job opens its ticket in the same transaction."""
+    from tickets.from_alarms import open_for_alarms
+
+    return open_for_alarms
+
+
+def stale_job(on_raised: OnRaised | None) -> JobFn:
+    from alarms.stale import check_stale
+
+    def run(session: Session, now: datetime) -> object:
+        return check_stale(session, now, on_raised=on_raised)
+
+    return run
+
+
+def rounds_job(on_raised: OnRaised | None) -> JobFn:
+    from alarms.rounds import evaluate_rounds
+
+    def run(session: Session, now: datetime) -> object:
+        return evaluate_rounds(session, now, on_raised=on_raised)
+
+    return run
+
+
+def meters_job(on_raised: OnRaised | None) -> JobFn:
+    """Meter anomalies that need days of history: night leak, continuous flow, stuck meter, building balance."""
+    from alarms.meter_jobs import detect_periodic
+
+    def run(session: Session, now: datetime) -> object:
+        return detect_periodic(session, now, on_raised=on_raised)
+
+    return run
+
+
+def escalation_job(session: Session, now: datetime) -> object:
+    """SLA clocks: escalate breached tickets (steward → supervisor → project manager)."""
+    from tickets.escalation import escalate_due
+
+    return escalate_due(session, now)
+
+
+def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None) -> list[Job]:
+    """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
+    15 min, outbox every 2 s (with a dispatcher)."""
+    jobs = [
+        Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
+        Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
+        Job("escalation", 60.0, ESCALATION_LOCK, escalation_job),
+        # Night windows and daily balances move slowly; every 15 min keeps a new leak within the hour.
+        Job("meters", 900.0, METERS_LOCK, meters_job(on_raised)),
+    ]
+    if dispatcher is not None:
+        jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
+    return jobs
+
+
+__all__ = [
+    "ESCALATION_LOCK",
+    "LOCK_NAMESPACE",
+    "METERS_LOCK",
+    "OUTBOX_LOCK",
+    "ROUNDS_LOCK",
+    "STALE_LOCK",
+    "Job",
+    "JobFn",
+    "default_jobs",
+    "escalation_job",
+    "meters_job",
+    "on_raised_hook",
+    "rounds_job",
+    "stale_job",
+]

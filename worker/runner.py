@@ -1,0 +1,102 @@
+"""The worker process: periodic jobs, each one transaction under a PostgreSQL advisory lock.
+
+`Worker.run(stop)` loops until `stop` is set, running every job when its period has elapsed
+(monotonic time; a job that overran is not run twice to catch up). `Worker.run_once(now)` runs each
+job once, for tests and for `steward run worker --once`. A job that raises is logged and rolled back;
+the others carry on and it runs again next period. Business time comes from `core.clock.now()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import clock
+from core.settings import Settings
+from worker.jobs import Job, default_jobs, on_raised_hook
+
+log = logging.getLogger(__name__)
+
+# Called after each attempt with the job name and whether it ran (False: another worker held its lock).
+OnResult = Callable[[str, bool], None]
+
+
+class Worker:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        jobs: Sequence[Job],
+        *,
+        on_result: OnResult | None = None,
+    ) -> None:
+        self.factory = factory
+        self.jobs = list(jobs)
+        self.on_result = on_result
+        self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
+        self.failures: dict[str, int] = {j.name: 0 for j in self.jobs}
+
+    def run_job(self, job: Job, now: datetime | None = None) -> bool:
+        """Run one job in its own transaction if no other worker holds its lock; True if it ran."""
+        ran = False
+        try:
+            with self.factory() as session, session.begin():
+                if not session.scalar(select(func.pg_try_advisory_xact_lock(job.lock_key))):
+                    log.debug("job %s is running in another worker; skipped", job.name)
+                else:
+                    job.fn(session, now or clock.now())
+                    ran = True
+        except Exception:
+            self.failures[job.name] += 1
+            log.exception("job %s failed (rolled back); next try in %.0f s", job.name, job.period_s)
+            ran = False
+        else:
+            if ran:
+                self.runs[job.name] += 1
+        if self.on_result is not None:
+            self.on_result(job.name, ran)
+        return ran
+
+    def run_once(self, now: datetime | None = None) -> dict[str, bool]:
+        """Run every job once (in order); returns which ran."""
+        return {job.name: self.run_job(job, now) for job in self.jobs}
+
+    def run(self, stop: threading.Event) -> None:
+        """Run jobs on their periods until `stop` is set; the job in progress finishes first."""
+        next_due = {job.name: 0.0 for job in self.jobs}
+        log.info("worker started: %s", ", ".join(f"{j.name}/{j.period_s:g}s" for j in self.jobs))
+        while not stop.is_set():
+            for job in self.jobs:
+                if stop.is_set():
+                    break
+                if time.monotonic() >= next_due[job.name]:
+                    self.run_job(job)
+                    next_due[job.name] = time.monotonic() + job.period_s
+            wait = min(next_due.values()) - time.monotonic()
+            if wait > 0:
+                stop.wait(wait)
+        log.info("worker stopped: runs %s, failures %s", self.runs, self.failures)
+
+
+def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqtt: bool = True) -> Worker:
+    """The `steward run worker` process: default jobs, alarms open tickets, outbox published over MQTT."""
+    from storage.db import make_sessionmaker
+    from worker.outbox import MqttPublisher, OutboxDispatcher
+
+    publisher = MqttPublisher.from_settings(settings).start() if mqtt else None
+    try:
+        dispatcher = OutboxDispatcher(publisher) if publisher is not None else None
+        worker = Worker(make_sessionmaker(engine), default_jobs(dispatcher, on_raised=on_raised_hook()))
+        worker.run(stop)
+        return worker
+    finally:
+        if publisher is not None:
+            publisher.stop()
+
+
+__all__ = ["OnResult", "Worker", "run_worker"]
