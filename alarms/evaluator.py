@@ -300,7 +300,9 @@ class AlarmEvaluator:
         if updates:
             # Update (or close) the alarm that was open before the batch; it must be closed before
             # a new episode of the same (rule, point) is inserted, or the unique index refuses it.
-            conn.execute(
+            # An alarm that escalated (a warning that became an alarm) goes to on_raised like a new
+            # one: its new severity may now call for a ticket.
+            escalated = conn.execute(
                 text(
                     "UPDATE alarms a SET severity = COALESCE(v.severity, a.severity), "
                     "peak = COALESCE(v.peak, a.peak), last_value = COALESCE(v.last_value, a.last_value), "
@@ -310,7 +312,8 @@ class AlarmEvaluator:
                     "FROM unnest(CAST(:r AS int[]), CAST(:s AS text[]), CAST(:sev AS text[]), "
                     "CAST(:peak AS float8[]), CAST(:last AS float8[]), CAST(:cleared AS timestamptz[])) "
                     "AS v(r, subject, severity, peak, last_value, cleared_at) "
-                    "WHERE a.rule_id = v.r AND a.subject = v.subject AND a.state <> 'cleared'"
+                    "WHERE a.rule_id = v.r AND a.subject = v.subject AND a.state <> 'cleared' "
+                    "RETURNING a.id, v.severity IS NOT NULL AND v.cleared_at IS NULL"
                 ),
                 {
                     "r": [k[0] for k, _ in updates],
@@ -320,7 +323,9 @@ class AlarmEvaluator:
                     "last": [e.last_value for _, e in updates],
                     "cleared": [e.cleared_at for _, e in updates],
                 },
-            )
+            ).all()
+            if self.on_raised is not None and (ids := [int(i) for i, up in escalated if up]):
+                self.on_raised(conn, ids)
         inserts = [(k, e) for k, res in results.items() for e in res.new]
         if inserts:
             info = self._points

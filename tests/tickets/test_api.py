@@ -1,0 +1,265 @@
+"""The tickets API: roles per step, the assignee rule, reporter masking, estate scoping, countdowns, 409s."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from accounts.const import Role
+from accounts.service import create_token, create_user
+from api.app import create_app
+from api.routes import tickets as routes
+from core import clock
+from core.settings import Settings
+from storage.models import AuditLog
+from tests.tickets import make_estate
+from tickets.const import CallbackChannel, Category, Priority, Source, TicketStatus
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass(frozen=True)
+class World:
+    estate: str
+    other_estate: str
+    tokens: dict[str, str]
+    ids: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def world(engine: Engine) -> World:
+    with Session(engine) as s, s.begin():
+        mine, other = make_estate(s), make_estate(s)
+        tokens, ids = {}, {}
+        suffix = uuid.uuid4().hex[:6]
+        for name, role in [(r.value, r) for r in Role] + [("engineer2", Role.engineer)]:
+            user = create_user(s, username=f"tk-{name}-{suffix}", password=PASSWORD, role=role, estates=[mine.code])
+            tokens[name], ids[name] = create_token(s, user, "tests"), user.id
+        outsider = create_user(
+            s, username=f"tk-out-{suffix}", password=PASSWORD, role=Role.steward, estates=[other.code]
+        )
+        tokens["outsider"] = create_token(s, outsider, "tests")
+    return World(mine.code, other.code, tokens, ids)
+
+
+@pytest.fixture(scope="module")
+def client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(), engine=engine)) as c:
+        yield c
+
+
+def h(world: World, who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.tokens[who]}"}
+
+
+def create(client: TestClient, world: World, who: str = "steward", **kw: Any) -> dict[str, Any]:
+    body = {
+        "estate": world.estate,
+        "category": "hot_water",
+        "title": "厨房无热水",
+        "unit": "1-1-101",
+        "reporter_name": "张三丰",
+        "reporter_phone": "13812345678",
+        **kw,
+    }
+    r = client.post("/api/tickets", json=body, headers=h(world, who))
+    assert r.status_code == 201, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def post(client: TestClient, world: World, who: str, ticket: int, step: str, body: dict[str, Any] | None = None) -> Any:
+    return client.post(f"/api/tickets/{ticket}/{step}", json=body if body is not None else {}, headers=h(world, who))
+
+
+def test_vocabularies_match_the_domain() -> None:
+    for alias, enum in (
+        (routes.StatusName, TicketStatus),
+        (routes.PriorityName, Priority),
+        (routes.CategoryName, Category),
+        (routes.SourceName, Source),
+        (routes.ChannelName, CallbackChannel),
+    ):
+        assert set(typing.get_args(alias)) == {e.value for e in enum}
+
+
+def test_lifecycle_through_the_api(client: TestClient, world: World) -> None:
+    t = create(client, world)
+    assert t["status"] == "received"
+    assert t["status_zh"] == "已受理"
+    assert t["number"].startswith("GD")
+    assert [c["clock"] for c in t["clocks"]] == ["on_site", "resolve"]
+    assert 14 * 60 < t["seconds_remaining"] <= 15 * 60  # hot water: on site within 15 minutes
+    tid = t["id"]
+    r = post(client, world, "steward", tid, "dispatch", {"assignee_id": world.ids["engineer"]})
+    assert r.status_code == 200, r.text
+    assert post(client, world, "engineer2", tid, "accept").status_code == 403  # not the assignee
+    assert post(client, world, "engineer", tid, "accept").status_code == 200
+    assert post(client, world, "engineer", tid, "on-site").status_code == 200
+    r = post(
+        client,
+        world,
+        "engineer",
+        tid,
+        "resolve",
+        {"work_done": "更换混水阀", "labour_minutes": 40, "resident_signoff": True},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["callback_due_at"] is not None
+    assert post(client, world, "engineer", tid, "callback", {"channel": "phone", "satisfaction": 5}).status_code == 403
+    r = post(client, world, "steward", tid, "callback", {"channel": "phone", "satisfaction": 5, "note": "满意"})
+    assert r.status_code == 200, r.text
+    r = post(client, world, "steward", tid, "close", {})
+    assert r.status_code == 200, r.text
+    detail = client.get(f"/api/tickets/{tid}", headers=h(world, "manager")).json()
+    assert detail["status"] == "closed"
+    assert detail["clocks"] == []
+    assert detail["satisfaction"] == 5
+    assert [e["action"] for e in detail["events"]] == [
+        "opened",
+        "dispatched",
+        "accepted",
+        "on_site",
+        "resolved",
+        "callback",
+        "closed",
+    ]
+    r = post(client, world, "steward", tid, "reopen", {"reason": "又不热了"})
+    assert r.status_code == 200
+    assert r.json()["status"] == "dispatched"
+    assert r.json()["reopened_count"] == 1
+
+
+def test_roles_per_step(client: TestClient, world: World) -> None:
+    tid = create(client, world)["id"]
+    for who in ("viewer", "engineer", "card_admin", "billing_clerk"):
+        assert post(client, world, who, tid, "dispatch", {"assignee_id": world.ids["engineer"]}).status_code == 403
+    for who in ("viewer", "engineer", "billing_clerk"):
+        r = client.post(
+            "/api/tickets", json={"estate": world.estate, "category": "water", "title": "x"}, headers=h(world, who)
+        )
+        assert r.status_code == 403
+    assert client.get("/api/tickets", headers=h(world, "card_admin")).status_code == 403
+    assert client.get(f"/api/tickets/{tid}", headers=h(world, "viewer")).status_code == 200
+    # A supervisor may step in for the assignee.
+    assert post(client, world, "supervisor", tid, "dispatch", {"assignee_id": world.ids["engineer"]}).status_code == 200
+    assert post(client, world, "supervisor", tid, "on-site").status_code == 200
+
+
+def test_invalid_transitions_are_409(client: TestClient, world: World) -> None:
+    tid = create(client, world)["id"]
+    r = post(client, world, "supervisor", tid, "resolve", {"work_done": "done"})
+    assert r.status_code == 409
+    assert " / " in r.json()["detail"]
+    assert post(client, world, "steward", tid, "close", {}).status_code == 409  # cancelling needs a reason
+    assert post(client, world, "steward", tid, "reopen", {"reason": "x"}).status_code == 409
+    assert post(client, world, "steward", tid, "feedback", {"text": "not a complaint"}).status_code == 409
+    assert post(client, world, "steward", tid, "close", {"reason": "业主撤销"}).status_code == 200
+
+
+def test_bad_input_is_422(client: TestClient, world: World) -> None:
+    tid = create(client, world)["id"]
+    assert post(client, world, "steward", tid, "callback", {"channel": "phone", "satisfaction": 6}).status_code == 422
+    assert post(client, world, "steward", tid, "dispatch", {"assignee_id": 1, "admin": True}).status_code == 422
+    assert post(client, world, "steward", tid, "comment", {"text": "   "}).status_code == 422
+    r = post(client, world, "steward", tid, "warranty", {"party": "开发商", "due_at": "2030-01-01T00:00:00"})
+    assert r.status_code == 422  # naive time
+    assert client.get("/api/tickets?status=open", headers=h(world, "steward")).status_code == 422
+    assert client.get("/api/tickets/0", headers=h(world, "steward")).status_code == 422
+
+
+def test_unknown_assignee_unit_and_estate_are_404(client: TestClient, world: World) -> None:
+    tid = create(client, world)["id"]
+    assert post(client, world, "steward", tid, "dispatch", {"assignee_id": 2_000_000_000}).status_code == 404
+    r = client.post(
+        "/api/tickets",
+        json={"estate": world.estate, "category": "water", "title": "x", "unit": "9-9-999"},
+        headers=h(world, "steward"),
+    )
+    assert r.status_code == 404
+    r = client.post(
+        "/api/tickets",
+        json={"estate": world.other_estate, "category": "water", "title": "x"},
+        headers=h(world, "steward"),
+    )
+    assert r.status_code == 404
+
+
+def test_reporter_is_masked_for_roles_without_personal_data(client: TestClient, world: World, engine: Engine) -> None:
+    tid = create(client, world)["id"]
+    for who, masked in (
+        ("steward", False),
+        ("manager", False),
+        ("admin", False),
+        ("engineer", True),
+        ("supervisor", True),
+        ("viewer", True),
+    ):
+        d = client.get(f"/api/tickets/{tid}", headers=h(world, who)).json()
+        assert d["masked"] is masked
+        assert (d["reporter_name"], d["reporter_phone"]) == (
+            ("张**", "138****5678") if masked else ("张三丰", "13812345678")
+        )
+        listed = client.get(f"/api/tickets?estate={world.estate}&limit=500", headers=h(world, who)).json()["items"]
+        assert next(i for i in listed if i["id"] == tid)["reporter_phone"] == d["reporter_phone"]
+    with Session(engine) as s:
+        row = s.scalars(select(AuditLog).where(AuditLog.action == "tickets.read").order_by(AuditLog.id.desc())).first()
+        assert row is not None
+        assert row.detail["masked"] is True
+        assert "13812345678" not in str(row.detail)
+        assert s.scalars(select(AuditLog).where(AuditLog.action == "tickets.create")).first() is not None
+
+
+def test_other_estates_tickets_are_404(client: TestClient, world: World) -> None:
+    theirs = create(client, world, "outsider", estate=world.other_estate, unit=None)["id"]
+    ours = create(client, world)["id"]
+    assert client.get(f"/api/tickets/{theirs}", headers=h(world, "steward")).status_code == 404
+    assert post(client, world, "steward", theirs, "comment", {"text": "hi"}).status_code == 404
+    assert client.get(f"/api/tickets/{ours}", headers=h(world, "outsider")).status_code == 404
+    assert client.get(f"/api/tickets?estate={world.other_estate}", headers=h(world, "steward")).status_code == 404
+    ids = {i["id"] for i in client.get("/api/tickets?limit=500", headers=h(world, "steward")).json()["items"]}
+    assert ours in ids
+    assert theirs not in ids
+
+
+def test_list_filters_and_breach_countdowns(client: TestClient, world: World) -> None:
+    complaint = create(client, world, source="complaint", category="other", title="噪音投诉", unit=None)
+    general = create(client, world, category="electrical", priority="minor")
+    later = datetime.now(UTC) + timedelta(minutes=21)
+    clock.set_clock(lambda: later)
+    try:
+        q = f"/api/tickets?estate={world.estate}&open_only=true&status=received&status=dispatched&limit=500"
+        items = {i["id"]: i for i in client.get(q, headers=h(world, "steward")).json()["items"]}
+        assert items[general["id"]]["breached"] is True  # on site within 20 min
+        assert items[general["id"]]["seconds_remaining"] < 0
+        assert items[complaint["id"]]["breached"] is False
+        assert [c["clock"] for c in items[complaint["id"]]["clocks"]] == ["feedback", "resolve"]
+        only = client.get("/api/tickets?source=complaint&category=other&limit=500", headers=h(world, "steward"))
+        assert {i["source"] for i in only.json()["items"]} == {"complaint"}
+        by_due = client.get("/api/tickets?sort=due&open_only=true&limit=500", headers=h(world, "steward")).json()
+        dues = [i["resolve_due_at"] for i in by_due["items"] if i["resolve_due_at"]]
+        assert dues == sorted(dues, key=datetime.fromisoformat)
+    finally:
+        clock.reset_clock()
+
+
+def test_warranty_feedback_and_comment(client: TestClient, world: World) -> None:
+    tid = create(client, world, source="complaint", category="civil", title="外墙渗水")["id"]
+    due = (datetime.now(UTC) + timedelta(days=15)).isoformat()
+    r = post(client, world, "steward", tid, "warranty", {"party": "开发商客服部", "due_at": due, "ref": "LXD-9"})
+    assert r.status_code == 200, r.text
+    assert r.json()["warranty_party"] == "开发商客服部"
+    assert post(client, world, "steward", tid, "feedback", {"text": "已转开发商"}).json()["feedback_at"] is not None
+    r = post(client, world, "engineer", tid, "comment", {"text": "需搭脚手架"})
+    assert r.status_code == 200
+    assert r.json()["events"][-1]["detail"] == {"text": "需搭脚手架"}
+    assert post(client, world, "viewer", tid, "comment", {"text": "x"}).status_code == 403
