@@ -40,6 +40,7 @@ S = TicketStatus
 NUMBER_LOCK_SPACE = 0x7469636B  # "tick"
 # The arbiter of "at most one open ticket per source_key" (the partial unique index uq_tickets_open_source_key).
 OPEN_KEY_WHERE = and_(Ticket.status != S.closed.value, Ticket.source_key.is_not(None))
+OPEN_KEY_SQL = text("status <> 'closed' AND source_key IS NOT NULL")
 
 
 # --- numbers -----------------------------------------------------------------------------------------------------
@@ -183,7 +184,9 @@ def open_ticket(
             feedback_due_at=due.feedback,
             updated_at=at,
         )
-        .on_conflict_do_nothing(index_elements=[Ticket.source_key], index_where=OPEN_KEY_WHERE)
+        # The predicate is literal SQL: as a bound parameter ('closed' → $1) PostgreSQL cannot match it to the
+        # partial index once psycopg prepares the statement (after 5 runs), and the insert fails.
+        .on_conflict_do_nothing(index_elements=[Ticket.source_key], index_where=OPEN_KEY_SQL)
         .returning(Ticket.id)
     )
     ticket_id = session.scalar(stmt)

@@ -42,10 +42,23 @@ class World:
     other_point_id: int
     alarm_id: int
     other_alarm_id: int
+    ticket_id: int
+    other_ticket_id: int
+    round_id: int
+    other_round_id: int
+    room_code: str = "PR1"
 
     def new_alarm(self, estate: str | None = None) -> int:
         """A fresh open alarm on the estate's first sensor point (for routes that close one)."""
         return raise_alarm(self.engine, estate or self.estate)
+
+    def new_ticket(self, status: str = "received", estate: str | None = None, *, complaint: bool = False) -> int:
+        """A fresh resident ticket walked to ``status`` (assigned to engineer-user), for routes that move one."""
+        return make_ticket(self.engine, estate or self.estate, status, complaint=complaint)
+
+    def new_round(self, estate: str | None = None) -> int:
+        """A fresh open inspection round of the estate's power room, its window around now."""
+        return make_round(self.engine, estate or self.estate)
 
 
 def _with_residents(doc: EstateFile) -> EstateFile:
@@ -92,8 +105,23 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
             ids[code] = (room, device, point)
         ensure_default_rules(s)
     alarms = {code: raise_alarm(engine, code) for code in ("apia", "apib")}
+    tickets = {code: make_ticket(engine, code, "received") for code in ("apia", "apib")}
+    rounds = {code: make_round(engine, code) for code in ("apia", "apib")}
     try:
-        yield World(engine, "apia", "apib", tokens, *ids["apia"], *ids["apib"], alarms["apia"], alarms["apib"])
+        yield World(
+            engine,
+            "apia",
+            "apib",
+            tokens,
+            *ids["apia"],
+            *ids["apib"],
+            alarms["apia"],
+            alarms["apib"],
+            tickets["apia"],
+            tickets["apib"],
+            rounds["apia"],
+            rounds["apib"],
+        )
     finally:
         engine.dispose()
         drop_database(pg_server_url, url)
@@ -137,6 +165,78 @@ def raise_alarm(engine: Engine, estate: str) -> int:
             ],
         )
     return alarm_id
+
+
+# The steps a ticket takes to reach each status (tickets/service.py), all by their usual actors.
+_WALK = ("dispatched", "accepted", "on_site", "resolved", "callback_done", "closed")
+
+
+def make_ticket(engine: Engine, estate: str, status: str, *, complaint: bool = False) -> int:
+    from sqlalchemy import select
+
+    from storage.models import Estate, StaffUser
+    from tickets import service
+
+    with Session(engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == estate)).one()
+        # engineer-user works in apia only; in the other estate the head-office admin takes the job.
+        worker = "engineer-user" if estate == "apia" else "head-office"
+        engineer = s.scalars(select(StaffUser.id).where(StaffUser.username == worker)).one()
+        t = service.open_ticket(
+            s,
+            estate_id=estate_id,
+            source="complaint" if complaint else "resident",
+            category="water",
+            priority="normal",
+            title="厨房水龙头漏水 / kitchen tap leaking",
+            received_by="steward-user",
+            reporter_name="张三丰",
+            reporter_phone="13812345678",
+        )
+        steps = _WALK[: _WALK.index(status) + 1] if status in _WALK else ()
+        for step in steps:
+            if step == "dispatched":
+                service.dispatch(s, t, engineer, "steward-user")
+            elif step == "accepted":
+                service.accept(s, t, worker)
+            elif step == "on_site":
+                service.arrive_on_site(s, t, worker)
+            elif step == "resolved":
+                service.resolve(s, t, worker, work_done="换阀芯 / replaced the cartridge")
+            elif step == "callback_done":
+                service.record_callback(s, t, "steward-user", "phone", 5)
+            else:
+                service.close(s, t, "steward-user")
+        return int(t.id)
+
+
+_round_seq = iter(range(1, 1_000_000))
+_ROUND_BASE = datetime.now(UTC).replace(microsecond=0)
+
+
+def make_round(engine: Engine, estate: str) -> int:
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from alarms.rounds import ensure_default_schedules
+
+    with Session(engine) as s, s.begin():
+        estate_id = s.execute(text("SELECT id FROM estates WHERE code = :e"), {"e": estate}).scalar_one()
+        ensure_default_schedules(s, estate_id)
+        # A window of its own (the unique key is schedule + window start), open around now.
+        start = _ROUND_BASE - timedelta(hours=1, seconds=next(_round_seq))
+        now = _ROUND_BASE + timedelta(hours=3)
+        return int(
+            s.execute(
+                text(
+                    "INSERT INTO inspection_rounds (schedule_id, estate_id, room_id, window_start, window_end) "
+                    "SELECT id, estate_id, room_id, :start, :end FROM round_schedules "
+                    "WHERE estate_id = :e ORDER BY id LIMIT 1 RETURNING id"
+                ),
+                {"start": start, "end": now + timedelta(hours=1), "e": estate_id},
+            ).scalar_one()
+        )
 
 
 @pytest.fixture(scope="session")

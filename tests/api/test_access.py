@@ -39,6 +39,12 @@ EQUIPMENT = frozenset({A, E, SU, M, V})  # 工程部, its supervisor, the projec
 ALARM_READERS = EQUIPMENT | {S}  # stewards see alarms too: residents call about them
 ALARM_HANDLERS = frozenset({A, E, SU, M})
 RULE_EDITORS = frozenset({A, SU, M})
+TICKET_READERS = frozenset({A, E, SU, M, S, V})
+TICKET_DESK = frozenset({A, S, SU, M})  # take reports, dispatch, close, reopen, route to warranty
+TICKET_WORK = frozenset({A, E, SU})  # accept, on site, resolve (an engineer only on tickets assigned to them)
+TICKET_CALLBACK = frozenset({A, S, M})
+TICKET_COMMENT = frozenset({A, E, S, SU, M})
+ROUND_WORK = frozenset({A, E, SU})
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
 
@@ -75,6 +81,22 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/alarm-rules"): ALARM_READERS,
     ("PATCH", "/api/alarm-rules/{rule_code}"): RULE_EDITORS,
     ("PUT", "/api/alarm-rules/{rule_code}/overrides"): RULE_EDITORS,
+    ("GET", "/api/tickets"): TICKET_READERS,
+    ("POST", "/api/tickets"): TICKET_DESK,
+    ("GET", "/api/tickets/{ticket_id}"): TICKET_READERS,
+    ("POST", "/api/tickets/{ticket_id}/dispatch"): TICKET_DESK,
+    ("POST", "/api/tickets/{ticket_id}/accept"): TICKET_WORK,
+    ("POST", "/api/tickets/{ticket_id}/on-site"): TICKET_WORK,
+    ("POST", "/api/tickets/{ticket_id}/resolve"): TICKET_WORK,
+    ("POST", "/api/tickets/{ticket_id}/callback"): TICKET_CALLBACK,
+    ("POST", "/api/tickets/{ticket_id}/feedback"): TICKET_CALLBACK,
+    ("POST", "/api/tickets/{ticket_id}/close"): TICKET_DESK,
+    ("POST", "/api/tickets/{ticket_id}/reopen"): TICKET_DESK,
+    ("POST", "/api/tickets/{ticket_id}/warranty"): TICKET_DESK,
+    ("POST", "/api/tickets/{ticket_id}/comment"): TICKET_COMMENT,
+    ("GET", "/api/estates/{code}/rooms/{room_code}/rounds"): EQUIPMENT,
+    ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
+    ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 ROUTES = sorted(ACCESS)
@@ -91,8 +113,28 @@ NOBODY_SEES = {
     "point_id": 2_000_000_000,
     "alarm_id": 2_000_000_000,
     "rule_code": "no.such.rule",
+    "ticket_id": 2_000_000_000,
+    "round_id": 2_000_000_000,
+    "room_code": "NOPE",
+}
+# The status a ticket must have for each action (a fresh one per call: actions move it on).
+TICKET_STATE = {
+    "dispatch": "received",
+    "accept": "dispatched",
+    "on-site": "accepted",
+    "resolve": "on_site",
+    "callback": "resolved",
+    "close": "callback_done",
+    "reopen": "closed",
 }
 RULE = "dry_transformer.winding_temp_a.high"
+_ENGINEER: list[int] = []
+
+
+def engineer_id() -> int:
+    """The head-office admin's id, a valid assignee in either estate (set by the fixture below)."""
+    return _ENGINEER[0] if _ENGINEER else 1
+
 
 RESIDENTS = {"张三丰": "13812345678", "李四": "13987654321"}
 MASKED = {"张**": "138****5678", "李*": "139****4321"}
@@ -116,6 +158,9 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             # Clearing closes the alarm for good: each call gets a fresh one.
             "alarm_id": world.new_alarm() if path.endswith("/clear") else world.alarm_id,
             "rule_code": RULE,
+            "ticket_id": _ticket_for(world, path),
+            "round_id": world.new_round() if path.endswith("/manual") else world.round_id,
+            "room_code": world.room_code,
         },
         "other": {
             "code": world.other_estate,
@@ -124,10 +169,22 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "point_id": world.other_point_id,
             "alarm_id": world.other_alarm_id,
             "rule_code": "no.such.rule",  # rules are not an estate's: "other" is a missing one
+            "ticket_id": _ticket_for(world, path, world.other_estate),
+            "round_id": world.other_round_id,
+            "room_code": world.room_code,
         },
         "missing": NOBODY_SEES,
     }[where]
     return path.format(**values)
+
+
+def _ticket_for(world: World, path: str, estate: str | None = None) -> int:
+    action = path.rsplit("/", 1)[1]
+    if "{ticket_id}" not in path or action == "{ticket_id}":
+        return world.other_ticket_id if estate else world.ticket_id
+    if action == "feedback":
+        return world.new_ticket("received", estate, complaint=True)
+    return world.new_ticket(TICKET_STATE.get(action, "received"), estate)
 
 
 def body(route: tuple[str, str]) -> dict[str, Any] | None:
@@ -144,6 +201,24 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/alarms/{alarm_id}/clear"): {"reason": "sensor replaced / 传感器已更换"},
         ("PATCH", "/api/alarm-rules/{rule_code}"): {"enabled": True},
         ("PUT", "/api/alarm-rules/{rule_code}/overrides"): {"estate": "apia", "params": {"warning": 131.0}},
+        ("POST", "/api/tickets"): {
+            "estate": "apia",
+            "category": "water",
+            "title": "卫生间漏水 / bathroom leak",
+            "unit": "1-1-101",
+            "reporter_name": "张三丰",
+            "reporter_phone": "13812345678",
+        },
+        # To the head-office admin, who works in every estate (engineer-user only in apia).
+        ("POST", "/api/tickets/{ticket_id}/dispatch"): {"assignee_id": engineer_id()},
+        ("POST", "/api/tickets/{ticket_id}/resolve"): {"work_done": "换阀芯 / replaced the cartridge"},
+        ("POST", "/api/tickets/{ticket_id}/callback"): {"channel": "phone", "satisfaction": 5},
+        ("POST", "/api/tickets/{ticket_id}/feedback"): {"text": "已联系业主 / called the owner"},
+        ("POST", "/api/tickets/{ticket_id}/close"): {"reason": "已完成 / done"},
+        ("POST", "/api/tickets/{ticket_id}/reopen"): {"reason": "又漏了 / leaking again"},
+        ("POST", "/api/tickets/{ticket_id}/warranty"): {"party": "开发商客服", "due_at": "2026-12-31T18:00:00+08:00"},
+        ("POST", "/api/tickets/{ticket_id}/comment"): {"text": "配件已订 / part ordered"},
+        ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
     }
     return bodies.get(route)
 
@@ -158,6 +233,13 @@ def call(
 ) -> Any:
     method, path = route
     return client.request(method, url(world, path, where=where), headers=headers or {}, json=body(route))
+
+
+@pytest.fixture(autouse=True)
+def _engineer_id(api_world: World) -> None:
+    if not _ENGINEER:
+        with Session(api_world.engine) as s:
+            _ENGINEER.append(s.scalars(select(StaffUser.id).where(StaffUser.username == "head-office")).one())
 
 
 @pytest.fixture
