@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from alarms.const import STALE_FACTOR, Severity
-from alarms.store import NewAlarm, OnRaised, clear_open, insert_alarms, point_subject
+from alarms.store import NewAlarm, OnRaised, clear_open, insert_alarms
 from core import clock
 from storage.models import AlarmRuleRow
 
@@ -52,6 +52,7 @@ class StaleRuleSpec:
     title_en: str
     device_kind: str | None = None
     room_kind: str | None = None
+    ticket_policy: dict[str, Any] = field(default_factory=dict)
 
 
 # Equipment rooms are inspected every 2 h and their sensors report every 10–60 s: a silent sensor is
@@ -70,6 +71,8 @@ DEFAULT_STALE_RULES: tuple[StaleRuleSpec, ...] = (
         },
         title_zh="设备数据中断",
         title_en="Equipment data stale",
+        # A silent equipment sensor is an inspection failure: someone goes to look, the same day.
+        ticket_policy={"min_severity": "warning", "priority": {"warning": "normal"}},
     ),
 )
 
@@ -89,6 +92,7 @@ def ensure_default_stale_rules(session: Session, specs: tuple[StaleRuleSpec, ...
                 "params": s.params,
                 "title_zh": s.title_zh,
                 "title_en": s.title_en,
+                "ticket_policy": s.ticket_policy,
                 "enabled": True,
             }
             for s in specs
@@ -96,21 +100,29 @@ def ensure_default_stale_rules(session: Session, specs: tuple[StaleRuleSpec, ...
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[AlarmRuleRow.code],
-        set_={"kind": stmt.excluded.kind, "metric": stmt.excluded.metric, "params": stmt.excluded.params},
-        where=func.row(AlarmRuleRow.kind, AlarmRuleRow.metric, AlarmRuleRow.params).op("IS DISTINCT FROM")(
-            func.row(stmt.excluded.kind, stmt.excluded.metric, stmt.excluded.params)
-        ),
+        set_={
+            "kind": stmt.excluded.kind,
+            "metric": stmt.excluded.metric,
+            "params": stmt.excluded.params,
+            "ticket_policy": stmt.excluded.ticket_policy,
+        },
+        where=func.row(AlarmRuleRow.kind, AlarmRuleRow.metric, AlarmRuleRow.params, AlarmRuleRow.ticket_policy).op(
+            "IS DISTINCT FROM"
+        )(func.row(stmt.excluded.kind, stmt.excluded.metric, stmt.excluded.params, stmt.excluded.ticket_policy)),
     )
     session.execute(stmt)
     session.flush()
     return len(specs)
 
 
-# Points of one rule whose stale flag differs from "has an open alarm of this rule".
+# Subjects of one rule whose stale flag differs from "has an open alarm of this rule". A rule on every
+# metric ('*') is judged per device (the reference is the device's last report anyway): one alarm and
+# one ticket for a silent sensor, not one per point; a rule on one metric is judged per point.
 _CHANGED = text(
     """
     WITH pts AS (
-      SELECT p.id AS point_id, d.id AS device_id, d.estate_id, d.room_id, ds.last_ts,
+      SELECT CASE WHEN :per_device THEN 'device:' || d.id ELSE 'point:' || p.id END AS subject,
+             p.id AS point_id, d.id AS device_id, d.estate_id, d.room_id, ds.last_ts,
              coalesce(ds.last_ts, d.installed_at) AS ref,
              CAST(:params AS jsonb) || coalesce(oe.params, '{}') || coalesce(orm.params, '{}')
                                     || coalesce(od.params, '{}') AS params,
@@ -141,14 +153,14 @@ _CHANGED = text(
                       AND CAST(:now AS timestamptz) - ref > limit_s * interval '1 second', false) AS stale,
              a.id AS open_alarm_id
       FROM judged
-      LEFT JOIN alarms a ON a.rule_id = :rule AND a.subject = 'point:' || judged.point_id AND a.state <> 'cleared'
+      LEFT JOIN alarms a ON a.rule_id = :rule AND a.subject = judged.subject AND a.state <> 'cleared'
     )
-    SELECT point_id, device_id, estate_id, room_id, last_ts, ref, limit_s, severity, stale,
-           open_alarm_id IS NOT NULL AS open
+    SELECT DISTINCT ON (subject) subject, point_id, device_id, estate_id, room_id, last_ts, ref, limit_s, severity,
+           stale, open_alarm_id IS NOT NULL AS open
     FROM flagged
     WHERE stale IS DISTINCT FROM (open_alarm_id IS NOT NULL)
       AND (stale OR ref IS NOT NULL OR NOT enabled)
-    ORDER BY point_id
+    ORDER BY subject, point_id
     """
 )
 
@@ -204,6 +216,7 @@ def _check_rule(
             "device_kind": device_kind,
             "room_kind": room_kind,
             "room_only": bool(params.get("room_equipment_only", False)),
+            "per_device": metric == ANY_METRIC,
             "default_factor": STALE_FACTOR,
             "now": now,
         },
@@ -216,11 +229,11 @@ def _check_rule(
             to_raise.append(
                 NewAlarm(
                     rule_id=rule_id,
-                    subject=point_subject(row["point_id"]),
+                    subject=row["subject"],
                     estate_id=row["estate_id"],
                     severity=severity,
                     raised_at=now,
-                    point_id=row["point_id"],
+                    point_id=None if metric == ANY_METRIC else row["point_id"],
                     device_id=row["device_id"],
                     room_id=row["room_id"],
                     detail={
@@ -231,7 +244,7 @@ def _check_rule(
                 )
             )
         else:
-            to_clear.append(point_subject(row["point_id"]))
+            to_clear.append(row["subject"])
     new = insert_alarms(conn, to_raise, on_raised=on_raised)
     gone = clear_open(conn, rule_id, to_clear, now)
     return len(new), gone

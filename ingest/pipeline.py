@@ -225,6 +225,7 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     from alarms.meter_evaluator import MeterAnomalyEvaluator
     from ingest.health import serve_health
     from ingest.source import MqttSource
+    from tickets.from_alarms import open_for_alarms
 
     health = health or Health()
     server = serve_health(health, settings.ingest_health_port) if settings.ingest_health_port else None
@@ -235,8 +236,8 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     if settings.alarm_evaluation:
         # Alarms are evaluated inside each batch transaction: a reading and the alarm it raises
         # commit together, so a crash can neither lose the alarm nor raise it twice.
-        pipeline.hooks.append(AlarmEvaluator())
-        pipeline.hooks.append(MeterAnomalyEvaluator())
+        pipeline.hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
+        pipeline.hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
     try:
         if not pipeline.prepare(stop):
             return health

@@ -94,6 +94,9 @@ _FACTS = text(
     """
 )
 
+TICKETS_CHANNEL = "steward_tickets"
+_NOTIFY = text(f"SELECT pg_notify('{TICKETS_CHANNEL}', :payload)")
+
 _OPEN = text(
     "SELECT source_key, id, number FROM tickets "
     "WHERE source_key = ANY(CAST(:keys AS text[])) AND status <> 'closed' AND source_key IS NOT NULL"
@@ -321,7 +324,14 @@ def open_for_alarms(conn: Connection, alarm_ids: list[int]) -> list[int]:
                 "exp": now + VALVE_COMMAND_TTL,
             },
         )
+    if created:
+        # Delivered when (and only if) the transaction commits: the live ticket board and
+        # bench/alarms.py hear of a new ticket the moment it exists.
+        conn.execute(
+            _NOTIFY,
+            {"payload": json.dumps({"opened": [{"id": i, "number": n, "key": k} for k, (i, n) in created.items()]})},
+        )
     return list(dict.fromkeys(t))
 
 
-__all__ = ["category_for", "merge_policy", "open_for_alarms", "opens_ticket", "priority_for"]
+__all__ = ["TICKETS_CHANNEL", "category_for", "merge_policy", "open_for_alarms", "opens_ticket", "priority_for"]

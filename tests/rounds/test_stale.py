@@ -1,4 +1,4 @@
-"""The stale-data watchdog: silent equipment raises one warning per point, a report clears it."""
+"""The stale-data watchdog: a silent equipment device raises one warning (and one ticket), a report clears it."""
 
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ def stale_alarms(est: RoomsEstate) -> dict[int, str]:
         {"c": RULE, "e": est.id},
     ).all()
     for r in rows:
-        assert r.subject == f"point:{r.point_id}"
+        # The default rule watches every metric, so it judges (and alarms) the device, not each point.
+        assert r.subject == f"device:{r.device_id}"
+        assert r.point_id is None
         assert r.severity == "warning"
-    return {r.point_id: r.state for r in rows}
+    return {r.device_id: r.state for r in rows}
 
 
 def test_stale_raise_once_and_clear(est: RoomsEstate) -> None:
@@ -50,13 +52,13 @@ def test_stale_raise_once_and_clear(est: RoomsEstate) -> None:
 
     raised: list[int] = []
     res = check_stale(est.session, now, on_raised=lambda conn, ids: raised.extend(ids))
-    cap, env, lv = est.point("CAP1", "case_temp_c"), est.point("ENV", "room_temp_c"), est.point("LV1", "voltage_a_v")
-    hx = est.point("HX1", "secondary_supply_temp_c")
+    cap, env, lv = est.device("CAP1").id, est.device("ENV").id, est.device("LV1").id
+    hx = est.device("HX1").id
     assert stale_alarms(est) == {cap: "active", hx: "active"}
     assert res.raised >= 2
     assert len(raised) >= 2
     row = est.session.execute(
-        text("SELECT device_id, room_id, detail FROM alarms WHERE subject = :s"), {"s": f"point:{cap}"}
+        text("SELECT device_id, room_id, detail FROM alarms WHERE subject = :s"), {"s": f"device:{cap}"}
     ).one()
     assert (row.device_id, row.room_id) == (est.device("CAP1").id, est.room("PR1").id)
     assert row.detail["limit_s"] == 90
@@ -80,7 +82,7 @@ def test_a_disabled_override_clears_and_silences(est: RoomsEstate) -> None:
     now = at(60)
     seen(est, "CAP1", now - timedelta(seconds=200))
     check_stale(est.session, now)
-    cap = est.point("CAP1", "case_temp_c")
+    cap = est.device("CAP1").id
     assert stale_alarms(est)[cap] == "active"
     est.session.execute(
         text(
