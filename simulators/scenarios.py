@@ -443,6 +443,16 @@ class TransformerOverheat(Scenario):
         view.sensor(device).add_ramp(Ramp("winding_temp", onset, 1.5, 100.0, self.name))
 
 
+class TransformerOverheatFast(TransformerOverheat):
+    """The same fault compressed for the demo: a viewer sees warning, alarm and ticket within two minutes."""
+
+    name = "transformer_overheat_fast"
+    summary = "demo: a dry-type transformer's windings climb 60 °C/min from the onset (up to +100 K)"
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.sensor(device).add_ramp(Ramp("winding_temp", onset, 60.0, 100.0, self.name))
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -459,6 +469,7 @@ SCENARIOS: dict[str, Scenario] = {
         BadTime(),
         UnknownDevice(),
         TransformerOverheat(),
+        TransformerOverheatFast(),
     )
 }
 

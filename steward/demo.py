@@ -24,14 +24,24 @@ from steward.broker import MosquittoProcess, mosquitto_binary
 log = logging.getLogger(__name__)
 
 SAMPLE_ESTATE = Path(__file__).resolve().parent.parent / "examples" / "estate.yaml"
-# Faults the demo injects a few minutes in, so dead letters, quarantine and (later) alarms have something to show.
+# Faults the demo shows. The backfill (the last two hours replayed at full speed) already holds water
+# running in a vacant flat, a meter running backwards and a sensor that went silent long ago, so
+# their alarms and tickets exist within seconds of the start; live, a transformer overheats (compressed
+# to 60 K/min: warning, alarm and a ticket within two minutes) and bad messages arrive. The silent
+# sensor and the vacant flat's leak are named so the live run continues what the backfill began.
 DEMO_USER = "demo"
 DEMO_PASSWORD = "steward-demo"  # a demo on loopback only; production refuses default secrets
+STALE_DEVICE = "HS1-MU"  # the heat station's make-up water unit (reports every 60 s)
+VACANT_METER = "CW-1-1-302"  # cold water of a vacant flat
+HISTORY_SCENARIOS = (
+    f"vacant_flow:{VACANT_METER}@5m",
+    "reverse_flow@5m",
+    f"stale_sensor:{STALE_DEVICE}@5m",
+)
 DEMO_SCENARIOS = (
-    "transformer_overheat@2m",
-    "vacant_flow@1m",
-    "stale_sensor@3m",
-    "reverse_flow@1m",
+    "transformer_overheat_fast@10s",
+    f"vacant_flow:{VACANT_METER}@0s",
+    f"stale_sensor:{STALE_DEVICE}@60s",
     "duplicates@30s",
     "malformed@20s",
     "bad_time@40s",
@@ -90,6 +100,21 @@ class DemoResult:
     stored: int
     received: int
     first_stored_after_s: float | None
+    alarms: int = 0
+    tickets: int = 0
+
+
+def _count_alarms_and_tickets(engine: Engine) -> tuple[int, int]:
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as conn:
+            alarms = conn.execute(text("SELECT count(*) FROM alarms")).scalar_one()
+            tickets = conn.execute(text("SELECT count(*) FROM tickets")).scalar_one()
+    except Exception:  # the summary must not hide why the demo stopped
+        log.exception("could not count alarms and tickets")
+        return 0, 0
+    return int(alarms), int(tickets)
 
 
 def start_broker(settings: Settings) -> tuple[Broker | None, str, str]:
@@ -176,6 +201,7 @@ def run_demo(
     from steward.broker import free_port
     from storage.db import database_url, make_engine, make_sessionmaker, transaction
     from storage.migrate import upgrade
+    from worker.runner import run_worker
 
     console = console or Console()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +234,11 @@ def run_demo(
             "alarm_evaluation": True,
         }
     )
-    threads = [threading.Thread(target=run_ingest, args=(ingest_settings, engine, stop, health), name="ingest")]
+    threads = [
+        threading.Thread(target=run_ingest, args=(ingest_settings, engine, stop, health), name="ingest"),
+        # Stale-data watchdog, inspection rounds, SLA escalation, meter anomalies over days, valve commands.
+        threading.Thread(target=run_worker, args=(ingest_settings, engine, stop), name="worker", daemon=True),
+    ]
     live_stats: dict[str, object] = {}
 
     def on_progress(s: RunStats) -> None:
@@ -238,6 +268,7 @@ def run_demo(
             rate=2_000,
             duration_s=backfill.total_seconds(),
             start=datetime.now(UTC) - backfill - timedelta(minutes=1),
+            scenarios=HISTORY_SCENARIOS,
             stop_event=stop,
             client_id="steward-demo-history",
         )
@@ -275,6 +306,7 @@ def run_demo(
             t.join(15)
         health_server.shutdown()
         api_server.should_exit = True
+        alarms, tickets = _count_alarms_and_tickets(engine)
         if broker is not None:
             broker.stop()
         engine.dispose()
@@ -282,7 +314,11 @@ def run_demo(
             from storage.embedded import stop_embedded_postgres
 
             stop_embedded_postgres(settings.data_dir)
-    result = DemoResult(health.counters.stored, health.counters.received, first_stored)
+    result = DemoResult(health.counters.stored, health.counters.received, first_stored, alarms, tickets)
     first = f"{first_stored:.1f}" if first_stored is not None else "—"
-    console.print(f"demo stopped: stored={result.stored} received={result.received} first_stored_after_s={first}")
+    console.print(
+        f"demo stopped: stored={result.stored} received={result.received} first_stored_after_s={first} "
+        f"alarms={alarms} tickets={tickets}",
+        soft_wrap=True,  # one line, whatever the terminal width: scripts and tests parse it
+    )
     return result
