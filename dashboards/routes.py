@@ -69,6 +69,7 @@ def mount_dashboards(app: FastAPI) -> None:
     """Add the pages, the live streams, /static and the LISTEN hub's lifespan to the API application."""
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(router)
+    app.include_router(__import__("dashboards.alarm_pages", fromlist=["router"]).router)  # alarms, tickets, rounds
     app.add_exception_handler(LoginRequired, _login_redirect)  # type: ignore[arg-type]
     app.add_exception_handler(PageError, _page_error)  # type: ignore[arg-type]
 

@@ -216,3 +216,78 @@
   initCharts();
   if (page.live && window.EventSource) connect();
 })();
+
+/* SLA countdowns on the ticket board and ticket page: every element with data-due (ms since the epoch)
+ * ticks once a second from the browser's clock, corrected by the server's clock at page load
+ * (page-data now_ms). Wording matches dashboards/ticket_data.countdown_text; the colour turns amber
+ * under 25 % of the clock's window (data-window, seconds) or 5 minutes, red once overdue. Elements
+ * are looked up on every tick, so fragments swapped in by the live stream tick too.
+ */
+(function () {
+  "use strict";
+
+  const dataEl = document.getElementById("page-data");
+  const page = dataEl ? JSON.parse(dataEl.textContent) : {};
+  const en = page.lang === "en";
+  const skew = page.now_ms ? page.now_ms - Date.now() : 0;
+  const WARN_SHARE = 0.25;
+  const WARN_FLOOR_S = 300;
+
+  function pad(n) {
+    return n < 10 ? "0" + n : String(n);
+  }
+
+  function span(seconds, fine) {
+    const s = Math.floor(seconds);
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const sec = s % 60;
+    if (d) return en ? d + " d " + h + " h" : d + " 天 " + h + " 小时";
+    if (h) return en ? h + " h " + pad(m) + " min" : h + " 小时 " + pad(m) + " 分";
+    if (fine) return en ? m + " min " + pad(sec) + " s" : m + " 分 " + pad(sec) + " 秒";
+    return en ? m + " min" : m + " 分钟";
+  }
+
+  function text(remaining) {
+    if (remaining > 0) {
+      const left = span(Math.ceil(remaining), true);
+      return en ? left + " left" : "剩 " + left;
+    }
+    const over = -remaining;
+    const late = over < 60 ? (en ? Math.floor(over) + " s" : Math.floor(over) + " 秒") : span(over, false);
+    return en ? late + " overdue" : "超时 " + late;
+  }
+
+  function state(remaining, windowS) {
+    if (remaining <= 0) return "breached";
+    if (remaining < WARN_FLOOR_S || (windowS && remaining < WARN_SHARE * windowS)) return "warn";
+    return "ok";
+  }
+
+  function tick() {
+    const now = Date.now() + skew;
+    document.querySelectorAll(".sla[data-due]").forEach((el) => {
+      const remaining = (Number(el.dataset.due) - now) / 1000;
+      const st = state(remaining, Number(el.dataset.window) || 0);
+      const out = el.querySelector(".sla-text");
+      const value = text(remaining);
+      if (out && out.textContent !== value) out.textContent = value;
+      if (el.dataset.state !== st) {
+        el.dataset.state = st;
+        el.classList.remove("sla-ok", "sla-warn", "sla-breached");
+        el.classList.add("sla-" + st);
+        const card = el.closest(".ticket-card");
+        if (card) {
+          card.classList.remove("sla-ok", "sla-warn", "sla-breached");
+          card.classList.add("sla-" + st);
+        }
+      }
+    });
+  }
+
+  if (document.querySelector(".sla[data-due]") || document.getElementById("live-body")) {
+    tick();
+    setInterval(tick, 1000);
+  }
+})();
