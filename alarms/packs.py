@@ -56,6 +56,7 @@ def _threshold(
     title: tuple[str, str] = ("", ""),
     category: str = "other",
     min_severity: Severity = Severity.alarm,
+    group: str | None = None,
 ) -> RuleSpec:
     params: dict[str, Any] = {"direction": str(direction), "clear_band": clear_band, "min_duration_s": min_duration_s}
     for name, level in (("warning", warning), ("alarm", alarm), ("critical", critical)):
@@ -70,7 +71,7 @@ def _threshold(
         room_kind=room_kind,
         title_zh=title[0],
         title_en=title[1],
-        ticket_policy={"min_severity": str(min_severity), "category": category},
+        ticket_policy={"min_severity": str(min_severity), "category": category} | ({"group": group} if group else {}),
     )
     build_rule(spec.code, spec.kind, spec.params)  # validate the pack at import time
     return spec
@@ -157,6 +158,7 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
             alarm=155.0,
             critical=170.0,
             clear_band=5.0,
+            group="transformer.winding_temp",  # one ticket for the transformer, whichever phases run hot
         )
         for phase in ("a", "b", "c")
     ),

@@ -195,12 +195,21 @@ class _Plan:
     priority: str
 
 
+def source_key(policy: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
+    """One open ticket per alarm episode: per (rule, subject), or per (group, device) when the policy
+    names a `group` — the three winding phases of one transformer overheating are one job, not three."""
+    group = policy.get("group")
+    if isinstance(group, str) and group and facts.get("device_id") is not None:
+        return f"alarm:{group}:device:{facts['device_id']}"
+    return f"alarm:{facts['rule_id']}:{facts['subject']}"
+
+
 def _plan(facts: Mapping[str, Any]) -> _Plan:
     policy = merge_policy(facts["ticket_policy"], facts["p_estate"], facts["p_room"], facts["p_device"])
     severity = facts["severity"]
     return _Plan(
         alarm_id=int(facts["id"]),
-        source_key=f"alarm:{facts['rule_id']}:{facts['subject']}",
+        source_key=source_key(policy, facts),
         opens=opens_ticket(policy, severity),
         severity=severity,
         facts=facts,
@@ -334,4 +343,12 @@ def open_for_alarms(conn: Connection, alarm_ids: list[int]) -> list[int]:
     return list(dict.fromkeys(t))
 
 
-__all__ = ["TICKETS_CHANNEL", "category_for", "merge_policy", "open_for_alarms", "opens_ticket", "priority_for"]
+__all__ = [
+    "TICKETS_CHANNEL",
+    "category_for",
+    "merge_policy",
+    "open_for_alarms",
+    "opens_ticket",
+    "priority_for",
+    "source_key",
+]

@@ -109,6 +109,20 @@ def test_several_alarms_of_one_batch_share_their_ticket(session: Session, place:
     assert ticket_of_alarm(session, a) == ticket_of_alarm(session, c)
 
 
+def test_rules_of_one_group_share_one_ticket_per_device(session: Session, place: Place) -> None:
+    """The three winding phases of one transformer running hot are one job for the engineer."""
+    conn = session.connection()
+    group = {"group": "transformer.winding_temp"}
+    phases = [make_rule(session, metric=f"winding_temp_{p}_c", ticket_policy=group) for p in "abc"]
+    alarms = [raise_alarm(conn, rule, place, subject=f"point:{i}") for i, rule in enumerate(phases)]
+    open_for_alarms(conn, alarms[:1])
+    open_for_alarms(conn, alarms[1:])  # the other phases cross in a later batch
+    [t] = tickets_of(session, place.estate_id)
+    assert t.source_key == f"alarm:transformer.winding_temp:device:{place.sensor_id}"
+    assert {ticket_of_alarm(session, a) for a in alarms} == {t.id}
+    assert [e.action for e in service.events(session, t.id)] == ["opened", "alarm_attached", "alarm_attached"]
+
+
 def override(session: Session, rule: int, scope: str, scope_id: int, policy: dict[str, object]) -> None:
     session.add(AlarmRuleOverride(rule_id=rule, scope=scope, scope_id=scope_id, ticket_policy=policy))
     session.flush()
