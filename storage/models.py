@@ -394,7 +394,7 @@ class AlarmRuleRow(Base):
 
 
 class AlarmRuleOverride(Base):
-    """Per estate / room / device tuning of one rule: `params` merge over the rule's (device beats room beats estate)."""
+    """Per estate / room / device tuning of one rule: `params` merge over the rule's (device > room > estate)."""
 
     __tablename__ = "alarm_rule_overrides"
     __table_args__ = (
@@ -486,9 +486,7 @@ class Ticket(Base):
 
     __tablename__ = "tickets"
     __table_args__ = (
-        CheckConstraint(
-            "source in ('alarm','inspection','resident','complaint','manual','patrol')", name="source"
-        ),
+        CheckConstraint("source in ('alarm','inspection','resident','complaint','manual','patrol')", name="source"),
         CheckConstraint("priority in ('urgent','high','normal','minor')", name="priority"),
         CheckConstraint(
             "status in ('received','dispatched','accepted','on_site','resolved','callback_done','closed')",
