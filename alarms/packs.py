@@ -133,7 +133,8 @@ def _opt_float(raw: object) -> float | None:
 #
 # Not expressible as a single-point rule yet, so not in the pack: three-phase current imbalance,
 # heat-station ΔT < 5 K for 2 h (a difference of two points), jockey pump starts per hour (edge
-# counting), "duty pump failed and standby did not start" (two points). Power factor is judged on
+# counting), "duty pump failed and standby did not start" and "both sump pumps running > 30 min"
+# (two points each). Power factor is judged on
 # a 1-hour run below 0.90 rather than the monthly mean the tariff uses.
 ELECTRICAL, HEATING, WATER, FIRE, HOT_WATER = "electrical", "heating", "water", "fire", "hot_water"
 
@@ -161,6 +162,18 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
             group="transformer.winding_temp",  # one ticket for the transformer, whichever phases run hot
         )
         for phase in ("a", "b", "c")
+    ),
+    # Oil-immersed transformer top-oil temperature (ONAN, DL/T 572 practice): 80 / 85 / 95 °C.
+    _tr(
+        "oil_transformer.top_oil_temp.high",
+        "top_oil_temp_c",
+        "变压器顶层油温高",
+        "Transformer top-oil temperature high",
+        ELECTRICAL,
+        warning=80.0,
+        alarm=85.0,
+        critical=95.0,
+        clear_band=3.0,
     ),
     # Transformer load factor: sustained > 85 % of rating is a warning, > 100 % an alarm.
     _tr(
@@ -363,6 +376,8 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
         device_kind="water_tank",
         room_kind="pump_room",
     ),
+    # Sump pit extra-high level switch (集水坑超高水位): the drainage pumps are not keeping up.
+    _tr("sump.level.high", "sump_high_level", "集水坑超高水位", "Sump pit level extra-high", WATER, alarm=0.5),
     # --- fire pump room (消防泵房): never a stop command to a fire pump; alarms only -----------------
     _tr(
         "fire.main_pressure.low",

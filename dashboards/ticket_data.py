@@ -313,8 +313,10 @@ def _event_detail(action: str, d: Mapping[str, Any], names: Mapping[str, str], l
         parts.append(escalation_text(int(d.get("level") or 0), lang))
         if d.get("clock"):
             parts.append(label(CLOCK_LABELS, str(d["clock"]), lang))
-    if action in ("opened", "alarm_attached") and d.get("severity"):
+    if action in ("opened", "alarm_attached", "priority_raised") and d.get("severity"):
         parts.append(label(SEVERITY_LABELS, str(d["severity"]), lang))
+    if action == "priority_raised" and d.get("to"):
+        parts.append(label(PRIORITY_LABELS, str(d["to"]), lang))
     if action == "warranty_routed":
         parts.append(str(d.get("party", "")))
     for key in ("reason", "note", "text"):
@@ -695,6 +697,7 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "reopened": ("返修", "Reopened"),
     "escalated": ("超时升级", "Escalated"),
     "alarm_attached": ("关联告警", "Alarm attached"),
+    "priority_raised": ("提升优先级", "Priority raised"),
     "warranty_routed": ("转保修", "Sent to warranty"),
     "feedback": ("投诉反馈", "Complaint feedback"),
     "comment": ("备注", "Comment"),

@@ -47,7 +47,9 @@ def format_progress(stats: RunStats) -> str:
         f"sim {stats.sim_now.isoformat(timespec='seconds')}  frames {f.total}  acked {stats.acked}/"
         f"{stats.published}  in-flight {stats.in_flight} (max {stats.max_in_flight})  "
         f"dead-letter {f.by_expect.get('dead_letter', 0)}  quarantine {f.by_expect.get('quarantine', 0)}  "
-        f"duplicate {f.by_expect.get('duplicate', 0)}" + (f"  [{stats.last_error}]" if stats.last_error else "")
+        f"duplicate {f.by_expect.get('duplicate', 0)}"
+        + (f"  valve commands {c.received} (applied {c.applied})" if (c := stats.commands).received else "")
+        + (f"  [{stats.last_error}]" if stats.last_error else "")
     )
 
 

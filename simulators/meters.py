@@ -9,6 +9,11 @@ work out in advance where the register will be.
 The register itself is ``offset + booked use``, wrapped at ``register_max + resolution`` and truncated
 (never rounded up) to the resolution, like a mechanical or LCD register. Scenario hooks change what
 is booked (reversed wiring), the offset (spike, replacement) or the starting point (rollover).
+
+A meter with a shut-off valve obeys ``set_valve`` (a platform command, see ``simulators.commands``):
+while the valve is closed nothing flows — neither normal use nor a leak — and readings report
+``"valve": "closed"``. An interval the valve was closed for part of books only the open part. Until a
+valve is operated, nothing here changes: the frames stay a pure function of the seed.
 """
 
 from __future__ import annotations
@@ -180,6 +185,12 @@ class _Leak:
 
 
 @dataclass(frozen=True, slots=True)
+class _ValveChange:
+    at: datetime
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Jump:
     amount: Decimal
     scenario: str
@@ -223,6 +234,8 @@ class MeterModel:
         self._replacements: dict[int, _Replacement] = {}
         self._reversed_from: tuple[int, str] | None = None
         self._rollover_at: tuple[int, str] | None = None
+        # Valve operations in time order (empty: open all along, the meter behaves as before).
+        self._valve: list[_ValveChange] = []
 
     # --- scenario hooks -------------------------------------------------------------------------
     def index_at(self, t: datetime) -> int:
@@ -246,9 +259,56 @@ class MeterModel:
     def rollover_at(self, at: datetime, scenario: str) -> None:
         self._rollover_at = (self.index_at(at), scenario)
 
+    # --- valve --------------------------------------------------------------------------------
+    def set_valve(self, at: datetime, is_open: bool) -> datetime:
+        """Open or close the valve from ``at`` (simulated time); returns when it took effect.
+
+        What the meter has already reported cannot change, so ``at`` is moved forward to the last
+        reading's boundary (and to the last valve operation) if it lies before them. Setting the
+        state the valve is already in changes nothing.
+        """
+        if not self.has_valve:
+            raise ValueError(f"meter {self.code} has no valve")
+        floor = boundary_time(self._k - 1, self.interval_s)  # the last reading taken (or the one before start)
+        if self._valve:
+            floor = max(floor, self._valve[-1].at)
+        at = max(at, floor)
+        if self.valve_open_at(at) == is_open:
+            return at
+        self._valve.append(_ValveChange(at, is_open))
+        # Forget the use of intervals not read yet: they now flow only while the valve is open.
+        self._cache = {k: u for k, u in self._cache.items() if boundary_time(k, self.interval_s) <= at}
+        return at
+
+    def valve_open_at(self, t: datetime) -> bool:
+        for change in reversed(self._valve):
+            if change.at <= t:
+                return change.open
+        return True
+
+    def open_fraction(self, k: int) -> Decimal:
+        """The share of the interval ending at boundary k during which the valve was open (0 … 1)."""
+        if not self._valve:
+            return Decimal(1)
+        lo, hi = boundary_time(k - 1, self.interval_s), boundary_time(k, self.interval_s)
+        state, cursor, open_time = True, lo, timedelta(0)
+        for change in self._valve:
+            if change.at >= hi:
+                break
+            if change.at > cursor:
+                if state:
+                    open_time += change.at - cursor
+                cursor = change.at
+            state = change.open
+        if state:
+            open_time += hi - cursor
+        if open_time >= hi - lo:
+            return Decimal(1)
+        return Decimal(open_time // timedelta(microseconds=1)) / Decimal((hi - lo) // timedelta(microseconds=1))
+
     # --- model ----------------------------------------------------------------------------------
     def physical(self, k: int) -> Use:
-        """What physically flowed in the interval ending at boundary k (cached; pure in k)."""
+        """What physically flowed in the interval ending at boundary k (cached; pure in k and the valve)."""
         hit = self._cache.get(k)
         if hit is None:
             hit = self.usage.use(k)
@@ -256,6 +316,8 @@ class MeterModel:
             leak = sum((lk.per_interval for lk in self._leaks if t > lk.since), ZERO)
             if leak:
                 hit = Use(hit.forward + leak, hit.reverse)
+            if self._valve and (share := self.open_fraction(k)) < 1:
+                hit = Use(_floor_micro(hit.forward * share), _floor_micro(hit.reverse * share))
             self._cache[k] = hit
         return hit
 
@@ -299,8 +361,10 @@ class MeterModel:
                 self._offset += jump.amount
                 tags.append(jump.scenario)
                 scenario = jump.scenario
+            # A leak behind a closed valve does not flow: the reading no longer shows it.
+            flowing = not self._valve or self.open_fraction(k) > 0
             for lk in self._leaks:
-                if boundary_time(k, self.interval_s) > lk.since:
+                if flowing and boundary_time(k, self.interval_s) > lk.since:
                     tags.append(lk.scenario)
                     scenario = lk.scenario
         reading, reverse = self._shown()
@@ -315,11 +379,15 @@ class MeterModel:
             # The meter flags the power direction it saw, even when the register has not ticked over.
             if self._booked_rev > booked_rev_before:
                 flags.append("reverse_power")
+        ts = boundary_time(k, self.interval_s)
         if self.has_valve:
-            body["valve"] = "open"
+            if self.valve_open_at(ts):
+                body["valve"] = "open"
+            else:
+                body["valve"] = "closed"
+                tags.append("valve_closed")
         if flags:
             body["flags"] = flags
-        ts = boundary_time(k, self.interval_s)
         # NB-IoT/LoRa modules upload a little after the freeze, spread so the broker is not hit at :00.
         delay = float(derive(self.seed, self.code, k, "upload") % 90 + 2)
         return [Reading(ts, Channel.meter, body, delay, scenario, tuple(dict.fromkeys(tags)), meta)]
@@ -337,6 +405,10 @@ class MeterModel:
         # With no use in that interval the wrap waits for the next reading that has some.
         half = last / 2 if last > 0 else self.resolution / 2
         self._offset = self.modulus - before - half
+
+
+def _floor_micro(value: Decimal) -> Decimal:
+    return value.quantize(MICRO, rounding=ROUND_FLOOR)
 
 
 def default_serial(code: str, kind: str) -> str:

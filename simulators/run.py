@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from simulators.clock import Pacer, default_start, require_aware
+from simulators.commands import CommandCounts, CommandInbox, ValveController
 from simulators.fleet import Fleet
 from simulators.frames import FrameCounts, TsFormat
 from simulators.publisher import DEFAULT_WINDOW, Publisher, connect
@@ -44,6 +45,7 @@ class RunStats:
     stopped: bool = False  # stop_event ended the run early
     drained: bool = True  # every published message was acknowledged before returning
     plans: tuple[ScenarioPlan, ...] = ()
+    commands: CommandCounts = field(default_factory=CommandCounts)  # downlink valve commands, see commands.py
 
     @property
     def sim_elapsed(self) -> timedelta:
@@ -68,6 +70,7 @@ def run_simulation(
     client_id: str | None = None,
     window: int = DEFAULT_WINDOW,
     ts_format: TsFormat = "iso",
+    commands: bool = True,
 ) -> RunStats:
     """Simulate the estate's devices and publish their frames to ``host:port`` (QoS 1).
 
@@ -83,9 +86,13 @@ def run_simulation(
     on_progress  called about once a second (and once at the end) on this thread with the run's
                  ``RunStats`` (one object updated in place: copy what you want to keep).
     window       max unacknowledged messages (bounded far below MQTT's 65,535 packet ids).
+    commands     obey the platform's valve commands: subscribe to ``steward/{estate}/down/+/valve``,
+                 close/open the meter's valve from the current simulated time and publish the device's
+                 ``ack`` (see ``simulators.commands``). Frames only change once a command arrives.
 
     Blocks until done; returns the final counts. The broker must let this one connection publish on
-    ``steward/{estate}/up/#`` for every device (a gateway account, not a per-device ``%u`` ACL).
+    ``steward/{estate}/up/#`` for every device (a gateway account, not a per-device ``%u`` ACL) and,
+    with ``commands``, read ``steward/{estate}/down/+/valve``.
     """
     stop = stop_event or threading.Event()
     sim_start = require_aware(start, "start") if start else default_start(speed, duration_s)
@@ -108,6 +115,10 @@ def run_simulation(
         window=window,
     )
     publisher = Publisher(client, window=window, rate=rate)
+    controller = ValveController(fleet, stats.commands)
+    inbox = CommandInbox(fleet.estate, stats.commands)
+    if commands:
+        inbox.attach(client)  # after Publisher: chains its on_connect
     pacer = Pacer(sim_start, speed)
     wall0 = time.monotonic()
     last_progress = 0.0
@@ -124,11 +135,26 @@ def run_simulation(
         log.info("scenario %s → %s from %s: %s", plan.name, plan.device, plan.onset.isoformat(), plan.summary)
         if end is not None and plan.onset >= end:
             log.warning("scenario %s starts after the run ends (%s)", plan.name, end.isoformat())
+
+    def obey(t: datetime) -> bool:
+        """Apply the commands that arrived since the last tick at simulated time ``t``; publish the acks."""
+        for msg in inbox.drain():
+            _, ack = controller.handle(msg, t)
+            if ack is not None:
+                if not publisher.publish(ack, stop):
+                    return False
+                stats.frames.add(ack)
+        return True
+
     try:
         t = sim_start
         while end is None or t < end:
             t = t + step if end is None else min(t + step, end)
             if not pacer.wait_until(t, stop):
+                stats.stopped = True
+                break
+            # Before the tick: a valve closed at t shows in the readings taken at t and later.
+            if not obey(t):
                 stats.stopped = True
                 break
             for frame in fleet.tick(t):
@@ -142,6 +168,8 @@ def run_simulation(
             if on_progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 on_progress(refresh())
+        if not stats.stopped:
+            obey(t)  # answer what arrived during the last tick
         # Give outstanding PUBACKs a chance, so "acked" is final when we return.
         stats.drained = publisher.window.wait_empty(0.5 if stats.stopped else DRAIN_TIMEOUT_S)
     finally:

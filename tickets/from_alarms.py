@@ -71,7 +71,7 @@ VALVE_COMMAND_TTL = timedelta(hours=1)  # a close command older than this is sta
 
 _FACTS = text(
     """
-    SELECT a.id, a.rule_id, a.subject, a.severity, a.estate_id, a.raised_at, a.point_id,
+    SELECT a.id, a.rule_id, a.subject, a.severity, a.estate_id, a.raised_at, a.point_id, a.ticket_id,
            coalesce(a.unit_id, d.unit_id) AS unit_id, coalesce(a.room_id, d.room_id) AS room_id, d.id AS device_id,
            e.code AS estate_code, e.timezone, e.policy AS estate_policy,
            d.code AS device_code, d.name AS device_name, d.kind AS device_kind,
@@ -89,7 +89,7 @@ _FACTS = text(
     LEFT JOIN alarm_rule_overrides orm
            ON orm.rule_id = a.rule_id AND orm.scope = 'room' AND orm.scope_id = coalesce(a.room_id, d.room_id)
     LEFT JOIN alarm_rule_overrides od ON od.rule_id = a.rule_id AND od.scope = 'device' AND od.scope_id = d.id
-    WHERE a.id = ANY(CAST(:ids AS bigint[])) AND a.ticket_id IS NULL  -- an escalated alarm may already have one
+    WHERE a.id = ANY(CAST(:ids AS bigint[]))
     ORDER BY a.id
     """
 )
@@ -233,6 +233,79 @@ def _description(f: Mapping[str, Any]) -> str:
     )
 
 
+PRIORITY_RANK = {Priority.minor: 0, Priority.normal: 1, Priority.high: 2, Priority.urgent: 3}
+
+_TICKETS_TO_RAISE = text(
+    """
+    SELECT tk.id, tk.priority, tk.status, tk.category, tk.source, tk.received_at, tk.on_site_due_at,
+           tk.resolve_due_at, e.timezone, e.policy AS estate_policy
+    FROM tickets tk JOIN estates e ON e.id = tk.estate_id
+    WHERE tk.id = ANY(CAST(:ids AS bigint[])) AND tk.status NOT IN ('resolved', 'callback_done', 'closed')
+    ORDER BY tk.id
+    FOR UPDATE OF tk
+    """
+)
+_RAISE = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:t AS bigint[]), CAST(:p AS text[]), CAST(:on_site AS timestamptz[]),
+                             CAST(:resolve AS timestamptz[]), CAST(:det AS text[])) AS v(t, p, on_site, resolve, det)
+    ), up AS (
+        UPDATE tickets tk SET priority = v.p, on_site_due_at = v.on_site, resolve_due_at = v.resolve, updated_at = :now
+        FROM v WHERE tk.id = v.t RETURNING tk.id, tk.status
+    )
+    INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, detail)
+    SELECT up.id, :now, :by, 'priority_raised', up.status, up.status, CAST(v.det AS jsonb)
+    FROM up JOIN v ON v.t = up.id ORDER BY up.id
+    """
+)
+
+
+def _raise_priorities(conn: Connection, links: Sequence[tuple[int, _Plan]], now: datetime) -> None:
+    """Raise each unfinished ticket to the priority its worst linked alarm calls for; SLA clocks only shorten."""
+    want: dict[int, _Plan] = {}
+    for ticket_id, plan in links:
+        best = want.get(ticket_id)
+        if best is None or PRIORITY_RANK[Priority(plan.priority)] > PRIORITY_RANK[Priority(best.priority)]:
+            want[ticket_id] = plan
+    if not want:
+        return
+    rows = conn.execute(_TICKETS_TO_RAISE, {"ids": sorted(want)}).mappings().all()
+    t, p, on_site, resolve, det = [], [], [], [], []
+    for row in rows:
+        plan = want[row["id"]]
+        if PRIORITY_RANK[Priority(plan.priority)] <= PRIORITY_RANK[Priority(row["priority"])]:
+            continue
+        dues = sla.due_times(
+            row["category"],
+            plan.priority,
+            row["source"],
+            row["received_at"],
+            row["timezone"],
+            sla.policy_from(row["estate_policy"]),
+        )
+        t.append(row["id"])
+        p.append(plan.priority)
+        on_site.append(_earliest(row["on_site_due_at"], dues.on_site))
+        resolve.append(_earliest(row["resolve_due_at"], dues.resolve))
+        det.append(
+            json.dumps(
+                {"from": row["priority"], "to": plan.priority, "alarm_id": plan.alarm_id, "severity": plan.severity},
+                ensure_ascii=False,
+            )
+        )
+    if t:
+        conn.execute(
+            _RAISE, {"t": t, "p": p, "on_site": on_site, "resolve": resolve, "det": det, "now": now, "by": SYSTEM_ACTOR}
+        )
+
+
+def _earliest(current: datetime | None, new: datetime | None) -> datetime | None:
+    if current is None or new is None:
+        return current if new is None else new
+    return min(current, new)
+
+
 def _create(conn: Connection, plans: Sequence[_Plan], now: datetime) -> dict[str, tuple[int, str]]:
     """Insert one ticket per plan (distinct keys); returns key → (id, number) of those inserted."""
     numbers = allocate_numbers(conn, [local_day(now, p.facts["timezone"]) for p in plans])
@@ -290,10 +363,15 @@ def open_for_alarms(conn: Connection, alarm_ids: list[int]) -> list[int]:
     """Open or attach tickets for just-raised alarms (inside the caller's transaction); returns the ticket ids."""
     if not alarm_ids:
         return []
-    plans = [_plan(dict(row)) for row in conn.execute(_FACTS, {"ids": list(alarm_ids)}).mappings()]
-    if not plans:
-        return []
+    facts = [dict(row) for row in conn.execute(_FACTS, {"ids": list(alarm_ids)}).mappings()]
     now = clock.now()
+    # An alarm that already has its ticket came back because it escalated (alarm → critical): its
+    # ticket may need a higher priority, nothing else.
+    linked = [_plan(f) for f in facts if f["ticket_id"] is not None]
+    _raise_priorities(conn, [(int(p.facts["ticket_id"]), p) for p in linked], now)
+    plans = [_plan(f) for f in facts if f["ticket_id"] is None]
+    if not plans:
+        return list(dict.fromkeys(int(p.facts["ticket_id"]) for p in linked))
     keys = sorted({p.source_key for p in plans})
     tickets: dict[str, tuple[int, str]] = {str(k): (int(i), str(n)) for k, i, n in conn.execute(_OPEN, {"keys": keys})}
     new: dict[str, _Plan] = {}
@@ -322,6 +400,10 @@ def open_for_alarms(conn: Connection, alarm_ids: list[int]) -> list[int]:
         det.append(json.dumps(detail, ensure_ascii=False))
     if a:
         conn.execute(_ATTACH, {"a": a, "t": t, "act": act, "det": det, "now": now, "by": SYSTEM_ACTOR})
+        # A worse alarm attaching to an open ticket (a critical phase joining a high-priority
+        # transformer ticket) raises the ticket's priority.
+        by_alarm = {p.alarm_id: p for p in plans}
+        _raise_priorities(conn, [(tid, by_alarm[aid]) for aid, tid in zip(a, t, strict=True)], now)
     commands = _valve_commands(plans, tickets, now)
     if commands:
         conn.execute(

@@ -50,7 +50,7 @@ def shot(page: Any, name: str) -> None:
 
 def _alarm_ticket(dash_world: DashWorld, metric: str) -> tuple[int, str]:
     with Session(dash_world.engine) as s:
-        pid = s.scalar(select(Point.id).where(Point.device_id == dash_world.devices["TR1"], Point.metric == metric))
+        pid = s.scalar(select(Point.id).where(Point.device_id == dash_world.devices["TR2"], Point.metric == metric))
         row = s.execute(
             select(Ticket.id, Ticket.number)
             .join(Alarm, Alarm.ticket_id == Ticket.id)
@@ -76,8 +76,8 @@ def test_overheat_alarm_to_callback_in_the_browser(
     expect(desk.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=LIVE_TIMEOUT_MS)
     expect(desk.locator('.board-col[data-status="received"] h2')).to_contain_text("待派单")
 
-    # 158 °C then 161.5 °C on TR1's A winding: alarm raised and ticket opened inside the ingest commit.
-    overheat(dash_world.engine, dash_world.estate, "TR1", metric)
+    # 158 °C then 161.5 °C on TR2's A winding (TR1 is test_ticket_pages's): alarm and ticket in the ingest commit.
+    overheat(dash_world.engine, dash_world.estate, "TR2", metric)
     ticket_id, number = _alarm_ticket(dash_world, metric)
     card = desk.locator(f'.board-col[data-status="received"] .ticket-card[data-ticket="{ticket_id}"]')
     expect(card).to_be_visible(timeout=LIVE_TIMEOUT_MS)  # arrived over SSE: no reload
@@ -96,7 +96,7 @@ def test_overheat_alarm_to_callback_in_the_browser(
     desk.wait_for_url(f"{base}/tickets/{ticket_id}")
     expect(desk.locator("#ticket-status")).to_have_text("已受理")
     desk.select_option('#form-dispatch select[name="assignee_id"]', str(user_id(dash_world.engine, "zhang.gong")))
-    desk.fill('#form-dispatch input[name="note"]', "请立即检查 1# 变压器风机")
+    desk.fill('#form-dispatch input[name="note"]', "请立即检查 2# 变压器风机")
     desk.click("#form-dispatch button[type=submit]")
     expect(desk.locator("#ticket-status")).to_have_text("已派单")
     expect(desk.locator("#flash")).to_have_text("已派单")

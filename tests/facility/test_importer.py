@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.errors import EstateFileError
 from facility.importer import import_estate
 from protocol.estate_file import EstateFile, load_estate_file
-from storage.models import Device, Point, Resident, Room, Unit
+from storage.models import Device, Estate, Point, Resident, Room, Unit
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "estate.yaml"
 
@@ -23,7 +23,11 @@ def test_sample_estate_imports_with_every_part(session: Session) -> None:
     assert session.scalar(select(func.count()).select_from(Unit)) >= 300
     kinds = {k for (k,) in session.execute(select(Room.kind))}
     assert {"power_room", "heat_station", "pump_room", "fire_pump_room", "hot_water_plant"} <= kinds
-    meters = session.scalars(select(Device.kind).where(Device.unit_id.is_not(None))).all()
+    # Only this estate's: other tests import estates with unit meters into the same session database.
+    estate_id = session.scalars(select(Estate.id).where(Estate.code == summary.estate)).one()
+    meters = session.scalars(
+        select(Device.kind).where(Device.unit_id.is_not(None), Device.estate_id == estate_id)
+    ).all()
     assert {m: meters.count(m) for m in set(meters)} == {
         "electricity_meter": 300,
         "cold_water_meter": 300,

@@ -88,7 +88,10 @@ def test_a_repeat_episode_attaches_while_the_ticket_is_open(session: Session, pl
     open_for_alarms(conn, [second])
     [t] = tickets_of(session, place.estate_id)
     assert ticket_of_alarm(session, first) == ticket_of_alarm(session, second) == t.id
-    assert [e.action for e in service.events(session, t.id)] == ["opened", "alarm_attached"]
+    # The repeat came back critical: the ticket it joined becomes urgent (its clocks can only shorten).
+    assert [e.action for e in service.events(session, t.id)] == ["opened", "alarm_attached", "priority_raised"]
+    session.refresh(t)
+    assert t.priority == "urgent"
 
     # Once that ticket is closed, the next episode opens a new one.
     service.close(session, t.id, "s", reason="已处理")

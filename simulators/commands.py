@@ -1,0 +1,293 @@
+"""Downlink valve commands: the simulated meters obey the platform's ``valve`` commands and ack them.
+
+The platform (tickets → outbox → worker/outbox.py) publishes, QoS 1, on
+``steward/{estate}/down/{device}/valve``::
+
+    {"v":1,"command_id":"42","issued_at":"…","expires_at":"…","action":"close","reason":"vacant_flow","ticket":"GD…"}
+
+and expects the device's answer on its uplink ``ack`` channel (``protocol.payloads.AckV1``)::
+
+    {"v":1,"command_id":"42","status":"applied"}    # or "rejected" / "expired"
+
+Two halves, one per thread (DESIGN.md §2: paho callbacks only hand off to a bounded queue):
+
+* ``CommandInbox`` lives on paho's network thread: it (re)subscribes on every connect and puts each
+  message on a bounded queue; it never touches the fleet.
+* ``ValveController`` lives on the run loop: it drains the queue between ticks, operates the meter's
+  valve at the simulated time of that tick and returns the ack frame to publish.
+
+What a device answers:
+
+* applied   a valid ``close``/``open`` for a meter of the fleet with a valve (also when the valve was
+            already in that position). A repeated ``command_id`` (QoS 1 and the outbox deliver at
+            least once) is answered again with the first answer and not applied twice.
+* expired   ``expires_at`` has passed on the wall clock when the command is taken off the queue
+            (the platform's clock, not the simulated one: a replay of the past still honours expiry).
+* rejected  the payload is not a valid v1 valve command but names a usable ``command_id``, or the
+            device has no valve (an electricity meter, a sensor).
+* no answer a device this fleet does not simulate (another simulator or a real device may own it), or
+            a payload without a usable ``command_id`` (there is nothing to name in an ack).
+
+AckV1 has no room for a reason (``extra="forbid"`` on the platform side), so reasons only go to the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from core import clock as core_clock
+from protocol.payloads import AckV1, encode
+from protocol.topics import Channel, downlink, uplink
+from simulators.fleet import Fleet
+from simulators.frames import Frame
+from simulators.meters import MeterModel
+
+log = logging.getLogger(__name__)
+
+VALVE = "valve"  # the downlink command name
+QUEUE_SIZE = 1_000
+REMEMBERED = 4_096  # command ids answered, for re-deliveries
+AckStatus = Literal["applied", "rejected", "expired"]
+
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class ValveCommandV1(BaseModel):
+    """A valve command as the platform sends it. Unknown extra fields are tolerated (forward compatible)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1]
+    command_id: CommandId
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    action: Literal["close", "open"]
+    reason: str | None = None
+    ticket: str | None = None
+
+
+@dataclass
+class CommandCounts:
+    """Valve commands of a run. ``dropped`` and ``subscribed`` are written by paho's network thread."""
+
+    received: int = 0  # valve commands taken off the queue by the run loop
+    applied: int = 0  # acked "applied" (first delivery)
+    rejected: int = 0  # acked "rejected": bad payload, device without a valve
+    expired: int = 0  # acked "expired"
+    duplicates: int = 0  # a command id answered before: answered again, not applied again
+    ignored: int = 0  # no ack possible: not a device of this fleet, or no usable command id
+    dropped: int = 0  # the hand-off queue was full (the run loop fell far behind)
+    acks: int = 0  # ack frames handed to the publisher
+    subscribed: int = 0  # SUBACKs granting the downlink subscription (one per (re)connect)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One downlink message for a device of this estate, as paho delivered it."""
+
+    device: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the device made of a command; ``status`` None means it sends no ack."""
+
+    device: str
+    command_id: str | None
+    status: AckStatus | None
+    detail: str
+    action: str | None = None
+    effective: datetime | None = None  # simulated time the valve operation took effect
+
+
+class CommandInbox:
+    """Subscribes to the estate's valve commands and hands them to the run loop through a bounded queue."""
+
+    def __init__(self, estate: str, counts: CommandCounts, *, maxsize: int = QUEUE_SIZE) -> None:
+        self.estate = estate
+        self.counts = counts
+        self.topic = downlink(estate, "+", VALVE)
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize)
+        self._sub_mids: set[int] = set()
+
+    def attach(self, client: Any) -> None:
+        """Install the callbacks on a paho client (chaining its ``on_connect``) and subscribe if connected.
+
+        The client may already be connecting in the background; subscribing both from ``on_connect``
+        and here when it is already connected covers either order (a second SUBSCRIBE is harmless).
+        """
+        previous = client.on_connect
+
+        def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+            if previous is not None:
+                previous(c, userdata, flags, reason, properties)
+            if not getattr(reason, "is_failure", False):
+                self._subscribe(c)  # a clean session forgets subscriptions: renew on every connect
+
+        client.on_connect = on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        if client.is_connected():
+            self._subscribe(client)
+
+    def _subscribe(self, client: Any) -> None:
+        result, mid = client.subscribe(self.topic, qos=1)
+        if result == 0 and mid is not None:
+            self._sub_mids.add(mid)
+        else:
+            log.warning("could not subscribe to %s (rc %s)", self.topic, result)
+
+    # paho callbacks: network thread; hand off and return.
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any = None) -> None:
+        if mid not in self._sub_mids:
+            return
+        self._sub_mids.discard(mid)
+        if any(getattr(r, "is_failure", False) for r in reasons or ()):
+            log.warning("broker refused the subscription to %s: %s (no valve commands)", self.topic, reasons)
+            return
+        self.counts.subscribed += 1
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        parts = str(message.topic).split("/")
+        if len(parts) != 5 or message.topic != downlink(self.estate, parts[3], VALVE):
+            return
+        try:
+            self._queue.put_nowait(Inbound(parts[3], bytes(message.payload)))
+        except queue.Full:
+            self.counts.dropped += 1
+            log.warning("valve command for %s dropped: the simulator's command queue is full", parts[3])
+
+    def drain(self) -> list[Inbound]:
+        out: list[Inbound] = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+
+class ValveController:
+    """Applies valve commands to the fleet's meters and builds the acks (run-loop thread only)."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        counts: CommandCounts,
+        *,
+        wall: Callable[[], datetime] = core_clock.now,
+        remembered: int = REMEMBERED,
+    ) -> None:
+        self.fleet = fleet
+        self.counts = counts
+        self._wall = wall
+        self._remembered = remembered
+        self._answers: OrderedDict[tuple[str, str], AckStatus] = OrderedDict()
+
+    def handle(self, msg: Inbound, at: datetime) -> tuple[Outcome, Frame | None]:
+        """Obey one command at simulated time ``at``; return what happened and the ack to publish (if any).
+
+        Never raises for anything a message can contain.
+        """
+        self.counts.received += 1
+        try:
+            outcome = self._decide(msg, at)
+        except Exception as exc:  # a bug must not end the run: log it and send no ack
+            log.exception("valve command for %s could not be handled", msg.device)
+            outcome = Outcome(msg.device, None, None, f"internal error: {exc}")
+        if outcome.status is None:
+            self.counts.ignored += 1
+            log.warning("valve command for %s ignored: %s", msg.device, outcome.detail)
+            return outcome, None
+        if outcome.status == "applied":
+            log.info("valve of %s: %s (command %s)", msg.device, outcome.detail, outcome.command_id)
+        else:
+            log.warning(
+                "valve command %s for %s %s: %s", outcome.command_id, msg.device, outcome.status, outcome.detail
+            )
+        return outcome, self.ack_frame(outcome, at)
+
+    def ack_frame(self, outcome: Outcome, at: datetime) -> Frame:
+        if outcome.status is None or outcome.command_id is None:
+            raise ValueError("an ack needs a status and a command_id")
+        self.counts.acks += 1
+        return Frame(
+            topic=uplink(self.fleet.estate, outcome.device, Channel.ack),
+            payload=encode(AckV1(command_id=outcome.command_id, status=outcome.status)),
+            device=outcome.device,
+            channel=Channel.ack.value,
+            at=at,
+            tags=("valve", outcome.status) if outcome.action is None else ("valve", outcome.action, outcome.status),
+        )
+
+    def _decide(self, msg: Inbound, at: datetime) -> Outcome:
+        entry = self.fleet.entries.get(msg.device)
+        if entry is None:
+            return Outcome(msg.device, None, None, "not a device of this fleet")
+        raw = _loads(msg.payload)
+        command_id = _command_id(raw)
+        if command_id is None:
+            return Outcome(msg.device, None, None, "payload has no usable command_id")
+        key = (msg.device, command_id)
+        if (previous := self._answers.get(key)) is not None:
+            self.counts.duplicates += 1
+            return Outcome(msg.device, command_id, previous, "repeated command: answered again, not re-applied")
+        outcome = self._apply(msg.device, command_id, raw, at)
+        assert outcome.status is not None
+        self._answers[key] = outcome.status
+        while len(self._answers) > self._remembered:
+            self._answers.popitem(last=False)
+        if outcome.status == "applied":
+            self.counts.applied += 1
+        elif outcome.status == "expired":
+            self.counts.expired += 1
+        else:
+            self.counts.rejected += 1
+        return outcome
+
+    def _apply(self, device: str, command_id: str, raw: object, at: datetime) -> Outcome:
+        try:
+            cmd = ValveCommandV1.model_validate(raw)
+        except ValidationError as exc:
+            reasons = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            return Outcome(device, command_id, "rejected", f"not a valid v1 valve command ({reasons})")
+        if cmd.expires_at is not None and cmd.expires_at <= self._wall():
+            return Outcome(device, command_id, "expired", f"expired at {cmd.expires_at.isoformat()}", cmd.action)
+        model = self.fleet.entries[device].model
+        if not isinstance(model, MeterModel) or not model.has_valve:
+            return Outcome(device, command_id, "rejected", "device has no valve", cmd.action)
+        effective = model.set_valve(at, cmd.action == "open")
+        state = "opened" if cmd.action == "open" else "closed"
+        return Outcome(device, command_id, "applied", f"{state} from {effective.isoformat()}", cmd.action, effective)
+
+
+def _loads(payload: bytes) -> object:
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
+def _command_id(raw: object) -> str | None:
+    if not isinstance(raw, dict):
+        return None
+    cid = raw.get("command_id")
+    if isinstance(cid, int) and not isinstance(cid, bool):
+        cid = str(cid)  # a numeric outbox id sent as a number still names the row
+    if not isinstance(cid, str):
+        return None
+    try:
+        return AckV1(command_id=cid, status="rejected").command_id
+    except ValidationError:
+        return None
