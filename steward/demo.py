@@ -269,6 +269,7 @@ def run_demo(
             duration_s=backfill.total_seconds(),
             start=datetime.now(UTC) - backfill - timedelta(minutes=1),
             scenarios=HISTORY_SCENARIOS,
+            commands=False,  # valve commands are for the live fleet (one ack per command)
             stop_event=stop,
             client_id="steward-demo-history",
         )
