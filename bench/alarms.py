@@ -62,7 +62,9 @@ from bench.common import (  # noqa: E402
     log,
     percentile,
     pick_server,
+    quiet_range,
     run_bench,
+    write_frames,
 )
 
 PROBE_RULE = "dry_transformer.winding_temp_a.high"
@@ -74,15 +76,6 @@ LOAD_TOLERANCE = 0.95  # the load counts as sustained at ≥ 95 % of --rate
 # Load frames beyond warm-up and probes: ingest start and first commits, the last tickets, slack.
 LOAD_MARGIN_S = 35.0
 TICKET_WAIT_S = 30.0  # after the last probe, wait this long at most for the missing tickets
-# Load values: base + (device % 37) / 4 + (frame % 11) / 10, so at most base + 10 °C/% above the base.
-# Every default rule on these metrics has its lowest level well above (winding 130 °C warning, load
-# 85 %, room temperature 35 °C): bench.common.write_frames's room temperatures (44–80 °C) would raise
-# an alarm on every load sensor, so the load frames are written here.
-QUIET_BASE = {"winding_temp_a_c": 60.0, "winding_temp_b_c": 61.0, "winding_temp_c_c": 62.0, "load_pct": 40.0}
-QUIET_ROOM_BASE = 20.0
-QUIET_SPREAD = 37 / 4 + 1.0
-
-
 @dataclass
 class Figures:
     config: dict[str, Any] = field(default_factory=dict)
@@ -109,34 +102,6 @@ class Probe:
 
 # --------------------------------------------------------------------------------------------------
 # load frames and probes
-
-
-def quiet_value(metric: str, device: int, frame: int) -> float:
-    base = QUIET_BASE.get(metric, QUIET_ROOM_BASE)
-    return base + (device % 37) / 4 + (frame % 11) / 10
-
-
-def quiet_range(metric: str) -> tuple[float, float]:
-    base = QUIET_BASE.get(metric, QUIET_ROOM_BASE)
-    return base, base + QUIET_SPREAD
-
-
-def write_quiet_frames(path: Path, *, devices: int, count: int, clock: FrameClock) -> None:
-    """``count`` TOPIC<TAB>PAYLOAD lines for fastpub, round-robin over sensors 0 … devices − 1, frame j of a
-    device with seq j and device time ``clock.ts(j)`` (bench.common.write_frames's layout, quiet values)."""
-    from protocol.topics import uplink
-    from tests.support.estate import METRICS, sensor_code
-
-    assert len(METRICS) == ROWS_PER_FRAME
-    topics = [uplink(ESTATE, sensor_code(ESTATE, d), "telemetry") for d in range(devices)]
-    written = 0
-    with path.open("w", encoding="utf-8") as f:
-        for j in range(-(-count // devices)):
-            head = '{"v":1,"ts":"' + clock.ts(j) + f'","seq":{j},"values":{{'
-            for d in range(min(devices, count - written)):
-                values = ",".join(f'"{m}":{quiet_value(m, d, j):.1f}' for m in METRICS)
-                f.write(f"{topics[d]}\t{head}{values}}}}}\n")
-            written += min(devices, count - written)
 
 
 def probe_payload() -> str:
@@ -241,7 +206,7 @@ class Bench(Harness):
                 datetime.now(UTC).replace(microsecond=0).astimezone(CN), timedelta(seconds=a.devices / a.rate)
             )
             log(f"writing {count:,} load frames ({seconds:.0f} s at {a.rate:g} msg/s)")
-            write_quiet_frames(frames, devices=a.devices, count=count, clock=clock)
+            write_frames(frames, devices=a.devices, count=count, first_frame=0, clock=clock)
 
         tickets = TicketListener(db_url)
         self.on_cleanup("close ticket listener", tickets.close)

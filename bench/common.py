@@ -215,7 +215,7 @@ def estate_doc(devices: int, room_size: int | None = None) -> Any:
 
 def import_bench_estate(db_url: str, devices: int, room_size: int | None = None, *, rules: bool = False) -> int:
     """Import the bench estate; with ``rules`` the default alarm rules are installed as in production,
-    so ingest evaluates them (every bench metric has a threshold rule)."""
+    so ingest evaluates them (every bench metric but SENT_METRIC keeps its threshold rule)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.orm import Session
 
@@ -228,11 +228,35 @@ def import_bench_estate(db_url: str, devices: int, room_size: int | None = None,
             import_estate(session, estate_doc(devices, room_size))
             if rules:
                 install_rule_packs(session)
+                # The paced run carries fastpub's send time (~1.7e9) as load_pct: left on, the load
+                # rule would hold a pending 15-minute run for every transformer, which no estate has.
+                session.execute(
+                    text("UPDATE alarm_rules SET enabled = false WHERE metric = :m AND kind = 'threshold'"),
+                    {"m": SENT_METRIC},
+                )
         with engine.connect() as conn:
             points = conn.execute(text("SELECT count(*) FROM points")).scalar_one()
     finally:
         engine.dispose()
     return int(points)
+
+
+# Load values: base + (device % 37) / 4 + (frame % 11) / 10, at most base + 10.25 above the base. An
+# estate in normal operation: every default rule on these metrics has its lowest level well above
+# (winding 130 °C warning, load 85 %, room temperature 35 °C), so the load raises no alarm.
+QUIET_BASE = {"winding_temp_a_c": 60.0, "winding_temp_b_c": 61.0, "winding_temp_c_c": 62.0, "load_pct": 40.0}
+QUIET_ROOM_BASE = 20.0
+QUIET_SPREAD = 37 / 4 + 1.0
+
+
+def quiet_value(metric: str, device: int, frame: int) -> float:
+    base = QUIET_BASE.get(metric, QUIET_ROOM_BASE)
+    return base + (device % 37) / 4 + (frame % 11) / 10
+
+
+def quiet_range(metric: str) -> tuple[float, float]:
+    base = QUIET_BASE.get(metric, QUIET_ROOM_BASE)
+    return base, base + QUIET_SPREAD
 
 
 @dataclass(frozen=True)
@@ -275,11 +299,11 @@ def write_frames(
             d, k = n % devices, n // devices
             j = first_frame + k
             values = []
-            for i, metric in enumerate(METRICS):
+            for metric in METRICS:
                 if sent and metric == SENT_METRIC:
                     values.append(f'"{metric}":' + "{sent}")
                 else:
-                    values.append(f'"{metric}":{40 + (d % 37) + i + (j % 11) / 10:.1f}')
+                    values.append(f'"{metric}":{quiet_value(metric, d, j):.1f}')
             payload = '{"v":1,"ts":"' + stamps[k] + f'","seq":{j},"values":{{' + ",".join(values) + "}}"
             f.write(f"{topics[d]}\t{payload}\n")
     return first_frame + frames
