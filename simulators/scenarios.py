@@ -453,6 +453,64 @@ class TransformerOverheatFast(TransformerOverheat):
         view.sensor(device).add_ramp(Ramp("winding_temp", onset, 60.0, 100.0, self.name))
 
 
+class StuckMeter(Scenario):
+    name = "stuck_meter"
+    summary = "an occupied flat's water meter register stops changing from the onset (water still flows)"
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return unit_meters(view, "cold_water_meter")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.stream(device).reading_faults.append(_Freeze(onset, self.name))
+
+
+class _Freeze:
+    """Every reading from the onset shows the register of the last reading before it (a jammed counter)."""
+
+    def __init__(self, onset: datetime, scenario: str) -> None:
+        self.onset, self.scenario = onset, scenario
+        self.register: object = None
+
+    def apply(self, reading: Reading) -> Reading:
+        if reading.channel is not Channel.meter or "register" not in reading.body:
+            return reading
+        if reading.ts < self.onset or self.register is None:
+            self.register = reading.body["register"]
+            if reading.ts < self.onset:
+                return reading
+        return Reading(
+            reading.ts,
+            reading.channel,
+            {**reading.body, "register": self.register},
+            reading.upload_delay_s,
+            self.scenario,
+            (*reading.tags, self.scenario),
+            reading.meta,
+            reading.wire_ts,
+            reading.expect,
+        )
+
+
+def master_meters(view: FleetView, kind: str) -> list[str]:
+    return sorted(
+        e.code
+        for e in view.entries.values()
+        if isinstance(e.model, MeterModel) and e.household is None and e.flat.spec.attrs.get("master_of") == kind
+    )
+
+
+class PipeLeak(Scenario):
+    name = "pipe_leak"
+    summary = "a building's supply pipe leaks upstream of the flats (500 L/h): only the master meter sees it"
+    LITRES_PER_HOUR = Decimal(500)
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return master_meters(view, "cold_water_meter")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.meter(device).add_leak(onset, self.LITRES_PER_HOUR / 1000, self.name)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -470,6 +528,8 @@ SCENARIOS: dict[str, Scenario] = {
         UnknownDevice(),
         TransformerOverheat(),
         TransformerOverheatFast(),
+        StuckMeter(),
+        PipeLeak(),
     )
 }
 
