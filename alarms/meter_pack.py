@@ -66,7 +66,7 @@ _METER_EN = {
 
 _TITLES: dict[AnomalyKind, tuple[str, str]] = {
     AnomalyKind.vacant_flow: ("空置房走水（关闭阀门）", "water flowing in a vacant unit (close the valve)"),
-    AnomalyKind.reverse_energy: ("电表反转（检查接线/窃电）", "running backwards (check wiring / tampering)"),
+    AnomalyKind.reverse_energy: ("反转（检查接线/窃电）", "running backwards (check wiring / tampering)"),
     AnomalyKind.night_leak: ("夜间持续用水（疑似漏水）", "night-time flow (possible leak)"),
     AnomalyKind.continuous_flow: ("连续24小时用水", "continuous flow for 24 h"),
     AnomalyKind.spike: ("用量突增（暂停计费）", "consumption spike (billing held)"),

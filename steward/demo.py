@@ -39,9 +39,9 @@ HISTORY_SCENARIOS = (
     f"stale_sensor:{STALE_DEVICE}@5m",
 )
 DEMO_SCENARIOS = (
-    "transformer_overheat_fast@10s",
+    "transformer_overheat_fast@0s",
     f"vacant_flow:{VACANT_METER}@0s",
-    f"stale_sensor:{STALE_DEVICE}@60s",
+    f"stale_sensor:{STALE_DEVICE}@0s",
     "duplicates@30s",
     "malformed@20s",
     "bad_time@40s",
