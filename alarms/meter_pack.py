@@ -176,6 +176,12 @@ def rule_code(device_kind: str, anomaly: AnomalyKind | str) -> str:
     return f"meter.{_SHORT[device_kind]}.{anomaly}"
 
 
+# What one flat's supply can physically deliver per hour, in the meter's units (tune per device with an
+# override): a 60 A breaker at 220 V is 13.2 kWh/h; a DN20 cold-water branch at ~2 m/s about 2.5 m³/h;
+# a DN15 hot-water branch about 1.5 m³/h. A reading above it is a meter or data fault, not use.
+SUPPLY_CAPACITY_PER_HOUR = {"electricity_meter": "13.2", "cold_water_meter": "2.5", "hot_water_meter": "1.5"}
+
+
 def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
     specs: list[RuleSpec] = []
     meta: dict[str, dict[str, Any]] = {}
@@ -183,6 +189,10 @@ def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
         for anomaly in anomalies:
             code = rule_code(device_kind, anomaly)
             params: dict[str, Any] = {"anomaly": str(anomaly)}
+            if anomaly is AnomalyKind.spike:
+                # "…or above pipe/breaker capacity × Δt" (domain-defaults §3): without it a meter that is
+                # usually idle (p95 = 0, e.g. hot water at 15-min reads) could never show a spike.
+                params["capacity_per_hour"] = SUPPLY_CAPACITY_PER_HOUR[device_kind]
             defaults_from_params(params)  # validate the pack at import time
             zh, en = _TITLES[anomaly]
             meta[code] = {

@@ -384,6 +384,17 @@ def test_spike_raises_once_with_billing_held(est: MeterEstate, hook: Hook) -> No
     assert [x.state for x in est.alarms(hw)] == ["active"]  # a review task: stays open until closed
 
 
+def test_spike_on_a_usually_idle_meter_is_caught_by_the_supply_capacity(est: MeterEstate, hook: Hook) -> None:
+    """No usual use to compare with (p95 = 0), yet 2.5 m³ of hot water in 15 min is beyond a DN15 branch."""
+    hw = est.device("HW", OCCUPIED)
+    hook.feed(*_steady(hw, 30, step="0.000"))
+    hook.feed((hw, at(30 * 15), "3.500"))
+    [a] = est.alarms(hw)
+    assert (a.code, a.severity) == ("meter.hot_water.spike", "alarm")
+    assert a.detail["evidence"]["capacity_limit"] == "0.375"  # 1.5 m³/h × 15 min
+    assert a.detail["hold_billing"] is True
+
+
 def test_reset_raises_a_billing_hold_task_and_rollover_raises_nothing(est: MeterEstate, hook: Hook) -> None:
     cw, e = est.device("CW", OCCUPIED), est.device("E", OCCUPIED)
     hook.feed(*series(cw, 0, ["500.000", "500.010", "3.000", "3.010"]))
