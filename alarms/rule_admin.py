@@ -89,13 +89,7 @@ def set_override(
 ) -> AlarmRuleOverride:
     """Create or extend the override of one rule at one scope (params merge into the override's)."""
     rule = rule_by_code(session, code)
-    row = session.scalar(
-        select(AlarmRuleOverride).where(
-            AlarmRuleOverride.rule_id == rule.id,
-            AlarmRuleOverride.scope == scope.kind,
-            AlarmRuleOverride.scope_id == scope.id,
-        )
-    )
+    row = _override_row(session, rule.id, scope)
     if row is None:
         row = AlarmRuleOverride(rule_id=rule.id, scope=scope.kind, scope_id=scope.id, params={})
         session.add(row)
@@ -111,15 +105,18 @@ def set_override(
     return row
 
 
-def delete_override(session: Session, code: str, scope: Scope) -> bool:
-    rule = rule_by_code(session, code)
-    row = session.scalar(
+def _override_row(session: Session, rule_id: int, scope: Scope) -> AlarmRuleOverride | None:
+    return session.scalar(
         select(AlarmRuleOverride).where(
-            AlarmRuleOverride.rule_id == rule.id,
+            AlarmRuleOverride.rule_id == rule_id,
             AlarmRuleOverride.scope == scope.kind,
             AlarmRuleOverride.scope_id == scope.id,
         )
     )
+
+
+def delete_override(session: Session, code: str, scope: Scope) -> bool:
+    row = _override_row(session, rule_by_code(session, code).id, scope)
     if row is None:
         return False
     session.delete(row)

@@ -23,45 +23,31 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from alarms.const import STALE_FACTOR, Severity
+from alarms.const import STALE_FACTOR, RuleKind, Severity
+from alarms.packs import RuleSpec, ensure_default_rules
 from alarms.store import NewAlarm, OnRaised, clear_open, insert_alarms
 from core import clock
-from storage.models import AlarmRuleRow
 
 log = logging.getLogger(__name__)
 
 ANY_METRIC = "*"
 
 
-@dataclass(frozen=True, slots=True)
-class StaleRuleSpec:
-    """A default stale rule, upserted by code (like `alarms.packs.RuleSpec`)."""
-
-    code: str
-    metric: str
-    params: dict[str, Any]
-    title_zh: str
-    title_en: str
-    device_kind: str | None = None
-    room_kind: str | None = None
-    ticket_policy: dict[str, Any] = field(default_factory=dict)
-
-
 # Equipment rooms are inspected every 2 h and their sensors report every 10–60 s: a silent sensor is
 # itself an inspection failure (domain-defaults §2). `expected_interval_s` is only the fallback for
 # the alarm evaluator's rule builder; each device's own interval is used.
-DEFAULT_STALE_RULES: tuple[StaleRuleSpec, ...] = (
-    StaleRuleSpec(
+DEFAULT_STALE_RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(
         code="equipment.stale",
         metric=ANY_METRIC,
+        kind=RuleKind.stale,
         params={
             "use_device_interval": True,
             "expected_interval_s": 60,
@@ -77,42 +63,9 @@ DEFAULT_STALE_RULES: tuple[StaleRuleSpec, ...] = (
 )
 
 
-def ensure_default_stale_rules(session: Session, specs: tuple[StaleRuleSpec, ...] = DEFAULT_STALE_RULES) -> int:
-    """Insert the default stale rules or refresh their kind/metric/params by code; `enabled` is left alone."""
-    if not specs:
-        return 0
-    stmt = insert(AlarmRuleRow).values(
-        [
-            {
-                "code": s.code,
-                "kind": "stale",
-                "metric": s.metric,
-                "device_kind": s.device_kind,
-                "room_kind": s.room_kind,
-                "params": s.params,
-                "title_zh": s.title_zh,
-                "title_en": s.title_en,
-                "ticket_policy": s.ticket_policy,
-                "enabled": True,
-            }
-            for s in specs
-        ]
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[AlarmRuleRow.code],
-        set_={
-            "kind": stmt.excluded.kind,
-            "metric": stmt.excluded.metric,
-            "params": stmt.excluded.params,
-            "ticket_policy": stmt.excluded.ticket_policy,
-        },
-        where=func.row(AlarmRuleRow.kind, AlarmRuleRow.metric, AlarmRuleRow.params, AlarmRuleRow.ticket_policy).op(
-            "IS DISTINCT FROM"
-        )(func.row(stmt.excluded.kind, stmt.excluded.metric, stmt.excluded.params, stmt.excluded.ticket_policy)),
-    )
-    session.execute(stmt)
-    session.flush()
-    return len(specs)
+def ensure_default_stale_rules(session: Session, specs: tuple[RuleSpec, ...] = DEFAULT_STALE_RULES) -> int:
+    """Insert the default stale rules or refresh them by code (`alarms.packs.ensure_default_rules`)."""
+    return ensure_default_rules(session, specs)
 
 
 # Subjects of one rule whose stale flag differs from "has an open alarm of this rule". A rule on every
@@ -254,7 +207,6 @@ __all__ = [
     "ANY_METRIC",
     "DEFAULT_STALE_RULES",
     "StaleResult",
-    "StaleRuleSpec",
     "check_stale",
     "ensure_default_stale_rules",
 ]

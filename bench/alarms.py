@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from bench.common import (  # noqa: E402
     CpuMeter,
     FrameClock,
     Harness,
+    NotifyListener,
     build_fastpub,
     import_bench_estate,
     libpq_url,
@@ -76,6 +76,8 @@ LOAD_TOLERANCE = 0.95  # the load counts as sustained at ≥ 95 % of --rate
 # Load frames beyond warm-up and probes: ingest start and first commits, the last tickets, slack.
 LOAD_MARGIN_S = 35.0
 TICKET_WAIT_S = 30.0  # after the last probe, wait this long at most for the missing tickets
+
+
 @dataclass
 class Figures:
     config: dict[str, Any] = field(default_factory=dict)
@@ -109,43 +111,20 @@ def probe_payload() -> str:
     return json.dumps({"v": 1, "ts": ts, "seq": 1, "values": {PROBE_METRIC: PROBE_VALUE}}, separators=(",", ":"))
 
 
-class TicketListener:
+class TicketListener(NotifyListener):
     """Arrival time and content of every ``steward_tickets`` NOTIFY: ``open_for_alarms`` sends it inside
     the batch transaction, so PostgreSQL delivers it exactly when the ticket is committed."""
 
     def __init__(self, db_url: str) -> None:
-        import psycopg
-
-        self.conn = psycopg.connect(libpq_url(db_url), autocommit=True)
-        self.conn.execute(f"LISTEN {TICKETS_CHANNEL}")
         self.opened: list[tuple[float, dict[str, Any]]] = []  # (arrival, {"id", "number", "key"})
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="bench-tickets", daemon=True)
-        self._thread.start()
+        super().__init__(db_url, TICKETS_CHANNEL, "bench-tickets")
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                for note in self.conn.notifies(timeout=0.5):
-                    at = time.time()
-                    opened = json.loads(note.payload).get("opened", [])
-                    with self._lock:
-                        self.opened.extend((at, dict(t)) for t in opened)
-        except BaseException as exc:  # reported by the probe phase
-            if not self._stop.is_set():
-                self.error = exc
+    def record(self, at: float, payload: dict[str, Any]) -> None:
+        self.opened.extend((at, dict(t)) for t in payload.get("opened", []))
 
     def snapshot(self) -> list[tuple[float, dict[str, Any]]]:
         with self._lock:
             return list(self.opened)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        with contextlib.suppress(Exception):
-            self.conn.close()
 
 
 # --------------------------------------------------------------------------------------------------

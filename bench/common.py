@@ -313,33 +313,52 @@ def write_frames(
 # measuring commits: LISTEN on ingest's per-batch NOTIFY
 
 
-class CommitListener:
-    """Records (arrival time, rows stored) of every ingest commit: ingest's ``pg_notify`` runs inside
-    the batch transaction, so PostgreSQL delivers it exactly when (and only if) the batch commits."""
+class NotifyListener:
+    """LISTENs on one channel in a thread of its own and hands each NOTIFY, with its arrival time, to
+    `record`. A NOTIFY sent inside a transaction is delivered exactly when (and only if) it commits."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, channel: str, name: str) -> None:
         import psycopg
 
         self.conn = psycopg.connect(libpq_url(db_url), autocommit=True)
-        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self.events: list[tuple[float, int]] = []
+        self.conn.execute(f"LISTEN {channel}")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="bench-listen", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    def record(self, at: float, payload: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 for note in self.conn.notifies(timeout=0.5):
                     at = time.time()
-                    stored = int(json.loads(note.payload).get("stored", 0))
+                    payload = json.loads(note.payload)
                     with self._lock:
-                        self.events.append((at, stored))
-        except BaseException as exc:  # reported by wait_rows
+                        self.record(at, payload)
+        except BaseException as exc:  # reported by whoever waits on the listener
             if not self._stop.is_set():
                 self.error = exc
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+class CommitListener(NotifyListener):
+    """Records (arrival time, rows stored) of every ingest commit (ingest's per-batch ``pg_notify``)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.events: list[tuple[float, int]] = []
+        super().__init__(db_url, NOTIFY_CHANNEL, "bench-listen")
+
+    def record(self, at: float, payload: dict[str, Any]) -> None:
+        self.events.append((at, int(payload.get("stored", 0))))
 
     def mark(self) -> int:
         with self._lock:
@@ -373,12 +392,6 @@ class CommitListener:
             if now - last_change > STALL_S:
                 raise BenchError(f"stalled: {total} of {rows} rows committed, nothing new for {STALL_S:.0f}s")
             time.sleep(0.05)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        with contextlib.suppress(Exception):
-            self.conn.close()
 
 
 # --------------------------------------------------------------------------------------------------
