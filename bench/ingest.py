@@ -10,8 +10,9 @@ One run measures, on this machine:
    (fastpub's ``{sent}``) as the value of one reading; the commit time of each row is the arrival of
    the NOTIFY that ingest sends inside the batch transaction (delivered only at commit), matched to
    the row through the inserting transaction id (``xmin``);
-3. the machine's ceiling: a bare paho 2 subscriber (MQTT 5, QoS 1, same Receive Maximum, no-op
-   on_message) receiving the same stream from a fresh broker, and the ratio ingest / bare.
+3. the machine's ceiling: a bare stock paho 2 subscriber (MQTT 5, QoS 1, same Receive Maximum,
+   no-op on_message) receiving the same stream from a fresh broker, and the ratio ingest / bare;
+   the same subscriber on Steward's buffered reads (``core.mqtt.BufferedClient``) beside it.
 
 Everything is throwaway: a fresh database (dropped at the end), a Mosquitto with Steward's
 configuration on a free port, ingest as a child process with its own client id. See bench/README.md.
@@ -293,14 +294,28 @@ class Bench(Harness):
             log(f"warning: consistency check failed: {self.figures.checks}")
 
     def phase_ceiling(self, frames: Path) -> None:
+        """The stock paho subscriber is the ceiling the ratio is taken against (issue 2); the same
+        subscriber on Steward's buffered reads (core.mqtt.BufferedClient) is measured beside it."""
+        stock = self._bare_run(frames, buffered=False)
+        self.figures.ceiling = dict(stock)
+        self.figures.ceiling["buffered"] = self._bare_run(frames, buffered=True)
+        if self.figures.throughput:
+            ingest_rate = self.figures.throughput["messages_per_s"]
+            self.figures.ceiling["ratio_ingest_to_bare"] = round(ingest_rate / stock["messages_per_s"], 3)
+            self.figures.ceiling["ratio_ingest_to_buffered"] = round(
+                ingest_rate / self.figures.ceiling["buffered"]["messages_per_s"], 3
+            )
+
+    def _bare_run(self, frames: Path, *, buffered: bool) -> dict[str, Any]:
         a = self.args
         settings = self.figures.config["ingest_settings"]
         broker = self.start_broker("mosquitto-ceiling")
         timeout = max(120.0, a.messages / 1000)
-        log("ceiling: bare paho subscriber")
+        label = "paho + buffered reads" if buffered else "stock paho"
+        log(f"ceiling: bare subscriber, {label}")
         cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-subscriber", "--port", str(broker.port)]
         cmd += ["--expect", str(a.messages), "--receive-maximum", str(settings["receive_maximum"])]
-        cmd += ["--timeout", str(timeout)]
+        cmd += ["--timeout", str(timeout)] + (["--buffered"] if buffered else [])
         sub = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.running.append(sub)
         assert sub.stdout is not None
@@ -320,7 +335,9 @@ class Bench(Harness):
         if res.get("received", 0) < a.messages:
             raise BenchError(f"bare subscriber received {res.get('received')} of {a.messages} within {timeout:.0f}s")
         seconds = res["last_at"] - handle["started"]
-        self.figures.ceiling = {
+        log(f"ceiling, {label}: {a.messages / seconds:,.0f} msg/s")
+        broker.kill()
+        return {
             "seconds": round(seconds, 3),
             "messages_per_s": round(a.messages / seconds, 1),
             "receive_maximum": settings["receive_maximum"],
@@ -328,12 +345,6 @@ class Bench(Harness):
             "fastpub": pub,
             "cpu": cpu,
         }
-        if self.figures.throughput:
-            self.figures.ceiling["ratio_ingest_to_bare"] = round(
-                self.figures.throughput["messages_per_s"] / self.figures.ceiling["messages_per_s"], 3
-            )
-        log(f"ceiling: {a.messages / seconds:,.0f} msg/s")
-        broker.kill()
 
     def _start_profiler(self, pid: int) -> subprocess.Popen[bytes] | None:
         if not self.args.py_spy:
@@ -371,7 +382,7 @@ def bare_subscriber(args: argparse.Namespace) -> int:
     options = SessionOptions(
         client_id=f"bench-bare-{uuid.uuid4().hex[:8]}", receive_maximum=args.receive_maximum, manual_ack=False
     )
-    client = make_client(options)
+    client = make_client(options, buffered=args.buffered)
     done, ready = threading.Event(), threading.Event()
     state = {"n": 0, "first_at": 0.0, "last_at": 0.0}
     expect = args.expect
@@ -471,9 +482,13 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         row("  p90 / p99.9 / max", f"{lat['p90']:.1f} / {lat['p99_9']:.1f} / {lat['max']:.1f} ms")
         row("  achieved pace", f"{p['rate_achieved']:,.0f} msg/s, {p['batches']} batches")
     if c:
-        row("bare paho QoS 1 receive (ceiling)", f"{c['messages_per_s']:,.0f} msg/s")
+        row("bare stock paho QoS 1 receive (ceiling)", f"{c['messages_per_s']:,.0f} msg/s")
         if "ratio_ingest_to_bare" in c:
             row("ratio ingest / bare", f"{c['ratio_ingest_to_bare']:.2f}", "≥ 0.5", c["ratio_ingest_to_bare"] >= 0.5)
+        if "buffered" in c:
+            row("  bare paho + Steward's buffered reads", f"{c['buffered']['messages_per_s']:,.0f} msg/s")
+            if "ratio_ingest_to_buffered" in c:
+                row("  ratio ingest / bare buffered", f"{c['ratio_ingest_to_buffered']:.2f}")
     if figures.checks:
         ch = figures.checks
         row("rows stored / expected", f"{ch['sample_rows']:,} / {ch['expected_rows']:,}", "", ch["ok"])
@@ -518,6 +533,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir and the database")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--bare-subscriber", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--buffered", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--expect", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--receive-maximum", type=int, default=10_000, help=argparse.SUPPRESS)

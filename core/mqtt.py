@@ -9,6 +9,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.mqtt_buffered import BufferedClient
+
 
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
@@ -24,9 +26,14 @@ class SessionOptions:
     mqtt5: bool = True
 
 
-def make_client(options: SessionOptions, *, username: str | None = None, password: str | None = None) -> mqtt.Client:
+def make_client(
+    options: SessionOptions, *, username: str | None = None, password: str | None = None, buffered: bool = True
+) -> mqtt.Client:
+    """Steward's paho client (core.mqtt_buffered); ``buffered=False`` gives paho's stock client, which
+    bench/ingest.py measures as the ceiling."""
+    cls = BufferedClient if buffered else mqtt.Client
     if options.mqtt5:
-        client = mqtt.Client(
+        client = cls(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
             protocol=mqtt.MQTTv5,
@@ -34,7 +41,7 @@ def make_client(options: SessionOptions, *, username: str | None = None, passwor
         )
     else:
         # MQTT 3.1.1: the persistent session is clean_session=False; the broker's own in-flight limit applies.
-        client = mqtt.Client(
+        client = cls(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
             protocol=mqtt.MQTTv311,

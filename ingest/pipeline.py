@@ -67,6 +67,9 @@ class Pipeline:
         self.hooks: list[BatchHook] = []
         self.instance = settings.mqtt_client_id
         self._status_written = 0.0
+        # Batches taken off the source queue and not yet acked (or given up at stop).
+        self._held = 0
+        self._held_lock = threading.Lock()
 
     def prepare(self, stop: threading.Event) -> bool:
         """Load the registry and seq state, waiting for the database if it is not up yet."""
@@ -86,16 +89,75 @@ class Pipeline:
         return False
 
     def run(self, source_queue: queue.SimpleQueue[RawMessage], stop: threading.Event) -> None:
-        while not stop.is_set():
+        """Two stages, so decoding the next batch overlaps the database writing this one: this thread
+        collects and decodes, the ``ingest-writer`` thread writes, commits and acks, in order. At most
+        one decoded batch waits between them; while it waits, reading stops at Receive Maximum
+        (ingest/source.py), which is what bounds memory. A batch not committed when we stop is not
+        acked, so the broker delivers it again."""
+        handoff: queue.Queue[tuple[list[RawMessage], DecodedBatch | None]] = queue.Queue(maxsize=1)
+        halt = threading.Event()  # either stage ends: the other one follows
+        failed: list[BaseException] = []
+        writer = threading.Thread(
+            target=self._write_loop, args=(handoff, halt, failed), name="ingest-writer", daemon=True
+        )
+        writer.start()
+        try:
+            self._read_loop(source_queue, handoff, stop, halt)
+        finally:
+            halt.set()
+            writer.join()
+        if failed:
+            raise failed[0]
+
+    def _read_loop(
+        self,
+        source_queue: queue.SimpleQueue[RawMessage],
+        handoff: queue.Queue[tuple[list[RawMessage], DecodedBatch | None]],
+        stop: threading.Event,
+        halt: threading.Event,
+    ) -> None:
+        while not stop.is_set() and not halt.is_set():
+            if self.resync is not None and self.resync_needed() and self._held == 0 and source_queue.empty():
+                self.resync()  # nothing of this connection is left to acknowledge
             batch = self._collect(source_queue, stop)
             if not batch:
                 if time.monotonic() - self._status_written > STATUS_IDLE_EVERY_S:
                     self._report_idle()
                 continue
-            if self._commit_with_retry(batch, stop):
-                self.ack(batch)
-                if self.resync is not None and self.resync_needed() and source_queue.empty():
-                    self.resync()
+            with self._held_lock:
+                self._held += 1
+            # A batch naming a device we have not loaded is decoded by the writer, after the registry
+            # lookup, under its retry loop (the database may be down).
+            decoded = None if self.decoder.unknown_codes(batch) else self.decoder.decode(batch)
+            while not stop.is_set() and not halt.is_set():
+                try:
+                    handoff.put((batch, decoded), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _write_loop(
+        self,
+        handoff: queue.Queue[tuple[list[RawMessage], DecodedBatch | None]],
+        halt: threading.Event,
+        failed: list[BaseException],
+    ) -> None:
+        try:
+            while not halt.is_set():
+                try:
+                    batch, decoded = handoff.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                try:
+                    if self._commit_with_retry(batch, halt, decoded):
+                        self.ack(batch)
+                finally:
+                    with self._held_lock:
+                        self._held -= 1
+        except BaseException as exc:  # run() raises it, as the one-thread loop did
+            log.exception("ingest writer failed")
+            failed.append(exc)
+            halt.set()
 
     def _collect(self, q: queue.SimpleQueue[RawMessage], stop: threading.Event) -> list[RawMessage]:
         try:
@@ -121,12 +183,18 @@ class Pipeline:
         self.health.queue_depth = q.qsize()
         return batch
 
-    def _commit_with_retry(self, batch: list[RawMessage], stop: threading.Event) -> bool:
-        """Write ``batch``; on a database outage keep retrying (not acking) until it works or we stop."""
+    def _commit_with_retry(
+        self, batch: list[RawMessage], stop: threading.Event, decoded: DecodedBatch | None = None
+    ) -> bool:
+        """Write ``batch`` (already ``decoded``, or not yet); on a database outage keep retrying (not
+        acking) until it works or we stop."""
         attempt = 0
         while not stop.is_set():
             try:
-                self._write(batch)
+                if decoded is None:
+                    self._write(batch)
+                else:
+                    self._write_decoded(decoded)
                 if not self.health.database_ok:
                     log.info("database back; ingest resumed")
                 self.health.database_ok = True

@@ -5,7 +5,10 @@ Mosquitto 2.0.11 (Debian 12's) breaks two promises under a backlog, and this mod
 - it exceeds our MQTT 5 Receive Maximum once acks flow while messages are queued (128k unacked
   seen with a maximum of 10k), so the queue must not assume the maximum bounds it;
 - it reuses a packet id that is still unacknowledged, so one PUBACK could retire a message we have
-  not committed yet. We PUBACK an id only when no other message under that id is still pending.
+  not committed yet. We PUBACK an id only when no other message under that id is still pending, and
+  then once for every message that held it: the broker keeps one in-flight entry per message, and an
+  entry never acked stays for the whole session, lengthening the list it scans on every PUBACK
+  (46,835 reused ids in one bench run left Mosquitto at 100 % CPU and the paced run at 1,860 msg/s).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from core.mqtt import SessionOptions, connect_async, make_client
+from core.mqtt_buffered import BufferedClient
 from core.settings import Settings
 from ingest.health import Health
 from ingest.messages import RawMessage
@@ -56,12 +60,21 @@ class MqttSource:
         # Packet ids received on the current connection and not yet acknowledged, with how many
         # messages hold each (more than one only when the broker reuses an id).
         self._pending: Counter[int] = Counter()
+        # Committed messages whose PUBACK waits for another message under the same id.
+        self._deferred: Counter[int] = Counter()
+        # QoS 1 messages of this connection received and not yet acked. At Receive Maximum we stop
+        # reading: Mosquitto 2.0.11 keeps sending past it once we read fast (core.mqtt_buffered),
+        # its in-flight list grew past 65,535 ids (so it reused them) and it then spent more CPU
+        # scanning that list on each PUBACK than ingest spent on everything (bench/ingest.py).
+        self._unacked = 0
         password = settings.mqtt_password.get_secret_value()
         self.client = make_client(self.options, username=settings.mqtt_username, password=password)
         self.client.will_set(PLATFORM_STATE_ALL, json.dumps({"status": "offline"}), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        if isinstance(self.client, BufferedClient):
+            self.client.read_paused = lambda: self._unacked >= self.options.receive_maximum
 
     def start(self) -> None:
         connect_async(self.client, self.host, self.port, self.options)
@@ -103,11 +116,15 @@ class MqttSource:
                 left = self._pending[m.mid] - 1
                 if left > 0:
                     self._pending[m.mid] = left
+                    self._deferred[m.mid] += 1
                     continue
                 del self._pending[m.mid]
-                ids.append(m.mid)
+                ids.extend([m.mid] * (1 + self._deferred.pop(m.mid, 0)))
             if ids:
                 self._send_pubacks(ids)
+                self._unacked -= len(ids)
+        if ids and isinstance(self.client, BufferedClient):
+            self.client.resume_reading()
         return len(ids)
 
     def _send_pubacks(self, ids: list[int]) -> None:
@@ -134,6 +151,8 @@ class MqttSource:
             self._generations += 1
             self._connection = self._generations
             self._pending.clear()
+            self._deferred.clear()
+            self._unacked = 0
         self.health.mqtt_connected = True
         log.info("MQTT connected (session present: %s)", flags.session_present)
         client.subscribe(UPLINK_SUBSCRIPTION, qos=1)
@@ -142,6 +161,7 @@ class MqttSource:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._lock:
             self._connection = 0
+            self._unacked = 0  # never pause the reads that bring the next CONNACK
         self.health.mqtt_connected = False
         log.warning("MQTT disconnected: %s", reason)
 
@@ -162,6 +182,7 @@ class MqttSource:
             with self._lock:
                 held = self._pending[msg.mid]
                 self._pending[msg.mid] = held + 1
+                self._unacked += 1
             if held:
                 self.health.counters.broker_id_reuse += 1
         self.queue.put(

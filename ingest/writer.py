@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ingest.decode import DecodedBatch
+from storage.pg_arrays import float8_array, int4_array, timestamptz_array
 
 NOTIFY_CHANNEL = "steward_ingest"
 
@@ -142,7 +143,11 @@ def write_batch(
     device's ``last_seq`` as the seq tracker now sees it."""
     samples = meters = swipes = 0
     if batch.sample_ts:
-        params = {"ts": batch.sample_ts, "point": batch.sample_point, "value": batch.sample_value}
+        params = {
+            "ts": timestamptz_array(batch.sample_ts),
+            "point": int4_array(batch.sample_point),
+            "value": float8_array(batch.sample_value),
+        }
         if keep_rollup:
             samples = _scalar(conn, SAMPLES_WITH_ROLLUP_SQL, params)
         else:
