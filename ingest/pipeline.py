@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
@@ -67,6 +68,7 @@ class Pipeline:
         self.hooks: list[BatchHook] = []
         self.instance = settings.mqtt_client_id
         self._status_written = 0.0
+        self._expect_duplicates = True  # until a batch without any
         # Batches taken off the source queue and not yet acked (or given up at stop).
         self._held = 0
         self._held_lock = threading.Lock()
@@ -237,15 +239,17 @@ class Pipeline:
 
     def _write_decoded(self, decoded: DecodedBatch) -> WriteResult:
         gaps, last_seq = self.seq.scan(decoded)
-        with self.engine.begin() as conn:
-            result = write_batch(
-                conn, decoded, now=datetime.now(UTC), gaps=gaps, last_seq=last_seq, keep_rollup=self.keep_rollup
-            )
-            for hook in self.hooks:
-                hook(conn, decoded, result)
-            if time.monotonic() - self._status_written > STATUS_EVERY_S:
-                self._report_status(conn)
+        try:
+            result = self._transaction(decoded, gaps, last_seq, expect_duplicates=self._expect_duplicates)
+        except IntegrityError as exc:
+            # The fast samples insert met a duplicate (ingest/writer.py): the transaction is gone
+            # with nothing else in it yet; write the batch again, deduplicating.
+            if self._expect_duplicates or not isinstance(exc.orig, UniqueViolation):
+                raise
+            result = self._transaction(decoded, gaps, last_seq, expect_duplicates=True)
         self.seq.commit(last_seq)
+        # Redeliveries come in runs (after a reconnect or a crash): while they last, dedupe directly.
+        self._expect_duplicates = result.duplicates > 0
         c = self.health.counters
         c.batches += 1
         c.stored += result.stored
@@ -254,6 +258,30 @@ class Pipeline:
         c.quarantined += len(decoded.quarantined)
         c.seq_gaps += len(gaps)
         self.health.last_commit_at = time.time()
+        return result
+
+    def _transaction(
+        self,
+        decoded: DecodedBatch,
+        gaps: list[tuple[int, int, int]],
+        last_seq: dict[int, int],
+        *,
+        expect_duplicates: bool,
+    ) -> WriteResult:
+        with self.engine.begin() as conn:
+            result = write_batch(
+                conn,
+                decoded,
+                now=datetime.now(UTC),
+                gaps=gaps,
+                last_seq=last_seq,
+                keep_rollup=self.keep_rollup,
+                expect_duplicates=expect_duplicates,
+            )
+            for hook in self.hooks:
+                hook(conn, decoded, result)
+            if time.monotonic() - self._status_written > STATUS_EVERY_S:
+                self._report_status(conn)
         return result
 
     def _report_status(self, conn: Connection) -> None:

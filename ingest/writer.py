@@ -5,6 +5,13 @@ Arrays travel in PostgreSQL's binary format (``%(x)b``): psycopg's text conversi
 
 Every insert is ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` on the device-time key:
 one round trip per table, and a redelivered message (QoS 1 is at-least-once) becomes a counted no-op.
+
+Samples, the bulk, may go in without ON CONFLICT (``expect_duplicates=False``): PostgreSQL's
+speculative insertion made the statement about 40 % slower (650 → 360-460 ms per 47,500 rows with the
+rollup, side by side), and duplicates are rare (redeliveries after a reconnect or a crash). A
+duplicate then raises UniqueViolation and the caller writes the batch again with ON CONFLICT
+(ingest/pipeline.py). Not a savepoint: rows inserted in a subtransaction carry the subtransaction's
+xid, and the alarm evaluators tell this batch's rows by ``xmin = pg_current_xact_id()``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ INSERT INTO samples (ts, point_id, value)
 SELECT * FROM unnest(%(ts)b::timestamptz[], %(point)b::int[], %(value)b::float8[])
 ON CONFLICT DO NOTHING
 """
+ON_CONFLICT = "ON CONFLICT DO NOTHING"
 
 # Without TimescaleDB the hourly rollup is ours to keep: fold in exactly the rows that were new.
 SAMPLES_WITH_ROLLUP_SQL = """
@@ -50,6 +58,10 @@ WITH ins AS (
 )
 SELECT count(*) FROM ins
 """
+
+# The fast statements: no speculative insertion; a duplicate raises UniqueViolation.
+SAMPLES_NO_DEDUP_SQL = SAMPLES_SQL.replace(ON_CONFLICT, "")
+SAMPLES_WITH_ROLLUP_NO_DEDUP_SQL = SAMPLES_WITH_ROLLUP_SQL.replace(ON_CONFLICT, "", 1)
 
 METERS_SQL = """
 INSERT INTO meter_readings (ts, device_id, register, reverse_register, valve, flags, seq, received_at)
@@ -130,6 +142,17 @@ def _rowcount(conn: Connection, sql: str, params: dict[str, Any]) -> int:
     return int(conn.exec_driver_sql(sql, params).rowcount)
 
 
+def _insert_samples(conn: Connection, batch: DecodedBatch, *, keep_rollup: bool, expect_duplicates: bool) -> int:
+    params = {
+        "ts": timestamptz_array(batch.sample_ts),
+        "point": int4_array(batch.sample_point),
+        "value": float8_array(batch.sample_value),
+    }
+    if keep_rollup:
+        return _scalar(conn, SAMPLES_WITH_ROLLUP_SQL if expect_duplicates else SAMPLES_WITH_ROLLUP_NO_DEDUP_SQL, params)
+    return _rowcount(conn, SAMPLES_SQL if expect_duplicates else SAMPLES_NO_DEDUP_SQL, params)
+
+
 def write_batch(
     conn: Connection,
     batch: DecodedBatch,
@@ -138,20 +161,14 @@ def write_batch(
     gaps: list[tuple[int, int, int]],
     last_seq: dict[int, int],
     keep_rollup: bool,
+    expect_duplicates: bool = True,
 ) -> WriteResult:
     """Insert everything in ``batch``, the detected seq ``gaps`` (device, first, last missing) and each
-    device's ``last_seq`` as the seq tracker now sees it."""
+    device's ``last_seq`` as the seq tracker now sees it. ``expect_duplicates=False``: samples without
+    ON CONFLICT, so a duplicate raises UniqueViolation (module doc)."""
     samples = meters = swipes = 0
     if batch.sample_ts:
-        params = {
-            "ts": timestamptz_array(batch.sample_ts),
-            "point": int4_array(batch.sample_point),
-            "value": float8_array(batch.sample_value),
-        }
-        if keep_rollup:
-            samples = _scalar(conn, SAMPLES_WITH_ROLLUP_SQL, params)
-        else:
-            samples = _rowcount(conn, SAMPLES_SQL, params)
+        samples = _insert_samples(conn, batch, keep_rollup=keep_rollup, expect_duplicates=expect_duplicates)
     if batch.meters:
         cols = list(zip(*batch.meters, strict=True))
         meters = _rowcount(

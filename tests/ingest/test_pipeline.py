@@ -92,6 +92,24 @@ def test_same_message_in_later_batches_is_a_counted_no_op(harness: Harness, esta
     assert harness.health.counters.batches == copies
 
 
+def test_fast_insert_falls_back_to_dedup_and_switches_back(harness: Harness, estate: Estate) -> None:
+    """Samples go in without ON CONFLICT after a clean batch (ingest/writer.py); a batch holding a
+    redelivery is written again with it, new rows included, then the fast path resumes."""
+    p = harness.pipeline
+    first = tel(estate, 3, NOW - timedelta(minutes=5), seq=1)
+    assert harness.commit([first]) and p._expect_duplicates is False
+    fresh = tel(estate, 3, NOW - timedelta(minutes=4), seq=2)
+    assert harness.commit([raw(first.topic, first.payload), fresh])
+    assert len(estate.samples(estate.sensor(3))) == 2 * N
+    c = harness.health.counters
+    assert (c.stored, c.duplicate, c.batches) == (2 * N, N, 2)
+    assert p._expect_duplicates is True
+    assert harness.commit([tel(estate, 3, NOW - timedelta(minutes=3), seq=3)])
+    assert p._expect_duplicates is False
+    assert (c.stored, c.duplicate, c.batches) == (3 * N, N, 3)
+    assert estate.seq_gaps(estate.sensor(3)) == []
+
+
 def test_redelivery_with_other_values_keeps_the_first_row(harness: Harness, estate: Estate) -> None:
     ts = NOW - timedelta(minutes=3)
     assert harness.commit([tel(estate, 0, ts, base=10.0)])
