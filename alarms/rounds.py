@@ -594,7 +594,8 @@ def record_manual_round(
     """Record an engineer's round: status done, satisfied_by manual (open, manual_due or missed rounds).
 
     On a missed round the alarm episode stays in the history; the schedule's open missed alarm is
-    cleared unless a later round of the schedule is missed too.
+    cleared unless a later round of the schedule is missed too. The round's manual-round ticket, if
+    still open, is completed by the record (on site at ``performed_at``, resolved, closed).
     """
     rnd = session.scalar(select(InspectionRound).where(InspectionRound.id == round_id).with_for_update())
     if rnd is None:
@@ -625,6 +626,18 @@ def record_manual_round(
         cleared = _clear_recovered(session.connection(), int(rule_id), [rnd.id], now)
         if cleared:
             log.info("round %s done late (was %s): missed alarm cleared", rnd.id, was)
+    if rnd.ticket_id is not None:
+        # The manual-round ticket asked for exactly this round: the record completes it.
+        from tickets.service import complete_by_record
+
+        complete_by_record(
+            session,
+            rnd.ticket_id,
+            rnd.performed_by,
+            work_done=f"巡检已完成（巡检记录 #{rnd.id}）/ inspection round #{rnd.id} recorded",
+            on_site_at=performed_at,
+            at=now,
+        )
     return rnd
 
 

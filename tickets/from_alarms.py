@@ -228,8 +228,9 @@ def _description(f: Mapping[str, Any]) -> str:
     raised: datetime = f["raised_at"]
     severity = f["severity"]
     return (
-        f"告警{SEVERITY_ZH.get(severity, severity)} / {severity} alarm: {f['rule_code']} on {f['subject']}, "
-        f"raised {raised.isoformat()} (alarm #{f['id']})"
+        f"告警级别 / severity: {SEVERITY_ZH.get(severity, severity)} / {severity}; "
+        f"规则 / rule: {f['rule_code']}; 对象 / subject: {f['subject']}; "
+        f"发生于 / raised: {raised.isoformat()} (告警 / alarm #{f['id']})"
     )
 
 

@@ -24,6 +24,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import Building, Device, Estate, Room, StaffEstate, StaffUser, Ticket, TicketEvent, Unit
 from tickets import sla
 from tickets.const import (
+    BEFORE_RESOLVED,
     CALLBACK_SOURCES,
     NUMBER_PREFIX,
     REOPENABLE,
@@ -339,6 +340,32 @@ def resolve(
         estate = session.get(Estate, t.estate_id)
         assert estate is not None
         t.callback_due_at = sla.callback_due(t.category, at, estate.timezone, sla.policy_from(estate.policy))
+    session.flush()
+    return t
+
+
+def complete_by_record(
+    session: Session, ticket: Ticket | int, actor: str, *, work_done: str, on_site_at: datetime, at: datetime
+) -> Ticket:
+    """A task ticket whose work another record proves done (a manual inspection round): on site at
+    the record's time, resolved, and closed when nobody is to be called back; each step an event by
+    ``actor``. A ticket already resolved, closed or in callback is left as it is."""
+    t = _locked(session, ticket)
+    status = TicketStatus(t.status)
+    if status not in BEFORE_RESOLVED:
+        return t
+    if status != S.on_site:
+        # The record is the proof of presence; the on-site step is recorded as such, not invented.
+        t.status = S.on_site.value
+        t.accepted_at = t.accepted_at or on_site_at
+        t.on_site_at = t.on_site_at or on_site_at
+        _event(session, t, actor, "on_site", at, status.value, S.on_site.value, {"by_record": work_done})
+    _move(session, t, S.resolved, actor, "resolved", at, {"by_record": work_done})
+    t.resolved_at, t.work_done = at, work_done
+    if not needs_callback(t):
+        _move(session, t, S.closed, actor, "closed", at)
+        t.closed_at = at
+    t.updated_at = at
     session.flush()
     return t
 

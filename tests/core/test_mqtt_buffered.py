@@ -3,6 +3,7 @@ the same PUBACKs and the same errors; and through a real Mosquitto nothing is lo
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -145,7 +146,7 @@ def stream_of(specs: list[dict[str, Any]], mqtt5: bool) -> bytes:
 
 def cut(stream: bytes, points: list[int]) -> list[bytes]:
     bounds = sorted({p % (len(stream) + 1) for p in points} | {0, len(stream)})
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

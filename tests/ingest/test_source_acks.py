@@ -46,7 +46,8 @@ def test_a_reused_id_is_acked_when_its_last_message_commits_once_per_message(sou
     assert source.sent == []
     assert source.ack([second]) == 2
     assert source.sent == [[9, 9]]
-    assert not source._pending and not source._deferred
+    assert not source._pending
+    assert not source._deferred
 
 
 def test_messages_of_an_earlier_connection_are_not_acked(source: Any) -> None:

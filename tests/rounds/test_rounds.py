@@ -306,6 +306,31 @@ def test_manual_round_on_a_due_round(est: RoomsEstate, frozen_clock: list[Any]) 
         record_manual_round(est.session, rnd.id, "engineer-li", at(136), {}, None)
 
 
+def test_manual_round_completes_its_inspection_ticket(est: RoomsEstate, frozen_clock: list[Any]) -> None:
+    lv = lv_setup(est)
+    report_all(est, 10, skip="case_temp_c")
+    evaluate_rounds(est.session, at(121))
+    rnd = rounds(est, lv)[0]
+    assert rnd.status == "manual_due"
+    assert rnd.ticket_id is not None
+    frozen_clock[0] = at(140)
+    record_manual_round(est.session, rnd.id, "engineer-li", at(135), {"case_temp_c": 38.0}, None)
+    ticket = est.session.get(Ticket, rnd.ticket_id)
+    assert ticket is not None
+    assert ticket.status == "closed"  # an inspection ticket has nobody to call back
+    assert (ticket.on_site_at, ticket.resolved_at, ticket.closed_at) == (at(135), at(140), at(140))
+    assert f"#{rnd.id}" in (ticket.work_done or "")
+    steps = est.session.execute(
+        text("SELECT action, from_status, to_status, actor FROM ticket_events WHERE ticket_id = :t ORDER BY id"),
+        {"t": ticket.id},
+    ).all()
+    assert [tuple(r) for r in steps[-3:]] == [
+        ("on_site", "received", "on_site", "engineer-li"),
+        ("resolved", "on_site", "resolved", "engineer-li"),
+        ("closed", "resolved", "closed", "engineer-li"),
+    ]
+
+
 def test_late_manual_round_on_a_missed_round_clears_the_alarm_but_keeps_it(
     est: RoomsEstate, frozen_clock: list[Any]
 ) -> None:
