@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -34,10 +34,14 @@ from alarms.const import STALE_FACTOR, RuleKind, Severity
 from alarms.packs import RuleSpec, ensure_default_rules
 from alarms.store import NewAlarm, OnRaised, clear_open, insert_alarms
 from core import clock
+from storage.models import WatchdogState
 
 log = logging.getLogger(__name__)
 
 ANY_METRIC = "*"
+# A watchdog run later than this after the previous one means nobody was watching in between.
+WATCH_GAP = timedelta(minutes=2)
+WATCHING_ALL_ALONG = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 # Equipment rooms are inspected every 2 h and their sensors report every 10–60 s: a silent sensor is
@@ -104,6 +108,10 @@ _CHANGED = text(
       SELECT judged.*,
              coalesce(enabled AND ref IS NOT NULL AND limit_s > 0
                       AND CAST(:now AS timestamptz) - ref > limit_s * interval '1 second', false) AS stale,
+             -- Raise only what the watchdog had the time to see: a full limit since it resumed watching.
+             coalesce(CAST(:watching_since AS timestamptz) IS NULL
+                      OR CAST(:now AS timestamptz) - CAST(:watching_since AS timestamptz)
+                         > limit_s * interval '1 second', true) AS watched_enough,
              a.id AS open_alarm_id
       FROM judged
       LEFT JOIN alarms a ON a.rule_id = :rule AND a.subject = judged.subject AND a.state <> 'cleared'
@@ -113,6 +121,7 @@ _CHANGED = text(
     FROM flagged
     WHERE stale IS DISTINCT FROM (open_alarm_id IS NOT NULL)
       AND (stale OR ref IS NOT NULL OR NOT enabled)
+      AND (NOT stale OR watched_enough)
     ORDER BY subject, point_id
     """
 )
@@ -124,8 +133,36 @@ class StaleResult:
     cleared: int
 
 
-def check_stale(session: Session, now: datetime | None = None, on_raised: OnRaised | None = None) -> StaleResult:
-    """Raise stale alarms for silent points and clear them for points that report again (all stale rules)."""
+def watching_since(session: Session, now: datetime, name: str = "stale") -> datetime:
+    """Since when the watchdog ``name`` has run without a gap longer than ``WATCH_GAP``, noting this run.
+
+    The first run ever counts as watching all along: a new installation judges by its data. After a
+    gap (worker or platform down, or a demo restarted on yesterday's data) watching starts again now:
+    a device silent during the gap gets one full limit to report before it is called stale. An alarm
+    already open stays open; only raising waits."""
+    row = session.get(WatchdogState, name, with_for_update=True)
+    if row is None:
+        session.add(WatchdogState(name=name, watching_since=WATCHING_ALL_ALONG, last_run_at=now))
+        session.flush()
+        return WATCHING_ALL_ALONG
+    if now - row.last_run_at > WATCH_GAP:
+        log.info("%s watchdog: no run for %s; watching afresh from %s", name, now - row.last_run_at, now)
+        row.watching_since = now
+    row.last_run_at = max(row.last_run_at, now)
+    session.flush()
+    return row.watching_since
+
+
+def check_stale(
+    session: Session,
+    now: datetime | None = None,
+    on_raised: OnRaised | None = None,
+    watching_since: datetime | None = None,
+) -> StaleResult:
+    """Raise stale alarms for silent points and clear them for points that report again (all stale rules).
+
+    With ``watching_since`` (the worker passes `watching_since(...)`), a point is raised only once the
+    watchdog has watched it for a full limit; clearing never waits."""
     now = now or clock.now()
     conn = session.connection()
     rules = conn.execute(
@@ -139,7 +176,9 @@ def check_stale(session: Session, now: datetime | None = None, on_raised: OnRais
         try:
             # A rule with bad params (or a bad override) must not stop the other rules.
             with session.begin_nested():
-                r, c = _check_rule(conn, rule_id, metric, device_kind, room_kind, params or {}, now, on_raised)
+                r, c = _check_rule(
+                    conn, rule_id, metric, device_kind, room_kind, params or {}, now, on_raised, watching_since
+                )
         except Exception:
             log.exception("stale rule %s failed; the other rules continue", code)
             continue
@@ -159,6 +198,7 @@ def _check_rule(
     params: dict[str, Any],
     now: datetime,
     on_raised: OnRaised | None,
+    watching_since: datetime | None = None,
 ) -> tuple[int, int]:
     rows = conn.execute(
         _CHANGED,
@@ -172,6 +212,7 @@ def _check_rule(
             "per_device": metric == ANY_METRIC,
             "default_factor": STALE_FACTOR,
             "now": now,
+            "watching_since": watching_since,
         },
     ).mappings()
     to_raise: list[NewAlarm] = []
@@ -209,4 +250,5 @@ __all__ = [
     "StaleResult",
     "check_stale",
     "ensure_default_stale_rules",
+    "watching_since",
 ]

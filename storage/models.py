@@ -358,6 +358,16 @@ class IngestStatus(Base):
     counters: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
 
 
+class WatchdogState(Base):
+    """Since when a worker watchdog has been watching without a gap (alarms/stale.py): silence it did
+    not see — the platform was down — is not held against a device."""
+
+    __tablename__ = "watchdog_state"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watching_since: Mapped[datetime] = mapped_column(TZ)
+    last_run_at: Mapped[datetime] = mapped_column(TZ)
+
+
 # --- alarms (alarms/) ------------------------------------------------------------------------------
 
 

@@ -45,10 +45,10 @@ def on_raised_hook() -> OnRaised:
 
 
 def stale_job(on_raised: OnRaised | None) -> JobFn:
-    from alarms.stale import check_stale
+    from alarms.stale import check_stale, watching_since
 
     def run(session: Session, now: datetime) -> object:
-        return check_stale(session, now, on_raised=on_raised)
+        return check_stale(session, now, on_raised=on_raised, watching_since=watching_since(session, now))
 
     return run
 

@@ -7,7 +7,14 @@ from typing import Any
 
 from sqlalchemy import text
 
-from alarms.stale import DEFAULT_STALE_RULES, check_stale, ensure_default_stale_rules
+from alarms.stale import (
+    DEFAULT_STALE_RULES,
+    WATCH_GAP,
+    WATCHING_ALL_ALONG,
+    check_stale,
+    ensure_default_stale_rules,
+    watching_since,
+)
 from tests.rounds.conftest import RoomsEstate, at
 
 RULE = DEFAULT_STALE_RULES[0].code
@@ -102,3 +109,31 @@ def test_household_meters_and_unroomed_devices_are_not_watched(est: RoomsEstate)
         text("SELECT d.code FROM alarms a JOIN devices d ON d.id = a.device_id WHERE a.estate_id = :e"), {"e": est.id}
     ).scalars()
     assert not any(code.endswith("-HW1") for code in ids)
+
+
+def test_watching_since_restarts_after_a_gap(est: RoomsEstate) -> None:
+    name = f"stale-test-{est.id}"
+    t = at(0)
+    assert watching_since(est.session, t, name) == WATCHING_ALL_ALONG  # a new installation judges by its data
+    assert watching_since(est.session, t + timedelta(seconds=30), name) == WATCHING_ALL_ALONG
+    assert watching_since(est.session, t + timedelta(seconds=30) + WATCH_GAP, name) == WATCHING_ALL_ALONG
+    resumed = t + timedelta(minutes=20)  # nobody watched for 17 minutes
+    assert watching_since(est.session, resumed, name) == resumed
+    assert watching_since(est.session, resumed + timedelta(seconds=30), name) == resumed
+
+
+def test_after_a_gap_silence_must_last_a_full_limit_to_raise_and_open_alarms_stay(est: RoomsEstate) -> None:
+    ensure_default_stale_rules(est.session)
+    now = at(60)
+    seen(est, "ENV", now - timedelta(seconds=300))  # interval 30 s → limit 45 s: stale by its data
+    check_stale(est.session, now)
+    env = est.device("ENV").id
+    assert stale_alarms(est) == {env: "active"}
+    seen(est, "CAP1", now - timedelta(seconds=600))  # limit 90 s: stale by its data, silent during the gap
+    restarted = now + timedelta(minutes=30)
+    check_stale(est.session, restarted, watching_since=restarted)
+    assert stale_alarms(est) == {env: "active"}  # CAP1 not raised yet; ENV's open alarm not cleared
+    check_stale(est.session, restarted + timedelta(seconds=80), watching_since=restarted)
+    assert stale_alarms(est) == {env: "active"}
+    check_stale(est.session, restarted + timedelta(seconds=91), watching_since=restarted)
+    assert stale_alarms(est) == {env: "active", est.device("CAP1").id: "active"}
