@@ -398,6 +398,25 @@ class CommitListener(NotifyListener):
 # the child processes and their cleanup
 
 
+def figures_table(title: str) -> tuple[Any, Any, Callable[..., None]]:
+    """The benches' report: a Rich console and a figure / value / target / ✓ table, and its row()."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    table = Table(title=title, show_lines=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("", justify="center")
+
+    def row(name: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        mark = "" if ok is None else ("[green]✓[/]" if ok else "[red]✗[/]")
+        table.add_row(name, value, target, mark)
+
+    return console, table, row
+
+
 class Harness:
     """Temp dir, child processes and cleanups of one bench run. ``args`` needs tmp_dir, keep, quiet, window,
     ingest_env and no_broker_persistence."""
@@ -514,6 +533,22 @@ class Harness:
         if busy > 25:
             log(f"warning: the machine is already {busy:.0f}% busy; figures will be low and noisy")
         return busy
+
+    def create_database(self, cfg: dict[str, Any]) -> str:
+        """A fresh, migrated database (dropped at cleanup unless --keep); notes where and whether
+        TimescaleDB is in ``cfg``."""
+        log("creating the database")
+        from storage.migrate import upgrade
+        from tests.support.postgres import create_database, drop_database
+
+        server_url, origin = pick_server()
+        cfg["database"] = origin
+        db_url = create_database(server_url, prefix="steward_bench")
+        if not self.args.keep:
+            self.on_cleanup("drop database", lambda: drop_database(server_url, db_url))
+        upgrade(db_url)
+        cfg["timescaledb"] = self._has_timescale(db_url)
+        return db_url
 
     @staticmethod
     def _has_timescale(db_url: str) -> bool:

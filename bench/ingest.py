@@ -53,11 +53,11 @@ from bench.common import (  # noqa: E402
     Harness,
     build_fastpub,
     children_cpu,
+    figures_table,
     import_bench_estate,
     libpq_url,
     log,
     percentile,
-    pick_server,
     run_bench,
     write_frames,
 )
@@ -90,17 +90,7 @@ class Bench(Harness):
         log("building fastpub")
         self.fastpub_bin = build_fastpub(self.tmp)
 
-        log("creating the database")
-        from storage.migrate import upgrade
-        from tests.support.postgres import create_database, drop_database
-
-        server_url, origin = pick_server()
-        cfg["database"] = origin
-        db_url = create_database(server_url, prefix="steward_bench")
-        if not a.keep:
-            self.on_cleanup("drop database", lambda: drop_database(server_url, db_url))
-        upgrade(db_url)
-        cfg["timescaledb"] = self._has_timescale(db_url)
+        db_url = self.create_database(cfg)
         t = time.monotonic()
         points = import_bench_estate(db_url, a.devices, rules=a.alarms)
         log(f"estate imported: {a.devices} devices, {points} points in {time.monotonic() - t:.1f}s")
@@ -435,20 +425,8 @@ def bare_subscriber(args: argparse.Namespace) -> int:
 
 
 def report(figures: Figures, args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 120)
     t, p, c = figures.throughput, figures.paced, figures.ceiling
-    table = Table(title="Steward ingest benchmark", show_lines=False)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("", justify="center")
-
-    def row(name: str, value: str, target: str = "", ok: bool | None = None) -> None:
-        mark = "" if ok is None else ("[green]✓[/]" if ok else "[red]✗[/]")
-        table.add_row(name, value, target, mark)
+    console, table, row = figures_table("Steward ingest benchmark")
 
     cfg = figures.config
     s = cfg.get("ingest_settings", {})
