@@ -243,7 +243,7 @@ class ApiProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApiProcess:
-        import httpx
+        import httpx2 as httpx  # the dev extra's HTTP client (pyproject.toml)
 
         cmd = [sys.executable, "-m", "steward", "run", "api", "--port", str(self.port), "--workers", str(self.workers)]
         with self.log_path.open("wb") as out:
@@ -460,7 +460,7 @@ class Bench(Harness):
         broker: Any,
         pub: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        import httpx
+        import httpx2 as httpx  # the dev extra's HTTP client (pyproject.toml)
 
         a = self.args
         log(f"API with {workers} worker{'s' if workers > 1 else ''}: starting")
@@ -580,7 +580,7 @@ class Bench(Harness):
     def _requests(self, endpoints: list[Endpoint], clients: dict[str, Any], deadline: float) -> None:
         """Sequential requests until each endpoint has --requests answers or the time is up; the next turn
         always goes to the endpoint with the least time spent, so a slow one cannot starve the others."""
-        import httpx
+        import httpx2 as httpx  # the dev extra's HTTP client (pyproject.toml)
 
         a = self.args
         turn = {ep.name: 0 for ep in endpoints}
