@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from fastapi import FastAPI
@@ -20,6 +20,7 @@ from accounts.const import Role
 from accounts.service import create_token, create_user
 from alarms.packs import ensure_default_rules
 from api.app import create_app
+from core import clock
 from core.settings import Settings
 from facility.importer import import_estate
 from protocol.estate_file import EstateFile
@@ -57,7 +58,7 @@ class World:
         return make_ticket(self.engine, estate or self.estate, status, complaint=complaint)
 
     def new_round(self, estate: str | None = None) -> int:
-        """A fresh open inspection round of the estate's power room, its window around now."""
+        """A fresh open inspection round of the estate's power room, its window around `core.clock` now."""
         return make_round(self.engine, estate or self.estate)
 
 
@@ -74,7 +75,9 @@ def _with_residents(doc: EstateFile) -> EstateFile:
 @contextmanager
 def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[World]:
     """A migrated database of its own with estates apia (residents) and apib, one account per role
-    scoped to apia, and the head-office admin 'head-office' who sees every estate. Dropped on exit."""
+    scoped to apia, and the head-office admin 'head-office' who sees every estate. Dropped on exit.
+    Rows dated "now" (alarms, rounds, schedule anchors) take it from `core.clock`: pin it to build the world
+    at an instant."""
     from sqlalchemy import select
 
     from storage.migrate import upgrade
@@ -156,7 +159,7 @@ def raise_alarm(engine: Engine, estate: str) -> int:
                     subject=f"test:{uuid.uuid4().hex}",  # unique, so every call opens a new episode
                     estate_id=row.estate,
                     severity="alarm",
-                    raised_at=datetime.now(UTC),
+                    raised_at=clock.now(),
                     point_id=row.point,
                     device_id=row.device,
                     peak=160.0,
@@ -211,7 +214,6 @@ def make_ticket(engine: Engine, estate: str, status: str, *, complaint: bool = F
 
 
 _round_seq = iter(range(1, 1_000_000))
-_ROUND_BASE = datetime.now(UTC).replace(microsecond=0)
 
 
 def make_round(engine: Engine, estate: str) -> int:
@@ -224,9 +226,11 @@ def make_round(engine: Engine, estate: str) -> int:
     with Session(engine) as s, s.begin():
         estate_id = s.execute(text("SELECT id FROM estates WHERE code = :e"), {"e": estate}).scalar_one()
         ensure_default_schedules(s, estate_id)
-        # A window of its own (the unique key is schedule + window start), open around now.
-        start = _ROUND_BASE - timedelta(hours=1, seconds=next(_round_seq))
-        now = _ROUND_BASE + timedelta(hours=3)
+        # A window of its own (the unique key is schedule + window start), open around now: whole seconds
+        # plus a per-call count of microseconds, so no two calls share a start whatever the clock does.
+        base = clock.now().replace(microsecond=0)
+        start = base - timedelta(hours=1) + timedelta(microseconds=next(_round_seq))
+        now = base + timedelta(hours=3)
         return int(
             s.execute(
                 text(
@@ -272,7 +276,5 @@ def add_samples(engine: Engine, point_id: int, samples: list[tuple[datetime, flo
         sample_value=[v for _, v in samples],
     )
     with engine.begin() as conn:
-        result = write_batch(
-            conn, batch, now=datetime.now(UTC), gaps=[], last_seq={}, keep_rollup=not has_timescale(conn)
-        )
+        result = write_batch(conn, batch, now=clock.now(), gaps=[], last_seq={}, keep_rollup=not has_timescale(conn))
     return result.samples_stored

@@ -1,8 +1,14 @@
-"""The rounds API: room calendar, one round, manual record; roles and estate scoping."""
+"""The rounds API: room calendar, one round, manual record; roles and estate scoping.
+
+Run at each of the INSTANTS (tests/support/clock.py; the id is in the test id): the world is built with
+`core.clock` pinned a day before the instant, so the schedules have been watched since the previous local
+midnight, and every test runs with the clock pinned at the instant.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,22 +23,33 @@ from core import clock
 from core.settings import Settings
 from storage.models import Estate, InspectionRound
 from tests.api.conftest import World, bearer, build_world
-from tests.rounds.conftest import SH
+from tests.support.clock import per_instant_module, pinned
 
-NOW = datetime.now(SH).replace(minute=0, second=0, microsecond=0)
+pytestmark = per_instant_module
 
 
 @pytest.fixture(scope="module")
-def world(pg_server_url: str) -> Iterator[World]:
-    with build_world(pg_server_url, prefix="steward_rounds_api") as w:
-        with Session(w.engine) as s, s.begin():
-            for code in ("apia", "apib"):
-                estate_id = s.scalar(select(Estate.id).where(Estate.code == code))
-                assert estate_id is not None
-                ensure_default_schedules(s, estate_id, now=NOW - timedelta(days=1))
-            evaluate_rounds(s, NOW - timedelta(hours=5))
-            evaluate_rounds(s, NOW)
+def world(pg_server_url: str, instant: datetime) -> Iterator[World]:
+    now = instant
+    with ExitStack() as stack:
+        # Built a day earlier: the schedules (anchored at that day's local midnight) have run since.
+        with pinned(now - timedelta(days=1)):
+            w = stack.enter_context(build_world(pg_server_url, prefix="steward_rounds_api"))
+            with Session(w.engine) as s, s.begin():
+                for code in ("apia", "apib"):
+                    estate_id = s.scalar(select(Estate.id).where(Estate.code == code))
+                    assert estate_id is not None
+                    ensure_default_schedules(s, estate_id, now=now - timedelta(days=1))
+                evaluate_rounds(s, now - timedelta(hours=5))
+                evaluate_rounds(s, now)
         yield w
+
+
+@pytest.fixture(autouse=True)
+def _now(instant: datetime) -> Iterator[datetime]:
+    """The API reads `core.clock` (a manual round's time, "in the future"): pinned at the instant."""
+    with pinned(instant):
+        yield instant
 
 
 @pytest.fixture
@@ -53,10 +70,10 @@ def rounds_of(world: World, estate: str) -> list[InspectionRound]:
         )
 
 
-def test_room_calendar(client: TestClient, world: World) -> None:
+def test_room_calendar(client: TestClient, world: World, instant: datetime) -> None:
     r = client.get(
         "/api/estates/apia/rooms/PR1/rounds",
-        params={"from": (NOW - timedelta(hours=6)).isoformat(), "to": NOW.isoformat()},
+        params={"from": (instant - timedelta(hours=6)).isoformat(), "to": instant.isoformat()},
         headers=bearer(world, Role.viewer),
     )
     assert r.status_code == 200, r.text
