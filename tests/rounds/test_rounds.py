@@ -1,12 +1,13 @@
 """Inspection rounds against PostgreSQL: default schedules, windows, telemetry evidence, manual rounds, missed alarms.
 
 Time is driven explicitly: `evaluate_rounds(session, now)`; `record_manual_round` reads `core.clock`, which the
-`frozen_clock` fixture pins. Every test runs in a rolled-back transaction with an estate of its own.
+`frozen_clock` fixture pins. Most tests start at T0 (08:00, a window boundary); the last one runs at each of
+the INSTANTS (tests/support/clock.py). Every test runs in a rolled-back transaction with an estate of its own.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from alarms.rounds import (
 from core.errors import InvalidInput
 from storage.models import InspectionRound, RoundSchedule, Ticket
 from tests.rounds.conftest import LV_POINTS, SH, T0, RoomsEstate, at
+from tests.support.clock import FrozenClock
 
 
 def schedule(est: RoomsEstate, room: str, code: str) -> RoundSchedule:
@@ -361,3 +363,67 @@ def test_manual_round_input_is_checked(est: RoomsEstate, frozen_clock: list[Any]
         record_manual_round(est.session, rnd.id, "eng", at(35), {"x": float("nan")}, None)
     # An open round (window still running) may be done by hand.
     assert record_manual_round(est.session, rnd.id, "eng", at(35), {"x": 1}, None).status == "done"
+
+
+# --- at any hour -------------------------------------------------------------------------------------------
+
+
+def test_windows_follow_local_hours_from_any_instant(
+    est: RoomsEstate, instant: datetime, at_instant: FrozenClock
+) -> None:
+    """Schedules created at the instant: windows on even local hours (4 h, 4 days from local midnight),
+    the current one open; telemetry satisfies it at its end; the next, unreported, is due then missed."""
+    local = instant.astimezone(SH)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def current(hours: int) -> datetime:
+        return midnight + timedelta(hours=local.hour - local.hour % hours)
+
+    assert ensure_default_schedules(est.session, est.id) == 6  # `now` from core.clock: the instant
+    evaluate_rounds(est.session, instant)
+    lv, hv, pumps = schedule(est, "PR1", "lv_2h"), schedule(est, "PR1", "hv_4h"), schedule(est, "PUMP1", "pumps_4d")
+    assert lv.anchor == hv.anchor == pumps.anchor == midnight
+    [first] = rounds(est, lv)
+    [hv_first] = rounds(est, hv)
+    [pumps_first] = rounds(est, pumps)
+    assert (first.window_start, first.window_end, first.status) == (current(2), current(2) + timedelta(hours=2), "open")
+    assert (hv_first.window_start, hv_first.window_end) == (current(4), current(4) + timedelta(hours=4))
+    assert (pumps_first.window_start, pumps_first.window_end) == (midnight, midnight + timedelta(days=4))
+
+    for device, metric, value in LV_POINTS:
+        est.sample(est.point(device, metric), first.window_start + timedelta(minutes=10), value)
+        est.sample(est.point(device, metric), first.window_end - timedelta(minutes=1), value)
+    evaluate_rounds(est.session, first.window_end - timedelta(seconds=1))
+    assert [r.status for r in rounds(est, lv)] == ["open"]  # not decided before its end
+    evaluate_rounds(est.session, first.window_end + timedelta(minutes=1))
+    done, nxt = rounds(est, lv)
+    assert (done.status, done.satisfied_by, done.evidence["ok"]) == ("satisfied", "telemetry", 3)
+    assert (nxt.window_start, nxt.window_end, nxt.status) == (
+        first.window_end,
+        first.window_end + timedelta(hours=2),
+        "open",
+    )
+
+    end = nxt.window_end
+    evaluate_rounds(est.session, end + timedelta(minutes=1))
+    assert rounds(est, lv)[1].status == "manual_due"
+    assert rounds(est, lv)[1].ticket_id is not None
+    evaluate_rounds(est.session, end + timedelta(minutes=29))
+    assert rounds(est, lv)[1].status == "manual_due"
+    assert open_missed(est, lv) == []
+    evaluate_rounds(est.session, end + timedelta(minutes=31))
+    missed = rounds(est, lv)[1]
+    assert missed.status == "missed"
+    [alarm] = open_missed(est, lv)
+    assert (alarm.state, alarm.raised_at) == ("active", end + timedelta(minutes=30))
+    for r in rounds(est, lv):
+        start = r.window_start.astimezone(SH)
+        assert (start.minute, start.hour % 2) == (0, 0)
+
+    # The engineer records it late, "now" by the pinned clock: done, and the missed alarm clears.
+    at_instant.set(end + timedelta(minutes=45))
+    late = record_manual_round(est.session, missed.id, "engineer-li", end + timedelta(minutes=40), {"x": 1}, None)
+    assert (late.status, late.satisfied_by) == ("done", "manual")
+    assert [a.state for a in open_missed(est, lv)] == ["cleared"]
+    with pytest.raises(RoundTimeError):  # "in the future" is judged by the pinned clock too
+        record_manual_round(est.session, rounds(est, lv)[-1].id, "eng", at_instant() + timedelta(minutes=6), {}, None)

@@ -1,8 +1,10 @@
-"""The stale-data watchdog: a silent equipment device raises one warning (and one ticket), a report clears it."""
+"""The stale-data watchdog: a silent equipment device raises one warning (and one ticket), a report clears it.
+
+Every test runs at each of the INSTANTS (tests/support/clock.py): the watchdog must not care about the hour."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -15,7 +17,7 @@ from alarms.stale import (
     ensure_default_stale_rules,
     watching_since,
 )
-from tests.rounds.conftest import RoomsEstate, at
+from tests.rounds.conftest import RoomsEstate
 
 RULE = DEFAULT_STALE_RULES[0].code
 
@@ -46,15 +48,15 @@ def stale_alarms(est: RoomsEstate) -> dict[int, str]:
     return {r.device_id: r.state for r in rows}
 
 
-def test_stale_raise_once_and_clear(est: RoomsEstate) -> None:
+def test_stale_raise_once_and_clear(est: RoomsEstate, instant: datetime) -> None:
     ensure_default_stale_rules(est.session)
     ensure_default_stale_rules(est.session)  # idempotent
-    now = at(60)
+    now = instant + timedelta(minutes=60)
     seen(est, "LV1", now - timedelta(seconds=20))  # interval 15 s → limit 22.5 s: fresh
     seen(est, "CAP1", now - timedelta(seconds=200))  # interval 60 s → limit 90 s: stale
     seen(est, "ENV", now - timedelta(seconds=44))  # interval 30 s → limit 45 s: fresh
     # TR1 never reported and has no installed_at: not judged. HX1 was installed long ago and never reported.
-    est.device("HX1").installed_at = at(-600)
+    est.device("HX1").installed_at = instant - timedelta(minutes=600)
     est.session.flush()
 
     raised: list[int] = []
@@ -84,9 +86,9 @@ def test_stale_raise_once_and_clear(est: RoomsEstate) -> None:
     assert stale_alarms(est) == {cap: "cleared", hx: "active", env: "cleared", lv: "cleared"}
 
 
-def test_a_disabled_override_clears_and_silences(est: RoomsEstate) -> None:
+def test_a_disabled_override_clears_and_silences(est: RoomsEstate, instant: datetime) -> None:
     ensure_default_stale_rules(est.session)
-    now = at(60)
+    now = instant + timedelta(minutes=60)
     seen(est, "CAP1", now - timedelta(seconds=200))
     check_stale(est.session, now)
     cap = est.device("CAP1").id
@@ -102,18 +104,18 @@ def test_a_disabled_override_clears_and_silences(est: RoomsEstate) -> None:
     assert stale_alarms(est)[cap] == "cleared"
 
 
-def test_household_meters_and_unroomed_devices_are_not_watched(est: RoomsEstate) -> None:
+def test_household_meters_and_unroomed_devices_are_not_watched(est: RoomsEstate, instant: datetime) -> None:
     ensure_default_stale_rules(est.session)
-    check_stale(est.session, at(60))
+    check_stale(est.session, instant + timedelta(minutes=60))
     ids = est.session.execute(
         text("SELECT d.code FROM alarms a JOIN devices d ON d.id = a.device_id WHERE a.estate_id = :e"), {"e": est.id}
     ).scalars()
     assert not any(code.endswith("-HW1") for code in ids)
 
 
-def test_watching_since_restarts_after_a_gap(est: RoomsEstate) -> None:
+def test_watching_since_restarts_after_a_gap(est: RoomsEstate, instant: datetime) -> None:
     name = f"stale-test-{est.id}"
-    t = at(0)
+    t = instant
     assert watching_since(est.session, t, name) == WATCHING_ALL_ALONG  # a new installation judges by its data
     assert watching_since(est.session, t + timedelta(seconds=30), name) == WATCHING_ALL_ALONG
     assert watching_since(est.session, t + timedelta(seconds=30) + WATCH_GAP, name) == WATCHING_ALL_ALONG
@@ -122,9 +124,11 @@ def test_watching_since_restarts_after_a_gap(est: RoomsEstate) -> None:
     assert watching_since(est.session, resumed + timedelta(seconds=30), name) == resumed
 
 
-def test_after_a_gap_silence_must_last_a_full_limit_to_raise_and_open_alarms_stay(est: RoomsEstate) -> None:
+def test_after_a_gap_silence_must_last_a_full_limit_to_raise_and_open_alarms_stay(
+    est: RoomsEstate, instant: datetime
+) -> None:
     ensure_default_stale_rules(est.session)
-    now = at(60)
+    now = instant + timedelta(minutes=60)
     seen(est, "ENV", now - timedelta(seconds=300))  # interval 30 s → limit 45 s: stale by its data
     check_stale(est.session, now)
     env = est.device("ENV").id
