@@ -1,4 +1,7 @@
-"""The tickets API: roles per step, the assignee rule, reporter masking, estate scoping, countdowns, 409s."""
+"""The tickets API: roles per step, the assignee rule, reporter masking, estate scoping, countdowns, 409s.
+
+`core.clock` is pinned for every test: at noon Shanghai time, or at each of the INSTANTS for the tests that
+take ``instant`` (the breach countdowns)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import typing
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,13 +21,14 @@ from accounts.const import Role
 from accounts.service import create_token, create_user
 from api.app import create_app
 from api.routes import tickets as routes
-from core import clock
 from core.settings import Settings
 from storage.models import AuditLog
+from tests.support.clock import INSTANTS, FrozenClock, local_2359_after, pinned
 from tests.tickets import make_estate
 from tickets.const import CallbackChannel, Category, Priority, Source, TicketStatus
 
 PASSWORD = "correct-horse-battery"
+NOON = INSTANTS["sh-1200"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ def world(engine: Engine) -> World:
         )
         tokens["outsider"] = create_token(s, outsider, "tests")
     return World(mine.code, other.code, tokens, ids)
+
+
+@pytest.fixture(autouse=True)
+def frozen(request: pytest.FixtureRequest) -> Iterator[FrozenClock]:
+    at = request.getfixturevalue("instant") if "instant" in request.fixturenames else NOON
+    with pinned(at) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -231,30 +242,30 @@ def test_other_estates_tickets_are_404(client: TestClient, world: World) -> None
     assert theirs not in ids
 
 
-def test_list_filters_and_breach_countdowns(client: TestClient, world: World) -> None:
+def test_list_filters_and_breach_countdowns(
+    client: TestClient, world: World, instant: datetime, frozen: FrozenClock
+) -> None:
     complaint = create(client, world, source="complaint", category="other", title="噪音投诉", unit=None)
     general = create(client, world, category="electrical", priority="minor")
-    later = datetime.now(UTC) + timedelta(minutes=21)
-    clock.set_clock(lambda: later)
-    try:
-        q = f"/api/tickets?estate={world.estate}&open_only=true&status=received&status=dispatched&limit=500"
-        items = {i["id"]: i for i in client.get(q, headers=h(world, "steward")).json()["items"]}
-        assert items[general["id"]]["breached"] is True  # on site within 20 min
-        assert items[general["id"]]["seconds_remaining"] < 0
-        assert items[complaint["id"]]["breached"] is False
-        assert [c["clock"] for c in items[complaint["id"]]["clocks"]] == ["feedback", "resolve"]
-        only = client.get("/api/tickets?source=complaint&category=other&limit=500", headers=h(world, "steward"))
-        assert {i["source"] for i in only.json()["items"]} == {"complaint"}
-        by_due = client.get("/api/tickets?sort=due&open_only=true&limit=500", headers=h(world, "steward")).json()
-        dues = [i["resolve_due_at"] for i in by_due["items"] if i["resolve_due_at"]]
-        assert dues == sorted(dues, key=datetime.fromisoformat)
-    finally:
-        clock.reset_clock()
+    frozen.advance(timedelta(minutes=21))
+    q = f"/api/tickets?estate={world.estate}&open_only=true&status=received&status=dispatched&limit=500"
+    items = {i["id"]: i for i in client.get(q, headers=h(world, "steward")).json()["items"]}
+    assert items[general["id"]]["breached"] is True  # on site within 20 min
+    assert items[general["id"]]["seconds_remaining"] < 0
+    assert items[general["id"]]["seconds_remaining"] == -60  # 21 min after receipt, on site due at 20 min
+    assert datetime.fromisoformat(items[general["id"]]["resolve_due_at"]) == local_2359_after(instant)  # minor
+    assert items[complaint["id"]]["breached"] is False
+    assert [c["clock"] for c in items[complaint["id"]]["clocks"]] == ["feedback", "resolve"]
+    only = client.get("/api/tickets?source=complaint&category=other&limit=500", headers=h(world, "steward"))
+    assert {i["source"] for i in only.json()["items"]} == {"complaint"}
+    by_due = client.get("/api/tickets?sort=due&open_only=true&limit=500", headers=h(world, "steward")).json()
+    dues = [i["resolve_due_at"] for i in by_due["items"] if i["resolve_due_at"]]
+    assert dues == sorted(dues, key=datetime.fromisoformat)
 
 
 def test_warranty_feedback_and_comment(client: TestClient, world: World) -> None:
     tid = create(client, world, source="complaint", category="civil", title="外墙渗水")["id"]
-    due = (datetime.now(UTC) + timedelta(days=15)).isoformat()
+    due = (NOON + timedelta(days=15)).isoformat()
     r = post(client, world, "steward", tid, "warranty", {"party": "开发商客服部", "due_at": due, "ref": "LXD-9"})
     assert r.status_code == 200, r.text
     assert r.json()["warranty_party"] == "开发商客服部"
