@@ -8,6 +8,7 @@ Imports only ``protocol`` and ``core`` from the project and talks to the platfor
 
 from simulators.fleet import Fleet
 from simulators.frames import Frame
+from simulators.meters import RegisterStart
 from simulators.run import RunStats, run_simulation
 from simulators.scenarios import SCENARIOS, ScenarioPlan, ScenarioSpec, parse_scenario
 
@@ -15,6 +16,7 @@ __all__ = [
     "SCENARIOS",
     "Fleet",
     "Frame",
+    "RegisterStart",
     "RunStats",
     "ScenarioPlan",
     "ScenarioSpec",

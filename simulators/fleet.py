@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,7 @@ from simulators.meters import (
     MasterUse,
     MeterModel,
     NoUse,
+    RegisterStart,
     SteadyFlow,
     UsageModel,
     WaterUse,
@@ -53,8 +55,11 @@ class Fleet:
         start: datetime,
         scenarios: Iterable[str | ScenarioSpec] = (),
         ts_format: TsFormat = "iso",
+        registers: Mapping[str, RegisterStart] | None = None,
     ) -> None:
         self.doc = doc
+        # Meters resumed where an earlier run (or the database) left them; the rest start from the seed.
+        self.resume = dict(registers or {})
         self.estate = doc.estate.code
         self.seed = seed
         self.start = require_aware(start, "start").replace(microsecond=0)
@@ -84,8 +89,16 @@ class Fleet:
         start: datetime,
         scenarios: Iterable[str | ScenarioSpec] = (),
         ts_format: TsFormat = "iso",
+        registers: Mapping[str, RegisterStart] | None = None,
     ) -> Fleet:
-        return cls(load_estate_file(path), seed=seed, start=start, scenarios=scenarios, ts_format=ts_format)
+        return cls(
+            load_estate_file(path),
+            seed=seed,
+            start=start,
+            scenarios=scenarios,
+            ts_format=ts_format,
+            registers=registers,
+        )
 
     # --- driving ------------------------------------------------------------------------------
     def tick(self, now: datetime) -> list[Frame]:
@@ -108,6 +121,14 @@ class Fleet:
     @property
     def now(self) -> datetime:
         return self._now
+
+    def meter_registers_at(self, t: datetime) -> dict[str, RegisterStart]:
+        """Every meter's registers at its last reading at or before ``t``, without publishing anything.
+
+        Use a fleet of its own for this (its meters are read on): the demo builds the history replay's
+        fleet twice, once to publish and once to tell the live fleet where the registers will stand."""
+        require_aware(t, "t")
+        return {e.code: e.model.registers_until(t) for e in self.entries.values() if isinstance(e.model, MeterModel)}
 
     # --- introspection --------------------------------------------------------------------------
     def cards(self) -> Mapping[str, list[Card]]:
@@ -134,8 +155,17 @@ class Fleet:
             entry.household = household
             occupancy = household.occupancy if household else "master" if "master_of" in spec.attrs else "plant"
             usage = self._usage(flat, household)
-            initial = initial_register(self.seed, spec.code, spec.kind, occupancy, spec.register_max, spec.resolution)
-            entry.model = MeterModel(spec, usage, seed=self.seed, start=self.start, initial=initial)
+            resumed = self.resume.get(spec.code)
+            if resumed is not None:
+                initial, initial_reverse = resumed.register, resumed.reverse or Decimal(0)
+            else:
+                initial = initial_register(
+                    self.seed, spec.code, spec.kind, occupancy, spec.register_max, spec.resolution
+                )
+                initial_reverse = Decimal(0)
+            entry.model = MeterModel(
+                spec, usage, seed=self.seed, start=self.start, initial=initial, initial_reverse=initial_reverse
+            )
         elif spec.kind == "door_controller":
             entry.model = DoorController(
                 spec,

@@ -55,6 +55,14 @@ def boundary_time(k: int, interval_s: int) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterStart:
+    """Where a meter's registers stand when a simulation resumes it (last stored or last simulated)."""
+
+    register: Decimal
+    reverse: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Household:
     """Who lives behind a unit meter (from the expanded estate file)."""
 
@@ -206,7 +214,16 @@ class _Replacement:
 class MeterModel:
     """One cumulative meter producing ``meter`` readings at its interval boundaries."""
 
-    def __init__(self, spec: DeviceSpec, usage: UsageModel, *, seed: int, start: datetime, initial: Decimal) -> None:
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        usage: UsageModel,
+        *,
+        seed: int,
+        start: datetime,
+        initial: Decimal,
+        initial_reverse: Decimal = ZERO,
+    ) -> None:
         if spec.register_max is None or spec.resolution is None:
             raise ValueError(f"meter {spec.code} needs register_max and resolution")
         self.code = spec.code
@@ -224,7 +241,7 @@ class MeterModel:
         self._k = boundary_index(start, self.interval_s)
         self.first_k = self._k
         self._offset = initial
-        self._rev_offset = ZERO
+        self._rev_offset = initial_reverse
         self._booked = ZERO
         self._booked_rev = ZERO
         self._cache: dict[int, Use] = {}
@@ -391,6 +408,16 @@ class MeterModel:
         # NB-IoT/LoRa modules upload a little after the freeze, spread so the broker is not hit at :00.
         delay = float(derive(self.seed, self.code, k, "upload") % 90 + 2)
         return [Reading(ts, Channel.meter, body, delay, scenario, tuple(dict.fromkeys(tags)), meta)]
+
+    def registers_until(self, t: datetime) -> RegisterStart:
+        """Read on to the last boundary at or before ``t`` (publishing nothing) and return the registers.
+
+        A fleet that starts at ``t`` with these registers continues where this one left off: its first
+        reading repeats or follows this one's last, never below it (no false reset/replacement)."""
+        while self.next_due <= t:
+            self.produce()
+        reading, reverse = self._shown()
+        return RegisterStart(reading, reverse if self.bidirectional else None)
 
     def _shown(self) -> tuple[Decimal, Decimal]:
         reading = truncate((self._offset + self._booked) % self.modulus, self.resolution)

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +15,7 @@ from simulators.clock import Pacer, default_start, require_aware
 from simulators.commands import CommandCounts, CommandInbox, ValveController
 from simulators.fleet import Fleet
 from simulators.frames import FrameCounts, TsFormat
+from simulators.meters import RegisterStart
 from simulators.publisher import DEFAULT_WINDOW, Publisher, connect
 from simulators.scenarios import DEFAULT_ONSET, ScenarioPlan, ScenarioSpec, parse_scenario
 
@@ -71,6 +72,7 @@ def run_simulation(
     window: int = DEFAULT_WINDOW,
     ts_format: TsFormat = "iso",
     commands: bool = True,
+    registers: Mapping[str, RegisterStart] | None = None,
 ) -> RunStats:
     """Simulate the estate's devices and publish their frames to ``host:port`` (QoS 1).
 
@@ -86,6 +88,7 @@ def run_simulation(
     on_progress  called about once a second (and once at the end) on this thread with the run's
                  ``RunStats`` (one object updated in place: copy what you want to keep).
     window       max unacknowledged messages (bounded far below MQTT's 65,535 packet ids).
+    registers    meter code → registers to start from (a resumed estate); other meters start from the seed.
     commands     obey the platform's valve commands: subscribe to ``steward/{estate}/down/+/valve``,
                  close/open the meter's valve from the current simulated time and publish the device's
                  ``ack`` (see ``simulators.commands``). Frames only change once a command arrives.
@@ -102,7 +105,9 @@ def run_simulation(
         # A short run would end before the default onset: bring unscheduled scenarios forward.
         early = min(DEFAULT_ONSET, timedelta(seconds=duration_s) / 4)
         specs = [s if s.at is not None else replace(s, at=early) for s in specs]
-    fleet = Fleet.from_file(estate_file, seed=seed, start=sim_start, scenarios=specs, ts_format=ts_format)
+    fleet = Fleet.from_file(
+        estate_file, seed=seed, start=sim_start, scenarios=specs, ts_format=ts_format, registers=registers
+    )
     # Step: 1 s of simulated time in realtime; coarser when faster, so each tick is ~1/4 s of wall time.
     step = timedelta(seconds=min(60.0, max(1.0, speed / 4 if speed > 0 else 60.0)))
     stats = RunStats(fleet.estate, seed, sim_start, sim_start, plans=fleet.plans)
