@@ -153,6 +153,21 @@ def watching_since(session: Session, now: datetime, name: str = "stale") -> date
     return row.watching_since
 
 
+def restart_watching(session: Session, now: datetime, name: str = "stale") -> None:
+    """The platform was down until ``now`` (a restart its operator knows of): watch afresh from now.
+
+    The worker notices a gap only when it exceeds ``WATCH_GAP``; a platform restarted sooner (the demo
+    run again half a minute later) would otherwise call every 15-second sensor silent at once. Before
+    the first run ever it starts watching now too (the caller knows the estate has data)."""
+    row = session.get(WatchdogState, name, with_for_update=True)
+    if row is None:
+        session.add(WatchdogState(name=name, watching_since=now, last_run_at=now))
+    else:
+        row.watching_since = max(row.watching_since, now)
+        row.last_run_at = max(row.last_run_at, now)
+    session.flush()
+
+
 def check_stale(
     session: Session,
     now: datetime | None = None,
