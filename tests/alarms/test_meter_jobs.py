@@ -4,7 +4,7 @@ building-balance alarms out, raised once and cleared when the condition ends."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -169,3 +169,28 @@ def test_estate_override_relaxes_the_balance_tolerance(engine: Engine, est: Mete
     _balance(engine, est, 50.0)
     run(engine, local(1, 2))
     assert est.alarms(est.master) == []
+
+
+def test_night_leak_is_judged_on_the_latest_local_night_from_any_instant(
+    engine: Engine, est: MeterEstate, instant: datetime
+) -> None:
+    """Flow every night 01–06 local for four nights up to the instant; the job at the instant raises the
+    leak on the latest night that has ended (today's once 05:00 local has passed, else yesterday's), once;
+    a dry night after the instant clears it."""
+    cw = est.device("CW", OCCUPIED)
+    local = instant.astimezone(SH)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    put(engine, cw, midnight - timedelta(days=4), instant, lambda t: 20.0 if 1 <= t.hour < 6 else 0.0)
+    raised: list[int] = []
+    assert run(engine, instant, raised) >= 1
+    [a] = est.alarms(cw)
+    assert (a.code, a.severity, a.state) == ("meter.cold_water.night_leak", "warning", "active")
+    assert a.detail["evidence"]["verdict"] == "possible leak"
+    latest_night = local.date() if local.time() >= time(5) else local.date() - timedelta(days=1)
+    assert a.detail["evidence"]["nights"].split(",")[-1] == latest_night.isoformat()
+    assert a.id in raised
+    run(engine, instant + timedelta(hours=1))  # hourly re-run: same nights, same episode
+    assert len(est.alarms(cw)) == 1
+    put(engine, cw, instant + timedelta(minutes=15), instant + timedelta(days=1), lambda t: 0.0)
+    run(engine, instant + timedelta(days=1))
+    assert summary(est, cw) == [("meter.cold_water.night_leak", "warning", "cleared")]
