@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from accounts.service import create_user
 from api.app import create_app
+from core import clock
 from core.settings import Settings
 from facility.importer import import_estate
 from protocol.estate_file import EstateFile, load_estate_file
@@ -207,7 +208,7 @@ def dash_world(pg_server_url: str) -> Iterator[DashWorld]:
             ).all()
             if code in nominal
         }
-    now = datetime.now(UTC)
+    now = clock.now()
     _seed_history(engine, point_ids, nominal, now)
     _seed_device_state(engine, now)
     _seed_rejects_and_meters(InProcessIngest(engine), now)

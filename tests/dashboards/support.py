@@ -11,12 +11,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
 
+from core import clock
 from ingest.decode import Decoder
 from ingest.messages import RawMessage
 from ingest.registry import DeviceRegistry
@@ -50,7 +51,7 @@ class InProcessIngest:
 
     def send(self, messages: Iterable[tuple[str, bytes | dict[str, Any]]]) -> int:
         with self.lock:
-            now = datetime.now(UTC)
+            now = clock.now()
             raw = []
             for topic, payload in messages:
                 self._mid += 1
@@ -78,7 +79,7 @@ class InProcessIngest:
 
 
 def telemetry(estate: str, device: str, values: dict[str, float], ts: datetime | None = None) -> tuple[str, dict]:
-    stamp = (ts or datetime.now(UTC)).isoformat()
+    stamp = (ts or clock.now()).isoformat()
     return f"steward/{estate}/up/{device}/telemetry", {"v": 1, "ts": stamp, "values": values}
 
 

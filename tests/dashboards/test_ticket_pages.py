@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,12 +22,15 @@ from sqlalchemy.orm import Session
 
 from alarms.evaluator import AlarmEvaluator
 from alarms.install import install_rule_packs
+from core import clock
 from dashboards import ticket_data
 from ingest.messages import RawMessage
 from ingest.writer import write_batch
 from storage.models import Alarm, AuditLog, InspectionRound, Point, RoundSchedule, StaffUser, Ticket, TicketEvent
 from tests.dashboards.conftest import DashWorld, login
 from tests.dashboards.support import InProcessIngest, telemetry
+from tests.support.clock import SH, FrozenClock, local_2359_after
+from tests.tickets import make_estate, make_staff
 from tickets import service as tickets
 from tickets.from_alarms import open_for_alarms
 
@@ -42,7 +45,7 @@ class AlarmingIngest(InProcessIngest):
 
     def send(self, messages: Iterable[tuple[str, bytes | dict[str, Any]]]) -> int:
         with self.lock:
-            now = datetime.now(UTC)
+            now = clock.now()
             raw = []
             for topic, payload in messages:
                 self._mid += 1
@@ -64,7 +67,7 @@ def install_rules(engine: Engine) -> None:
 def overheat(engine: Engine, estate: str, device: str, metric: str, values: Iterable[float] = (158.0, 161.5)) -> None:
     """Winding temperature readings above the 155 °C alarm level, a second apart, through ingest + evaluator."""
     ingest = AlarmingIngest(engine)
-    start = datetime.now(UTC) - timedelta(seconds=5)
+    start = clock.now() - timedelta(seconds=5)
     for i, value in enumerate(values):
         ingest.send([telemetry(estate, device, {metric: value}, ts=start + timedelta(seconds=i))])
 
@@ -85,7 +88,7 @@ def alarm_for(engine: Engine, device_id: int, metric: str) -> Alarm:
 
 def seed_rounds(engine: Engine, room_id: int) -> dict[str, int]:
     """Two days of windows for every schedule of the room, one of each status, with evidence (idempotent)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     cycle = ["satisfied", "done", "manual_due", "missed", "satisfied", "satisfied"]
     out: dict[str, int] = {}
     with Session(engine) as s, s.begin():
@@ -621,3 +624,42 @@ def test_countdown_wording_and_colours() -> None:
     assert ticket_data.clock_state(11 * 3600, 48 * 3600) == "warn"  # < 25 % of two days
     assert ticket_data.clock_state(299, 0) == "warn"  # no window known: the 5-minute floor
     assert ticket_data.clock_state(0, window) == "breached"
+
+
+def test_board_countdowns_and_local_due_times_at_any_instant(
+    dash_client: TestClient, dash_world: DashWorld, instant: datetime, at_instant: FrozenClock
+) -> None:
+    """Tickets of an estate of their own received at the instant (clock pinned): the board's countdown,
+    its due timestamp and the due time shown in Shanghai time, before and after the breach."""
+    with Session(dash_world.engine) as s, s.begin():
+        place = make_estate(s)
+        engineer = make_staff(s, place)
+        common = {"estate_id": place.estate_id, "source": "manual", "received_by": "steward-user"}
+        general = tickets.open_ticket(s, category="electrical", priority="normal", title="照明故障", **common)
+        minor = tickets.open_ticket(s, category="water", priority="minor", title="水龙头滴水", **common)
+        tickets.dispatch(s, minor, engineer, "steward-user")
+        tickets.arrive_on_site(s, minor, "engineer")
+        general_id, minor_id = general.id, minor.id
+    login(dash_client, "head-office")
+
+    def card(ticket_id: int) -> str:
+        page = dash_client.get(f"/tickets?estate={place.code}")
+        assert page.status_code == 200, page.text
+        return page.text.split(f'data-ticket="{ticket_id}"')[1].split("</a>")[0]
+
+    at_instant.advance(timedelta(minutes=5))
+    on_site_due = instant + timedelta(minutes=20)  # 一般维修: on site within 20 min
+    c = card(general_id)
+    assert 'class="sla sla-ok"' in c
+    assert "剩 15 分 00 秒" in c
+    assert f'data-due="{int(on_site_due.timestamp() * 1000)}"' in c
+    assert on_site_due.astimezone(SH).strftime("%Y-%m-%d %H:%M") in c
+    resolve_due = local_2359_after(instant)  # 小修: by 23:59 local of the day received
+    c = card(minor_id)
+    assert f'data-due="{int(resolve_due.timestamp() * 1000)}"' in c
+    assert resolve_due.strftime("%Y-%m-%d 23:59") in c
+
+    at_instant.advance(timedelta(minutes=16))  # 21 min after receipt
+    c = card(general_id)
+    assert 'class="sla sla-breached"' in c
+    assert "超时 1 分钟" in c
