@@ -41,6 +41,7 @@ from steward.broker import MosquittoProcess
 from storage.db import make_sessionmaker
 from storage.migrate import upgrade
 from tests.conftest import require_mosquitto
+from tests.support.clock import latest_local
 from tests.support.ingest_process import IngestProcess
 from tests.support.postgres import create_database, drop_database
 from worker.jobs import default_jobs, on_raised_hook
@@ -149,9 +150,11 @@ def outcome(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             install_rule_packs(session)
         broker = MosquittoProcess(tmp / "mosquitto").start()
 
-        # Simulated time may not run ahead of the wall clock: end on the last full hour. The job runs an
-        # hour before that, so every reading it looks at (upload delay ≤ 92 s) has been published.
-        sim_end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        # Simulated time may not run ahead of the wall clock (ingest, a process of its own, judges readings by
+        # it), and the verdicts depend on the time of day (nights, whole days): end at the latest 12:00
+        # Shanghai time, whatever the hour the test runs. The job runs an hour before that, so every reading
+        # it looks at (upload delay ≤ 92 s) has been published.
+        sim_end = latest_local(12, datetime.now(UTC)).astimezone(UTC)
         start = sim_end - timedelta(days=DAYS, hours=2)
         job_now = sim_end - timedelta(hours=1)
         ingest = IngestProcess(

@@ -61,6 +61,14 @@ def local_2359_after(at: datetime) -> datetime:
     return datetime.combine(day, time(23, 59), SH)
 
 
+def latest_local(hour: int, now: datetime) -> datetime:
+    """The latest ``hour``:00 Shanghai time at or before `now`: a fixed time of day in the recent past, for
+    tests whose data must be recent (a real ingest's acceptance window) but not depend on the hour they run."""
+    local = now.astimezone(SH)
+    at = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return at if at <= local else at - timedelta(days=1)
+
+
 @contextmanager
 def pinned(t: datetime) -> Iterator[FrozenClock]:
     """`core.clock.now()` returns the yielded clock's time until the block ends (on failure too)."""
