@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from alarms.evaluator import AlarmEvaluator
 from alarms.packs import DEFAULT_RULES, ensure_default_rules
+from core import clock
 from ingest.decode import DecodedBatch
 from protocol.topics import uplink
 from tests.ingest.conftest import frame, make_harness, raw
@@ -306,7 +307,7 @@ def test_pipeline_hook_raises_inside_the_batch_transaction(engine: Engine, est: 
     h.pipeline.hooks.append(AlarmEvaluator())
     topic = uplink(est.code, sensor_code(est.code, 0), "telemetry")
     # base 150: winding a/b/c = 150/151/152 (warning), load 153 (no rule), room 154 (critical)
-    ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)  # inside the accepted window
+    ts = clock.now().replace(microsecond=0) - timedelta(minutes=1)  # inside the accepted window
     assert h.commit([raw(topic, frame(ts, seq=1, base=150.0))])
     h.stop.set()
     assert [(a.severity, a.code) for a in est.alarms(est.point("winding_temp_a_c"))] == [("warning", WINDING)]

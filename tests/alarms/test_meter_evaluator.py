@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from alarms.meter_evaluator import MeterAnomalyEvaluator
 from alarms.meter_pack import METER_RULES, ensure_meter_rules
+from core import clock
 from facility.importer import import_estate
 from ingest.decode import DecodedBatch
 from ingest.writer import write_batch
@@ -170,7 +171,7 @@ def batch(*rows: Row) -> DecodedBatch:
 
 
 def write(conn: Connection, b: DecodedBatch) -> None:
-    write_batch(conn, b, now=datetime.now(UTC), gaps=[], last_seq={}, keep_rollup=False)
+    write_batch(conn, b, now=clock.now(), gaps=[], last_seq={}, keep_rollup=False)
 
 
 def series(device: int, start: float, registers: list[str], every: float = 15) -> list[Row]:

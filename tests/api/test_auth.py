@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -42,7 +42,7 @@ def make_user(api_world: World) -> Callable[..., str]:
 
 class FakeClock:
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.now = clock.now()
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
@@ -223,7 +223,7 @@ def test_revoked_tokens_are_401(client: TestClient, api_world: World) -> None:
     h = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/auth/me", headers=h).status_code == 200
     with Session(api_world.engine) as s, s.begin():
-        s.execute(update(ApiToken).where(ApiToken.name == "to revoke").values(revoked_at=datetime.now(UTC)))
+        s.execute(update(ApiToken).where(ApiToken.name == "to revoke").values(revoked_at=clock.now()))
     assert client.get("/api/auth/me", headers=h).status_code == 401
 
 

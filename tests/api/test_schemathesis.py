@@ -8,7 +8,7 @@ schemathesis creates never leak into the other API tests' world.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from accounts.const import Role
 from api.app import create_app
+from core import clock
 from core.settings import Settings
 from tests.api.conftest import World, add_samples, bearer, build_world
 
@@ -92,7 +93,7 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) ->
 def fuzz_world(pg_server_url: str) -> Iterator[World]:
     with build_world(pg_server_url, prefix="steward_fuzz") as world:
         # Recent samples on the visible point, so default ranges (the last hour / day) have bodies to validate.
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = clock.now().replace(microsecond=0)
         add_samples(world.engine, world.point_id, [(now - timedelta(minutes=i), 20.0 + i % 7) for i in range(180)])
 
         schema_only, TARGET.app = TARGET.app, create_app(Settings(), engine=world.engine)

@@ -13,12 +13,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from core import clock
 from core.settings import Settings
 from ingest.health import Health
 from ingest.messages import RawMessage
@@ -127,7 +128,7 @@ def raw(
         payload=body,
         mid=next(_mids) if mid is None else mid,
         qos=1,
-        received_at=received_at or datetime.now(UTC),
+        received_at=received_at or clock.now(),
         connection=connection,
     )
 

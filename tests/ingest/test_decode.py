@@ -6,7 +6,8 @@ The registry is loaded from the real database with an estate of this module's ow
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -19,6 +20,7 @@ from ingest.messages import RawMessage
 from ingest.registry import DeviceRegistry
 from protocol.topics import Channel
 from tests.ingest.conftest import Estate, frame, new_estate_code, raw
+from tests.support.clock import INSTANTS, pinned
 from tests.support.estate import METRICS, load_small_estate
 
 MAX = 4096
@@ -46,7 +48,15 @@ def decoder(engine: Engine, estates: tuple[Estate, Estate]) -> Decoder:
     return Decoder(registry, accept_past=PAST, accept_future=FUTURE, max_payload_bytes=MAX)
 
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# The decoder judges a device's clock against the arrival time (RawMessage.received_at, which `raw` takes
+# from core.clock): pinned here, so "now" is one fixed instant for every test of the module.
+NOW = INSTANTS["sh-1200"].astimezone(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock() -> Iterator[None]:
+    with pinned(NOW):
+        yield
 
 
 def decode(decoder: Decoder, *messages: RawMessage) -> DecodedBatch:

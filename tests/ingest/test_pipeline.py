@@ -10,19 +10,20 @@ import json
 import queue
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from core import clock
 from ingest.decode import DEAD_LETTER_KEEP_BYTES, Reason
 from ingest.messages import RawMessage
 from tests.ingest.conftest import Estate, FakeAck, Harness, frame, make_harness, raw
 from tests.support.estate import METRICS
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = clock.now().replace(microsecond=0)
 N = len(METRICS)
 
 

@@ -14,6 +14,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core import clock
 from simulators.cli import parse_broker, parse_duration_s, parse_scenarios
 from simulators.clock import Pacer, default_start, parse_duration
 from simulators.frames import Frame
@@ -198,8 +199,8 @@ def test_pacer_never_runs_ahead_of_the_wall_clock() -> None:
 def test_pacer_wait_is_interruptible() -> None:
     stop = threading.Event()
     stop.set()
-    pacer = Pacer(datetime.now(UTC), 1)
-    assert not pacer.wait_until(datetime.now(UTC) + timedelta(hours=1), stop)
+    pacer = Pacer(clock.now(), 1)
+    assert not pacer.wait_until(clock.now() + timedelta(hours=1), stop)
 
 
 def test_default_start() -> None:

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core import clock
 from protocol.payloads import decode_uplink
 from protocol.topics import Channel, downlink
 from simulators import Fleet, Frame, run_simulation
@@ -39,7 +40,7 @@ LEAKING = "CW-1-1-101"  # the vacant flat's cold water meter, leaking from the s
 
 def command(command_id: str, action: str = "close", *, expires_in: timedelta = timedelta(hours=1)) -> bytes:
     """A command shaped like tickets/from_alarms.py + worker/outbox.encode put it on the wire."""
-    now = datetime.now(UTC)
+    now = clock.now()
     body = {
         "v": 1,
         "action": action,
@@ -118,7 +119,7 @@ def test_controller_answers_every_kind_of_command(leaking_fleet: Fleet) -> None:
     fleet = leaking_fleet
     list(fleet.frames(timedelta(minutes=5)))
     counts = CommandCounts()
-    wall = datetime.now(UTC)
+    wall = clock.now()
     controller = ValveController(fleet, counts, wall=lambda: wall)
     at = fleet.now
 

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine
 
+from core import clock
 from ingest.decode import Decoder
 from ingest.messages import RawMessage
 from ingest.registry import DeviceRegistry
@@ -23,7 +24,7 @@ from protocol.topics import UPLINK_SUBSCRIPTION
 
 
 def main(url: str, host: str, port: int) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     engine = create_engine(url)
     registry = DeviceRegistry()
@@ -37,7 +38,7 @@ def main(url: str, host: str, port: int) -> None:
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with lock:
-            buffer.append(RawMessage(msg.topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC), 1))
+            buffer.append(RawMessage(msg.topic, bytes(msg.payload), msg.mid, msg.qos, clock.now(), 1))
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2)  # paho defaults: random id, clean session, auto-ack
     client.on_message = on_message
@@ -52,7 +53,7 @@ def main(url: str, host: str, port: int) -> None:
         if batch:
             decoded = decoder.decode(batch)
             with engine.begin() as conn:
-                write_batch(conn, decoded, now=datetime.now(UTC), gaps=[], last_seq={}, keep_rollup=True)
+                write_batch(conn, decoded, now=clock.now(), gaps=[], last_seq={}, keep_rollup=True)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from core import clock
 from protocol.topics import uplink
 from tests.support.estate import METRICS, sensor_code
 
@@ -22,7 +23,7 @@ def telemetry_traffic(
     estate: str, *, devices: int, frames: int, start: datetime | None = None, step: timedelta = timedelta(seconds=1)
 ) -> Iterator[tuple[str, str, bytes]]:
     """``frames`` telemetry frames round-robin over ``devices`` devices, each with a unique device time."""
-    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    start = start or clock.now().replace(microsecond=0) - timedelta(hours=1)
     for n in range(frames):
         device = sensor_code(estate, n % devices)
         ts = start + step * (n // devices)
