@@ -11,9 +11,10 @@ test id) and ``at_instant`` pins ``core.clock`` there; no test reads the wall cl
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -100,6 +101,30 @@ def fresh_database(pg_server_url: str) -> Iterator[str]:
     upgrade(url)
     yield url
     drop_database(pg_server_url, url)
+
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def stop_at_end() -> Iterator[Callable[..., Any]]:
+    """``stop_at_end(thing)`` (or ``stop_at_end(thing, stop=fn)``) returns `thing` and stops it when the test
+    ends, failed or not: register a process before starting it, so one that never came up is stopped too."""
+    stops: list[Callable[[], object]] = []
+
+    def register(thing: T, stop: Callable[[], object] | None = None) -> T:
+        stops.append(stop or thing.stop)  # type: ignore[attr-defined]
+        return thing
+
+    yield register
+    errors = []
+    for stop in reversed(stops):
+        try:
+            stop()
+        except Exception as exc:  # stop the others anyway
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def require_mosquitto() -> str:

@@ -88,9 +88,11 @@ def feeder(dash_world: DashWorld) -> Iterator[Feeder]:
 
 @pytest.fixture(scope="module")
 def server(dash_world: DashWorld, feeder: Feeder, browser: Any) -> Iterator[AppServer]:
-    app = AppServer(dash_world.url, output_dir().parent / "logs").start()
-    yield app
-    app.stop()
+    app = AppServer(dash_world.url, output_dir().parent / "logs")
+    try:
+        yield app.start()  # stopped also when it never came up
+    finally:
+        app.stop()
 
 
 class Shots:
@@ -290,11 +292,12 @@ def test_a_reading_published_over_mqtt_shows_up_live(
 
     from playwright.sync_api import expect
 
-    ingest = IngestProcess(dash_world.url, mosquitto.url, tmp_path / "logs", client_id="steward-ingest-dash").start()
+    ingest = IngestProcess(dash_world.url, mosquitto.url, tmp_path / "logs", client_id="steward-ingest-dash")
     feeder.silent.add("PUMP1-TANK")  # from now on only MQTT speaks for this tank
     publisher = OraclePublisher("127.0.0.1", mosquitto.port, client_id="dash-pub")
     context, page, errors = new_page(browser, PHONE)
     try:
+        ingest.start()
         log_in(page, server.base, "zhang.gong")
         page.goto(f"{server.base}/rooms/{dash_world.rooms['PUMP1']}")
         expect(page.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=LIVE_TIMEOUT_MS)

@@ -39,9 +39,11 @@ from tests.dashboards.test_ticket_pages import install_rules, overheat, seed_rou
 @pytest.fixture(scope="module")
 def ticket_server(dash_world: DashWorld, browser: Any) -> Iterator[AppServer]:  # noqa: F811
     install_rules(dash_world.engine)
-    app = AppServer(dash_world.url, output_dir().parent / "logs").start()
-    yield app
-    app.stop()
+    app = AppServer(dash_world.url, output_dir().parent / "logs")
+    try:
+        yield app.start()  # stopped also when it never came up
+    finally:
+        app.stop()
 
 
 def shot(page: Any, name: str) -> None:

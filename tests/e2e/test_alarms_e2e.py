@@ -162,10 +162,12 @@ def stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             import_estate(session, EstateFile.model_validate(_extra_equipment(doc)))
             install_rule_packs(session)  # schedules for lvyuan only: lvyuan-rounds is not imported yet
             import_estate(session, load_estate_file(rounds_file))
-        broker = MosquittoProcess(tmp / "mosquitto").start()
+        broker = MosquittoProcess(tmp / "mosquitto")
+        broker.start()
         ingest = IngestProcess(
             url, broker.url, tmp / "logs", client_id="ingest-alarms-e2e", STEWARD_ALARM_EVALUATION="1"
-        ).start()
+        )
+        ingest.start()
         yield Stack(url, engine, broker, ingest, tmp, nominal)
     finally:
         if ingest is not None:

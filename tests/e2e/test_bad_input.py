@@ -207,9 +207,10 @@ def test_bad_input_is_accounted_for(fresh_database: str, mosquitto: MosquittoPro
     devices_before = _count(engine, "SELECT count(*) FROM devices")
     ingest = IngestProcess(
         fresh_database, mosquitto.url, tmp_path / "logs", STEWARD_MAX_PAYLOAD_BYTES=str(INGEST_LIMIT)
-    ).start()
+    )
     pub = OraclePublisher("127.0.0.1", mosquitto.port)
     try:
+        ingest.start()
         now = datetime.now(UTC).replace(microsecond=0)
 
         # Good telemetry: the second half out of order, then late frames (hours to days old).

@@ -38,10 +38,12 @@ def production_broker(tmp_path: Path) -> Iterator[int]:
     conf = conf.replace("/mosquitto/data/", f"{tmp_path}/") + "\nuser root\n"
     (tmp_path / "mosquitto.conf").write_text(conf)
     proc = subprocess.Popen([binary, "-c", str(tmp_path / "mosquitto.conf")], stderr=subprocess.PIPE)
-    wait_for_port(port)
-    yield port
-    proc.kill()
-    proc.wait()
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 class Client:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -16,10 +18,12 @@ from tests.support.publisher import OraclePublisher
 pytestmark = pytest.mark.broker
 
 
-def test_every_acked_frame_is_stored_once(fresh_database: str, mosquitto: MosquittoProcess, tmp_path: Path) -> None:
+def test_every_acked_frame_is_stored_once(
+    fresh_database: str, mosquitto: MosquittoProcess, tmp_path: Path, stop_at_end: Callable[..., Any]
+) -> None:
     engine = create_engine(fresh_database)
     load_small_estate(engine, "t1")
-    ingest = IngestProcess(fresh_database, mosquitto.url, tmp_path / "logs").start()
+    ingest = stop_at_end(IngestProcess(fresh_database, mosquitto.url, tmp_path / "logs")).start()
     pub = OraclePublisher("127.0.0.1", mosquitto.port)
     items = list(telemetry_traffic("t1", devices=20, frames=3000))
     pub.publish_all(items)

@@ -12,7 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -35,7 +37,12 @@ class Load:
         self.items = list(telemetry_traffic(estate, devices=devices, frames=frames))
         self.pub = OraclePublisher("127.0.0.1", broker.port, client_id=f"oracle-{estate}")
         self.rate = rate
-        self.thread = threading.Thread(target=self.pub.publish_all, args=(self.items,), kwargs={"rate": rate})
+        self.stopped = threading.Event()
+        # A daemon that stop() ends: a test failing before finish() must not leave it publishing (a run
+        # that waited for it would never exit once the broker is gone).
+        self.thread = threading.Thread(
+            target=self.pub.publish_all, args=(self.items,), kwargs={"rate": rate, "stop": self.stopped}, daemon=True
+        )
 
     def start(self) -> Load:
         self.thread.start()
@@ -45,6 +52,11 @@ class Load:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "publisher did not finish"
         self.pub.drain()
+        self.pub.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
         self.pub.close()
 
     def verdict(self, engine_url: str) -> Verdict:
@@ -64,11 +76,14 @@ def assert_exactly_once(v: Verdict, *, min_acked: int) -> None:
 
 
 def test_m1_broker_graceful_restart_during_load(
-    fresh_database: str, mosquitto: MosquittoProcess, tmp_path: Path
+    fresh_database: str,
+    mosquitto: MosquittoProcess,
+    tmp_path: Path,
+    stop_at_end: Callable[..., Any],
 ) -> None:
     load_small_estate(create_engine(fresh_database), "m1")
-    ingest = IngestProcess(fresh_database, mosquitto.url, tmp_path / "logs", client_id="ingest-m1").start()
-    load = Load(mosquitto, "m1", frames=12_000, rate=2_000).start()
+    ingest = stop_at_end(IngestProcess(fresh_database, mosquitto.url, tmp_path / "logs", client_id="ingest-m1")).start()
+    load = stop_at_end(Load(mosquitto, "m1", frames=12_000, rate=2_000)).start()
     time.sleep(2.0)
     mosquitto.restart()  # SIGTERM: mosquitto saves ingest's session and queued messages, then starts again
     time.sleep(1.5)
@@ -82,10 +97,12 @@ def test_m1_broker_graceful_restart_during_load(
     assert health["status"] == "ok"
 
 
-def test_m4_ingest_sigkilled_at_random_points(fresh_database: str, mosquitto: MosquittoProcess, tmp_path: Path) -> None:
+def test_m4_ingest_sigkilled_at_random_points(
+    fresh_database: str, mosquitto: MosquittoProcess, tmp_path: Path, stop_at_end: Callable[..., Any]
+) -> None:
     load_small_estate(create_engine(fresh_database), "m4")
-    ingest = IngestProcess(fresh_database, mosquitto.url, tmp_path / "logs", client_id="ingest-m4").start()
-    load = Load(mosquitto, "m4", frames=40_000, rate=2_500).start()
+    ingest = stop_at_end(IngestProcess(fresh_database, mosquitto.url, tmp_path / "logs", client_id="ingest-m4")).start()
+    load = stop_at_end(Load(mosquitto, "m4", frames=40_000, rate=2_500)).start()
     rng = random.Random(4)
     kills = 0
     while load.thread.is_alive() or kills < 10:
@@ -104,20 +121,24 @@ def test_m4_ingest_sigkilled_at_random_points(fresh_database: str, mosquitto: Mo
 
 
 def test_m5_negative_control_paho_defaults_lose_messages(
-    fresh_database: str, mosquitto: MosquittoProcess, tmp_path: Path
+    fresh_database: str,
+    mosquitto: MosquittoProcess,
+    tmp_path: Path,
+    stop_at_end: Callable[..., Any],
 ) -> None:
     """The same kill-and-restart with paho's defaults (clean session, ack on receipt) loses messages:
     the configuration of the real ingest is what keeps them."""
     load_small_estate(create_engine(fresh_database), "m5")
 
     def naive() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.naive_ingest", fresh_database, "127.0.0.1", str(mosquitto.port)]
         )
+        return stop_at_end(proc, stop=lambda: (proc.kill(), proc.wait()))
 
     proc = naive()
     time.sleep(1.5)
-    load = Load(mosquitto, "m5", frames=8_000, rate=2_000).start()
+    load = stop_at_end(Load(mosquitto, "m5", frames=8_000, rate=2_000)).start()
     for _ in range(3):
         time.sleep(0.8)
         proc.kill()
@@ -134,13 +155,15 @@ def test_m5_negative_control_paho_defaults_lose_messages(
     assert len(verdict.lost) > 0, "paho defaults were expected to lose acknowledged messages"
 
 
-def test_m6_postgres_down_30s_under_load(mosquitto: MosquittoProcess, tmp_path: Path) -> None:
-    pg = ThrowawayPostgres(tmp_path / "pg")
+def test_m6_postgres_down_30s_under_load(
+    mosquitto: MosquittoProcess, tmp_path: Path, stop_at_end: Callable[..., Any]
+) -> None:
+    pg = stop_at_end(ThrowawayPostgres(tmp_path / "pg"))
     url = pg.url
     upgrade(url)
     load_small_estate(create_engine(url), "m6")
-    ingest = IngestProcess(url, mosquitto.url, tmp_path / "logs", client_id="ingest-m6").start()
-    load = Load(mosquitto, "m6", frames=45_000, rate=1_000).start()
+    ingest = stop_at_end(IngestProcess(url, mosquitto.url, tmp_path / "logs", client_id="ingest-m6")).start()
+    load = stop_at_end(Load(mosquitto, "m6", frames=45_000, rate=1_000)).start()
     time.sleep(5)
     pg.stop()
     outage_started = time.monotonic()

@@ -109,8 +109,9 @@ def test_fault_scenarios_raise_the_right_meter_alarms(
 
     ingest = IngestProcess(
         fresh_database, mosquitto.url, tmp_path / "logs", client_id="ingest-meter-e2e", STEWARD_ALARM_EVALUATION="1"
-    ).start()
+    )
     try:
+        ingest.start()
         stats = run_simulation(
             estate_file,
             "127.0.0.1",

@@ -148,7 +148,8 @@ def outcome(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         with Session(engine) as session, session.begin():
             import_estate(session, load_estate_file(estate_file))
             install_rule_packs(session)
-        broker = MosquittoProcess(tmp / "mosquitto").start()
+        broker = MosquittoProcess(tmp / "mosquitto")
+        broker.start()
 
         # Simulated time may not run ahead of the wall clock (ingest, a process of its own, judges readings by
         # it), and the verdicts depend on the time of day (nights, whole days): end at the latest 12:00
@@ -159,8 +160,9 @@ def outcome(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         job_now = sim_end - timedelta(hours=1)
         ingest = IngestProcess(
             url, broker.url, tmp / "logs", client_id="ingest-meter-periodic", STEWARD_ALARM_EVALUATION="1"
-        ).start()
+        )
         try:
+            ingest.start()
             stats = run_simulation(
                 estate_file,
                 "127.0.0.1",
