@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -9,7 +10,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core import mqtt_buffered
 from core.mqtt_buffered import BufferedClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +33,16 @@ class SessionOptions:
 def make_client(
     options: SessionOptions, *, username: str | None = None, password: str | None = None, buffered: bool = True
 ) -> mqtt.Client:
-    """Steward's paho client (core.mqtt_buffered); ``buffered=False`` gives paho's stock client, which
-    bench/ingest.py measures as the ceiling."""
+    """Steward's paho client (core.mqtt_buffered); ``buffered=False`` (``STEWARD_MQTT_FAST_READER=false``)
+    gives paho's stock client, as does a paho the fast reader was not proven on."""
+    if buffered and not mqtt_buffered.SUPPORTED:
+        log.warning(
+            "paho-mqtt %s is not one of the versions Steward's fast reader was tested on (%s): "
+            "using paho's stock reader",
+            mqtt_buffered.PAHO_VERSION,
+            ", ".join(f"{m}.x" for m in mqtt_buffered.TESTED_PAHO_MINORS),
+        )
+        buffered = False
     cls = BufferedClient if buffered else mqtt.Client
     if options.mqtt5:
         client = cls(
