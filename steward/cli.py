@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from accounts.const import ROLE_LABELS, Role
 from core.logs import setup_logging
 from core.settings import get_settings
 
@@ -26,6 +27,7 @@ app.add_typer(run_app, name="run")
 
 console = Console()
 log = logging.getLogger("steward")
+ROLES_HELP = "the staff role: " + ", ".join(f"{r.value} ({zh} {en})" for r, (zh, en) in ROLE_LABELS.items())
 
 
 @app.callback()
@@ -158,22 +160,32 @@ def demo(
     backfill_hours: Annotated[float, typer.Option(help="replay this much recent history first")] = 2.0,
     lang: Annotated[str, typer.Option(help="zh (简体中文) or en")] = "zh",
     seed: int = 7,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="start over: delete the embedded database and broker data first")
+    ] = False,
 ) -> None:
-    """Run the whole product on embedded defaults: database, broker, sample estate, ingest and simulators."""
+    """Run the whole product on embedded defaults: database, broker, sample estate, ingest and simulators.
+
+    Data lives under STEWARD_DATA_DIR (.steward/) and carries over: a second run continues from the
+    stored readings. --fresh starts from nothing."""
     from datetime import timedelta
 
     from steward.demo import run_demo
 
     if lang not in ("zh", "en"):
         raise typer.BadParameter("lang must be zh or en")
+    settings = get_settings()
+    if fresh and settings.database_url:
+        raise typer.BadParameter("--fresh resets only the embedded database; unset STEWARD_DATABASE_URL")
     result = run_demo(
-        get_settings(),
+        settings,
         stop_on_signals(),
         seed=seed,
         backfill=timedelta(hours=backfill_hours),
         duration_s=duration,
         lang=lang,
         console=console,
+        fresh=fresh,
     )
     raise typer.Exit(0 if result.stored > 0 else 1)
 
@@ -187,7 +199,7 @@ app.add_typer(token_app, name="token")
 @user_app.command("add")
 def user_add(
     username: str,
-    role: Annotated[str, typer.Option(help="admin, engineer, steward, card_admin, billing_clerk or viewer")],
+    role: Annotated[Role, typer.Option(help=ROLES_HELP)],
     estate: Annotated[list[str] | None, typer.Option(help="estate code the user may see; repeatable")] = None,
     all_estates: Annotated[bool, typer.Option("--all-estates", help="head-office account: every estate")] = False,
     display_name: str = "",

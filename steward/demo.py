@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -14,12 +16,12 @@ import uvicorn
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from core.settings import Settings
 from ingest.health import Health, serve_health
-from steward.broker import MosquittoProcess, mosquitto_binary
+from steward.broker import MosquittoProcess, free_port, mosquitto_binary
+from steward.demo_team import DEMO_ADMIN, DEMO_PASSWORD, DEMO_TEAM, ensure_demo_team
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,12 @@ SAMPLE_ESTATE = Path(__file__).resolve().parent.parent / "examples" / "estate.ya
 # their alarms and tickets exist within seconds of the start; live, a transformer overheats (compressed
 # to 60 K/min: warning, alarm and a ticket within two minutes) and bad messages arrive. The silent
 # sensor and the vacant flat's leak are named so the live run continues what the backfill began.
-DEMO_USER = "demo"
-DEMO_PASSWORD = "steward-demo"  # a demo on loopback only; production refuses default secrets
+DEMO_USER = DEMO_ADMIN.username
+# The dashboard keeps its port between runs (a bookmarked URL still works) unless it is taken.
+PREFERRED_PORT = 8765
+PORT_FILE = "demo-port"
+# Without a terminal (output to a file or a CI log) the live table becomes one line this often.
+LOG_EVERY_S = 10.0
 STALE_DEVICE = "HS1-MU"  # the heat station's make-up water unit (reports every 60 s)
 VACANT_METER = "CW-1-1-302"  # cold water of a vacant flat
 HISTORY_SCENARIOS = (
@@ -66,6 +72,15 @@ LABELS = {
         "stop": "按 Ctrl-C 停止",
         "dashboard": "网页看板",
         "login": "演示账号",
+        "stopping": "正在停止…（等待入库完成本批次）",
+        "team": "演示团队（密码均为 {password}）",
+        "role": "角色",
+        "name": "姓名",
+        "username": "登录名",
+        "data": "数据目录 {path}：数据在两次运行之间保留；`steward demo --fresh` 清空重来",
+        "resumed": "接续上次数据：最后一条读数 {last}，补放 {gap}",
+        "fresh": "首次运行：补放最近 {gap} 的历史数据",
+        "no_replay": "接续上次数据：最后一条读数 {last}，无需补放",
     },
     "en": {
         "title": "Steward demo · live ingest",
@@ -84,6 +99,15 @@ LABELS = {
         "stop": "Press Ctrl-C to stop",
         "dashboard": "Dashboards",
         "login": "Demo login",
+        "stopping": "Stopping… (ingest finishes its batch)",
+        "team": "Demo team (password {password} for all)",
+        "role": "Role",
+        "name": "Name",
+        "username": "Login",
+        "data": "Data directory {path}: data carries over between runs; `steward demo --fresh` starts over",
+        "resumed": "Continuing from the stored data: last reading {last}, replaying the {gap} gap",
+        "fresh": "First run: replaying the last {gap} of history",
+        "no_replay": "Continuing from the stored data: last reading {last}, nothing to replay",
     },
 }
 
@@ -130,21 +154,47 @@ def start_broker(settings: Settings) -> tuple[Broker | None, str, str]:
     return fallback, fallback.url, "3.1.1"
 
 
-def ensure_demo_user(session: Session) -> None:
-    """An administrator who sees every estate, so the printed login works on the first run and after."""
-    from accounts.const import Role
-    from accounts.service import create_user
-    from storage.models import StaffUser
+def dashboard_port(data_dir: Path) -> int:
+    """The port of the previous run (or the preferred one) when it is free, else any free port; remembered."""
+    remembered = data_dir / PORT_FILE
+    try:
+        wanted = int(remembered.read_text().strip())
+    except (OSError, ValueError):
+        wanted = PREFERRED_PORT
+    port = wanted if _port_is_free(wanted) else free_port()
+    remembered.write_text(f"{port}\n")
+    return port
 
-    if session.scalar(select(StaffUser.id).where(StaffUser.username == DEMO_USER)) is None:
-        create_user(
-            session,
-            username=DEMO_USER,
-            password=DEMO_PASSWORD,
-            role=Role.admin,
-            display_name="演示管理员",
-            all_estates=True,
-        )
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def replay_start(last_report: datetime | None, live_start: datetime, backfill: timedelta) -> datetime | None:
+    """Where the history replay begins: the gap since the last stored report, at most ``backfill`` long.
+
+    None when there is nothing to replay. A longer gap keeps its older part empty, as a real
+    platform's would have been while it was down."""
+    start = live_start - backfill
+    if last_report is not None:
+        start = max(start, last_report)
+    return start if start < live_start else None
+
+
+def reset_demo_data(settings: Settings) -> None:
+    """``--fresh``: stop the embedded database and delete it and the broker's state under the data dir."""
+    from storage.embedded import stop_embedded_postgres
+
+    if settings.database_url:
+        raise ValueError("--fresh resets only the embedded database; STEWARD_DATABASE_URL points elsewhere")
+    stop_embedded_postgres(settings.data_dir)
+    for part in ("pgdata", "broker"):
+        shutil.rmtree(settings.data_dir / part, ignore_errors=True)
 
 
 def start_api(settings: Settings, engine: Engine, port: int) -> uvicorn.Server:
@@ -182,6 +232,30 @@ def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, st
     return table
 
 
+def _status_line(lang: str, health: Health, sim: dict[str, object]) -> str:
+    """The live table as one line, for output that is not a terminal (a log file, CI)."""
+    t, c = LABELS[lang], health.counters
+    parts = [f"{t['status']} {health.status}"]
+    parts += [f"{t[k]} {getattr(c, k):,}" for k in ("received", "stored", "duplicate", "dead_lettered", "quarantined")]
+    parts.append(f"{t['sim']} {sim.get('sim_now', '—')}")
+    return " · ".join(parts)
+
+
+def _team_table(lang: str) -> Table:
+    t = LABELS[lang]
+    table = Table(title=t["team"].format(password=DEMO_PASSWORD), min_width=48)
+    for col in ("role", "name", "username"):
+        table.add_column(t[col])
+    for m in DEMO_TEAM:
+        table.add_row(m.role_label(lang), m.name, m.username)
+    return table
+
+
+def _human(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 0)} min"
+
+
 def run_demo(
     settings: Settings,
     stop: threading.Event,
@@ -192,30 +266,39 @@ def run_demo(
     duration_s: float | None = None,
     lang: str = "zh",
     console: Console | None = None,
+    fresh: bool = False,
 ) -> DemoResult:
     from alarms.install import install_rule_packs
+    from alarms.stale import restart_watching
     from facility.importer import import_estate
+    from facility.last_readings import last_registers, last_report_at
     from ingest.pipeline import run_ingest
     from protocol.estate_file import load_estate_file
-    from simulators import RunStats, run_simulation
-    from steward.broker import free_port
+    from simulators import Fleet, RegisterStart, RunStats, run_simulation
     from storage.db import database_url, make_engine, make_sessionmaker, transaction
     from storage.migrate import upgrade
     from worker.runner import run_worker
 
     console = console or Console()
+    labels = LABELS[lang]
+    if fresh:
+        reset_demo_data(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with console.status("启动数据库 / starting the database…"):
         url = database_url(settings)
         upgrade(url)
         engine = make_engine(settings, url=url)
-        with transaction(make_sessionmaker(engine)) as session:
+        sessions = make_sessionmaker(engine)
+        with transaction(sessions) as session:
             summary = import_estate(session, load_estate_file(estate_file))
-            ensure_demo_user(session)
+            ensure_demo_team(session, summary.estate)
             install_rule_packs(session)
+            last_report = last_report_at(session, summary.estate)
+            stored = {code: RegisterStart(*regs) for code, regs in last_registers(session, summary.estate).items()}
     console.print(
         f"[green]✓[/] 小区 estate [bold]{summary.estate}[/]: {summary.units} 户 units, {summary.devices} 台设备 devices"
     )
+    console.print(labels["data"].format(path=settings.data_dir.resolve()), highlight=False)
     broker, mqtt_url, protocol = start_broker(settings)
     host, port = mqtt_url.removeprefix("mqtt://").removeprefix("tcp://").split(":")
     console.print(f"[green]✓[/] 消息代理 broker {mqtt_url} (MQTT {protocol})")
@@ -234,17 +317,38 @@ def run_demo(
             "alarm_evaluation": True,
         }
     )
-    threads = [
-        threading.Thread(target=run_ingest, args=(ingest_settings, engine, stop, health), name="ingest"),
-        # Stale-data watchdog, inspection rounds, SLA escalation, meter anomalies over days, valve commands.
-        threading.Thread(target=run_worker, args=(ingest_settings, engine, stop), name="worker", daemon=True),
-    ]
     live_stats: dict[str, object] = {}
 
     def on_progress(s: RunStats) -> None:
         live_stats.update(published=s.published, acked=s.acked, sim_now=f"{s.sim_now:%Y-%m-%d %H:%M:%S}")
 
-    live_start = datetime.now(UTC)
+    live_start = datetime.now(UTC).replace(microsecond=0)
+    history_start = replay_start(last_report, live_start, backfill)
+    if last_report is None:
+        console.print(labels["fresh"].format(gap=_human(backfill)), highlight=False)
+    elif history_start is None:
+        console.print(labels["no_replay"].format(last=f"{last_report:%Y-%m-%d %H:%M:%S %Z}"), highlight=False)
+    else:
+        console.print(
+            labels["resumed"].format(
+                last=f"{last_report:%Y-%m-%d %H:%M:%S %Z}", gap=_human(live_start - history_start)
+            ),
+            highlight=False,
+        )
+    # The live fleet's meters continue where the replay will leave them (or where the stored data
+    # ends): a register that restarted from the seed would read as a reset or replacement.
+    if history_start is not None:
+        replayed = Fleet.from_file(
+            estate_file, seed=seed, start=history_start, scenarios=HISTORY_SCENARIOS, registers=stored
+        )
+        live_registers = replayed.meter_registers_at(live_start)
+    else:
+        live_registers = stored
+    if last_report is not None:
+        # The demo was the platform and its devices: while it was stopped nobody watched and nothing
+        # reported. Each device gets one full limit from now before it is called silent.
+        with transaction(sessions) as session:
+            restart_watching(session, live_start)
 
     def live() -> None:
         run_simulation(
@@ -258,13 +362,14 @@ def run_demo(
             stop_event=stop,
             on_progress=on_progress,
             client_id="steward-demo-live",
+            registers=live_registers,
         )
 
-    def history() -> None:
-        # Replay the recent past at full speed so charts and meters have history from the first minute.
-        # Same seed as the live run, ending where it begins: every device keeps one reporting grid
-        # across the boundary (a different seed shifted each device's phase, and a 1-minute gap left
-        # 60-second sensors silent for up to 2 minutes: stale tickets for healthy devices at start).
+    def history(start: datetime) -> None:
+        # Replay the recent past (or the gap since the last run) at full speed so charts and meters
+        # have history from the first minute. Same seed as the live run, ending where it begins: every
+        # device keeps one reporting grid across the boundary (a different seed shifted each device's
+        # phase, and a 1-minute gap left 60-second sensors silent for up to 2 minutes).
         run_simulation(
             estate_file,
             host,
@@ -272,19 +377,25 @@ def run_demo(
             seed=seed,
             speed=0,
             rate=2_000,
-            duration_s=backfill.total_seconds(),
-            start=live_start - backfill,
+            duration_s=(live_start - start).total_seconds(),
+            start=start,
             scenarios=HISTORY_SCENARIOS,
             commands=False,  # valve commands are for the live fleet (one ack per command)
             stop_event=stop,
             client_id="steward-demo-history",
+            registers=stored,
         )
 
-    api_port = free_port()
+    threads = [
+        threading.Thread(target=run_ingest, args=(ingest_settings, engine, stop, health), name="ingest"),
+        # Stale-data watchdog, inspection rounds, SLA escalation, meter anomalies over days, valve commands.
+        threading.Thread(target=run_worker, args=(ingest_settings, engine, stop), name="worker", daemon=True),
+        threading.Thread(target=live, name="simulator-live", daemon=True),
+    ]
+    if history_start is not None:
+        threads.append(threading.Thread(target=history, args=(history_start,), name="simulator-history", daemon=True))
+    api_port = dashboard_port(settings.data_dir)
     api_server = start_api(settings.model_copy(update={"database_url": url}), engine, api_port)
-    threads.append(threading.Thread(target=live, name="simulator-live", daemon=True))
-    if backfill > timedelta(0):
-        threads.append(threading.Thread(target=history, name="simulator-history", daemon=True))
     urls = {
         "database": url.split("?")[0] + (" (embedded)" if not settings.database_url else ""),
         "broker": mqtt_url + (" (embedded)" if broker else ""),
@@ -292,21 +403,38 @@ def run_demo(
         "dashboard": f"http://127.0.0.1:{api_port}/",
         "login": f"{DEMO_USER} / {DEMO_PASSWORD}",
     }
+    console.print(_team_table(lang))
     console.print(
-        f"[bold green]➜ {LABELS[lang]['dashboard']}: http://127.0.0.1:{api_port}/[/]  ({DEMO_USER} / {DEMO_PASSWORD})"
+        f"[bold green]➜ {labels['dashboard']}: http://127.0.0.1:{api_port}/[/]  ({DEMO_USER} / {DEMO_PASSWORD})"
     )
     started = time.monotonic()
     first_stored: float | None = None
     for t in threads:
         t.start()
+
+    def finished() -> bool:
+        nonlocal first_stored
+        if first_stored is None and health.counters.stored > 0:
+            first_stored = time.monotonic() - started
+        if duration_s is not None and time.monotonic() - started >= duration_s:
+            stop.set()
+        return stop.is_set()
+
     try:
-        with Live(_table(lang, health, live_stats, urls), console=console, refresh_per_second=2) as view:
-            while not stop.wait(0.5):
-                if first_stored is None and health.counters.stored > 0:
-                    first_stored = time.monotonic() - started
+        if console.is_terminal:
+            with Live(_table(lang, health, live_stats, urls), console=console, refresh_per_second=2) as view:
+                while not stop.wait(0.5) and not finished():
+                    view.update(_table(lang, health, live_stats, urls))
                 view.update(_table(lang, health, live_stats, urls))
-                if duration_s is not None and time.monotonic() - started >= duration_s:
-                    stop.set()
+        else:
+            console.print(labels["stop"], highlight=False)
+            next_line = time.monotonic()
+            while not stop.wait(0.5) and not finished():
+                if time.monotonic() >= next_line:
+                    console.print(_status_line(lang, health, live_stats), highlight=False, soft_wrap=True)
+                    next_line += LOG_EVERY_S
+        # Said the moment Ctrl-C (or the duration) ends the run, not after everything has stopped.
+        console.print(labels["stopping"], highlight=False)
     finally:
         stop.set()
         for t in threads:
