@@ -7,12 +7,15 @@ Timestamps are ISO-8601 strings or integer epoch milliseconds. A timestamp witho
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -127,6 +130,67 @@ class AckV1(_Frozen):
     command_id: Ident
     status: Literal["applied", "rejected", "expired"]
     acl_version: int | None = None
+
+
+# --- downlink: platform → device, ``steward/{estate}/down/{device}/{command}`` --------------------------
+# One shape, built here and nowhere else: the domain that queues a command (tickets/from_alarms.py),
+# the outbox dispatcher that sends it (worker/outbox.py) and the simulated devices (simulators/commands.py).
+
+
+class CommandV1(BaseModel):
+    """The envelope of every downlink command. Devices ignore fields they do not know (forward compatible)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1]
+    command_id: Ident  # the outbox row id once sent; the device acks with it
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime | None = None  # a device drops (acks "expired") a command past this
+
+
+class ValveCommandV1(CommandV1):
+    """Open or close a meter's shut-off valve (``…/down/{device}/valve``)."""
+
+    action: Literal["close", "open"]
+    reason: Annotated[str, StringConstraints(max_length=64)] | None = None
+    ticket: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+def valve_command(
+    *,
+    command_id: str,
+    issued_at: datetime,
+    expires_at: datetime | None,
+    action: Literal["close", "open"],
+    reason: str | None = None,
+    ticket: str | None = None,
+) -> dict[str, Any]:
+    """A v1 valve command as stored in the outbox (JSON-ready), checked against ``ValveCommandV1``."""
+    body: dict[str, Any] = {
+        "v": 1,
+        "command_id": command_id,
+        "issued_at": issued_at.isoformat(),
+        "expires_at": expires_at.isoformat() if expires_at is not None else None,
+        "action": action,
+        "reason": reason,
+        "ticket": ticket,
+    }
+    ValveCommandV1.model_validate(body)  # never queue what a device would reject
+    return body
+
+
+def command_wire(
+    body: Mapping[str, Any], *, command_id: str, issued_at: datetime | None, expires_at: datetime | None
+) -> bytes:
+    """The bytes sent for a stored command: its body in the v1 envelope, ``command_id`` always ours.
+
+    ``issued_at``/``expires_at`` fill in only what the body does not say itself."""
+    out: dict[str, Any] = {"v": 1, **body, "command_id": command_id}
+    if issued_at is not None:
+        out.setdefault("issued_at", issued_at.isoformat())
+    if expires_at is not None:
+        out.setdefault("expires_at", expires_at.isoformat())
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class TelemetryBatchV1(_Frozen):

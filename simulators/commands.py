@@ -40,12 +40,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import ValidationError
 
 from core import clock as core_clock
-from protocol.payloads import AckV1, encode
+from protocol.payloads import AckV1, ValveCommandV1, encode
 from protocol.topics import Channel, downlink, uplink
 from simulators.fleet import Fleet
 from simulators.frames import Frame
@@ -57,22 +57,6 @@ VALVE = "valve"  # the downlink command name
 QUEUE_SIZE = 1_000
 REMEMBERED = 4_096  # command ids answered, for re-deliveries
 AckStatus = Literal["applied", "rejected", "expired"]
-
-CommandId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-
-
-class ValveCommandV1(BaseModel):
-    """A valve command as the platform sends it. Unknown extra fields are tolerated (forward compatible)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    v: Literal[1]
-    command_id: CommandId
-    issued_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
-    action: Literal["close", "open"]
-    reason: str | None = None
-    ticket: str | None = None
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from core import clock
+from protocol.payloads import valve_command
 from protocol.topics import downlink
 from tickets import sla
 from tickets.const import SYSTEM_ACTOR, Category, Priority, Source
@@ -347,15 +348,14 @@ def _valve_commands(
         if params.get("anomaly") != "vacant_flow" or not f["has_valve"] or not f["device_code"]:
             continue
         ticket = tickets.get(p.source_key)
-        payload = {
-            "v": 1,
-            "command_id": str(uuid.uuid4()),
-            "issued_at": now.isoformat(),
-            "expires_at": (now + VALVE_COMMAND_TTL).isoformat(),
-            "action": "close",
-            "reason": "vacant_flow",
-            "ticket": ticket[1] if ticket else None,
-        }
+        payload = valve_command(
+            command_id=str(uuid.uuid4()),  # provisional: the dispatcher sends the outbox row id
+            issued_at=now,
+            expires_at=now + VALVE_COMMAND_TTL,
+            action="close",
+            reason="vacant_flow",
+            ticket=ticket[1] if ticket else None,
+        )
         out.append((downlink(f["estate_code"], f["device_code"], "valve"), json.dumps(payload, ensure_ascii=False)))
     return out
 

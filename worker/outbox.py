@@ -22,7 +22,6 @@ after a restart every failed row is tried once straight away, which is harmless.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -39,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from core.mqtt import SessionOptions, make_client
 from core.settings import Settings
+from protocol.payloads import command_wire
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,7 @@ def claim_statement(now: datetime, limit: int = BATCH, skip_ids: Sequence[int] =
 
 def encode(row: Outbox) -> bytes:
     """The wire payload: the stored command plus ``command_id`` (= outbox id), ``issued_at`` and expiry."""
-    body: dict[str, Any] = {"v": 1, **(row.payload or {})}
-    body["command_id"] = str(row.id)
-    if row.created_at is not None:
-        body.setdefault("issued_at", row.created_at.isoformat())
-    if row.expires_at is not None:
-        body.setdefault("expires_at", row.expires_at.isoformat())
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return command_wire(row.payload or {}, command_id=str(row.id), issued_at=row.created_at, expires_at=row.expires_at)
 
 
 class Publisher(Protocol):
