@@ -13,15 +13,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from core.errors import StewardError
+from core.errors import Forbidden, StewardError
+
+__all__ = ["Forbidden", "NotAuthenticated", "error_responses", "install_error_handlers"]
 
 
 class NotAuthenticated(StewardError):
     status_code = 401
-
-
-class Forbidden(StewardError):
-    status_code = 403
 
 
 class ErrorOut(BaseModel):

@@ -82,7 +82,7 @@ class UserIn(Input):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=10, max_length=256)
     display_name: str = Field(default="", max_length=64, pattern=NO_NUL)
-    role: str = Field(pattern=r"^(admin|engineer|steward|card_admin|billing_clerk|viewer)$")
+    role: str = Field(pattern=r"^(admin|engineer|steward|supervisor|manager|card_admin|billing_clerk|viewer)$")
     estates: list[Annotated[str, Field(pattern=ESTATE_CODE)]] = Field(default_factory=list, max_length=200)
     all_estates: bool = False
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import func, select
 
+from accounts import policy
 from accounts import service as accounts
 from accounts.const import SESSION_TTL, Role
 from api.deps import SESSION_COOKIE, CurrentUser, PageDep, SessionDep, require_roles
@@ -16,8 +17,8 @@ from api.schemas import LoginIn, Page, TokenIn, TokenOut, UserIn, UserOut
 from storage.models import StaffUser
 
 router = APIRouter(tags=["auth"])
-Admin = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin})))]
-TokenMakers = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer})))]
+Admin = Annotated[StaffUser, Depends(require_roles(policy.USER_ADMINS))]
+TokenMakers = Annotated[StaffUser, Depends(require_roles(policy.TOKEN_MAKERS))]
 
 
 @router.post("/api/auth/login", response_model=UserOut, responses=error_responses(400, 401, 422, 429))
@@ -69,15 +70,19 @@ def create_token(body: TokenIn, session: SessionDep, user: TokenMakers) -> Token
 
 @router.get("/api/users", response_model=Page[UserOut], responses=error_responses(401, 403, 422))
 def list_users(session: SessionDep, user: Admin, page: PageDep) -> dict[str, Any]:
-    """Staff accounts (administrators only)."""
-    total = session.scalar(select(func.count()).select_from(StaffUser)) or 0
-    items = session.scalars(select(StaffUser).order_by(StaffUser.id).limit(page.limit).offset(page.offset)).all()
+    """Staff accounts (administrators only; a scoped administrator sees the accounts of its estates)."""
+    visible = policy.users_visible_to(user)
+    total = session.scalar(select(func.count()).select_from(StaffUser).where(visible)) or 0
+    items = session.scalars(
+        select(StaffUser).where(visible).order_by(StaffUser.id).limit(page.limit).offset(page.offset)
+    ).all()
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.post("/api/users", response_model=UserOut, status_code=201, responses=error_responses(400, 401, 403, 409, 422))
 def create_user(body: UserIn, session: SessionDep, user: Admin) -> StaffUser:
-    """Create a staff account scoped to estates (administrators only)."""
+    """Create a staff account scoped to estates (administrators only, never beyond their own role and estates)."""
+    policy.check_grant(session, user, role=Role(body.role), estates=body.estates, all_estates=body.all_estates)
     created = accounts.create_user(
         session,
         username=body.username,

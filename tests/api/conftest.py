@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -26,6 +26,15 @@ from protocol.estate_file import EstateFile
 from tests.support.estate import small_estate
 
 PASSWORD = "correct-horse-battery"
+# Accounts for the scope rows of the access matrix: (role, estates, all_estates). The one-per-role accounts
+# ("admin-user", "supervisor-user", ...) are scoped to apia; these add no-estate and head-office ones.
+SCOPE_ACCOUNTS: dict[str, tuple[Role, list[str], bool]] = {
+    "noestate-admin": (Role.admin, [], False),
+    "noestate-engineer": (Role.engineer, [], False),
+    "hq-engineer": (Role.engineer, [], True),
+    "hq-supervisor": (Role.supervisor, [], True),
+    "hq-manager": (Role.manager, [], True),
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class World:
     round_id: int
     other_round_id: int
     room_code: str = "PR1"
+    # Accounts beside the one-per-role set, by username (see SCOPE_ACCOUNTS): tokens for the scope rows.
+    named_tokens: dict[str, str] = field(default_factory=dict)
 
     def new_alarm(self, estate: str | None = None) -> int:
         """A fresh open alarm on the estate's first sensor point (for routes that close one)."""
@@ -91,7 +102,12 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
         for role in Role:
             user = create_user(s, username=f"{role.value}-user", password=PASSWORD, role=role, estates=["apia"])
             tokens[role] = create_token(s, user, "tests")
-        create_user(s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True)
+        head_office = create_user(s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True)
+        named_tokens = {f"{role.value}-user": token for role, token in tokens.items()}
+        named_tokens["head-office"] = create_token(s, head_office, "tests")
+        for name, (role, estates, all_estates) in SCOPE_ACCOUNTS.items():
+            user = create_user(s, username=name, password=PASSWORD, role=role, estates=estates, all_estates=all_estates)
+            named_tokens[name] = create_token(s, user, "tests")
 
         ids = {}
         for code in ("apia", "apib"):
@@ -121,6 +137,7 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
             tickets["apib"],
             rounds["apia"],
             rounds["apib"],
+            named_tokens=named_tokens,
         )
     finally:
         engine.dispose()
@@ -256,8 +273,10 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield c
 
 
-def bearer(world: World, role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {world.tokens[role]}"}
+def bearer(world: World, role: Role | str) -> dict[str, str]:
+    """The bearer header of the apia account of a role, or of a named account (SCOPE_ACCOUNTS)."""
+    token = world.tokens[role] if isinstance(role, Role) else world.named_tokens[role]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def add_samples(engine: Engine, point_id: int, samples: list[tuple[datetime, float]]) -> int:

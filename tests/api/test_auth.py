@@ -237,7 +237,14 @@ def test_only_operators_create_tokens(client: TestClient, api_world: World, role
 
 
 def new_user_body(**kw: object) -> dict[str, object]:
-    return {"username": fresh_name("new"), "password": "a-long-enough-password", "role": "viewer", **kw}
+    # A scoped admin (admin-user, apia) names one of its estates; tests/api/test_access.py SCOPE_ROWS has the rest.
+    return {
+        "username": fresh_name("new"),
+        "password": "a-long-enough-password",
+        "role": "viewer",
+        "estates": ["apia"],
+        **kw,
+    }
 
 
 def test_admin_creates_a_scoped_account(client: TestClient, api_world: World) -> None:
@@ -273,7 +280,8 @@ def test_duplicate_usernames_conflict(client: TestClient, api_world: World) -> N
     ],
 )
 def test_bad_accounts_are_422(client: TestClient, api_world: World, change: dict[str, object], why: str) -> None:
-    r = client.post("/api/users", headers=bearer(api_world, Role.admin), json=new_user_body(**change))
+    # Head office: to a scoped admin an unknown estate is one outside its scope, 403 (tests/api/test_access.py).
+    r = client.post("/api/users", headers=bearer(api_world, "head-office"), json=new_user_body(**change))
     assert r.status_code == 422, why
 
 
@@ -351,3 +359,17 @@ def test_malformed_json_is_4xx(client: TestClient, api_world: World) -> None:
     assert r.status_code == 422
     r = client.post("/api/auth/login", content=b"\xff\xfe", headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500
+
+
+def test_nobody_grants_a_role_above_their_own() -> None:
+    """Issue 9 #1: the rank rule of accounts/policy.py (only admins reach POST /api/users today, and an admin is
+    top rank, so the API rows cannot show it; the policy says it for when more roles manage accounts)."""
+    from accounts.policy import may_grant_role
+
+    assert may_grant_role(Role.admin, Role.admin)
+    assert may_grant_role(Role.manager, Role.supervisor)
+    assert may_grant_role(Role.supervisor, Role.engineer)
+    assert not may_grant_role(Role.supervisor, Role.manager)
+    assert not may_grant_role(Role.manager, Role.admin)
+    assert not may_grant_role(Role.engineer, Role.supervisor)
+    assert not may_grant_role(Role.viewer, Role.engineer)
