@@ -133,9 +133,7 @@ def override_estate(session: Session, override: AlarmRuleOverride) -> int | None
     return session.scalar(select(model.estate_id).where(model.id == override.scope_id))
 
 
-def list_rules(
-    session: Session, estates: Set[int] | None = None
-) -> list[tuple[AlarmRuleRow, list[AlarmRuleOverride]]]:
+def list_rules(session: Session, estates: Set[int] | None = None) -> list[tuple[AlarmRuleRow, list[AlarmRuleOverride]]]:
     """Every rule with its overrides; with ``estates``, only the overrides of those estates (and their rooms and
     devices)."""
     rules = session.scalars(select(AlarmRuleRow).order_by(AlarmRuleRow.code)).all()

@@ -38,6 +38,8 @@ def _topic_scope(session: Session, user: StaffUser, column: Any) -> Any:
         select(Estate.code).join(StaffEstate, StaffEstate.estate_id == Estate.id).where(StaffEstate.user_id == user.id)
     )
     return policy.topic_scope(column, user.all_estates, codes)
+
+
 # An ingest process that has not reported for this long is presumed down.
 INGEST_STALE_AFTER = timedelta(seconds=30)
 
