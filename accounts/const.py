@@ -35,6 +35,9 @@ ROLE_LABELS = {
 }
 
 SESSION_TTL = timedelta(hours=12)  # one working shift plus overtime
+# Bearer tokens expire: 90 days unless asked otherwise, never more than a year (an integration renews it).
+TOKEN_DEFAULT_TTL = timedelta(days=90)
+TOKEN_MAX_TTL = timedelta(days=365)
 # Login rate limit: this many failures for one username within the window lock it until they age out.
 LOGIN_MAX_FAILURES = 5
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from accounts.const import Role
-from core.errors import Forbidden, InvalidInput
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from storage.models import Estate, StaffEstate, StaffUser
 
 # Who manages accounts at all, and who makes integration tokens.
@@ -87,6 +87,29 @@ def users_visible_to(actor: StaffUser) -> ColumnElement[bool]:
     mine = select(StaffEstate.estate_id).where(StaffEstate.user_id == actor.id)
     shares = exists().where(StaffEstate.user_id == StaffUser.id, StaffEstate.estate_id.in_(mine))
     return and_(StaffUser.all_estates.is_(False), shares)
+
+
+def may_see_user(session: Session, actor: StaffUser, target: StaffUser) -> bool:
+    """The actor manages accounts and the target is among those it lists."""
+    if not may_manage_users(actor):
+        return False
+    return session.scalar(select(StaffUser.id).where(StaffUser.id == target.id, users_visible_to(actor))) is not None
+
+
+def check_deactivate(session: Session, actor: StaffUser, target: StaffUser) -> None:
+    """An admin switches off accounts it can see (404 otherwise, as for a missing one), never its own, never a
+    role above its own."""
+    if not may_see_user(session, actor, target):
+        raise NotFound("user not found / 未找到该用户")
+    if target.id == actor.id:
+        raise Conflict("you cannot deactivate your own account / 不能停用自己的账号")
+    if not may_grant_role(Role(actor.role), Role(target.role)):
+        raise Forbidden("you may not deactivate a higher role / 不能停用高于自身角色的账号")
+
+
+def may_revoke_token(session: Session, actor: StaffUser, owner: StaffUser) -> bool:
+    """One's own tokens, or those of an account one manages."""
+    return actor.id == owner.id or may_see_user(session, actor, owner)
 
 
 # --- platform operations (ingest) ---------------------------------------------------------------------------

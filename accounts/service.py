@@ -13,10 +13,17 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from accounts.const import LOGIN_FAILURE_WINDOW, LOGIN_MAX_FAILURES, SESSION_TTL, Role
+from accounts.const import (
+    LOGIN_FAILURE_WINDOW,
+    LOGIN_MAX_FAILURES,
+    SESSION_TTL,
+    TOKEN_DEFAULT_TTL,
+    TOKEN_MAX_TTL,
+    Role,
+)
 from core import clock
 from core.errors import Conflict, InvalidInput, StewardError
 from storage.models import ApiToken, AuditLog, Estate, LoginFailure, StaffEstate, StaffUser, WebSession
@@ -128,11 +135,77 @@ def user_for_session(session: Session, secret: str) -> StaffUser | None:
 
 def create_token(session: Session, user: StaffUser, name: str, *, ttl: timedelta | None = None) -> str:
     """Return a new bearer token (shown once; only its hash is kept)."""
+    return issue_token(session, user, name, ttl=ttl)[0]
+
+
+def issue_token(session: Session, user: StaffUser, name: str, *, ttl: timedelta | None = None) -> tuple[str, ApiToken]:
+    """A new bearer token's secret and row. Every token expires: after TOKEN_DEFAULT_TTL unless ``ttl`` says
+    otherwise, at most TOKEN_MAX_TTL."""
+    ttl = ttl or TOKEN_DEFAULT_TTL
+    if ttl <= timedelta(0) or ttl > TOKEN_MAX_TTL:
+        raise InvalidInput(f"token lifetime must be between 1 and {TOKEN_MAX_TTL.days} days / 令牌有效期超出范围")
     secret = "stw_" + secrets.token_urlsafe(32)
-    expires = clock.now() + ttl if ttl else None
-    session.add(ApiToken(user_id=user.id, name=name, token_hash=_digest(secret), expires_at=expires))
+    row = ApiToken(user_id=user.id, name=name, token_hash=_digest(secret), expires_at=clock.now() + ttl)
+    session.add(row)
     session.flush()
-    return secret
+    return secret, row
+
+
+def revoke_token(session: Session, token: ApiToken) -> None:
+    """Revoke a bearer token at once (idempotent: a revoked token keeps its first revocation time)."""
+    if token.revoked_at is None:
+        token.revoked_at = clock.now()
+        session.flush()
+
+
+def deactivate_user(session: Session, user: StaffUser) -> None:
+    """Switch an account off: it cannot log in, and its browser sessions and bearer tokens end now."""
+    user.active = False
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+    session.flush()
+
+
+class WrongPassword(StewardError):
+    status_code = 403
+
+
+def change_password(
+    session: Session, user: StaffUser, current: str, new: str, *, keep_session: str | None = None, client: str = ""
+) -> None:
+    """Change one's own password after proving the current one; ends every other browser session.
+
+    A wrong current password counts as a failed login for the rate limit (a stolen session cannot be used to
+    guess the password), so the caller must commit after a WrongPassword too."""
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"password must have at least {MIN_PASSWORD_LENGTH} characters / 密码至少 {MIN_PASSWORD_LENGTH} 位"
+        )
+    session.execute(select(func.pg_advisory_xact_lock(LOGIN_LOCK_SPACE, func.hashtext(user.username))))
+    since = clock.now() - LOGIN_FAILURE_WINDOW
+    failures = session.scalar(
+        select(func.count())
+        .select_from(LoginFailure)
+        .where(LoginFailure.username == user.username, LoginFailure.at > since)
+    )
+    if (failures or 0) >= LOGIN_MAX_FAILURES:
+        raise TooManyAttempts("too many failed attempts; try again in 15 minutes / 失败次数过多，请 15 分钟后再试")
+    try:
+        _hasher.verify(user.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        session.add(LoginFailure(username=user.username[:64], client=client[:64], at=clock.now()))
+        session.flush()
+        raise WrongPassword("current password is wrong / 当前密码错误") from None
+    user.password_hash = _hasher.hash(new)
+    others = delete(WebSession).where(WebSession.user_id == user.id)
+    if keep_session:
+        others = others.where(WebSession.token_hash != _digest(keep_session))
+    session.execute(others)
+    session.flush()
 
 
 def user_for_token(session: Session, secret: str) -> StaffUser | None:

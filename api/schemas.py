@@ -90,12 +90,32 @@ class UserIn(Input):
 class TokenIn(Input):
     name: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     # Constraints before the validator, or they do not reach the JSON schema as minimum/maximum.
-    ttl_days: Annotated[int, Field(ge=1, le=3650), BeforeValidator(_integral)] | None = None
+    ttl_days: Annotated[int, Field(ge=1, le=365), BeforeValidator(_integral)] | None = Field(
+        default=None, description="lifetime in days (default 90, at most 365)"
+    )
 
 
 class TokenOut(Output):
     token: str
     name: str
+    id: int
+    expires_at: datetime
+
+
+class TokenInfoOut(Output):
+    """A bearer token without its secret (which is shown once, at creation)."""
+
+    id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class PasswordChangeIn(Input):
+    current_password: str = Field(min_length=1, max_length=256, description="re-authentication / 当前密码")
+    new_password: str = Field(min_length=10, max_length=256)
 
 
 class EstateOut(Output):

@@ -67,6 +67,31 @@ class World:
         """A fresh resident ticket walked to ``status`` (assigned to engineer-user), for routes that move one."""
         return make_ticket(self.engine, estate or self.estate, status, complaint=complaint)
 
+    def new_token(self, username: str = "engineer-user") -> int:
+        """A fresh bearer token of the account (for routes that revoke one); returns its id."""
+        from sqlalchemy import select
+
+        from accounts.service import issue_token
+        from storage.models import StaffUser
+
+        with Session(self.engine) as s, s.begin():
+            user = s.scalars(select(StaffUser).where(StaffUser.username == username)).one()
+            return int(issue_token(s, user, "to-revoke")[1].id)
+
+    def new_user(self, estate: str | None = None) -> int:
+        """A fresh viewer account of the estate (for routes that deactivate one); no password can open it."""
+        import uuid
+
+        from storage.models import Estate, StaffEstate, StaffUser
+
+        with Session(self.engine) as s, s.begin():
+            user = StaffUser(username=f"victim-{uuid.uuid4().hex[:10]}", password_hash="!", role="viewer", active=True)
+            s.add(user)
+            s.flush()
+            estate_id = s.query(Estate.id).filter(Estate.code == (estate or self.estate)).scalar()
+            s.add(StaffEstate(user_id=user.id, estate_id=estate_id))
+            return int(user.id)
+
     def new_round(self, estate: str | None = None) -> int:
         """A fresh open inspection round of the estate's power room, its window around now."""
         return make_round(self.engine, estate or self.estate)

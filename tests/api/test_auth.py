@@ -373,3 +373,112 @@ def test_nobody_grants_a_role_above_their_own() -> None:
     assert not may_grant_role(Role.manager, Role.admin)
     assert not may_grant_role(Role.engineer, Role.supervisor)
     assert not may_grant_role(Role.viewer, Role.engineer)
+
+
+# --- issue 9 #7: token lifetime, revocation, deactivation, password change -----------------------------------------
+
+
+def test_a_token_without_a_lifetime_expires_after_the_default(
+    client: TestClient, api_world: World, fake_clock: FakeClock
+) -> None:
+    from accounts.const import TOKEN_DEFAULT_TTL
+
+    too_long = {"name": "forever", "ttl_days": 366}
+    assert client.post("/api/auth/tokens", headers=bearer(api_world, Role.engineer), json=too_long).status_code == 422
+    r = client.post("/api/auth/tokens", headers=bearer(api_world, Role.engineer), json={"name": "no lifetime given"})
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["expires_at"]) == fake_clock.now + TOKEN_DEFAULT_TTL
+    h = {"Authorization": f"Bearer {r.json()['token']}"}
+    fake_clock.advance(TOKEN_DEFAULT_TTL - timedelta(minutes=1))
+    assert client.get("/api/auth/me", headers=h).status_code == 200
+    fake_clock.advance(timedelta(minutes=2))
+    assert client.get("/api/auth/me", headers=h).status_code == 401
+
+
+def test_tokens_are_revoked_by_their_owner_or_an_admin_of_the_owner(client: TestClient, api_world: World) -> None:
+    def new_token(role: Role) -> tuple[int, dict[str, str]]:
+        r = client.post("/api/auth/tokens", headers=bearer(api_world, role), json={"name": "revocable"})
+        assert r.status_code == 201, r.text
+        return r.json()["id"], {"Authorization": f"Bearer {r.json()['token']}"}
+
+    mine, h = new_token(Role.engineer)
+    listed = client.get("/api/auth/tokens", headers=bearer(api_world, Role.engineer)).json()
+    assert mine in [t["id"] for t in listed]
+    assert "token" not in listed[0]
+    assert "token_hash" not in str(listed)
+    assert client.post(f"/api/auth/tokens/{mine}/revoke", headers=h).status_code == 204  # revokes itself
+    assert client.get("/api/auth/me", headers=h).status_code == 401
+    # An admin of the owner's estate revokes it; another engineer, or a scoped admin of a head-office token, cannot.
+    theirs, h = new_token(Role.engineer)
+    assert client.post(f"/api/auth/tokens/{theirs}/revoke", headers=bearer(api_world, "hq-engineer")).status_code == 404
+    assert client.get("/api/auth/me", headers=h).status_code == 200
+    assert client.post(f"/api/auth/tokens/{theirs}/revoke", headers=bearer(api_world, Role.admin)).status_code == 204
+    assert client.get("/api/auth/me", headers=h).status_code == 401
+    hq = api_world.new_token("hq-engineer")
+    assert client.post(f"/api/auth/tokens/{hq}/revoke", headers=bearer(api_world, Role.admin)).status_code == 404
+
+
+def test_deactivating_a_user_ends_their_sessions_and_tokens(
+    client: TestClient, api_world: World, make_user: Callable[..., str]
+) -> None:
+    name = make_user()
+    with Session(api_world.engine) as s, s.begin():
+        user = s.scalars(select(StaffUser).where(StaffUser.username == name)).one()
+        user_id, token = user.id, create_token(s, user, "t")
+    assert login(client, name).status_code == 200
+    cookie = client.cookies["steward_session"]
+    client.cookies.clear()
+    assert client.get("/api/auth/me", headers={"Cookie": f"steward_session={cookie}"}).status_code == 200
+
+    r = client.post(f"/api/users/{user_id}/deactivate", headers=bearer(api_world, Role.admin))
+    assert r.status_code == 200, r.text
+    assert r.json()["active"] is False
+    assert client.get("/api/auth/me", headers={"Cookie": f"steward_session={cookie}"}).status_code == 401
+    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert login(client, name).status_code == 401
+    with Session(api_world.engine) as s:
+        assert s.scalars(select(ApiToken.revoked_at).where(ApiToken.user_id == user_id)).one() is not None
+    # Not oneself; not an account beyond one's estates (404 like a missing one).
+    me = client.get("/api/auth/me", headers=bearer(api_world, Role.admin)).json()["id"]
+    assert client.post(f"/api/users/{me}/deactivate", headers=bearer(api_world, Role.admin)).status_code == 409
+    other = api_world.new_user(api_world.other_estate)
+    assert client.post(f"/api/users/{other}/deactivate", headers=bearer(api_world, Role.admin)).status_code == 404
+
+
+def test_password_change_needs_the_current_password_and_ends_other_sessions(
+    client: TestClient, api_world: World, make_user: Callable[..., str]
+) -> None:
+    name = make_user()
+    new = "a-brand-new-password"
+    assert login(client, name).status_code == 200
+    other_tab = client.cookies["steward_session"]
+    client.cookies.clear()
+    assert login(client, name).status_code == 200  # this browser's session, which stays
+    wrong = {"current_password": "not-the-password", "new_password": new}
+    r = client.post("/api/auth/password", json=wrong)
+    assert r.status_code == 403, r.text
+    assert login(client, name, new).status_code == 401
+    assert (
+        client.post("/api/auth/password", json={"current_password": PASSWORD, "new_password": "short"}).status_code
+        == 422
+    )
+    r = client.post("/api/auth/password", json={"current_password": PASSWORD, "new_password": new})
+    assert r.status_code == 204, r.text
+    assert client.get("/api/auth/me").status_code == 200
+    assert client.get("/api/auth/me", headers={"Cookie": f"steward_session={other_tab}"}).status_code == 401
+    client.cookies.clear()
+    assert login(client, name).status_code == 401
+    assert login(client, name, new).status_code == 200
+
+
+def test_password_guesses_through_a_session_are_rate_limited(
+    client: TestClient, api_world: World, make_user: Callable[..., str]
+) -> None:
+    name = make_user()
+    assert login(client, name).status_code == 200
+    statuses = [
+        client.post("/api/auth/password", json={"current_password": f"guess-{i}", "new_password": "x" * 12}).status_code
+        for i in range(LOGIN_MAX_FAILURES + 1)
+    ]
+    assert statuses[-1] == 429
+    assert set(statuses[:-1]) == {403}

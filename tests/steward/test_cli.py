@@ -101,3 +101,42 @@ def test_rules_show_and_set_with_overrides(fresh_database: str) -> None:
         [(scope, params)] = conn.execute(text("SELECT scope, params FROM alarm_rule_overrides")).all()
         assert (scope, params) == ("device", {"warning": 125.0})
     engine.dispose()
+
+
+def test_tokens_expire_by_default_and_can_be_revoked_and_users_deactivated(fresh_database: str) -> None:
+    """Issue 9 #7: a token without --days still expires (90 days); `token revoke` and `user deactivate` end it."""
+    from datetime import timedelta
+
+    from accounts.const import TOKEN_DEFAULT_TTL
+    from storage.models import ApiToken
+
+    name = "tokenuser"
+    assert (
+        steward(fresh_database, "user", "add", name, "--role", "engineer", "--password", "a-long-password").returncode
+        == 0
+    )
+    first = steward(fresh_database, "token", "create", name, "--name", "no-days").stdout.strip()
+    second = steward(fresh_database, "token", "create", name, "--name", "other").stdout.strip()
+    engine = create_engine(fresh_database)
+    try:
+        with Session(engine) as s:
+            row = s.scalars(select(ApiToken).where(ApiToken.name == "no-days")).one()
+            assert row.expires_at is not None
+            assert abs(row.expires_at - row.created_at - TOKEN_DEFAULT_TTL) < timedelta(minutes=1)
+        out = steward(fresh_database, "token", "list", name)
+        assert out.returncode == 0, out.stderr
+        assert "no-days" in out.stdout
+        assert first not in out.stdout  # never the secret
+        assert steward(fresh_database, "token", "revoke", str(row.id)).returncode == 0
+        with Session(engine) as s:
+            assert user_for_token(s, first) is None
+            assert user_for_token(s, second) is not None
+        out = steward(fresh_database, "token", "revoke", "999999")
+        assert out.returncode != 0
+        assert "no token" in out.stderr
+        assert steward(fresh_database, "user", "deactivate", name).returncode == 0
+        with Session(engine) as s:
+            assert user_for_token(s, second) is None
+            assert s.scalars(select(ApiToken.revoked_at).where(ApiToken.name == "other")).one() is not None
+    finally:
+        engine.dispose()
