@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
 from api.routes import alarms, auth, equipment, estates, operations, rounds, tickets
-from core.settings import Settings, get_settings
+from api.security import SecurityMiddleware
+from core.settings import Environment, Settings, get_settings
 from storage.db import make_engine, make_sessionmaker
 
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, hsts=settings.env is Environment.production)
     for module in (auth, estates, equipment, operations, alarms, rounds, tickets):
         app.include_router(module.router)
     try:

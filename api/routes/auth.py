@@ -87,7 +87,7 @@ def revoke_token(token_id: ObjectId, session: SessionDep, user: TokenMakers) -> 
     accounts.audit(session, user, "token.revoke", f"token:{token.id}", {"owner": owner.username})
 
 
-@router.post("/api/auth/password", status_code=204, responses=error_responses(401, 403, 422, 429))
+@router.post("/api/auth/password", status_code=204, responses=error_responses(400, 401, 403, 422, 429))
 def change_password(body: PasswordChangeIn, request: Request, session: SessionDep, user: CurrentUser) -> None:
     """Change one's own password; the current one is asked again. Other browser sessions end."""
     client = request.client.host if request.client else ""

@@ -1,0 +1,98 @@
+"""Issue 9 #9 and #12: the Origin check on every state-changing cookie request, and security headers on every
+response (JSON, redirects, errors), not only on the pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from accounts.const import Role
+from tests.api.conftest import PASSWORD, World, bearer, client_address
+
+EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def browser(app: FastAPI, api_world: World) -> Iterator[TestClient]:
+    """A client logged in with the session cookie, as a browser is."""
+    with TestClient(app, client=(client_address(), 1), follow_redirects=False) as c:
+        assert c.post("/api/auth/login", json={"username": "admin-user", "password": PASSWORD}).status_code == 200
+        yield c
+
+
+def test_a_cross_site_cookie_post_to_a_json_route_is_refused(browser: TestClient, api_world: World) -> None:
+    """The issue's probe: acknowledge an alarm with the cookie, Origin: evil, cross-site, a form body."""
+    path = f"/api/alarms/{api_world.alarm_id}/acknowledge"
+    r = browser.post(path, headers={**EVIL, **FORM}, content=b"x=1")
+    assert r.status_code == 403, r.text
+    assert browser.post(path, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert browser.post(path, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert browser.post(path, headers={"Origin": "null"}).status_code == 403
+    # From our own origin it works; so does a client that sends no Origin (not a browser).
+    assert (
+        browser.post(path, headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    )
+    assert browser.post(path).status_code == 200
+
+
+def test_bearer_requests_are_not_subject_to_the_origin_check(client: TestClient, api_world: World) -> None:
+    r = client.post(f"/api/alarms/{api_world.alarm_id}/acknowledge", headers={**EVIL, **bearer(api_world, Role.admin)})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("path", ["/api/auth/login", "/login"])
+def test_login_csrf_is_refused(app: FastAPI, api_world: World, path: str) -> None:
+    """A foreign page must not log the browser in to an account of the attacker's choosing."""
+    with TestClient(app, client=(client_address(), 1), follow_redirects=False) as c:
+        if path == "/login":
+            r = c.post(path, headers=EVIL, data={"username": "admin-user", "password": PASSWORD})
+        else:
+            r = c.post(path, headers=EVIL, json={"username": "admin-user", "password": PASSWORD})
+        assert r.status_code == 403, r.text
+        assert "steward_session" not in r.cookies
+
+
+@pytest.mark.parametrize("path", ["/api/auth/logout", "/logout"])
+def test_cross_site_logout_is_refused(browser: TestClient, path: str) -> None:
+    assert browser.post(path, headers=EVIL).status_code == 403
+    assert browser.get("/api/auth/me").status_code == 200
+
+
+def _assert_security_headers(r: object) -> None:
+    headers = r.headers  # type: ignore[attr-defined]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "same-origin"
+
+
+def test_json_redirects_and_errors_carry_security_headers(browser: TestClient, api_world: World) -> None:
+    _assert_security_headers(browser.get(f"/api/estates/{api_world.estate}/residents"))  # personal data
+    _assert_security_headers(browser.get("/api/estates/nowhere"))  # an error
+    _assert_security_headers(browser.get("/lang/en?next=/"))  # a redirect
+    _assert_security_headers(browser.post("/api/alarms/1/acknowledge", headers=EVIL))  # the refusal itself
+    static = browser.get("/static/" + "app.css")
+    if static.status_code == 200:
+        assert static.headers.get("cache-control") != "no-store"  # assets may be cached
+        assert static.headers["x-content-type-options"] == "nosniff"
+
+
+def test_hsts_only_in_production(api_world: World) -> None:
+    from api.app import create_app
+    from core.settings import Settings
+
+    plain = create_app(Settings(), engine=api_world.engine)
+    with TestClient(plain) as c:
+        assert "strict-transport-security" not in c.get("/health").headers
+    prod = create_app(
+        Settings(env="production", database_url="postgresql://x@h/db", mqtt_url="mqtt://h:1884",
+                 mqtt_password="a-real-secret", secret_key="another-real-secret"),
+        engine=api_world.engine,
+    )  # fmt: skip
+    with TestClient(prod) as c:
+        assert c.get("/health").headers["strict-transport-security"].startswith("max-age=")
