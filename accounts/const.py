@@ -50,3 +50,7 @@ LOGIN_BACKOFF_BASE = timedelta(seconds=30)
 LOGIN_ADDRESS_MAX_FAILURES = 30
 LOGIN_GLOBAL_MAX_FAILURES = 300
 LOGIN_GLOBAL_WINDOW = timedelta(minutes=1)
+
+# The demo's account (steward demo): a loopback demo only. Production refuses to log anyone in with it.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "steward-demo"

@@ -17,6 +17,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from accounts.const import (
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
     LOGIN_ADDRESS_MAX_FAILURES,
     LOGIN_BACKOFF_BASE,
     LOGIN_FAILURE_WINDOW,
@@ -142,15 +144,19 @@ def create_user(
     return user
 
 
-def authenticate(session: Session, username: str, password: str, *, client: str = "") -> StaffUser:
+def authenticate(
+    session: Session, username: str, password: str, *, client: str = "", production: bool = False
+) -> StaffUser:
     """Check a password after the login limits (check_login_limits); failures are recorded.
 
+    In production the demo's account and password never log in (whoever created them).
     The caller must commit after a LoginFailed too, or the failure does not count."""
     check_login_limits(session, username, client)
     user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+    demo = production and (username == DEMO_USERNAME or password == DEMO_PASSWORD)
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        ok = user is not None and user.active
+        ok = user is not None and user.active and not demo
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:

@@ -275,7 +275,8 @@ def login_submit(
     # with the exception as a request-scoped session would.
     with factory() as session:
         try:
-            user = accounts.authenticate(session, username, password, client=client)
+            production = request.app.state.settings.env == "production"
+            user = accounts.authenticate(session, username, password, client=client, production=production)
         except accounts.TooManyAttempts:
             session.commit()
             return failed(429, "login_locked")

@@ -17,7 +17,10 @@ from rich.table import Table
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core.settings import Settings
+from accounts.const import DEMO_PASSWORD as _DEMO_PASSWORD
+from accounts.const import DEMO_USERNAME
+from core.errors import StewardError
+from core.settings import Environment, Settings
 from ingest.health import Health, serve_health
 from steward.broker import MosquittoProcess, mosquitto_binary
 
@@ -29,8 +32,14 @@ SAMPLE_ESTATE = Path(__file__).resolve().parent.parent / "examples" / "estate.ya
 # their alarms and tickets exist within seconds of the start; live, a transformer overheats (compressed
 # to 60 K/min: warning, alarm and a ticket within two minutes) and bad messages arrive. The silent
 # sensor and the vacant flat's leak are named so the live run continues what the backfill began.
-DEMO_USER = "demo"
-DEMO_PASSWORD = "steward-demo"  # a demo on loopback only; production refuses default secrets
+# A demo on loopback only: production refuses both `steward demo` and this account (accounts.service.authenticate).
+DEMO_USER, DEMO_PASSWORD = DEMO_USERNAME, _DEMO_PASSWORD
+
+
+class DemoRefused(StewardError):
+    status_code = 409
+
+
 STALE_DEVICE = "HS1-MU"  # the heat station's make-up water unit (reports every 60 s)
 VACANT_METER = "CW-1-1-302"  # cold water of a vacant flat
 HISTORY_SCENARIOS = (
@@ -203,6 +212,11 @@ def run_demo(
     from storage.migrate import upgrade
     from worker.runner import run_worker
 
+    if settings.env is Environment.production:
+        raise DemoRefused(
+            "steward demo refuses to run with STEWARD_ENV=production: it creates the demo account and sample data"
+            " / 生产环境不能运行演示（会创建演示账号和样例数据）"
+        )
     console = console or Console()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with console.status("启动数据库 / starting the database…"):

@@ -18,6 +18,12 @@ from core.errors import NotFound
 from storage.models import ApiToken, StaffUser
 
 router = APIRouter(tags=["auth"])
+
+
+def is_production(request: Request) -> bool:
+    return getattr(request.app.state, "settings", None) is not None and request.app.state.settings.env == "production"
+
+
 Admin = Annotated[StaffUser, Depends(require_roles(policy.USER_ADMINS))]
 TokenMakers = Annotated[StaffUser, Depends(require_roles(policy.TOKEN_MAKERS))]
 
@@ -27,7 +33,9 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
     """Log in with username and password; sets the session cookie."""
     client = request.client.host if request.client else ""
     try:
-        user = accounts.authenticate(session, body.username, body.password, client=client)
+        user = accounts.authenticate(
+            session, body.username, body.password, client=client, production=is_production(request)
+        )
     except accounts.LoginFailed:
         session.commit()  # the failure feeds the rate limit: it must outlive this failed request
         raise

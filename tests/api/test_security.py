@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from accounts.const import Role
+from storage.models import StaffUser
 from tests.api.conftest import PASSWORD, World, bearer, client_address
 
 EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
@@ -96,3 +97,41 @@ def test_hsts_only_in_production(api_world: World) -> None:
     )  # fmt: skip
     with TestClient(prod) as c:
         assert c.get("/health").headers["strict-transport-security"].startswith("max-age=")
+
+
+def _production_settings() -> object:
+    from core.settings import Settings
+
+    return Settings(
+        env="production",
+        database_url="postgresql://x@h/db",
+        mqtt_url="mqtt://h:1884",
+        mqtt_password="a-real-secret",
+        secret_key="another-real-secret",
+    )
+
+
+def test_production_refuses_the_demo_account(api_world: World) -> None:
+    """Issue 9 #10: whoever created it, the demo account (demo / steward-demo) never logs in in production."""
+    from sqlalchemy.orm import Session
+
+    from accounts.const import DEMO_PASSWORD, DEMO_USERNAME
+    from accounts.service import create_user
+    from api.app import create_app
+    from core.settings import Settings
+
+    with Session(api_world.engine) as s, s.begin():
+        if s.query(StaffUser).filter(StaffUser.username == DEMO_USERNAME).first() is None:
+            create_user(s, username=DEMO_USERNAME, password=DEMO_PASSWORD, role=Role.viewer, estates=["apia"])
+        create_user(s, username="copied-demo-pw", password=DEMO_PASSWORD, role=Role.viewer, estates=["apia"])
+    demo = {"username": DEMO_USERNAME, "password": DEMO_PASSWORD}
+    with TestClient(create_app(Settings(), engine=api_world.engine), client=(client_address(), 1)) as dev:
+        assert dev.post("/api/auth/login", json=demo).status_code == 200  # the demo itself works
+    prod = create_app(_production_settings(), engine=api_world.engine)  # type: ignore[arg-type]
+    with TestClient(prod, client=(client_address(), 1), follow_redirects=False) as c:
+        assert c.post("/api/auth/login", json=demo).status_code == 401
+        assert c.post("/api/auth/login", json={**demo, "username": "copied-demo-pw"}).status_code == 401
+        r = c.post("/login", data=demo)
+        assert r.status_code == 401
+        assert "steward_session" not in r.cookies
+        assert c.post("/api/auth/login", json={"username": "viewer-user", "password": PASSWORD}).status_code == 200

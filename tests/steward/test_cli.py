@@ -140,3 +140,32 @@ def test_tokens_expire_by_default_and_can_be_revoked_and_users_deactivated(fresh
             assert s.scalars(select(ApiToken.revoked_at).where(ApiToken.name == "other")).one() is not None
     finally:
         engine.dispose()
+
+
+def test_production_refuses_the_demo(fresh_database: str) -> None:
+    """Issue 9 #10: `steward demo` with STEWARD_ENV=production stops before touching the database."""
+    env_vars = {
+        "STEWARD_ENV": "production",
+        "STEWARD_MQTT_URL": "mqtt://127.0.0.1:1",
+        "STEWARD_MQTT_PASSWORD": "a-real-secret",
+        "STEWARD_SECRET_KEY": "another-real-secret",
+    }
+    env = {**os.environ, **env_vars, "STEWARD_DATABASE_URL": fresh_database}
+    out = subprocess.run(
+        [sys.executable, "-m", "steward", "demo", "--duration", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "production" in out.stderr + out.stdout
+    engine = create_engine(fresh_database)
+    try:
+        with engine.connect() as conn:
+            tables = conn.exec_driver_sql("SELECT count(*) FROM pg_tables WHERE tablename = 'staff_users'").scalar()
+            users = conn.exec_driver_sql("SELECT count(*) FROM staff_users").scalar() if tables else 0
+        assert users == 0
+    finally:
+        engine.dispose()
