@@ -252,6 +252,6 @@ class IngestStatusOut(Output):
 
 
 class HealthOut(BaseModel):
-    status: str
-    database: bool
-    ingest: list[IngestStatusOut]
+    """Public liveness: a status only. Ingest's processes and counters are /api/ingest/status (head office)."""
+
+    status: str = Field(description="ok, or degraded when the database or an ingest process is not ok")

@@ -135,3 +135,33 @@ def test_production_refuses_the_demo_account(api_world: World) -> None:
         assert r.status_code == 401
         assert "steward_session" not in r.cookies
         assert c.post("/api/auth/login", json={"username": "viewer-user", "password": PASSWORD}).status_code == 200
+
+
+def test_health_is_a_status_only(client: TestClient, api_world: World) -> None:
+    """Issue 9 #11: the public /health says ok or degraded, nothing about ingest's instances or counters."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import Session
+
+    from storage.models import IngestStatus
+
+    with Session(api_world.engine) as s, s.begin():
+        s.merge(IngestStatus(instance="host-a:123", updated_at=datetime.now(UTC), status="ok", counters={"stored": 42}))
+    try:
+        r = client.get("/health")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ok"}
+    finally:
+        with Session(api_world.engine) as s, s.begin():
+            s.query(IngestStatus).filter(IngestStatus.instance == "host-a:123").delete()
+    assert client.get("/health").json() == {"status": "degraded"}  # no ingest process reporting
+
+
+def test_production_serves_no_docs(api_world: World) -> None:
+    """Issue 9 #11: Swagger UI (scripts from a CDN) and the schema are off in production."""
+    from api.app import create_app
+
+    prod = create_app(_production_settings(), engine=api_world.engine)  # type: ignore[arg-type]
+    with TestClient(prod) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(path).status_code == 404, path
