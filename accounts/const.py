@@ -35,6 +35,22 @@ ROLE_LABELS = {
 }
 
 SESSION_TTL = timedelta(hours=12)  # one working shift plus overtime
-# Login rate limit: this many failures for one username within the window lock it until they age out.
+# Bearer tokens expire: 90 days unless asked otherwise, never more than a year (an integration renews it).
+TOKEN_DEFAULT_TTL = timedelta(days=90)
+TOKEN_MAX_TTL = timedelta(days=365)
+# Login limits, all checked before any password is hashed (argon2: ~125 ms and 64 MiB an attempt):
+# - per (username, client address): LOGIN_MAX_FAILURES free failures within the window, then a back-off that
+#   doubles with each further failure (30 s, 1 min, 2 min ... at most the window). The account is never locked:
+#   its owner logs in from another address while someone guesses at it.
+# - per client address: LOGIN_ADDRESS_MAX_FAILURES failures within the window over all usernames;
+# - globally: LOGIN_GLOBAL_MAX_FAILURES failures a minute over every address (a spread-out guessing campaign).
 LOGIN_MAX_FAILURES = 5
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+LOGIN_BACKOFF_BASE = timedelta(seconds=30)
+LOGIN_ADDRESS_MAX_FAILURES = 30
+LOGIN_GLOBAL_MAX_FAILURES = 300
+LOGIN_GLOBAL_WINDOW = timedelta(minutes=1)
+
+# The demo's account (steward demo): a loopback demo only. Production refuses to log anyone in with it.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "steward-demo"

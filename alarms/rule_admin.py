@@ -7,10 +7,11 @@ processes within `alarms.evaluator.REFRESH_EVERY_S`.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from alarms.packs import build_rule
@@ -124,9 +125,35 @@ def delete_override(session: Session, code: str, scope: Scope) -> bool:
     return True
 
 
-def list_rules(session: Session) -> list[tuple[AlarmRuleRow, list[AlarmRuleOverride]]]:
+def override_estate(session: Session, override: AlarmRuleOverride) -> int | None:
+    """The estate an override belongs to (its own id, or its room's or device's estate)."""
+    if override.scope == "estate":
+        return override.scope_id
+    model = Room if override.scope == "room" else Device
+    return session.scalar(select(model.estate_id).where(model.id == override.scope_id))
+
+
+def list_rules(session: Session, estates: Set[int] | None = None) -> list[tuple[AlarmRuleRow, list[AlarmRuleOverride]]]:
+    """Every rule with its overrides; with ``estates``, only the overrides of those estates (and their rooms and
+    devices)."""
     rules = session.scalars(select(AlarmRuleRow).order_by(AlarmRuleRow.code)).all()
-    overrides = session.scalars(select(AlarmRuleOverride).order_by(AlarmRuleOverride.id)).all()
+    stmt = select(AlarmRuleOverride).order_by(AlarmRuleOverride.id)
+    if estates is not None:
+        ids = sorted(estates)
+        stmt = stmt.where(
+            or_(
+                and_(AlarmRuleOverride.scope == "estate", AlarmRuleOverride.scope_id.in_(ids)),
+                and_(
+                    AlarmRuleOverride.scope == "room",
+                    AlarmRuleOverride.scope_id.in_(select(Room.id).where(Room.estate_id.in_(ids))),
+                ),
+                and_(
+                    AlarmRuleOverride.scope == "device",
+                    AlarmRuleOverride.scope_id.in_(select(Device.id).where(Device.estate_id.in_(ids))),
+                ),
+            )
+        )
+    overrides = session.scalars(stmt).all()
     by_rule: dict[int, list[AlarmRuleOverride]] = {}
     for o in overrides:
         by_rule.setdefault(o.rule_id, []).append(o)

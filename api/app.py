@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
 from api.routes import alarms, auth, equipment, estates, operations, rounds, tickets
-from core.settings import Settings, get_settings
+from api.security import SecurityMiddleware
+from core.settings import Environment, Settings, get_settings
 from storage.db import make_engine, make_sessionmaker
 
 
@@ -28,13 +29,20 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if own:
             eng.dispose()
 
+    # Swagger UI loads its scripts from a CDN and the schema maps the whole API: neither is served in
+    # production (integrators get the schema from a development instance or `app.openapi()`).
+    production = settings.env is Environment.production
     app = FastAPI(
+        docs_url=None if production else "/docs",
+        redoc_url=None if production else "/redoc",
+        openapi_url=None if production else "/openapi.json",
         title="Steward API",
         description="物业 IoT platform: estates, equipment, time series, ingest health. 简体中文 / English.",
         version="0.1.0",
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, hsts=production)
     for module in (auth, estates, equipment, operations, alarms, rounds, tickets):
         app.include_router(module.router)
     try:

@@ -13,15 +13,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from core.errors import StewardError
+from core.errors import Forbidden, StewardError
+
+__all__ = ["Forbidden", "NotAuthenticated", "error_responses", "install_error_handlers"]
 
 
 class NotAuthenticated(StewardError):
     status_code = 401
-
-
-class Forbidden(StewardError):
-    status_code = 403
 
 
 class ErrorOut(BaseModel):
@@ -47,7 +45,7 @@ _DESCRIPTIONS = {
     404: "Not found, or not in an estate the caller may see (the two are not told apart)",
     409: "Conflicts with existing data",
     422: "Invalid input",
-    429: "Too many failed logins",
+    429: "Too many failed logins (Retry-After says when to try again)",
 }
 
 
@@ -62,6 +60,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 async def steward_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StewardError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    if (retry_after := getattr(exc, "retry_after_s", None)) is not None:
+        headers = {"Retry-After": str(retry_after)}
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 

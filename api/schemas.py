@@ -82,7 +82,7 @@ class UserIn(Input):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=10, max_length=256)
     display_name: str = Field(default="", max_length=64, pattern=NO_NUL)
-    role: str = Field(pattern=r"^(admin|engineer|steward|card_admin|billing_clerk|viewer)$")
+    role: str = Field(pattern=r"^(admin|engineer|steward|supervisor|manager|card_admin|billing_clerk|viewer)$")
     estates: list[Annotated[str, Field(pattern=ESTATE_CODE)]] = Field(default_factory=list, max_length=200)
     all_estates: bool = False
 
@@ -90,12 +90,32 @@ class UserIn(Input):
 class TokenIn(Input):
     name: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     # Constraints before the validator, or they do not reach the JSON schema as minimum/maximum.
-    ttl_days: Annotated[int, Field(ge=1, le=3650), BeforeValidator(_integral)] | None = None
+    ttl_days: Annotated[int, Field(ge=1, le=365), BeforeValidator(_integral)] | None = Field(
+        default=None, description="lifetime in days (default 90, at most 365)"
+    )
 
 
 class TokenOut(Output):
     token: str
     name: str
+    id: int
+    expires_at: datetime
+
+
+class TokenInfoOut(Output):
+    """A bearer token without its secret (which is shown once, at creation)."""
+
+    id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class PasswordChangeIn(Input):
+    current_password: str = Field(min_length=1, max_length=256, description="re-authentication / 当前密码")
+    new_password: str = Field(min_length=10, max_length=256)
 
 
 class EstateOut(Output):
@@ -232,6 +252,6 @@ class IngestStatusOut(Output):
 
 
 class HealthOut(BaseModel):
-    status: str
-    database: bool
-    ingest: list[IngestStatusOut]
+    """Public liveness: a status only. Ingest's processes and counters are /api/ingest/status (head office)."""
+
+    status: str = Field(description="ok, or degraded when the database or an ingest process is not ok")

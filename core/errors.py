@@ -17,6 +17,12 @@ class NotFound(StewardError):
     status_code = 404
 
 
+class Forbidden(StewardError):
+    """The caller's role or scope may not do this (a domain policy's refusal)."""
+
+    status_code = 403
+
+
 class Conflict(StewardError):
     status_code = 409
 

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import false, func, or_, select, text, true
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from accounts import policy
 from api.routes.equipment import STALE_FACTOR, live_values
 from api.routes.operations import ingest_statuses
 from core import clock
@@ -418,12 +419,8 @@ def meter_readings(session: Session, device: Device, tz: ZoneInfo) -> list[dict[
 
 
 def _scope(column: Any, all_estates: bool, codes: list[str]) -> Any:
-    """Head office sees every message; estate staff only those on their estates' topics."""
-    if all_estates:
-        return true()
-    if not codes:
-        return false()
-    return or_(*[column.like(topic_prefix(c)) for c in codes])
+    """Head office sees every message; estate staff only those on their estates' topics (as the JSON API)."""
+    return policy.topic_scope(column, all_estates, codes)
 
 
 def ingest_view(session: Session, all_estates: bool, codes: list[str], lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
@@ -437,7 +434,8 @@ def ingest_view(session: Session, all_estates: bool, codes: list[str], lang: Lan
             "age": i18n.format_age((now - s.updated_at).total_seconds(), lang),
             "counters": [(i18n.lookup(i18n.COUNTERS, k, lang), v) for k, v in s.counters.items() if isinstance(v, int)],
         }
-        for s in ingest_statuses(session)
+        # Ingest processes span every estate: like the JSON API, their status is for head office only.
+        for s in (ingest_statuses(session) if all_estates else [])
     ]
     day = now - timedelta(hours=24)
     dl_scope = _scope(DeadLetter.topic, all_estates, codes)

@@ -34,7 +34,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "password": ("密码", "Password"),
     "login_submit": ("登录", "Log in"),
     "login_failed": ("用户名或密码错误", "Wrong username or password"),
-    "login_locked": ("登录失败次数过多，请 15 分钟后再试", "Too many failed logins; try again in 15 minutes"),
+    "login_locked": ("登录失败次数过多，请稍后再试", "Too many failed logins; please try again later"),
     "login_missing": ("请输入用户名和密码", "Enter your username and password"),
     # errors
     "forbidden_title": ("无权访问", "Not permitted"),

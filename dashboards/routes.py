@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from accounts import policy
 from accounts import service as accounts
 from accounts.const import EQUIPMENT_ROLES, SESSION_TTL, Role
 from api.deps import SESSION_COOKIE, SessionDep
@@ -41,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 LANG_COOKIE = "lang"
-INGEST_ROLES = frozenset({Role.admin, Role.engineer})  # as the JSON API's operations routes
+INGEST_ROLES = policy.OPERATORS  # as the JSON API's operations routes
 # Scripts only from our own origin (page data travels as JSON, never inline script); ECharts styles
 # its tooltips inline, hence style-src 'unsafe-inline'.
 CSP = (
@@ -274,7 +275,8 @@ def login_submit(
     # with the exception as a request-scoped session would.
     with factory() as session:
         try:
-            user = accounts.authenticate(session, username, password, client=client)
+            production = request.app.state.settings.env == "production"
+            user = accounts.authenticate(session, username, password, client=client, production=production)
         except accounts.TooManyAttempts:
             session.commit()
             return failed(429, "login_locked")

@@ -69,7 +69,8 @@ class DecodedBatch:
     )
     swipes: list[tuple[datetime, int, str, str, bool, str | None, int | None, datetime]] = field(default_factory=list)
     statuses: list[tuple[int, datetime, bool, float | None]] = field(default_factory=list)
-    acks: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # (command_id, status, received_at, device id of the topic the ack came on)
+    acks: list[tuple[str, str, datetime, int]] = field(default_factory=list)
     # per device: (max device ts, seqs seen in this batch)
     seen: dict[int, tuple[datetime, list[int]]] = field(default_factory=dict)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
@@ -140,7 +141,7 @@ class Decoder:
             return
         for index, reading in enumerate(readings):
             if isinstance(reading, AckV1):
-                out.acks.append((reading.command_id, reading.status, m.received_at))
+                out.acks.append((reading.command_id, reading.status, m.received_at, device.id))
                 continue
             ts = reading.ts
             where = f"item {index}: " if len(readings) > 1 else ""

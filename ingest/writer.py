@@ -115,7 +115,12 @@ SELECT * FROM unnest(%(received)b::timestamptz[], %(topic)b::text[], %(device)b:
                      %(reason)b::text[], %(detail)b::text[])
 """
 
-OUTBOX_ACK_SQL = "UPDATE outbox SET acked_at = %(at)s WHERE id = ANY(%(ids)b::bigint[]) AND acked_at IS NULL"
+# An ack names its command by id, and counts only on the topic of the device the command was for: one device
+# cannot acknowledge another's command (issue 9 #6).
+OUTBOX_ACK_SQL = (
+    "UPDATE outbox SET acked_at = %(at)s FROM unnest(%(ids)b::bigint[], %(devices)b::integer[]) AS a(id, device) "
+    "WHERE outbox.id = a.id AND outbox.device_id = a.device AND outbox.acked_at IS NULL"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +248,17 @@ def write_batch(
                 "detail": [r.detail for r in q],
             },
         )
-    command_ids = [int(cid) for cid, status, _ in batch.acks if cid.isdigit() and status == "applied"]
-    if command_ids:
-        conn.exec_driver_sql(OUTBOX_ACK_SQL, {"at": now, "ids": command_ids})
+    acks = [
+        (int(cid), device)
+        for cid, status, _, device in batch.acks
+        # A command id that is no outbox id (a uuid, a forged 30-digit number) matches nothing: skip it here
+        # rather than let a bigint overflow fail the batch.
+        if status == "applied" and cid.isascii() and cid.isdigit() and len(cid) <= 18
+    ]
+    if acks:
+        ids = [a[0] for a in acks]
+        devices = [a[1] for a in acks]
+        conn.exec_driver_sql(OUTBOX_ACK_SQL, {"at": now, "ids": ids, "devices": devices})
     result = WriteResult(samples, meters, swipes, batch.readings)
     notify = {
         "stored": result.stored,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 LOOPBACK_CONFIG = """\
 # Written by steward.broker for a loopback broker; production uses deploy/mosquitto/mosquitto.conf.
+# Anonymous and on loopback only (the demo, the tests' throwaway brokers): it has no device accounts, so it
+# cannot tie client ids to them as the shipped configuration does (tests/support/deploy_broker.py runs that).
 listener {port} 127.0.0.1
 allow_anonymous true
 # Started as root, mosquitto would drop to user "mosquitto", which cannot write our data dir.

@@ -227,7 +227,7 @@ def user_add(
 def token_create(
     username: str,
     name: Annotated[str, typer.Option(help="what the token is for")],
-    days: Annotated[int | None, typer.Option(help="expires after this many days")] = None,
+    days: Annotated[int | None, typer.Option(help="expires after this many days (default 90, at most 365)")] = None,
 ) -> None:
     """Create a bearer token for a staff account and print it once."""
     from datetime import timedelta
@@ -244,6 +244,61 @@ def token_create(
             raise typer.BadParameter(f"no user {username!r}")
         token = create_token(session, user, name, ttl=timedelta(days=days) if days else None)
     typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(username: str) -> None:
+    """List a staff account's bearer tokens (id, name, expiry, last use, revocation; never the secret)."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import ApiToken, StaffUser
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+        if user is None:
+            raise typer.BadParameter(f"no user {username!r}")
+        table = Table("id", "name", "expires", "last used", "revoked", title=f"令牌 / tokens of {username}")
+        for t in session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)):
+            table.add_row(
+                str(t.id), t.name, str(t.expires_at or "-"), str(t.last_used_at or "-"), str(t.revoked_at or "-")
+            )
+        console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a bearer token now (its id from `steward token list USER`)."""
+    from accounts.service import audit, revoke_token
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import ApiToken
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        token = session.get(ApiToken, token_id)
+        if token is None:
+            raise typer.BadParameter(f"no token {token_id} / 没有该令牌")
+        revoke_token(session, token)
+        audit(session, "cli", "token.revoke", f"token:{token_id}")
+    console.print(f"[green]token {token_id} revoked / 令牌已吊销[/]")
+
+
+@user_app.command("deactivate")
+def user_deactivate(username: str) -> None:
+    """Switch a staff account off: no more logins; its sessions and tokens end now."""
+    from sqlalchemy import select
+
+    from accounts.service import audit, deactivate_user
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import StaffUser
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        user = session.scalar(select(StaffUser).where(StaffUser.username == username))
+        if user is None:
+            raise typer.BadParameter(f"no user {username!r}")
+        deactivate_user(session, user)
+        audit(session, "cli", "user.deactivate", f"user:{user.id}")
+    console.print(f"[green]user {username} deactivated / 账号已停用[/]")
 
 
 @run_app.command("api")

@@ -18,10 +18,12 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import Engine
 
-from core.settings import Settings
+from accounts.const import DEMO_PASSWORD
+from core.errors import StewardError
+from core.settings import Environment, Settings
 from ingest.health import Health, serve_health
 from steward.broker import MosquittoProcess, free_port, mosquitto_binary
-from steward.demo_team import DEMO_ADMIN, DEMO_PASSWORD, DEMO_TEAM, ensure_demo_team
+from steward.demo_team import DEMO_ADMIN, DEMO_TEAM, ensure_demo_team
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,12 @@ PREFERRED_PORT = 8765
 PORT_FILE = "demo-port"
 # Without a terminal (output to a file or a CI log) the live table becomes one line this often.
 LOG_EVERY_S = 10.0
+
+
+class DemoRefused(StewardError):
+    status_code = 409
+
+
 STALE_DEVICE = "HS1-MU"  # the heat station's make-up water unit (reports every 60 s)
 VACANT_METER = "CW-1-1-302"  # cold water of a vacant flat
 HISTORY_SCENARIOS = (
@@ -279,6 +287,11 @@ def run_demo(
     from storage.migrate import upgrade
     from worker.runner import run_worker
 
+    if settings.env is Environment.production:
+        raise DemoRefused(
+            "steward demo refuses to run with STEWARD_ENV=production: it creates the demo account and sample data"
+            " / 生产环境不能运行演示（会创建演示账号和样例数据）"
+        )
     console = console or Console()
     labels = LABELS[lang]
     if fresh:

@@ -1,7 +1,8 @@
 """The demo estate's staff: who a newcomer signs in as to dispatch, accept on a phone and escalate.
 
 Every account is scoped to the sample estate except ``demo`` (a head-office administrator). They all
-share the demo password: the demo listens on loopback only, and production refuses the demo.
+share the demo password: the demo listens on loopback only, and production refuses both the demo and
+anyone signing in with that password (accounts.service.authenticate).
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from accounts.const import ROLE_LABELS, Role
-
-DEMO_PASSWORD = "steward-demo"  # a demo on loopback only; production refuses default secrets
+from accounts.const import DEMO_PASSWORD, DEMO_USERNAME, ROLE_LABELS, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +27,7 @@ class Member:
         return zh if lang == "zh" else en
 
 
-DEMO_ADMIN = Member("demo", Role.admin, "演示管理员", all_estates=True)
+DEMO_ADMIN = Member(DEMO_USERNAME, Role.admin, "演示管理员", all_estates=True)
 # A project's engineering and service team (seeds/001: 工程主管 dispatches, engineers accept and
 # repair, 管家 calls residents back, 项目经理 is the second escalation), plus card and billing clerks.
 DEMO_TEAM: tuple[Member, ...] = (

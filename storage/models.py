@@ -265,6 +265,9 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_pending", "created_at", postgresql_where="sent_at IS NULL"),)
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # The device the command is for: only an ack on that device's own topic marks the row acknowledged.
+    # Nullable for rows written before migration 0007 whose topic names no known device (never acked).
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     topic: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
@@ -341,7 +344,12 @@ class LoginFailure(Base):
     """Failed logins, for rate limiting across every API process."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),)
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        # The login limits count per client address and over every address in a recent window.
+        Index("ix_login_failures_client_at", "client", "at"),
+        Index("ix_login_failures_at", "at"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
     client: Mapped[str] = mapped_column(String(64), default="")

@@ -137,8 +137,9 @@ _ATTACH = text(
 
 _OUTBOX = text(
     """
-    INSERT INTO outbox (topic, payload, created_at, expires_at, attempts)
-    SELECT tp, CAST(pl AS jsonb), :now, :exp, 0 FROM unnest(CAST(:tp AS text[]), CAST(:pl AS text[])) AS v(tp, pl)
+    INSERT INTO outbox (device_id, topic, payload, created_at, expires_at, attempts)
+    SELECT dev, tp, CAST(pl AS jsonb), :now, :exp, 0
+    FROM unnest(CAST(:dev AS integer[]), CAST(:tp AS text[]), CAST(:pl AS text[])) AS v(dev, tp, pl)
     """
 )
 
@@ -339,7 +340,7 @@ def _create(conn: Connection, plans: Sequence[_Plan], now: datetime) -> dict[str
 
 def _valve_commands(
     plans: Sequence[_Plan], tickets: Mapping[str, tuple[int, str]], now: datetime
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str, int]]:
     """Close the valve of a meter flowing in a vacant unit (domain-defaults §3: prevent flooding)."""
     out = []
     for p in plans:
@@ -356,7 +357,8 @@ def _valve_commands(
             reason="vacant_flow",
             ticket=ticket[1] if ticket else None,
         )
-        out.append((downlink(f["estate_code"], f["device_code"], "valve"), json.dumps(payload, ensure_ascii=False)))
+        topic = downlink(f["estate_code"], f["device_code"], "valve")
+        out.append((topic, json.dumps(payload, ensure_ascii=False), int(f["device_id"])))
     return out
 
 
@@ -410,6 +412,7 @@ def open_for_alarms(conn: Connection, alarm_ids: list[int]) -> list[int]:
         conn.execute(
             _OUTBOX,
             {
+                "dev": [c[2] for c in commands],
                 "tp": [c[0] for c in commands],
                 "pl": [c[1] for c in commands],
                 "now": now,

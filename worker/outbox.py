@@ -11,7 +11,8 @@ runs as a worker job every 2 s, in a transaction of its own:
 
 Delivery is at least once: a crash between the PUBACK and the commit publishes the row again on the
 next run. The payload's ``command_id`` is the outbox id, so a device applies a command once and its
-``ack`` (stored by ingest as ``outbox.acked_at``) names the row.
+``ack`` (stored by ingest as ``outbox.acked_at``) names the row; it counts only on the topic of the row's
+``device_id``, so one device cannot acknowledge another's command.
 
 Expired rows (``expires_at`` passed before they were sent) are never published. The schema has no
 column to mark them, so they stay ``sent_at IS NULL`` and are logged once, on the run in which they

@@ -11,21 +11,18 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
-from accounts.const import EQUIPMENT_ROLES, Role
-from alarms import rule_admin, store
+from alarms import policy, rule_admin, store
 from api.deps import ObjectId, PageDep, SessionDep, VisibleEstates, require_roles
-from api.errors import error_responses
+from api.errors import Forbidden, error_responses
 from api.schemas import NO_NUL, Input, Output, Page
 from core import clock
 from core.errors import NotFound
 from storage.models import StaffUser
 
 router = APIRouter(tags=["alarms"], responses=error_responses(401, 403, 404, 422))
-Viewers = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES | {Role.steward}))]
-Handlers = Annotated[
-    StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager})))
-]
-RuleEditors = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.supervisor, Role.manager})))]
+Viewers = Annotated[StaffUser, Depends(require_roles(policy.ALARM_READERS))]
+Handlers = Annotated[StaffUser, Depends(require_roles(policy.ALARM_HANDLERS))]
+RuleEditors = Annotated[StaffUser, Depends(require_roles(policy.RULE_EDITORS))]
 
 KEY = r"^[a-z_][a-z0-9_]{0,47}$"
 RULE_CODE = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -219,9 +216,9 @@ def clear_alarm(
     return _alarm(session, alarm_id, visible)
 
 
-def _rule_out(session: Session, code: str | None = None) -> list[RuleOut]:
+def _rule_out(session: Session, visible: set[int], code: str | None = None) -> list[RuleOut]:
     out = []
-    for rule, overrides in rule_admin.list_rules(session):
+    for rule, overrides in rule_admin.list_rules(session, visible):
         if code is not None and rule.code != code:
             continue
         out.append(
@@ -243,19 +240,27 @@ def _rule_out(session: Session, code: str | None = None) -> list[RuleOut]:
 
 
 @router.get("/api/alarm-rules", response_model=list[RuleOut])
-def list_alarm_rules(session: SessionDep, user: Viewers) -> list[RuleOut]:
-    """Every rule with its overrides (rule packs of domain-defaults §2 and §3)."""
-    return _rule_out(session)
+def list_alarm_rules(session: SessionDep, user: Viewers, visible: VisibleEstates) -> list[RuleOut]:
+    """Every rule with the overrides of the caller's estates (rule packs of domain-defaults §2 and §3)."""
+    return _rule_out(session, visible)
 
 
 @router.patch("/api/alarm-rules/{rule_code}", response_model=RuleOut, responses=error_responses(400))
-def patch_alarm_rule(rule_code: RuleCode, body: RulePatchIn, session: SessionDep, user: RuleEditors) -> RuleOut:
-    """Change a rule for every estate: merge params, switch on/off. Takes effect within a minute."""
+def patch_alarm_rule(
+    rule_code: RuleCode, body: RulePatchIn, session: SessionDep, user: RuleEditors, visible: VisibleEstates
+) -> RuleOut:
+    """Change a rule for every estate (all-estates staff only): merge params, switch on/off. Takes effect within a
+    minute. Staff of some estates use overrides instead."""
+    if not policy.may_change_rule_everywhere(user):
+        raise Forbidden(
+            "a rule change reaches every estate: head-office staff only; override it for your estates instead"
+            " / 规则修改影响所有小区，仅总部人员可改；请为本小区设置覆盖"
+        )
     rule_admin.set_rule(session, rule_code, params=body.params, enabled=body.enabled)
     accounts.audit(
         session, user, "alarm_rule.set", f"alarm_rule:{rule_code}", {"params": body.params, "enabled": body.enabled}
     )
-    return _rule_out(session, rule_code)[0]
+    return _rule_out(session, visible, rule_code)[0]
 
 
 @router.put("/api/alarm-rules/{rule_code}/overrides", response_model=RuleOut, responses=error_responses(400))
@@ -268,7 +273,7 @@ def put_alarm_rule_override(
 ) -> RuleOut:
     """Override a rule for one estate, room or device (device beats room beats estate)."""
     estate_id = session.execute(text("SELECT id FROM estates WHERE code = :c"), {"c": body.estate}).scalar()
-    if estate_id not in visible:
+    if not policy.may_override_in(user, estate_id, visible):
         raise NotFound("estate not found / 未找到该小区")
     scope = rule_admin.resolve_scope(session, body.estate, body.room, body.device)
     rule_admin.set_override(session, rule_code, scope, params=body.params, enabled=body.enabled, actor=user.username)
@@ -279,4 +284,4 @@ def put_alarm_rule_override(
         f"alarm_rule:{rule_code}",
         {"scope": scope.label, "params": body.params, "enabled": body.enabled},
     )
-    return _rule_out(session, rule_code)[0]
+    return _rule_out(session, visible, rule_code)[0]

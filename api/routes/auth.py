@@ -8,16 +8,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import func, select
 
+from accounts import policy
 from accounts import service as accounts
 from accounts.const import SESSION_TTL, Role
-from api.deps import SESSION_COOKIE, CurrentUser, PageDep, SessionDep, require_roles
+from api.deps import SESSION_COOKIE, CurrentUser, ObjectId, PageDep, SessionDep, require_roles
 from api.errors import error_responses
-from api.schemas import LoginIn, Page, TokenIn, TokenOut, UserIn, UserOut
-from storage.models import StaffUser
+from api.schemas import LoginIn, Page, PasswordChangeIn, TokenIn, TokenInfoOut, TokenOut, UserIn, UserOut
+from core.errors import NotFound
+from storage.models import ApiToken, StaffUser
 
 router = APIRouter(tags=["auth"])
-Admin = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin})))]
-TokenMakers = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer})))]
+
+
+def is_production(request: Request) -> bool:
+    return getattr(request.app.state, "settings", None) is not None and request.app.state.settings.env == "production"
+
+
+Admin = Annotated[StaffUser, Depends(require_roles(policy.USER_ADMINS))]
+TokenMakers = Annotated[StaffUser, Depends(require_roles(policy.TOKEN_MAKERS))]
 
 
 @router.post("/api/auth/login", response_model=UserOut, responses=error_responses(400, 401, 422, 429))
@@ -25,7 +33,9 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
     """Log in with username and password; sets the session cookie."""
     client = request.client.host if request.client else ""
     try:
-        user = accounts.authenticate(session, body.username, body.password, client=client)
+        user = accounts.authenticate(
+            session, body.username, body.password, client=client, production=is_production(request)
+        )
     except accounts.LoginFailed:
         session.commit()  # the failure feeds the rate limit: it must outlive this failed request
         raise
@@ -60,24 +70,65 @@ def me(user: CurrentUser) -> StaffUser:
     "/api/auth/tokens", response_model=TokenOut, status_code=201, responses=error_responses(400, 401, 403, 422)
 )
 def create_token(body: TokenIn, session: SessionDep, user: TokenMakers) -> TokenOut:
-    """Create a bearer token for an integration (shown once)."""
+    """Create a bearer token for an integration (shown once; expires after `ttl_days`, default 90)."""
     ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
-    token = accounts.create_token(session, user, body.name, ttl=ttl)
-    accounts.audit(session, user, "token.create", f"user:{user.id}", {"name": body.name})
-    return TokenOut(token=token, name=body.name)
+    token, row = accounts.issue_token(session, user, body.name, ttl=ttl)
+    assert row.expires_at is not None  # every token expires
+    accounts.audit(session, user, "token.create", f"token:{row.id}", {"name": body.name})
+    return TokenOut(token=token, name=body.name, id=row.id, expires_at=row.expires_at)
+
+
+@router.get("/api/auth/tokens", response_model=list[TokenInfoOut], responses=error_responses(401, 403))
+def list_tokens(session: SessionDep, user: TokenMakers) -> list[ApiToken]:
+    """The caller's own bearer tokens (never their secrets)."""
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+@router.post("/api/auth/tokens/{token_id}/revoke", status_code=204, responses=error_responses(401, 403, 404, 422))
+def revoke_token(token_id: ObjectId, session: SessionDep, user: TokenMakers) -> None:
+    """Revoke a bearer token now: one's own, or (administrators) one of an account they manage."""
+    token = session.get(ApiToken, token_id)
+    owner = session.get(StaffUser, token.user_id) if token else None
+    if token is None or owner is None or not policy.may_revoke_token(session, user, owner):
+        raise NotFound("token not found / 未找到该令牌")
+    accounts.revoke_token(session, token)
+    accounts.audit(session, user, "token.revoke", f"token:{token.id}", {"owner": owner.username})
+
+
+@router.post("/api/auth/password", status_code=204, responses=error_responses(400, 401, 403, 422, 429))
+def change_password(body: PasswordChangeIn, request: Request, session: SessionDep, user: CurrentUser) -> None:
+    """Change one's own password; the current one is asked again. Other browser sessions end."""
+    client = request.client.host if request.client else ""
+    try:
+        accounts.change_password(
+            session,
+            user,
+            body.current_password,
+            body.new_password,
+            keep_session=request.cookies.get(SESSION_COOKIE),
+            client=client,
+        )
+    except accounts.WrongPassword:
+        session.commit()  # the failure feeds the rate limit, as a failed login does
+        raise
+    accounts.audit(session, user, "password.change", f"user:{user.id}")
 
 
 @router.get("/api/users", response_model=Page[UserOut], responses=error_responses(401, 403, 422))
 def list_users(session: SessionDep, user: Admin, page: PageDep) -> dict[str, Any]:
-    """Staff accounts (administrators only)."""
-    total = session.scalar(select(func.count()).select_from(StaffUser)) or 0
-    items = session.scalars(select(StaffUser).order_by(StaffUser.id).limit(page.limit).offset(page.offset)).all()
+    """Staff accounts (administrators only; a scoped administrator sees the accounts of its estates)."""
+    visible = policy.users_visible_to(user)
+    total = session.scalar(select(func.count()).select_from(StaffUser).where(visible)) or 0
+    items = session.scalars(
+        select(StaffUser).where(visible).order_by(StaffUser.id).limit(page.limit).offset(page.offset)
+    ).all()
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.post("/api/users", response_model=UserOut, status_code=201, responses=error_responses(400, 401, 403, 409, 422))
 def create_user(body: UserIn, session: SessionDep, user: Admin) -> StaffUser:
-    """Create a staff account scoped to estates (administrators only)."""
+    """Create a staff account scoped to estates (administrators only, never beyond their own role and estates)."""
+    policy.check_grant(session, user, role=Role(body.role), estates=body.estates, all_estates=body.all_estates)
     created = accounts.create_user(
         session,
         username=body.username,
@@ -89,3 +140,17 @@ def create_user(body: UserIn, session: SessionDep, user: Admin) -> StaffUser:
     )
     accounts.audit(session, user, "user.create", f"user:{created.id}", {"role": body.role})
     return created
+
+
+@router.post(
+    "/api/users/{user_id}/deactivate", response_model=UserOut, responses=error_responses(401, 403, 404, 409, 422)
+)
+def deactivate_user(user_id: ObjectId, session: SessionDep, user: Admin) -> StaffUser:
+    """Switch an account off (administrators, within their estates): its sessions and tokens end at once."""
+    target = session.get(StaffUser, user_id)
+    if target is None:
+        raise NotFound("user not found / 未找到该用户")
+    policy.check_deactivate(session, user, target)
+    accounts.deactivate_user(session, target)
+    accounts.audit(session, user, "user.deactivate", f"user:{target.id}")
+    return target

@@ -11,16 +11,35 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from accounts.const import Role
+from accounts import policy
 from api.deps import PageDep, SessionDep, require_roles
-from api.errors import error_responses
+from api.errors import Forbidden, error_responses
 from api.pagination import page_of
 from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
 from core import clock
-from storage.models import DeadLetter, IngestStatus, QuarantinedMessage, StaffUser
+from storage.models import DeadLetter, Estate, IngestStatus, QuarantinedMessage, StaffEstate, StaffUser
 
 router = APIRouter(tags=["operations"])
-Operators = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer})))]
+Operators = Annotated[StaffUser, Depends(require_roles(policy.OPERATORS))]
+
+
+def head_office_operator(user: Operators) -> StaffUser:
+    """Ingest processes and counters span every estate: all-estates operators only."""
+    if not policy.may_see_ingest_status(user):
+        raise Forbidden("ingest status spans every estate: head-office staff only / 接入状态涉及所有小区，仅总部可看")
+    return user
+
+
+HeadOfficeOperators = Annotated[StaffUser, Depends(head_office_operator)]
+
+
+def _topic_scope(session: Session, user: StaffUser, column: Any) -> Any:
+    codes = session.scalars(
+        select(Estate.code).join(StaffEstate, StaffEstate.estate_id == Estate.id).where(StaffEstate.user_id == user.id)
+    )
+    return policy.topic_scope(column, user.all_estates, codes)
+
+
 # An ingest process that has not reported for this long is presumed down.
 INGEST_STALE_AFTER = timedelta(seconds=30)
 
@@ -39,15 +58,14 @@ def ingest_statuses(session: Session) -> list[IngestStatusOut]:
 
 @router.get("/health", response_model=HealthOut)
 def health(session: SessionDep) -> HealthOut:
-    """Liveness of the API, its database and the ingest processes (no login needed)."""
+    """Liveness of the API, its database and the ingest processes as one status (no login needed)."""
     try:
         session.execute(text("SELECT 1"))
         ingest = ingest_statuses(session)
-        database = True
+        ok = bool(ingest) and all(i.status == "ok" for i in ingest)
     except SQLAlchemyError:
-        ingest, database = [], False
-    ok = database and bool(ingest) and all(i.status == "ok" for i in ingest)
-    return HealthOut(status="ok" if ok else "degraded", database=database, ingest=ingest)
+        ok = False
+    return HealthOut(status="ok" if ok else "degraded")
 
 
 @router.get(
@@ -62,7 +80,7 @@ def health(session: SessionDep) -> HealthOut:
         **error_responses(401, 403),
     },
 )
-def metrics(session: SessionDep, user: Operators) -> PlainTextResponse:
+def metrics(session: SessionDep, user: HeadOfficeOperators) -> PlainTextResponse:
     """Ingest counters in the Prometheus text format, summed over ingest processes."""
     totals: dict[str, int] = {}
     statuses = ingest_statuses(session)
@@ -80,15 +98,16 @@ def metrics(session: SessionDep, user: Operators) -> PlainTextResponse:
 
 
 @router.get("/api/ingest/status", response_model=list[IngestStatusOut], responses=error_responses(401, 403))
-def ingest_status(session: SessionDep, user: Operators) -> list[IngestStatusOut]:
-    """What each ingest process last reported."""
+def ingest_status(session: SessionDep, user: HeadOfficeOperators) -> list[IngestStatusOut]:
+    """What each ingest process last reported (all-estates operators only)."""
     return ingest_statuses(session)
 
 
 @router.get("/api/ingest/dead-letters", response_model=Page[DeadLetterOut], responses=error_responses(401, 403, 422))
 def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[str, Any]:
-    """Payloads that could not be understood, newest first, with the reason."""
-    result = page_of(session, select(DeadLetter).order_by(DeadLetter.id.desc()), page)
+    """Payloads that could not be understood on the caller's estates' topics, newest first, with the reason."""
+    stmt = select(DeadLetter).where(_topic_scope(session, user, DeadLetter.topic)).order_by(DeadLetter.id.desc())
+    result = page_of(session, stmt, page)
     rows: list[DeadLetter] = result["items"]
     result["items"] = [
         DeadLetterOut(
@@ -110,8 +129,12 @@ def quarantine(
     page: PageDep,
     reason: Annotated[str | None, Query(max_length=48, pattern=r"^[a-z_]*$")] = None,
 ) -> dict[str, Any]:
-    """Quarantined messages (unknown devices, timestamps outside the window), newest first."""
-    stmt = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc())
+    """Quarantined messages on the caller's estates' topics (unknown devices, timestamps outside the window)."""
+    stmt = (
+        select(QuarantinedMessage)
+        .where(_topic_scope(session, user, QuarantinedMessage.topic))
+        .order_by(QuarantinedMessage.id.desc())
+    )
     if reason:
         stmt = stmt.where(QuarantinedMessage.reason == reason)
     return page_of(session, stmt, page)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
@@ -27,6 +27,15 @@ from protocol.estate_file import EstateFile
 from tests.support.estate import small_estate
 
 PASSWORD = "correct-horse-battery"
+# Accounts for the scope rows of the access matrix: (role, estates, all_estates). The one-per-role accounts
+# ("admin-user", "supervisor-user", ...) are scoped to apia; these add no-estate and head-office ones.
+SCOPE_ACCOUNTS: dict[str, tuple[Role, list[str], bool]] = {
+    "noestate-admin": (Role.admin, [], False),
+    "noestate-engineer": (Role.engineer, [], False),
+    "hq-engineer": (Role.engineer, [], True),
+    "hq-supervisor": (Role.supervisor, [], True),
+    "hq-manager": (Role.manager, [], True),
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class World:
     round_id: int
     other_round_id: int
     room_code: str = "PR1"
+    # Accounts beside the one-per-role set, by username (see SCOPE_ACCOUNTS): tokens for the scope rows.
+    named_tokens: dict[str, str] = field(default_factory=dict)
 
     def new_alarm(self, estate: str | None = None) -> int:
         """A fresh open alarm on the estate's first sensor point (for routes that close one)."""
@@ -56,6 +67,31 @@ class World:
     def new_ticket(self, status: str = "received", estate: str | None = None, *, complaint: bool = False) -> int:
         """A fresh resident ticket walked to ``status`` (assigned to engineer-user), for routes that move one."""
         return make_ticket(self.engine, estate or self.estate, status, complaint=complaint)
+
+    def new_token(self, username: str = "engineer-user") -> int:
+        """A fresh bearer token of the account (for routes that revoke one); returns its id."""
+        from sqlalchemy import select
+
+        from accounts.service import issue_token
+        from storage.models import StaffUser
+
+        with Session(self.engine) as s, s.begin():
+            user = s.scalars(select(StaffUser).where(StaffUser.username == username)).one()
+            return int(issue_token(s, user, "to-revoke")[1].id)
+
+    def new_user(self, estate: str | None = None) -> int:
+        """A fresh viewer account of the estate (for routes that deactivate one); no password can open it."""
+        import uuid
+
+        from storage.models import Estate, StaffEstate, StaffUser
+
+        with Session(self.engine) as s, s.begin():
+            user = StaffUser(username=f"victim-{uuid.uuid4().hex[:10]}", password_hash="!", role="viewer", active=True)
+            s.add(user)
+            s.flush()
+            estate_id = s.query(Estate.id).filter(Estate.code == (estate or self.estate)).scalar()
+            s.add(StaffEstate(user_id=user.id, estate_id=estate_id))
+            return int(user.id)
 
     def new_round(self, estate: str | None = None) -> int:
         """A fresh open inspection round of the estate's power room, its window around `core.clock` now."""
@@ -94,7 +130,12 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
         for role in Role:
             user = create_user(s, username=f"{role.value}-user", password=PASSWORD, role=role, estates=["apia"])
             tokens[role] = create_token(s, user, "tests")
-        create_user(s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True)
+        head_office = create_user(s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True)
+        named_tokens = {f"{role.value}-user": token for role, token in tokens.items()}
+        named_tokens["head-office"] = create_token(s, head_office, "tests")
+        for name, (role, estates, all_estates) in SCOPE_ACCOUNTS.items():
+            user = create_user(s, username=name, password=PASSWORD, role=role, estates=estates, all_estates=all_estates)
+            named_tokens[name] = create_token(s, user, "tests")
 
         ids = {}
         for code in ("apia", "apib"):
@@ -124,6 +165,7 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
             tickets["apib"],
             rounds["apia"],
             rounds["apib"],
+            named_tokens=named_tokens,
         )
     finally:
         engine.dispose()
@@ -254,14 +296,26 @@ def app(api_world: World) -> FastAPI:
     return create_app(Settings(), engine=api_world.engine)
 
 
+_addresses = iter(range(1, 1 << 24))
+
+
+def client_address() -> str:
+    """A client address of its own (only a string in the ASGI scope: nothing is sent anywhere), so the login
+    limits per address of one test do not spill into the next."""
+    n = next(_addresses)
+    return f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+    with TestClient(app, client=(client_address(), 50000)) as c:
         yield c
 
 
-def bearer(world: World, role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {world.tokens[role]}"}
+def bearer(world: World, role: Role | str) -> dict[str, str]:
+    """The bearer header of the apia account of a role, or of a named account (SCOPE_ACCOUNTS)."""
+    token = world.tokens[role] if isinstance(role, Role) else world.named_tokens[role]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def add_samples(engine: Engine, point_id: int, samples: list[tuple[datetime, float]]) -> int:

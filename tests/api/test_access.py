@@ -54,8 +54,13 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/auth/logout"): ANY_STAFF,
     ("GET", "/api/auth/me"): ANY_STAFF,
     ("POST", "/api/auth/tokens"): OPERATORS,
+    ("GET", "/api/auth/tokens"): OPERATORS,
+    # One's own tokens; an admin also those of the accounts it manages (other ones are 404).
+    ("POST", "/api/auth/tokens/{token_id}/revoke"): OPERATORS,
+    ("POST", "/api/auth/password"): ANY_STAFF,
     ("GET", "/api/users"): ADMIN,
     ("POST", "/api/users"): ADMIN,
+    ("POST", "/api/users/{user_id}/deactivate"): ADMIN,
     ("GET", "/api/estates"): ANY_STAFF,
     ("GET", "/api/estates/{code}"): ANY_STAFF,
     ("GET", "/api/estates/{code}/buildings"): ANY_STAFF,
@@ -98,6 +103,15 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
     ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
 }
+# Routes that act on every estate at once: the role must be in the row *and* the account head office's
+# (all estates); the row's roles scoped to an estate get 403 like roles outside the row.
+ALL_ESTATES_ONLY: set[tuple[str, str]] = {
+    ("GET", "/metrics"),
+    ("GET", "/api/ingest/status"),
+    ("PATCH", "/api/alarm-rules/{rule_code}"),
+}
+# The head-office account of each role that may hold an all-estates-only route (tests/api/conftest.py).
+HEAD_OFFICE = {A: "head-office", E: "hq-engineer", SU: "hq-supervisor", M: "hq-manager"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 ROUTES = sorted(ACCESS)
 PROTECTED = [r for r in ROUTES if ACCESS[r] != PUBLIC]
@@ -105,6 +119,7 @@ PROTECTED = [r for r in ROUTES if ACCESS[r] != PUBLIC]
 SCOPED = [r for r in ROUTES if "{" in r[1] and "{rule_code}" not in r[1]]
 DENIED = [(route, role) for route in PROTECTED for role in Role if role not in ACCESS[route]]
 GRANTED = [(route, role) for route in PROTECTED for role in Role if role in ACCESS[route]]
+SCOPED_STAFF_REFUSED = [(route, role) for route, role in GRANTED if route in ALL_ESTATES_ONLY]
 SCOPED_GRANTED = [(route, role) for route, role in GRANTED if route in SCOPED]
 NOBODY_SEES = {
     "code": "no-such-estate",
@@ -116,6 +131,8 @@ NOBODY_SEES = {
     "ticket_id": 2_000_000_000,
     "round_id": 2_000_000_000,
     "room_code": "NOPE",
+    "token_id": 2_000_000_000,
+    "user_id": 2_000_000_000,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -161,6 +178,9 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "ticket_id": _ticket_for(world, path),
             "round_id": world.new_round() if path.endswith("/manual") else world.round_id,
             "room_code": world.room_code,
+            # engineer-user's own token, and an account of apia: both within reach of the apia admin too.
+            "token_id": world.new_token("engineer-user") if "{token_id}" in path else 0,
+            "user_id": world.new_user() if "{user_id}" in path else 0,
         },
         "other": {
             "code": world.other_estate,
@@ -172,6 +192,9 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "ticket_id": _ticket_for(world, path, world.other_estate),
             "round_id": world.other_round_id,
             "room_code": world.room_code,
+            # A head-office account's token and an account of apib: beyond every apia account.
+            "token_id": world.new_token("hq-engineer") if "{token_id}" in path else 0,
+            "user_id": world.new_user(world.other_estate) if "{user_id}" in path else 0,
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -192,6 +215,8 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/auth/login"): {"username": "viewer-user", "password": PASSWORD},
         ("POST", "/api/auth/tokens"): {"name": "access-matrix", "ttl_days": 1},
+        # The same password again: the matrix's accounts keep theirs.
+        ("POST", "/api/auth/password"): {"current_password": PASSWORD, "new_password": PASSWORD},
         ("POST", "/api/users"): {
             "username": f"matrix-{uuid.uuid4().hex[:12]}",
             "password": "a-long-enough-password",
@@ -336,8 +361,19 @@ def test_role_outside_the_row_is_403(client: TestClient, api_world: World, route
 
 @pytest.mark.parametrize(("route", "role"), GRANTED, ids=[case_id(c) for c in GRANTED])
 def test_role_inside_the_row_succeeds(client: TestClient, api_world: World, route: tuple[str, str], role: Role) -> None:
-    r = call(client, api_world, route, bearer(api_world, role))
+    who = HEAD_OFFICE[role] if route in ALL_ESTATES_ONLY else role
+    r = call(client, api_world, route, bearer(api_world, who))
     assert 200 <= r.status_code < 300, r.text
+
+
+@pytest.mark.parametrize(("route", "role"), SCOPED_STAFF_REFUSED, ids=[case_id(c) for c in SCOPED_STAFF_REFUSED])
+def test_scoped_staff_cannot_act_on_every_estate(
+    client: TestClient, api_world: World, route: tuple[str, str], role: Role
+) -> None:
+    """Issue 9 #3, #4: ingest counters and global rule changes span every estate; the row's roles scoped to one
+    estate (apia) are refused."""
+    r = call(client, api_world, route, bearer(api_world, role))
+    assert r.status_code == 403, r.text
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if ACCESS[r] == PUBLIC], ids=route_id)
@@ -373,7 +409,7 @@ def test_an_all_estates_admin_sees_the_other_estate(
 ) -> None:
     """The 404s above are about scope, not about the other estate's objects being broken."""
     r = call(client, api_world, route, head_office, where="other")
-    assert r.status_code == 200, r.text
+    assert 200 <= r.status_code < 300, r.text
 
 
 def test_lists_hold_only_visible_estates(client: TestClient, api_world: World, head_office: dict[str, str]) -> None:
@@ -389,6 +425,223 @@ def test_lists_hold_only_visible_estates(client: TestClient, api_world: World, h
     assert r.json()["items"] == []
     codes = [e["code"] for e in client.get("/api/estates", headers=head_office).json()["items"]]
     assert codes == sorted([api_world.estate, api_world.other_estate])
+
+
+# --- scope rows: a scoped admin, a scoped supervisor, a no-estate engineer (issue 9 #1, #3, #4) -------------------
+
+
+def new_account(**kw: Any) -> dict[str, Any]:
+    return {"username": f"scope-{uuid.uuid4().hex[:12]}", "password": "a-long-enough-password", "role": "viewer", **kw}
+
+
+# (why, caller, method, path, body, expected status). Callers: the apia accounts "<role>-user", the no-estate and
+# head-office accounts of tests/api/conftest.py SCOPE_ACCOUNTS, and "head-office" (admin of every estate).
+SCOPE_ROWS: list[tuple[str, str, str, str, dict[str, Any] | None, int]] = [
+    # users: nobody grants more than they hold
+    ("scoped admin grants all estates", "admin-user", "POST", "/api/users", {"all_estates": True}, 403),
+    (
+        "scoped admin grants all estates + own",
+        "admin-user",
+        "POST",
+        "/api/users",
+        {"all_estates": True, "estates": ["apia"]},
+        403,
+    ),
+    ("no-estate admin grants all estates", "noestate-admin", "POST", "/api/users", {"all_estates": True}, 403),
+    ("no-estate admin grants an estate", "noestate-admin", "POST", "/api/users", {"estates": ["apia"]}, 403),
+    ("scoped admin grants another estate", "admin-user", "POST", "/api/users", {"estates": ["apia", "apib"]}, 403),
+    ("scoped admin names an unknown estate", "admin-user", "POST", "/api/users", {"estates": ["nowhere"]}, 403),
+    ("scoped admin grants no estate", "admin-user", "POST", "/api/users", {"estates": []}, 422),
+    (
+        "scoped admin grants its estate",
+        "admin-user",
+        "POST",
+        "/api/users",
+        {"estates": ["apia"], "role": "supervisor"},
+        201,
+    ),
+    (
+        "scoped admin makes a peer admin",
+        "admin-user",
+        "POST",
+        "/api/users",
+        {"estates": ["apia"], "role": "admin"},
+        201,
+    ),
+    ("head office grants all estates", "head-office", "POST", "/api/users", {"all_estates": True}, 201),
+    ("head office grants any estate", "head-office", "POST", "/api/users", {"estates": ["apib"]}, 201),
+    ("head office names an unknown estate", "head-office", "POST", "/api/users", {"estates": ["nowhere"]}, 422),
+    ("scoped admin lists users", "admin-user", "GET", "/api/users", None, 200),
+    ("no-estate engineer lists users", "noestate-engineer", "GET", "/api/users", None, 403),
+    # rules: a change everywhere needs head office; overrides only in one's own estates
+    (
+        "scoped supervisor changes a rule everywhere",
+        "supervisor-user",
+        "PATCH",
+        f"/api/alarm-rules/{RULE}",
+        {"enabled": True},
+        403,
+    ),
+    (
+        "scoped admin changes a rule everywhere",
+        "admin-user",
+        "PATCH",
+        f"/api/alarm-rules/{RULE}",
+        {"enabled": True},
+        403,
+    ),
+    (
+        "no-estate admin changes a rule everywhere",
+        "noestate-admin",
+        "PATCH",
+        f"/api/alarm-rules/{RULE}",
+        {"enabled": True},
+        403,
+    ),
+    (
+        "head-office supervisor changes a rule everywhere",
+        "hq-supervisor",
+        "PATCH",
+        f"/api/alarm-rules/{RULE}",
+        {"enabled": True},
+        200,
+    ),
+    (
+        "scoped supervisor overrides its estate",
+        "supervisor-user",
+        "PUT",
+        f"/api/alarm-rules/{RULE}/overrides",
+        {"estate": "apia", "params": {"warning": 131.0}},
+        200,
+    ),
+    (
+        "scoped supervisor overrides its room",
+        "supervisor-user",
+        "PUT",
+        f"/api/alarm-rules/{RULE}/overrides",
+        {"estate": "apia", "room": "PR1", "params": {"warning": 132.0}},
+        200,
+    ),
+    (
+        "scoped supervisor overrides another estate",
+        "supervisor-user",
+        "PUT",
+        f"/api/alarm-rules/{RULE}/overrides",
+        {"estate": "apib", "params": {"warning": 131.0}},
+        404,
+    ),
+    (
+        "scoped supervisor overrides another estate's device",
+        "supervisor-user",
+        "PUT",
+        f"/api/alarm-rules/{RULE}/overrides",
+        {"estate": "apib", "device": "APIB-S0000", "enabled": False},
+        404,
+    ),
+    (
+        "no-estate admin overrides an estate",
+        "noestate-admin",
+        "PUT",
+        f"/api/alarm-rules/{RULE}/overrides",
+        {"estate": "apia", "enabled": False},
+        404,
+    ),
+    ("scoped supervisor lists rules", "supervisor-user", "GET", "/api/alarm-rules", None, 200),
+    # operations: dead letters and quarantine of one's estates; ingest status and metrics for head office
+    ("no-estate engineer reads ingest status", "noestate-engineer", "GET", "/api/ingest/status", None, 403),
+    ("no-estate engineer reads metrics", "noestate-engineer", "GET", "/metrics", None, 403),
+    ("scoped admin reads ingest status", "admin-user", "GET", "/api/ingest/status", None, 403),
+    ("scoped engineer reads metrics", "engineer-user", "GET", "/metrics", None, 403),
+    ("head-office engineer reads ingest status", "hq-engineer", "GET", "/api/ingest/status", None, 200),
+    ("head-office engineer reads metrics", "hq-engineer", "GET", "/metrics", None, 200),
+    ("no-estate engineer reads dead letters", "noestate-engineer", "GET", "/api/ingest/dead-letters", None, 200),
+    ("no-estate engineer reads the quarantine", "noestate-engineer", "GET", "/api/ingest/quarantine", None, 200),
+]
+
+
+@pytest.mark.parametrize(
+    ("caller", "method", "path", "payload", "status"), [r[1:] for r in SCOPE_ROWS], ids=[r[0] for r in SCOPE_ROWS]
+)
+def test_scope_rows(
+    client: TestClient,
+    api_world: World,
+    caller: str,
+    method: str,
+    path: str,
+    payload: dict[str, Any] | None,
+    status: int,
+) -> None:
+    if path == "/api/users" and method == "POST":
+        payload = new_account(**(payload or {}))
+    r = client.request(method, path, headers=bearer(api_world, caller), json=payload)
+    assert r.status_code == status, r.text
+    if path == "/api/users" and method == "POST":
+        login = client.post("/api/auth/login", json={"username": payload["username"], "password": payload["password"]})  # type: ignore[index]
+        assert login.status_code == (200 if status == 201 else 401), "a refused account must not exist"
+
+
+def test_a_scoped_admin_lists_only_the_accounts_of_its_estates(client: TestClient, api_world: World) -> None:
+    names = {u["username"] for u in client.get("/api/users?limit=500", headers=bearer(api_world, A)).json()["items"]}
+    assert {"admin-user", "engineer-user", "viewer-user"} <= names
+    assert not names & {"head-office", "hq-engineer", "noestate-engineer", "noestate-admin"}
+    everyone = client.get("/api/users?limit=500", headers=bearer(api_world, "head-office")).json()
+    assert {"head-office", "hq-engineer", "noestate-engineer"} <= {u["username"] for u in everyone["items"]}
+    assert everyone["total"] > client.get("/api/users", headers=bearer(api_world, A)).json()["total"]
+    # A no-estate admin shares no estate with anybody.
+    assert client.get("/api/users", headers=bearer(api_world, "noestate-admin")).json()["items"] == []
+
+
+def test_scoped_staff_see_only_their_estates_overrides(client: TestClient, api_world: World) -> None:
+    for estate in ("apia", "apib"):
+        r = client.put(
+            f"/api/alarm-rules/{RULE}/overrides",
+            headers=bearer(api_world, "head-office"),
+            json={"estate": estate, "params": {"warning": 133.0}},
+        )
+        assert r.status_code == 200, r.text
+    with Session(api_world.engine) as s:
+        ids = dict(s.execute(select(Estate.code, Estate.id)).tuples().all())
+
+    def estate_overrides(who: str | Role) -> set[int]:
+        rules = client.get("/api/alarm-rules", headers=bearer(api_world, who)).json()
+        [rule] = [r for r in rules if r["code"] == RULE]
+        return {o["scope_id"] for o in rule["overrides"] if o["scope"] == "estate"}
+
+    assert estate_overrides("head-office") >= {ids["apia"], ids["apib"]}
+    assert estate_overrides(SU) == {ids["apia"]}
+    assert estate_overrides("noestate-engineer") == set()
+
+
+@pytest.fixture(scope="module")
+def rejected_messages(api_world: World) -> None:
+    from storage.models import DeadLetter, QuarantinedMessage
+
+    with Session(api_world.engine) as s, s.begin():
+        for estate in ("apia", "apib"):
+            s.add(
+                DeadLetter(topic=f"steward/{estate}/up/X1/telemetry", payload=b"{oops " + estate.encode(), error="bad")
+            )
+            s.add(
+                QuarantinedMessage(
+                    topic=f"steward/{estate}/up/NOPE/telemetry",
+                    device_code="NOPE",
+                    payload=b"{}",
+                    reason="unknown_device",
+                )
+            )
+
+
+@pytest.mark.usefixtures("rejected_messages")
+@pytest.mark.parametrize("path", ["/api/ingest/dead-letters", "/api/ingest/quarantine"])
+def test_operations_lists_hold_only_visible_estates(client: TestClient, api_world: World, path: str) -> None:
+    def topics(who: str | Role) -> set[str]:
+        r = client.get(f"{path}?limit=500", headers=bearer(api_world, who))
+        assert r.status_code == 200, r.text
+        return {item["topic"].split("/")[1] for item in r.json()["items"]}
+
+    assert topics("noestate-engineer") == set()
+    assert topics(E) == {"apia"}
+    assert topics("hq-engineer") == {"apia", "apib"}
 
 
 # --- S6 / S7: inputs --------------------------------------------------------------------------------------------
@@ -524,7 +777,12 @@ def test_personal_data_and_passwords_stay_out_of_logs(
     r = client.post(
         "/api/users",
         headers=bearer(api_world, Role.admin),
-        json={"username": f"logs-{uuid.uuid4().hex[:8]}", "password": new_password, "role": "viewer"},
+        json={
+            "username": f"logs-{uuid.uuid4().hex[:8]}",
+            "password": new_password,
+            "role": "viewer",
+            "estates": ["apia"],
+        },
     )
     assert r.status_code == 201
     secrets = [*RESIDENTS, *RESIDENTS.values(), PASSWORD, new_password]

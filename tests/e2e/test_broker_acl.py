@@ -6,7 +6,6 @@ subscriber (reliability matrix S10, M13).
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,48 +14,67 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from steward.broker import free_port, wait_for_port
 from tests.conftest import require_mosquitto
+from tests.support.deploy_broker import DeployBroker, deploy_broker
 
 pytestmark = pytest.mark.broker
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-ACCOUNTS = {"steward-platform": "platform-pw", "DEV-A": "a-pw", "DEV-B": "b-pw"}
+PLATFORM = "steward-platform"
+ACCOUNTS = {PLATFORM: "platform-pw", "DEV-A": "a-pw", "DEV-B": "b-pw"}
 
 
 @pytest.fixture
-def production_broker(tmp_path: Path) -> Iterator[int]:
+def deployed(tmp_path: Path) -> Iterator[DeployBroker]:
+    """Mosquitto with the shipped configuration: device listener, platform listener, TLS listener."""
     binary = require_mosquitto()
-    passwd = tmp_path / "passwd"
-    passwd.touch()
-    for user, pw in ACCOUNTS.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, pw], check=True, capture_output=True)
-    port = free_port()
-    conf = (DEPLOY / "mosquitto.conf").read_text()
-    conf = conf.replace("listener 1883", f"listener {port} 127.0.0.1")
-    conf = conf.replace("/mosquitto/config/passwd", str(passwd)).replace("/mosquitto/config/acl", str(DEPLOY / "acl"))
-    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/") + "\nuser root\n"
-    (tmp_path / "mosquitto.conf").write_text(conf)
-    proc = subprocess.Popen([binary, "-c", str(tmp_path / "mosquitto.conf")], stderr=subprocess.PIPE)
+    broker = deploy_broker(
+        binary,
+        tmp_path / "broker",
+        devices={k: v for k, v in ACCOUNTS.items() if k != PLATFORM},
+        platform={PLATFORM: ACCOUNTS[PLATFORM]},
+    )
     try:
-        wait_for_port(port)
-        yield port
+        yield broker.start()
     finally:
-        proc.kill()
-        proc.wait()
+        broker.kill()  # on failure too, and also when it never came up
+
+
+@pytest.fixture
+def production_broker(deployed: DeployBroker) -> int:
+    """The device listener's port (devices' and simulators' side)."""
+    return deployed.device_port
 
 
 class Client:
-    def __init__(self, port: int, user: str | None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        user: str | None,
+        password: str | None = None,
+        *,
+        client_id: str | None = None,
+        clean_start: bool = True,
+        session_expiry_s: int = 0,
+    ) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.connected = threading.Event()
+        self.disconnects = 0
         self.refused: object = None
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"acl-{user}-{time.monotonic_ns()}")
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"acl-{user}-{time.monotonic_ns()}",
+            protocol=mqtt.MQTTv5,
+        )
         if user:
             self.c.username_pw_set(user, password)
         self.c.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
         self.c.on_connect = self._on_connect
-        self.c.connect("127.0.0.1", port)
+        self.c.on_disconnect = self._on_disconnect
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry_s
+        self.c.connect("127.0.0.1", port, clean_start=clean_start, properties=props)
         self.c.loop_start()
         self.connected.wait(3)
 
@@ -65,6 +83,9 @@ class Client:
             self.refused = reason
         else:
             self.connected.set()
+
+    def _on_disconnect(self, *args: object) -> None:
+        self.disconnects += 1
 
     def subscribe(self, topic: str) -> None:
         self.c.subscribe(topic, qos=1)
@@ -78,8 +99,10 @@ class Client:
         self.c.loop_stop()
 
 
-def test_devices_write_only_their_own_uplink_and_read_only_their_own_downlink(production_broker: int) -> None:
-    platform = Client(production_broker, "steward-platform", ACCOUNTS["steward-platform"])
+def test_devices_write_only_their_own_uplink_and_read_only_their_own_downlink(
+    deployed: DeployBroker, production_broker: int
+) -> None:
+    platform = Client(deployed.platform_port, "steward-platform", ACCOUNTS["steward-platform"])
     dev_a = Client(production_broker, "DEV-A", ACCOUNTS["DEV-A"])
     assert platform.connected.is_set()
     assert dev_a.connected.is_set()
@@ -107,8 +130,8 @@ def test_anonymous_and_wrong_password_are_refused(production_broker: int) -> Non
     wrong.close()
 
 
-def test_oversized_message_is_refused_by_the_broker(production_broker: int) -> None:
-    platform = Client(production_broker, "steward-platform", ACCOUNTS["steward-platform"])
+def test_oversized_message_is_refused_by_the_broker(deployed: DeployBroker, production_broker: int) -> None:
+    platform = Client(deployed.platform_port, "steward-platform", ACCOUNTS["steward-platform"])
     platform.subscribe("steward/+/up/#")
     dev_a = Client(production_broker, "DEV-A", ACCOUNTS["DEV-A"])
     dev_a.c.publish("steward/e1/up/DEV-A/telemetry", b"x" * 300_000, qos=1)
@@ -116,3 +139,37 @@ def test_oversized_message_is_refused_by_the_broker(production_broker: int) -> N
     assert platform.received == []
     platform.close()
     dev_a.close()
+
+
+# --- issue 9 #2: client ids are tied to identities ------------------------------------------------------------
+
+
+def test_a_device_using_the_platforms_client_id_does_not_take_over_its_session(deployed: DeployBroker) -> None:
+    """On the device listener the client id is the username: a device connecting as "steward-ingest" is
+    DEV-A to the broker, so ingest stays connected and keeps receiving."""
+    ingest = Client(
+        deployed.platform_port, PLATFORM, ACCOUNTS[PLATFORM], client_id="steward-ingest", clean_start=False,
+        session_expiry_s=3600,
+    )  # fmt: skip
+    assert ingest.connected.is_set()
+    ingest.subscribe("steward/+/up/#")
+    for clean in (True, False):
+        thief = Client(deployed.device_port, "DEV-A", ACCOUNTS["DEV-A"], client_id="steward-ingest", clean_start=clean)
+        assert thief.connected.is_set()
+        thief.subscribe("steward/#")
+        thief.publish("steward/e1/up/DEV-A/telemetry", b"after-takeover-attempt")
+        time.sleep(0.3)
+        thief.close()
+    assert ingest.disconnects == 0
+    assert ingest.received == [("steward/e1/up/DEV-A/telemetry", b"after-takeover-attempt")] * 2
+    assert thief.received == []
+    ingest.close()
+
+
+def test_device_and_platform_accounts_open_only_their_own_listener(deployed: DeployBroker) -> None:
+    device_on_platform = Client(deployed.platform_port, "DEV-A", ACCOUNTS["DEV-A"], client_id="steward-ingest")
+    platform_on_device = Client(deployed.device_port, PLATFORM, ACCOUNTS[PLATFORM])
+    assert not device_on_platform.connected.is_set()
+    assert not platform_on_device.connected.is_set()
+    device_on_platform.close()
+    platform_on_device.close()

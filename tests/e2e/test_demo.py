@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from steward.demo_team import DEMO_PASSWORD, DEMO_TEAM
+from accounts.const import DEMO_PASSWORD
+from steward.demo_team import DEMO_TEAM
 from storage.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.conftest import require_mosquitto
 from tests.dashboards.test_browser import DESKTOP, PHONE, browser, new_page  # noqa: F401 - `browser` is a fixture

@@ -179,3 +179,68 @@ def test_m6_postgres_down_30s_under_load(
     assert degraded["counters"]["commit_failures"] >= 1  # type: ignore[index]
     assert recovered["database_ok"] is True
     assert_exactly_once(verdict, min_acked=45_000)
+
+
+def test_m14_a_device_with_ingests_client_id_loses_nothing(fresh_database: str, tmp_path: Path) -> None:
+    """Issue 9 #2 through Mosquitto with the shipped configuration (deploy/mosquitto): while 10,000 acknowledged
+    messages are queued in ingest's persistent session, a device connects with its own credentials and
+    ingest's client id — resuming the session, then with a clean start, then again while ingest drains.
+    None of it touches ingest's session: the total-queue oracle finds every acked message stored once."""
+    from tests.conftest import require_mosquitto
+    from tests.e2e.test_broker_acl import Client
+    from tests.support.deploy_broker import deploy_broker
+
+    cid = "steward-ingest"
+    broker = deploy_broker(
+        require_mosquitto(),
+        tmp_path / "broker",
+        devices={"M14-S0000": "device-pw", "m14-gateway": "gateway-pw"},
+        platform={"steward-platform": "platform-pw"},
+        # The simulators' gateway account (deploy/mosquitto/README.md) publishes the load for every device.
+        extra_acl="\nuser m14-gateway\ntopic write steward/m14/up/#\n",
+    ).start()
+    try:
+        load_small_estate(create_engine(fresh_database), "m14")
+        ingest = IngestProcess(
+            fresh_database,
+            f"mqtt://127.0.0.1:{broker.platform_port}",
+            tmp_path / "logs",
+            client_id=cid,
+            STEWARD_MQTT_USERNAME="steward-platform",
+            STEWARD_MQTT_PASSWORD="platform-pw",
+        ).start()
+        ingest.stop()  # its persistent session stays at the broker: what follows queues there
+        items = list(telemetry_traffic("m14", devices=20, frames=10_000))
+        pub = OraclePublisher(
+            "127.0.0.1", broker.device_port, client_id="m14-gateway", username="m14-gateway", password="gateway-pw"
+        )
+        pub.publish_all(items)
+        pub.drain()
+        pub.close()
+        assert len(pub.log.acked) == 10_000
+        # The device, with its own valid credentials, asks for ingest's client id: first to resume ingest's
+        # session (and receive its queue), then to wipe it with a clean start.
+        for clean in (False, True):
+            thief = Client(broker.device_port, "M14-S0000", "device-pw", client_id=cid, clean_start=clean)
+            assert thief.connected.is_set()
+            thief.subscribe("steward/#")
+            time.sleep(1.0)
+            assert thief.received == []
+            thief.close()
+        ingest.start()
+        # And once more while ingest drains its queue: it must not be cut off.
+        thief = Client(broker.device_port, "M14-S0000", "device-pw", client_id=cid, clean_start=True)
+        assert thief.connected.is_set()
+        engine = create_engine(fresh_database)
+        wait_quiescent(engine, acked=pub.log.acked, timeout=120)
+        verdict = judge(engine, pub.log.acked, {k for k, _, _ in items})
+        engine.dispose()
+        thief.close()
+        health = ingest.health()
+        ingest.stop()
+    finally:
+        broker.kill()
+    assert_exactly_once(verdict, min_acked=10_000)
+    assert thief.received == []
+    assert health is not None
+    assert health["status"] == "ok"

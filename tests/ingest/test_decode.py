@@ -155,7 +155,7 @@ def test_swipe_status_and_ack(decoder: Decoder, est: Estate) -> None:
     dev = est.device_id(ctl)
     assert out.swipes == [(ts, dev, "1-1-main", "04A1B2C3", False, "not_in_acl", 3, received)]
     assert out.statuses == [(dev, ts, True, 3.4)]
-    assert out.acks == [("17", "applied", received)]
+    assert out.acks == [("17", "applied", received, dev)]  # the device whose topic it came on
     assert out.readings == 1  # statuses and acks are not readings
     assert out.seen == {dev: (ts, [3])}
 

@@ -179,16 +179,39 @@ def test_late_status_does_not_overwrite_a_newer_one(harness: Harness, estate: Es
     assert (state.online, state.battery_v) == (False, 3.1)
 
 
-def test_ack_marks_the_outbox_row(harness: Harness, estate: Estate) -> None:
+def _command(estate: Estate, device: str, channel: str = "acl") -> int:
     with estate.engine.begin() as conn:
-        cid = conn.execute(
-            text("INSERT INTO outbox (topic, payload, attempts) VALUES (:t, '{}', 1) RETURNING id"),
-            {"t": f"steward/{estate.code}/down/{estate.controller}/acl"},
-        ).scalar_one()
+        return int(
+            conn.execute(
+                text("INSERT INTO outbox (device_id, topic, payload, attempts) VALUES (:d, :t, '{}', 1) RETURNING id"),
+                {"d": estate.device_id(device), "t": f"steward/{estate.code}/down/{device}/{channel}"},
+            ).scalar_one()
+        )
+
+
+def _acked_at(estate: Estate, cid: int) -> Any:
+    return estate.rows("SELECT acked_at FROM outbox WHERE id = :i", i=cid)[0].acked_at
+
+
+def test_ack_marks_the_outbox_row(harness: Harness, estate: Estate) -> None:
+    cid = _command(estate, estate.controller)
     msg = raw(estate.topic(estate.controller, "ack"), {"v": 1, "command_id": str(cid), "status": "applied"})
     assert harness.commit([msg])
-    acked = estate.rows("SELECT acked_at FROM outbox WHERE id = :i", i=cid)[0].acked_at
-    assert acked is not None
+    assert _acked_at(estate, cid) is not None
+
+
+def test_an_ack_marks_only_its_own_devices_command(harness: Harness, estate: Estate) -> None:
+    """Issue 9 #6: an ack on one device's topic naming another device's command leaves that command unacked."""
+    valve = _command(estate, estate.meter(0), "valve")
+    other = estate.sensor(0)
+    forged = raw(estate.topic(other, "ack"), {"v": 1, "command_id": str(valve), "status": "applied"})
+    # A command id no outbox row can have must not fail the batch either.
+    huge = raw(estate.topic(other, "ack"), {"v": 1, "command_id": "9" * 30, "status": "applied"})
+    assert harness.commit([forged, huge])
+    assert _acked_at(estate, valve) is None
+    own = raw(estate.topic(estate.meter(0), "ack"), {"v": 1, "command_id": str(valve), "status": "applied"})
+    assert harness.commit([own])
+    assert _acked_at(estate, valve) is not None
 
 
 # --- seq gaps ------------------------------------------------------------------------------------

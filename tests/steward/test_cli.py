@@ -101,3 +101,71 @@ def test_rules_show_and_set_with_overrides(fresh_database: str) -> None:
         [(scope, params)] = conn.execute(text("SELECT scope, params FROM alarm_rule_overrides")).all()
         assert (scope, params) == ("device", {"warning": 125.0})
     engine.dispose()
+
+
+def test_tokens_expire_by_default_and_can_be_revoked_and_users_deactivated(fresh_database: str) -> None:
+    """Issue 9 #7: a token without --days still expires (90 days); `token revoke` and `user deactivate` end it."""
+    from datetime import timedelta
+
+    from accounts.const import TOKEN_DEFAULT_TTL
+    from storage.models import ApiToken
+
+    name = "tokenuser"
+    assert (
+        steward(fresh_database, "user", "add", name, "--role", "engineer", "--password", "a-long-password").returncode
+        == 0
+    )
+    first = steward(fresh_database, "token", "create", name, "--name", "no-days").stdout.strip()
+    second = steward(fresh_database, "token", "create", name, "--name", "other").stdout.strip()
+    engine = create_engine(fresh_database)
+    try:
+        with Session(engine) as s:
+            row = s.scalars(select(ApiToken).where(ApiToken.name == "no-days")).one()
+            assert row.expires_at is not None
+            assert abs(row.expires_at - row.created_at - TOKEN_DEFAULT_TTL) < timedelta(minutes=1)
+        out = steward(fresh_database, "token", "list", name)
+        assert out.returncode == 0, out.stderr
+        assert "no-days" in out.stdout
+        assert first not in out.stdout  # never the secret
+        assert steward(fresh_database, "token", "revoke", str(row.id)).returncode == 0
+        with Session(engine) as s:
+            assert user_for_token(s, first) is None
+            assert user_for_token(s, second) is not None
+        out = steward(fresh_database, "token", "revoke", "999999")
+        assert out.returncode != 0
+        assert "no token" in out.stderr
+        assert steward(fresh_database, "user", "deactivate", name).returncode == 0
+        with Session(engine) as s:
+            assert user_for_token(s, second) is None
+            assert s.scalars(select(ApiToken.revoked_at).where(ApiToken.name == "other")).one() is not None
+    finally:
+        engine.dispose()
+
+
+def test_production_refuses_the_demo(fresh_database: str) -> None:
+    """Issue 9 #10: `steward demo` with STEWARD_ENV=production stops before touching the database."""
+    env_vars = {
+        "STEWARD_ENV": "production",
+        "STEWARD_MQTT_URL": "mqtt://127.0.0.1:1",
+        "STEWARD_MQTT_PASSWORD": "a-real-secret",
+        "STEWARD_SECRET_KEY": "another-real-secret",
+    }
+    env = {**os.environ, **env_vars, "STEWARD_DATABASE_URL": fresh_database}
+    out = subprocess.run(
+        [sys.executable, "-m", "steward", "demo", "--duration", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "production" in out.stderr + out.stdout
+    engine = create_engine(fresh_database)
+    try:
+        with engine.connect() as conn:
+            tables = conn.exec_driver_sql("SELECT count(*) FROM pg_tables WHERE tablename = 'staff_users'").scalar()
+            users = conn.exec_driver_sql("SELECT count(*) FROM staff_users").scalar() if tables else 0
+        assert users == 0
+    finally:
+        engine.dispose()

@@ -30,13 +30,24 @@ class OraclePublisher:
     counted as acknowledged (it may or may not be stored; the oracle only judges acked ones).
     """
 
-    def __init__(self, host: str, port: int, *, window: int = 500, client_id: str = "oracle-pub") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        window: int = 500,
+        client_id: str = "oracle-pub",
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.log = PublishLog()
         self._window = threading.BoundedSemaphore(window)
         self._lock = threading.Lock()
         self._early: set[int] = set()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(window)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 1)

@@ -1,0 +1,30 @@
+"""Who may read and change alarm rules: the API and the pages ask here.
+
+A rule's own parameters apply to every estate, so changing them is head office's (all-estates staff); staff of
+some estates tune the rule for their estates, rooms and devices with overrides, and see only those overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+from accounts.const import EQUIPMENT_ROLES, Role
+from storage.models import StaffUser
+
+ALARM_READERS = EQUIPMENT_ROLES | {Role.steward}  # stewards see alarms too: residents call about them
+ALARM_HANDLERS = frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager})
+RULE_EDITORS = frozenset({Role.admin, Role.supervisor, Role.manager})
+
+
+def may_edit_rules(user: StaffUser) -> bool:
+    return Role(user.role) in RULE_EDITORS
+
+
+def may_change_rule_everywhere(user: StaffUser) -> bool:
+    """A change to the rule itself reaches every estate: only all-estates rule editors make it."""
+    return may_edit_rules(user) and bool(user.all_estates)
+
+
+def may_override_in(user: StaffUser, estate_id: int | None, visible: Set[int]) -> bool:
+    """An override of an estate (or a room or device of it) the editor may see."""
+    return may_edit_rules(user) and estate_id is not None and estate_id in visible
