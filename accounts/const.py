@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from enum import StrEnum
 
-
-class Role(StrEnum):
-    admin = "admin"
-    engineer = "engineer"  # 工程部: equipment, alarms, tickets
-    steward = "steward"  # 管家/客服: units, residents, tickets, callbacks
-    supervisor = "supervisor"  # 工程主管: first escalation of a breached SLA clock
-    manager = "manager"  # 项目经理: second escalation; sees everything of the estate
-    card_admin = "card_admin"  # 门禁卡管理
-    billing_clerk = "billing_clerk"  # 收费员
-    viewer = "viewer"  # read-only dashboards
-
+from core.roles import Role as Role  # the vocabulary lives in core/roles.py; accounts grants it
 
 ALL_ROLES = frozenset(Role)
 EQUIPMENT_ROLES = frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager, Role.viewer})

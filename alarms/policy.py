@@ -1,4 +1,4 @@
-"""Who may read and change alarm rules: the API and the pages ask here.
+"""Who may see and handle alarms, change alarm rules and record inspection rounds: the API and the pages ask here.
 
 A rule's own parameters apply to every estate, so changing them is head office's (all-estates staff); staff of
 some estates tune the rule for their estates, rooms and devices with overrides, and see only those overrides.
@@ -28,3 +28,25 @@ def may_change_rule_everywhere(user: StaffUser) -> bool:
 def may_override_in(user: StaffUser, estate_id: int | None, visible: Set[int]) -> bool:
     """An override of an estate (or a room or device of it) the editor may see."""
     return may_edit_rules(user) and estate_id is not None and estate_id in visible
+
+
+# Inspection rounds: equipment staff see the calendar; engineers, supervisors and admins record a manual round.
+ROUND_READERS = EQUIPMENT_ROLES
+ROUND_RECORDERS = frozenset({Role.admin, Role.engineer, Role.supervisor})
+
+
+def may_read_alarms(role: Role | str) -> bool:
+    return Role(role) in ALARM_READERS
+
+
+def may_handle_alarms(role: Role | str) -> bool:
+    """Acknowledge (确认) and clear with a reason (手动消除)."""
+    return Role(role) in ALARM_HANDLERS
+
+
+def may_read_rounds(role: Role | str) -> bool:
+    return Role(role) in ROUND_READERS
+
+
+def may_record_round(role: Role | str) -> bool:
+    return Role(role) in ROUND_RECORDERS

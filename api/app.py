@@ -1,54 +1,26 @@
-"""The FastAPI application factory. Nothing connects at import time: the lifespan builds the engine."""
+"""The JSON API's routes, mounted on the shared application (web/app.py).
+
+The application with the pages too is the composition root's (``steward.app.create_app``); this package
+never imports ``dashboards``.
+"""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api.errors import install_error_handlers
 from api.routes import alarms, auth, equipment, estates, operations, rounds, tickets
-from api.security import SecurityMiddleware
-from core.settings import Environment, Settings, get_settings
-from storage.db import make_engine, make_sessionmaker
+from core.settings import Settings
+from web.app import base_app
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = engine is None
-        eng = engine or make_engine(settings, pool_size=10)
-        app.state.engine = eng
-        app.state.sessionmaker = make_sessionmaker(eng)
-        app.state.settings = settings
-        yield
-        if own:
-            eng.dispose()
-
-    # Swagger UI loads its scripts from a CDN and the schema maps the whole API: neither is served in
-    # production (integrators get the schema from a development instance or `app.openapi()`).
-    production = settings.env is Environment.production
-    app = FastAPI(
-        docs_url=None if production else "/docs",
-        redoc_url=None if production else "/redoc",
-        openapi_url=None if production else "/openapi.json",
-        title="Steward API",
-        description="物业 IoT platform: estates, equipment, time series, ingest health. 简体中文 / English.",
-        version="0.1.0",
-        lifespan=lifespan,
-    )
-    install_error_handlers(app)
-    app.add_middleware(SecurityMiddleware, hsts=production)
+def mount_api(app: FastAPI) -> None:
     for module in (auth, estates, equipment, operations, alarms, rounds, tickets):
         app.include_router(module.router)
-    try:
-        from dashboards.routes import mount_dashboards
-    except ImportError:  # dashboards not built yet
-        pass
-    else:
-        mount_dashboards(app)
+
+
+def create_api_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The JSON API alone (no pages)."""
+    app = base_app(settings, engine=engine)
+    mount_api(app)
     return app

@@ -1,77 +1,10 @@
-"""FastAPI dependencies, each named once as an Annotated alias (SessionDep, CurrentUser, ...)."""
+"""FastAPI dependencies of the JSON API: path parameters and paging (session and user: web/deps.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
-
-from accounts import service as accounts
-from accounts.const import Role
-from api.errors import Forbidden, NotAuthenticated
-from storage.models import StaffUser
-
-SESSION_COOKIE = "steward_session"
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """One request, one transaction: committed when the route returns, rolled back if it raises."""
-    factory = request.app.state.sessionmaker
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-# Declared as security schemes so the OpenAPI document says which routes need a login and how to give one.
-_bearer = HTTPBearer(auto_error=False, description="API token from POST /api/auth/tokens")
-_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="browser session from POST /api/auth/login")
-
-
-def get_current_user(
-    request: Request,
-    session: SessionDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    cookie: Annotated[str | None, Depends(_cookie)],
-) -> StaffUser:
-    user = None
-    if bearer is not None:
-        user = accounts.user_for_token(session, bearer.credentials.strip())
-    elif cookie:
-        user = accounts.user_for_session(session, cookie)
-    if user is None:
-        raise NotAuthenticated("login required / 请先登录")
-    request.state.user = user
-    return user
-
-
-CurrentUser = Annotated[StaffUser, Depends(get_current_user)]
-
-
-def require_roles(roles: frozenset[Role]) -> Callable[[StaffUser], StaffUser]:
-    def check(user: CurrentUser) -> StaffUser:
-        if Role(user.role) not in roles:
-            raise Forbidden("your role may not do this / 当前角色无此权限")
-        return user
-
-    return check
-
-
-def visible_estates(session: SessionDep, user: CurrentUser) -> set[int]:
-    return accounts.visible_estate_ids(session, user)
-
-
-VisibleEstates = Annotated[set[int], Depends(visible_estates)]
-
+from fastapi import Depends, Path, Query
 
 # Path parameters: malformed ones are 422 before any query; well-formed unknown ones are 404.
 EstateCode = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,32}$", description="estate code, e.g. lvcheng-taohuayuan")]

@@ -17,12 +17,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from accounts import policy
-from api.routes.equipment import STALE_FACTOR, live_values
-from api.routes.operations import ingest_statuses
 from core import clock
 from dashboards import i18n
 from dashboards.i18n import Lang
 from facility import series
+from facility.live import STALE_FACTOR, device_status, live_values
+from storage.ingest_status import ingest_statuses
 from storage.models import (
     DeadLetter,
     Device,
@@ -69,18 +69,6 @@ ROOM_RANGE = (timedelta(hours=24), series.Bucket.h1)
 
 def visible_estates(session: Session, visible: AbstractSet[int]) -> list[Estate]:
     return list(session.scalars(select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code)))
-
-
-def device_status(interval_s: int, state: DeviceState | None, now: datetime) -> tuple[str, float | None]:
-    """(online|offline|stale|never, age in seconds) of a device from its last contact."""
-    if state is None:
-        return "never", None
-    age = (now - state.last_seen_at).total_seconds()
-    if age > STALE_FACTOR * interval_s:
-        return "stale", age
-    if state.online is False:
-        return "offline", age
-    return "online", age
 
 
 @dataclass

@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ingest.writer import NOTIFY_CHANNEL
+from storage.notify import INGEST_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def connect_kwargs(engine: Engine) -> dict[str, Any]:
 
 
 class LiveHub:
-    def __init__(self, conninfo: dict[str, Any], *, channel: str = NOTIFY_CHANNEL) -> None:
+    def __init__(self, conninfo: dict[str, Any], *, channel: str = INGEST_CHANNEL) -> None:
         self._conninfo = conninfo
         self._channel = channel
         self._subscribers: set[Subscriber] = set()

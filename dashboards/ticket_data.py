@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from accounts.const import PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
 from alarms.const import ALARM_STATE_LABELS, SEVERITY_LABELS
+from alarms.queries import query_alarms
 from alarms.rounds import STATUS_LABELS as ROUND_STATUS_LABELS
-from api.routes.alarms import query_alarms
 from core import clock
 from dashboards import i18n
 from dashboards.i18n import Lang

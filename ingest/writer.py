@@ -24,9 +24,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ingest.decode import DecodedBatch
+from storage.notify import INGEST_CHANNEL
 from storage.pg_arrays import float8_array, int4_array, timestamptz_array
 
-NOTIFY_CHANNEL = "steward_ingest"
+NOTIFY_CHANNEL = INGEST_CHANNEL  # named in storage/notify.py, where the dashboards listen
 
 SAMPLES_SQL = """
 INSERT INTO samples (ts, point_id, value)

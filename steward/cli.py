@@ -310,7 +310,7 @@ def run_api_cmd(
     """Serve the HTTP API and the dashboards."""
     import uvicorn
 
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning")
+    uvicorn.run("steward.asgi:app", host=host, port=port, workers=workers, log_level="warning")
 
 
 rules_app = typer.Typer(help="Alarm rules and their per estate / room / device overrides.", no_args_is_help=True)

@@ -207,7 +207,7 @@ def reset_demo_data(settings: Settings) -> None:
 
 def start_api(settings: Settings, engine: Engine, port: int) -> uvicorn.Server:
     """Serve the API and dashboards from a background thread on loopback."""
-    from api.app import create_app
+    from steward.app import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning")

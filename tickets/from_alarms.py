@@ -37,6 +37,7 @@ from sqlalchemy import Connection, text
 from core import clock
 from protocol.payloads import valve_command
 from protocol.topics import downlink
+from storage.notify import TICKETS_CHANNEL
 from tickets import sla
 from tickets.const import SYSTEM_ACTOR, Category, Priority, Source
 from tickets.service import allocate_numbers, local_day
@@ -95,7 +96,6 @@ _FACTS = text(
     """
 )
 
-TICKETS_CHANNEL = "steward_tickets"
 _NOTIFY = text(f"SELECT pg_notify('{TICKETS_CHANNEL}', :payload)")
 
 _OPEN = text(

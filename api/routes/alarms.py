@@ -11,13 +11,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
-from alarms import policy, rule_admin, store
-from api.deps import ObjectId, PageDep, SessionDep, VisibleEstates, require_roles
-from api.errors import Forbidden, error_responses
+from alarms import policy, queries, rule_admin, store
+from api.deps import ObjectId, PageDep
 from api.schemas import NO_NUL, Input, Output, Page
 from core import clock
 from core.errors import NotFound
 from storage.models import StaffUser
+from web.deps import SessionDep, VisibleEstates, require_roles
+from web.errors import Forbidden, error_responses
 
 router = APIRouter(tags=["alarms"], responses=error_responses(401, 403, 404, 422))
 Viewers = Annotated[StaffUser, Depends(require_roles(policy.ALARM_READERS))]
@@ -101,74 +102,11 @@ class RuleOut(Output):
     overrides: list[OverrideOut]
 
 
-_ALARM_SELECT = """
-SELECT a.id, e.code AS estate_code, r.code AS rule_code, r.title_zh, r.title_en, a.severity, a.state,
-       a.subject, d.code AS device_code, d.name AS device_name, rm.code AS room_code, u.code AS unit_code,
-       p.metric, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by,
-       a.clear_note, a.peak, a.last_value, a.detail, a.ticket_id, t.number AS ticket_number
-FROM alarms a
-JOIN estates e ON e.id = a.estate_id
-JOIN alarm_rules r ON r.id = a.rule_id
-LEFT JOIN devices d ON d.id = a.device_id
-LEFT JOIN rooms rm ON rm.id = coalesce(a.room_id, d.room_id)
-LEFT JOIN units u ON u.id = coalesce(a.unit_id, d.unit_id)
-LEFT JOIN points p ON p.id = a.point_id
-LEFT JOIN tickets t ON t.id = a.ticket_id
-"""
-
-SEVERITY_ORDER = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'alarm' THEN 1 ELSE 2 END"
-
-
-def query_alarms(
-    session: Session,
-    visible: set[int],
-    *,
-    estate: str | None = None,
-    state: str | None = None,
-    severity: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[dict[str, Any]], int]:
-    """Alarms the caller may see, open ones by severity then newest first (shared with the alarm page)."""
-    where = ["a.estate_id = ANY(:visible)"]
-    params: dict[str, Any] = {"visible": sorted(visible), "limit": limit, "offset": offset}
-    if estate:
-        where.append("e.code = :estate")
-        params["estate"] = estate
-    if state == "open":
-        where.append("a.state <> 'cleared'")
-    elif state:
-        where.append("a.state = :state")
-        params["state"] = state
-    if severity:
-        where.append("a.severity = :severity")
-        params["severity"] = severity
-    cond = " AND ".join(where)
-    total = session.execute(
-        text(f"SELECT count(*) FROM alarms a JOIN estates e ON e.id = a.estate_id WHERE {cond}"), params
-    ).scalar_one()
-    rows = session.execute(
-        text(
-            f"{_ALARM_SELECT} WHERE {cond} ORDER BY (a.state = 'cleared'), {SEVERITY_ORDER}, "
-            "a.raised_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
-        ),
-        params,
-    ).mappings()
-    return [dict(r) for r in rows], int(total)
-
-
 def _alarm(session: Session, alarm_id: int, visible: set[int]) -> dict[str, Any]:
-    row = (
-        session.execute(
-            text(f"{_ALARM_SELECT} WHERE a.id = :id AND a.estate_id = ANY(:visible)"),
-            {"id": alarm_id, "visible": sorted(visible)},
-        )
-        .mappings()
-        .first()
-    )
+    row = queries.alarm_row(session, alarm_id, visible)
     if row is None:
         raise NotFound("alarm not found / 未找到该报警")
-    return dict(row)
+    return row
 
 
 @router.get("/api/alarms", response_model=Page[AlarmOut])
@@ -182,7 +120,7 @@ def list_alarms(
     severity: Annotated[Literal["warning", "alarm", "critical"] | None, Query()] = None,
 ) -> dict[str, Any]:
     """Alarms of the caller's estates: open first, most severe first, then newest. `state=open` = not cleared."""
-    items, total = query_alarms(
+    items, total = queries.query_alarms(
         session, visible, estate=estate, state=state, severity=severity, limit=page.limit, offset=page.offset
     )
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}

@@ -10,12 +10,14 @@ from sqlalchemy import func, select
 
 from accounts import policy
 from accounts import service as accounts
-from accounts.const import SESSION_TTL, Role
-from api.deps import SESSION_COOKIE, CurrentUser, ObjectId, PageDep, SessionDep, require_roles
-from api.errors import error_responses
+from accounts.const import Role
+from api.deps import ObjectId, PageDep
 from api.schemas import LoginIn, Page, PasswordChangeIn, TokenIn, TokenInfoOut, TokenOut, UserIn, UserOut
 from core.errors import NotFound
 from storage.models import ApiToken, StaffUser
+from web.cookies import SESSION_COOKIE, clear_session_cookie, set_session_cookie
+from web.deps import CurrentUser, SessionDep, require_roles
+from web.errors import error_responses
 
 router = APIRouter(tags=["auth"])
 
@@ -40,14 +42,7 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
         session.commit()  # the failure feeds the rate limit: it must outlive this failed request
         raise
     secret = accounts.start_web_session(session, user)
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        max_age=int(SESSION_TTL.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    set_session_cookie(response, request, secret)
     accounts.audit(session, user, "login", f"user:{user.id}", {"client": client})
     return user
 
@@ -57,7 +52,7 @@ def logout(request: Request, response: Response, session: SessionDep, user: Curr
     """End the browser session."""
     if cookie := request.cookies.get(SESSION_COOKIE):
         accounts.end_web_session(session, cookie)
-    response.delete_cookie(SESSION_COOKIE)
+    clear_session_cookie(response)
 
 
 @router.get("/api/auth/me", response_model=UserOut, responses=error_responses(401))

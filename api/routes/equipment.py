@@ -10,8 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts.const import EQUIPMENT_ROLES
-from api.deps import EstateCode, ObjectId, PageDep, SessionDep, VisibleEstates, require_roles
-from api.errors import error_responses
+from api.deps import EstateCode, ObjectId, PageDep
 from api.pagination import page_of
 from api.routes.estates import estate_or_404
 from api.schemas import (
@@ -29,13 +28,13 @@ from api.schemas import (
 )
 from core import clock
 from core.errors import NotFound
-from facility import series
+from facility import live, series
 from storage.models import Device, DeviceState, Estate, Point, Room, StaffUser
+from web.deps import SessionDep, VisibleEstates, require_roles
+from web.errors import error_responses
 
 router = APIRouter(tags=["equipment"], responses=error_responses(401, 403, 404, 422))
 Engineering = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES))]
-# A point is stale when it has not reported within 1.5 × its device's interval (domain-defaults §2).
-STALE_FACTOR = 1.5
 
 
 def _room(session: Session, room_id: int, visible: set[int]) -> Room:
@@ -69,31 +68,7 @@ def _device_out(device: Device, state: DeviceState | None) -> DeviceOut:
 
 
 def live_values(session: Session, devices: list[Device]) -> list[LiveValueOut]:
-    """Latest value of every point of these devices, marked stale past 1.5 × the expected interval."""
-    points = session.scalars(select(Point).where(Point.device_id.in_([d.id for d in devices])).order_by(Point.id)).all()
-    latest = series.latest_values(session, [p.id for p in points])
-    interval = {d.id: d.expected_interval_s for d in devices}
-    now = clock.now()
-    out = []
-    for p in points:
-        v = latest.get(p.id)
-        ts = v.ts if v else None
-        age = (now - ts).total_seconds() if ts else None
-        stale = age is None or age > STALE_FACTOR * interval[p.device_id]
-        out.append(
-            LiveValueOut(
-                point_id=p.id,
-                device_id=p.device_id,
-                metric=p.metric,
-                unit=p.unit,
-                label=p.label,
-                ts=ts,
-                value=v.value if v else None,
-                age_s=age,
-                stale=stale,
-            )
-        )
-    return out
+    return [LiveValueOut.model_validate(v, from_attributes=True) for v in live.live_values(session, devices)]
 
 
 @router.get("/api/estates/{code}/rooms", response_model=Page[RoomOut])

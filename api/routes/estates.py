@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from accounts import service as accounts
 from accounts.const import ALL_ROLES, PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
-from api.deps import CurrentUser, EstateCode, PageDep, SessionDep, VisibleEstates, require_roles
-from api.errors import error_responses
+from api.deps import EstateCode, PageDep
 from api.pagination import page_of
 from api.schemas import BuildingOut, EstateOut, Page, ResidentOut, UnitOut
 from core.errors import NotFound
 from storage.models import Building, Estate, Resident, StaffUser, Unit
+from web.deps import CurrentUser, SessionDep, VisibleEstates, require_roles
+from web.errors import error_responses
 
 router = APIRouter(tags=["estates"], responses=error_responses(401, 403, 404, 422))
 AnyStaff = Annotated[StaffUser, Depends(require_roles(ALL_ROLES))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,12 +11,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from accounts import policy
-from api.deps import PageDep, SessionDep, require_roles
-from api.errors import Forbidden, error_responses
+from api.deps import PageDep
 from api.pagination import page_of
 from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
-from core import clock
-from storage.models import DeadLetter, Estate, IngestStatus, QuarantinedMessage, StaffEstate, StaffUser
+from storage.ingest_status import ingest_statuses as ingest_status_rows
+from storage.models import DeadLetter, Estate, QuarantinedMessage, StaffEstate, StaffUser
+from web.deps import SessionDep, require_roles
+from web.errors import Forbidden, error_responses
 
 router = APIRouter(tags=["operations"])
 Operators = Annotated[StaffUser, Depends(require_roles(policy.OPERATORS))]
@@ -40,20 +40,8 @@ def _topic_scope(session: Session, user: StaffUser, column: Any) -> Any:
     return policy.topic_scope(column, user.all_estates, codes)
 
 
-# An ingest process that has not reported for this long is presumed down.
-INGEST_STALE_AFTER = timedelta(seconds=30)
-
-
 def ingest_statuses(session: Session) -> list[IngestStatusOut]:
-    rows = session.scalars(select(IngestStatus).order_by(IngestStatus.instance)).all()
-    now = clock.now()
-    out = []
-    for r in rows:
-        item = IngestStatusOut.model_validate(r)
-        if now - r.updated_at > INGEST_STALE_AFTER:
-            item.status = "stale"
-        out.append(item)
-    return out
+    return [IngestStatusOut.model_validate(s) for s in ingest_status_rows(session)]
 
 
 @router.get("/health", response_model=HealthOut)

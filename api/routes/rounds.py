@@ -11,19 +11,20 @@ from pydantic import AwareDatetime, BeforeValidator, Field
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from accounts.const import EQUIPMENT_ROLES, Role
+from alarms import policy
 from alarms.rounds import STATUS_LABELS, RoundNotFound, record_manual_round
-from api.deps import EstateCode, ObjectId, SessionDep, VisibleEstates, require_roles
-from api.errors import error_responses
+from api.deps import EstateCode, ObjectId
 from api.routes.estates import estate_or_404
 from api.schemas import NO_NUL, Input, Output
 from core import clock
 from core.errors import NotFound
 from storage.models import Room, StaffUser
+from web.deps import SessionDep, VisibleEstates, require_roles
+from web.errors import error_responses
 
 router = APIRouter(prefix="/api", tags=["rounds"], responses=error_responses(401, 403, 404, 422))
-Viewers = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES))]
-Inspectors = Annotated[StaffUser, Depends(require_roles(frozenset({Role.admin, Role.engineer, Role.supervisor})))]
+Viewers = Annotated[StaffUser, Depends(require_roles(policy.ROUND_READERS))]
+Inspectors = Annotated[StaffUser, Depends(require_roles(policy.ROUND_RECORDERS))]
 RoomCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="room code, e.g. PR1")]
 
 DEFAULT_SPAN = timedelta(days=2)

@@ -1,8 +1,6 @@
 """Repair tickets (报修/投诉工单): list with SLA countdowns, detail with timeline, and every lifecycle step.
 
-Who may do what (domain-defaults §4, seeds/004 接修流程): stewards, supervisors, managers and admins
-log, dispatch and close tickets; the assigned engineer (or a supervisor / admin) accepts, arrives and
-resolves; stewards, managers and admins record the callback (回访). Tickets of estates the caller
+Who may do what is tickets/policy.py (the pages ask it too). Tickets of estates the caller
 may not see are 404 like missing ones. Reporter names and phones are masked for roles that do not
 need them, and every read that shows them, and every change, is audited.
 """
@@ -21,14 +19,13 @@ from sqlalchemy.orm import Session
 from accounts import service as accounts
 from accounts.const import PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
-from api.deps import ObjectId, PageDep, SessionDep, VisibleEstates, require_roles
-from api.errors import Forbidden, error_responses
+from api.deps import ObjectId, PageDep
 from api.pagination import page_of
 from api.schemas import ESTATE_CODE, NO_NUL, Input, Output, Page
 from core import clock
 from core.errors import NotFound
 from storage.models import Alarm, AlarmRuleRow, Building, Estate, StaffUser, Ticket, Unit
-from tickets import service, sla
+from tickets import policy, service, sla
 from tickets.const import (
     CALLBACK_CHANNEL_LABELS,
     CATEGORY_LABELS,
@@ -43,19 +40,16 @@ from tickets.const import (
     Source,
     TicketStatus,
 )
+from web.deps import SessionDep, VisibleEstates, require_roles
+from web.errors import Forbidden, error_responses
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"], responses=error_responses(401, 403, 404, 422))
-A, E, S, SU, M, V = Role.admin, Role.engineer, Role.steward, Role.supervisor, Role.manager, Role.viewer
-READ_ROLES = frozenset({A, E, S, SU, M, V})
-DESK_ROLES = frozenset({A, S, SU, M})  # log, dispatch, close, reopen, route to warranty
-WORK_ROLES = frozenset({A, E, SU})  # accept, on site, resolve (engineers only on their own tickets)
-CALLBACK_ROLES = frozenset({A, S, M})  # callback and complaint feedback (客服)
-COMMENT_ROLES = frozenset({A, E, S, SU, M})
-Readers = Annotated[StaffUser, Depends(require_roles(READ_ROLES))]
-Desk = Annotated[StaffUser, Depends(require_roles(DESK_ROLES))]
-Workers = Annotated[StaffUser, Depends(require_roles(WORK_ROLES))]
-CallbackStaff = Annotated[StaffUser, Depends(require_roles(CALLBACK_ROLES))]
-Commenters = Annotated[StaffUser, Depends(require_roles(COMMENT_ROLES))]
+# Who may do what: tickets/policy.py, which the pages ask too.
+Readers = Annotated[StaffUser, Depends(require_roles(policy.READ_ROLES))]
+Desk = Annotated[StaffUser, Depends(require_roles(policy.DESK_ROLES))]
+Workers = Annotated[StaffUser, Depends(require_roles(policy.WORK_ROLES))]
+CallbackStaff = Annotated[StaffUser, Depends(require_roles(policy.CALLBACK_ROLES))]
+Commenters = Annotated[StaffUser, Depends(require_roles(policy.COMMENT_ROLES))]
 CONFLICT = error_responses(400, 409)  # 400: a body that is not JSON
 
 # Query/body vocabularies spelled out for the OpenAPI document; tests check they match tickets.const.
@@ -333,7 +327,7 @@ def _audit(session: Session, user: StaffUser, action: str, t: Ticket, detail: di
 
 def _own_work(user: StaffUser, t: Ticket) -> None:
     # Engineers act only on the tickets dispatched to them; supervisors and admins may step in for anyone.
-    if Role(user.role) == Role.engineer and t.assignee_id != user.id:
+    if not policy.owns_work(user.role, user.id, t):
         raise Forbidden("only the assigned engineer may do this / 仅被派单的维修人员可操作")
 
 

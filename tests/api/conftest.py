@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from accounts.service import create_token, create_user
 from alarms.packs import ensure_default_rules
-from api.app import create_app
+from steward.app import create_app
 from core import clock
 from core.settings import Settings
 from facility.importer import import_estate

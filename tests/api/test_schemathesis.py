@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from accounts.const import Role
-from api.app import create_app
+from steward.app import create_app
 from core import clock
 from core.settings import Settings
 from tests.api.conftest import World, add_samples, bearer, build_world

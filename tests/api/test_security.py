@@ -84,7 +84,7 @@ def test_json_redirects_and_errors_carry_security_headers(browser: TestClient, a
 
 
 def test_hsts_only_in_production(api_world: World) -> None:
-    from api.app import create_app
+    from steward.app import create_app
     from core.settings import Settings
 
     plain = create_app(Settings(), engine=api_world.engine)
@@ -117,7 +117,7 @@ def test_production_refuses_the_demo_account(api_world: World) -> None:
 
     from accounts.const import DEMO_PASSWORD, DEMO_USERNAME
     from accounts.service import create_user
-    from api.app import create_app
+    from steward.app import create_app
     from core.settings import Settings
 
     with Session(api_world.engine) as s, s.begin():
@@ -159,7 +159,7 @@ def test_health_is_a_status_only(client: TestClient, api_world: World) -> None:
 
 def test_production_serves_no_docs(api_world: World) -> None:
     """Issue 9 #11: Swagger UI (scripts from a CDN) and the schema are off in production."""
-    from api.app import create_app
+    from steward.app import create_app
 
     prod = create_app(_production_settings(), engine=api_world.engine)  # type: ignore[arg-type]
     with TestClient(prod) as c:

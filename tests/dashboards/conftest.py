@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_user
-from api.app import create_app
+from steward.app import create_app
 from core import clock
 from core.settings import Settings
 from facility.importer import import_estate

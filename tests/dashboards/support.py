@@ -132,7 +132,7 @@ class Feeder(threading.Thread):
 
 
 class AppServer:
-    """``uvicorn api.main:app`` in a child process on a free port, as ``steward run api`` serves it."""
+    """``uvicorn steward.asgi:app`` in a child process on a free port, as ``steward run api`` serves it."""
 
     def __init__(self, database_url: str, log_dir: Path) -> None:
         self.port = free_port()
@@ -150,7 +150,7 @@ class AppServer:
     def start(self, timeout: float = 30) -> AppServer:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until it exits
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "uvicorn", "steward.asgi:app", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env,
             cwd=ROOT,
             stdout=log,

@@ -1,6 +1,6 @@
 """The dashboards in a real browser: Debian's chromium, headless, driven by Playwright (no browser download).
 
-The app runs as ``uvicorn api.main:app`` in a child process against the dashboard world's database; a
+The app runs as ``uvicorn steward.asgi:app`` in a child process against the dashboard world's database; a
 feeder thread plays the room devices' simulators through ingest's own decoder and writer, so every
 value on screen arrived the way production data does (commit, then ``NOTIFY steward_ingest``).
 Screenshots of every page go to ``$STEWARD_TEST_OUTPUT/screenshots`` (default ``test-output/screenshots``).

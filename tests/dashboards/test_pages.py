@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 
 from dashboards import i18n
 from dashboards.live import LiveHub, connect_kwargs
-from dashboards.routes import safe_next
+from dashboards.web import safe_next
 from storage.models import LoginFailure
 from tests.dashboards.conftest import PASSWORD, DashWorld, login
 

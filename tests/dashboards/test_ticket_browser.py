@@ -1,6 +1,6 @@
 """A transformer overheat alarm becomes a repair ticket and is worked to the callback, in a real browser.
 
-Debian's chromium, headless, driven by Playwright, against ``uvicorn api.main:app`` in a child process (as
+Debian's chromium, headless, driven by Playwright, against ``uvicorn steward.asgi:app`` in a child process (as
 tests/dashboards/test_browser.py). The alarm is raised the production way: winding-temperature readings
 above 155 °C are decoded and written by ingest's own code with the real ``AlarmEvaluator`` hook, whose
 ``open_for_alarms`` opens the ticket in the same transaction; the commit's NOTIFY wakes the board's

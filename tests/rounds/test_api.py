@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from alarms.rounds import ensure_default_schedules, evaluate_rounds
-from api.app import create_app
+from steward.app import create_app
 from core import clock
 from core.settings import Settings
 from storage.models import Estate, InspectionRound

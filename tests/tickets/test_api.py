@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token, create_user
-from api.app import create_app
+from steward.app import create_app
 from api.routes import tickets as routes
 from core.settings import Settings
 from storage.models import AuditLog

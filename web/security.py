@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from web.cookies import SESSION_COOKIE
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -27,7 +29,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_PATHS = frozenset({"/login", "/api/auth/login"})
-SESSION_COOKIE = "steward_session"
+
 HSTS = "max-age=31536000; includeSubDomains"
 # Set unless the response chose its own (the pages send a full CSP with frame-ancestors 'none').
 HEADERS = {

@@ -1,0 +1,42 @@
+"""``mount_dashboards(app)``: the pages of every area, the live streams, /static and the LISTEN hub's lifespan.
+
+Called by the composition root (``steward.app.create_app``) on the application the JSON API is mounted on
+too; the two adapters never import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from dashboards import alarms, ingest, login, rooms, rounds, tickets
+from dashboards.live import LiveHub, connect_kwargs
+from dashboards.web import STATIC_DIR, LoginRequired, PageError, login_redirect, page_error
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs inside the application's lifespan (merged by include_router), so app.state.engine exists already."""
+    hub = LiveHub(connect_kwargs(app.state.engine))
+    app.state.live = hub
+    hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+_hub = APIRouter(include_in_schema=False, lifespan=_lifespan)
+
+
+def mount_dashboards(app: FastAPI) -> None:
+    """Add the pages, the live streams, /static and the LISTEN hub's lifespan to the application."""
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(_hub)
+    for area in (login, rooms, ingest, alarms, tickets, rounds):
+        app.include_router(area.router)
+    app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]
+    app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]

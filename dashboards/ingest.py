@@ -1,0 +1,61 @@
+"""The ingest page: ingest processes (head office), dead letters and quarantined messages, and its live stream."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from core import clock
+from dashboards import data, i18n
+from dashboards.live import LiveHub
+from dashboards.web import Viewer, ViewerDep, page_data, render, render_fragment, require, stream, viewer_tz
+from web.deps import SessionDep
+
+router = APIRouter(include_in_schema=False)
+
+
+def ingest_viewer(viewer: ViewerDep) -> Viewer:
+    return require(viewer, viewer.sees_ingest)
+
+
+IngestViewer = Annotated[Viewer, Depends(ingest_viewer)]
+
+
+@router.get("/ingest", response_class=HTMLResponse)
+def ingest_page(request: Request, session: SessionDep, viewer: IngestViewer) -> HTMLResponse:
+    tz = viewer_tz(session, viewer)
+    codes = [e.code for e in data.visible_estates(session, viewer.visible)]
+    view = data.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
+    hub: LiveHub = request.app.state.live
+    return render(
+        request,
+        "ingest/ingest.html",
+        viewer.lang,
+        viewer,
+        v=view,
+        rates=hub.rates(),
+        scoped=not viewer.all_estates,
+        tz=tz.key,
+        page_data=page_data(viewer.lang, "/live/ingest", "html"),
+    )
+
+
+@router.get("/live/ingest")
+async def live_ingest(request: Request) -> Response:
+    hub: LiveHub = request.app.state.live
+
+    def build(session: Session, viewer: Viewer) -> dict[str, Any]:
+        tz = viewer_tz(session, viewer)
+        codes = [e.code for e in data.visible_estates(session, viewer.visible)]
+        view = data.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
+        return {
+            "now": i18n.format_time(clock.now(), tz, date=False),
+            "html": render_fragment(
+                "ingest/_ingest_body.html", viewer.lang, v=view, rates=hub.rates(), scoped=not viewer.all_estates
+            ),
+        }
+
+    return await stream(request, build, lambda v: v.sees_ingest, min_interval=2.0)

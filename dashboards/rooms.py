@@ -1,0 +1,181 @@
+"""Equipment pages: the estate overview, an equipment room, a device, and their live streams."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from core import clock
+from dashboards import data, i18n
+from dashboards.i18n import Lang
+from dashboards.web import (
+    EquipmentViewer,
+    Viewer,
+    ViewerDep,
+    device_of,
+    estate_of,
+    page_data,
+    render,
+    render_fragment,
+    room_of,
+    stream,
+)
+from facility import series
+from storage.models import DeviceState, Room
+from web.deps import SessionDep
+
+router = APIRouter(include_in_schema=False)
+
+
+def _bucket_note(bucket: series.Bucket, lang: Lang) -> str:
+    return i18n.t("bucket_note", lang, bucket=i18n.lookup(i18n.BUCKET_NAMES, bucket.value, lang))
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+    estates = data.visible_estates(session, viewer.visible)
+    if len(estates) == 1 and viewer.sees_equipment:
+        # Most staff work at one estate: take them straight to it rather than to a list of one.
+        return RedirectResponse(f"/estates/{quote(estates[0].code)}", status_code=303)
+    summaries = (
+        [data.estate_summary(session, e, viewer.lang, detail=False) for e in estates] if viewer.sees_equipment else []
+    )
+    return render(request, "home.html", viewer.lang, viewer, estates=estates, summaries=summaries)
+
+
+@router.get("/estates/{code}", response_class=HTMLResponse)
+def estate_page(code: str, request: Request, session: SessionDep, viewer: EquipmentViewer) -> HTMLResponse:
+    estate = estate_of(session, code, viewer)
+    summary = data.estate_summary(session, estate, viewer.lang)
+    return render(
+        request,
+        "rooms/estate.html",
+        viewer.lang,
+        viewer,
+        estate=estate,
+        s=summary,
+        page_data=page_data(viewer.lang, f"/live/estates/{estate.code}", "html"),
+    )
+
+
+@router.get("/rooms/{room_id}", response_class=HTMLResponse)
+def room_page(room_id: int, request: Request, session: SessionDep, viewer: EquipmentViewer) -> HTMLResponse:
+    room, estate = room_of(session, room_id, viewer)
+    tz = i18n.zone(estate.timezone)
+    devices = data.room_devices(session, room)
+    views = data.device_views(session, devices, viewer.lang, tz)
+    span, bucket = data.ROOM_RANGE
+    charts = data.charts(session, devices, viewer.lang, tz, span=span, bucket=bucket)
+    return render(
+        request,
+        "rooms/room.html",
+        viewer.lang,
+        viewer,
+        estate=estate,
+        room=room,
+        room_title=i18n.room_title(room.name, room.kind, room.code, viewer.lang),
+        room_kind=i18n.lookup(i18n.ROOM_KINDS, room.kind, viewer.lang, fallback=room.kind),
+        devices=views,
+        charts=charts,
+        tz=tz.key,
+        page_data=page_data(
+            viewer.lang,
+            f"/live/rooms/{room.id}",
+            "values",
+            charts=[c for cs in charts.values() for c in cs],
+            span_ms=int(span.total_seconds() * 1000),
+            x_min=i18n.chart_ms(clock.now() - span, tz),
+            append=True,
+        ),
+        bucket_note=_bucket_note(bucket, viewer.lang),
+    )
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_page(
+    device_id: int,
+    request: Request,
+    session: SessionDep,
+    viewer: EquipmentViewer,
+    range_: Annotated[str, Query(alias="range", pattern="^(24h|7d|30d)$")] = "24h",
+) -> HTMLResponse:
+    device, estate = device_of(session, device_id, viewer)
+    tz = i18n.zone(estate.timezone)
+    room = session.get(Room, device.room_id) if device.room_id else None
+    view = data.device_views(session, [device], viewer.lang, tz)[0]
+    span, bucket = data.RANGES[range_]
+    charts = data.charts(session, [device], viewer.lang, tz, span=span, bucket=bucket)[device.id]
+    state = session.get(DeviceState, device.id)
+    readings = data.meter_readings(session, device, tz) if device.kind.endswith("_meter") else None
+    return render(
+        request,
+        "rooms/device.html",
+        viewer.lang,
+        viewer,
+        estate=estate,
+        room=room,
+        room_title=i18n.room_title(room.name, room.kind, room.code, viewer.lang) if room else "",
+        device=device,
+        d=view,
+        state=state,
+        charts=charts,
+        readings=readings,
+        range=range_,
+        tz=tz.key,
+        page_data=page_data(
+            viewer.lang,
+            f"/live/devices/{device.id}",
+            "values",
+            charts=charts,
+            span_ms=int(span.total_seconds() * 1000),
+            x_min=i18n.chart_ms(clock.now() - span, tz),
+            # Raw live values only sit well on the 24 h chart; hourly or daily averages wait for a reload.
+            append=range_ == "24h",
+        ),
+        installed=device.installed_at.astimezone(tz).strftime("%Y-%m-%d") if device.installed_at else "",
+        bucket_note=_bucket_note(bucket, viewer.lang),
+    )
+
+
+# --- live streams -------------------------------------------------------------------------------------
+
+
+def _can_equipment(v: Viewer) -> bool:
+    return v.sees_equipment
+
+
+@router.get("/live/rooms/{room_id}")
+async def live_room(room_id: int, request: Request) -> Response:
+    def build(session: Session, viewer: Viewer) -> dict[str, Any]:
+        room, estate = room_of(session, room_id, viewer)
+        return data.live_payload(session, data.room_devices(session, room), viewer.lang, i18n.zone(estate.timezone))
+
+    return await stream(request, build, _can_equipment, min_interval=1.0)
+
+
+@router.get("/live/devices/{device_id}")
+async def live_device(device_id: int, request: Request) -> Response:
+    def build(session: Session, viewer: Viewer) -> dict[str, Any]:
+        device, estate = device_of(session, device_id, viewer)
+        return data.live_payload(session, [device], viewer.lang, i18n.zone(estate.timezone))
+
+    return await stream(request, build, _can_equipment, min_interval=1.0)
+
+
+@router.get("/live/estates/{code}")
+async def live_estate(code: str, request: Request) -> Response:
+    def build(session: Session, viewer: Viewer) -> dict[str, Any]:
+        estate = estate_of(session, code, viewer)
+        summary = data.estate_summary(session, estate, viewer.lang)
+        tz = i18n.zone(estate.timezone)
+        return {
+            "now": i18n.format_time(clock.now(), tz, date=False),
+            "html": render_fragment("rooms/_estate_body.html", viewer.lang, estate=estate, s=summary),
+        }
+
+    # The summary counts a whole estate: refresh it at a calmer pace than a room's values.
+    return await stream(request, build, _can_equipment, min_interval=5.0)

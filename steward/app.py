@@ -1,0 +1,22 @@
+"""The application ``steward run api`` serves: the JSON API and the dashboards on one shared base.
+
+The composition root mounts both adapters, so ``api`` and ``dashboards`` never import each other.
+Nothing connects at import time: the lifespan builds the engine.
+"""
+
+from __future__ import annotations
+
+from dashboards.app import mount_dashboards
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api.app import mount_api
+from core.settings import Settings
+from web.app import base_app
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    app = base_app(settings, engine=engine)
+    mount_api(app)
+    mount_dashboards(app)
+    return app

@@ -1,0 +1,12 @@
+"""The PostgreSQL NOTIFY channels the processes talk over, named once below everyone who uses them.
+
+Ingest notifies ``INGEST_CHANNEL`` after each committed batch (ingest/writer.py); the ticket domain
+notifies ``TICKETS_CHANNEL`` when alarms open or update tickets (tickets/from_alarms.py); the dashboards'
+LISTEN hub (dashboards/live.py) listens. Keeping the names here lets the pages listen without importing
+ingest (another entry point) and lets the writers and the listener never disagree on a name.
+"""
+
+from __future__ import annotations
+
+INGEST_CHANNEL = "steward_ingest"
+TICKETS_CHANNEL = "steward_tickets"

@@ -1,0 +1,49 @@
+"""The bare application both adapters are mounted on. Nothing connects at import time: the lifespan builds the engine.
+
+``api.app.mount_api`` adds the JSON routes, ``dashboards.app.mount_dashboards`` the pages; the composition
+root (``steward/app.py``) decides which to mount, so neither adapter imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from core.settings import Environment, Settings, get_settings
+from storage.db import make_engine, make_sessionmaker
+from web.errors import install_error_handlers
+from web.security import SecurityMiddleware
+
+
+def base_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        eng = engine or make_engine(settings, pool_size=10)
+        app.state.engine = eng
+        app.state.sessionmaker = make_sessionmaker(eng)
+        app.state.settings = settings
+        yield
+        if own:
+            eng.dispose()
+
+    # Swagger UI loads its scripts from a CDN and the schema maps the whole API: neither is served in
+    # production (integrators get the schema from a development instance or `app.openapi()`).
+    production = settings.env is Environment.production
+    app = FastAPI(
+        docs_url=None if production else "/docs",
+        redoc_url=None if production else "/redoc",
+        openapi_url=None if production else "/openapi.json",
+        title="Steward API",
+        description="物业 IoT platform: estates, equipment, time series, ingest health. 简体中文 / English.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, hsts=production)
+    return app

@@ -1,0 +1,30 @@
+"""The browser session cookie: its name and flags, set by the API's login and the login form alike."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from accounts.const import SESSION_TTL
+
+SESSION_COOKIE = "steward_session"
+
+
+def set_session_cookie(response: Response, request: Request, secret: str) -> None:
+    """HttpOnly, SameSite=Lax (a cross-site POST carries no cookie), Secure over HTTPS; lives as long as the session."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE)
+
+
+def session_secret(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE)
