@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from accounts.service import create_token, create_user
 from alarms.packs import ensure_default_rules
-from steward.app import create_app
 from core import clock
 from core.settings import Settings
 from facility.importer import import_estate
 from protocol.estate_file import EstateFile
+from steward.app import create_app
 from tests.support.estate import small_estate
 
 PASSWORD = "correct-horse-battery"

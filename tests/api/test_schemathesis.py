@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from accounts.const import Role
-from steward.app import create_app
 from core import clock
 from core.settings import Settings
+from steward.app import create_app
 from tests.api.conftest import World, add_samples, bearer, build_world
 
 # Domain rules JSON Schema cannot state answer 422 to schema-valid input; only these operations may:

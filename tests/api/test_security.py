@@ -84,8 +84,8 @@ def test_json_redirects_and_errors_carry_security_headers(browser: TestClient, a
 
 
 def test_hsts_only_in_production(api_world: World) -> None:
-    from steward.app import create_app
     from core.settings import Settings
+    from steward.app import create_app
 
     plain = create_app(Settings(), engine=api_world.engine)
     with TestClient(plain) as c:
@@ -117,8 +117,8 @@ def test_production_refuses_the_demo_account(api_world: World) -> None:
 
     from accounts.const import DEMO_PASSWORD, DEMO_USERNAME
     from accounts.service import create_user
-    from steward.app import create_app
     from core.settings import Settings
+    from steward.app import create_app
 
     with Session(api_world.engine) as s, s.begin():
         if s.query(StaffUser).filter(StaffUser.username == DEMO_USERNAME).first() is None:

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_user
-from steward.app import create_app
 from core import clock
 from core.settings import Settings
 from facility.importer import import_estate
 from protocol.estate_file import EstateFile, load_estate_file
+from steward.app import create_app
 from storage.models import Device, Point
 from tests.dashboards.support import InProcessIngest, telemetry
 from tests.support.estate import small_estate

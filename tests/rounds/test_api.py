@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from alarms.rounds import ensure_default_schedules, evaluate_rounds
-from steward.app import create_app
 from core import clock
 from core.settings import Settings
+from steward.app import create_app
 from storage.models import Estate, InspectionRound
 from tests.api.conftest import World, bearer, build_world
 from tests.support.clock import per_instant_module, pinned

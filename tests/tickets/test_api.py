@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token, create_user
-from steward.app import create_app
 from api.routes import tickets as routes
 from core.settings import Settings
+from steward.app import create_app
 from storage.models import AuditLog
 from tests.support.clock import INSTANTS, FrozenClock, local_2359_after, pinned
 from tests.tickets import make_estate

@@ -1,0 +1,99 @@
+"""The layer contracts (pyproject.toml, [tool.importlinter]) hold on the tree, and a violation breaks them.
+
+Each case copies the sources (``*.py`` and pyproject.toml, nothing else) to a scratch directory, adds one
+import the contracts forbid, and runs ``lint-imports`` there, so the check CI runs (bin/steward test) is
+shown to fail on the kinds of import DESIGN §2 rules out, and to pass on the unmodified copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = (
+    "core", "protocol", "storage", "facility", "tickets", "billing", "access", "accounts", "alarms", "web",
+    "ingest", "worker", "api", "dashboards", "simulators", "steward", "tests", "bench",
+)  # fmt: skip
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _scratch(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package,
+            tree / package,
+            ignore=lambda d, names: [
+                n for n in names if (not n.endswith(".py") and not (Path(d) / n).is_dir()) or n == "__pycache__"
+            ],
+        )
+    shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    return tree
+
+
+def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=tree, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _scratch(tmp_path_factory.mktemp("contracts"))
+
+
+def test_the_tree_keeps_every_contract(clean_tree: Path) -> None:
+    result = _lint(clean_tree)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+    assert "4 kept" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "bad_import", "contract", "shown"),
+    [
+        # the pages importing the JSON API: the layer-5 adapters are independent
+        ("dashboards/web.py", "import api.app", "Layers", "dashboards.web -> api.app"),
+        # layer-3 siblings never import each other
+        ("tickets/policy.py", "import accounts.service", "Layers", "tickets.policy -> accounts.service"),
+        # a lower layer importing a higher one
+        ("storage/models.py", "import facility.series", "Layers", "storage.models -> facility.series"),
+        # the shared web layer importing an adapter
+        ("web/deps.py", "import dashboards.web", "Layers", "web.deps -> dashboards.web"),
+        # simulators talk MQTT only
+        (
+            "simulators/commands.py",
+            "import storage.models",
+            "Simulators import only protocol and core",
+            "simulators.commands -> storage.models",
+        ),
+        # the product importing test support
+        (
+            "ingest/writer.py",
+            "import tests.support.clock",
+            "The product never imports tests or bench",
+            "ingest.writer -> tests.support.clock",
+        ),
+        # a cycle inside a package (the old dashboards routes <-> alarm_pages)
+        ("dashboards/live.py", "import dashboards.tickets", "No import cycles", ".live -> .tickets"),
+    ],
+)
+def test_one_bad_import_breaks_the_contracts(
+    clean_tree: Path, tmp_path: Path, module: str, bad_import: str, contract: str, shown: str
+) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(clean_tree, tree)
+    path = tree / module
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{bad_import}  # deliberate violation\n", encoding="utf-8")
+    result = _lint(tree)
+    assert result.returncode != 0, result.stdout
+    assert "Contracts: 3 kept, 1 broken." in result.stdout, result.stdout
+    section = result.stdout.split("Broken contracts", 1)[1]
+    assert contract in section, result.stdout
+    assert shown in section, result.stdout
