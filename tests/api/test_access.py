@@ -18,17 +18,20 @@ import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token
-from storage.models import AuditLog, Estate, StaffUser
+from storage.models import AuditLog, Estate, StaffUser, Ticket, TicketEvent
 from tests.api.conftest import PASSWORD, World, bearer
+from tickets import policy as ticket_policy
+from tickets.policy import Step
 
 Public = Literal["public"]
 PUBLIC: Public = "public"
@@ -789,3 +792,104 @@ def test_personal_data_and_passwords_stay_out_of_logs(
     logged = "\n".join(f"{rec.getMessage()} {rec.args!r}" for rec in all_logs.records)
     leaked = [s for s in secrets if s in logged]
     assert leaked == []
+
+
+# --- the pages and the API ask one ticket policy ---------------------------------------------------------------
+#
+# For every role (and an engineer the ticket is not assigned to) and every status a ticket can be in, the step
+# forms the ticket page offers and the steps the JSON API takes both follow tickets.policy: a step the API
+# refuses is never offered on the page, and posting the page's form for it is refused too (the 403 page, or a
+# flash error after a rollback), leaving the ticket as it was.
+
+STEP_PATHS = {step: step.value.replace("_", "-") for step in Step}
+PAGE_FORMS = {
+    Step.dispatch: lambda: {"assignee_id": str(engineer_id()), "note": ""},
+    Step.accept: dict,
+    Step.on_site: dict,
+    Step.resolve: lambda: {"work_done": "换阀芯 / replaced the cartridge", "labour_minutes": "30", "signoff": "yes"},
+    Step.callback: lambda: {"channel": "phone", "satisfaction": "5", "note": ""},
+    Step.close: lambda: {"reason": "已完成 / done"},
+    Step.reopen: lambda: {"reason": "又漏了 / leaking again"},
+}
+STATUSES = ("received", "dispatched", "accepted", "on_site", "resolved", "callback_done", "closed")
+# One account per role, all of apia (engineer-user is the assignee of make_ticket's tickets), and an
+# engineer of every estate the tickets are not assigned to (engineers work only on their own tickets).
+STEP_ACTORS = [f"{role.value}-user" for role in Role] + ["hq-engineer"]
+
+
+def test_the_spelled_out_ticket_roles_are_the_policy() -> None:
+    """The matrix's own role sets (spelled out above) and the policy the API and pages ask agree."""
+    assert ticket_policy.READ_ROLES == TICKET_READERS
+    assert ticket_policy.COMMENT_ROLES == TICKET_COMMENT
+    for step, roles in ticket_policy.STEP_ROLES.items():
+        expected = {
+            Step.dispatch: TICKET_DESK,
+            Step.close: TICKET_DESK,
+            Step.reopen: TICKET_DESK,
+            Step.accept: TICKET_WORK,
+            Step.on_site: TICKET_WORK,
+            Step.resolve: TICKET_WORK,
+            Step.callback: TICKET_CALLBACK,
+        }[step]
+        assert roles == expected, step
+
+
+def _ticket_state(world: World, ticket_id: int) -> tuple[str, int]:
+    with Session(world.engine) as s:
+        t = s.get(Ticket, ticket_id)
+        assert t is not None
+        events = s.scalar(select(func.count()).select_from(TicketEvent).where(TicketEvent.ticket_id == ticket_id))
+        return t.status, int(events or 0)
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("actor", STEP_ACTORS)
+def test_pages_offer_and_take_only_the_ticket_steps_the_api_takes(
+    client: TestClient, api_world: World, actor: str, status: str
+) -> None:
+    with Session(api_world.engine) as s:
+        user = s.scalars(select(StaffUser).where(StaffUser.username == actor)).one()
+        role, uid = Role(user.role), user.id
+    r = client.post("/api/auth/login", json={"username": actor, "password": PASSWORD})
+    assert r.status_code == 200, r.text  # the page's session cookie, as a browser gets it
+    headers = bearer(api_world, actor if actor == "hq-engineer" else role)
+
+    # What the page offers on a ticket in this status, and what the policy says it may.
+    shown = api_world.new_ticket(status)
+    with Session(api_world.engine) as s:
+        ticket = s.get(Ticket, shown)
+        assert ticket is not None
+        allowed = ticket_policy.allowed_steps(role, uid, ticket)
+        may_act = {step: ticket_policy.may_act(role, uid, ticket, step) for step in Step}
+    page = client.get(f"/tickets/{shown}")
+    if not ticket_policy.may_read(role):
+        assert page.status_code == 403
+        offered: set[Step] = set()
+    else:
+        assert page.status_code == 200, page.text
+        offered = {step for step in Step if f'action="/tickets/{shown}/{STEP_PATHS[step]}"' in page.text}
+    assert offered == {step for step in Step if allowed[step.value]}, (role, status)
+
+    for step in Step:
+        # The API on a fresh ticket in the same status: 403 exactly where the policy refuses role or ownership,
+        # and every step the policy allows (the page's forms) succeeds.
+        target = api_world.new_ticket(status)
+        route = ("POST", f"/api/tickets/{{ticket_id}}/{STEP_PATHS[step]}")
+        answer = client.post(f"/api/tickets/{target}/{STEP_PATHS[step]}", headers=headers, json=body(route))
+        assert (answer.status_code == 403) == (not may_act[step]), (role, status, step, answer.text)
+        if allowed[step.value]:
+            assert answer.status_code == 200, (role, status, step, answer.text)
+            continue
+        if answer.status_code < 400:
+            continue  # stricter on the page than the API: never the other way round
+        # Refused by the API: not offered (checked above), and refused when the page's form is posted anyway.
+        assert step not in offered
+        posted = api_world.new_ticket(status)
+        before = _ticket_state(api_world, posted)
+        r = client.post(f"/tickets/{posted}/{STEP_PATHS[step]}", data=PAGE_FORMS[step](), follow_redirects=False)
+        if r.status_code == 303:
+            flash = unquote(r.cookies.get("steward_flash") or "")
+            assert '"k": "error"' in flash, (role, status, step, flash)
+        else:
+            assert r.status_code == 403, (role, status, step, r.status_code)
+        assert _ticket_state(api_world, posted) == before, (role, status, step)
