@@ -1,14 +1,18 @@
 """Reads of alarms, shared by the JSON API (api/routes/alarms.py) and the pages (dashboards/alarms.py).
 
 Rows are mappings with the columns of ``_ALARM_SELECT`` (estate, rule, subject and ticket resolved to codes).
+``ChangeMark`` tells the live alarm list and ticket board when what they show has changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
+
+from storage.models import Estate, Room
 
 _ALARM_SELECT = """
 SELECT a.id, e.code AS estate_code, r.code AS rule_code, r.title_zh, r.title_en, a.severity, a.state,
@@ -77,3 +81,60 @@ def alarm_row(session: Session, alarm_id: int, visible: set[int]) -> dict[str, A
         .first()
     )
     return None if row is None else dict(row)
+
+
+def room_ids(session: Session, visible: Set[int]) -> dict[tuple[str, str], int]:
+    """(estate code, room code) → room id for the rooms of these estates (alarm rows name rooms by code)."""
+    return {
+        (str(e), str(c)): int(i)
+        for e, c, i in session.execute(
+            select(Estate.code, Room.code, Room.id)
+            .join(Estate, Estate.id == Room.estate_id)
+            .where(Room.estate_id.in_(visible))
+        ).all()
+    }
+
+
+# --- change detection for the live alarm list and ticket board --------------------------------------------------
+
+_GLOBAL_EVENT = text("SELECT coalesce(max(id), 0) FROM ticket_events")
+_SCOPED_EVENT = text(
+    "SELECT max(ev.id) FROM ticket_events ev JOIN tickets t ON t.id = ev.ticket_id "
+    "WHERE ev.id > :after AND t.estate_id = ANY(:v)"
+)
+_ALARMS = text(
+    "SELECT (SELECT coalesce(max(id), 0) FROM alarms WHERE estate_id = ANY(:v)), "
+    "count(*) FILTER (WHERE state <> 'cleared'), count(*) FILTER (WHERE state = 'active') "
+    "FROM alarms WHERE estate_id = ANY(:v) AND state <> 'cleared'"
+)
+
+
+class ChangeMark:
+    """What the viewer's board and alarm list depend on, read cheaply: the newest ticket event of their
+    estates (found incrementally from the global newest event, which is one index probe), the newest
+    alarm, and the counts of open and unacknowledged alarms. Pages re-render only when this changes."""
+
+    def __init__(self) -> None:
+        self.global_event = -1
+        self.scoped_event = 0
+
+    def read(self, session: Session, visible: Set[int]) -> tuple[int, int, int, int]:
+        v = sorted(visible)
+        newest = int(session.execute(_GLOBAL_EVENT).scalar_one())
+        if newest != self.global_event:
+            after = self.global_event if self.global_event >= 0 else 0
+            if self.global_event < 0:
+                found = session.execute(
+                    text(
+                        "SELECT coalesce(max(ev.id), 0) FROM ticket_events ev JOIN tickets t ON t.id = ev.ticket_id "
+                        "WHERE t.estate_id = ANY(:v)"
+                    ),
+                    {"v": v},
+                ).scalar_one()
+            else:
+                found = session.execute(_SCOPED_EVENT, {"after": after, "v": v}).scalar_one()
+            if found is not None:
+                self.scoped_event = max(self.scoped_event, int(found))
+            self.global_event = newest
+        max_alarm, open_n, active_n = session.execute(_ALARMS, {"v": v}).one()
+        return (self.scoped_event, int(max_alarm), int(open_n), int(active_n))

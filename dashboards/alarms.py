@@ -21,7 +21,7 @@ from alarms import policy
 from alarms import store as alarm_store
 from core import clock
 from core.errors import StewardError
-from dashboards import ticket_data as td
+from dashboards import alarms_view
 from dashboards.web import (
     PageError,
     Viewer,
@@ -73,7 +73,7 @@ def alarms_page(
 ) -> HTMLResponse:
     tz = viewer_tz(session, viewer)
     estates = [(e.code, e.name) for e in session.scalars(select(Estate).where(Estate.id.in_(viewer.visible)))]
-    view = td.alarm_list(
+    view = alarms_view.alarm_list(
         session, viewer.visible, viewer.lang, tz, estate=estate or None, state=state, severity=severity or None
     )
     filters = alarm_filters(estate, state, severity)
@@ -95,7 +95,7 @@ def alarms_fragment(
     session: Session, viewer: Viewer, tz: ZoneInfo, estate: str | None, state: str, severity: str | None
 ) -> dict[str, Any]:
     """The alarm list's body for the live stream (``/live/tickets?view=alarms``)."""
-    v = td.alarm_list(
+    v = alarms_view.alarm_list(
         session, viewer.visible, viewer.lang, tz, estate=estate or None, state=state, severity=severity or None
     )
     filters = alarm_filters(estate, state, severity)

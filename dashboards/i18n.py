@@ -8,8 +8,9 @@ the key, and the Chinese text is kept otherwise (better a Chinese label than a b
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from accounts.const import ROLE_LABELS, Role
@@ -566,3 +567,19 @@ STRINGS.update(
         "flash_round_done": ("已登记人工巡检", "Manual round recorded"),
     }
 )
+
+
+def label(table: Mapping[Any, tuple[str, str]], key: str | None, lang: Lang) -> str:
+    """A (中文, English) label from a domain table keyed by a StrEnum (or str); the key itself when unknown."""
+    if key is None:
+        return ""
+    pair = table.get(key)
+    if pair is None:
+        return key
+    return pair[1] if lang == "en" else pair[0]
+
+
+def fmt_value(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")

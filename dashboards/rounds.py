@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse, Response
 from accounts import service as accounts
 from alarms import policy
 from alarms.rounds import record_manual_round
+from alarms.rounds_queries import round_room_id
 from core import clock
 from core.errors import StewardError
-from dashboards import i18n
-from dashboards import ticket_data as td
+from dashboards import i18n, rounds_view
 from dashboards.web import (
     EquipmentViewer,
     PageError,
@@ -46,7 +46,7 @@ def rounds_page(
 ) -> HTMLResponse:
     room, estate = room_of(session, room_id, viewer)
     tz = i18n.zone(estate.timezone)
-    cal = td.rounds_calendar(session, room, viewer.lang, tz, selected=round_)
+    cal = rounds_view.rounds_calendar(session, room, viewer.lang, tz, selected=round_)
     return form_page(
         request,
         "rounds/rounds.html",
@@ -94,7 +94,7 @@ def round_manual(
     same_origin(request, viewer)
     require(viewer, policy.may_record_round(viewer.role))
     room, estate = room_of(session, room_id, viewer)
-    where = td.round_room_id(session, round_id)
+    where = round_room_id(session, round_id)
     if where is None or where[0] != room.id:
         raise PageError(404, viewer)
     target = f"/rooms/{room.id}/rounds?round={round_id}"

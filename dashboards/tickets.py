@@ -28,9 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from accounts import service as accounts
 from alarms import policy as alarms_policy
+from alarms.queries import ChangeMark
 from core.errors import NotFound, StewardError
 from dashboards import i18n
-from dashboards import ticket_data as td
+from dashboards import tickets_view as td
 from dashboards.alarms import EstateFilter, SeverityFilter, StateFilter, alarms_fragment, query_string
 from dashboards.live import LiveHub
 from dashboards.web import (
@@ -153,7 +154,7 @@ def ticket_page(ticket_id: int, request: Request, session: SessionDep, viewer: T
         can=can,
         any_action=any(can.values()),
         engineers=td.dispatch_candidates(session, t.estate_id, viewer.lang) if can["dispatch"] else [],
-        channels=[(c.value, td.label(CALLBACK_CHANNEL_LABELS, c.value, viewer.lang)) for c in CallbackChannel],
+        channels=[(c.value, i18n.label(CALLBACK_CHANNEL_LABELS, c.value, viewer.lang)) for c in CallbackChannel],
         tz=tz.key,
         page_data=live_page_data(viewer.lang, None),
     )
@@ -304,7 +305,7 @@ class _Watch:
         self.cookie = request.cookies.get(SESSION_COOKIE, "")
         self.lang = request_lang(request)
         self.build, self.allowed = build, allowed
-        self.mark = td.ChangeMark()
+        self.mark = ChangeMark()
         self.last: tuple[int, ...] | None = None
 
     def look(self) -> dict[str, Any] | None:

@@ -229,3 +229,18 @@ def escalation_level(due_at: datetime, now: datetime, step_minutes: int) -> int:
 def level_due_at(due_at: datetime, level: int, step_minutes: int) -> datetime:
     """When a clock due at `due_at` reaches escalation `level` (1 or 2)."""
     return due_at if level <= 1 else due_at + _minutes(step_minutes * (level - 1))
+
+
+class HasStarts(HasClocks, Protocol):
+    @property
+    def received_at(self) -> datetime: ...
+
+
+def clock_start(t: HasStarts, clock: Clock, restarted_at: datetime | None = None) -> datetime | None:
+    """When a clock's window began: the callback clock at resolution; the on-site and resolve clocks at the
+    last reopen (``service.reopen`` restarts them) or else at receipt, like every other clock."""
+    if clock == Clock.callback:
+        return t.resolved_at
+    if clock in (Clock.on_site, Clock.resolve) and restarted_at is not None:
+        return restarted_at
+    return t.received_at

@@ -24,8 +24,8 @@ from api.pagination import page_of
 from api.schemas import ESTATE_CODE, NO_NUL, Input, Output, Page
 from core import clock
 from core.errors import NotFound
-from storage.models import Alarm, AlarmRuleRow, Building, Estate, StaffUser, Ticket, Unit
-from tickets import policy, service, sla
+from storage.models import Building, Estate, StaffUser, Ticket, Unit
+from tickets import policy, queries, service, sla
 from tickets.const import (
     CALLBACK_CHANNEL_LABELS,
     CATEGORY_LABELS,
@@ -298,25 +298,19 @@ def _estate_code(session: Session, estate_id: int) -> str:
 
 def _detail(session: Session, t: Ticket, user: StaffUser) -> TicketDetailOut:
     data = _out(t, _estate_code(session, t.estate_id), user, clock.now())
-    data["events"] = [EventOut.model_validate(e) for e in service.events(session, t.id)]
-    alarms = session.execute(
-        select(Alarm, AlarmRuleRow.code, AlarmRuleRow.title_zh)
-        .join(AlarmRuleRow, AlarmRuleRow.id == Alarm.rule_id)
-        .where(Alarm.ticket_id == t.id)
-        .order_by(Alarm.id)
-    ).all()
+    data["events"] = [EventOut.model_validate(e) for e in queries.events(session, t.id)]
     data["alarms"] = [
         TicketAlarmOut(
-            id=a.id,
-            rule_code=code,
-            title_zh=title,
-            subject=a.subject,
-            severity=a.severity,
-            state=a.state,
-            raised_at=a.raised_at,
-            cleared_at=a.cleared_at,
+            id=ta.alarm.id,
+            rule_code=ta.rule_code,
+            title_zh=ta.title_zh,
+            subject=ta.alarm.subject,
+            severity=ta.alarm.severity,
+            state=ta.alarm.state,
+            raised_at=ta.alarm.raised_at,
+            cleared_at=ta.alarm.cleared_at,
         )
-        for a, code, title in alarms
+        for ta in queries.ticket_alarms(session, t.id)
     ]
     return TicketDetailOut.model_validate(data)
 

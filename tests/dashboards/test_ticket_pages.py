@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from alarms.evaluator import AlarmEvaluator
 from alarms.install import install_rule_packs
+from alarms.queries import ChangeMark
 from core import clock
-from dashboards import ticket_data
+from dashboards import tickets_view
 from ingest.messages import RawMessage
 from ingest.writer import write_batch
 from storage.models import Alarm, AuditLog, InspectionRound, Point, RoundSchedule, StaffUser, Ticket, TicketEvent
@@ -587,7 +588,7 @@ def test_change_mark_moves_with_ticket_steps_and_alarms(dash_world: DashWorld, t
         other = {
             int(i) for i in s.scalars(text("SELECT id FROM estates WHERE code = :c"), {"c": dash_world.other_estate})
         }
-    mark, other_mark = ticket_data.ChangeMark(), ticket_data.ChangeMark()
+    mark, other_mark = ChangeMark(), ChangeMark()
     with Session(engine) as s:
         first, first_other = mark.read(s, visible), other_mark.read(s, other)
         assert mark.read(s, visible) == first  # nothing happened: nothing to send
@@ -611,19 +612,19 @@ def test_change_mark_moves_with_ticket_steps_and_alarms(dash_world: DashWorld, t
 
 
 def test_countdown_wording_and_colours() -> None:
-    assert ticket_data.countdown_text(14 * 60 + 32, "zh") == "剩 14 分 32 秒"
-    assert ticket_data.countdown_text(2 * 3600 + 5 * 60, "zh") == "剩 2 小时 05 分"
-    assert ticket_data.countdown_text(-12 * 60 - 5, "zh") == "超时 12 分钟"
-    assert ticket_data.countdown_text(-35, "zh") == "超时 35 秒"
-    assert ticket_data.countdown_text(-(3 * 3600 + 60), "en") == "3 h 01 min overdue"
-    assert ticket_data.countdown_text(90, "en") == "1 min 30 s left"
+    assert tickets_view.countdown_text(14 * 60 + 32, "zh") == "剩 14 分 32 秒"
+    assert tickets_view.countdown_text(2 * 3600 + 5 * 60, "zh") == "剩 2 小时 05 分"
+    assert tickets_view.countdown_text(-12 * 60 - 5, "zh") == "超时 12 分钟"
+    assert tickets_view.countdown_text(-35, "zh") == "超时 35 秒"
+    assert tickets_view.countdown_text(-(3 * 3600 + 60), "en") == "3 h 01 min overdue"
+    assert tickets_view.countdown_text(90, "en") == "1 min 30 s left"
     window = 20 * 60
-    assert ticket_data.clock_state(15 * 60, window) == "ok"
-    assert ticket_data.clock_state(4 * 60 + 59, window) == "warn"  # < 25 % (and < 5 min)
-    assert ticket_data.clock_state(20 * 3600, 48 * 3600) == "ok"
-    assert ticket_data.clock_state(11 * 3600, 48 * 3600) == "warn"  # < 25 % of two days
-    assert ticket_data.clock_state(299, 0) == "warn"  # no window known: the 5-minute floor
-    assert ticket_data.clock_state(0, window) == "breached"
+    assert tickets_view.clock_state(15 * 60, window) == "ok"
+    assert tickets_view.clock_state(4 * 60 + 59, window) == "warn"  # < 25 % (and < 5 min)
+    assert tickets_view.clock_state(20 * 3600, 48 * 3600) == "ok"
+    assert tickets_view.clock_state(11 * 3600, 48 * 3600) == "warn"  # < 25 % of two days
+    assert tickets_view.clock_state(299, 0) == "warn"  # no window known: the 5-minute floor
+    assert tickets_view.clock_state(0, window) == "breached"
 
 
 def test_board_countdowns_and_local_due_times_at_any_instant(

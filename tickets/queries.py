@@ -1,0 +1,171 @@
+"""Reads of repair tickets for the boards, the detail page and the JSON API, as typed rows.
+
+The pages (dashboards/tickets*.py) word and lay them out; nothing here formats for a language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.roles import Role
+from storage.models import Alarm, AlarmRuleRow, Device, Estate, Room, StaffEstate, StaffUser, Ticket, TicketEvent, Unit
+from tickets.const import TicketStatus
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    """A ticket with the names of what it is about and of whom it is assigned to."""
+
+    ticket: Ticket
+    estate_code: str
+    room_name: str | None
+    room_kind: str | None
+    room_code: str | None
+    unit_code: str | None
+    device_name: str | None
+    device_code: str | None
+    assignee_name: str | None
+    assignee_username: str | None
+
+
+def _rows(session: Session, where: list[Any], *, order: Any, limit: int) -> list[TicketRow]:
+    stmt = (
+        select(
+            Ticket,
+            Estate.code,
+            Room.name,
+            Room.kind,
+            Room.code,
+            Unit.code,
+            Device.name,
+            Device.code,
+            StaffUser.display_name,
+            StaffUser.username,
+        )
+        .join(Estate, Estate.id == Ticket.estate_id)
+        .outerjoin(Room, Room.id == Ticket.room_id)
+        .outerjoin(Unit, Unit.id == Ticket.unit_id)
+        .outerjoin(Device, Device.id == Ticket.device_id)
+        .outerjoin(StaffUser, StaffUser.id == Ticket.assignee_id)
+        .where(*where)
+        .order_by(order)
+        .limit(limit)
+    )
+    rows = session.execute(stmt).all()
+    return [
+        TicketRow(
+            ticket=t,
+            estate_code=estate_code,
+            room_name=room_name,
+            room_kind=room_kind,
+            room_code=room_code,
+            unit_code=unit_code,
+            device_name=device_name,
+            device_code=device_code,
+            assignee_name=a_name,
+            assignee_username=a_user,
+        )
+        for t, estate_code, room_name, room_kind, room_code, unit_code, device_name, device_code, a_name, a_user in rows
+    ]
+
+
+def board_rows(
+    session: Session,
+    visible: Set[int],
+    *,
+    estate: str | None = None,
+    assignee_id: int | None = None,
+    closed: bool = False,
+    limit: int,
+) -> list[TicketRow]:
+    """Open tickets of these estates, newest first; or, with ``closed``, the latest closed ones."""
+    where: list[Any] = [Ticket.estate_id.in_(visible)]
+    if estate:
+        where.append(Estate.code == estate)
+    if assignee_id is not None:
+        where.append(Ticket.assignee_id == assignee_id)
+    if closed:
+        return _rows(
+            session, [*where, Ticket.status == TicketStatus.closed.value], order=Ticket.closed_at.desc(), limit=limit
+        )
+    return _rows(session, [*where, Ticket.status != TicketStatus.closed.value], order=Ticket.id.desc(), limit=limit)
+
+
+def ticket_row(session: Session, ticket_id: int) -> TicketRow:
+    return _rows(session, [Ticket.id == ticket_id], order=Ticket.id, limit=1)[0]
+
+
+def reopen_times(session: Session, ticket_ids: Iterable[int]) -> dict[int, datetime]:
+    """When each of these tickets was last reopened (its on-site and resolve clocks restarted then)."""
+    ids = list(ticket_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(TicketEvent.ticket_id, func.max(TicketEvent.at))
+        .where(TicketEvent.ticket_id.in_(ids), TicketEvent.action == "reopened")
+        .group_by(TicketEvent.ticket_id)
+    ).all()
+    return {int(i): at for i, at in rows}
+
+
+def events(session: Session, ticket_id: int) -> list[TicketEvent]:
+    """The ticket's timeline, oldest first."""
+    return list(session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id)))
+
+
+@dataclass(frozen=True)
+class TicketAlarm:
+    alarm: Alarm
+    rule_code: str
+    title_zh: str
+    title_en: str
+
+
+def ticket_alarms(session: Session, ticket_id: int) -> list[TicketAlarm]:
+    """The alarms attached to a ticket, oldest first, with their rule's code and titles."""
+    rows = session.execute(
+        select(Alarm, AlarmRuleRow.code, AlarmRuleRow.title_zh, AlarmRuleRow.title_en)
+        .join(AlarmRuleRow, AlarmRuleRow.id == Alarm.rule_id)
+        .where(Alarm.ticket_id == ticket_id)
+        .order_by(Alarm.id)
+    ).all()
+    return [TicketAlarm(a, code, zh, en) for a, code, zh, en in rows]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    username: str
+    display_name: str | None
+    role: str
+
+
+def dispatch_candidates(session: Session, estate_id: int) -> list[Candidate]:
+    """Engineers (then supervisors) who work at the estate: whom a ticket can be dispatched to."""
+    rows = session.execute(
+        select(StaffUser.id, StaffUser.username, StaffUser.display_name, StaffUser.role)
+        .outerjoin(StaffEstate, (StaffEstate.user_id == StaffUser.id) & (StaffEstate.estate_id == estate_id))
+        .where(
+            StaffUser.active.is_(True),
+            StaffUser.role.in_([Role.engineer.value, Role.supervisor.value]),
+            (StaffEstate.user_id.is_not(None)) | StaffUser.all_estates.is_(True),
+        )
+        .order_by(StaffUser.role, StaffUser.display_name, StaffUser.username)
+    ).all()
+    return [Candidate(int(i), u, d, r) for i, u, d, r in rows]
+
+
+def staff_names(session: Session, usernames: set[str]) -> dict[str, str]:
+    """Display names of staff by username (the username where none is set)."""
+    if not usernames:
+        return {}
+    rows = session.execute(
+        select(StaffUser.username, StaffUser.display_name).where(StaffUser.username.in_(usernames))
+    ).all()
+    return {u: (d or u) for u, d in rows}
