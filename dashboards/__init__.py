@@ -9,8 +9,10 @@
   ``ingest.py`` (``/ingest``), ``alarms.py`` (``/alarms``), ``tickets.py`` (``/tickets``, ``/live/tickets``),
   ``rounds.py`` (``/rooms/{id}/rounds``).
 - ``live.py``: one ``LISTEN steward_ingest`` connection per process fanned out to the SSE streams.
-- ``data.py``, ``tickets_view.py``, ``alarms_view.py``, ``rounds_view.py``: what the pages show, as plain dicts shared by the first render and the
-  live updates; reads and rules come from the domains (``facility.live``, ``alarms.queries``, ``tickets``).
+- ``rooms_view.py``, ``ingest_view.py``, ``alarms_view.py``, ``tickets_view.py``, ``rounds_view.py``: what each
+  area's pages show, as plain dicts shared by the first render and the live updates. The reads are the
+  domains' (``facility.queries``/``live``, ``storage.ingest_reads``, ``alarms.queries``/``rounds_queries``,
+  ``tickets.queries``), and so are the rules (``tickets.sla``, each ``policy.py``).
 - ``i18n.py``: every UI string in both languages, labels for metrics and kinds, value/time/age formatting.
 - ``static/``: the page script and stylesheet; ``vendor/echarts`` is Apache ECharts, served from here.
 

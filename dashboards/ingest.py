@@ -9,9 +9,10 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from core import clock
-from dashboards import data, i18n
+from dashboards import i18n, ingest_view
 from dashboards.live import LiveHub
 from dashboards.web import Viewer, ViewerDep, page_data, render, render_fragment, require, stream, viewer_tz
+from facility.queries import visible_estates
 from web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -27,8 +28,8 @@ IngestViewer = Annotated[Viewer, Depends(ingest_viewer)]
 @router.get("/ingest", response_class=HTMLResponse)
 def ingest_page(request: Request, session: SessionDep, viewer: IngestViewer) -> HTMLResponse:
     tz = viewer_tz(session, viewer)
-    codes = [e.code for e in data.visible_estates(session, viewer.visible)]
-    view = data.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
+    codes = [e.code for e in visible_estates(session, viewer.visible)]
+    view = ingest_view.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
     hub: LiveHub = request.app.state.live
     return render(
         request,
@@ -49,8 +50,8 @@ async def live_ingest(request: Request) -> Response:
 
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         tz = viewer_tz(session, viewer)
-        codes = [e.code for e in data.visible_estates(session, viewer.visible)]
-        view = data.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
+        codes = [e.code for e in visible_estates(session, viewer.visible)]
+        view = ingest_view.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
         return {
             "now": i18n.format_time(clock.now(), tz, date=False),
             "html": render_fragment(

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from core import clock
-from dashboards import data, i18n
+from dashboards import i18n, rooms_view
 from dashboards.i18n import Lang
 from dashboards.web import (
     EquipmentViewer,
@@ -25,6 +25,7 @@ from dashboards.web import (
     stream,
 )
 from facility import series
+from facility.queries import visible_estates
 from storage.models import DeviceState, Room
 from web.deps import SessionDep
 
@@ -37,12 +38,14 @@ def _bucket_note(bucket: series.Bucket, lang: Lang) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
-    estates = data.visible_estates(session, viewer.visible)
+    estates = visible_estates(session, viewer.visible)
     if len(estates) == 1 and viewer.sees_equipment:
         # Most staff work at one estate: take them straight to it rather than to a list of one.
         return RedirectResponse(f"/estates/{quote(estates[0].code)}", status_code=303)
     summaries = (
-        [data.estate_summary(session, e, viewer.lang, detail=False) for e in estates] if viewer.sees_equipment else []
+        [rooms_view.estate_summary(session, e, viewer.lang, detail=False) for e in estates]
+        if viewer.sees_equipment
+        else []
     )
     return render(request, "home.html", viewer.lang, viewer, estates=estates, summaries=summaries)
 
@@ -50,7 +53,7 @@ def home(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
 @router.get("/estates/{code}", response_class=HTMLResponse)
 def estate_page(code: str, request: Request, session: SessionDep, viewer: EquipmentViewer) -> HTMLResponse:
     estate = estate_of(session, code, viewer)
-    summary = data.estate_summary(session, estate, viewer.lang)
+    summary = rooms_view.estate_summary(session, estate, viewer.lang)
     return render(
         request,
         "rooms/estate.html",
@@ -66,10 +69,10 @@ def estate_page(code: str, request: Request, session: SessionDep, viewer: Equipm
 def room_page(room_id: int, request: Request, session: SessionDep, viewer: EquipmentViewer) -> HTMLResponse:
     room, estate = room_of(session, room_id, viewer)
     tz = i18n.zone(estate.timezone)
-    devices = data.room_devices(session, room)
-    views = data.device_views(session, devices, viewer.lang, tz)
-    span, bucket = data.ROOM_RANGE
-    charts = data.charts(session, devices, viewer.lang, tz, span=span, bucket=bucket)
+    devices = rooms_view.room_devices(session, room)
+    views = rooms_view.device_views(session, devices, viewer.lang, tz)
+    span, bucket = rooms_view.ROOM_RANGE
+    charts = rooms_view.charts(session, devices, viewer.lang, tz, span=span, bucket=bucket)
     return render(
         request,
         "rooms/room.html",
@@ -106,11 +109,11 @@ def device_page(
     device, estate = device_of(session, device_id, viewer)
     tz = i18n.zone(estate.timezone)
     room = session.get(Room, device.room_id) if device.room_id else None
-    view = data.device_views(session, [device], viewer.lang, tz)[0]
-    span, bucket = data.RANGES[range_]
-    charts = data.charts(session, [device], viewer.lang, tz, span=span, bucket=bucket)[device.id]
+    view = rooms_view.device_views(session, [device], viewer.lang, tz)[0]
+    span, bucket = rooms_view.RANGES[range_]
+    charts = rooms_view.charts(session, [device], viewer.lang, tz, span=span, bucket=bucket)[device.id]
     state = session.get(DeviceState, device.id)
-    readings = data.meter_readings(session, device, tz) if device.kind.endswith("_meter") else None
+    readings = rooms_view.meter_readings(session, device, tz) if device.kind.endswith("_meter") else None
     return render(
         request,
         "rooms/device.html",
@@ -152,7 +155,9 @@ def _can_equipment(v: Viewer) -> bool:
 async def live_room(room_id: int, request: Request) -> Response:
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         room, estate = room_of(session, room_id, viewer)
-        return data.live_payload(session, data.room_devices(session, room), viewer.lang, i18n.zone(estate.timezone))
+        return rooms_view.live_payload(
+            session, rooms_view.room_devices(session, room), viewer.lang, i18n.zone(estate.timezone)
+        )
 
     return await stream(request, build, _can_equipment, min_interval=1.0)
 
@@ -161,7 +166,7 @@ async def live_room(room_id: int, request: Request) -> Response:
 async def live_device(device_id: int, request: Request) -> Response:
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         device, estate = device_of(session, device_id, viewer)
-        return data.live_payload(session, [device], viewer.lang, i18n.zone(estate.timezone))
+        return rooms_view.live_payload(session, [device], viewer.lang, i18n.zone(estate.timezone))
 
     return await stream(request, build, _can_equipment, min_interval=1.0)
 
@@ -170,7 +175,7 @@ async def live_device(device_id: int, request: Request) -> Response:
 async def live_estate(code: str, request: Request) -> Response:
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         estate = estate_of(session, code, viewer)
-        summary = data.estate_summary(session, estate, viewer.lang)
+        summary = rooms_view.estate_summary(session, estate, viewer.lang)
         tz = i18n.zone(estate.timezone)
         return {
             "now": i18n.format_time(clock.now(), tz, date=False),

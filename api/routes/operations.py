@@ -14,7 +14,7 @@ from accounts import policy
 from api.deps import PageDep
 from api.pagination import page_of
 from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
-from storage.ingest_status import ingest_statuses as ingest_status_rows
+from storage.ingest_reads import ingest_statuses as ingest_status_rows
 from storage.models import DeadLetter, Estate, QuarantinedMessage, StaffEstate, StaffUser
 from web.deps import SessionDep, require_roles
 from web.errors import Forbidden, error_responses

@@ -1,4 +1,5 @@
-"""What each page shows, read from the database and shaped for the templates and the live stream.
+"""What the equipment pages show (estate overview, room, device), read through ``facility.queries`` and
+``facility.live`` and shaped for the templates and the live stream.
 
 Views are plain dicts so the first render (Jinja) and every live update (JSON over SSE) share one shape:
 the page's script only copies fields into the elements the template drew.
@@ -7,37 +8,23 @@ the page's script only copies fields into the elements the template drew.
 from __future__ import annotations
 
 import re
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from accounts import policy
 from core import clock
 from dashboards import i18n
 from dashboards.i18n import Lang
-from facility import series
+from facility import queries, series
 from facility.live import STALE_FACTOR, device_status, live_values
-from storage.ingest_status import ingest_statuses
-from storage.models import (
-    DeadLetter,
-    Device,
-    DeviceState,
-    Estate,
-    MeterReading,
-    Point,
-    QuarantinedMessage,
-    Room,
-)
+from storage import ingest_reads
+from storage.models import DeadLetter, Device, Estate, QuarantinedMessage, Room
 
 RATE_WINDOW = timedelta(minutes=5)
 STALE_DEVICES_SHOWN = 20
-DEAD_LETTERS_SHOWN = 50
-QUARANTINE_GROUPS_SHOWN = 50
 METER_READINGS_SHOWN = 20
 # Per-phase quantities chart together; line-to-line voltages (≈ √3 × phase) get a chart of their own.
 _LINE_QUANTITY = re.compile(r"_(ab|bc|ca)_")
@@ -65,10 +52,6 @@ ROOM_RANGE = (timedelta(hours=24), series.Bucket.h1)
 
 
 # --- estates ---------------------------------------------------------------------------------------
-
-
-def visible_estates(session: Session, visible: AbstractSet[int]) -> list[Estate]:
-    return list(session.scalars(select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code)))
 
 
 @dataclass
@@ -112,13 +95,8 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
     now = clock.now()
     tz = i18n.zone(estate.timezone)
     out = EstateSummary(estate=estate, tz=tz)
-    rows = session.execute(
-        select(Device, DeviceState)
-        .outerjoin(DeviceState, DeviceState.device_id == Device.id)
-        # A replaced meter stays for its history but no longer reports: it is not "silent".
-        .where(Device.estate_id == estate.id, Device.replaced_by_id.is_(None))
-        .order_by(Device.id)
-    ).all()
+    # A replaced meter stays for its history but no longer reports: it is not "silent".
+    rows = queries.estate_devices(session, estate.id)
     by_kind: dict[str, Counts] = {}
     by_room: dict[int, Counts] = {}
     stale: list[tuple[float, Device, str, float | None]] = []
@@ -131,65 +109,22 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
         if status != "online":
             stale.append((age if age is not None else float("inf"), device, status, age))
 
-    device_ids = [d.id for d, _ in rows]
-    point_ids = list(session.scalars(select(Point.id).where(Point.device_id.in_(device_ids)))) if device_ids else []
-    since = now - RATE_WINDOW
-    n = 0
-    if point_ids:
-        n += (
-            session.scalar(
-                text("SELECT count(*) FROM samples WHERE point_id = ANY(:ids) AND ts > :since"),
-                {"ids": point_ids, "since": since},
-            )
-            or 0
-        )
-    if device_ids:
-        n += (
-            session.scalar(
-                select(func.count())
-                .select_from(MeterReading)
-                .where(MeterReading.device_id.in_(device_ids), MeterReading.ts > since)
-            )
-            or 0
-        )
+    n = queries.readings_since(session, [d.id for d, _ in rows], now - RATE_WINDOW)
     out.rate_per_min = n / (RATE_WINDOW.total_seconds() / 60)
     day = now - timedelta(hours=24)
     prefix = topic_prefix(estate.code)
-    out.dead_letters_24h = (
-        session.scalar(
-            select(func.count())
-            .select_from(DeadLetter)
-            .where(DeadLetter.received_at > day, DeadLetter.topic.like(prefix))
-        )
-        or 0
-    )
-    out.quarantined_24h = (
-        session.scalar(
-            select(func.count())
-            .select_from(QuarantinedMessage)
-            .where(QuarantinedMessage.received_at > day, QuarantinedMessage.topic.like(prefix))
-        )
-        or 0
+    out.dead_letters_24h = ingest_reads.count_since(session, DeadLetter, DeadLetter.topic.like(prefix), day)
+    out.quarantined_24h = ingest_reads.count_since(
+        session, QuarantinedMessage, QuarantinedMessage.topic.like(prefix), day
     )
     if not detail:
         return out
 
-    rooms = session.scalars(select(Room).where(Room.estate_id == estate.id).order_by(Room.id)).all()
-    room_points: dict[int, list[int]] = {}
-    for room_id, point_id in session.execute(
-        select(Device.room_id, Point.id)
-        .join(Point, Point.device_id == Device.id)
-        .where(Device.estate_id == estate.id, Device.room_id.is_not(None))
-    ):
-        if room_id is not None:
-            room_points.setdefault(room_id, []).append(point_id)
+    rooms = queries.estate_rooms(session, estate.id)
+    room_points = queries.room_points(session, estate.id)
     latest = series.latest_values(session, [p for ps in room_points.values() for p in ps])
     intervals = {d.id: d.expected_interval_s for d, _ in rows}
-    point_device = (
-        dict(session.execute(select(Point.id, Point.device_id).where(Point.id.in_(list(latest)))).all())
-        if latest
-        else {}
-    )
+    point_device = queries.point_devices(session, list(latest))
     for room in rooms:
         pids = room_points.get(room.id, [])
         stale_points = 0
@@ -232,19 +167,14 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
 
 
 def room_devices(session: Session, room: Room) -> list[Device]:
-    return list(session.scalars(select(Device).where(Device.room_id == room.id).order_by(Device.id)))
+    return queries.room_devices(session, room.id)
 
 
 def device_views(session: Session, devices: list[Device], lang: Lang, tz: ZoneInfo) -> list[dict[str, Any]]:
     """Each device with its status and the live value of each point (the shape the live stream resends)."""
     now = clock.now()
-    states = {
-        s.device_id: s
-        for s in session.scalars(select(DeviceState).where(DeviceState.device_id.in_([d.id for d in devices])))
-    }
-    kinds = dict(
-        session.execute(select(Point.id, Point.kind).where(Point.device_id.in_([d.id for d in devices]))).all()
-    )
+    states = queries.device_states(session, [d.id for d in devices])
+    kinds = queries.point_kinds(session, [d.id for d in devices])
     by_device: dict[int, list[dict[str, Any]]] = {d.id: [] for d in devices}
     for lv in live_values(session, devices):
         kind = kinds.get(lv.point_id, "gauge")
@@ -316,9 +246,7 @@ def charts(
     bucket: series.Bucket,
 ) -> dict[int, list[dict[str, Any]]]:
     """Per device, one line chart per quantity (unit), each series a point's bucket averages."""
-    points = session.scalars(
-        select(Point).where(Point.device_id.in_([d.id for d in devices]), Point.kind != "state").order_by(Point.id)
-    ).all()
+    points = queries.chartable_points(session, [d.id for d in devices])
     hi = clock.now()
     lo = hi - span
     by_device: dict[int, list[dict[str, Any]]] = {d.id: [] for d in devices}
@@ -385,12 +313,7 @@ def _reference_lines(attrs: dict[str, Any], unit: str, lang: Lang) -> list[dict[
 
 
 def meter_readings(session: Session, device: Device, tz: ZoneInfo) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(MeterReading)
-        .where(MeterReading.device_id == device.id)
-        .order_by(MeterReading.ts.desc())
-        .limit(METER_READINGS_SHOWN)
-    ).all()
+    rows = queries.latest_meter_readings(session, device.id, METER_READINGS_SHOWN)
     return [
         {
             "ts": i18n.format_time(r.ts, tz),
@@ -401,86 +324,3 @@ def meter_readings(session: Session, device: Device, tz: ZoneInfo) -> list[dict[
         }
         for r in rows
     ]
-
-
-# --- ingest ----------------------------------------------------------------------------------------
-
-
-def _scope(column: Any, all_estates: bool, codes: list[str]) -> Any:
-    """Head office sees every message; estate staff only those on their estates' topics (as the JSON API)."""
-    return policy.topic_scope(column, all_estates, codes)
-
-
-def ingest_view(session: Session, all_estates: bool, codes: list[str], lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
-    now = clock.now()
-    statuses = [
-        {
-            "instance": s.instance,
-            "status": s.status,
-            "status_text": i18n.lookup(i18n.INGEST_STATUS, s.status, lang, fallback=s.status),
-            "reported": i18n.format_time(s.updated_at, tz),
-            "age": i18n.format_age((now - s.updated_at).total_seconds(), lang),
-            "counters": [(i18n.lookup(i18n.COUNTERS, k, lang), v) for k, v in s.counters.items() if isinstance(v, int)],
-        }
-        # Ingest processes span every estate: like the JSON API, their status is for head office only.
-        for s in (ingest_statuses(session) if all_estates else [])
-    ]
-    day = now - timedelta(hours=24)
-    dl_scope = _scope(DeadLetter.topic, all_estates, codes)
-    dead = session.scalars(
-        select(DeadLetter).where(dl_scope).order_by(DeadLetter.id.desc()).limit(DEAD_LETTERS_SHOWN)
-    ).all()
-    dead_24h = (
-        session.scalar(select(func.count()).select_from(DeadLetter).where(dl_scope, DeadLetter.received_at > day)) or 0
-    )
-    q_scope = _scope(QuarantinedMessage.topic, all_estates, codes)
-    groups = session.execute(
-        select(
-            QuarantinedMessage.device_code,
-            QuarantinedMessage.reason,
-            func.count(),
-            func.max(QuarantinedMessage.received_at),
-            func.max(QuarantinedMessage.id),
-        )
-        .where(q_scope)
-        .group_by(QuarantinedMessage.device_code, QuarantinedMessage.reason)
-        .order_by(func.max(QuarantinedMessage.received_at).desc())
-        .limit(QUARANTINE_GROUPS_SHOWN)
-    ).all()
-    latest = {
-        m.id: m
-        for m in session.scalars(select(QuarantinedMessage).where(QuarantinedMessage.id.in_([g[4] for g in groups])))
-    }
-    q_24h = (
-        session.scalar(
-            select(func.count()).select_from(QuarantinedMessage).where(q_scope, QuarantinedMessage.received_at > day)
-        )
-        or 0
-    )
-    return {
-        "statuses": statuses,
-        "dead_letters": [
-            {
-                "id": r.id,
-                "received_at": i18n.format_time(r.received_at, tz),
-                "topic": r.topic,
-                "error": r.error,
-                "payload": r.payload[:200].decode("utf-8", errors="replace"),
-            }
-            for r in dead
-        ],
-        "dead_24h": dead_24h,
-        "quarantine": [
-            {
-                "device_code": code,
-                "reason": i18n.lookup(i18n.QUARANTINE_REASONS, reason, lang, fallback=reason),
-                "reason_code": reason,
-                "count": count,
-                "last": i18n.format_time(last, tz),
-                "detail": latest[last_id].detail if last_id in latest else "",
-                "topic": latest[last_id].topic if last_id in latest else "",
-            }
-            for code, reason, count, last, last_id in groups
-        ],
-        "quarantined_24h": q_24h,
-    }

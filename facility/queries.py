@@ -1,0 +1,111 @@
+"""Reads of an estate's equipment for the pages and the API: estates, rooms, devices with their last
+contact, points, data rates and meter readings. Plain ORM rows and typed tuples; nothing formats here."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from datetime import datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from storage.models import Device, DeviceState, Estate, MeterReading, Point, Room
+
+
+def visible_estates(session: Session, visible: Set[int]) -> list[Estate]:
+    return list(session.scalars(select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code)))
+
+
+def estate_devices(session: Session, estate_id: int) -> list[tuple[Device, DeviceState | None]]:
+    """The estate's reporting devices with their last contact (a replaced meter stays for its history but no
+    longer reports, so it is left out)."""
+    rows = session.execute(
+        select(Device, DeviceState)
+        .outerjoin(DeviceState, DeviceState.device_id == Device.id)
+        .where(Device.estate_id == estate_id, Device.replaced_by_id.is_(None))
+        .order_by(Device.id)
+    ).all()
+    return [(device, state) for device, state in rows]
+
+
+def readings_since(session: Session, device_ids: list[int], since: datetime) -> int:
+    """Samples and meter readings these devices stored after ``since`` (the data rate)."""
+    point_ids = list(session.scalars(select(Point.id).where(Point.device_id.in_(device_ids)))) if device_ids else []
+    n = 0
+    if point_ids:
+        n += (
+            session.scalar(
+                text("SELECT count(*) FROM samples WHERE point_id = ANY(:ids) AND ts > :since"),
+                {"ids": point_ids, "since": since},
+            )
+            or 0
+        )
+    if device_ids:
+        n += (
+            session.scalar(
+                select(func.count())
+                .select_from(MeterReading)
+                .where(MeterReading.device_id.in_(device_ids), MeterReading.ts > since)
+            )
+            or 0
+        )
+    return n
+
+
+def estate_rooms(session: Session, estate_id: int) -> list[Room]:
+    return list(session.scalars(select(Room).where(Room.estate_id == estate_id).order_by(Room.id)))
+
+
+def room_points(session: Session, estate_id: int) -> dict[int, list[int]]:
+    """Room id → the ids of the points of the devices in that room."""
+    out: dict[int, list[int]] = {}
+    for room_id, point_id in session.execute(
+        select(Device.room_id, Point.id)
+        .join(Point, Point.device_id == Device.id)
+        .where(Device.estate_id == estate_id, Device.room_id.is_not(None))
+    ):
+        if room_id is not None:
+            out.setdefault(room_id, []).append(point_id)
+    return out
+
+
+def point_devices(session: Session, point_ids: list[int]) -> dict[int, int]:
+    """Point id → device id."""
+    if not point_ids:
+        return {}
+    return {
+        int(p): int(d) for p, d in session.execute(select(Point.id, Point.device_id).where(Point.id.in_(point_ids)))
+    }
+
+
+def room_devices(session: Session, room_id: int) -> list[Device]:
+    return list(session.scalars(select(Device).where(Device.room_id == room_id).order_by(Device.id)))
+
+
+def device_states(session: Session, device_ids: list[int]) -> dict[int, DeviceState]:
+    return {s.device_id: s for s in session.scalars(select(DeviceState).where(DeviceState.device_id.in_(device_ids)))}
+
+
+def point_kinds(session: Session, device_ids: list[int]) -> dict[int, str]:
+    """Point id → gauge | counter | state, for the points of these devices."""
+    return {
+        int(p): str(k) for p, k in session.execute(select(Point.id, Point.kind).where(Point.device_id.in_(device_ids)))
+    }
+
+
+def chartable_points(session: Session, device_ids: list[int]) -> list[Point]:
+    """The points of these devices that have a numeric series (every kind but state), by id."""
+    return list(
+        session.scalars(select(Point).where(Point.device_id.in_(device_ids), Point.kind != "state").order_by(Point.id))
+    )
+
+
+def latest_meter_readings(session: Session, device_id: int, limit: int) -> list[MeterReading]:
+    return list(
+        session.scalars(
+            select(MeterReading)
+            .where(MeterReading.device_id == device_id)
+            .order_by(MeterReading.ts.desc())
+            .limit(limit)
+        )
+    )
