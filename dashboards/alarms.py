@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
@@ -36,7 +35,8 @@ from dashboards.web import (
     same_origin,
     viewer_tz,
 )
-from storage.models import Alarm, Estate
+from facility.queries import visible_estates
+from storage.models import Alarm
 from web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -72,7 +72,7 @@ def alarms_page(
     severity: SeverityFilter = None,
 ) -> HTMLResponse:
     tz = viewer_tz(session, viewer)
-    estates = [(e.code, e.name) for e in session.scalars(select(Estate).where(Estate.id.in_(viewer.visible)))]
+    estates = [(e.code, e.name) for e in visible_estates(session, viewer.visible)]
     view = alarms_view.alarm_list(
         session, viewer.visible, viewer.lang, tz, estate=estate or None, state=state, severity=severity or None
     )

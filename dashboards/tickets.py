@@ -21,7 +21,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
@@ -47,9 +46,9 @@ from dashboards.web import (
     request_lang,
     require,
     same_origin,
-    user_id,
     viewer_tz,
 )
+from facility.queries import visible_estates
 from storage.models import Estate, Ticket
 from tickets import policy
 from tickets import service as tickets
@@ -89,7 +88,7 @@ def _board(session: Session, viewer: Viewer, estate: str | None, closed: bool, m
         tz,
         estate=estate or None,
         closed=closed,
-        assignee_id=user_id(session, viewer) if mine else None,
+        assignee_id=viewer.user_id if mine else None,
     )
 
 
@@ -103,7 +102,7 @@ def tickets_page(
     mine: bool = False,
 ) -> HTMLResponse:
     tz = viewer_tz(session, viewer)
-    estates = [(e.code, e.name) for e in session.scalars(select(Estate).where(Estate.id.in_(viewer.visible)))]
+    estates = [(e.code, e.name) for e in visible_estates(session, viewer.visible)]
     filters = _board_filters(estate, closed, mine)
     return form_page(
         request,
@@ -144,7 +143,7 @@ def ticket_page(ticket_id: int, request: Request, session: SessionDep, viewer: T
     view = td.ticket_detail(session, t, viewer.role, viewer.lang, tz)
     if t.reporter_name or t.reporter_phone:
         accounts.audit(session, viewer.username, "tickets.read", f"ticket:{t.number}", {"masked": view["masked"]})
-    can = permissions(viewer, t, user_id(session, viewer))
+    can = permissions(viewer, t, viewer.user_id)
     return form_page(
         request,
         "tickets/ticket.html",
@@ -172,7 +171,7 @@ def _step(
     same_origin(request, viewer)
     require(viewer, policy.role_may(viewer.role, step))
     t = _visible_ticket(session, ticket_id, viewer)
-    uid = user_id(session, viewer)
+    uid = viewer.user_id
     # Engineers act only on the tickets dispatched to them; supervisors and admins may step in.
     require(viewer, policy.may_act(viewer.role, uid, t, step))
     target = f"/tickets/{t.id}"

@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +33,7 @@ from core.errors import StewardError
 from dashboards import i18n
 from dashboards.i18n import Lang
 from dashboards.live import LiveHub, event_stream
+from facility import queries
 from storage.models import Device, Estate, Room, StaffUser
 from tickets import policy as tickets_policy
 from web.cookies import SESSION_COOKIE
@@ -76,6 +76,7 @@ class Viewer:
     all_estates: bool
     lang: Lang
     visible: frozenset[int]
+    user_id: int
 
     @classmethod
     def of(cls, session: Session, user: StaffUser, lang: Lang) -> Viewer:
@@ -86,6 +87,7 @@ class Viewer:
             all_estates=user.all_estates,
             lang=lang,
             visible=frozenset(accounts.visible_estate_ids(session, user)),
+            user_id=user.id,
         )
 
     @property
@@ -141,12 +143,6 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
     return False
 
 
-def user_id(session: Session, viewer: Viewer) -> int:
-    uid = session.scalar(select(StaffUser.id).where(StaffUser.username == viewer.username))
-    assert uid is not None  # the viewer was just read from a live session
-    return int(uid)
-
-
 def safe_next(value: str | None) -> str:
     """Only a path on this site: never //evil.example or https://evil.example (open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -161,7 +157,7 @@ def safe_next(value: str | None) -> str:
 
 
 def estate_of(session: Session, code: str, viewer: Viewer) -> Estate:
-    estate = session.scalar(select(Estate).where(Estate.code == code))
+    estate = queries.estate_by_code(session, code)
     if estate is None or estate.id not in viewer.visible:
         raise PageError(404, viewer)
     return estate
@@ -187,7 +183,7 @@ def device_of(session: Session, device_id: int, viewer: Viewer) -> tuple[Device,
 
 def viewer_tz(session: Session, viewer: Viewer) -> ZoneInfo:
     """For pages that span estates: the zone of the viewer's estates (they share one in practice)."""
-    zones = sorted(set(session.scalars(select(Estate.timezone).where(Estate.id.in_(viewer.visible)))))
+    zones = queries.estate_timezones(session, viewer.visible)
     return i18n.zone(zones[0] if zones else None)
 
 

@@ -109,3 +109,12 @@ def latest_meter_readings(session: Session, device_id: int, limit: int) -> list[
             .limit(limit)
         )
     )
+
+
+def estate_by_code(session: Session, code: str) -> Estate | None:
+    return session.scalar(select(Estate).where(Estate.code == code))
+
+
+def estate_timezones(session: Session, estate_ids: Set[int]) -> list[str]:
+    """The distinct time zones of these estates, sorted."""
+    return sorted(set(session.scalars(select(Estate.timezone).where(Estate.id.in_(estate_ids)))))
