@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from accounts.service import create_token
 from storage.models import AuditLog, Estate, StaffUser, Ticket, TicketEvent
-from tests.api.conftest import PASSWORD, World, bearer
+from tests.support.world import PASSWORD, World, bearer
 from tickets import policy as ticket_policy
 from tickets.policy import Step
 

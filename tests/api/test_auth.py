@@ -18,7 +18,7 @@ from accounts.const import LOGIN_BACKOFF_BASE, LOGIN_MAX_FAILURES, Role
 from accounts.service import create_token, create_user
 from core import clock
 from storage.models import ApiToken, LoginFailure, StaffUser
-from tests.api.conftest import PASSWORD, World, bearer, client_address
+from tests.support.world import PASSWORD, World, bearer, client_address
 
 WRONG = "wrong username or password / 用户名或密码错误"
 

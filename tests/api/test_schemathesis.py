@@ -21,7 +21,7 @@ from accounts.const import Role
 from core import clock
 from core.settings import Settings
 from steward.app import create_app
-from tests.api.conftest import World, add_samples, bearer, build_world
+from tests.support.world import World, add_samples, bearer, build_world
 
 # Domain rules JSON Schema cannot state answer 422 to schema-valid input; only these operations may:
 # raw samples over more than 7 days or more than 5000 buckets (facility.series), and accounts scoped to

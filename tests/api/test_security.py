@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from accounts.const import Role
 from storage.models import StaffUser
-from tests.api.conftest import PASSWORD, World, bearer, client_address
+from tests.support.world import PASSWORD, World, bearer, client_address
 
 EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -20,7 +20,7 @@ from accounts.const import Role
 from core import clock
 from storage.models import Device, Point
 from storage.timescale import has_timescale
-from tests.api.conftest import World, add_samples, bearer
+from tests.support.world import World, add_samples, bearer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # 22:00 on 1 March to 02:00 on 2 March, Beijing time: four hours, two civil days, a sample every 30 s.

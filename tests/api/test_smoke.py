@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from accounts.const import Role
-from tests.api.conftest import PASSWORD, World, bearer
+from tests.support.world import PASSWORD, World, bearer
 
 
 def test_login_sets_a_cookie_and_me_answers(client: TestClient, api_world: World) -> None:

@@ -30,10 +30,10 @@ from steward.app import create_app
 from storage.models import Device, Point
 from tests.dashboards.support import InProcessIngest, telemetry
 from tests.support.estate import small_estate
+from tests.support.world import PASSWORD, staff_per_role
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "estate.yaml"
-PASSWORD = "correct-horse-battery"
 ESTATE = "lvyuan"
 OTHER = "dashb"
 # TR2 went quiet 12 minutes ago: its tiles must say so ("已 12 分钟未上报").
@@ -176,15 +176,7 @@ def dash_world(pg_server_url: str) -> Iterator[DashWorld]:
     with Session(engine) as s, s.begin():
         import_estate(s, doc)
         import_estate(s, small_estate(OTHER, sensors=2, meters=1))
-        for role in Role:
-            create_user(
-                s,
-                username=f"{role.value}-user",
-                password=PASSWORD,
-                role=role,
-                estates=[ESTATE],
-                display_name=f"{role.value}",
-            )
+        staff_per_role(s, [ESTATE], display_name=lambda role: f"{role.value}")
         create_user(
             s, username="zhang.gong", password=PASSWORD, role=Role.engineer, estates=[ESTATE], display_name="张工"
         )

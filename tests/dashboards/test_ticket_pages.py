@@ -31,7 +31,7 @@ from storage.models import Alarm, AuditLog, InspectionRound, Point, RoundSchedul
 from tests.dashboards.conftest import DashWorld, login
 from tests.dashboards.support import InProcessIngest, telemetry
 from tests.support.clock import SH, FrozenClock, local_2359_after
-from tests.tickets import make_estate, make_staff
+from tests.support.world import make_estate, make_staff
 from tickets import service as tickets
 from tickets.from_alarms import open_for_alarms
 

@@ -22,8 +22,8 @@ from core import clock
 from core.settings import Settings
 from steward.app import create_app
 from storage.models import Estate, InspectionRound
-from tests.api.conftest import World, bearer, build_world
 from tests.support.clock import per_instant_module, pinned
+from tests.support.world import World, bearer, build_world
 
 pytestmark = per_instant_module
 

@@ -24,10 +24,9 @@ from core.settings import Settings
 from steward.app import create_app
 from storage.models import AuditLog
 from tests.support.clock import INSTANTS, FrozenClock, local_2359_after, pinned
-from tests.tickets import make_estate
+from tests.support.world import PASSWORD, make_estate, staff_per_role
 from tickets.const import CallbackChannel, Category, Priority, Source, TicketStatus
 
-PASSWORD = "correct-horse-battery"
 NOON = INSTANTS["sh-1200"]
 
 
@@ -45,8 +44,13 @@ def world(engine: Engine) -> World:
         mine, other = make_estate(s), make_estate(s)
         tokens, ids = {}, {}
         suffix = uuid.uuid4().hex[:6]
-        for name, role in [(r.value, r) for r in Role] + [("engineer2", Role.engineer)]:
-            user = create_user(s, username=f"tk-{name}-{suffix}", password=PASSWORD, role=role, estates=[mine.code])
+        staff = {
+            r.value: u for r, u in staff_per_role(s, [mine.code], username=lambda r: f"tk-{r.value}-{suffix}").items()
+        }
+        staff["engineer2"] = create_user(
+            s, username=f"tk-engineer2-{suffix}", password=PASSWORD, role=Role.engineer, estates=[mine.code]
+        )
+        for name, user in staff.items():
             tokens[name], ids[name] = create_token(s, user, "tests"), user.id
         outsider = create_user(
             s, username=f"tk-out-{suffix}", password=PASSWORD, role=Role.steward, estates=[other.code]

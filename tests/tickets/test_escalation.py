@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from storage.models import Ticket, TicketEvent
 from tests.support.clock import FrozenClock, local_2359_after
-from tests.tickets import Place, make_estate, make_staff
+from tests.support.world import Place, make_estate, make_staff
 from tickets import service
 from tickets.escalation import escalate_due
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from alarms.store import NewAlarm, clear_open, insert_alarms
 from core import clock
 from storage.models import Alarm, AlarmRuleOverride, Outbox, TicketEvent
-from tests.tickets import T0, Place, make_estate, make_rule, raise_alarm, tickets_of
+from tests.support.world import T0, Place, insert_alarm, make_estate, make_rule, tickets_of
 from tickets import service
 from tickets.from_alarms import open_for_alarms
 
@@ -41,14 +41,14 @@ def ticket_of_alarm(session: Session, alarm_id: int) -> int | None:
 
 def test_a_warning_opens_nothing(session: Session, place: Place) -> None:
     rule = make_rule(session)
-    a = raise_alarm(session.connection(), rule, place, severity="warning")
+    a = insert_alarm(session.connection(), rule, place, severity="warning")
     assert open_for_alarms(session.connection(), [a]) == []
     assert tickets_of(session, place.estate_id) == []
 
 
 def test_an_alarm_opens_one_ticket_with_sla_from_now(session: Session, place: Place) -> None:
     rule = make_rule(session)
-    a = raise_alarm(session.connection(), rule, place)
+    a = insert_alarm(session.connection(), rule, place)
     ids = open_for_alarms(session.connection(), [a])
     [t] = tickets_of(session, place.estate_id)
     assert ids == [t.id]
@@ -73,7 +73,7 @@ def test_an_alarm_opens_one_ticket_with_sla_from_now(session: Session, place: Pl
 
 def test_critical_is_urgent(session: Session, place: Place) -> None:
     rule = make_rule(session)
-    open_for_alarms(session.connection(), [raise_alarm(session.connection(), rule, place, severity="critical")])
+    open_for_alarms(session.connection(), [insert_alarm(session.connection(), rule, place, severity="critical")])
     [t] = tickets_of(session, place.estate_id)
     assert t.priority == "urgent"
 
@@ -81,10 +81,10 @@ def test_critical_is_urgent(session: Session, place: Place) -> None:
 def test_a_repeat_episode_attaches_while_the_ticket_is_open(session: Session, place: Place) -> None:
     conn = session.connection()
     rule = make_rule(session)
-    first = raise_alarm(conn, rule, place)
+    first = insert_alarm(conn, rule, place)
     open_for_alarms(conn, [first])
     clear_open(conn, rule, [f"device:{place.sensor_id}"], T0 + timedelta(minutes=5))
-    second = raise_alarm(conn, rule, place, severity="critical", at=T0 + timedelta(minutes=9))
+    second = insert_alarm(conn, rule, place, severity="critical", at=T0 + timedelta(minutes=9))
     open_for_alarms(conn, [second])
     [t] = tickets_of(session, place.estate_id)
     assert ticket_of_alarm(session, first) == ticket_of_alarm(session, second) == t.id
@@ -96,7 +96,7 @@ def test_a_repeat_episode_attaches_while_the_ticket_is_open(session: Session, pl
     # Once that ticket is closed, the next episode opens a new one.
     service.close(session, t.id, "s", reason="已处理")
     clear_open(conn, rule, [f"device:{place.sensor_id}"], T0 + timedelta(minutes=10))
-    third = raise_alarm(conn, rule, place, at=T0 + timedelta(minutes=20))
+    third = insert_alarm(conn, rule, place, at=T0 + timedelta(minutes=20))
     open_for_alarms(conn, [third])
     assert len(tickets_of(session, place.estate_id)) == 2
 
@@ -104,9 +104,9 @@ def test_a_repeat_episode_attaches_while_the_ticket_is_open(session: Session, pl
 def test_several_alarms_of_one_batch_share_their_ticket(session: Session, place: Place) -> None:
     conn = session.connection()
     rule = make_rule(session)
-    a = raise_alarm(conn, rule, place, subject="point:1")
-    b = raise_alarm(conn, rule, place, subject="point:2")
-    c = raise_alarm(conn, rule, place, subject="point:1", cleared=True)  # an episode seen whole, same subject
+    a = insert_alarm(conn, rule, place, subject="point:1")
+    b = insert_alarm(conn, rule, place, subject="point:2")
+    c = insert_alarm(conn, rule, place, subject="point:1", cleared=True)  # an episode seen whole, same subject
     ids = open_for_alarms(conn, [a, b, c])
     assert len(ids) == 2
     assert ticket_of_alarm(session, a) == ticket_of_alarm(session, c)
@@ -117,7 +117,7 @@ def test_rules_of_one_group_share_one_ticket_per_device(session: Session, place:
     conn = session.connection()
     group = {"group": "transformer.winding_temp"}
     phases = [make_rule(session, metric=f"winding_temp_{p}_c", ticket_policy=group) for p in "abc"]
-    alarms = [raise_alarm(conn, rule, place, subject=f"point:{i}") for i, rule in enumerate(phases)]
+    alarms = [insert_alarm(conn, rule, place, subject=f"point:{i}") for i, rule in enumerate(phases)]
     open_for_alarms(conn, alarms[:1])
     open_for_alarms(conn, alarms[1:])  # the other phases cross in a later batch
     [t] = tickets_of(session, place.estate_id)
@@ -135,13 +135,13 @@ def test_overrides_device_beats_room_beats_estate(session: Session, place: Place
     conn = session.connection()
     rule = make_rule(session, ticket_policy={"category": "fire"})
     override(session, rule, "estate", place.estate_id, {"priority": {"alarm": "urgent"}})
-    a = raise_alarm(conn, rule, place, subject="s:1")
+    a = insert_alarm(conn, rule, place, subject="s:1")
     open_for_alarms(conn, [a])
     override(session, rule, "room", place.room_id, {"priority": {"alarm": "normal"}, "min_severity": "warning"})
-    b = raise_alarm(conn, rule, place, subject="s:2", severity="warning")
+    b = insert_alarm(conn, rule, place, subject="s:2", severity="warning")
     open_for_alarms(conn, [b])
     override(session, rule, "device", place.sensor_id, {"priority": "minor"})
-    c = raise_alarm(conn, rule, place, subject="s:3")
+    c = insert_alarm(conn, rule, place, subject="s:3")
     open_for_alarms(conn, [c])
     got = {
         t.source_key.rsplit(":", 1)[1]: (t.priority, t.category)
@@ -164,8 +164,8 @@ def test_vacant_flow_closes_the_valve_where_there_is_one(session: Session, place
         title_zh="空置房用水",
     )
     before = session.scalar(select(Outbox.id).order_by(Outbox.id.desc()).limit(1)) or 0
-    with_valve = raise_alarm(conn, rule, place, device_id=place.valve_meter_id)
-    without = raise_alarm(conn, rule, place, device_id=place.plain_meter_id)
+    with_valve = insert_alarm(conn, rule, place, device_id=place.valve_meter_id)
+    without = insert_alarm(conn, rule, place, device_id=place.plain_meter_id)
     open_for_alarms(conn, [with_valve, without])
     rows = session.scalars(select(Outbox).where(Outbox.id > before)).all()
     assert len(rows) == 1
@@ -191,8 +191,8 @@ def test_two_concurrent_batches_open_one_ticket(fresh_database: str) -> None:
             rule = make_rule(s)
             conn = s.connection()
             # Two episodes of one (rule, subject), neither with a ticket yet (e.g. two ingest processes).
-            a = raise_alarm(conn, rule, place, cleared=True)
-            b = raise_alarm(conn, rule, place)
+            a = insert_alarm(conn, rule, place, cleared=True)
+            b = insert_alarm(conn, rule, place)
         started = threading.Event()
         results: dict[str, list[int]] = {}
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import Ticket, TicketEvent
-from tests.tickets import T0, Place, make_estate, make_staff
+from tests.support.world import T0, Place, make_estate, make_staff
 from tickets import service
 
 
