@@ -8,7 +8,7 @@ more than they hold nor see or change what belongs to every estate at once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.orm import Session
@@ -115,12 +115,21 @@ def may_revoke_token(session: Session, actor: StaffUser, owner: StaffUser) -> bo
 # --- platform operations (ingest) ---------------------------------------------------------------------------
 
 
-def may_see_operations(user: StaffUser) -> bool:
+class Staff(Protocol):
+    """Who asks: an account (``StaffUser``) or the pages' ``Viewer`` of one."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def all_estates(self) -> bool: ...
+
+
+def may_see_operations(user: Staff) -> bool:
     """Dead letters and quarantine (of the caller's estates)."""
     return Role(user.role) in OPERATORS
 
 
-def may_see_ingest_status(user: StaffUser) -> bool:
+def may_see_ingest_status(user: Staff) -> bool:
     """Ingest processes and their counters span every estate: head-office operators only."""
     return may_see_operations(user) and bool(user.all_estates)
 

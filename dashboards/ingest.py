@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from accounts import policy
 from core import clock
 from dashboards import i18n, ingest_view
 from dashboards.live import LiveHub
@@ -29,7 +30,9 @@ IngestViewer = Annotated[Viewer, Depends(ingest_viewer)]
 def ingest_page(request: Request, session: SessionDep, viewer: IngestViewer) -> HTMLResponse:
     tz = viewer_tz(session, viewer)
     codes = [e.code for e in visible_estates(session, viewer.visible)]
-    view = ingest_view.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
+    view = ingest_view.ingest_view(
+        session, viewer.all_estates, codes, viewer.lang, tz, show_processes=policy.may_see_ingest_status(viewer)
+    )
     hub: LiveHub = request.app.state.live
     return render(
         request,
@@ -51,7 +54,9 @@ async def live_ingest(request: Request) -> Response:
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         tz = viewer_tz(session, viewer)
         codes = [e.code for e in visible_estates(session, viewer.visible)]
-        view = ingest_view.ingest_view(session, viewer.all_estates, codes, viewer.lang, tz)
+        view = ingest_view.ingest_view(
+            session, viewer.all_estates, codes, viewer.lang, tz, show_processes=policy.may_see_ingest_status(viewer)
+        )
         return {
             "now": i18n.format_time(clock.now(), tz, date=False),
             "html": render_fragment(

@@ -25,7 +25,9 @@ def _scope(column: Any, all_estates: bool, codes: list[str]) -> Any:
     return policy.topic_scope(column, all_estates, codes)
 
 
-def ingest_view(session: Session, all_estates: bool, codes: list[str], lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
+def ingest_view(
+    session: Session, all_estates: bool, codes: list[str], lang: Lang, tz: ZoneInfo, *, show_processes: bool
+) -> dict[str, Any]:
     now = clock.now()
     statuses = [
         {
@@ -36,8 +38,8 @@ def ingest_view(session: Session, all_estates: bool, codes: list[str], lang: Lan
             "age": i18n.format_age((now - s.updated_at).total_seconds(), lang),
             "counters": [(i18n.lookup(i18n.COUNTERS, k, lang), v) for k, v in s.counters.items() if isinstance(v, int)],
         }
-        # Ingest processes span every estate: like the JSON API, their status is for head office only.
-        for s in (ingest_reads.ingest_statuses(session) if all_estates else [])
+        # Ingest processes span every estate: accounts.policy.may_see_ingest_status, as the JSON API asks.
+        for s in (ingest_reads.ingest_statuses(session) if show_processes else [])
     ]
     day = now - timedelta(hours=24)
     dl_scope = _scope(DeadLetter.topic, all_estates, codes)

@@ -96,7 +96,7 @@ class Viewer:
 
     @property
     def sees_ingest(self) -> bool:
-        return self.role in accounts_policy.OPERATORS  # as the JSON API's operations routes
+        return accounts_policy.may_see_operations(self)  # as the JSON API's operations routes
 
 
 def request_lang(request: Request) -> Lang:
