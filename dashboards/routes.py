@@ -293,7 +293,8 @@ def login_submit(
         max_age=int(SESSION_TTL.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        # Always Secure in production (behind a TLS proxy uvicorn sees http); locally only over https.
+        secure=request.app.state.settings.env == "production" or request.url.scheme == "https",
     )
     return response
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from core.mqtt import SessionOptions, connect_async, make_client
+from core.mqtt import SessionOptions, connect_async, make_client, tls_from_settings
 from core.mqtt_buffered import BufferedClient
 from core.settings import Settings
 from ingest.health import Health
@@ -68,7 +68,9 @@ class MqttSource:
         # scanning that list on each PUBACK than ingest spent on everything (bench/ingest.py).
         self._unacked = 0
         password = settings.mqtt_password.get_secret_value()
-        self.client = make_client(self.options, username=settings.mqtt_username, password=password)
+        self.client = make_client(
+            self.options, username=settings.mqtt_username, password=password, tls=tls_from_settings(settings)
+        )
         self.client.will_set(PLATFORM_STATE_ALL, json.dumps({"status": "offline"}), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

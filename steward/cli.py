@@ -298,7 +298,8 @@ def run_api_cmd(
     """Serve the HTTP API and the dashboards."""
     import uvicorn
 
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning")
+    # Forwarded headers are the app's business (STEWARD_TRUSTED_PROXIES): uvicorn's own default trusts 127.0.0.1.
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning", proxy_headers=False)
 
 
 broker_app = typer.Typer(help="The MQTT broker's configuration.", no_args_is_help=True)
