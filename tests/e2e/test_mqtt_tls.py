@@ -93,3 +93,43 @@ def test_tls_settings_are_checked(tmp_path: Path) -> None:
         Settings(mqtt_url="mqtt://broker:1883", mqtt_tls_ca_file=ca)
     with pytest.raises(ValidationError, match="no such file"):
         Settings(mqtt_url="mqtts://broker:8883", mqtt_tls_ca_file=tmp_path / "missing.crt")
+
+
+def test_ingest_consumes_over_the_platform_tls_listener(fresh_database: str, tmp_path: Path) -> None:
+    """`steward run ingest` with STEWARD_MQTT_URL=mqtts://… and the throwaway CA: every acked frame stored."""
+    from sqlalchemy import create_engine
+
+    from tests.support.estate import load_small_estate
+    from tests.support.ingest_process import IngestProcess
+    from tests.support.oracle import judge, telemetry_traffic, wait_quiescent
+    from tests.support.publisher import OraclePublisher
+
+    device = "TLSI-S0000"
+    broker = deploy_broker(
+        require_mosquitto(), tmp_path / "broker", devices={device: "d-pw"}, platform={PLATFORM: PLATFORM_PW}
+    ).start()
+    try:
+        assert broker.platform_tls_port is not None
+        load_small_estate(create_engine(fresh_database), "tlsi", sensors=1)
+        ingest = IngestProcess(
+            fresh_database,
+            f"mqtts://127.0.0.1:{broker.platform_tls_port}",
+            tmp_path / "logs",
+            STEWARD_MQTT_USERNAME=PLATFORM,
+            STEWARD_MQTT_PASSWORD=PLATFORM_PW,
+            STEWARD_MQTT_TLS_CA_FILE=str(broker.certs.ca),
+        ).start()
+        items = list(telemetry_traffic("tlsi", devices=1, frames=200))
+        pub = OraclePublisher("127.0.0.1", broker.device_port, client_id=device, username=device, password="d-pw")
+        pub.publish_all(items)
+        pub.drain()
+        pub.close()
+        engine = create_engine(fresh_database)
+        wait_quiescent(engine, acked=pub.log.acked, timeout=60)
+        verdict = judge(engine, pub.log.acked, {k for k, _, _ in items})
+        engine.dispose()
+        ingest.stop()
+    finally:
+        broker.kill()
+    assert verdict.acked == 200
+    assert (verdict.lost, verdict.duplicated, verdict.unexpected) == ([], [], [])
