@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.errors import install_error_handlers
 from api.routes import alarms, auth, equipment, estates, operations, rounds, tickets
@@ -43,6 +44,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     install_error_handlers(app)
     app.add_middleware(SecurityMiddleware, hsts=production)
+    if settings.proxies:
+        # Outermost: the client address (login limits, audit) and scheme (Secure cookies) from X-Forwarded-*
+        # only when the connection comes from a configured proxy; uvicorn's own proxy handling is off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
     for module in (auth, estates, equipment, operations, alarms, rounds, tickets):
         app.include_router(module.router)
     try:

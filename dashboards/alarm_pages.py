@@ -21,7 +21,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from accounts import service as accounts
@@ -52,6 +52,7 @@ from dashboards.routes import (
     ViewerDep,
     _room,
     _viewer_tz,
+    bounded_stream,
     page_data,
     render,
     render_fragment,
@@ -649,7 +650,7 @@ def _sse(data: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(event="update", data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
-async def change_stream(hub: LiveHub, watch: _Watch, first: dict[str, Any]) -> AsyncIterator[ServerSentEvent]:
+async def change_stream(hub: LiveHub, watch: _Watch, first: dict[str, Any]) -> AsyncGenerator[ServerSentEvent, None]:
     """``update`` now, then again whenever the change mark moves: looked at after each ingest
     notification (alarms are raised inside ingest batches) and every POLL_S (ticket steps come from
     requests and worker jobs, which do not notify)."""
@@ -710,4 +711,4 @@ async def live_tickets(
     if not first:
         return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
     hub: LiveHub = request.app.state.live
-    return EventSourceResponse(change_stream(hub, watch, first), ping=15)
+    return await bounded_stream(request, change_stream(hub, watch, first))

@@ -9,7 +9,7 @@ No page is in the OpenAPI document: they are for people, not integrations.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from accounts import policy
@@ -293,7 +293,8 @@ def login_submit(
         max_age=int(SESSION_TTL.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        # Always Secure in production (behind a TLS proxy uvicorn sees http); locally only over https.
+        secure=request.app.state.settings.env == "production" or request.url.scheme == "https",
     )
     return response
 
@@ -520,7 +521,26 @@ async def _stream(
         # Refuse before streaming: EventSource then stops retrying and the page reloads into the login.
         return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
     hub: LiveHub = request.app.state.live
-    return EventSourceResponse(event_stream(hub, snapshot, min_interval=min_interval, first=first), ping=15)
+    return await bounded_stream(request, event_stream(hub, snapshot, min_interval=min_interval, first=first))
+
+
+def _stream_owner(request: Request) -> str:
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with factory() as session:
+        user = accounts.user_for_session(session, request.cookies.get(SESSION_COOKIE, ""))
+        return user.username if user is not None else ""
+
+
+async def bounded_stream(request: Request, stream: AsyncGenerator[ServerSentEvent, None]) -> Response:
+    """The SSE response for ``stream``, unless its user holds MAX_STREAMS_PER_USER live views already (429)."""
+    hub: LiveHub = request.app.state.live
+    owner = await run_in_threadpool(_stream_owner, request)
+    if hub.streams.full(owner):
+        await stream.aclose()
+        return PlainTextResponse(
+            "too many live views open; close some tabs / 实时页面打开过多，请关闭部分标签页", status_code=429
+        )
+    return EventSourceResponse(hub.streams.bounded(owner, stream), ping=15)
 
 
 def _can_equipment(v: Viewer) -> bool:

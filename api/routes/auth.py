@@ -46,7 +46,7 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
         max_age=int(SESSION_TTL.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=is_production(request) or request.url.scheme == "https",
     )
     accounts.audit(session, user, "login", f"user:{user.id}", {"client": client})
     return user
