@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -167,6 +167,15 @@ def authenticate(
         delete(LoginFailure).where(LoginFailure.username == username[:64], LoginFailure.client == client[:64])
     )
     return user
+
+
+def purge_expired(session: Session, now: datetime) -> dict[str, int]:
+    """Delete browser sessions past their expiry and login failures older than every limit's window
+    (a worker job: neither table may grow without bound)."""
+    sessions = session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+    oldest_counted = now - max(LOGIN_FAILURE_WINDOW, LOGIN_GLOBAL_WINDOW)
+    failures = session.execute(delete(LoginFailure).where(LoginFailure.at <= oldest_counted))
+    return {"sessions": sessions.rowcount or 0, "login_failures": failures.rowcount or 0}  # type: ignore[attr-defined]
 
 
 def start_web_session(session: Session, user: StaffUser) -> str:

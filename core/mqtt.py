@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -12,6 +14,7 @@ from paho.mqtt.properties import Properties
 
 from core import mqtt_buffered
 from core.mqtt_buffered import BufferedClient
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,35 @@ class SessionOptions:
     mqtt5: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """TLS to the broker: verify its certificate against ``ca_file`` (None: the system's CAs) and its host name;
+    present a client certificate when both ``cert_file`` and ``key_file`` are given."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+def tls_from_settings(settings: Settings) -> TlsOptions | None:
+    if not settings.mqtt_tls:
+        return None
+
+    def name(path: Path | None) -> str | None:
+        return str(path) if path is not None else None
+
+    return TlsOptions(
+        name(settings.mqtt_tls_ca_file), name(settings.mqtt_tls_cert_file), name(settings.mqtt_tls_key_file)
+    )
+
+
 def make_client(
-    options: SessionOptions, *, username: str | None = None, password: str | None = None, buffered: bool = True
+    options: SessionOptions,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    buffered: bool = True,
+    tls: TlsOptions | None = None,
 ) -> mqtt.Client:
     """Steward's paho client (core.mqtt_buffered); ``buffered=False`` (``STEWARD_MQTT_FAST_READER=false``)
     gives paho's stock client, as does a paho the fast reader was not proven on."""
@@ -62,6 +92,15 @@ def make_client(
         )
     if username:
         client.username_pw_set(username, password or None)
+    if tls is not None:
+        # TLS 1.2+, the broker's certificate and host name verified (paho's defaults with our CA).
+        client.tls_set(
+            ca_certs=tls.ca_file,
+            certfile=tls.cert_file,
+            keyfile=tls.key_file,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
     client.reconnect_delay_set(min_delay=1, max_delay=5)
     return client
 

@@ -31,7 +31,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset → embedded PostgreSQL under data_dir"
     )
-    mqtt_url: str | None = Field(default=None, description="mqtt://host:port; unset → embedded broker")
+    mqtt_url: str | None = Field(
+        default=None, description="mqtt://host:port, or mqtts://host:8883 for TLS; unset → embedded broker"
+    )
+    # TLS to the broker (mqtts://): the CA that signed the broker's certificate (unset: the system's CAs), and a
+    # client certificate and key where the broker asks for one (require_certificate).
+    mqtt_tls_ca_file: Path | None = None
+    mqtt_tls_cert_file: Path | None = None
+    mqtt_tls_key_file: Path | None = None
     mqtt_username: str | None = None
     mqtt_password: SecretStr = SecretStr("")
     mqtt_client_id: str = Field(default="steward-ingest", description="fixed id: the persistent session")
@@ -66,6 +73,8 @@ class Settings(BaseSettings):
     alarm_evaluation: bool = True
     log_level: str = "INFO"
     secret_key: SecretStr = SecretStr("changethis")
+    # Reverse proxies whose X-Forwarded-For / -Proto the API believes (comma-separated addresses); nobody else's.
+    trusted_proxies: str = Field(default="", description="e.g. 10.0.0.2,10.0.0.3; empty = no proxy headers")
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -80,8 +89,8 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_scheme(cls, value: str | None) -> str | None:
-        if value and urlsplit(value).scheme not in {"mqtt", "tcp"}:
-            raise ValueError("STEWARD_MQTT_URL must look like mqtt://host:1883")
+        if value and urlsplit(value).scheme not in {"mqtt", "tcp", "mqtts", "ssl"}:
+            raise ValueError("STEWARD_MQTT_URL must look like mqtt://host:1883 or mqtts://host:8883")
         return value or None
 
     @model_validator(mode="after")
@@ -103,10 +112,31 @@ class Settings(BaseSettings):
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        if (self.mqtt_tls_cert_file is None) != (self.mqtt_tls_key_file is None):
+            raise ValueError("STEWARD_MQTT_TLS_CERT_FILE and STEWARD_MQTT_TLS_KEY_FILE go together")
+        for name in ("mqtt_tls_ca_file", "mqtt_tls_cert_file", "mqtt_tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"STEWARD_{name.upper()}: no such file {path}")
+        tls_files = self.mqtt_tls_ca_file or self.mqtt_tls_cert_file
+        if tls_files and not self.mqtt_tls:
+            raise ValueError("TLS files are set but STEWARD_MQTT_URL is not mqtts://")
+        return self
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url or "").scheme in {"mqtts", "ssl"}
+
+    @property
+    def proxies(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
     @property
     def mqtt_host_port(self) -> tuple[str, int]:
         parts = urlsplit(self.mqtt_url or "mqtt://127.0.0.1:1883")
-        return parts.hostname or "127.0.0.1", parts.port or 1883
+        return parts.hostname or "127.0.0.1", parts.port or (8883 if self.mqtt_tls else 1883)
 
 
 @lru_cache(maxsize=1)

@@ -21,8 +21,8 @@ import json
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +85,44 @@ def connect_kwargs(engine: Engine) -> dict[str, Any]:
     return dict(kwargs)
 
 
+# Live views one account may hold open at once in one API process (tabs, phones): each is a task, a
+# subscriber and a database read per notification, so an unbounded number is a cheap way to load the API.
+MAX_STREAMS_PER_USER = 8
+
+
+class StreamLimits:
+    """Open live streams per user (issue 9 #14). Counted while a stream runs, so none leaks on a disconnect."""
+
+    def __init__(self, per_user: int = MAX_STREAMS_PER_USER) -> None:
+        self.per_user = per_user
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def full(self, user: str) -> bool:
+        with self._lock:
+            return self._open[user] >= self.per_user
+
+    def open_count(self, user: str) -> int:
+        with self._lock:
+            return self._open[user]
+
+    async def bounded(self, user: str, stream: AsyncGenerator[ServerSentEvent, None]) -> AsyncIterator[ServerSentEvent]:
+        with self._lock:
+            self._open[user] += 1
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            with self._lock:
+                self._open[user] -= 1
+                if self._open[user] <= 0:
+                    del self._open[user]
+            await stream.aclose()
+
+
 class LiveHub:
     def __init__(self, conninfo: dict[str, Any], *, channel: str = INGEST_CHANNEL) -> None:
+        self.streams = StreamLimits()
         self._conninfo = conninfo
         self._channel = channel
         self._subscribers: set[Subscriber] = set()
@@ -211,7 +247,7 @@ async def event_stream(
     min_interval: float = 1.0,
     tick: float = 5.0,
     first: dict[str, Any] | None = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """SSE events for one client: ``update`` with ``snapshot()`` after each notification (throttled to one
     per ``min_interval``) and every ``tick`` seconds; ``expired`` and the end when ``snapshot`` returns None
     (the login ended). ``snapshot`` runs in a worker thread: it does blocking database reads."""

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from accounts import service as accounts
@@ -37,6 +37,7 @@ from dashboards.web import (
     PageError,
     Viewer,
     ViewerDep,
+    bounded_stream,
     clean_text,
     flash_error,
     flash_ok,
@@ -332,7 +333,7 @@ def _sse(data: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(event="update", data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
-async def change_stream(hub: LiveHub, watch: _Watch, first: dict[str, Any]) -> AsyncIterator[ServerSentEvent]:
+async def change_stream(hub: LiveHub, watch: _Watch, first: dict[str, Any]) -> AsyncGenerator[ServerSentEvent, None]:
     """``update`` now, then again whenever the change mark moves: looked at after each ingest
     notification (alarms are raised inside ingest batches) and every POLL_S (ticket steps come from
     requests and worker jobs, which do not notify)."""
@@ -383,4 +384,4 @@ async def live_tickets(
     if not first:
         return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
     hub: LiveHub = request.app.state.live
-    return EventSourceResponse(change_stream(hub, watch, first), ping=15)
+    return await bounded_stream(request, change_stream(hub, watch, first))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from accounts import policy as accounts_policy
@@ -382,4 +382,23 @@ async def stream(
         # Refuse before streaming: EventSource then stops retrying and the page reloads into the login.
         return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
     hub: LiveHub = request.app.state.live
-    return EventSourceResponse(event_stream(hub, snapshot, min_interval=min_interval, first=first), ping=15)
+    return await bounded_stream(request, event_stream(hub, snapshot, min_interval=min_interval, first=first))
+
+
+def _stream_owner(request: Request) -> str:
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with factory() as session:
+        user = accounts.user_for_session(session, request.cookies.get(SESSION_COOKIE, ""))
+        return user.username if user is not None else ""
+
+
+async def bounded_stream(request: Request, events: AsyncGenerator[ServerSentEvent, None]) -> Response:
+    """The SSE response for ``events``, unless its user holds MAX_STREAMS_PER_USER live views already (429)."""
+    hub: LiveHub = request.app.state.live
+    owner = await run_in_threadpool(_stream_owner, request)
+    if hub.streams.full(owner):
+        await events.aclose()
+        return PlainTextResponse(
+            "too many live views open; close some tabs / 实时页面打开过多，请关闭部分标签页", status_code=429
+        )
+    return EventSourceResponse(hub.streams.bounded(owner, events), ping=15)

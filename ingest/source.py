@@ -25,7 +25,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from core.mqtt import SessionOptions, connect_async, make_client
+from core.mqtt import SessionOptions, connect_async, make_client, tls_from_settings
 from core.mqtt_buffered import BufferedClient
 from core.settings import Settings
 from ingest.health import Health
@@ -69,7 +69,11 @@ class MqttSource:
         self._unacked = 0
         password = settings.mqtt_password.get_secret_value()
         self.client = make_client(
-            self.options, username=settings.mqtt_username, password=password, buffered=settings.mqtt_fast_reader
+            self.options,
+            username=settings.mqtt_username,
+            password=password,
+            tls=tls_from_settings(settings),
+            buffered=settings.mqtt_fast_reader,
         )
         self.client.will_set(PLATFORM_STATE_ALL, json.dumps({"status": "offline"}), qos=1, retain=True)
         self.client.on_connect = self._on_connect

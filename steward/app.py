@@ -6,12 +6,12 @@ Nothing connects at import time: the lifespan builds the engine.
 
 from __future__ import annotations
 
-from dashboards.app import mount_dashboards
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.app import mount_api
 from core.settings import Settings
+from dashboards.app import mount_dashboards
 from web.app import base_app
 
 

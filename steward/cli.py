@@ -310,7 +310,38 @@ def run_api_cmd(
     """Serve the HTTP API and the dashboards."""
     import uvicorn
 
-    uvicorn.run("steward.asgi:app", host=host, port=port, workers=workers, log_level="warning")
+    # Forwarded headers are the app's business (STEWARD_TRUSTED_PROXIES): uvicorn's own default trusts 127.0.0.1.
+    uvicorn.run("steward.asgi:app", host=host, port=port, workers=workers, log_level="warning", proxy_headers=False)
+
+
+broker_app = typer.Typer(help="The MQTT broker's configuration.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+
+@broker_app.command("acl")
+def broker_acl(
+    output: Annotated[Path | None, typer.Option(help="write here (default: print)")] = None,
+    gateway: Annotated[
+        list[str] | None, typer.Option(help="USER=ESTATE: an account publishing for every device of one estate")
+    ] = None,
+) -> None:
+    """The device listeners' ACL from the estate model: one block per device, its own estate only."""
+    from facility.broker_acl import render_acl
+    from storage.db import make_engine, make_sessionmaker, transaction
+
+    pairs = []
+    for item in gateway or []:
+        user, sep, estate = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--gateway wants USER=ESTATE, got {item!r}")
+        pairs.append((user, estate))
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        text = render_acl(session, pairs)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        console.print(f"[green]ACL written to {output}[/] (reload Mosquitto with SIGHUP / 请向 Mosquitto 发送 SIGHUP)")
 
 
 rules_app = typer.Typer(help="Alarm rules and their per estate / room / device overrides.", no_args_is_help=True)

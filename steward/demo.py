@@ -219,7 +219,7 @@ def start_api(settings: Settings, engine: Engine, port: int) -> uvicorn.Server:
     return server
 
 
-def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, str]) -> Table:
+def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, str], *, stopping: bool = False) -> Table:
     t = LABELS[lang]
     c = health.counters
     table = Table(title=t["title"], show_header=False, min_width=72)
@@ -236,7 +236,7 @@ def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, st
     table.add_row(t["health"], urls["health"])
     table.add_row(t["dashboard"], f"[bold underline]{urls['dashboard']}[/]")
     table.add_row(t["login"], urls["login"])
-    table.caption = t["stop"]
+    table.caption = t["stopping"] if stopping else t["stop"]
     return table
 
 
@@ -438,7 +438,8 @@ def run_demo(
             with Live(_table(lang, health, live_stats, urls), console=console, refresh_per_second=2) as view:
                 while not stop.wait(0.5) and not finished():
                     view.update(_table(lang, health, live_stats, urls))
-                view.update(_table(lang, health, live_stats, urls))
+                # Said the moment Ctrl-C (or the duration) ends the run, not after everything has stopped.
+                view.update(_table(lang, health, live_stats, urls, stopping=True))
         else:
             console.print(labels["stop"], highlight=False)
             next_line = time.monotonic()
@@ -446,8 +447,7 @@ def run_demo(
                 if time.monotonic() >= next_line:
                     console.print(_status_line(lang, health, live_stats), highlight=False, soft_wrap=True)
                     next_line += LOG_EVERY_S
-        # Said the moment Ctrl-C (or the duration) ends the run, not after everything has stopped.
-        console.print(labels["stopping"], highlight=False)
+            console.print(labels["stopping"], highlight=False)
     finally:
         stop.set()
         for t in threads:

@@ -11,6 +11,7 @@ import logging
 import threading
 
 from steward.broker import free_port, wait_for_port
+from storage.embedded import EmbeddedUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,13 @@ class PythonBroker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> PythonBroker:
-        from amqtt.broker import Broker
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:
+            raise EmbeddedUnavailable(
+                "no mosquitto binary and no amqtt: install mosquitto, or the demo extra (pip install 'steward[demo]';"
+                " bin/steward installs it) / 未找到 mosquitto，也未安装 demo 扩展"
+            ) from exc
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},

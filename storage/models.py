@@ -637,3 +637,197 @@ class InspectionRound(Base):
     readings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     notes: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+# --- prepaid hot-water billing (billing/) ------------------------------------------------------------
+#
+# Money is integer fen (BigInteger) everywhere; exact sub-fen values (before rounding) are Numeric.
+# The ledger is double entry with the debit-positive sign: every transaction's entries sum to zero
+# (a deferred constraint trigger checks it at commit) and entries and transactions are append-only
+# (triggers refuse UPDATE and DELETE). A household's prepaid account is a liability, so its balance
+# is −Σ(entries); `billing_accounts.balance_fen` caches that and is checked against the entries.
+
+
+class Tariff(Base):
+    """A hot-water price version of one estate, in force from `effective_from` until the next one."""
+
+    __tablename__ = "tariffs"
+    __table_args__ = (UniqueConstraint("estate_id", "effective_from"),)
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    effective_from: Mapped[datetime] = mapped_column(TZ)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class TariffTier(Base):
+    """One step of a tariff: fen per m³ for the month's volume up to `up_to_m3` (NULL: no upper bound)."""
+
+    __tablename__ = "tariff_tiers"
+    __table_args__ = (
+        PrimaryKeyConstraint("tariff_id", "seq"),
+        CheckConstraint("price_fen_per_m3 >= 0", name="price"),
+        CheckConstraint("up_to_m3 IS NULL OR up_to_m3 > 0", name="up_to"),
+    )
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(SmallInteger)
+    up_to_m3: Mapped[Decimal | None] = mapped_column(Numeric(14, 3))
+    price_fen_per_m3: Mapped[int] = mapped_column(Integer)
+
+
+class BillingAccount(Base):
+    """A ledger account: a household's prepaid hot-water account (one per unit) or an estate's own account."""
+
+    __tablename__ = "billing_accounts"
+    __table_args__ = (
+        CheckConstraint(
+            "kind in ('hot_water','cash_counter','cash_bank_transfer','cash_online','revenue_hot_water','adjustments')",
+            name="kind",
+        ),
+        CheckConstraint("(kind = 'hot_water') = (unit_id IS NOT NULL)", name="unit_for_household"),
+        Index("uq_billing_accounts_estate_kind", "estate_id", "kind", unique=True, postgresql_where="unit_id IS NULL"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), unique=True)
+    # Cached −Σ(entries) for households (Σ for the estate's accounts); queries.check_balances compares.
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    opened_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class LedgerTransaction(Base):
+    """One balanced posting; `key` makes it idempotent (payment:<key>, charge:<device>:<from_ts>, …)."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (CheckConstraint("kind in ('payment','charge','refund','adjustment')", name="kind"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class LedgerEntry(Base):
+    """A signed amount (debit +, credit −) on one account within one transaction."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (CheckConstraint("amount_fen <> 0", name="nonzero"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id", ondelete="RESTRICT"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payment(Base):
+    """A top-up at the counter, by bank transfer or online; `idempotency_key` is unique across estates."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("method in ('counter','bank_transfer','online')", name="method"),
+        CheckConstraint("amount_fen > 0", name="amount"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id", ondelete="RESTRICT"), unique=True)
+    received_at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(64))
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+
+
+class BillingCursor(Base):
+    """How far a hot-water meter has been billed: the last reading every charge before it ends at."""
+
+    __tablename__ = "billing_cursors"
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"))
+    last_ts: Mapped[datetime] = mapped_column(TZ)
+    last_register: Mapped[Decimal] = mapped_column(Numeric)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class BillingHold(Base):
+    """An interval that looks like a reset or a replacement: not billed until a person confirms it."""
+
+    __tablename__ = "billing_holds"
+    __table_args__ = (
+        UniqueConstraint("device_id", "from_ts"),
+        CheckConstraint("kind in ('reset','replacement')", name="kind"),
+        CheckConstraint("status in ('held','confirmed')", name="status"),
+        CheckConstraint("to_ts > from_ts", name="interval"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"), index=True)
+    from_ts: Mapped[datetime] = mapped_column(TZ)
+    to_ts: Mapped[datetime] = mapped_column(TZ)
+    from_register: Mapped[Decimal] = mapped_column(Numeric)
+    to_register: Mapped[Decimal] = mapped_column(Numeric)
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="held", server_default="held")
+    detected_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class MeterReplacement(Base):
+    """The confirmation of a held interval: the old meter's final and the new one's initial register."""
+
+    __tablename__ = "meter_replacements"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("billing_holds.id", ondelete="RESTRICT"), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # what the person found: reset | replacement
+    old_final_register: Mapped[Decimal] = mapped_column(Numeric)
+    new_initial_register: Mapped[Decimal] = mapped_column(Numeric)
+    replaced_at: Mapped[datetime] = mapped_column(TZ)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(TZ)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class MeterCharge(Base):
+    """The charge for one interval of one meter; (device, from_ts) and (device, to_ts) are unique.
+
+    `month` is the estate-local month the interval ends in (the tier basis); `cum_*` are the account's
+    month totals after this charge, and amount_fen = round(cum_value) − round(cum_value − value), so
+    rounding never drifts over many small intervals.
+    """
+
+    __tablename__ = "meter_charges"
+    __table_args__ = (
+        UniqueConstraint("device_id", "from_ts"),
+        UniqueConstraint("device_id", "to_ts"),
+        CheckConstraint("to_ts > from_ts", name="interval"),
+        CheckConstraint("volume_m3 >= 0", name="volume"),
+        CheckConstraint("amount_fen >= 0", name="amount"),
+        CheckConstraint("kind in ('normal','rollover','reset','replacement')", name="kind"),
+        Index("ix_meter_charges_account_id_month", "account_id", "month"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"))
+    from_ts: Mapped[datetime] = mapped_column(TZ)
+    to_ts: Mapped[datetime] = mapped_column(TZ)
+    from_register: Mapped[Decimal] = mapped_column(Numeric)
+    to_register: Mapped[Decimal] = mapped_column(Numeric)
+    kind: Mapped[str] = mapped_column(String(16))
+    volume_m3: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+    month: Mapped[date] = mapped_column(Date)
+    value_fen: Mapped[Decimal] = mapped_column(Numeric(24, 6))
+    cum_volume_m3: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+    cum_value_fen: Mapped[Decimal] = mapped_column(Numeric(24, 6))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    pricing: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default="[]")
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("billing_holds.id", ondelete="RESTRICT"), unique=True)
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_transactions.id", ondelete="RESTRICT"), unique=True
+    )
+    charged_at: Mapped[datetime] = mapped_column(TZ)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core.settings import Environment, Settings, get_settings
 from storage.db import make_engine, make_sessionmaker
@@ -46,4 +47,8 @@ def base_app(settings: Settings | None = None, *, engine: Engine | None = None) 
     )
     install_error_handlers(app)
     app.add_middleware(SecurityMiddleware, hsts=production)
+    if settings.proxies:
+        # Outermost: the client address (login limits, audit) and scheme (Secure cookies) from X-Forwarded-*
+        # only when the connection comes from a configured proxy; uvicorn's own proxy handling is off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxies)
     return app

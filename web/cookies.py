@@ -11,15 +11,21 @@ SESSION_COOKIE = "steward_session"
 
 
 def set_session_cookie(response: Response, request: Request, secret: str) -> None:
-    """HttpOnly, SameSite=Lax (a cross-site POST carries no cookie), Secure over HTTPS; lives as long as the session."""
+    """HttpOnly, SameSite=Lax (a cross-site POST carries no cookie), Secure over HTTPS and always in production
+    (behind a TLS proxy uvicorn sees http); lives as long as the session."""
     response.set_cookie(
         SESSION_COOKIE,
         secret,
         max_age=int(SESSION_TTL.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=is_production(request) or request.url.scheme == "https",
     )
+
+
+def is_production(request: Request) -> bool:
+    settings = getattr(request.app.state, "settings", None)
+    return settings is not None and settings.env == "production"
 
 
 def clear_session_cookie(response: Response) -> None:

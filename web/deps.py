@@ -28,7 +28,11 @@ def get_session(request: Request) -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit (or roll back) when the route returns, *before* the response is sent. FastAPI's
+# default for dependencies with yield ends them after the response, so a client could be told 2xx / 303 for a
+# change not yet committed (or that then fails to commit), and a browser following a POST's redirect could read
+# the state from before it (the flaky ticket browser test).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 # Declared as security schemes so the OpenAPI document says which routes need a login and how to give one.

@@ -27,6 +27,7 @@ ROUNDS_LOCK = LOCK_NAMESPACE | 2
 ESCALATION_LOCK = LOCK_NAMESPACE | 3
 OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
+PURGE_LOCK = LOCK_NAMESPACE | 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +80,23 @@ def escalation_job(session: Session, now: datetime) -> object:
     return escalate_due(session, now)
 
 
+def purge_job(session: Session, now: datetime) -> object:
+    """Expired browser sessions and login failures no limit counts any more."""
+    from accounts.service import purge_expired
+
+    return purge_expired(session, now)
+
+
 def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
-    15 min, outbox every 2 s (with a dispatcher)."""
+    15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
         Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
         Job("escalation", 60.0, ESCALATION_LOCK, escalation_job),
         # Night windows and daily balances move slowly; every 15 min keeps a new leak within the hour.
         Job("meters", 900.0, METERS_LOCK, meters_job(on_raised)),
+        Job("purge", 600.0, PURGE_LOCK, purge_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -99,6 +108,7 @@ __all__ = [
     "LOCK_NAMESPACE",
     "METERS_LOCK",
     "OUTBOX_LOCK",
+    "PURGE_LOCK",
     "ROUNDS_LOCK",
     "STALE_LOCK",
     "Job",
@@ -107,6 +117,7 @@ __all__ = [
     "escalation_job",
     "meters_job",
     "on_raised_hook",
+    "purge_job",
     "rounds_job",
     "stale_job",
 ]

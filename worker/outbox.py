@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.mqtt import SessionOptions, make_client
+from core.mqtt import SessionOptions, TlsOptions, make_client, tls_from_settings
 from core.settings import Settings
 from protocol.payloads import command_wire
 from storage.models import Outbox
@@ -96,13 +96,14 @@ class MqttPublisher:
         password: str | None = None,
         mqtt5: bool = True,
         keepalive_s: int = 15,
+        tls: TlsOptions | None = None,
     ) -> None:
         # A client id of its own per process: two workers with one id would disconnect each other.
         # No persistent session: unsent commands live in the outbox, not in the broker.
         cid = client_id or f"steward-worker-{socket.gethostname()}-{os.getpid()}"
         self.options = SessionOptions(client_id=cid, manual_ack=False, keepalive_s=keepalive_s, mqtt5=mqtt5)
         self.host, self.port = host, port
-        self.client = make_client(self.options, username=username, password=password)
+        self.client = make_client(self.options, username=username, password=password, tls=tls)
         self._connected = threading.Event()
         self._cond = threading.Condition()
         self._acks: dict[int, bool] = {}
@@ -120,6 +121,7 @@ class MqttPublisher:
             password=settings.mqtt_password.get_secret_value() or None,
             mqtt5=settings.mqtt_protocol == "5",
             keepalive_s=settings.mqtt_keepalive_s,
+            tls=tls_from_settings(settings),
         )
 
     @property

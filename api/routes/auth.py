@@ -15,15 +15,11 @@ from api.deps import ObjectId, PageDep
 from api.schemas import LoginIn, Page, PasswordChangeIn, TokenIn, TokenInfoOut, TokenOut, UserIn, UserOut
 from core.errors import NotFound
 from storage.models import ApiToken, StaffUser
-from web.cookies import SESSION_COOKIE, clear_session_cookie, set_session_cookie
+from web.cookies import SESSION_COOKIE, clear_session_cookie, is_production, set_session_cookie
 from web.deps import CurrentUser, SessionDep, require_roles
 from web.errors import error_responses
 
 router = APIRouter(tags=["auth"])
-
-
-def is_production(request: Request) -> bool:
-    return getattr(request.app.state, "settings", None) is not None and request.app.state.settings.env == "production"
 
 
 Admin = Annotated[StaffUser, Depends(require_roles(policy.USER_ADMINS))]

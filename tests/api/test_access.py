@@ -603,7 +603,7 @@ def test_scoped_staff_see_only_their_estates_overrides(client: TestClient, api_w
         )
         assert r.status_code == 200, r.text
     with Session(api_world.engine) as s:
-        ids = dict(s.execute(select(Estate.code, Estate.id)).tuples().all())
+        ids = {code: id_ for code, id_ in s.execute(select(Estate.code, Estate.id))}  # noqa: C416 (rows, not pairs)
 
     def estate_overrides(who: str | Role) -> set[int]:
         rules = client.get("/api/alarm-rules", headers=bearer(api_world, who)).json()

@@ -165,3 +165,63 @@ def test_production_serves_no_docs(api_world: World) -> None:
     with TestClient(prod) as c:
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert c.get(path).status_code == 404, path
+
+
+# --- issue 9 #8: Secure cookies in production, forwarded headers only from configured proxies -------------------
+
+
+def test_production_session_cookies_are_secure(api_world: World) -> None:
+    from steward.app import create_app
+
+    prod = create_app(_production_settings(), engine=api_world.engine)  # type: ignore[arg-type]
+    with TestClient(prod, client=(client_address(), 1), follow_redirects=False) as c:  # plain http to uvicorn
+        r = c.post("/api/auth/login", json={"username": "viewer-user", "password": PASSWORD})
+        assert r.status_code == 200
+        assert "secure" in r.headers["set-cookie"].lower()
+        r = c.post("/login", data={"username": "viewer-user", "password": PASSWORD})
+        assert r.status_code == 303
+        assert "secure" in r.headers["set-cookie"].lower()
+
+
+def _last_failure_client(api_world: World, username: str) -> str:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from storage.models import LoginFailure
+
+    with Session(api_world.engine) as s:
+        return (
+            s.scalars(
+                select(LoginFailure.client).where(LoginFailure.username == username).order_by(LoginFailure.id.desc())
+            ).first()
+            or ""
+        )
+
+
+def test_forwarded_headers_count_only_from_configured_proxies(api_world: World) -> None:
+    """The client address (login limits, audit) and https (Secure cookie) come from X-Forwarded-* only when the
+    connection is from a proxy in STEWARD_TRUSTED_PROXIES; anyone else's headers are ignored."""
+    import uuid
+
+    from core.settings import Settings
+    from steward.app import create_app
+
+    proxy, stranger, browser = client_address(), client_address(), client_address()
+    app = create_app(Settings(trusted_proxies=f"{proxy},127.255.255.254"), engine=api_world.engine)
+    forwarded = {"X-Forwarded-For": browser, "X-Forwarded-Proto": "https"}
+    for via, seen_as, secure in ((proxy, browser, True), (stranger, stranger, False)):
+        name = f"fwd-{uuid.uuid4().hex[:8]}"
+        with TestClient(app, client=(via, 1)) as c:
+            assert (
+                c.post("/api/auth/login", headers=forwarded, json={"username": name, "password": "x"}).status_code
+                == 401
+            )
+            assert _last_failure_client(api_world, name) == seen_as
+            r = c.post("/api/auth/login", headers=forwarded, json={"username": "viewer-user", "password": PASSWORD})
+            assert r.status_code == 200
+            assert ("secure" in r.headers["set-cookie"].lower()) is secure
+    # Without configured proxies nobody's forwarded headers count (uvicorn's default would trust 127.0.0.1).
+    with TestClient(create_app(Settings(), engine=api_world.engine), client=("127.0.0.1", 1)) as c:
+        name = f"fwd-{uuid.uuid4().hex[:8]}"
+        c.post("/api/auth/login", headers=forwarded, json={"username": name, "password": "x"})
+        assert _last_failure_client(api_world, name) == "127.0.0.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -288,3 +289,49 @@ def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
         return [e.event async for e in event_stream(hub, lambda: next(calls), min_interval=0.0, tick=0.05)]
 
     assert asyncio.run(quiet()) == ["update", "update", "expired"]
+
+
+# --- issue 9 #14: live streams per user are bounded -------------------------------------------------------------
+
+
+def test_stream_limits_count_open_streams_and_release_them() -> None:
+    from dashboards.live import StreamLimits
+
+    closed: list[str] = []
+
+    async def stream(name: str) -> AsyncGenerator[str, None]:
+        try:
+            while True:
+                yield name
+                await asyncio.sleep(0)
+        finally:
+            closed.append(name)
+
+    async def scenario() -> None:
+        limits = StreamLimits(per_user=2)
+        a, b = limits.bounded("wang", stream("a")), limits.bounded("wang", stream("b"))
+        assert await anext(a) == "a"
+        assert await anext(b) == "b"
+        assert limits.full("wang")
+        assert not limits.full("li")
+        await a.aclose()  # the browser went away
+        assert limits.open_count("wang") == 1
+        assert not limits.full("wang")
+        await b.aclose()
+        assert limits.open_count("wang") == 0
+        assert closed == ["a", "b"]  # the inner streams ran their clean-up (hub unsubscribe)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("path", ["/live/rooms/{room}", "/live/tickets"])
+def test_a_user_at_the_stream_limit_gets_429(dash_client: TestClient, dash_world: DashWorld, path: str) -> None:
+    login(dash_client)
+    streams = dash_client.app.state.live.streams  # type: ignore[attr-defined]
+    streams._open["engineer-user"] = streams.per_user  # as if that many tabs were streaming already
+    try:
+        r = dash_client.get(path.format(room=next(iter(dash_world.rooms.values()))))
+        assert r.status_code == 429, r.text
+        assert "实时页面打开过多" in r.text
+    finally:
+        streams._open.pop("engineer-user", None)

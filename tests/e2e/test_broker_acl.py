@@ -173,3 +173,90 @@ def test_device_and_platform_accounts_open_only_their_own_listener(deployed: Dep
     assert not platform_on_device.connected.is_set()
     device_on_platform.close()
     platform_on_device.close()
+
+
+# --- issue 9 #13: per-device ACL lines from the estate model --------------------------------------------------
+
+
+def test_generated_acl_confines_each_device_to_its_own_estate(fresh_database: str, tmp_path: Path) -> None:
+    """With the pattern ACL a device could publish under another estate's code; with `steward broker acl`
+    each device writes only under its own estate and reads only its own downlink."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from facility.broker_acl import render_acl
+    from tests.support.estate import load_small_estate
+
+    engine = create_engine(fresh_database)
+    load_small_estate(engine, "acla", sensors=1, meters=1)
+    load_small_estate(engine, "aclb", sensors=1, meters=1)
+    with Session(engine) as s:
+        acl = render_acl(s, [("acla-gateway", "acla")])
+    engine.dispose()
+    assert "pattern" not in acl
+    assert "user ACLA-S0000\ntopic write steward/acla/up/ACLA-S0000/#\ntopic read steward/acla/down/ACLA-S0000/#" in acl
+    broker = deploy_broker(
+        require_mosquitto(),
+        tmp_path / "broker",
+        devices={"ACLA-S0000": "a-pw", "acla-gateway": "gw-pw"},
+        platform={PLATFORM: ACCOUNTS[PLATFORM]},
+        acl_text=acl,
+    ).start()
+    try:
+        platform = Client(broker.platform_port, PLATFORM, ACCOUNTS[PLATFORM])
+        platform.subscribe("steward/+/up/#")
+        dev = Client(broker.device_port, "ACLA-S0000", "a-pw")
+        dev.subscribe("steward/+/down/#")
+        gateway = Client(broker.device_port, "acla-gateway", "gw-pw")
+        dev.publish("steward/acla/up/ACLA-S0000/telemetry", b"own estate")
+        dev.publish("steward/aclb/up/ACLA-S0000/telemetry", b"another estate's code")
+        gateway.publish("steward/acla/up/ACLA-M0000/meter", b"gateway, its estate")
+        gateway.publish("steward/aclb/up/ACLB-M0000/meter", b"gateway, another estate")
+        platform.publish("steward/acla/down/ACLA-S0000/valve", b"for it")
+        platform.publish("steward/aclb/down/ACLA-S0000/valve", b"under another estate")
+        time.sleep(0.5)
+        assert sorted(platform.received) == [
+            ("steward/acla/up/ACLA-M0000/meter", b"gateway, its estate"),
+            ("steward/acla/up/ACLA-S0000/telemetry", b"own estate"),
+        ]
+        assert dev.received == [("steward/acla/down/ACLA-S0000/valve", b"for it")]
+        for c in (platform, dev, gateway):
+            c.close()
+    finally:
+        broker.kill()
+
+
+def test_acl_refuses_codes_that_would_break_a_line(fresh_database: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from core.errors import InvalidInput
+    from facility.broker_acl import render_acl
+    from tests.support.estate import load_small_estate
+
+    engine = create_engine(fresh_database)
+    load_small_estate(engine, "aclc", sensors=1, meters=1)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE devices SET code = 'BAD #' WHERE code = 'ACLC-S0000'"))
+    with Session(engine) as s, pytest.raises(InvalidInput):
+        render_acl(s)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE devices SET code = 'ACLC-S0000' WHERE code = 'BAD #'"))
+    with Session(engine) as s:
+        assert "user ACLC-S0000" in render_acl(s)
+        with pytest.raises(InvalidInput):
+            render_acl(s, [("gw +", "aclc")])
+    engine.dispose()
+
+
+def test_negative_control_the_pattern_acl_lets_a_device_use_another_estates_code(deployed: DeployBroker) -> None:
+    """Why the ACL is generated: the shipped fallback patterns (`steward/+/up/%u/#`) accept a device's publish
+    under any estate's code (ingest then quarantines it into that estate's view)."""
+    platform = Client(deployed.platform_port, PLATFORM, ACCOUNTS[PLATFORM])
+    platform.subscribe("steward/+/up/#")
+    dev_a = Client(deployed.device_port, "DEV-A", ACCOUNTS["DEV-A"])
+    dev_a.publish("steward/other-estate/up/DEV-A/telemetry", b"under another estate")
+    time.sleep(0.5)
+    assert platform.received == [("steward/other-estate/up/DEV-A/telemetry", b"under another estate")]
+    for c in (platform, dev_a):
+        c.close()

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,7 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
     assert "First run" in run3.text()
     with database(data) as conn:
         assert conn.execute(text("SELECT count(*) FROM ticket_events WHERE actor = 'zhao'")).scalar_one() == 0
-        oldest = conn.execute(text("SELECT min(received_at) FROM meter_readings")).scalar_one()
+        # Runs 1 and 2 replayed half an hour; run 3 replays 6 minutes of a new history and nothing older.
+        oldest = conn.execute(text("SELECT min(ts) FROM samples")).scalar_one()
         assert oldest is not None
-        assert oldest >= started, oldest  # every stored reading arrived during run 3
+        assert oldest >= started - timedelta(minutes=7), oldest

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -158,7 +159,9 @@ def test_m5_negative_control_paho_defaults_lose_messages(
 def test_m6_postgres_down_30s_under_load(
     mosquitto: MosquittoProcess, tmp_path: Path, stop_at_end: Callable[..., Any]
 ) -> None:
-    pg = stop_at_end(ThrowawayPostgres(tmp_path / "pg"))
+    # Outside pytest's tmp tree: the server runs as its own user, which must traverse the parents, and any
+    # other pytest session on the machine resets /tmp/pytest-of-<user> to mode 0700 (pg_ctl: permission denied).
+    pg = stop_at_end(ThrowawayPostgres(Path(tempfile.mkdtemp(prefix="steward-m6-")) / "pg"))
     url = pg.url
     upgrade(url)
     load_small_estate(create_engine(url), "m6")

@@ -169,3 +169,16 @@ def test_production_refuses_the_demo(fresh_database: str) -> None:
         assert users == 0
     finally:
         engine.dispose()
+
+
+def test_broker_acl_is_generated_from_the_estate_model(fresh_database: str, tmp_path: Path) -> None:
+    """Issue 9 #13: `steward broker acl` writes one block per device of the imported estate."""
+    assert steward(fresh_database, "estate", "import", str(SAMPLE)).returncode == 0
+    out = steward(fresh_database, "broker", "acl", "--gateway", "lvyuan-sim=lvyuan", "--output", str(tmp_path / "acl"))
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "acl").read_text()
+    assert "pattern" not in text
+    assert text.count("\nuser ") == 930 + 1  # every device of the sample estate, and the gateway
+    assert "user lvyuan-sim\ntopic write steward/lvyuan/up/#" in text
+    bad = steward(fresh_database, "broker", "acl", "--gateway", "no-equals-sign")
+    assert bad.returncode != 0

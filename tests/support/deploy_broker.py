@@ -77,12 +77,13 @@ class DeployBroker:
     platform_port: int
     tls_port: int | None
     certs: Certs
+    platform_tls_port: int | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> DeployBroker:
         log = open(self.directory / "stderr.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
-        for port in {self.device_port, self.platform_port, self.tls_port} - {None}:
+        for port in {self.device_port, self.platform_port, self.tls_port, self.platform_tls_port} - {None}:
             assert port is not None
             wait_for_port(port)
         return self
@@ -120,10 +121,12 @@ def deploy_broker(
     device_port = free_port()
     platform_port = free_port() if has_platform_listener else device_port
     tls_port = free_port() if re.search(r"^listener 8883\b", conf, re.M) else None
+    platform_tls_port = free_port() if re.search(r"^listener 8884\b", conf, re.M) else None
     conf = re.sub(r"^listener 1883\b.*$", f"listener {device_port} 127.0.0.1", conf, flags=re.M)
     conf = re.sub(r"^listener 1884\b.*$", f"listener {platform_port} 127.0.0.1", conf, flags=re.M)
     conf = re.sub(r"^listener 8883\b.*$", f"listener {tls_port} 127.0.0.1", conf, flags=re.M)
-    if require_certificate:
+    conf = re.sub(r"^listener 8884\b.*$", f"listener {platform_tls_port} 127.0.0.1", conf, flags=re.M)
+    if require_certificate:  # the device TLS listener's option (shipped commented out)
         conf = conf.replace("# require_certificate true", "require_certificate true")
     certs = make_certs(directory / "certs")
     _passwd(directory / "passwd", devices if has_platform_listener else {**devices, **platform})
@@ -147,4 +150,4 @@ def deploy_broker(
     conf += f"\nuser {getpass.getuser()}\nlog_dest file {directory / 'mosquitto.log'}\n"
     config = directory / "mosquitto.conf"
     config.write_text(conf)
-    return DeployBroker(binary, directory, config, device_port, platform_port, tls_port, certs)
+    return DeployBroker(binary, directory, config, device_port, platform_port, tls_port, certs, platform_tls_port)

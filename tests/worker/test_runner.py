@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -98,6 +98,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "rounds": True,
         "escalation": True,
         "meters": True,
+        "purge": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
@@ -135,3 +136,27 @@ def test_cli_has_run_worker() -> None:
     result = CliRunner().invoke(app, ["run", "worker", "--help"])
     assert result.exit_code == 0, result.output
     assert "inspection rounds" in result.output
+
+
+def test_purge_removes_expired_sessions_and_old_login_failures(db: Engine) -> None:
+    """Issue 9 #14: the purge job deletes what no check reads any more, and nothing else."""
+    from accounts.const import LOGIN_FAILURE_WINDOW, Role
+    from accounts.service import create_user
+    from storage.models import LoginFailure, WebSession
+
+    now = T0
+    with Session(db) as s, s.begin():
+        user = create_user(s, username="purged", password="a-long-password", role=Role.viewer)
+        s.add_all(
+            [
+                WebSession(user_id=user.id, token_hash="a" * 64, expires_at=now - timedelta(seconds=1)),
+                WebSession(user_id=user.id, token_hash="b" * 64, expires_at=now + timedelta(hours=1)),
+                LoginFailure(username="x", client="127.0.0.1", at=now - LOGIN_FAILURE_WINDOW - timedelta(seconds=1)),
+                LoginFailure(username="y", client="127.0.0.1", at=now - timedelta(minutes=1)),
+            ]
+        )
+    worker = Worker(make_sessionmaker(db), [j for j in default_jobs() if j.name == "purge"])
+    assert worker.run_once(now) == {"purge": True}
+    with Session(db) as s:
+        assert s.scalars(select(WebSession.token_hash)).all() == ["b" * 64]
+        assert s.scalars(select(LoginFailure.username)).all() == ["y"]

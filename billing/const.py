@@ -1,0 +1,50 @@
+"""Billing vocabulary: account kinds, payment methods, transaction kinds, hold states, advisory-lock spaces."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AccountKind(StrEnum):
+    hot_water = "hot_water"  # a household's prepaid hot-water account (one per unit): a liability
+    cash_counter = "cash_counter"  # 收费处现金/刷卡
+    cash_bank_transfer = "cash_bank_transfer"  # 银行转账
+    cash_online = "cash_online"  # 线上支付
+    revenue_hot_water = "revenue_hot_water"  # 热水费收入
+    adjustments = "adjustments"  # 调账: the other side of manual corrections
+
+
+class PaymentMethod(StrEnum):
+    counter = "counter"
+    bank_transfer = "bank_transfer"
+    online = "online"
+
+
+CASH_ACCOUNT = {
+    PaymentMethod.counter: AccountKind.cash_counter,
+    PaymentMethod.bank_transfer: AccountKind.cash_bank_transfer,
+    PaymentMethod.online: AccountKind.cash_online,
+}
+
+
+class TransactionKind(StrEnum):
+    payment = "payment"
+    charge = "charge"
+    refund = "refund"
+    adjustment = "adjustment"
+
+
+class HoldStatus(StrEnum):
+    held = "held"
+    confirmed = "confirmed"
+
+
+class HoldKind(StrEnum):
+    reset = "reset"
+    replacement = "replacement"
+
+
+METER_KIND = "hot_water_meter"
+SYSTEM_ACTOR = "system"
+# pg_advisory_xact_lock(space, device_id) serialises charging of one meter across runs and processes.
+CHARGE_LOCK_SPACE = 0x62696C6C  # "bill"

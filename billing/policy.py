@@ -1,0 +1,68 @@
+"""Who may see or do what in billing (the API and the pages both ask here, so they never disagree).
+
+Roles are the strings of `accounts.const.Role` (billing may not import its sibling `accounts`).
+Staff not marked `all_estates` act only on the estates they are assigned to (`staff_estates`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import StaffEstate, StaffUser
+
+
+class Action(StrEnum):
+    view_accounts = "view_accounts"  # balances, ledger, charges, readings of a household
+    top_up = "top_up"  # record a payment at the counter / by bank transfer
+    refund = "refund"  # money back out of a balance (actor + reason, audited)
+    adjust = "adjust"  # a correcting posting (actor + reason, audited)
+    confirm_hold = "confirm_hold"  # record a meter replacement / reset for a held interval
+    manage_tariffs = "manage_tariffs"  # add a price version (never retroactive)
+    run_billing = "run_billing"  # start a billing run by hand
+
+
+ADMIN, MANAGER, STEWARD, CLERK, ENGINEER, SUPERVISOR = (
+    "admin",
+    "manager",
+    "steward",
+    "billing_clerk",
+    "engineer",
+    "supervisor",
+)
+
+ALLOWED: dict[Action, frozenset[str]] = {
+    Action.view_accounts: frozenset({ADMIN, MANAGER, STEWARD, CLERK}),
+    Action.top_up: frozenset({ADMIN, MANAGER, CLERK}),
+    # Money out and corrections: the clerk may, the project manager may; stewards may not.
+    Action.refund: frozenset({ADMIN, MANAGER, CLERK}),
+    Action.adjust: frozenset({ADMIN, MANAGER}),
+    # The engineer who swapped the meter records its readings; the clerk and manager may too.
+    Action.confirm_hold: frozenset({ADMIN, MANAGER, CLERK, ENGINEER, SUPERVISOR}),
+    Action.manage_tariffs: frozenset({ADMIN, MANAGER}),
+    Action.run_billing: frozenset({ADMIN, MANAGER, CLERK}),
+}
+
+
+def may(role: str, action: Action) -> bool:
+    """Whether a role may take `action` at all (before the estate scope)."""
+    return role in ALLOWED[action]
+
+
+def estate_ids(session: Session, user: StaffUser) -> set[int] | None:
+    """The estates a user acts on; None means every estate."""
+    if user.all_estates:
+        return None
+    return set(session.scalars(select(StaffEstate.estate_id).where(StaffEstate.user_id == user.id)))
+
+
+def may_on_estate(session: Session, user: StaffUser, action: Action, estate_id: int) -> bool:
+    """Whether `user` may take `action` on something of estate `estate_id`."""
+    if not user.active:
+        return False
+    if not may(user.role, action):
+        return False
+    scope = estate_ids(session, user)
+    return scope is None or estate_id in scope
