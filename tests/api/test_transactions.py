@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from accounts.const import Role
-from tests.api.conftest import World, bearer
+from tests.support.world import World, bearer
 
 
 def test_the_change_is_committed_when_the_response_starts(app: FastAPI, api_world: World) -> None:
