@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from accounts.const import Role
+from core import clock
 from storage.models import StaffUser
 from tests.support.world import PASSWORD, World, bearer, client_address
 
@@ -139,14 +140,13 @@ def test_production_refuses_the_demo_account(api_world: World) -> None:
 
 def test_health_is_a_status_only(client: TestClient, api_world: World) -> None:
     """Issue 9 #11: the public /health says ok or degraded, nothing about ingest's instances or counters."""
-    from datetime import UTC, datetime
 
     from sqlalchemy.orm import Session
 
     from storage.models import IngestStatus
 
     with Session(api_world.engine) as s, s.begin():
-        s.merge(IngestStatus(instance="host-a:123", updated_at=datetime.now(UTC), status="ok", counters={"stored": 42}))
+        s.merge(IngestStatus(instance="host-a:123", updated_at=clock.now(), status="ok", counters={"stored": 42}))
     try:
         r = client.get("/health")
         assert r.status_code == 200

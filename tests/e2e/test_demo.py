@@ -21,7 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +235,8 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
         assert dispatched == 1  # run 1's work is still there
 
     # --- run 3: --fresh starts from nothing -------------------------------------------------------------
-    started = datetime.now(UTC)
+    with database(data) as conn:
+        newest_before = conn.execute(text("SELECT max(ts) FROM samples")).scalar_one()
     with demo(data, tmp_path / "run3.out", "--fresh", "--duration", "20", "--backfill-hours", "0.1") as run3:
         run3.finish(120)
     assert "First run" in run3.text()
@@ -244,4 +245,4 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
         # Runs 1 and 2 replayed half an hour; run 3 replays 6 minutes of a new history and nothing older.
         oldest = conn.execute(text("SELECT min(ts) FROM samples")).scalar_one()
         assert oldest is not None
-        assert oldest >= started - timedelta(minutes=7), oldest
+        assert oldest >= newest_before - timedelta(minutes=7), (oldest, newest_before)

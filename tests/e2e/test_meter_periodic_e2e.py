@@ -155,7 +155,7 @@ def outcome(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         # it), and the verdicts depend on the time of day (nights, whole days): end at the latest 12:00
         # Shanghai time, whatever the hour the test runs. The job runs an hour before that, so every reading
         # it looks at (upload delay ≤ 92 s) has been published.
-        sim_end = latest_local(12, datetime.now(UTC)).astimezone(UTC)
+        sim_end = latest_local(12, clock.now()).astimezone(UTC)  # the real ingest's own clock
         start = sim_end - timedelta(days=DAYS, hours=2)
         job_now = sim_end - timedelta(hours=1)
         ingest = IngestProcess(
