@@ -52,6 +52,17 @@ def estate_ids_of(session: Session, user: StaffUser) -> set[int]:
     return set(session.scalars(select(StaffEstate.estate_id).where(StaffEstate.user_id == user.id)))
 
 
+def estate_codes_of(session: Session, user: StaffUser) -> list[str]:
+    """The codes of the estates the account is assigned to (head office is scoped by ``all_estates`` instead)."""
+    return list(
+        session.scalars(
+            select(Estate.code)
+            .join(StaffEstate, StaffEstate.estate_id == Estate.id)
+            .where(StaffEstate.user_id == user.id)
+        )
+    )
+
+
 def check_grant(session: Session, actor: StaffUser, *, role: Role, estates: Iterable[str], all_estates: bool) -> None:
     """Refuse an account the actor could not hold itself: a higher role, all estates, or estates not its own.
 

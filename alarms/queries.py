@@ -1,15 +1,18 @@
 """Reads of alarms, shared by the JSON API (api/routes/alarms.py) and the pages (dashboards/alarms.py).
 
-Rows are mappings with the columns of ``_ALARM_SELECT`` (estate, rule, subject and ticket resolved to codes).
+Rows are ``AlarmRow`` dataclasses with the columns of ``_ALARM_SELECT`` (estate, rule, subject and ticket
+resolved to codes).
 ``ChangeMark`` tells the live alarm list and ticket board when what they show has changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Set
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import RowMapping, select, text
 from sqlalchemy.orm import Session
 
 from storage.models import Estate, Room
@@ -29,6 +32,45 @@ LEFT JOIN points p ON p.id = a.point_id
 LEFT JOIN tickets t ON t.id = a.ticket_id
 """
 
+
+@dataclass(frozen=True)
+class AlarmRow:
+    """One alarm with its estate, rule, subject and ticket named (the columns of ``_ALARM_SELECT``)."""
+
+    id: int
+    estate_code: str
+    rule_code: str
+    title_zh: str
+    title_en: str
+    severity: str
+    state: str
+    subject: str
+    device_code: str | None
+    device_name: str | None
+    room_code: str | None
+    unit_code: str | None
+    metric: str | None
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    cleared_at: datetime | None
+    clear_reason: str | None
+    cleared_by: str | None
+    clear_note: str | None
+    peak: float | None
+    last_value: float | None
+    detail: dict[str, Any]
+    ticket_id: int | None
+    ticket_number: str | None
+
+
+_ALARM_FIELDS = tuple(f.name for f in fields(AlarmRow))
+
+
+def _alarm_row(row: RowMapping) -> AlarmRow:
+    return AlarmRow(**{name: row[name] for name in _ALARM_FIELDS})
+
+
 SEVERITY_ORDER = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'alarm' THEN 1 ELSE 2 END"
 
 
@@ -41,7 +83,7 @@ def query_alarms(
     severity: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[AlarmRow], int]:
     """Alarms the caller may see, open ones by severity then newest first (shared with the alarm page)."""
     where = ["a.estate_id = ANY(:visible)"]
     params: dict[str, Any] = {"visible": sorted(visible), "limit": limit, "offset": offset}
@@ -67,10 +109,10 @@ def query_alarms(
         ),
         params,
     ).mappings()
-    return [dict(r) for r in rows], int(total)
+    return [_alarm_row(r) for r in rows], int(total)
 
 
-def alarm_row(session: Session, alarm_id: int, visible: set[int]) -> dict[str, Any] | None:
+def alarm_row(session: Session, alarm_id: int, visible: set[int]) -> AlarmRow | None:
     """One alarm of the caller's estates, or None (missing and not visible are the same answer)."""
     row = (
         session.execute(
@@ -80,7 +122,7 @@ def alarm_row(session: Session, alarm_id: int, visible: set[int]) -> dict[str, A
         .mappings()
         .first()
     )
-    return None if row is None else dict(row)
+    return None if row is None else _alarm_row(row)
 
 
 def room_ids(session: Session, visible: Set[int]) -> dict[tuple[str, str], int]:

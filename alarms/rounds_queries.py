@@ -1,11 +1,13 @@
-"""Reads of inspection rounds for the calendar page, as typed rows (the pages word and lay them out)."""
+"""Reads of inspection rounds for the calendar page and the JSON API, as typed rows (the pages and the API
+word and lay them out)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import RowMapping, select, text
 from sqlalchemy.orm import Session
 
 from storage.models import Device, InspectionRound, Point, RoundSchedule, Ticket
@@ -56,3 +58,63 @@ def round_room_id(session: Session, round_id: int) -> tuple[int, int] | None:
         select(InspectionRound.room_id, InspectionRound.estate_id).where(InspectionRound.id == round_id)
     ).first()
     return (int(row[0]), int(row[1])) if row else None
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One round with its schedule, room and ticket named."""
+
+    id: int
+    schedule_id: int
+    schedule_code: str
+    schedule_name_zh: str
+    schedule_name_en: str
+    room_id: int
+    room_code: str
+    window_start: datetime
+    window_end: datetime
+    status: str
+    satisfied_by: str | None
+    evidence: dict[str, Any] | None
+    ticket_id: int | None
+    ticket_number: str | None
+    alarm_id: int | None
+    performed_by: str | None
+    performed_at: datetime | None
+    readings: dict[str, Any] | None
+    notes: str | None
+    estate_id: int
+
+
+_SELECT = """
+SELECT r.id, r.schedule_id, s.code AS schedule_code, s.name_zh AS schedule_name_zh,
+       s.name_en AS schedule_name_en, r.room_id, rm.code AS room_code, r.window_start, r.window_end,
+       r.status, r.satisfied_by, r.evidence, r.ticket_id, t.number AS ticket_number, r.alarm_id,
+       r.performed_by, r.performed_at, r.readings, r.notes, rm.estate_id
+FROM inspection_rounds r
+JOIN round_schedules s ON s.id = r.schedule_id
+JOIN rooms rm ON rm.id = r.room_id
+LEFT JOIN tickets t ON t.id = r.ticket_id
+"""
+_ROUND_FIELDS = tuple(f.name for f in fields(RoundRow))
+
+
+def _round(row: RowMapping) -> RoundRow:
+    return RoundRow(**{name: row[name] for name in _ROUND_FIELDS})
+
+
+def round_row(session: Session, round_id: int) -> RoundRow | None:
+    row = session.execute(text(_SELECT + " WHERE r.id = :id"), {"id": round_id}).mappings().first()
+    return None if row is None else _round(row)
+
+
+def rounds_between(session: Session, room_id: int, lo: datetime, hi: datetime, *, limit: int) -> list[RoundRow]:
+    """The room's rounds whose window overlaps (lo, hi), by window start then schedule code, at most ``limit``."""
+    rows = session.execute(
+        text(
+            _SELECT + " WHERE r.room_id = :room AND r.window_end > :lo AND r.window_start < :hi"
+            " ORDER BY r.window_start, s.code LIMIT :limit"
+        ),
+        {"room": room_id, "lo": lo, "hi": hi, "limit": limit},
+    ).mappings()
+    return [_round(r) for r in rows]

@@ -1,16 +1,19 @@
-"""Every list is paginated: limit/offset in, items/total/limit/offset out."""
+"""Every list is paginated: limit/offset in, items/total/limit/offset out (the domain query counts and cuts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
-
 from api.deps import PageParams
+from storage.paging import Paged
 
 
-def page_of(session: Session, stmt: Select[Any], page: PageParams) -> dict[str, Any]:
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = session.scalars(stmt.limit(page.limit).offset(page.offset)).all()
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+def page_out(paged: Paged[Any], page: PageParams, items: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The ``Page`` body of one page of a domain query; ``items`` replaces the rows once mapped to a schema."""
+    return {
+        "items": list(paged.items) if items is None else list(items),
+        "total": paged.total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }

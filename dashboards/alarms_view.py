@@ -38,32 +38,32 @@ def alarm_list(
     rooms = room_ids(session, visible)
     items = []
     for r in rows:
-        metric = r["metric"] or ""
+        metric = r.metric or ""
         items.append(
             {
-                "id": r["id"],
-                "estate": r["estate_code"],
-                "title": r["title_en"] if lang == "en" else r["title_zh"],
-                "severity": r["severity"],
-                "severity_label": label(SEVERITY_LABELS, r["severity"], lang),
-                "state": r["state"],
-                "state_label": label(ALARM_STATE_LABELS, r["state"], lang),
-                "raised": i18n.format_time(r["raised_at"], tz, seconds=False),
-                "device": i18n.device_title(r["device_name"] or "", "", r["device_code"] or "", lang)
-                if r["device_code"]
+                "id": r.id,
+                "estate": r.estate_code,
+                "title": r.title_en if lang == "en" else r.title_zh,
+                "severity": r.severity,
+                "severity_label": label(SEVERITY_LABELS, r.severity, lang),
+                "state": r.state,
+                "state_label": label(ALARM_STATE_LABELS, r.state, lang),
+                "raised": i18n.format_time(r.raised_at, tz, seconds=False),
+                "device": i18n.device_title(r.device_name or "", "", r.device_code or "", lang)
+                if r.device_code
                 else "",
-                "device_code": r["device_code"] or "",
-                "room_code": r["room_code"] or "",
-                "room_id": rooms.get((r["estate_code"], r["room_code"] or "")),
-                "unit_code": r["unit_code"] or "",
-                "metric": i18n.point_label(metric, "", lang) if metric else r["subject"],
-                "peak": fmt_value(r["peak"]),
-                "last": fmt_value(r["last_value"]),
-                "ticket_id": r["ticket_id"],
-                "ticket_number": r["ticket_number"] or "",
-                "acknowledged_by": r["acknowledged_by"] or "",
-                "cleared": i18n.format_time(r["cleared_at"], tz, seconds=False) if r["cleared_at"] else "",
-                "clear_note": r["clear_note"] or "",
+                "device_code": r.device_code or "",
+                "room_code": r.room_code or "",
+                "room_id": rooms.get((r.estate_code, r.room_code or "")),
+                "unit_code": r.unit_code or "",
+                "metric": i18n.point_label(metric, "", lang) if metric else r.subject,
+                "peak": fmt_value(r.peak),
+                "last": fmt_value(r.last_value),
+                "ticket_id": r.ticket_id,
+                "ticket_number": r.ticket_number or "",
+                "acknowledged_by": r.acknowledged_by or "",
+                "cleared": i18n.format_time(r.cleared_at, tz, seconds=False) if r.cleared_at else "",
+                "clear_note": r.clear_note or "",
             }
         )
     return {"alarms": items, "total": total, "shown": len(items), "now": i18n.format_time(clock.now(), tz, date=False)}

@@ -1,5 +1,6 @@
 """Reads of an estate's equipment for the pages and the API: estates, rooms, devices with their last
-contact, points, data rates and meter readings. Plain ORM rows and typed tuples; nothing formats here."""
+contact, points, data rates and meter readings, and the paged listings of the JSON API (estates, buildings,
+units, residents, rooms, devices). Plain ORM rows and typed tuples; nothing formats here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from storage.models import Device, DeviceState, Estate, MeterReading, Point, Room
+from storage.models import Building, Device, DeviceState, Estate, MeterReading, Point, Resident, Room, Unit
+from storage.paging import Paged, fetch_page
 
 
 def visible_estates(session: Session, visible: Set[int]) -> list[Estate]:
@@ -118,3 +120,119 @@ def estate_by_code(session: Session, code: str) -> Estate | None:
 def estate_timezones(session: Session, estate_ids: Set[int]) -> list[str]:
     """The distinct time zones of these estates, sorted."""
     return sorted(set(session.scalars(select(Estate.timezone).where(Estate.id.in_(estate_ids)))))
+
+
+# --- paged listings (the JSON API's estate and equipment lists) -----------------------------------------------------
+
+
+def estates_page(session: Session, visible: Set[int], *, limit: int, offset: int) -> Paged[Estate]:
+    return fetch_page(
+        session, select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code), limit=limit, offset=offset
+    )
+
+
+def buildings_page(session: Session, estate_id: int, *, limit: int, offset: int) -> Paged[Building]:
+    return fetch_page(
+        session,
+        select(Building).where(Building.estate_id == estate_id).order_by(Building.code),
+        limit=limit,
+        offset=offset,
+    )
+
+
+def units_page(
+    session: Session,
+    estate_id: int,
+    *,
+    building: str | None = None,
+    occupancy: str | None = None,
+    limit: int,
+    offset: int,
+) -> Paged[Unit]:
+    """Units of an estate, optionally of one building (by code) or one occupancy, by unit code."""
+    stmt = select(Unit).join(Building, Unit.building_id == Building.id).where(Building.estate_id == estate_id)
+    if building:
+        stmt = stmt.where(Building.code == building)
+    if occupancy:
+        stmt = stmt.where(Unit.occupancy == occupancy)
+    return fetch_page(session, stmt.order_by(Unit.code), limit=limit, offset=offset)
+
+
+def residents_page(
+    session: Session, estate_id: int, *, unit: str | None = None, limit: int, offset: int
+) -> Paged[Resident]:
+    """Residents of an estate, optionally of one unit (by code), by unit code then resident id (unmasked:
+    masking is the caller's, by role)."""
+    stmt = (
+        select(Resident)
+        .join(Unit, Resident.unit_id == Unit.id)
+        .join(Building, Unit.building_id == Building.id)
+        .where(Building.estate_id == estate_id)
+    )
+    if unit:
+        stmt = stmt.where(Unit.code == unit)
+    return fetch_page(session, stmt.order_by(Unit.code, Resident.id), limit=limit, offset=offset)
+
+
+def rooms_page(session: Session, estate_id: int, *, limit: int, offset: int) -> Paged[Room]:
+    return fetch_page(
+        session, select(Room).where(Room.estate_id == estate_id).order_by(Room.code), limit=limit, offset=offset
+    )
+
+
+def devices_page(
+    session: Session,
+    estate_id: int,
+    *,
+    kind: str | None = None,
+    room_id: int | None = None,
+    limit: int,
+    offset: int,
+) -> Paged[tuple[Device, DeviceState | None]]:
+    """Devices of an estate (replaced ones too), optionally of one kind or room, by code, each with its last
+    contact if it ever reported."""
+    stmt = select(Device).where(Device.estate_id == estate_id)
+    if kind:
+        stmt = stmt.where(Device.kind == kind)
+    if room_id is not None:
+        stmt = stmt.where(Device.room_id == room_id)
+    page = fetch_page(session, stmt.order_by(Device.code), limit=limit, offset=offset)
+    devices: list[Device] = list(page.items)
+    states = device_states(session, [d.id for d in devices])
+    return Paged(items=[(d, states.get(d.id)) for d in devices], total=page.total)
+
+
+def point_with_device(session: Session, point_id: int) -> tuple[Point, Device] | None:
+    row = session.execute(
+        select(Point, Device).join(Device, Point.device_id == Device.id).where(Point.id == point_id)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def device_points(session: Session, device_id: int) -> list[Point]:
+    """A device's points by metric."""
+    return list(session.scalars(select(Point).where(Point.device_id == device_id).order_by(Point.metric)))
+
+
+def room_by_code(session: Session, estate_id: int, code: str) -> Room | None:
+    return session.scalar(select(Room).where(Room.estate_id == estate_id, Room.code == code))
+
+
+def estate_codes(session: Session, estate_ids: Set[int]) -> dict[int, str]:
+    """Estate id → code for these estates."""
+    return {int(i): str(c) for i, c in session.execute(select(Estate.id, Estate.code).where(Estate.id.in_(estate_ids)))}
+
+
+def estate_code(session: Session, estate_id: int) -> str:
+    """The estate's code, or "" if there is none with this id."""
+    return session.scalar(select(Estate.code).where(Estate.id == estate_id)) or ""
+
+
+def unit_id_by_code(session: Session, estate_id: int, code: str) -> int | None:
+    """The id of the estate's unit with this code (e.g. 1-1-101), or None."""
+    return session.scalar(
+        select(Unit.id)
+        .join(Building, Building.id == Unit.building_id)
+        .where(Building.estate_id == estate_id, Unit.code == code)
+        .limit(1)
+    )

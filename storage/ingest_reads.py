@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from storage.models import DeadLetter, IngestStatus, QuarantinedMessage
+from storage.paging import Paged, fetch_page
 
 # An ingest process that has not reported for this long is presumed down.
 INGEST_STALE_AFTER = timedelta(seconds=30)
@@ -54,6 +55,46 @@ def count_since(
 
 def latest_dead_letters(session: Session, scope: ColumnElement[bool], limit: int) -> list[DeadLetter]:
     return list(session.scalars(select(DeadLetter).where(scope).order_by(DeadLetter.id.desc()).limit(limit)))
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    id: int
+    received_at: datetime
+    topic: str
+    error: str
+    payload_preview: str  # the first 200 bytes of the payload, undecodable bytes replaced
+
+
+def dead_letters_page(session: Session, scope: ColumnElement[bool], *, limit: int, offset: int) -> Paged[DeadLetterRow]:
+    """Dead letters on the topics ``scope`` admits, newest first."""
+    page = fetch_page(
+        session, select(DeadLetter).where(scope).order_by(DeadLetter.id.desc()), limit=limit, offset=offset
+    )
+    rows: list[DeadLetter] = list(page.items)
+    return Paged(
+        items=[
+            DeadLetterRow(
+                id=r.id,
+                received_at=r.received_at,
+                topic=r.topic,
+                error=r.error,
+                payload_preview=r.payload[:200].decode("utf-8", errors="replace"),
+            )
+            for r in rows
+        ],
+        total=page.total,
+    )
+
+
+def quarantine_page(
+    session: Session, scope: ColumnElement[bool], *, reason: str | None = None, limit: int, offset: int
+) -> Paged[QuarantinedMessage]:
+    """Quarantined messages on the topics ``scope`` admits, optionally of one reason, newest first."""
+    stmt = select(QuarantinedMessage).where(scope).order_by(QuarantinedMessage.id.desc())
+    if reason:
+        stmt = stmt.where(QuarantinedMessage.reason == reason)
+    return fetch_page(session, stmt, limit=limit, offset=offset)
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,17 @@ The pages (dashboards/tickets*.py) word and lay them out; nothing here formats f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Collection, Iterable, Set
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.roles import Role
 from storage.models import Alarm, AlarmRuleRow, Device, Estate, Room, StaffEstate, StaffUser, Ticket, TicketEvent, Unit
+from storage.paging import Paged, fetch_page
 from tickets.const import TicketStatus
 
 
@@ -95,6 +96,36 @@ def board_rows(
             session, [*where, Ticket.status == TicketStatus.closed.value], order=Ticket.closed_at.desc(), limit=limit
         )
     return _rows(session, [*where, Ticket.status != TicketStatus.closed.value], order=Ticket.id.desc(), limit=limit)
+
+
+def tickets_page(
+    session: Session,
+    estate_ids: Collection[int],
+    *,
+    statuses: Collection[str] | None = None,
+    open_only: bool = False,
+    priority: str | None = None,
+    category: str | None = None,
+    source: str | None = None,
+    sort: Literal["newest", "due"] = "newest",
+    limit: int,
+    offset: int,
+) -> Paged[Ticket]:
+    """Tickets of these estates matching every filter given, newest first or soonest resolve deadline first."""
+    stmt = select(Ticket).where(Ticket.estate_id.in_(estate_ids))
+    if statuses:
+        stmt = stmt.where(Ticket.status.in_(statuses))
+    if open_only:
+        stmt = stmt.where(Ticket.status != TicketStatus.closed.value)
+    for column, value in ((Ticket.priority, priority), (Ticket.category, category), (Ticket.source, source)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if sort == "due":
+        soonest = Ticket.resolve_due_at  # the on-site clock is minutes; what orders a board is the resolve deadline
+        stmt = stmt.order_by(soonest.asc().nulls_last(), Ticket.id)
+    else:
+        stmt = stmt.order_by(Ticket.id.desc())
+    return fetch_page(session, stmt, limit=limit, offset=offset)
 
 
 def ticket_row(session: Session, ticket_id: int) -> TicketRow:

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
@@ -16,6 +15,7 @@ from api.deps import ObjectId, PageDep
 from api.schemas import NO_NUL, Input, Output, Page
 from core import clock
 from core.errors import NotFound
+from facility.queries import estate_by_code
 from storage.models import StaffUser
 from web.deps import SessionDep, VisibleEstates, require_roles
 from web.errors import Forbidden, error_responses
@@ -102,11 +102,11 @@ class RuleOut(Output):
     overrides: list[OverrideOut]
 
 
-def _alarm(session: Session, alarm_id: int, visible: set[int]) -> dict[str, Any]:
+def _alarm(session: Session, alarm_id: int, visible: set[int]) -> AlarmOut:
     row = queries.alarm_row(session, alarm_id, visible)
     if row is None:
         raise NotFound("alarm not found / 未找到该报警")
-    return row
+    return AlarmOut.model_validate(row)
 
 
 @router.get("/api/alarms", response_model=Page[AlarmOut])
@@ -123,19 +123,22 @@ def list_alarms(
     items, total = queries.query_alarms(
         session, visible, estate=estate, state=state, severity=severity, limit=page.limit, offset=page.offset
     )
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    return {
+        "items": [AlarmOut.model_validate(r) for r in items],
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
 
 
 @router.get("/api/alarms/{alarm_id}", response_model=AlarmOut)
-def get_alarm(alarm_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates) -> dict[str, Any]:
+def get_alarm(alarm_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates) -> AlarmOut:
     """One alarm."""
     return _alarm(session, alarm_id, visible)
 
 
 @router.post("/api/alarms/{alarm_id}/acknowledge", response_model=AlarmOut, responses=error_responses(409))
-def acknowledge_alarm(
-    alarm_id: ObjectId, session: SessionDep, user: Handlers, visible: VisibleEstates
-) -> dict[str, Any]:
+def acknowledge_alarm(alarm_id: ObjectId, session: SessionDep, user: Handlers, visible: VisibleEstates) -> AlarmOut:
     """Acknowledge (确认): someone owns the alarm; it stays open until the condition ends or it is cleared."""
     _alarm(session, alarm_id, visible)
     store.acknowledge(session.connection(), alarm_id, user.username, clock.now())
@@ -146,7 +149,7 @@ def acknowledge_alarm(
 @router.post("/api/alarms/{alarm_id}/clear", response_model=AlarmOut, responses=error_responses(400, 409))
 def clear_alarm(
     alarm_id: ObjectId, body: ClearIn, session: SessionDep, user: Handlers, visible: VisibleEstates
-) -> dict[str, Any]:
+) -> AlarmOut:
     """Clear by hand (手动消除) with a reason; the next crossing raises a new alarm."""
     _alarm(session, alarm_id, visible)
     store.clear_manually(session.connection(), alarm_id, user.username, clock.now(), body.reason)
@@ -210,7 +213,8 @@ def put_alarm_rule_override(
     visible: VisibleEstates,
 ) -> RuleOut:
     """Override a rule for one estate, room or device (device beats room beats estate)."""
-    estate_id = session.execute(text("SELECT id FROM estates WHERE code = :c"), {"c": body.estate}).scalar()
+    found = estate_by_code(session, body.estate)
+    estate_id = found.id if found is not None else None
     if not policy.may_override_in(user, estate_id, visible):
         raise NotFound("estate not found / 未找到该小区")
     scope = rule_admin.resolve_scope(session, body.estate, body.room, body.device)

@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import func, select
 
-from accounts import policy
+from accounts import policy, queries
 from accounts import service as accounts
 from accounts.const import Role
 from api.deps import ObjectId, PageDep
+from api.pagination import page_out
 from api.schemas import LoginIn, Page, PasswordChangeIn, TokenIn, TokenInfoOut, TokenOut, UserIn, UserOut
 from core.errors import NotFound
 from storage.models import ApiToken, StaffUser
@@ -72,7 +72,7 @@ def create_token(body: TokenIn, session: SessionDep, user: TokenMakers) -> Token
 @router.get("/api/auth/tokens", response_model=list[TokenInfoOut], responses=error_responses(401, 403))
 def list_tokens(session: SessionDep, user: TokenMakers) -> list[ApiToken]:
     """The caller's own bearer tokens (never their secrets)."""
-    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+    return queries.tokens_of(session, user.id)
 
 
 @router.post("/api/auth/tokens/{token_id}/revoke", status_code=204, responses=error_responses(401, 403, 404, 422))
@@ -108,12 +108,8 @@ def change_password(body: PasswordChangeIn, request: Request, session: SessionDe
 @router.get("/api/users", response_model=Page[UserOut], responses=error_responses(401, 403, 422))
 def list_users(session: SessionDep, user: Admin, page: PageDep) -> dict[str, Any]:
     """Staff accounts (administrators only; a scoped administrator sees the accounts of its estates)."""
-    visible = policy.users_visible_to(user)
-    total = session.scalar(select(func.count()).select_from(StaffUser).where(visible)) or 0
-    items = session.scalars(
-        select(StaffUser).where(visible).order_by(StaffUser.id).limit(page.limit).offset(page.offset)
-    ).all()
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+    found = queries.users_page(session, policy.users_visible_to(user), limit=page.limit, offset=page.offset)
+    return page_out(found, page)
 
 
 @router.post("/api/users", response_model=UserOut, status_code=201, responses=error_responses(400, 401, 403, 409, 422))

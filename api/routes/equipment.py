@@ -6,12 +6,11 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts.const import EQUIPMENT_ROLES
 from api.deps import EstateCode, ObjectId, PageDep
-from api.pagination import page_of
+from api.pagination import page_out
 from api.routes.estates import estate_or_404
 from api.schemas import (
     BucketOut,
@@ -28,7 +27,7 @@ from api.schemas import (
 )
 from core import clock
 from core.errors import NotFound
-from facility import live, series
+from facility import live, queries, series
 from storage.models import Device, DeviceState, Estate, Point, Room, StaffUser
 from web.deps import SessionDep, VisibleEstates, require_roles
 from web.errors import error_responses
@@ -52,12 +51,10 @@ def _device(session: Session, device_id: int, visible: set[int]) -> Device:
 
 
 def _point(session: Session, point_id: int, visible: set[int]) -> tuple[Point, Device]:
-    row = session.execute(
-        select(Point, Device).join(Device, Point.device_id == Device.id).where(Point.id == point_id)
-    ).first()
+    row = queries.point_with_device(session, point_id)
     if row is None or row[1].estate_id not in visible:
         raise NotFound("point not found / 未找到该测点")
-    return row[0], row[1]
+    return row
 
 
 def _device_out(device: Device, state: DeviceState | None) -> DeviceOut:
@@ -77,7 +74,7 @@ def list_rooms(
 ) -> dict[str, Any]:
     """Equipment rooms of an estate."""
     estate = estate_or_404(session, code, visible)
-    return page_of(session, select(Room).where(Room.estate_id == estate.id).order_by(Room.code), page)
+    return page_out(queries.rooms_page(session, estate.id, limit=page.limit, offset=page.offset), page)
 
 
 @router.get("/api/estates/{code}/devices", response_model=Page[DeviceOut])
@@ -92,19 +89,8 @@ def list_devices(
 ) -> dict[str, Any]:
     """Devices of an estate, optionally of one kind or one room."""
     estate: Estate = estate_or_404(session, code, visible)
-    stmt = select(Device).where(Device.estate_id == estate.id)
-    if kind:
-        stmt = stmt.where(Device.kind == kind)
-    if room_id is not None:
-        stmt = stmt.where(Device.room_id == room_id)
-    result = page_of(session, stmt.order_by(Device.code), page)
-    devices: list[Device] = result["items"]
-    states = {
-        s.device_id: s
-        for s in session.scalars(select(DeviceState).where(DeviceState.device_id.in_([d.id for d in devices])))
-    }
-    result["items"] = [_device_out(d, states.get(d.id)) for d in devices]
-    return result
+    found = queries.devices_page(session, estate.id, kind=kind, room_id=room_id, limit=page.limit, offset=page.offset)
+    return page_out(found, page, [_device_out(d, state) for d, state in found.items])
 
 
 @router.get("/api/rooms/{room_id}", response_model=RoomOut)
@@ -117,15 +103,14 @@ def get_room(room_id: ObjectId, session: SessionDep, user: Engineering, visible:
 def room_live(room_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> list[LiveValueOut]:
     """Latest value of every point in the room, with staleness."""
     room = _room(session, room_id, visible)
-    devices = list(session.scalars(select(Device).where(Device.room_id == room.id)))
-    return live_values(session, devices)
+    return live_values(session, queries.room_devices(session, room.id))
 
 
 @router.get("/api/devices/{device_id}", response_model=DeviceDetailOut)
 def get_device(device_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> DeviceDetailOut:
     """One device with its points and last contact."""
     device = _device(session, device_id, visible)
-    points = session.scalars(select(Point).where(Point.device_id == device.id).order_by(Point.metric)).all()
+    points = queries.device_points(session, device.id)
     base = _device_out(device, session.get(DeviceState, device.id))
     return DeviceDetailOut(**base.model_dump(), points=[PointOut.model_validate(p) for p in points])
 

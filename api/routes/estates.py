@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
 from accounts.const import ALL_ROLES, PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
 from api.deps import EstateCode, PageDep
-from api.pagination import page_of
+from api.pagination import page_out
 from api.schemas import BuildingOut, EstateOut, Page, ResidentOut, UnitOut
 from core.errors import NotFound
-from storage.models import Building, Estate, Resident, StaffUser, Unit
+from facility import queries
+from storage.models import Estate, StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates, require_roles
 from web.errors import error_responses
 
@@ -25,7 +25,7 @@ AnyStaff = Annotated[StaffUser, Depends(require_roles(ALL_ROLES))]
 
 def estate_or_404(session: Session, code: str, visible: set[int]) -> Estate:
     """The estate, or 404 whether it does not exist or is not the caller's (existence is not leaked)."""
-    estate = session.scalar(select(Estate).where(Estate.code == code))
+    estate = queries.estate_by_code(session, code)
     if estate is None or estate.id not in visible:
         raise NotFound("estate not found / 未找到该小区")
     return estate
@@ -34,7 +34,7 @@ def estate_or_404(session: Session, code: str, visible: set[int]) -> Estate:
 @router.get("/api/estates", response_model=Page[EstateOut])
 def list_estates(session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep) -> dict[str, Any]:
     """Estates the caller may see."""
-    return page_of(session, select(Estate).where(Estate.id.in_(visible)).order_by(Estate.code), page)
+    return page_out(queries.estates_page(session, visible, limit=page.limit, offset=page.offset), page)
 
 
 @router.get("/api/estates/{code}", response_model=EstateOut)
@@ -49,7 +49,7 @@ def list_buildings(
 ) -> dict[str, Any]:
     """Buildings of an estate."""
     estate = estate_or_404(session, code, visible)
-    return page_of(session, select(Building).where(Building.estate_id == estate.id).order_by(Building.code), page)
+    return page_out(queries.buildings_page(session, estate.id, limit=page.limit, offset=page.offset), page)
 
 
 @router.get("/api/estates/{code}/units", response_model=Page[UnitOut])
@@ -64,12 +64,10 @@ def list_units(
 ) -> dict[str, Any]:
     """Units (households) of an estate, optionally one building's or one occupancy's."""
     estate = estate_or_404(session, code, visible)
-    stmt = select(Unit).join(Building, Unit.building_id == Building.id).where(Building.estate_id == estate.id)
-    if building:
-        stmt = stmt.where(Building.code == building)
-    if occupancy:
-        stmt = stmt.where(Unit.occupancy == occupancy)
-    return page_of(session, stmt.order_by(Unit.code), page)
+    units = queries.units_page(
+        session, estate.id, building=building, occupancy=occupancy, limit=page.limit, offset=page.offset
+    )
+    return page_out(units, page)
 
 
 @router.get("/api/estates/{code}/residents", response_model=Page[ResidentOut])
@@ -83,18 +81,10 @@ def list_residents(
 ) -> dict[str, Any]:
     """Residents; names and phones are masked for roles that do not need them, and every read is audited."""
     estate = estate_or_404(session, code, visible)
-    stmt = (
-        select(Resident)
-        .join(Unit, Resident.unit_id == Unit.id)
-        .join(Building, Unit.building_id == Building.id)
-        .where(Building.estate_id == estate.id)
-    )
-    if unit:
-        stmt = stmt.where(Unit.code == unit)
-    result = page_of(session, stmt.order_by(Unit.code, Resident.id), page)
+    found = queries.residents_page(session, estate.id, unit=unit, limit=page.limit, offset=page.offset)
     masked = Role(user.role) not in PERSONAL_DATA_ROLES
-    residents: list[Resident] = result["items"]
-    result["items"] = [
+    residents = found.items
+    items = [
         ResidentOut(
             id=r.id,
             unit_id=r.unit_id,
@@ -106,6 +96,7 @@ def list_residents(
         )
         for r in residents
     ]
+    result = page_out(found, page, items)
     accounts.audit(
         session,
         user,

@@ -6,16 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from accounts import policy
 from api.deps import PageDep
-from api.pagination import page_of
+from api.pagination import page_out
 from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
-from storage.ingest_reads import ingest_statuses as ingest_status_rows
-from storage.models import DeadLetter, Estate, QuarantinedMessage, StaffEstate, StaffUser
+from storage import ingest_reads
+from storage.models import DeadLetter, QuarantinedMessage, StaffUser
 from web.deps import SessionDep, require_roles
 from web.errors import Forbidden, error_responses
 
@@ -34,14 +34,11 @@ HeadOfficeOperators = Annotated[StaffUser, Depends(head_office_operator)]
 
 
 def _topic_scope(session: Session, user: StaffUser, column: Any) -> Any:
-    codes = session.scalars(
-        select(Estate.code).join(StaffEstate, StaffEstate.estate_id == Estate.id).where(StaffEstate.user_id == user.id)
-    )
-    return policy.topic_scope(column, user.all_estates, codes)
+    return policy.topic_scope(column, user.all_estates, policy.estate_codes_of(session, user))
 
 
 def ingest_statuses(session: Session) -> list[IngestStatusOut]:
-    return [IngestStatusOut.model_validate(s) for s in ingest_status_rows(session)]
+    return [IngestStatusOut.model_validate(s) for s in ingest_reads.ingest_statuses(session)]
 
 
 @router.get("/health", response_model=HealthOut)
@@ -94,20 +91,9 @@ def ingest_status(session: SessionDep, user: HeadOfficeOperators) -> list[Ingest
 @router.get("/api/ingest/dead-letters", response_model=Page[DeadLetterOut], responses=error_responses(401, 403, 422))
 def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[str, Any]:
     """Payloads that could not be understood on the caller's estates' topics, newest first, with the reason."""
-    stmt = select(DeadLetter).where(_topic_scope(session, user, DeadLetter.topic)).order_by(DeadLetter.id.desc())
-    result = page_of(session, stmt, page)
-    rows: list[DeadLetter] = result["items"]
-    result["items"] = [
-        DeadLetterOut(
-            id=r.id,
-            received_at=r.received_at,
-            topic=r.topic,
-            error=r.error,
-            payload_preview=r.payload[:200].decode("utf-8", errors="replace"),
-        )
-        for r in rows
-    ]
-    return result
+    scope = _topic_scope(session, user, DeadLetter.topic)
+    found = ingest_reads.dead_letters_page(session, scope, limit=page.limit, offset=page.offset)
+    return page_out(found, page, [DeadLetterOut.model_validate(r) for r in found.items])
 
 
 @router.get("/api/ingest/quarantine", response_model=Page[QuarantineOut], responses=error_responses(401, 403, 422))
@@ -118,11 +104,7 @@ def quarantine(
     reason: Annotated[str | None, Query(max_length=48, pattern=r"^[a-z_]*$")] = None,
 ) -> dict[str, Any]:
     """Quarantined messages on the caller's estates' topics (unknown devices, timestamps outside the window)."""
-    stmt = (
-        select(QuarantinedMessage)
-        .where(_topic_scope(session, user, QuarantinedMessage.topic))
-        .order_by(QuarantinedMessage.id.desc())
+    scope = _topic_scope(session, user, QuarantinedMessage.topic)
+    return page_out(
+        ingest_reads.quarantine_page(session, scope, reason=reason, limit=page.limit, offset=page.offset), page
     )
-    if reason:
-        stmt = stmt.where(QuarantinedMessage.reason == reason)
-    return page_of(session, stmt, page)

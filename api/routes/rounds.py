@@ -8,17 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AwareDatetime, BeforeValidator, Field
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from alarms import policy
+from alarms import policy, rounds_queries
 from alarms.rounds import STATUS_LABELS, RoundNotFound, record_manual_round
+from alarms.rounds_queries import RoundRow
 from api.deps import EstateCode, ObjectId
 from api.routes.estates import estate_or_404
 from api.schemas import NO_NUL, Input, Output
 from core import clock
 from core.errors import NotFound
-from storage.models import Room, StaffUser
+from facility import queries as facility
+from storage.models import StaffUser
 from web.deps import SessionDep, VisibleEstates, require_roles
 from web.errors import error_responses
 
@@ -108,18 +109,6 @@ class ManualRoundIn(Input):
     performed_at: Time | None = Field(default=None, description="when the round was done (default: now)")
 
 
-_SELECT = """
-SELECT r.id, r.schedule_id, s.code AS schedule_code, s.name_zh AS schedule_name_zh,
-       s.name_en AS schedule_name_en, r.room_id, rm.code AS room_code, r.window_start, r.window_end,
-       r.status, r.satisfied_by, r.evidence, r.ticket_id, t.number AS ticket_number, r.alarm_id,
-       r.performed_by, r.performed_at, r.readings, r.notes, rm.estate_id
-FROM inspection_rounds r
-JOIN round_schedules s ON s.id = r.schedule_id
-JOIN rooms rm ON rm.id = r.room_id
-LEFT JOIN tickets t ON t.id = r.ticket_id
-"""
-
-
 def _summary(evidence: dict[str, Any] | None) -> EvidenceSummary | None:
     if not evidence or "required" not in evidence:
         return None
@@ -131,30 +120,30 @@ def _summary(evidence: dict[str, Any] | None) -> EvidenceSummary | None:
     return EvidenceSummary(required=int(evidence["required"]), ok=int(evidence.get("ok", 0)), **counts)
 
 
-def _out(row: Any) -> dict[str, Any]:
-    zh, en = STATUS_LABELS.get(row["status"], (row["status"], row["status"]))
+def _out(row: RoundRow) -> dict[str, Any]:
+    zh, en = STATUS_LABELS.get(row.status, (row.status, row.status))
     return {
-        **{k: row[k] for k in RoundOut.model_fields if k in row},
+        **{k: getattr(row, k) for k in RoundOut.model_fields if hasattr(row, k)},
         "status_zh": zh,
         "status_en": en,
-        "evidence": _summary(row["evidence"]),
+        "evidence": _summary(row.evidence),
     }
 
 
-def _round_row(session: Session, round_id: int, visible: set[int]) -> Any:
-    row = session.execute(text(_SELECT + " WHERE r.id = :id"), {"id": round_id}).mappings().first()
-    if row is None or row["estate_id"] not in visible:
+def _round_row(session: Session, round_id: int, visible: set[int]) -> RoundRow:
+    row = rounds_queries.round_row(session, round_id)
+    if row is None or row.estate_id not in visible:
         raise RoundNotFound("round not found / 未找到该巡检")
     return row
 
 
-def _detail(row: Any) -> RoundDetailOut:
-    evidence = row["evidence"] or {}
+def _detail(row: RoundRow) -> RoundDetailOut:
+    evidence = row.evidence or {}
     return RoundDetailOut(
         **_out(row),
         evidence_points=evidence.get("points") or {},
-        readings=row["readings"] or {},
-        notes=row["notes"],
+        readings=row.readings or {},
+        notes=row.notes,
     )
 
 
@@ -170,7 +159,7 @@ def room_rounds(
 ) -> RoomRoundsOut:
     """Inspection calendar of a room: windows with status, how they were satisfied, ticket and performer."""
     estate = estate_or_404(session, code, visible)
-    room = session.scalar(select(Room).where(Room.estate_id == estate.id, Room.code == room_code))
+    room = facility.room_by_code(session, estate.id, room_code)
     if room is None:
         raise NotFound("room not found / 未找到该机房")
     hi = end or clock.now()
@@ -178,15 +167,7 @@ def room_rounds(
         lo = start or hi - DEFAULT_SPAN
     except OverflowError:
         lo = datetime.min.replace(tzinfo=UTC)
-    rows = list(
-        session.execute(
-            text(
-                _SELECT + " WHERE r.room_id = :room AND r.window_end > :lo AND r.window_start < :hi"
-                " ORDER BY r.window_start, s.code LIMIT :limit"
-            ),
-            {"room": room.id, "lo": lo, "hi": hi, "limit": MAX_ROUNDS + 1},
-        ).mappings()
-    )
+    rows = rounds_queries.rounds_between(session, room.id, lo, hi, limit=MAX_ROUNDS + 1)
     return RoomRoundsOut(
         estate_code=estate.code,
         room_code=room.code,

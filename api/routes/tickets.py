@@ -13,18 +13,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
 from accounts.const import PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
 from api.deps import ObjectId, PageDep
-from api.pagination import page_of
+from api.pagination import page_out
 from api.schemas import ESTATE_CODE, NO_NUL, Input, Output, Page
 from core import clock
 from core.errors import NotFound
-from storage.models import Building, Estate, StaffUser, Ticket, Unit
+from facility import queries as facility
+from storage.models import StaffUser, Ticket
 from tickets import policy, queries, service, sla
 from tickets.const import (
     CALLBACK_CHANNEL_LABELS,
@@ -292,12 +292,8 @@ def _ticket(session: Session, ticket_id: int, visible: set[int], *, lock: bool =
     return t
 
 
-def _estate_code(session: Session, estate_id: int) -> str:
-    return session.scalar(select(Estate.code).where(Estate.id == estate_id)) or ""
-
-
 def _detail(session: Session, t: Ticket, user: StaffUser) -> TicketDetailOut:
-    data = _out(t, _estate_code(session, t.estate_id), user, clock.now())
+    data = _out(t, facility.estate_code(session, t.estate_id), user, clock.now())
     data["events"] = [EventOut.model_validate(e) for e in queries.events(session, t.id)]
     data["alarms"] = [
         TicketAlarmOut(
@@ -343,30 +339,27 @@ def list_tickets(
     sort: Annotated[Literal["newest", "due"], Query(description="newest first, or soonest due first")] = "newest",
 ) -> dict[str, Any]:
     """Tickets of the caller's estates, with running SLA clocks, breach flags and seconds remaining (for boards)."""
-    codes = session.execute(select(Estate.id, Estate.code).where(Estate.id.in_(visible))).all()
-    estates = {int(r[0]): str(r[1]) for r in codes}
-    stmt = select(Ticket).where(Ticket.estate_id.in_(estates))
+    estates = facility.estate_codes(session, visible)
+    scope = list(estates)
     if estate is not None:
-        ids = [i for i, code in estates.items() if code == estate]
-        if not ids:
+        scope = [i for i, code in estates.items() if code == estate][:1]
+        if not scope:
             raise NotFound("estate not found / 未找到该小区")
-        stmt = stmt.where(Ticket.estate_id == ids[0])
-    if status:
-        stmt = stmt.where(Ticket.status.in_(status))
-    if open_only:
-        stmt = stmt.where(Ticket.status != TicketStatus.closed.value)
-    for column, value in ((Ticket.priority, priority), (Ticket.category, category), (Ticket.source, source)):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if sort == "due":
-        soonest = Ticket.resolve_due_at  # the on-site clock is minutes; what orders a board is the resolve deadline
-        stmt = stmt.order_by(soonest.asc().nulls_last(), Ticket.id)
-    else:
-        stmt = stmt.order_by(Ticket.id.desc())
-    result = page_of(session, stmt, page)
+    found = queries.tickets_page(
+        session,
+        scope,
+        statuses=status,
+        open_only=open_only,
+        priority=priority,
+        category=category,
+        source=source,
+        sort=sort,
+        limit=page.limit,
+        offset=page.offset,
+    )
     now = clock.now()
-    rows: list[Ticket] = result["items"]
-    result["items"] = [_out(t, estates[t.estate_id], user, now) for t in rows]
+    rows = found.items
+    result = page_out(found, page, [_out(t, estates[t.estate_id], user, now) for t in rows])
     with_reporter = [t.id for t in rows if t.reporter_name or t.reporter_phone]
     if with_reporter:
         accounts.audit(session, user, "tickets.read", "tickets", {"ticket_ids": with_reporter, "masked": _masked(user)})
@@ -388,17 +381,12 @@ def get_ticket(ticket_id: ObjectId, session: SessionDep, user: Readers, visible:
 @router.post("", response_model=TicketDetailOut, status_code=201, responses=CONFLICT)
 def create_ticket(body: TicketIn, session: SessionDep, user: Desk, visible: VisibleEstates) -> TicketDetailOut:
     """Log a resident's repair report, a complaint, a patrol finding or a manual ticket (SLA clocks start now)."""
-    estate = session.scalar(select(Estate).where(Estate.code == body.estate))
+    estate = facility.estate_by_code(session, body.estate)
     if estate is None or estate.id not in visible:
         raise NotFound("estate not found / 未找到该小区")
     unit_id = None
     if body.unit is not None:
-        unit_id = session.scalar(
-            select(Unit.id)
-            .join(Building, Building.id == Unit.building_id)
-            .where(Building.estate_id == estate.id, Unit.code == body.unit)
-            .limit(1)
-        )
+        unit_id = facility.unit_id_by_code(session, estate.id, body.unit)
         if unit_id is None:
             raise NotFound("unit not found / 未找到该房屋")
     t = service.open_ticket(
