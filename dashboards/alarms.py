@@ -21,20 +21,10 @@ from alarms import store as alarm_store
 from core import clock
 from core.errors import StewardError
 from dashboards import alarms_view
-from dashboards.web import (
-    PageError,
-    Viewer,
-    ViewerDep,
-    flash_error,
-    flash_ok,
-    form_page,
-    live_page_data,
-    render_fragment,
-    require,
-    safe_next,
-    same_origin,
-    viewer_tz,
-)
+from dashboards.forms import flash_error, flash_ok, form_page, same_origin
+from dashboards.lookups import viewer_tz
+from dashboards.render import live_page_data, render_fragment
+from dashboards.viewer import PageError, Viewer, ViewerDep, require, safe_next
 from facility.queries import visible_estates
 from storage.models import Alarm
 from web.deps import SessionDep

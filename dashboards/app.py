@@ -14,7 +14,9 @@ from fastapi.staticfiles import StaticFiles
 
 from dashboards import alarms, ingest, login, rooms, rounds, tickets
 from dashboards.live import LiveHub, connect_kwargs
-from dashboards.web import STATIC_DIR, LoginRequired, PageError, login_redirect, page_error
+from dashboards.page_errors import login_redirect, page_error
+from dashboards.render import STATIC_DIR
+from dashboards.viewer import LoginRequired, PageError
 
 
 @asynccontextmanager

@@ -12,7 +12,10 @@ from accounts import policy
 from core import clock
 from dashboards import i18n, ingest_view
 from dashboards.live import LiveHub
-from dashboards.web import Viewer, ViewerDep, page_data, render, render_fragment, require, stream, viewer_tz
+from dashboards.lookups import viewer_tz
+from dashboards.render import page_data, render, render_fragment
+from dashboards.streaming import stream
+from dashboards.viewer import Viewer, ViewerDep, require
 from facility.queries import visible_estates
 from web.deps import SessionDep
 

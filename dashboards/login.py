@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from accounts import service as accounts
 from dashboards import i18n
-from dashboards.web import LANG_COOKIE, render, request_lang, safe_next
+from dashboards.render import render
+from dashboards.viewer import LANG_COOKIE, request_lang, safe_next
 from web.cookies import SESSION_COOKIE, clear_session_cookie, set_session_cookie
 from web.deps import SessionDep
 

@@ -12,18 +12,10 @@ from sqlalchemy.orm import Session
 from core import clock
 from dashboards import i18n, rooms_view
 from dashboards.i18n import Lang
-from dashboards.web import (
-    EquipmentViewer,
-    Viewer,
-    ViewerDep,
-    device_of,
-    estate_of,
-    page_data,
-    render,
-    render_fragment,
-    room_of,
-    stream,
-)
+from dashboards.lookups import device_of, estate_of, room_of
+from dashboards.render import page_data, render, render_fragment
+from dashboards.streaming import stream
+from dashboards.viewer import EquipmentViewer, Viewer, ViewerDep
 from facility import series
 from facility.queries import visible_estates
 from storage.models import DeviceState, Room

@@ -19,18 +19,9 @@ from alarms.rounds_queries import round_room_id
 from core import clock
 from core.errors import StewardError
 from dashboards import i18n, rounds_view
-from dashboards.web import (
-    EquipmentViewer,
-    PageError,
-    ViewerDep,
-    clean_text,
-    flash_error,
-    flash_ok,
-    form_page,
-    require,
-    room_of,
-    same_origin,
-)
+from dashboards.forms import clean_text, flash_error, flash_ok, form_page, same_origin
+from dashboards.lookups import room_of
+from dashboards.viewer import EquipmentViewer, PageError, ViewerDep, require
 from web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)

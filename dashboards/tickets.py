@@ -32,23 +32,12 @@ from core.errors import NotFound, StewardError
 from dashboards import i18n
 from dashboards import tickets_view as td
 from dashboards.alarms import EstateFilter, SeverityFilter, StateFilter, alarms_fragment, query_string
+from dashboards.forms import clean_text, flash_error, flash_ok, form_page, same_origin
 from dashboards.live import LiveHub
-from dashboards.web import (
-    PageError,
-    Viewer,
-    ViewerDep,
-    bounded_stream,
-    clean_text,
-    flash_error,
-    flash_ok,
-    form_page,
-    live_page_data,
-    render_fragment,
-    request_lang,
-    require,
-    same_origin,
-    viewer_tz,
-)
+from dashboards.lookups import viewer_tz
+from dashboards.render import live_page_data, render_fragment
+from dashboards.streaming import bounded_stream
+from dashboards.viewer import PageError, Viewer, ViewerDep, request_lang, require
 from facility.queries import visible_estates
 from storage.models import Estate, Ticket
 from tickets import policy

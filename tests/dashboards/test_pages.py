@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from dashboards import i18n
 from dashboards.live import LiveHub, connect_kwargs
-from dashboards.web import safe_next
+from dashboards.viewer import safe_next
 from storage.models import LoginFailure
 from tests.dashboards.conftest import PASSWORD, DashWorld, login
 

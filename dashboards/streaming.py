@@ -1,0 +1,80 @@
+"""Live streams of page snapshots over SSE (equipment, ingest, alarm and ticket pages): each snapshot re-checks
+the login and scope, and a user holds at most MAX_STREAMS_PER_USER streams at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from accounts import service as accounts
+from dashboards.live import LiveHub, event_stream
+from dashboards.viewer import PageError, Viewer, request_lang
+from web.cookies import SESSION_COOKIE
+
+
+def _live_snapshot(
+    request: Request, build: Callable[[Session, Viewer], dict[str, Any]], allowed: Callable[[Viewer], bool]
+) -> Callable[[], dict[str, Any] | None]:
+    """A snapshot function for one stream: re-checks the login and scope each time, since a stream can
+    outlive the session that opened it (12 h) or the user's estate assignment."""
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    lang = request_lang(request)
+
+    def snapshot() -> dict[str, Any] | None:
+        with factory() as session:
+            user = accounts.user_for_session(session, cookie) if cookie else None
+            if user is None:
+                return None
+            viewer = Viewer.of(session, user, lang)
+            if not allowed(viewer):
+                return None
+            try:
+                return build(session, viewer)
+            except PageError:
+                return None
+            finally:
+                session.rollback()  # read-only: nothing to keep
+
+    return snapshot
+
+
+async def stream(
+    request: Request,
+    build: Callable[[Session, Viewer], dict[str, Any]],
+    allowed: Callable[[Viewer], bool],
+    *,
+    min_interval: float,
+) -> Response:
+    snapshot = _live_snapshot(request, build, allowed)
+    first = await run_in_threadpool(snapshot)
+    if first is None:
+        # Refuse before streaming: EventSource then stops retrying and the page reloads into the login.
+        return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
+    hub: LiveHub = request.app.state.live
+    return await bounded_stream(request, event_stream(hub, snapshot, min_interval=min_interval, first=first))
+
+
+def _stream_owner(request: Request) -> str:
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with factory() as session:
+        user = accounts.user_for_session(session, request.cookies.get(SESSION_COOKIE, ""))
+        return user.username if user is not None else ""
+
+
+async def bounded_stream(request: Request, events: AsyncGenerator[ServerSentEvent, None]) -> Response:
+    """The SSE response for ``events``, unless its user holds MAX_STREAMS_PER_USER live views already (429)."""
+    hub: LiveHub = request.app.state.live
+    owner = await run_in_threadpool(_stream_owner, request)
+    if hub.streams.full(owner):
+        await events.aclose()
+        return PlainTextResponse(
+            "too many live views open; close some tabs / 实时页面打开过多，请关闭部分标签页", status_code=429
+        )
+    return EventSourceResponse(hub.streams.bounded(owner, events), ping=15)
