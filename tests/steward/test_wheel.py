@@ -17,6 +17,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from steward.broker import free_port
@@ -63,6 +64,9 @@ def test_the_wheel_installs_migrates_and_serves(tmp_path: Path, fresh_database: 
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)])
     wheel = next(dist.glob("steward-*.whl"))
+    # What is not product stays out: the tests, the benchmarks and their shared helpers (devkit).
+    tops = {name.split("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert not tops & {"tests", "bench", "devkit"}, sorted(tops)
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)])
