@@ -1,5 +1,6 @@
-"""Dashboard fixtures: the sample estate (examples/estate.yaml) with 24 h of history, a second estate nobody
-but head office sees, one account per role, and ingest rejects for the ingest page.
+"""Dashboard fixtures: the sample world of tests/support/world.py (the sample estate examples/estate.yaml, a
+second estate nobody but head office sees, one account per role) with 24 h of history, device contact and
+ingest rejects for the ingest page.
 
 The world lives in a database of its own because the browser tests' server is another process that
 must see committed rows.
@@ -10,58 +11,28 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, text
 
-from accounts.const import Role
-from accounts.service import create_user
 from core import clock
 from core.settings import Settings
-from facility.importer import import_estate
-from protocol.estate_file import EstateFile, load_estate_file
 from steward.app import create_app
-from storage.models import Device, Point
 from tests.dashboards.support import InProcessIngest, telemetry
-from tests.support.estate import small_estate
-from tests.support.world import PASSWORD, staff_per_role
+from tests.support.world import PASSWORD, SAMPLE_ESTATE, SAMPLE_OTHER, SampleWorld, build_sample_world
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "examples" / "estate.yaml"
-ESTATE = "lvyuan"
-OTHER = "dashb"
+ESTATE = SAMPLE_ESTATE
+OTHER = SAMPLE_OTHER
 # TR2 went quiet 12 minutes ago: its tiles must say so ("已 12 分钟未上报").
 SILENT_DEVICE = "TR2"
 SILENT_FOR = timedelta(minutes=12)
 
 
-@dataclass(frozen=True)
-class DashWorld:
-    url: str
-    engine: Engine
-    estate: str
-    other_estate: str
-    rooms: dict[str, int]  # room code -> id (sample estate)
-    devices: dict[str, int]  # device code -> id (both estates)
-    other_room_id: int
-    # device code -> metric -> (nominal, noise), for the room devices of the sample estate
-    nominal: dict[str, dict[str, tuple[float, float]]]
-    point_ids: dict[tuple[str, str], int]
-
-
-def nominal_values(doc: EstateFile) -> dict[str, dict[str, tuple[float, float]]]:
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    for room in doc.rooms:
-        for device in room.devices:
-            if device.points:
-                out[device.code] = {p.metric: (float(p.nominal or 0.0), float(p.noise or 0.0)) for p in device.points}
-    return out
+# The dashboards' world is the sample world of tests/support/world.py; what the pages show is seeded below.
+DashWorld = SampleWorld
 
 
 def _seed_history(engine: Engine, point_ids: dict[tuple[str, str], int], nominal: dict, now: datetime) -> None:
@@ -165,48 +136,12 @@ def _seed_rejects_and_meters(ingest: InProcessIngest, now: datetime) -> None:
 
 @pytest.fixture(scope="session")
 def dash_world(pg_server_url: str) -> Iterator[DashWorld]:
-    from storage.migrate import upgrade
-    from tests.support.postgres import create_database, drop_database
-
-    url = create_database(pg_server_url, prefix="steward_dash")
-    upgrade(url)
-    engine = create_engine(url)
-    doc = load_estate_file(SAMPLE)
-    nominal = nominal_values(doc)
-    with Session(engine) as s, s.begin():
-        import_estate(s, doc)
-        import_estate(s, small_estate(OTHER, sensors=2, meters=1))
-        staff_per_role(s, [ESTATE], display_name=lambda role: f"{role.value}")
-        create_user(
-            s, username="zhang.gong", password=PASSWORD, role=Role.engineer, estates=[ESTATE], display_name="张工"
-        )
-        create_user(
-            s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True, display_name="总部"
-        )
-        rooms = dict(
-            s.execute(
-                text("SELECT r.code, r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"),
-                {"e": ESTATE},
-            ).all()
-        )
-        other_room = s.scalar(
-            text("SELECT r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"), {"e": OTHER}
-        )
-        devices = dict(s.execute(select(Device.code, Device.id)).all())
-        point_ids = {
-            (code, metric): pid
-            for code, metric, pid in s.execute(
-                select(Device.code, Point.metric, Point.id).join(Point, Point.device_id == Device.id)
-            ).all()
-            if code in nominal
-        }
-    now = clock.now()
-    _seed_history(engine, point_ids, nominal, now)
-    _seed_device_state(engine, now)
-    _seed_rejects_and_meters(InProcessIngest(engine), now)
-    yield DashWorld(url, engine, ESTATE, OTHER, rooms, devices, int(other_room), nominal, point_ids)
-    engine.dispose()
-    drop_database(pg_server_url, url)
+    with build_sample_world(pg_server_url, prefix="steward_dash") as world:
+        now = clock.now()
+        _seed_history(world.engine, world.point_ids, world.nominal, now)
+        _seed_device_state(world.engine, now)
+        _seed_rejects_and_meters(InProcessIngest(world.engine), now)
+        yield world
 
 
 @pytest.fixture(scope="session")

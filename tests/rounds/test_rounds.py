@@ -24,8 +24,9 @@ from alarms.rounds import (
 )
 from core.errors import InvalidInput
 from storage.models import InspectionRound, RoundSchedule, Ticket
-from tests.rounds.conftest import LV_POINTS, SH, T0, RoomsEstate, at
+from tests.rounds.conftest import LV_POINTS, SH, T0, at
 from tests.support.clock import FrozenClock
+from tests.support.world import RoomsEstate
 
 
 def schedule(est: RoomsEstate, room: str, code: str) -> RoundSchedule:

@@ -17,7 +17,7 @@ from alarms.stale import (
     ensure_default_stale_rules,
     watching_since,
 )
-from tests.rounds.conftest import RoomsEstate
+from tests.support.world import RoomsEstate
 
 RULE = DEFAULT_STALE_RULES[0].code
 

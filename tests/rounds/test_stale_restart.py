@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from alarms.stale import WATCHING_ALL_ALONG, check_stale, ensure_default_stale_rules, restart_watching, watching_since
-from tests.rounds.conftest import RoomsEstate, at
+from tests.rounds.conftest import at
 from tests.rounds.test_stale import seen, stale_alarms
+from tests.support.world import RoomsEstate
 
 
 def test_restart_watching_gives_every_device_a_full_limit(est: RoomsEstate) -> None:

@@ -1,9 +1,17 @@
 """The test world: estates, staff of every role, tickets, alarms and rounds, built once here and shared by
 the api, dashboards, tickets and rounds tests.
 
+One builder, ``populate``, puts estates of a chosen shape (``estate_file``: small, with residents, one room of
+every kind, or the sample estate examples/estate.yaml) and accounts (one per role, named extras, tokens)
+into a session; the worlds below are its option sets:
+
 - ``build_world``: a migrated database of its own with two estates (apia with residents, apib), one account
   per role scoped to apia, head-office and scope accounts, and an alarm, ticket and round in each estate
   (``World`` adds fresh ones on demand: ``new_ticket(status)``, ``new_alarm()``, ``new_round()``, ...);
+- ``build_sample_world``: a migrated database of its own with the sample estate and a second one nobody but
+  head office sees, one account per role (display names) and 张工 (the dashboards; they seed history on it);
+- ``rooms_estate_in``: an estate with one room of every kind in the test's rolled-back session, with the
+  default rules (the rounds and stale-data tests), as a ``RoomsEstate`` handle;
 - ``staff_per_role``: one account of every role for an estate (the dashboards' and tickets API's worlds);
 - ``make_estate``/``make_rule``/``make_staff``/``insert_alarm``: small ORM-built estates with fresh codes for
   tests that share the session database (the ticket domain tests and the ticket pages).
@@ -12,14 +20,15 @@ the api, dashboards, tickets and rounds tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, select
+from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.orm import Session
 
 from accounts.const import Role
@@ -27,10 +36,10 @@ from accounts.service import create_token, create_user
 from alarms.packs import ensure_default_rules
 from alarms.store import NewAlarm, insert_alarms
 from core import clock
+from devkit.estate import small_estate
 from facility.importer import import_estate
-from protocol.estate_file import EstateFile
-from storage.models import AlarmRuleRow, Building, Device, Estate, Room, StaffEstate, StaffUser, Ticket, Unit
-from tests.support.estate import small_estate
+from protocol.estate_file import EstateFile, load_estate_file
+from storage.models import AlarmRuleRow, Building, Device, Estate, Point, Room, StaffEstate, StaffUser, Ticket, Unit
 
 PASSWORD = "correct-horse-battery"
 # Accounts for the scope rows of the access matrix: (role, estates, all_estates). The one-per-role accounts
@@ -114,52 +123,197 @@ def _with_residents(doc: EstateFile) -> EstateFile:
     return EstateFile.model_validate(data)
 
 
+def rooms_estate(code: str) -> EstateFile:
+    """An estate with one room of every kind: a power room with LV, capacitor, environment and transformer
+    points, a heat station with one exchanger, empty pump, fire-pump and hot-water rooms, one household meter."""
+    return EstateFile.model_validate(
+        {
+            "estate": {"code": code, "name": f"巡检测试 {code}", "timezone": "Asia/Shanghai"},
+            "rooms": [
+                {
+                    "code": "PR1",
+                    "name": "1号配电房",
+                    "kind": "power_room",
+                    "devices": [
+                        {
+                            "code": f"{code.upper()}-LV1",
+                            "kind": "lv_incomer",
+                            "expected_interval_s": 15,
+                            "points": [{"metric": "voltage_a_v", "unit": "V"}],
+                        },
+                        {
+                            "code": f"{code.upper()}-CAP1",
+                            "kind": "capacitor_cabinet",
+                            "expected_interval_s": 60,
+                            "points": [{"metric": "case_temp_c", "unit": "°C"}],
+                        },
+                        {
+                            "code": f"{code.upper()}-ENV",
+                            "kind": "room_environment",
+                            "expected_interval_s": 30,
+                            "points": [{"metric": "room_temp_c", "unit": "°C"}],
+                        },
+                        {
+                            "code": f"{code.upper()}-TR1",
+                            "kind": "dry_type_transformer",
+                            "expected_interval_s": 30,
+                            "points": [{"metric": "winding_temp_a_c", "unit": "°C"}],
+                        },
+                    ],
+                },
+                {
+                    "code": "HS1",
+                    "name": "换热站",
+                    "kind": "heat_station",
+                    "devices": [
+                        {
+                            "code": f"{code.upper()}-HX1",
+                            "kind": "plate_heat_exchanger",
+                            "points": [{"metric": "secondary_supply_temp_c", "unit": "°C"}],
+                        }
+                    ],
+                },
+                {"code": "PUMP1", "name": "生活水泵房", "kind": "pump_room", "devices": []},
+                {"code": "FIRE1", "name": "消防泵房", "kind": "fire_pump_room", "devices": []},
+                {"code": "HWP1", "name": "热水机房", "kind": "hot_water_plant", "devices": []},
+            ],
+            "devices": [{"code": f"{code.upper()}-HW1", "kind": "hot_water_meter", "register_max": "99999.999"}],
+        }
+    )
+
+
+SAMPLE_ESTATE_FILE = Path(__file__).resolve().parents[2] / "examples" / "estate.yaml"
+Shape = Literal["small", "residents", "rooms", "sample"]
+
+
+def estate_file(shape: Shape, code: str = "", *, sensors: int = 20, meters: int = 5) -> EstateFile:
+    """An estate of one shape: ``small`` (``sensors`` transformer sensors and ``meters`` meters), ``residents``
+    (small, plus a building with two resident households), ``rooms`` (one room of every kind) or ``sample``
+    (examples/estate.yaml; its own code)."""
+    if shape == "sample":
+        return load_estate_file(SAMPLE_ESTATE_FILE)
+    if shape == "rooms":
+        return rooms_estate(code)
+    doc = small_estate(code, sensors=sensors, meters=meters)
+    return _with_residents(doc) if shape == "residents" else doc
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account beside the one-per-role set."""
+
+    username: str
+    role: Role
+    estates: Sequence[str] = ()
+    all_estates: bool = False
+    display_name: str = ""
+
+
+HEAD_OFFICE = Account("head-office", Role.admin, all_estates=True)
+
+
+@dataclass(frozen=True)
+class Populated:
+    staff: dict[Role, StaffUser]  # one account per role (empty if not asked)
+    tokens: dict[Role, str]  # their bearer tokens (if asked)
+    named_tokens: dict[str, str]  # every token by username (if asked)
+
+
+def populate(
+    session: Session,
+    estates: Sequence[EstateFile],
+    *,
+    staff_in: Sequence[str] | None = None,
+    display_names: bool = False,
+    accounts: Sequence[Account] = (),
+    tokens: bool = False,
+    default_rules: bool = False,
+) -> Populated:
+    """The one world builder: import the estates, then (``staff_in``) one account per role scoped to those
+    estates (their role as display name with ``display_names``), then ``accounts`` in order, each with a bearer
+    token right after it if ``tokens``; then the default alarm rules if ``default_rules``. All with PASSWORD."""
+    for doc in estates:
+        import_estate(session, doc)
+    staff: dict[Role, StaffUser] = {}
+    if staff_in is not None:
+        staff = staff_per_role(
+            session, list(staff_in), display_name=(lambda role: f"{role.value}") if display_names else (lambda _: "")
+        )
+    role_tokens = {role: create_token(session, user, "tests") for role, user in staff.items()} if tokens else {}
+    named_tokens = {f"{role.value}-user": token for role, token in role_tokens.items()}
+    for account in accounts:
+        user = create_user(
+            session,
+            username=account.username,
+            password=PASSWORD,
+            role=account.role,
+            estates=list(account.estates),
+            all_estates=account.all_estates,
+            display_name=account.display_name,
+        )
+        if tokens:
+            named_tokens[account.username] = create_token(session, user, "tests")
+    if default_rules:
+        ensure_default_rules(session)
+    return Populated(staff, role_tokens, named_tokens)
+
+
+@contextmanager
+def own_database(pg_server_url: str, prefix: str) -> Iterator[tuple[str, Engine]]:
+    """A migrated database of its own (url, engine), dropped on exit."""
+    from devkit.postgres import create_database, drop_database
+    from storage.migrate import upgrade
+
+    url = create_database(pg_server_url, prefix=prefix)
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        yield url, engine
+    finally:
+        engine.dispose()
+        drop_database(pg_server_url, url)
+
+
 @contextmanager
 def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[World]:
     """A migrated database of its own with estates apia (residents) and apib, one account per role
     scoped to apia, and the head-office admin 'head-office' who sees every estate. Dropped on exit.
     Rows dated "now" (alarms, rounds, schedule anchors) take it from `core.clock`: pin it to build the world
     at an instant."""
-    from sqlalchemy import select
-
-    from storage.migrate import upgrade
-    from storage.models import Device, Point, Room
-    from tests.support.postgres import create_database, drop_database
-
-    url = create_database(pg_server_url, prefix=prefix)
-    upgrade(url)
-    engine = create_engine(url)
-    with Session(engine) as s, s.begin():
-        import_estate(s, _with_residents(small_estate("apia", sensors=3, meters=2)))
-        import_estate(s, small_estate("apib", sensors=2, meters=1))
-        tokens = {role: create_token(s, user, "tests") for role, user in staff_per_role(s, ["apia"]).items()}
-        head_office = create_user(s, username="head-office", password=PASSWORD, role=Role.admin, all_estates=True)
-        named_tokens = {f"{role.value}-user": token for role, token in tokens.items()}
-        named_tokens["head-office"] = create_token(s, head_office, "tests")
-        for name, (role, estates, all_estates) in SCOPE_ACCOUNTS.items():
-            user = create_user(s, username=name, password=PASSWORD, role=role, estates=estates, all_estates=all_estates)
-            named_tokens[name] = create_token(s, user, "tests")
-
-        ids = {}
-        for code in ("apia", "apib"):
-            room, device, point = s.execute(
-                select(Room.id, Device.id, Point.id)
-                .join(Device, Device.room_id == Room.id)
-                .join(Point, Point.device_id == Device.id)
-                .where(Device.code == f"{code.upper()}-S0000")
-                .limit(1)
-            ).one()
-            ids[code] = (room, device, point)
-        ensure_default_rules(s)
-    alarms = {code: raise_alarm(engine, code) for code in ("apia", "apib")}
-    tickets = {code: make_ticket(engine, code, "received") for code in ("apia", "apib")}
-    rounds = {code: make_round(engine, code) for code in ("apia", "apib")}
-    try:
+    scope_accounts = [
+        Account(name, role, estates, all_estates) for name, (role, estates, all_estates) in SCOPE_ACCOUNTS.items()
+    ]
+    with own_database(pg_server_url, prefix) as (_, engine):
+        with Session(engine) as s, s.begin():
+            made = populate(
+                s,
+                [
+                    estate_file("residents", "apia", sensors=3, meters=2),
+                    estate_file("small", "apib", sensors=2, meters=1),
+                ],
+                staff_in=["apia"],
+                accounts=[HEAD_OFFICE, *scope_accounts],
+                tokens=True,
+            )
+            ids = {}
+            for code in ("apia", "apib"):
+                room, device, point = s.execute(
+                    select(Room.id, Device.id, Point.id)
+                    .join(Device, Device.room_id == Room.id)
+                    .join(Point, Point.device_id == Device.id)
+                    .where(Device.code == f"{code.upper()}-S0000")
+                    .limit(1)
+                ).one()
+                ids[code] = (room, device, point)
+            ensure_default_rules(s)
+        alarms = {code: raise_alarm(engine, code) for code in ("apia", "apib")}
+        tickets = {code: make_ticket(engine, code, "received") for code in ("apia", "apib")}
+        rounds = {code: make_round(engine, code) for code in ("apia", "apib")}
         yield World(
             engine,
             "apia",
             "apib",
-            tokens,
+            made.tokens,
             *ids["apia"],
             *ids["apib"],
             alarms["apia"],
@@ -168,11 +322,118 @@ def build_world(pg_server_url: str, prefix: str = "steward_api") -> Iterator[Wor
             tickets["apib"],
             rounds["apia"],
             rounds["apib"],
-            named_tokens=named_tokens,
+            named_tokens=made.named_tokens,
         )
-    finally:
-        engine.dispose()
-        drop_database(pg_server_url, url)
+
+
+# --- the sample estate (the dashboards) ------------------------------------------------------------------------
+
+SAMPLE_ESTATE = "lvyuan"  # the code in examples/estate.yaml
+SAMPLE_OTHER = "dashb"
+
+
+@dataclass(frozen=True)
+class SampleWorld:
+    url: str
+    engine: Engine
+    estate: str
+    other_estate: str
+    rooms: dict[str, int]  # room code -> id (sample estate)
+    devices: dict[str, int]  # device code -> id (both estates)
+    other_room_id: int
+    # device code -> metric -> (nominal, noise), for the room devices of the sample estate
+    nominal: dict[str, dict[str, tuple[float, float]]]
+    point_ids: dict[tuple[str, str], int]
+
+
+def nominal_values(doc: EstateFile) -> dict[str, dict[str, tuple[float, float]]]:
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for room in doc.rooms:
+        for device in room.devices:
+            if device.points:
+                out[device.code] = {p.metric: (float(p.nominal or 0.0), float(p.noise or 0.0)) for p in device.points}
+    return out
+
+
+@contextmanager
+def build_sample_world(pg_server_url: str, prefix: str = "steward_dash") -> Iterator[SampleWorld]:
+    """A migrated database of its own with the sample estate (examples/estate.yaml) and a second estate nobody
+    but head office sees, one account per role of the sample estate (their role as display name), the
+    engineer 张工 (zhang.gong) and the head-office admin (总部). No history: the caller seeds what it shows."""
+    doc = estate_file("sample")
+    nominal = nominal_values(doc)
+    with own_database(pg_server_url, prefix) as (url, engine):
+        with Session(engine) as s, s.begin():
+            populate(
+                s,
+                [doc, estate_file("small", SAMPLE_OTHER, sensors=2, meters=1)],
+                staff_in=[SAMPLE_ESTATE],
+                display_names=True,
+                accounts=[
+                    Account("zhang.gong", Role.engineer, [SAMPLE_ESTATE], display_name="张工"),
+                    Account("head-office", Role.admin, all_estates=True, display_name="总部"),
+                ],
+            )
+            rooms = dict(
+                s.execute(
+                    text("SELECT r.code, r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"),
+                    {"e": SAMPLE_ESTATE},
+                ).all()
+            )
+            other_room = s.scalar(
+                text("SELECT r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"),
+                {"e": SAMPLE_OTHER},
+            )
+            devices = dict(s.execute(select(Device.code, Device.id)).all())
+            point_ids = {
+                (code, metric): pid
+                for code, metric, pid in s.execute(
+                    select(Device.code, Point.metric, Point.id).join(Point, Point.device_id == Device.id)
+                ).all()
+                if code in nominal
+            }
+        yield SampleWorld(url, engine, SAMPLE_ESTATE, SAMPLE_OTHER, rooms, devices, int(other_room), nominal, point_ids)
+
+
+# --- an estate with one room of every kind, in the test's session (rounds, stale data) -------------------------
+
+
+@dataclass
+class RoomsEstate:
+    session: Session
+    code: str
+    id: int
+
+    def room(self, code: str) -> Room:
+        return self.session.scalars(select(Room).where(Room.estate_id == self.id, Room.code == code)).one()
+
+    def point(self, device_suffix: str, metric: str) -> int:
+        return int(
+            self.session.scalar(
+                select(Point.id)
+                .join(Device, Device.id == Point.device_id)
+                .where(Device.code == f"{self.code.upper()}-{device_suffix}", Point.metric == metric)
+            )
+            or 0
+        )
+
+    def device(self, suffix: str) -> Device:
+        return self.session.scalars(select(Device).where(Device.code == f"{self.code.upper()}-{suffix}")).one()
+
+    def sample(self, point_id: int, ts: datetime, value: float) -> None:
+        self.session.execute(
+            text("INSERT INTO samples (ts, point_id, value) VALUES (:ts, :p, :v) ON CONFLICT DO NOTHING"),
+            {"ts": ts, "p": point_id, "v": value},
+        )
+
+
+def rooms_estate_in(session: Session, prefix: str = "rd") -> RoomsEstate:
+    """A fresh ``rooms`` estate (code ``{prefix}-…``) with the default rules, in the caller's session."""
+    code = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    populate(session, [estate_file("rooms", code)], default_rules=True)
+    estate_id = session.scalar(select(Estate.id).where(Estate.code == code))
+    assert estate_id is not None
+    return RoomsEstate(session, code, estate_id)
 
 
 ALARM_RULE = "dry_transformer.winding_temp_a.high"

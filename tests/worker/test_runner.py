@@ -19,7 +19,7 @@ from facility.importer import import_estate
 from steward.cli import app
 from storage.db import make_sessionmaker
 from storage.models import Estate
-from tests.rounds.conftest import rooms_estate
+from tests.support.world import rooms_estate
 from worker.jobs import LOCK_NAMESPACE, Job, default_jobs
 from worker.runner import Worker
 
