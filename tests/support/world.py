@@ -374,7 +374,7 @@ def build_sample_world(pg_server_url: str, prefix: str = "steward_dash") -> Iter
                     Account("head-office", Role.admin, all_estates=True, display_name="总部"),
                 ],
             )
-            rooms = dict(
+            rooms: dict[str, int] = dict(
                 s.execute(
                     text("SELECT r.code, r.id FROM rooms r JOIN estates e ON e.id = r.estate_id WHERE e.code = :e"),
                     {"e": SAMPLE_ESTATE},
