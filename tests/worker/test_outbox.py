@@ -120,12 +120,12 @@ def test_unacknowledged_publish_is_retried_with_backoff(db: Engine) -> None:
     worker = Worker(make_sessionmaker(db), [Job("outbox", 2.0, OUTBOX_LOCK, dispatcher)])
     worker.run_once(NOW)
     assert rows(db)[cmd] == (None, 1)
-    worker.run_once(NOW)  # backing off: not tried again yet
+    worker.run_once(NOW + timedelta(seconds=1.9))  # backing off (2 s, in outbox.next_attempt_at): not tried yet
     assert flaky.calls == [[str(cmd)]]
-    dispatcher._not_before.clear()  # the backoff elapsed
     flaky.ok = True
-    worker.run_once(NOW)
-    assert rows(db)[cmd] == (NOW, 2)
+    later = NOW + timedelta(seconds=2)  # the backoff elapsed
+    worker.run_once(later)
+    assert rows(db)[cmd] == (later, 2)
     assert [backoff_s(n) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
     assert backoff_s(100) == 300.0
 
