@@ -64,7 +64,9 @@ def upgrade() -> None:
             WHEN sent_at IS NOT NULL THEN 'sent'
             WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired'
             ELSE 'pending' END,
-          expired_at = CASE WHEN acked_at IS NULL AND sent_at IS NULL AND expires_at <= now() THEN expires_at END
+          expired_at = CASE WHEN acked_at IS NULL AND sent_at IS NULL AND expires_at <= now() THEN expires_at END,
+          -- Sent and not acknowledged: the ack deadline counts from the send (the default 60 s timeout).
+          next_attempt_at = CASE WHEN acked_at IS NULL AND sent_at IS NOT NULL THEN sent_at + interval '60 seconds' END
         """
     )
     op.create_check_constraint(op.f('ck_outbox_status'), 'outbox', "status in ('pending','sent','acknowledged','expired','failed')")
