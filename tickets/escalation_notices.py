@@ -1,5 +1,5 @@
-"""Tell people about an escalation: one WeCom group-robot message naming the role, and an e-mail to each
-active staff user of that role on the ticket's estate who has an address.
+"""Tell people about an escalation: one WeCom group-robot message naming the role, an e-mail to each
+active staff user of that role on the ticket's estate who has an address, and a line in the log.
 
 Called by `tickets.escalation.escalate_due` in its transaction for each new 'escalated' event; the
 deliveries are queued (`notifications.service.enqueue`) and sent by the worker after commit, so a
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from notifications.channels import EMAIL, WECOM_ROBOT
+from notifications.channels import EMAIL, LOG, WECOM_ROBOT
 from notifications.service import enqueue
 from storage.models import Estate, StaffEstate, StaffUser, Ticket
 from tickets.const import CLOCK_LABELS, ESCALATION_ROLE_LABELS, PRIORITY_LABELS, Clock, Priority
@@ -93,7 +93,8 @@ def enqueue_escalation_notices(session: Session, escalations: Sequence[Escalatio
         key = delivery_key(ticket.id, detail)
         subject, markdown, text = compose(ticket, estate, detail)
 
-        targets = [(WECOM_ROBOT, f"role:{role}", markdown)]
+        # The log always records it, so an estate without a robot or mail server still has the trail.
+        targets = [(LOG, f"role:{role}", text), (WECOM_ROBOT, f"role:{role}", markdown)]
         targets += [(EMAIL, address, text) for address in _recipients(session, estate.id, role)]
         for channel, recipient, body in targets:
             ids.append(

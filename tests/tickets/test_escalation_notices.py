@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import clock
-from notifications.channels import EMAIL, WECOM_ROBOT, Channel, SmtpChannel, WeComRobotChannel
+from notifications.channels import EMAIL, LOG, WECOM_ROBOT, Channel, SmtpChannel, WeComRobotChannel
 from notifications.service import dispatch_due
 from storage.models import Estate, NotificationDelivery, StaffEstate, StaffUser, Ticket
 from tests.support.clock import FrozenClock
@@ -112,6 +112,7 @@ def test_each_escalation_queues_one_group_message_and_mails_the_role_on_the_esta
     assert sorted((d.channel, d.recipient) for d in first) == [
         (EMAIL, "hq@example.cn"),
         (EMAIL, "zhu@example.cn"),
+        (LOG, "role:supervisor"),
         (WECOM_ROBOT, "role:supervisor"),
     ]
     assert {d.source for d in first} == {"ticket_escalation"}
@@ -120,12 +121,13 @@ def test_each_escalation_queues_one_group_message_and_mails_the_role_on_the_esta
     assert {d.next_attempt_at for d in first} == {t0 + m(20)}
 
     escalate_due(session, t0 + m(21))  # nothing new
-    assert len(deliveries(session, t)) == 3
+    assert len(deliveries(session, t)) == 4
 
     escalate_due(session, t0 + m(50))  # level 2: the manager
-    second = deliveries(session, t)[3:]
+    second = deliveries(session, t)[4:]
     assert sorted((d.channel, d.recipient) for d in second) == [
         (EMAIL, "jingli@example.cn"),
+        (LOG, "role:manager"),
         (WECOM_ROBOT, "role:manager"),
     ]
 
@@ -171,4 +173,4 @@ def test_escalation_reaches_the_real_smtp_and_robot_servers(
     assert robot.posts[0] == robot.posts[1]
     assert robot.posts[1]["msgtype"] == "markdown"
     assert t.number in robot.posts[1]["markdown"]["content"]
-    assert {d.status for d in deliveries(session, t)} == {"sent"}
+    assert {d.channel: d.status for d in deliveries(session, t)} == {EMAIL: "sent", WECOM_ROBOT: "sent", LOG: "pending"}
