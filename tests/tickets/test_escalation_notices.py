@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import clock
@@ -155,6 +155,8 @@ def test_escalation_reaches_the_real_smtp_and_robot_servers(
     staff(session, place, "supervisor", "zhu@example.cn")
     t = open_ticket(session, place)
     escalate_due(session, t0 + m(20))
+    # Tickets other test modules committed escalate too; send only this ticket's (rolled back with the test).
+    session.execute(delete(NotificationDelivery).where(NotificationDelivery.key.not_like(f"ticket:{t.id}:%")))
     robot.script.append((200, {"errcode": 45009, "errmsg": "api freq out of limit"}))
     channels: dict[str, Channel] = {
         EMAIL: SmtpChannel("127.0.0.1", smtp_server.port, sender="steward@wuye.example.cn"),

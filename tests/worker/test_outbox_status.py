@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from alarms.commands import COMMAND_RULE
@@ -46,6 +46,8 @@ class Broker:
 
 @pytest.fixture
 def factory(session: Session) -> sessionmaker[Session]:
+    # Other modules commit outbox rows to the shared database; this transaction (rolled back) starts without them.
+    session.execute(delete(Outbox))
     return sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint", expire_on_commit=False)
 
 
