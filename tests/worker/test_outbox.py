@@ -158,3 +158,27 @@ def test_encode_forces_the_command_id() -> None:
     assert body["command_id"] == "42"
     assert body["issued_at"] == NOW.isoformat()
     assert body["x"] == 1
+
+
+def test_an_unacknowledged_command_is_resent_on_the_wire_with_the_same_id(
+    db: Engine, mosquitto: MosquittoProcess, publisher: MqttPublisher
+) -> None:
+    sub = Subscriber(mosquitto.port)
+    try:
+        cmd = add(db)
+        worker = Worker(
+            make_sessionmaker(db),
+            [Job("outbox", 2.0, OUTBOX_LOCK, OutboxDispatcher(publisher, ack_timeout_s=60, max_attempts=2))],
+        )
+        worker.run_once(NOW)
+        worker.run_once(NOW + timedelta(seconds=60))  # no ack within the timeout: resent
+        worker.run_once(NOW + timedelta(seconds=120))  # still none after the last send: failed
+        deadline = time.monotonic() + 5
+        while len(sub.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [body["command_id"] for _, body in sub.messages] == [str(cmd), str(cmd)]
+        with db.connect() as conn:
+            status, attempts = conn.execute(text("SELECT status, attempts FROM outbox WHERE id = :i"), {"i": cmd}).one()
+        assert (status, attempts) == ("failed", 2)
+    finally:
+        sub.stop()
