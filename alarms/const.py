@@ -48,6 +48,7 @@ class RuleKind(StrEnum):
     composite = "composite"
     meter = "meter"  # a meter anomaly of domain-defaults §3 (alarms/meter_evaluator.py, alarms/meter_jobs.py)
     round = "round"  # a missed inspection round (alarms/rounds.py)
+    command = "command"  # a device command never acknowledged (alarms/commands.py, raised by worker/outbox.py)
 
 
 class Direction(StrEnum):

@@ -75,6 +75,24 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("changethis")
     # Reverse proxies whose X-Forwarded-For / -Proto the API believes (comma-separated addresses); nobody else's.
     trusted_proxies: str = Field(default="", description="e.g. 10.0.0.2,10.0.0.3; empty = no proxy headers")
+    # Notification channels (notifications/): the log is always on; "email" and "wecom_robot" need their settings.
+    notify_channels: str = Field(default="log", description="comma-separated: log,email,wecom_robot")
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65_535)
+    smtp_sender: str | None = Field(default=None, description="From: address, e.g. steward@wuye.example.cn")
+    smtp_user: str | None = None
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    # The robot's webhook (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…): the key is a secret.
+    wecom_robot_url: SecretStr = SecretStr("")
+    notify_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    # A delivery is tried this many times (backoff 1, 2, 4 … min, at most notify_backoff_max_s) before gave_up.
+    notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    notify_backoff_max_s: int = Field(default=3600, ge=60)
+    # Outbox (worker/outbox.py): a command published but not acknowledged by its device within
+    # outbox_ack_timeout_s is resent (same command_id); after outbox_max_attempts tries it is 'failed' + alarm.
+    outbox_ack_timeout_s: int = Field(default=60, ge=5, le=3600)
+    outbox_max_attempts: int = Field(default=5, ge=1, le=50)
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -124,6 +142,22 @@ class Settings(BaseSettings):
         if tls_files and not self.mqtt_tls:
             raise ValueError("TLS files are set but STEWARD_MQTT_URL is not mqtts://")
         return self
+
+    @model_validator(mode="after")
+    def _notify_channels(self) -> Self:
+        names = self.notify_channel_names
+        unknown = names - {"log", "email", "wecom_robot"}
+        if unknown:
+            raise ValueError(f"STEWARD_NOTIFY_CHANNELS: unknown channel(s) {sorted(unknown)} (log, email, wecom_robot)")
+        if "email" in names and not (self.smtp_host and self.smtp_sender):
+            raise ValueError("STEWARD_NOTIFY_CHANNELS has email: set STEWARD_SMTP_HOST and STEWARD_SMTP_SENDER")
+        if "wecom_robot" in names and not self.wecom_robot_url.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("STEWARD_NOTIFY_CHANNELS has wecom_robot: set STEWARD_WECOM_ROBOT_URL (the webhook URL)")
+        return self
+
+    @property
+    def notify_channel_names(self) -> frozenset[str]:
+        return frozenset({"log"} | {n.strip() for n in self.notify_channels.split(",") if n.strip()})
 
     @property
     def mqtt_tls(self) -> bool:

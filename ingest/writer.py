@@ -117,9 +117,11 @@ SELECT * FROM unnest(%(received)b::timestamptz[], %(topic)b::text[], %(device)b:
 """
 
 # An ack names its command by id, and counts only on the topic of the device the command was for: one device
-# cannot acknowledge another's command (issue 9 #6).
+# cannot acknowledge another's command (issue 9 #6). A late ack still counts (status 'acknowledged' even after
+# 'failed' or 'expired'): the device did apply the command, and the page should say so.
 OUTBOX_ACK_SQL = (
-    "UPDATE outbox SET acked_at = %(at)s FROM unnest(%(ids)b::bigint[], %(devices)b::integer[]) AS a(id, device) "
+    "UPDATE outbox SET acked_at = %(at)s, status = 'acknowledged', next_attempt_at = NULL "
+    "FROM unnest(%(ids)b::bigint[], %(devices)b::integer[]) AS a(id, device) "
     "WHERE outbox.id = a.id AND outbox.device_id = a.device AND outbox.acked_at IS NULL"
 )
 

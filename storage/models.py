@@ -263,7 +263,11 @@ class Outbox(Base):
     """Commands to devices, written in the domain's transaction and published after commit."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "created_at", postgresql_where="sent_at IS NULL"),)
+    __table_args__ = (
+        # What the dispatcher claims: commands not yet acknowledged, expired or given up (worker/outbox.py).
+        Index("ix_outbox_open", "created_at", postgresql_where="status IN ('pending','sent')"),
+        CheckConstraint("status in ('pending','sent','acknowledged','expired','failed')", name="status"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     # The device the command is for: only an ack on that device's own topic marks the row acknowledged.
     # Nullable for rows written before migration 0007 whose topic names no known device (never acked).
@@ -275,6 +279,13 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     acked_at: Mapped[datetime | None] = mapped_column(TZ)
+    # pending → sent (PUBACK) → acknowledged (the device's ack); expired (its expiry passed first) or
+    # failed (resent `outbox_max_attempts` times without an ack). Written by worker/outbox.py and ingest.
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    expired_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Not before this: the publish backoff after a failed try, or the ack deadline after a PUBACK.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditLog(Base):
@@ -307,6 +318,8 @@ class StaffUser(Base):
     # Head-office staff see every estate; everyone else sees the estates listed in staff_estates.
     all_estates: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    # Where escalations and notices reach this person by e-mail (notifications/); none: no e-mail.
+    email: Mapped[str | None] = mapped_column(String(254))
 
 
 class StaffEstate(Base):
@@ -393,7 +406,8 @@ class AlarmRuleRow(Base):
     __tablename__ = "alarm_rules"
     __table_args__ = (
         CheckConstraint(
-            "kind in ('threshold','repeat','rate_of_change','stale','composite','meter','round')", name="kind"
+            "kind in ('threshold','repeat','rate_of_change','stale','composite','meter','round','command')",
+            name="kind",
         ),
     )
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
@@ -831,3 +845,37 @@ class MeterCharge(Base):
         ForeignKey("ledger_transactions.id", ondelete="RESTRICT"), unique=True
     )
     charged_at: Mapped[datetime] = mapped_column(TZ)
+
+
+# --- notification deliveries (notifications/) -----------------------------------------------------
+
+
+class NotificationDelivery(Base):
+    """One message to one recipient over one channel; (key, channel, recipient) is sent at most once."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("key", "channel", "recipient"),
+        CheckConstraint("status in ('pending','sent','failed','gave_up')", name="status"),
+        # What the dispatcher claims: due rows not yet sent or given up.
+        Index("ix_notification_deliveries_due", "next_attempt_at", postgresql_where="status IN ('pending','failed')"),
+        Index("ix_notification_deliveries_source_status", "source", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # The notice's or escalation's idempotency key, e.g. ``ticket:17:escalated:on_site:1:2026-11-26T...``.
+    key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(32))  # log | email | wecom_robot
+    recipient: Mapped[str] = mapped_column(String(254))  # an e-mail address, a robot role tag, a log name
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))  # ticket_escalation, billing_notice, ...
+    # The estate it concerns, so scoped staff see only their estates' deliveries; none: company-wide.
+    estate_id: Mapped[int | None] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), index=True)
+    # Channel-specific extras, e.g. WeCom ``mentioned_mobile_list``.
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(TZ)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -147,3 +147,8 @@ NUMBER_PREFIX = "GD"
 
 # Escalation levels (tickets.escalation): who hears of a breached clock.
 ESCALATION_ROLES = {1: "supervisor", 2: "manager"}  # 工程主管, 项目经理
+# Who an escalation notifies, as the notice names them (accounts/const.py has every role; tickets may not import it).
+ESCALATION_ROLE_LABELS = {
+    "supervisor": ("工程主管", "Engineering supervisor"),
+    "manager": ("项目经理", "Project manager"),
+}

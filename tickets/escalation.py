@@ -7,7 +7,9 @@ like every other; their short on-site clock is what makes them escalate early.
 
 Each (clock, due time, level) is escalated once: an 'escalated' event with
 ``{clock, level, notify_role, due_at}`` records it, so a second run at the same minute, or a second
-worker, changes nothing. A reopened ticket gets new due times and so can escalate again.
+worker, changes nothing. Each new escalation queues its notices in the same transaction (a WeCom group
+message naming the role, e-mail to that role's staff on the estate: tickets/escalation_notices.py),
+keyed by the same identity, so it is announced once. A reopened ticket gets new due times and so can escalate again.
 Rows are taken FOR UPDATE SKIP LOCKED: two workers split the tickets between them, and a ticket
 someone is editing right now is simply picked up by the next minute's run.
 """
@@ -24,6 +26,7 @@ from core import clock
 from storage.models import Estate, Ticket, TicketEvent
 from tickets import sla
 from tickets.const import BEFORE_ON_SITE, BEFORE_RESOLVED, ESCALATION_ROLES, SYSTEM_ACTOR, TicketStatus
+from tickets.escalation_notices import Escalation, enqueue_escalation_notices
 
 
 def _utc(at: datetime) -> str:
@@ -75,12 +78,20 @@ def escalate_due(session: Session, now: datetime | None = None) -> list[tuple[in
         )
     }
     out: list[tuple[int, int]] = []
+    notices: list[Escalation] = []
     for ticket, estate_policy in rows:
         step = sla.policy_from(estate_policy).escalation_step_minutes
         for clock_name, due in sorted(sla.breached_clocks(ticket, now).items()):
             for level in range(1, sla.escalation_level(due, now, step) + 1):
                 if (ticket.id, clock_name.value, _utc(due), level) in done:
                     continue
+                detail = {
+                    "clock": clock_name.value,
+                    "level": level,
+                    "notify_role": ESCALATION_ROLES[level],
+                    "due_at": _utc(due),
+                    "breached_at": _utc(sla.level_due_at(due, level, step)),
+                }
                 session.add(
                     TicketEvent(
                         ticket_id=ticket.id,
@@ -89,18 +100,14 @@ def escalate_due(session: Session, now: datetime | None = None) -> list[tuple[in
                         action="escalated",
                         from_status=ticket.status,
                         to_status=ticket.status,
-                        detail={
-                            "clock": clock_name.value,
-                            "level": level,
-                            "notify_role": ESCALATION_ROLES[level],
-                            "due_at": _utc(due),
-                            "breached_at": _utc(sla.level_due_at(due, level, step)),
-                        },
+                        detail=detail,
                     )
                 )
+                notices.append(Escalation(ticket, detail))
                 if level > ticket.escalation_level:
                     ticket.escalation_level = level
                 ticket.escalated_at = now
                 out.append((ticket.id, level))
     session.flush()
+    enqueue_escalation_notices(session, notices, now)
     return out

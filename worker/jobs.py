@@ -8,13 +8,17 @@ at most one of them at a time (the others skip that tick).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from alarms.store import OnRaised
+
+if TYPE_CHECKING:
+    from notifications.channels import Channel
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ ESCALATION_LOCK = LOCK_NAMESPACE | 3
 OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
 PURGE_LOCK = LOCK_NAMESPACE | 6
+NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +92,35 @@ def purge_job(session: Session, now: datetime) -> object:
     return purge_expired(session, now)
 
 
-def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None) -> list[Job]:
+def notifications_job(
+    factory: sessionmaker[Session],
+    channels: Mapping[str, Channel],
+    *,
+    max_attempts: int | None = None,
+    backoff_max_s: int | None = None,
+) -> JobFn:
+    """Send due notification deliveries (`notifications.service.dispatch_due`).
+
+    The job's own session only holds the advisory lock: dispatch_due claims, sends and records in short
+    transactions of its own from `factory`, so a slow SMTP server never holds row locks.
+    """
+    from notifications.service import BACKOFF_MAX, MAX_ATTEMPTS, dispatch_due
+
+    cap = timedelta(seconds=backoff_max_s) if backoff_max_s is not None else BACKOFF_MAX
+    tries = max_attempts if max_attempts is not None else MAX_ATTEMPTS
+
+    def run(session: Session, now: datetime) -> object:
+        return dispatch_due(factory, channels, now, max_attempts=tries, backoff_cap=cap)
+
+    return run
+
+
+def default_jobs(
+    dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None, notifications: JobFn | None = None
+) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
-    15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher)."""
+    15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher),
+    notification deliveries every 10 s (with a `notifications_job`)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
         Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
@@ -100,6 +131,8 @@ def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None 
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
+    if notifications is not None:
+        jobs.append(Job("notifications", 10.0, NOTIFICATIONS_LOCK, notifications))
     return jobs
 
 
@@ -107,6 +140,7 @@ __all__ = [
     "ESCALATION_LOCK",
     "LOCK_NAMESPACE",
     "METERS_LOCK",
+    "NOTIFICATIONS_LOCK",
     "OUTBOX_LOCK",
     "PURGE_LOCK",
     "ROUNDS_LOCK",
@@ -116,6 +150,7 @@ __all__ = [
     "default_jobs",
     "escalation_job",
     "meters_job",
+    "notifications_job",
     "on_raised_hook",
     "purge_job",
     "rounds_job",

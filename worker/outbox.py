@@ -1,24 +1,36 @@
-"""Outbox → MQTT downlink: publish pending device commands with QoS 1, mark them sent after the PUBACK.
+"""Outbox → MQTT downlink: publish device commands with QoS 1, resend those the device does not acknowledge.
 
 Domains write a command as an `outbox` row in their own transaction (DESIGN.md §2); this dispatcher
-runs as a worker job every 2 s, in a transaction of its own:
+runs as a worker job every 2 s, in a transaction of its own. A row's ``status``:
 
-1. claim pending rows (``sent_at IS NULL``, not expired) with ``FOR UPDATE SKIP LOCKED``, oldest
-   first (`claim_statement`), so two dispatchers never hold — and so never send — the same row;
-2. publish each on its downlink topic at QoS 1 and wait for the broker's PUBACKs;
-3. for each row: ``attempts + 1``; ``sent_at`` only when the broker acknowledged it with success.
-   A row that failed waits `backoff_s(attempts)` before the next try.
+- ``pending``: not yet published, or its last publish got no PUBACK (tried again at ``next_attempt_at``,
+  backoff 2, 4, 8 … s, at most 5 min);
+- ``sent``: the broker acknowledged the publish (``sent_at``, first time); the device has until
+  ``next_attempt_at`` (`ack_timeout_s`, setting ``outbox_ack_timeout_s``) to ack it, else it is resent —
+  same payload, same ``command_id``, so a device that did apply it applies nothing twice;
+- ``acknowledged``: the device's ``ack`` arrived (ingest sets ``acked_at`` and the status, ingest/writer.py);
+- ``expired``: its ``expires_at`` passed before an ack (``expired_at``; marked once, never published again);
+- ``failed``: `max_attempts` publishes (setting ``outbox_max_attempts``) and still no ack.
+
+Each run:
+
+1. marks expired rows ``expired`` (one UPDATE … RETURNING, so each is marked, logged and counted once);
+2. gives up on rows out of tries whose last ack deadline passed (``failed``);
+3. claims due rows (``pending``/``sent``, no ack, ``next_attempt_at`` passed or unset, not expired) with
+   ``FOR UPDATE SKIP LOCKED``, oldest first (`claim_statement`), so two dispatchers never hold — and so
+   never send — the same row; publishes each at QoS 1 and waits for the broker's PUBACKs;
+4. for each: ``attempts + 1``; PUBACK → ``sent`` with the ack deadline; no PUBACK → ``pending`` with the
+   backoff, or ``failed`` when it was the last try.
+
+A command that the device was sent but never acknowledged (``failed``, or ``expired`` after at least one
+publish) raises an alarm through the alarm engine (`alarms.commands`, one open alarm per device; its
+ticket through `on_raised`). A command that expired before it could be published at all raises none:
+the device never saw it (the broker or the dispatcher was down, which their own health shows).
 
 Delivery is at least once: a crash between the PUBACK and the commit publishes the row again on the
 next run. The payload's ``command_id`` is the outbox id, so a device applies a command once and its
-``ack`` (stored by ingest as ``outbox.acked_at``) names the row; it counts only on the topic of the row's
-``device_id``, so one device cannot acknowledge another's command.
-
-Expired rows (``expires_at`` passed before they were sent) are never published. The schema has no
-column to mark them, so they stay ``sent_at IS NULL`` and are logged once, on the run in which they
-expire; a `status` / `expired_at` column would let the API show them (left to the schema owner).
-The retry backoff is kept in the dispatcher's memory for the same reason (no "next attempt" column):
-after a restart every failed row is tried once straight away, which is harmless.
+``ack`` names the row; it counts only on the topic of the row's ``device_id``, so one device cannot
+acknowledge another's command. `storage.outbox_reads.list_commands` lists rows with their status for the pages.
 """
 
 from __future__ import annotations
@@ -30,13 +42,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
+from alarms.commands import UnackedCommand, raise_unacknowledged
+from alarms.store import OnRaised
 from core.mqtt import SessionOptions, TlsOptions, make_client, tls_from_settings
 from core.settings import Settings
 from protocol.payloads import command_wire
@@ -48,6 +62,9 @@ BATCH = 200
 PUBACK_TIMEOUT_S = 5.0
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
+ACK_TIMEOUT_S = 60.0
+MAX_ATTEMPTS = 5
+OPEN = ("pending", "sent")
 
 
 def backoff_s(attempts: int) -> float:
@@ -55,18 +72,21 @@ def backoff_s(attempts: int) -> float:
     return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** max(0, attempts - 1))
 
 
-def claim_statement(now: datetime, limit: int = BATCH, skip_ids: Sequence[int] = ()) -> Select[Any]:
-    """The rows to send now: unsent, not expired, not backing off; locked, skipping rows another dispatcher holds."""
-    stmt = (
+def claim_statement(now: datetime, limit: int = BATCH) -> Select[Any]:
+    """The rows to publish now: open, not acknowledged, due, not expired; locked, skipping rows another
+    dispatcher holds."""
+    return (
         select(Outbox)
-        .where(Outbox.sent_at.is_(None), or_(Outbox.expires_at.is_(None), Outbox.expires_at > now))
+        .where(
+            Outbox.status.in_(OPEN),
+            Outbox.acked_at.is_(None),
+            or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now),
+            or_(Outbox.expires_at.is_(None), Outbox.expires_at > now),
+        )
         .order_by(Outbox.created_at, Outbox.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    if skip_ids:
-        stmt = stmt.where(Outbox.id.not_in(list(skip_ids)))
-    return stmt
 
 
 def encode(row: Outbox) -> bytes:
@@ -178,65 +198,116 @@ class MqttPublisher:
 @dataclass(frozen=True, slots=True)
 class DispatchResult:
     sent: int
-    failed: int
+    failed: int  # publishes without a PUBACK (retried)
     expired: int
+    gave_up: int = 0  # marked 'failed': out of tries without the device's ack
+    resent: int = 0  # of `sent`: resends after an ack timeout
 
 
 class OutboxDispatcher:
-    """The outbox job: `dispatcher(session, now)` publishes one batch of pending commands."""
+    """The outbox job: `dispatcher(session, now)` runs one pass (module doc)."""
 
-    def __init__(self, publisher: Publisher, *, batch: int = BATCH, timeout_s: float = PUBACK_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        batch: int = BATCH,
+        timeout_s: float = PUBACK_TIMEOUT_S,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+        max_attempts: int = MAX_ATTEMPTS,
+        on_raised: OnRaised | None = None,
+    ) -> None:
         self.publisher = publisher
         self.batch = batch
         self.timeout_s = timeout_s
-        self._not_before: dict[int, float] = {}  # outbox id → monotonic time of the next try
-        self._last_run: datetime | None = None
+        self.ack_timeout = timedelta(seconds=ack_timeout_s)
+        self.max_attempts = max_attempts
+        self.on_raised = on_raised
 
     def __call__(self, session: Session, now: datetime) -> DispatchResult:
-        expired = self._log_expired(session, now)
-        if not self.publisher.connected:
-            return DispatchResult(0, 0, expired)
-        mono = time.monotonic()
-        self._not_before = {i: t for i, t in self._not_before.items() if t > mono}
-        rows: list[Outbox] = list(session.scalars(claim_statement(now, self.batch, sorted(self._not_before))))
+        unacked: list[UnackedCommand] = []
+        expired = self._expire(session, now, unacked)
+        gave_up = self._give_up(session, now, unacked)
+        sent = failed = resent = 0
+        if self.publisher.connected:
+            sent, failed, resent, out_of_tries = self._publish(session, now)
+            gave_up += len(out_of_tries)
+            unacked += out_of_tries
+        if unacked:
+            raise_unacknowledged(session, unacked, now, on_raised=self.on_raised)
+        return DispatchResult(sent, failed, expired, gave_up, resent)
+
+    def _expire(self, session: Session, now: datetime, unacked: list[UnackedCommand]) -> int:
+        rows = session.execute(
+            update(Outbox)
+            .where(Outbox.status.in_(OPEN), Outbox.acked_at.is_(None), Outbox.expires_at <= now)
+            .values(status="expired", expired_at=now, next_attempt_at=None)
+            .returning(Outbox.id, Outbox.device_id, Outbox.topic, Outbox.attempts, Outbox.sent_at)
+        ).all()
+        if rows:
+            log.warning("outbox: %d command(s) expired before the device acknowledged them", len(rows))
+        unacked += [
+            UnackedCommand(r.id, r.device_id, r.topic, r.attempts, "expired")
+            for r in rows
+            if r.sent_at is not None and r.device_id is not None
+        ]
+        return len(rows)
+
+    def _give_up(self, session: Session, now: datetime, unacked: list[UnackedCommand]) -> int:
+        """Sent for the last time and the ack deadline passed: 'failed'."""
+        rows = session.execute(
+            update(Outbox)
+            .where(
+                Outbox.status == "sent",
+                Outbox.acked_at.is_(None),
+                Outbox.attempts >= self.max_attempts,
+                Outbox.next_attempt_at <= now,
+            )
+            .values(status="failed", next_attempt_at=None, last_error=f"no ack after {self.max_attempts} sends")
+            .returning(Outbox.id, Outbox.device_id, Outbox.topic, Outbox.attempts)
+        ).all()
+        if rows:
+            log.error("outbox: %d command(s) never acknowledged after %d sends", len(rows), self.max_attempts)
+        unacked += [UnackedCommand(r.id, r.device_id, r.topic, r.attempts, "failed") for r in rows if r.device_id]
+        return len(rows)
+
+    def _publish(self, session: Session, now: datetime) -> tuple[int, int, int, list[UnackedCommand]]:
+        rows: list[Outbox] = list(session.scalars(claim_statement(now, self.batch)))
         if not rows:
-            return DispatchResult(0, 0, expired)
+            return 0, 0, 0, []
         results = self.publisher.publish_batch([(r.topic, encode(r)) for r in rows], self.timeout_s)
-        sent = failed = 0
+        sent = failed = resent = 0
+        out_of_tries: list[UnackedCommand] = []
         for row, ok in zip(rows, results, strict=True):
             row.attempts = (row.attempts or 0) + 1
             if ok:
-                row.sent_at = now
+                if row.status == "sent":
+                    resent += 1
+                    row.last_error = f"no ack within {self.ack_timeout.total_seconds():g} s; resent"
+                row.status = "sent"
+                row.sent_at = row.sent_at or now
+                row.next_attempt_at = now + self.ack_timeout
                 sent += 1
+            elif row.attempts >= self.max_attempts:
+                row.status, row.next_attempt_at = "failed", None
+                row.last_error = f"no PUBACK after {row.attempts} tries"
+                if row.device_id is not None:
+                    out_of_tries.append(UnackedCommand(row.id, row.device_id, row.topic, row.attempts, "failed"))
             else:
-                self._not_before[row.id] = mono + backoff_s(row.attempts)
+                row.next_attempt_at = now + timedelta(seconds=backoff_s(row.attempts))
+                row.last_error = "no PUBACK from the broker"
                 failed += 1
         session.flush()
-        if failed:
-            log.warning("outbox: %d sent, %d not acknowledged (retried with backoff)", sent, failed)
+        if failed or resent:
+            log.warning("outbox: %d sent (%d resent), %d not acknowledged by the broker", sent, resent, failed)
         else:
             log.debug("outbox: %d sent", sent)
-        return DispatchResult(sent, failed, expired)
-
-    def _log_expired(self, session: Session, now: datetime) -> int:
-        since = self._last_run
-        self._last_run = now
-        if since is None or since >= now:
-            return 0
-        n = int(
-            session.scalar(
-                select(func.count())
-                .select_from(Outbox)
-                .where(Outbox.sent_at.is_(None), Outbox.expires_at > since, Outbox.expires_at <= now)
-            )
-            or 0
-        )
-        if n:
-            log.warning("outbox: %d command(s) expired before they could be sent", n)
-        return n
+        return sent, failed, resent, out_of_tries
 
 
 __all__ = [
+    "ACK_TIMEOUT_S",
+    "MAX_ATTEMPTS",
     "DispatchResult",
     "MqttPublisher",
     "OutboxDispatcher",

@@ -84,14 +84,34 @@ class Worker:
 
 
 def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqtt: bool = True) -> Worker:
-    """The `steward run worker` process: default jobs, alarms open tickets, outbox published over MQTT."""
+    """The `steward run worker` process: default jobs, alarms open tickets, outbox published over MQTT,
+    notification deliveries sent on the channels the settings switch on."""
+    from notifications.channels import channels_from_settings
     from storage.db import make_sessionmaker
+    from worker.jobs import notifications_job
     from worker.outbox import MqttPublisher, OutboxDispatcher
 
     publisher = MqttPublisher.from_settings(settings).start() if mqtt else None
     try:
-        dispatcher = OutboxDispatcher(publisher) if publisher is not None else None
-        worker = Worker(make_sessionmaker(engine), default_jobs(dispatcher, on_raised=on_raised_hook()))
+        on_raised = on_raised_hook()
+        dispatcher = (
+            OutboxDispatcher(
+                publisher,
+                ack_timeout_s=settings.outbox_ack_timeout_s,
+                max_attempts=settings.outbox_max_attempts,
+                on_raised=on_raised,
+            )
+            if publisher is not None
+            else None
+        )
+        factory = make_sessionmaker(engine)
+        notify = notifications_job(
+            factory,
+            channels_from_settings(settings),
+            max_attempts=settings.notify_max_attempts,
+            backoff_max_s=settings.notify_backoff_max_s,
+        )
+        worker = Worker(factory, default_jobs(dispatcher, on_raised=on_raised, notifications=notify))
         worker.run(stop)
         return worker
     finally:

@@ -198,6 +198,8 @@ def test_ack_marks_the_outbox_row(harness: Harness, estate: Estate) -> None:
     msg = raw(estate.topic(estate.controller, "ack"), {"v": 1, "command_id": str(cid), "status": "applied"})
     assert harness.commit([msg])
     assert _acked_at(estate, cid) is not None
+    row = estate.rows("SELECT status, next_attempt_at FROM outbox WHERE id = :i", i=cid)[0]
+    assert (row.status, row.next_attempt_at) == ("acknowledged", None)
 
 
 def test_an_ack_marks_only_its_own_devices_command(harness: Harness, estate: Estate) -> None:

@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
-    "core", "protocol", "storage", "facility", "tickets", "billing", "access", "accounts", "alarms", "web",
-    "ingest", "worker", "api", "dashboards", "simulators", "steward", "tests", "bench",
+    "core", "protocol", "storage", "facility", "notifications", "tickets", "billing", "access", "accounts", "alarms",
+    "web", "ingest", "worker", "api", "dashboards", "simulators", "steward", "tests", "bench",
     "devkit",
 )  # fmt: skip
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"

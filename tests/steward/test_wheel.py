@@ -25,7 +25,7 @@ from steward.broker import free_port
 ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCES = (".git", ".venv", ".steward", "build", "*.egg-info", "test-output", "node_modules", "__pycache__", "dist")
 TOP_LEVEL = [
-    *("core", "protocol", "storage", "facility", "accounts", "tickets", "billing", "access", "alarms"),
+    *("core", "protocol", "storage", "facility", "notifications", "accounts", "tickets", "billing", "access", "alarms"),
     *("ingest", "worker", "api", "dashboards", "simulators", "steward"),
 ]
 

@@ -120,12 +120,12 @@ def test_unacknowledged_publish_is_retried_with_backoff(db: Engine) -> None:
     worker = Worker(make_sessionmaker(db), [Job("outbox", 2.0, OUTBOX_LOCK, dispatcher)])
     worker.run_once(NOW)
     assert rows(db)[cmd] == (None, 1)
-    worker.run_once(NOW)  # backing off: not tried again yet
+    worker.run_once(NOW + timedelta(seconds=1.9))  # backing off (2 s, in outbox.next_attempt_at): not tried yet
     assert flaky.calls == [[str(cmd)]]
-    dispatcher._not_before.clear()  # the backoff elapsed
     flaky.ok = True
-    worker.run_once(NOW)
-    assert rows(db)[cmd] == (NOW, 2)
+    later = NOW + timedelta(seconds=2)  # the backoff elapsed
+    worker.run_once(later)
+    assert rows(db)[cmd] == (later, 2)
     assert [backoff_s(n) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
     assert backoff_s(100) == 300.0
 
@@ -158,3 +158,27 @@ def test_encode_forces_the_command_id() -> None:
     assert body["command_id"] == "42"
     assert body["issued_at"] == NOW.isoformat()
     assert body["x"] == 1
+
+
+def test_an_unacknowledged_command_is_resent_on_the_wire_with_the_same_id(
+    db: Engine, mosquitto: MosquittoProcess, publisher: MqttPublisher
+) -> None:
+    sub = Subscriber(mosquitto.port)
+    try:
+        cmd = add(db)
+        worker = Worker(
+            make_sessionmaker(db),
+            [Job("outbox", 2.0, OUTBOX_LOCK, OutboxDispatcher(publisher, ack_timeout_s=60, max_attempts=2))],
+        )
+        worker.run_once(NOW)
+        worker.run_once(NOW + timedelta(seconds=60))  # no ack within the timeout: resent
+        worker.run_once(NOW + timedelta(seconds=120))  # still none after the last send: failed
+        deadline = time.monotonic() + 5
+        while len(sub.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [body["command_id"] for _, body in sub.messages] == [str(cmd), str(cmd)]
+        with db.connect() as conn:
+            status, attempts = conn.execute(text("SELECT status, attempts FROM outbox WHERE id = :i"), {"i": cmd}).one()
+        assert (status, attempts) == ("failed", 2)
+    finally:
+        sub.stop()
