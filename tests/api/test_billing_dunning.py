@@ -175,7 +175,7 @@ def test_upload_page_lists_bad_lines_in_both_languages(client: TestClient, api_w
 
 
 def test_printable_document_and_public_list(client: TestClient, api_world: World) -> None:
-    case_a, doc_a = seed_dunning(api_world.engine, api_world.estate)
+    _, doc_a = seed_dunning(api_world.engine, api_world.estate)
     login(client, "steward-user")
     page = client.get(f"/dunning/documents/{doc_a}/print")
     assert page.status_code == 200
