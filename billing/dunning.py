@@ -361,7 +361,7 @@ def import_arrears(session: Session, estate_id: int, data: bytes, *, actor: str,
         )
     }
     opened = closed = 0
-    for unit_id in owing.keys() - cases.keys():
+    for unit_id in sorted(owing.keys() - cases.keys()):  # in unit order, so letters are numbered in it too
         session.add(
             DunningCase(
                 estate_id=estate_id,
@@ -372,7 +372,7 @@ def import_arrears(session: Session, estate_id: int, data: bytes, *, actor: str,
             )
         )
         opened += 1
-    for unit_id in cases.keys() - owing.keys():
+    for unit_id in sorted(cases.keys() - owing.keys()):
         _close(session, cases[unit_id], now)
         closed += 1
     session.flush()
