@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -109,9 +110,12 @@ _HEADERS = {
     "amount": {"amount", "金额", "欠费金额", "欠费", "应收金额", "物业费", "欠缴金额"},
     "late_fee": {"late_fee", "late fee", "latefee", "滞纳金", "违约金"},
 }
-_MONEY = re.compile(r"^\d{1,12}(\.\d{1,2})?$")
-_MONTH = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*月?$")
-_QUARTER = re.compile(r"^(\d{4})\s*[-/ 年]?\s*(?:[Qq]|第)\s*([1-4一二三四])\s*(?:季度?)?$")
+# ASCII digits only (\d would take ٣ or ３ too); cells are NFKC-normalised first, so full-width input still parses.
+_MONEY = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")
+# Thousands separators only in proper groups: "1,23" may be a decimal comma (1.23) and is refused, not read as 123.
+_GROUPED = re.compile(r"^[0-9]{1,3}(,[0-9]{3})+(\.[0-9]{1,2})?$")
+_MONTH = re.compile(r"^([0-9]{4})\s*[-/.年]\s*([0-9]{1,2})\s*月?$")
+_QUARTER = re.compile(r"^([0-9]{4})\s*[-/ 年]?\s*(?:[Qq]|第)\s*([1-4一二三四])\s*(?:季度?)?$")
 _DASHES = str.maketrans({"－": "-", "—": "-", "–": "-", "‐": "-", "　": " "})
 
 
@@ -134,7 +138,11 @@ def _decode(data: bytes) -> str:
 
 def parse_money(value: str) -> int | None:
     """ "1,234.5" → 123450 fen, exactly (Decimal, never float); None when it is not yuan with ≤ 2 decimals."""
-    text_ = value.strip().lstrip("¥￥").replace(",", "").replace("，", "").strip()
+    text_ = unicodedata.normalize("NFKC", value).strip().lstrip("¥").strip()
+    if "," in text_:
+        if not _GROUPED.match(text_):
+            return None
+        text_ = text_.replace(",", "")
     if not _MONEY.match(text_):
         return None
     try:
@@ -192,7 +200,8 @@ def parse_arrears_csv(data: bytes, unit_codes: set[str]) -> tuple[list[ArrearsRo
 
         def cell(key: str, record: list[str] = record, columns: dict[str, int] = columns) -> str:
             i = columns.get(key)
-            return record[i].strip() if i is not None and i < len(record) else ""
+            # NFKC: full-width digits, letters and punctuation typed in a Chinese IME become their ASCII forms.
+            return unicodedata.normalize("NFKC", record[i]).strip() if i is not None and i < len(record) else ""
 
         unit = cell("unit").translate(_DASHES).replace(" ", "")
         period_text, amount_text, late_text = cell("period"), cell("amount"), cell("late_fee")

@@ -111,6 +111,11 @@ def test_good_rows_parse_exactly() -> None:
         ("nan", None),
         ("inf", None),
         ("4.35", 435),
+        ("１２.５０", 1250),  # full-width, as a Chinese IME types it
+        ("١٢", None),  # other scripts' digits are not yuan
+        ("1,234", 123400),
+        ("1,23", None),  # a decimal comma? refused rather than read as 123 yuan
+        ("12,34.5", None),
     ],
 )
 def test_amounts_are_exact_decimal_yuan(text: str, fen: int | None) -> None:
@@ -469,3 +474,14 @@ def test_amounts_never_pass_through_float() -> None:
     assert [r.amount_fen for r in rows] == [29, 113]
     assert int(Decimal("0.29") * 100) == 29
     assert int(0.29 * 100) == 28
+
+
+def test_dunning_roles() -> None:
+    from billing.policy import Action, may
+
+    assert {r for r in ROLES if may(r, Action.view_dunning)} == {"admin", "manager", "billing_clerk", "steward"}
+    for action in (Action.import_arrears, Action.issue_dunning):
+        assert {r for r in ROLES if may(r, action)} == {"admin", "manager", "billing_clerk"}
+
+
+ROLES = ("admin", "engineer", "steward", "supervisor", "manager", "card_admin", "billing_clerk", "viewer")
