@@ -23,11 +23,13 @@ never touches the hot-water accounts: a property company may not stop supply to 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -119,21 +121,18 @@ _QUARTER = re.compile(r"^([0-9]{4})\s*[-/ 年]?\s*(?:[Qq]|第)\s*([1-4一二三�
 _DASHES = str.maketrans({"－": "-", "—": "-", "–": "-", "‐": "-", "　": " "})
 
 
-def _decode(data: bytes) -> str:
-    # Excel saves UTF-8 with a BOM, or GB18030 (GBK) on a Chinese Windows: accept both.
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+def _decode(data: bytes) -> str | None:
+    # Excel saves UTF-8 with a BOM, GB18030 (GBK) on a Chinese Windows, or UTF-16 as "Unicode text": take all three.
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings: tuple[str, ...] = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "gb18030")
+    for encoding in encodings:
         try:
-            return data.decode("gb18030")
-        except UnicodeDecodeError as exc:
-            raise ArrearsFileRejected(
-                [
-                    RowError(
-                        0, "文件编码无法识别（请用 UTF-8 或 GBK 保存）", "unreadable encoding (save as UTF-8 or GBK)"
-                    )
-                ]
-            ) from exc
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 def parse_money(value: str) -> int | None:
@@ -167,16 +166,37 @@ def parse_period(value: str) -> tuple[str, date] | None:
     return None
 
 
+def _records(reader: Any) -> Iterator[list[str] | RowError]:
+    """The reader's records; a malformed one (an unclosed quote, a huge field) ends the file as a RowError."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RowError(reader.line_num, f"CSV 格式错误（{exc}）", f"malformed CSV ({exc})")
+            return
+        yield record
+
+
 def parse_arrears_csv(data: bytes, unit_codes: set[str]) -> tuple[list[ArrearsRow], list[RowError]]:
     """Every row checked against the estate's unit codes; the rows and every problem found, by line."""
     errors: list[RowError] = []
     if len(data) > MAX_FILE_BYTES:
         return [], [RowError(0, f"文件过大（上限 {MAX_FILE_BYTES // 1_000_000} MB）", "file too large")]
-    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    decoded = _decode(data)
+    if decoded is None:
+        return [], [
+            RowError(0, "文件编码无法识别（请用 UTF-8 或 GBK 保存）", "unreadable encoding (save as UTF-8 or GBK)")
+        ]
+    reader = csv.reader(io.StringIO(decoded, newline=""))
     columns: dict[str, int] | None = None
     rows: list[ArrearsRow] = []
     seen: dict[tuple[str, str], int] = {}
-    for record in reader:
+    for record in _records(reader):
+        if isinstance(record, RowError):
+            errors.append(record)
+            break
         line = reader.line_num
         if not any(cell.strip() for cell in record):
             continue

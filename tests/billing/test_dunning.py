@@ -149,6 +149,13 @@ def test_chinese_headers_and_gbk_from_excel() -> None:
     assert [(r.unit_code, r.period, r.amount_fen, r.late_fee_fen) for r in rows] == [("1-1-101", "2026-10", 8880, 120)]
 
 
+def test_utf16_from_excel_unicode_text() -> None:
+    data = "unit,period,amount\r\n1-1-101,2026-10,88.80\r\n".encode("utf-16")
+    rows, errors = parse_arrears_csv(data, UNITS)
+    assert errors == []
+    assert [r.amount_fen for r in rows] == [8880]
+
+
 def test_bad_rows_are_reported_by_line_and_nothing_is_imported(session: Session, estate: int) -> None:
     data = (
         b"unit,period,amount,late_fee\n"
@@ -179,8 +186,15 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_imported(session: Session,
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\n\n", b"unit,period\n1-1-101,2026-10\n", b"unit,period,amount\n", b"\xff\xfe\x00bad\x81\x30"],
-    ids=["empty", "blank", "no-amount-column", "no-rows", "binary"],
+    [
+        b"",
+        b"\n\n",
+        b"unit,period\n1-1-101,2026-10\n",
+        b"unit,period,amount\n",
+        b"\x81\x30\xff bad",
+        b'unit,period,amount\n"' + b"x" * 200_000 + b'",2026-10,1\n',
+    ],
+    ids=["empty", "blank", "no-amount-column", "no-rows", "binary", "huge-field"],
 )
 def test_files_without_usable_rows_are_refused(session: Session, estate: int, data: bytes) -> None:
     with pytest.raises(ArrearsFileRejected):
