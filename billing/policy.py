@@ -22,6 +22,9 @@ class Action(StrEnum):
     confirm_hold = "confirm_hold"  # record a meter replacement / reset for a held interval
     manage_tariffs = "manage_tariffs"  # add a price version (never retroactive)
     run_billing = "run_billing"  # start a billing run by hand
+    import_arrears = "import_arrears"  # upload the fee system's property-fee arrears CSV
+    view_dunning = "view_dunning"  # dunning cases, documents, tasks and the masked public list
+    issue_dunning = "issue_dunning"  # run the dunning ladder by hand (the worker runs it daily)
 
 
 ADMIN, MANAGER, STEWARD, CLERK, ENGINEER, SUPERVISOR = (
@@ -43,6 +46,11 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.confirm_hold: frozenset({ADMIN, MANAGER, CLERK, ENGINEER, SUPERVISOR}),
     Action.manage_tariffs: frozenset({ADMIN, MANAGER}),
     Action.run_billing: frozenset({ADMIN, MANAGER, CLERK}),
+    # Property-fee dunning (seeds/000: 客服部/管家 chase arrears; the project manager answers for the rate).
+    Action.import_arrears: frozenset({ADMIN, MANAGER, CLERK}),
+    # Stewards (管家) deliver the letters and phone the owners, so they see the ladder; they do not issue it.
+    Action.view_dunning: frozenset({ADMIN, MANAGER, CLERK, STEWARD}),
+    Action.issue_dunning: frozenset({ADMIN, MANAGER, CLERK}),
 }
 
 

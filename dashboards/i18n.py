@@ -583,3 +583,86 @@ def fmt_value(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+# Property-fee dunning pages (dashboards/billing_dunning.py).
+STRINGS.update(
+    {
+        "nav_dunning": ("物业费催缴", "Fee dunning"),
+        "dunning_title": ("物业费催缴", "Property-fee dunning"),
+        "dunning_intro": (
+            "导入收费系统的欠费表后，系统按催缴流程自动生成催缴文书和律师函、诉讼任务；只出文书和任务，绝不停水停电、不停卡。",
+            "Import the fee system's arrears; the ladder then issues letters and lawyer's-letter and litigation tasks. "
+            "It only produces documents and tasks: never a supply, card or lift restriction.",
+        ),
+        "dunning_variant_ladder": (
+            "提示函 → 催缴函 → 紧急催缴函（每步7天）",
+            "Reminder → demand → urgent demand (7 days each)",
+        ),
+        "dunning_variant_monthly": (
+            "每月16日、24日、30日后发催费通知书",
+            "Notices on the 16th, the 24th and after the 30th",
+        ),
+        "open_cases": ("欠费户", "Units in arrears"),
+        "owed_total": ("欠费合计", "Owed in total"),
+        "import_arrears": ("导入欠费表", "Import arrears"),
+        "import_hint": (
+            "CSV 表头：unit/房号, period/期间（2026-10 或 2026-Q3）, amount/金额（元，最多两位小数）, late_fee/滞纳金；"
+            "文件为全部欠费的快照：未列出的房号视为已缴清。有错误的行会整份退回，不导入任何数据。",
+            "CSV header: unit, period (2026-10 or 2026-Q3), amount (yuan, ≤ 2 decimals), late_fee. "
+            "The file is the whole snapshot: a unit not listed has paid. "
+            "A file with bad rows is refused whole; nothing is imported.",
+        ),
+        "csv_file": ("CSV 文件", "CSV file"),
+        "upload": ("上传导入", "Upload"),
+        "import_rejected": (
+            "欠费表有误，未导入任何数据（共 {n} 处错误）：",
+            "The file was refused; nothing imported ({n} problems):",
+        ),
+        "need_file": ("请选择要上传的 CSV 文件", "Choose a CSV file to upload"),
+        "flash_imported": ("欠费表已导入", "Arrears imported"),
+        "run_ladder": ("立即执行催缴", "Run the ladder now"),
+        "flash_advanced": (
+            "已执行催缴，今日到期的文书和任务已生成",
+            "Ladder run: today's documents and tasks are issued",
+        ),
+        "unit": ("房号", "Unit"),
+        "owner": ("业主", "Owner"),
+        "arrears_amount": ("欠费（元）", "Arrears (¥)"),
+        "late_fee": ("滞纳金（元）", "Late fee (¥)"),
+        "stage": ("已发至", "Last step"),
+        "next_step": ("下一步", "Next step"),
+        "none_yet": ("尚未发出", "Nothing yet"),
+        "opened_on": ("立案日期", "Opened"),
+        "no_cases": ("目前没有欠费户", "No unit is in arrears"),
+        "documents": ("催缴文书", "Documents"),
+        "tasks": ("律师函与诉讼任务", "Lawyer's-letter and litigation tasks"),
+        "no_tasks": ("暂无任务", "No tasks"),
+        "no_documents": ("暂无文书", "No documents"),
+        "public_list": ("欠费公示", "Public arrears list"),
+        "print": ("打印", "Print"),
+        "doc_number": ("文书编号", "Number"),
+        "doc_kind": ("文书", "Document"),
+        "issued_on": ("发出日期", "Issued"),
+        "deadline": ("缴费期限", "Pay by"),
+        "template_version": ("模板版本", "Template"),
+        "ladder": ("催缴进度", "Ladder"),
+        "done_on": ("完成于 {date}", "done {date}"),
+        "due_on": ("应于 {date}", "due {date}"),
+        "periods": ("欠费期间", "Periods"),
+        "settled": ("已缴清", "Settled"),
+        "case_closed": ("已结案（{reason}）", "Closed ({reason})"),
+        "reason_paid": ("已缴清", "paid"),
+        "assignee_role": ("负责", "Assignee"),
+        "task_status_open": ("待办", "Open"),
+        "task_status_done": ("已完成", "Done"),
+        "task_status_cancelled": ("已取消", "Cancelled"),
+        "public_title": ("物业服务费欠费公示", "Property-fee arrears"),
+        "public_note": (
+            "以上为截至 {date} 尚未缴纳物业服务费的房屋（业主姓名已隐去，仅保留姓氏）。已缴纳的业主请忽略，谢谢支持！",
+            "Units with property fees unpaid as of {date} (owners' names reduced to the surname). "
+            "If you have paid, please disregard. Thank you.",
+        ),
+        "back": ("返回", "Back"),
+    }
+)

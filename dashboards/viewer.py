@@ -17,6 +17,7 @@ from accounts import policy as accounts_policy
 from accounts import service as accounts
 from accounts.const import EQUIPMENT_ROLES, Role
 from alarms import policy as alarms_policy
+from billing import policy as billing_policy
 from dashboards import i18n
 from dashboards.i18n import Lang
 from storage.models import StaffUser
@@ -112,6 +113,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return alarms_policy.may_read_alarms(viewer.role)
     if what == "tickets":
         return tickets_policy.may_read(viewer.role)
+    if what == "dunning":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_dunning)
     return False
 
 

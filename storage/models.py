@@ -879,3 +879,108 @@ class NotificationDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZ)
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+# --- property-fee dunning (billing/dunning.py) ---------------------------------------------------------------
+#
+# Property-fee arrears come from the company's fee system as a CSV snapshot per estate; a unit in arrears has one
+# open dunning case whose ladder issues documents (提示函 → 催缴函 → 紧急催缴函, or the 16th/24th/after-30th
+# notices) and then tasks (律师函, 诉讼). The ladder only writes these tables: never the outbox, never the
+# hot-water ledger (Civil Code §944, domain-defaults §5).
+
+
+class DunningCase(Base):
+    """One episode of a unit's property-fee arrears: opened by the import that first shows it owing, closed by
+    the import that shows it paid. At most one open case per unit."""
+
+    __tablename__ = "dunning_cases"
+    __table_args__ = (
+        CheckConstraint("variant in ('ladder','monthly')", name="variant"),
+        CheckConstraint("close_reason is null or close_reason in ('paid')", name="close_reason"),
+        Index("uq_dunning_cases_open_unit", "unit_id", unique=True, postgresql_where="closed_at IS NULL"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    variant: Mapped[str] = mapped_column(String(16))  # fixed at opening: a setting change never mixes ladders
+    opened_on: Mapped[date] = mapped_column(Date)  # the estate-local day the arrears were first imported
+    opened_at: Mapped[datetime] = mapped_column(TZ)
+    closed_at: Mapped[datetime | None] = mapped_column(TZ)
+    close_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class PropertyFeeArrears(Base):
+    """A unit's unpaid property fee for one period, as the fee system last exported it (amounts in fen)."""
+
+    __tablename__ = "property_fee_arrears"
+    __table_args__ = (
+        UniqueConstraint("unit_id", "period"),
+        CheckConstraint("amount_fen >= 0", name="amount"),
+        CheckConstraint("late_fee_fen >= 0", name="late_fee"),
+        Index("ix_property_fee_arrears_estate_id_settled_at", "estate_id", "settled_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    period: Mapped[str] = mapped_column(String(8))  # 2026-10 or 2026-Q3
+    period_start: Mapped[date] = mapped_column(Date)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    late_fee_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    imported_at: Mapped[datetime] = mapped_column(TZ)
+    import_batch: Mapped[str] = mapped_column(String(32))  # sha-256 prefix of the file: the same file, the same batch
+    settled_at: Mapped[datetime | None] = mapped_column(TZ)  # a later import no longer listed it (paid)
+
+
+class DunningDocument(Base):
+    """A numbered letter of the ladder, rendered from a versioned template and kept as issued (proof of demand)."""
+
+    __tablename__ = "dunning_documents"
+    __table_args__ = (
+        UniqueConstraint("case_id", "step"),
+        UniqueConstraint("estate_id", "number"),
+        CheckConstraint(
+            "kind in ('reminder','demand','urgent_demand','notice_16','notice_24','notice_final')", name="kind"
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id", ondelete="RESTRICT"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    step: Mapped[int] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(24))
+    number: Mapped[str] = mapped_column(String(32))
+    template: Mapped[str] = mapped_column(String(48))
+    template_version: Mapped[int] = mapped_column(SmallInteger)
+    issued_on: Mapped[date] = mapped_column(Date)
+    issued_at: Mapped[datetime] = mapped_column(TZ)
+    deadline: Mapped[date] = mapped_column(Date)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    late_fee_fen: Mapped[int] = mapped_column(BigInteger)
+    periods: Mapped[list[str]] = mapped_column(ARRAY(String(8)), default=list, server_default="{}")
+    owner_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    body: Mapped[str] = mapped_column(Text)  # the rendered HTML, as printed and served
+
+
+class DunningTask(Base):
+    """A step of the ladder that a person does: the lawyer's letter (律师函) and the suit (诉讼)."""
+
+    __tablename__ = "dunning_tasks"
+    __table_args__ = (
+        UniqueConstraint("case_id", "step"),
+        CheckConstraint("kind in ('lawyer_letter','litigation')", name="kind"),
+        CheckConstraint("status in ('open','done','cancelled')", name="status"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id", ondelete="RESTRICT"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    step: Mapped[int] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    created_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    due_on: Mapped[date] = mapped_column(Date)
+    assignee_role: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -33,6 +33,7 @@ OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
 PURGE_LOCK = LOCK_NAMESPACE | 6
 NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
+DUNNING_LOCK = LOCK_NAMESPACE | 0x13  # 0x13: clear of the small numbers other areas take (merge: keep unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,13 @@ def purge_job(session: Session, now: datetime) -> object:
     return purge_expired(session, now)
 
 
+def dunning_job(session: Session, now: datetime) -> object:
+    """Property-fee dunning ladder: each estate's letters and tasks due on its local date (idempotent)."""
+    from billing.dunning import advance_all
+
+    return advance_all(session, now)
+
+
 def notifications_job(
     factory: sessionmaker[Session],
     channels: Mapping[str, Channel],
@@ -128,6 +136,8 @@ def default_jobs(
         # Night windows and daily balances move slowly; every 15 min keeps a new leak within the hour.
         Job("meters", 900.0, METERS_LOCK, meters_job(on_raised)),
         Job("purge", 600.0, PURGE_LOCK, purge_job),
+        # Letters go out by the day; hourly means a new day's steps within the hour after midnight.
+        Job("dunning", 3600.0, DUNNING_LOCK, dunning_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -137,6 +147,7 @@ def default_jobs(
 
 
 __all__ = [
+    "DUNNING_LOCK",
     "ESCALATION_LOCK",
     "LOCK_NAMESPACE",
     "METERS_LOCK",
@@ -148,6 +159,7 @@ __all__ = [
     "Job",
     "JobFn",
     "default_jobs",
+    "dunning_job",
     "escalation_job",
     "meters_job",
     "notifications_job",

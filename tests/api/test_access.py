@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from accounts.service import create_token
 from storage.models import AuditLog, Estate, StaffUser, Ticket, TicketEvent
+from tests.support.dunning import MATRIX_CSV, seed_dunning
 from tests.support.world import PASSWORD, World, bearer
 from tickets import policy as ticket_policy
 from tickets.policy import Step
@@ -50,6 +51,8 @@ TICKET_COMMENT = frozenset({A, E, S, SU, M})
 ROUND_WORK = frozenset({A, E, SU})
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
+DUNNING_READERS = frozenset({A, M, B, S})  # billing.policy view_dunning: stewards deliver the letters
+DUNNING_CLERKS = frozenset({A, M, B})  # import_arrears, issue_dunning
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -105,6 +108,14 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/estates/{code}/rooms/{room_code}/rounds"): EQUIPMENT,
     ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
     ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
+    ("POST", "/api/estates/{code}/dunning/imports"): DUNNING_CLERKS,
+    ("GET", "/api/estates/{code}/dunning/cases"): DUNNING_READERS,
+    ("GET", "/api/dunning/cases/{case_id}"): DUNNING_READERS,
+    ("GET", "/api/estates/{code}/dunning/documents"): DUNNING_READERS,
+    ("GET", "/api/dunning/documents/{document_id}"): DUNNING_READERS,
+    ("GET", "/api/estates/{code}/dunning/tasks"): DUNNING_READERS,
+    ("POST", "/api/estates/{code}/dunning/advance"): DUNNING_CLERKS,
+    ("GET", "/api/estates/{code}/dunning/public-list"): DUNNING_READERS,
 }
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
 # (all estates); the row's roles scoped to an estate get 403 like roles outside the row.
@@ -136,6 +147,8 @@ NOBODY_SEES = {
     "room_code": "NOPE",
     "token_id": 2_000_000_000,
     "user_id": 2_000_000_000,
+    "case_id": 2_000_000_000,
+    "document_id": 2_000_000_000,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -184,6 +197,8 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             # engineer-user's own token, and an account of apia: both within reach of the apia admin too.
             "token_id": world.new_token("engineer-user") if "{token_id}" in path else 0,
             "user_id": world.new_user() if "{user_id}" in path else 0,
+            "case_id": dunning_ids(world, world.estate)[0],
+            "document_id": dunning_ids(world, world.estate)[1],
         },
         "other": {
             "code": world.other_estate,
@@ -198,10 +213,22 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             # A head-office account's token and an account of apib: beyond every apia account.
             "token_id": world.new_token("hq-engineer") if "{token_id}" in path else 0,
             "user_id": world.new_user(world.other_estate) if "{user_id}" in path else 0,
+            "case_id": dunning_ids(world, world.other_estate)[0],
+            "document_id": dunning_ids(world, world.other_estate)[1],
         },
         "missing": NOBODY_SEES,
     }[where]
     return path.format(**values)
+
+
+_DUNNING: dict[str, tuple[int, int]] = {}
+
+
+def dunning_ids(world: World, estate: str) -> tuple[int, int]:
+    """A dunning case and document of the estate (tests/support/dunning.py), made on first use."""
+    if estate not in _DUNNING:
+        _DUNNING[estate] = seed_dunning(world.engine, estate)
+    return _DUNNING[estate]
 
 
 def _ticket_for(world: World, path: str, estate: str | None = None) -> int:
@@ -247,6 +274,8 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/tickets/{ticket_id}/warranty"): {"party": "开发商客服", "due_at": "2026-12-31T18:00:00+08:00"},
         ("POST", "/api/tickets/{ticket_id}/comment"): {"text": "配件已订 / part ordered"},
         ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
+        # The seeded arrears again: idempotent, so every granted role may post it and the case stays open.
+        ("POST", "/api/estates/{code}/dunning/imports"): {"csv": MATRIX_CSV, "filename": "matrix.csv"},
     }
     return bodies.get(route)
 

@@ -21,6 +21,7 @@ from accounts.const import Role
 from core import clock
 from core.settings import Settings
 from steward.app import create_app
+from tests.support.dunning import seed_dunning
 from tests.support.world import World, add_samples, bearer, build_world
 
 # Domain rules JSON Schema cannot state answer 422 to schema-valid input; only these operations may:
@@ -39,6 +40,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 # Rule params are checked by rebuilding the rule (levels must move the right way with severity, ...).
 [[operations]]
 include-path-regex = "^/api/alarm-rules/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+# An arrears CSV is checked row by row against the estate's units: a schema-valid string is mostly a bad file.
+[[operations]]
+include-name = "POST /api/estates/{code}/dunning/imports"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 
 # Acknowledging or clearing an alarm that is already cleared conflicts with its state.
@@ -105,6 +111,11 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             alarm_id=(world.alarm_id, world.other_alarm_id),
             rule_code=("dry_transformer.winding_temp_a.high", "power_room.smoke"),
         )
+        (case_a, doc_a), (case_b, doc_b) = (
+            seed_dunning(world.engine, world.estate),
+            seed_dunning(world.engine, world.other_estate),
+        )
+        KNOWN.update(case_id=(case_a, case_b), document_id=(doc_a, doc_b))
         try:
             with TestClient(TARGET.app):  # runs the app's lifespan (dashboards' live listener included)
                 yield world
