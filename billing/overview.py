@@ -186,7 +186,7 @@ def account_detail(session: Session, account_id: int, at: datetime, *, limit: in
         summary,
         [ReadingRow(*r) for r in readings],
         queries.charges(session, account_id, limit=limit),
-        queries.ledger(session, account_id, limit=limit),
+        queries.ledger(session, account_id, limit=4 * limit),
         [HoldRow(*h) for h in holds],
     )
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from accounts import service as accounts
 from api.deps import EstateCode, ObjectId, PageDep
@@ -391,7 +392,7 @@ def list_holds(code: EstateCode, session: SessionDep, user: HoldStaff) -> list[H
     status_code=201,
     responses={**CONFLICT, 200: {"model": PaymentOut, "description": "The key was paid before: the same payment"}},
 )
-def top_up(
+async def top_up(
     account_id: ObjectId,
     body: TopUpIn,
     key: IdempotencyKey,
@@ -400,6 +401,17 @@ def top_up(
     user: TopUpStaff,
 ) -> PaymentOut:
     """Record a payment at the counter or by bank transfer (201); a retried key returns the first payment (200)."""
+    # async, with the work in one worker-thread call: the payment's row locks are then released by the commit
+    # (which FastAPI runs on a limiter of its own) without waiting for another worker thread. A sync route would
+    # serialise its response in the shared thread pool *before* the commit, and with every pool thread blocked
+    # on this account's row lock, a burst of retries on one household stalled until the pool timed out.
+    out = await run_in_threadpool(_top_up, session, user, account_id, body, key)
+    if out.replayed:
+        response.status_code = 200
+    return out
+
+
+def _top_up(session: Session, user: StaffUser, account_id: int, body: TopUpIn, key: str) -> PaymentOut:
     _account_estate(session, user, account_id, Action.top_up)
     result = service.record_payment(
         session,
@@ -413,8 +425,6 @@ def top_up(
     if result.created:
         detail = {"payment_id": p.id, "amount_fen": p.amount_fen, "method": p.method}
         accounts.audit(session, user, "billing.top_up", f"billing_account:{account_id}", detail)
-    else:
-        response.status_code = 200
     return PaymentOut(
         payment_id=p.id,
         account_id=p.account_id,

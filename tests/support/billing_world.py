@@ -148,3 +148,21 @@ def new_hold(engine: Engine, estate: str) -> int:
         s.add(hold)
         s.flush()
         return int(hold.id)
+
+
+_unit_seq = itertools.count(1)
+
+
+def fresh_account(engine: Engine, estate: str) -> int:
+    """A new household of the estate (a unit of its own in building "F") with an empty account."""
+    with Session(engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == estate)).one()
+        building = s.scalars(select(Building).where(Building.estate_id == estate_id, Building.code == "F")).first()
+        if building is None:
+            building = Building(estate_id=estate_id, code="F", name="F幢", floors=30)
+            s.add(building)
+            s.flush()
+        unit = Unit(building_id=building.id, code=f"F-1-{next(_unit_seq):04d}", floor=1, area_m2=Decimal("80.00"))
+        s.add(unit)
+        s.flush()
+        return int(service.open_account(s, unit.id, at=HOLD_FROM).id)
