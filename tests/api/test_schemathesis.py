@@ -21,6 +21,7 @@ from accounts.const import Role
 from core import clock
 from core.settings import Settings
 from steward.app import create_app
+from tests.support.billing_world import billing_place, new_hold
 from tests.support.world import World, add_samples, bearer, build_world
 
 # Domain rules JSON Schema cannot state answer 422 to schema-valid input; only these operations may:
@@ -45,6 +46,17 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/alarms/\\\\{alarm_id\\\\}/(acknowledge|clear)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
+
+# Billing: a tariff may not start in the past, a refund not exceed the balance, a reused Idempotency-Key not pay
+# another amount, a hold be confirmed once, registers lie within the held interval (422 / 409).
+[[operations]]
+include-path-regex = "^/api/billing/(accounts|estates|holds)/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# The payment webhook opens only to a provider's signature: random requests are 401 (no secret is configured here).
+[[operations]]
+include-path-regex = "^/api/billing/webhook/"
+checks.positive_data_acceptance.expected-statuses = ["401"]
 """
 )
 
@@ -104,6 +116,8 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             point_id=(world.point_id, world.other_point_id),
             alarm_id=(world.alarm_id, world.other_alarm_id),
             rule_code=("dry_transformer.winding_temp_a.high", "power_room.smoke"),
+            account_id=tuple(billing_place(world.engine, e).account_id for e in (world.estate, world.other_estate)),
+            hold_id=(new_hold(world.engine, world.estate), new_hold(world.engine, world.other_estate)),
         )
         try:
             with TestClient(TARGET.app):  # runs the app's lifespan (dashboards' live listener included)
