@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from core.settings import Settings
 from steward.app import create_app
@@ -26,7 +27,7 @@ def api_world(pg_server_url: str) -> Iterator[World]:
 @pytest.fixture(scope="session")
 def app(api_world: World) -> FastAPI:
     # The payment webhook's test provider and secret (tests/api/test_billing_webhook.py signs with them).
-    settings = Settings(payment_webhook_secrets={WEBHOOK_PROVIDER: WEBHOOK_SECRET})  # type: ignore[dict-item]
+    settings = Settings(payment_webhook_secrets={WEBHOOK_PROVIDER: SecretStr(WEBHOOK_SECRET)})
     return create_app(settings, engine=api_world.engine)
 
 

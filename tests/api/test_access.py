@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import date, timedelta
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -312,9 +312,7 @@ def _webhook_account() -> int:
     return _WEBHOOK_ACCOUNT[0] if _WEBHOOK_ACCOUNT else 1
 
 
-def send(
-    client: TestClient, method: str, path: str, headers: dict[str, str], payload: dict[str, Any] | None
-) -> Any:
+def send(client: TestClient, method: str, path: str, headers: dict[str, str], payload: dict[str, Any] | None) -> Any:
     """One request as the matrix makes it: a fresh Idempotency-Key always (routes that need none ignore it), and
     the webhook signed the way a provider signs it (the only thing that opens it)."""
     headers = {"Idempotency-Key": uuid.uuid4().hex, **headers}

@@ -116,7 +116,10 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             point_id=(world.point_id, world.other_point_id),
             alarm_id=(world.alarm_id, world.other_alarm_id),
             rule_code=("dry_transformer.winding_temp_a.high", "power_room.smoke"),
-            account_id=tuple(billing_place(world.engine, e).account_id for e in (world.estate, world.other_estate)),
+            account_id=(
+                billing_place(world.engine, world.estate).account_id,
+                billing_place(world.engine, world.other_estate).account_id,
+            ),
             hold_id=(new_hold(world.engine, world.estate), new_hold(world.engine, world.other_estate)),
         )
         try:

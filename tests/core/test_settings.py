@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from core.settings import Environment, Settings
 
@@ -78,7 +79,7 @@ def test_payment_webhook_secrets_come_as_a_json_map(monkeypatch: pytest.MonkeyPa
 
 
 def test_production_refuses_short_payment_webhook_secrets() -> None:
-    safe = {
+    safe: dict[str, Any] = {
         "env": Environment.production,
         "database_url": "postgresql://steward@db/steward",
         "mqtt_url": "mqtt://broker:1883",
@@ -86,5 +87,10 @@ def test_production_refuses_short_payment_webhook_secrets() -> None:
         "secret_key": "another-long-secret",
     }
     with pytest.raises(ValidationError, match=r"PAYMENT_WEBHOOK_SECRETS.*alipay"):
-        Settings(**safe, payment_webhook_secrets={"alipay": "short", "wechatpay": "long-enough-secret-123"})
-    assert Settings(**safe, payment_webhook_secrets={"wechatpay": "long-enough-secret-123"}).payment_webhook_secrets
+        Settings(
+            **safe,
+            payment_webhook_secrets={"alipay": SecretStr("short"), "wechatpay": SecretStr("long-enough-secret-123")},
+        )
+    assert Settings(
+        **safe, payment_webhook_secrets={"wechatpay": SecretStr("long-enough-secret-123")}
+    ).payment_webhook_secrets
