@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
@@ -94,8 +95,6 @@ def _estates(session: Session, viewer: Viewer, code: str | None) -> tuple[list[E
 
 
 def _query(**params: str) -> str:
-    from urllib.parse import urlencode
-
     kept = {k: v for k, v in params.items() if v}
     return "?" + urlencode(kept) if kept else ""
 

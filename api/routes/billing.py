@@ -464,38 +464,46 @@ OptionalKey = Annotated[
 
 
 @router.post("/accounts/{account_id}/refunds", response_model=PostingOut, status_code=201, responses=CONFLICT)
-def refund(
+async def refund(
     account_id: ObjectId, body: RefundIn, session: SessionDep, user: RefundStaff, key: OptionalKey = None
 ) -> PostingOut:
     """Pay money back out of the balance (never beyond it); the logged-in user and the reason are audited."""
-    _account_estate(session, user, account_id, Action.refund)
-    posted = service.refund(
-        session,
-        account_id=account_id,
-        amount_fen=body.amount_fen,
-        method=PaymentMethod(body.method),
-        actor=user.username,
-        reason=body.reason,
-        key=key or uuid.uuid4().hex,
-    )
-    return _posting_out(session, posted, account_id)
+
+    def work() -> PostingOut:
+        _account_estate(session, user, account_id, Action.refund)
+        posted = service.refund(
+            session,
+            account_id=account_id,
+            amount_fen=body.amount_fen,
+            method=PaymentMethod(body.method),
+            actor=user.username,
+            reason=body.reason,
+            key=key or uuid.uuid4().hex,
+        )
+        return _posting_out(session, posted, account_id)
+
+    return await run_in_threadpool(work)  # locks taken and released without waiting for a pool thread (top_up)
 
 
 @router.post("/accounts/{account_id}/adjustments", response_model=PostingOut, status_code=201, responses=CONFLICT)
-def adjust(
+async def adjust(
     account_id: ObjectId, body: AdjustIn, session: SessionDep, user: AdjustStaff, key: OptionalKey = None
 ) -> PostingOut:
     """A correcting posting (> 0 credits, < 0 debits the household); never an edit; audited with its reason."""
-    _account_estate(session, user, account_id, Action.adjust)
-    posted = service.adjust(
-        session,
-        account_id=account_id,
-        amount_fen=body.amount_fen,
-        actor=user.username,
-        reason=body.reason,
-        key=key or uuid.uuid4().hex,
-    )
-    return _posting_out(session, posted, account_id)
+
+    def work() -> PostingOut:
+        _account_estate(session, user, account_id, Action.adjust)
+        posted = service.adjust(
+            session,
+            account_id=account_id,
+            amount_fen=body.amount_fen,
+            actor=user.username,
+            reason=body.reason,
+            key=key or uuid.uuid4().hex,
+        )
+        return _posting_out(session, posted, account_id)
+
+    return await run_in_threadpool(work)  # as refund
 
 
 # --- tariffs, holds, runs ------------------------------------------------------------------------------------------

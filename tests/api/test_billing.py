@@ -114,10 +114,11 @@ def test_a_clerk_of_one_estate_gets_404_on_anothers(client: TestClient, api_worl
     h = bearer(api_world, CLERK)
     assert client.get(f"/api/billing/estates/{api_world.other_estate}/accounts", headers=h).status_code == 404
     assert client.get(f"/api/billing/accounts/{other.account_id}", headers=h).status_code == 404
+    before = balance(api_world, other.account_id), len(payments_of(api_world, other.account_id))
     r = top_up(client, api_world, other.account_id, {"amount_fen": 100}, key())
     assert r.status_code == 404
-    assert payments_of(api_world, other.account_id)[0].actor == "fixture"  # only the fixture's payment
-    assert len(payments_of(api_world, other.account_id)) == 1
+    assert r.json()["detail"] == "billing account not found / 未找到该热水账户"  # as for one that does not exist
+    assert (balance(api_world, other.account_id), len(payments_of(api_world, other.account_id))) == before
     # Roles outside billing/policy.py: 403 before anything is looked up.
     r = top_up(client, api_world, other.account_id, {"amount_fen": 100}, key(), who=Role.engineer)
     assert r.status_code == 403
