@@ -9,13 +9,35 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api.routes import alarms, auth, billing_dunning, equipment, estates, operations, rounds, tickets
+from api.routes import (
+    alarms,
+    auth,
+    billing,
+    billing_dunning,
+    billing_webhook,
+    equipment,
+    estates,
+    operations,
+    rounds,
+    tickets,
+)
 from core.settings import Settings
 from web.app import base_app
 
 
 def mount_api(app: FastAPI) -> None:
-    for module in (auth, estates, equipment, operations, alarms, rounds, tickets, billing_dunning):
+    for module in (
+        auth,
+        estates,
+        equipment,
+        operations,
+        alarms,
+        rounds,
+        tickets,
+        billing,
+        billing_webhook,
+        billing_dunning,
+    ):
         app.include_router(module.router)
 
 

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from billing import pricing
+from billing import events, pricing
 from billing.const import (
     CHARGE_LOCK_SPACE,
     METER_KIND,
@@ -301,6 +301,8 @@ def charge_meter(session: Session, device_id: int, up_to: datetime) -> MeterResu
             break
         scan_from = rows[-1].ts  # past any unusable readings at the end of the batch
     session.flush()
+    if result.charges or result.held is not None:
+        events.changed(session, estate.id)  # the account pages update when this commits
     return result
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from billing import events
 from billing.const import CASH_ACCOUNT, AccountKind, HoldKind, HoldStatus, PaymentMethod, TransactionKind
 from billing.pricing import Tier, validate_tiers
 from core import clock
@@ -236,6 +237,7 @@ def record_payment(
     )
     session.add(payment)
     session.flush()
+    events.changed(session, account.estate_id)
     return PaymentResult(payment, True)
 
 
@@ -281,6 +283,7 @@ def refund(
             "transaction_id": posted.transaction.id,
         }
         audit(session, actor, "billing.refund", f"billing_account:{account.id}", detail)
+        events.changed(session, account.estate_id)
     return posted
 
 
@@ -312,6 +315,7 @@ def adjust(
     if posted.created:
         detail = {"amount_fen": amount, "reason": reason, "transaction_id": posted.transaction.id}
         audit(session, actor, "billing.adjustment", f"billing_account:{account.id}", detail)
+        events.changed(session, account.estate_id)
     return posted
 
 

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # outbox_ack_timeout_s is resent (same command_id); after outbox_max_attempts tries it is 'failed' + alarm.
     outbox_ack_timeout_s: int = Field(default=60, ge=5, le=3600)
     outbox_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Online-payment notifications (api/routes/billing_webhook.py): provider name → HMAC-SHA256 secret, as a JSON
+    # map in STEWARD_PAYMENT_WEBHOOK_SECRETS, e.g. {"wechatpay": "…", "alipay": "…"}. A provider not named here
+    # is refused (401): nobody can be paid for without a secret to check.
+    payment_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # A notification whose timestamp header is further than this from core.clock is refused (replayed or stale).
+    payment_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -126,6 +132,9 @@ class Settings(BaseSettings):
             problems.append("STEWARD_MQTT_PASSWORD is empty or a well-known default")
         if self.secret_key.get_secret_value() in UNSAFE_SECRETS:
             problems.append("STEWARD_SECRET_KEY is a well-known default")
+        weak = sorted(p for p, s in self.payment_webhook_secrets.items() if len(s.get_secret_value()) < 16)
+        if weak:
+            problems.append(f"STEWARD_PAYMENT_WEBHOOK_SECRETS: secrets shorter than 16 characters ({', '.join(weak)})")
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

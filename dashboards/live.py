@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from storage.notify import INGEST_CHANNEL
+from storage.notify import BILLING_CHANNEL, INGEST_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,14 @@ class StreamLimits:
 
 
 class LiveHub:
-    def __init__(self, conninfo: dict[str, Any], *, channel: str = INGEST_CHANNEL) -> None:
+    def __init__(
+        self, conninfo: dict[str, Any], *, channel: str = INGEST_CHANNEL, also: tuple[str, ...] = (BILLING_CHANNEL,)
+    ) -> None:
         self.streams = StreamLimits()
         self._conninfo = conninfo
         self._channel = channel
+        # Channels that only wake the streams (billing's charges and payments); the rates count ingest's alone.
+        self._also = also
         self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._events: deque[tuple[float, dict[str, Any]]] = deque()
@@ -219,6 +223,8 @@ class LiveHub:
                 conn = await psycopg.AsyncConnection.connect(autocommit=True, **self._conninfo)
                 async with conn:
                     await conn.execute(f"LISTEN {self._channel}")
+                    for extra in self._also:
+                        await conn.execute(f"LISTEN {extra}")
                     self.listening = True
                     attempt = 0
                     log.info("live: listening on %s", self._channel)
@@ -226,7 +232,8 @@ class LiveHub:
                     self.broadcast()
                     while True:
                         async for note in conn.notifies(timeout=HEALTH_CHECK_S):
-                            self._record(note.payload)
+                            if note.channel == self._channel:
+                                self._record(note.payload)
                             self.broadcast()
                         await conn.execute("SELECT 1")
             except asyncio.CancelledError:

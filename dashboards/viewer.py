@@ -113,6 +113,10 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return alarms_policy.may_read_alarms(viewer.role)
     if what == "tickets":
         return tickets_policy.may_read(viewer.role)
+    if what == "billing":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_accounts)
+    if what == "billing_holds":
+        return billing_policy.may(viewer.role, billing_policy.Action.confirm_hold)
     if what == "dunning":
         return billing_policy.may(viewer.role, billing_policy.Action.view_dunning)
     return False

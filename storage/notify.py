@@ -1,8 +1,9 @@
 """The PostgreSQL NOTIFY channels the processes talk over, named once below everyone who uses them.
 
 Ingest notifies ``INGEST_CHANNEL`` after each committed batch (ingest/writer.py); the ticket domain
-notifies ``TICKETS_CHANNEL`` when alarms open or update tickets (tickets/from_alarms.py); the dashboards'
-LISTEN hub (dashboards/live.py) listens. Keeping the names here lets the pages listen without importing
+notifies ``TICKETS_CHANNEL`` when alarms open or update tickets (tickets/from_alarms.py); billing notifies
+``BILLING_CHANNEL`` when a charge, payment, refund, adjustment or hold of an estate commits (billing/events.py);
+the dashboards' LISTEN hub (dashboards/live.py) listens. Keeping the names here lets the pages listen without importing
 ingest (another entry point) and lets the writers and the listener never disagree on a name.
 """
 
@@ -10,3 +11,4 @@ from __future__ import annotations
 
 INGEST_CHANNEL = "steward_ingest"
 TICKETS_CHANNEL = "steward_tickets"
+BILLING_CHANNEL = "steward_billing"

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from core.settings import Settings
 from steward.app import create_app
+from tests.support.billing_world import WEBHOOK_PROVIDER, WEBHOOK_SECRET
 from tests.support.world import World, build_world, client_address
 
 
@@ -24,7 +26,9 @@ def api_world(pg_server_url: str) -> Iterator[World]:
 
 @pytest.fixture(scope="session")
 def app(api_world: World) -> FastAPI:
-    return create_app(Settings(), engine=api_world.engine)
+    # The payment webhook's test provider and secret (tests/api/test_billing_webhook.py signs with them).
+    settings = Settings(payment_webhook_secrets={WEBHOOK_PROVIDER: SecretStr(WEBHOOK_SECRET)})
+    return create_app(settings, engine=api_world.engine)
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ shows up as a failing test and a deliberate edit of this table.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -28,7 +30,17 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token
+from api.routes.billing_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from billing import policy as billing_policy
+from core import clock
 from storage.models import AuditLog, Estate, StaffUser, Ticket, TicketEvent
+from tests.support.billing_world import (
+    HOLD_REPLACED_AT,
+    WEBHOOK_PROVIDER,
+    WEBHOOK_SECRET,
+    billing_place,
+    new_hold,
+)
 from tests.support.dunning import MATRIX_CSV, seed_dunning
 from tests.support.world import PASSWORD, World, bearer
 from tickets import policy as ticket_policy
@@ -49,6 +61,11 @@ TICKET_WORK = frozenset({A, E, SU})  # accept, on site, resolve (an engineer onl
 TICKET_CALLBACK = frozenset({A, S, M})
 TICKET_COMMENT = frozenset({A, E, S, SU, M})
 ROUND_WORK = frozenset({A, E, SU})
+# billing/policy.py, spelled out (test_the_spelled_out_billing_roles_are_the_policy)
+BILL_VIEW = frozenset({A, M, S, B})
+BILL_MONEY = frozenset({A, M, B})  # top-ups, refunds, billing runs
+BILL_MANAGE = frozenset({A, M})  # adjustments and tariffs
+BILL_HOLDS = frozenset({A, M, B, E, SU})
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
 DUNNING_READERS = frozenset({A, M, B, S})  # billing.policy view_dunning: stewards deliver the letters
@@ -116,7 +133,20 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/estates/{code}/dunning/tasks"): DUNNING_READERS,
     ("POST", "/api/estates/{code}/dunning/advance"): DUNNING_CLERKS,
     ("GET", "/api/estates/{code}/dunning/public-list"): DUNNING_READERS,
+    ("GET", "/api/billing/estates/{code}/accounts"): BILL_VIEW,
+    ("GET", "/api/billing/accounts/{account_id}"): BILL_VIEW,
+    ("POST", "/api/billing/accounts/{account_id}/top-ups"): BILL_MONEY,
+    ("POST", "/api/billing/accounts/{account_id}/refunds"): BILL_MONEY,
+    ("POST", "/api/billing/accounts/{account_id}/adjustments"): BILL_MANAGE,
+    ("GET", "/api/billing/estates/{code}/tariffs"): BILL_VIEW,
+    ("POST", "/api/billing/estates/{code}/tariffs"): BILL_MANAGE,
+    ("GET", "/api/billing/estates/{code}/holds"): BILL_HOLDS,
+    ("POST", "/api/billing/holds/{hold_id}/confirm"): BILL_HOLDS,
+    ("POST", "/api/billing/estates/{code}/runs"): BILL_MONEY,
+    # Machine to machine: no login, opened only by the provider's HMAC signature (test_billing_webhook.py).
+    ("POST", "/api/billing/webhook/{provider}"): PUBLIC,
 }
+WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
 # (all estates); the row's roles scoped to an estate get 403 like roles outside the row.
 ALL_ESTATES_ONLY: set[tuple[str, str]] = {
@@ -149,6 +179,9 @@ NOBODY_SEES = {
     "user_id": 2_000_000_000,
     "case_id": 2_000_000_000,
     "document_id": 2_000_000_000,
+    "account_id": 2_000_000_000,
+    "hold_id": 2_000_000_000,
+    "provider": WEBHOOK_PROVIDER,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -199,6 +232,9 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "user_id": world.new_user() if "{user_id}" in path else 0,
             "case_id": dunning_ids(world, world.estate)[0],
             "document_id": dunning_ids(world, world.estate)[1],
+            "account_id": billing_place(world.engine, world.estate).account_id if "{account_id}" in path else 0,
+            "hold_id": new_hold(world.engine, world.estate) if "{hold_id}" in path else 0,
+            "provider": WEBHOOK_PROVIDER,
         },
         "other": {
             "code": world.other_estate,
@@ -215,6 +251,9 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "user_id": world.new_user(world.other_estate) if "{user_id}" in path else 0,
             "case_id": dunning_ids(world, world.other_estate)[0],
             "document_id": dunning_ids(world, world.other_estate)[1],
+            "account_id": billing_place(world.engine, world.other_estate).account_id if "{account_id}" in path else 0,
+            "hold_id": new_hold(world.engine, world.other_estate) if "{hold_id}" in path else 0,
+            "provider": WEBHOOK_PROVIDER,
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -276,8 +315,46 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
         # The seeded arrears again: idempotent, so every granted role may post it and the case stays open.
         ("POST", "/api/estates/{code}/dunning/imports"): {"csv": MATRIX_CSV, "filename": "matrix.csv"},
+        ("POST", "/api/billing/accounts/{account_id}/top-ups"): {"amount_fen": 10000, "method": "counter"},
+        ("POST", "/api/billing/accounts/{account_id}/refunds"): {"amount_fen": 100, "reason": "多缴退回 / overpaid"},
+        ("POST", "/api/billing/accounts/{account_id}/adjustments"): {"amount_fen": 100, "reason": "抄表差错 / misread"},
+        ("POST", "/api/billing/estates/{code}/tariffs"): {
+            "effective_from": (date(2031, 1, 1) + timedelta(days=next(_tariff_days))).isoformat(),
+            "tiers": [{"up_to_m3": "10", "price_fen_per_m3": 2500}, {"price_fen_per_m3": 3000}],
+        },
+        ("POST", "/api/billing/holds/{hold_id}/confirm"): {
+            "old_final_register": "120.5",
+            "new_initial_register": "1.0",
+            "replaced_at": HOLD_REPLACED_AT,
+        },
+        ("POST", "/api/billing/estates/{code}/runs"): {},
+        WEBHOOK: {"transaction_id": uuid.uuid4().hex, "account_id": _webhook_account(), "amount_fen": 500},
     }
     return bodies.get(route)
+
+
+_tariff_days = iter(range(100_000))
+_WEBHOOK_ACCOUNT: list[int] = []
+
+
+def _webhook_account() -> int:
+    return _WEBHOOK_ACCOUNT[0] if _WEBHOOK_ACCOUNT else 1
+
+
+def send(client: TestClient, method: str, path: str, headers: dict[str, str], payload: dict[str, Any] | None) -> Any:
+    """One request as the matrix makes it: a fresh Idempotency-Key always (routes that need none ignore it), and
+    the webhook signed the way a provider signs it (the only thing that opens it)."""
+    headers = {"Idempotency-Key": uuid.uuid4().hex, **headers}
+    if path.startswith("/api/billing/webhook/") and payload is not None:
+        raw = json.dumps(payload).encode()
+        stamp = int(clock.now().timestamp())
+        headers |= {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(stamp),
+            SIGNATURE_HEADER: sign(WEBHOOK_SECRET, stamp, raw),
+        }
+        return client.request(method, path, headers=headers, content=raw)
+    return client.request(method, path, headers=headers, json=payload)
 
 
 def call(
@@ -289,11 +366,13 @@ def call(
     where: Literal["visible", "other", "missing"] = "visible",
 ) -> Any:
     method, path = route
-    return client.request(method, url(world, path, where=where), headers=headers or {}, json=body(route))
+    return send(client, method, url(world, path, where=where), headers or {}, body(route))
 
 
 @pytest.fixture(autouse=True)
 def _engineer_id(api_world: World) -> None:
+    if not _WEBHOOK_ACCOUNT:
+        _WEBHOOK_ACCOUNT.append(billing_place(api_world.engine, api_world.estate).account_id)
     if not _ENGINEER:
         with Session(api_world.engine) as s:
             _ENGINEER.append(s.scalars(select(StaffUser.id).where(StaffUser.username == "head-office")).one())
@@ -686,7 +765,7 @@ def test_bodies_reject_unknown_fields(client: TestClient, api_world: World, rout
         extra.pop("role")
         extra.pop("all_estates")  # both are legitimate fields of a new account
     method, path = route
-    r = client.request(method, path, headers=bearer(api_world, Role.admin), json=extra)
+    r = send(client, method, path, bearer(api_world, Role.admin), extra)
     assert r.status_code == 422, r.text
     assert any(e["type"] == "extra_forbidden" for e in r.json()["detail"])
 
@@ -844,6 +923,21 @@ STATUSES = ("received", "dispatched", "accepted", "on_site", "resolved", "callba
 # One account per role, all of apia (engineer-user is the assignee of make_ticket's tickets), and an
 # engineer of every estate the tickets are not assigned to (engineers work only on their own tickets).
 STEP_ACTORS = [f"{role.value}-user" for role in Role] + ["hq-engineer"]
+
+
+def test_the_spelled_out_billing_roles_are_the_policy() -> None:
+    """The matrix's billing rows and billing/policy.py (which the pages ask too) agree."""
+    Act = billing_policy.Action
+    expected = {
+        Act.view_accounts: BILL_VIEW,
+        Act.top_up: BILL_MONEY,
+        Act.refund: BILL_MONEY,
+        Act.run_billing: BILL_MONEY,
+        Act.adjust: BILL_MANAGE,
+        Act.manage_tariffs: BILL_MANAGE,
+        Act.confirm_hold: BILL_HOLDS,
+    }
+    assert {a: {Role(r) for r in roles} for a, roles in billing_policy.ALLOWED.items()} == expected
 
 
 def test_the_spelled_out_ticket_roles_are_the_policy() -> None:

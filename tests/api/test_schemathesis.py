@@ -21,6 +21,7 @@ from accounts.const import Role
 from core import clock
 from core.settings import Settings
 from steward.app import create_app
+from tests.support.billing_world import billing_place, new_hold
 from tests.support.dunning import seed_dunning
 from tests.support.world import World, add_samples, bearer, build_world
 
@@ -51,6 +52,17 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/alarms/\\\\{alarm_id\\\\}/(acknowledge|clear)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
+
+# Billing: a tariff may not start in the past, a refund not exceed the balance, a reused Idempotency-Key not pay
+# another amount, a hold be confirmed once, registers lie within the held interval (422 / 409).
+[[operations]]
+include-path-regex = "^/api/billing/(accounts|estates|holds)/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# The payment webhook opens only to a provider's signature: random requests are 401 (no secret is configured here).
+[[operations]]
+include-path-regex = "^/api/billing/webhook/"
+checks.positive_data_acceptance.expected-statuses = ["401"]
 """
 )
 
@@ -110,6 +122,11 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             point_id=(world.point_id, world.other_point_id),
             alarm_id=(world.alarm_id, world.other_alarm_id),
             rule_code=("dry_transformer.winding_temp_a.high", "power_room.smoke"),
+            account_id=(
+                billing_place(world.engine, world.estate).account_id,
+                billing_place(world.engine, world.other_estate).account_id,
+            ),
+            hold_id=(new_hold(world.engine, world.estate), new_hold(world.engine, world.other_estate)),
         )
         (case_a, doc_a), (case_b, doc_b) = (
             seed_dunning(world.engine, world.estate),

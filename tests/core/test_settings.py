@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from core.settings import Environment, Settings
 
@@ -59,3 +60,37 @@ def test_compression_must_start_after_the_late_data_window() -> None:
     # ON CONFLICT into compressed chunks is unreliable, so late readings must land in uncompressed ones.
     with pytest.raises(ValidationError, match="compress_after_days"):
         Settings(accept_past=timedelta(days=60), compress_after_days=45)
+
+
+def test_payment_webhook_secrets_come_as_a_json_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "STEWARD_PAYMENT_WEBHOOK_SECRETS", '{"wechatpay": "w-0123456789abcdef", "alipay": "a-0123456789"}'
+    )
+    monkeypatch.setenv("STEWARD_PAYMENT_WEBHOOK_TOLERANCE_S", "120")
+    s = Settings()
+    assert {k: v.get_secret_value() for k, v in s.payment_webhook_secrets.items()} == {
+        "wechatpay": "w-0123456789abcdef",
+        "alipay": "a-0123456789",
+    }
+    assert s.payment_webhook_tolerance_s == 120
+    assert "w-0123456789abcdef" not in repr(s)  # secrets stay out of logs and tracebacks
+    monkeypatch.delenv("STEWARD_PAYMENT_WEBHOOK_SECRETS")
+    assert Settings().payment_webhook_secrets == {}  # default: no provider opens the webhook
+
+
+def test_production_refuses_short_payment_webhook_secrets() -> None:
+    safe: dict[str, Any] = {
+        "env": Environment.production,
+        "database_url": "postgresql://steward@db/steward",
+        "mqtt_url": "mqtt://broker:1883",
+        "mqtt_password": "s3cret-for-ingest",
+        "secret_key": "another-long-secret",
+    }
+    with pytest.raises(ValidationError, match=r"PAYMENT_WEBHOOK_SECRETS.*alipay"):
+        Settings(
+            **safe,
+            payment_webhook_secrets={"alipay": SecretStr("short"), "wechatpay": SecretStr("long-enough-secret-123")},
+        )
+    assert Settings(
+        **safe, payment_webhook_secrets={"wechatpay": SecretStr("long-enough-secret-123")}
+    ).payment_webhook_secrets
