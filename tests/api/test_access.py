@@ -936,6 +936,9 @@ def test_the_spelled_out_billing_roles_are_the_policy() -> None:
         Act.adjust: BILL_MANAGE,
         Act.manage_tariffs: BILL_MANAGE,
         Act.confirm_hold: BILL_HOLDS,
+        Act.view_dunning: DUNNING_READERS,
+        Act.import_arrears: DUNNING_CLERKS,
+        Act.issue_dunning: DUNNING_CLERKS,
     }
     assert {a: {Role(r) for r in roles} for a, roles in billing_policy.ALLOWED.items()} == expected
 
