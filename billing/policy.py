@@ -22,6 +22,8 @@ class Action(StrEnum):
     confirm_hold = "confirm_hold"  # record a meter replacement / reset for a held interval
     manage_tariffs = "manage_tariffs"  # add a price version (never retroactive)
     run_billing = "run_billing"  # start a billing run by hand
+    view_notices = "view_notices"  # the notice queue and printable notices
+    approve_notices = "approve_notices"  # approve, send or cancel a notice (restriction notices included)
 
 
 ADMIN, MANAGER, STEWARD, CLERK, ENGINEER, SUPERVISOR = (
@@ -43,6 +45,10 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.confirm_hold: frozenset({ADMIN, MANAGER, CLERK, ENGINEER, SUPERVISOR}),
     Action.manage_tariffs: frozenset({ADMIN, MANAGER}),
     Action.run_billing: frozenset({ADMIN, MANAGER, CLERK}),
+    # Stewards hand notices to households, so they see (and print) the queue; approving a notice that can
+    # lead to restriction is the project manager's or the clerk's decision.
+    Action.view_notices: frozenset({ADMIN, MANAGER, STEWARD, CLERK}),
+    Action.approve_notices: frozenset({ADMIN, MANAGER, CLERK}),
 }
 
 

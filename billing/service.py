@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from billing import notices
 from billing.const import CASH_ACCOUNT, AccountKind, HoldKind, HoldStatus, PaymentMethod, TransactionKind
 from billing.pricing import Tier, validate_tiers
 from core import clock
@@ -236,6 +237,8 @@ def record_payment(
     )
     session.add(payment)
     session.flush()
+    # A restricted or suspended household that is paid up again is restored at once, in this transaction.
+    notices.on_payment(session, account.id, at=clock.now(), actor=actor)
     return PaymentResult(payment, True)
 
 

@@ -407,6 +407,48 @@ def rules_set(
             console.print(f"[green]{code}[/] updated: {params or ''}")
 
 
+billing_app = typer.Typer(help="Hot-water billing: holiday calendar, notices.", no_args_is_help=True)
+holidays_app = typer.Typer(help="The public-holiday calendar (no restriction or suspension on these days).")
+app.add_typer(billing_app, name="billing")
+billing_app.add_typer(holidays_app, name="holidays")
+
+
+@holidays_app.command("load")
+def holidays_load(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a .csv (day,name,is_workday) or .yaml")],
+) -> None:
+    """Load a year's holidays and 调休 make-up working days; each year in the file replaces that year."""
+    from billing.holidays import load_file
+    from storage.db import make_engine, make_sessionmaker, transaction
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        loaded = load_file(session, path, actor="cli")
+    for year, count in loaded.items():
+        console.print(f"[green]{year}[/]: {count} days loaded / 已载入 {count} 天")
+
+
+@billing_app.command("notices")
+def billing_notices(estate: Annotated[str, typer.Argument(help="estate code")]) -> None:
+    """Evaluate one estate now: draft the notices due and take the supply steps the law allows."""
+    from sqlalchemy import select
+
+    from billing.notices import evaluate
+    from core import clock
+    from core.errors import NotFound
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import Estate
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        estate_id = session.scalar(select(Estate.id).where(Estate.code == estate))
+        if estate_id is None:
+            raise NotFound(f"estate {estate!r} not found / 小区不存在")
+        result = evaluate(session, estate_id, clock.now(), actor="cli")
+    console.print(
+        f"[green]{estate}[/]: {len(result.drafted)} notices drafted, {len(result.changes)} supply changes, "
+        f"{len(result.held_back)} households held back"
+    )
+
+
 def run() -> None:
     """Entry point: domain errors and invalid files end with a one-line message, not a traceback."""
     from pydantic import ValidationError
