@@ -9,13 +9,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api.routes import alarms, auth, equipment, estates, operations, rounds, tickets
+from api.routes import alarms, auth, billing_notices, equipment, estates, operations, rounds, tickets
 from core.settings import Settings
 from web.app import base_app
 
 
 def mount_api(app: FastAPI) -> None:
-    for module in (auth, estates, equipment, operations, alarms, rounds, tickets):
+    for module in (auth, estates, equipment, operations, alarms, rounds, tickets, billing_notices):
         app.include_router(module.router)
 
 

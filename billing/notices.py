@@ -308,6 +308,38 @@ def draft(
     return notice
 
 
+def draft_for(
+    session: Session,
+    account_id: int,
+    kind: NoticeKind,
+    *,
+    now: datetime,
+    actor: str,
+    effective_at: datetime | None = None,
+) -> BillingNotice:
+    """Draft a notice for one household by hand (a clerk's reprint, the tests); the queue still approves it."""
+    account = session.get(BillingAccount, account_id)
+    if account is None or account.kind != AccountKind.hot_water.value:
+        raise NotFound(f"billing account {account_id} not found / 热水账户不存在")
+    estate = session.get(Estate, account.estate_id)
+    assert estate is not None
+    if kind in (NoticeKind.restriction, NoticeKind.suspension) and effective_at is None:
+        raise InvalidInput("a restriction or suspension notice states its date / 限供、停供通知须载明日期")
+    policy = policy_of(estate.policy)
+    use = usage(session, [account.id], now)[account.id]
+    tz = ZoneInfo(estate.timezone)
+    extra = {
+        "restricted_on": now.astimezone(tz).strftime("%Y年%m月%d日"),
+        "paid_at": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "restored_at": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+    }
+    pay_by = now.astimezone(tz).date() + timedelta(days=policy.pay_by_days)
+    hh = _household(session, account, estate)
+    return draft(
+        session, hh, kind, now, use, policy, actor=actor, pay_by=pay_by, effective_at=effective_at, extra=extra
+    )
+
+
 # --- dates the law allows -----------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -28,7 +29,11 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token
-from storage.models import AuditLog, Estate, StaffUser, Ticket, TicketEvent
+from billing import notices as billing_notices
+from billing import service as billing_service
+from billing.const import NoticeKind
+from core import clock
+from storage.models import AuditLog, Building, Estate, StaffUser, Ticket, TicketEvent, Unit
 from tests.support.world import PASSWORD, World, bearer
 from tickets import policy as ticket_policy
 from tickets.policy import Step
@@ -48,6 +53,8 @@ TICKET_WORK = frozenset({A, E, SU})  # accept, on site, resolve (an engineer onl
 TICKET_CALLBACK = frozenset({A, S, M})
 TICKET_COMMENT = frozenset({A, E, S, SU, M})
 ROUND_WORK = frozenset({A, E, SU})
+NOTICE_READERS = frozenset({A, M, S, B})  # billing.policy view_notices: stewards hand notices to households
+NOTICE_APPROVERS = frozenset({A, M, B})  # billing.policy approve_notices
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
 
@@ -105,6 +112,11 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/estates/{code}/rooms/{room_code}/rounds"): EQUIPMENT,
     ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
     ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
+    ("GET", "/api/billing/notices"): NOTICE_READERS,
+    ("GET", "/api/billing/notices/{notice_id}"): NOTICE_READERS,
+    ("POST", "/api/billing/notices/{notice_id}/approve"): NOTICE_APPROVERS,
+    ("POST", "/api/billing/notices/{notice_id}/send"): NOTICE_APPROVERS,
+    ("POST", "/api/billing/notices/{notice_id}/cancel"): NOTICE_APPROVERS,
 }
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
 # (all estates); the row's roles scoped to an estate get 403 like roles outside the row.
@@ -136,6 +148,7 @@ NOBODY_SEES = {
     "room_code": "NOPE",
     "token_id": 2_000_000_000,
     "user_id": 2_000_000_000,
+    "notice_id": 2_000_000_000,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -184,6 +197,7 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             # engineer-user's own token, and an account of apia: both within reach of the apia admin too.
             "token_id": world.new_token("engineer-user") if "{token_id}" in path else 0,
             "user_id": world.new_user() if "{user_id}" in path else 0,
+            "notice_id": _notice_for(world, path) if "{notice_id}" in path else 0,
         },
         "other": {
             "code": world.other_estate,
@@ -198,6 +212,7 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             # A head-office account's token and an account of apib: beyond every apia account.
             "token_id": world.new_token("hq-engineer") if "{token_id}" in path else 0,
             "user_id": world.new_user(world.other_estate) if "{user_id}" in path else 0,
+            "notice_id": _notice_for(world, path, world.other_estate) if "{notice_id}" in path else 0,
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -211,6 +226,32 @@ def _ticket_for(world: World, path: str, estate: str | None = None) -> int:
     if action == "feedback":
         return world.new_ticket("received", estate, complaint=True)
     return world.new_ticket(TICKET_STATE.get(action, "received"), estate)
+
+
+def _notice_for(world: World, path: str, estate: str | None = None) -> int:
+    """A fresh renewal notice of the estate's first unit: a draft, or approved for the send route."""
+    with Session(world.engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == (estate or world.estate))).one()
+        unit_id = s.scalars(
+            select(Unit.id)
+            .join(Building, Building.id == Unit.building_id)
+            .where(Building.estate_id == estate_id)
+            .order_by(Unit.id)
+            .limit(1)
+        ).one_or_none()
+        if unit_id is None:  # an estate built without buildings: give it one household
+            building = Building(estate_id=estate_id, code="N1", name="通知楼")
+            s.add(building)
+            s.flush()
+            unit = Unit(building_id=building.id, code="N1-1-101", floor=1, area_m2=Decimal("80.00"))
+            s.add(unit)
+            s.flush()
+            unit_id = unit.id
+        account = billing_service.open_account(s, unit_id)
+        notice = billing_notices.draft_for(s, account.id, NoticeKind.renewal, now=clock.now(), actor="matrix")
+        if path.endswith("/send"):
+            billing_notices.approve(s, notice.id, actor="matrix")
+        return notice.id
 
 
 def body(route: tuple[str, str]) -> dict[str, Any] | None:
@@ -247,6 +288,7 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/tickets/{ticket_id}/warranty"): {"party": "开发商客服", "due_at": "2026-12-31T18:00:00+08:00"},
         ("POST", "/api/tickets/{ticket_id}/comment"): {"text": "配件已订 / part ordered"},
         ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
+        ("POST", "/api/billing/notices/{notice_id}/cancel"): {"reason": "已缴费 / paid meanwhile"},
     }
     return bodies.get(route)
 
