@@ -516,6 +516,21 @@ def _evaluate_one(
     session.flush()
 
 
+def evaluate_all(session: Session, now: datetime, *, actor: str = SYSTEM_ACTOR) -> dict[str, int]:
+    """`evaluate` every estate with household accounts (the worker's periodic "notices" job)."""
+    estate_ids = session.scalars(
+        select(BillingAccount.estate_id)
+        .where(BillingAccount.kind == AccountKind.hot_water.value)
+        .distinct()
+        .order_by(BillingAccount.estate_id)
+    ).all()
+    drafted = changed = 0
+    for estate_id in estate_ids:
+        result = evaluate(session, estate_id, now, actor=actor)
+        drafted, changed = drafted + len(result.drafted), changed + len(result.changes)
+    return {"estates": len(estate_ids), "drafted": drafted, "supply_changes": changed}
+
+
 # --- restoration --------------------------------------------------------------------------------------
 
 

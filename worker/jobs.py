@@ -28,6 +28,7 @@ ESCALATION_LOCK = LOCK_NAMESPACE | 3
 OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
 PURGE_LOCK = LOCK_NAMESPACE | 6
+NOTICES_LOCK = LOCK_NAMESPACE | 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +88,17 @@ def purge_job(session: Session, now: datetime) -> object:
     return purge_expired(session, now)
 
 
+def notices_job(session: Session, now: datetime) -> object:
+    """Hot-water notices: draft renewal notices, and restrict/suspend only where and when the law allows."""
+    from billing.notices import evaluate_all
+
+    return evaluate_all(session, now)
+
+
 def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
-    15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher)."""
+    15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, outbox every
+    2 s (with a dispatcher)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
         Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
@@ -97,6 +106,8 @@ def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None 
         # Night windows and daily balances move slowly; every 15 min keeps a new leak within the hour.
         Job("meters", 900.0, METERS_LOCK, meters_job(on_raised)),
         Job("purge", 600.0, PURGE_LOCK, purge_job),
+        # Balances move with readings; a restriction waits for a day hour anyway (payments restore at once).
+        Job("notices", 900.0, NOTICES_LOCK, notices_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))

@@ -523,3 +523,12 @@ def test_policy_lengthens_periods_but_never_shortens_them() -> None:
     assert p.renewal_fen == 8000
     assert notices.policy_of({"billing_notices": {"suspension_notice_days": 5}}).suspension_notice_days == 5
     assert not notices.policy_of(None).restriction_enabled
+
+
+def test_evaluate_all_covers_every_estate_with_households(session: Session, frozen: FrozenClock) -> None:
+    a = spent_household(session)
+    b = spent_household(session, enabled=False)
+    got = notices.evaluate_all(session, DRAFTED)
+    assert got["estates"] >= 2
+    assert {n.kind for n in notices_of(session, a.hh.account_id)} == {"renewal_second", "restriction"}
+    assert {n.kind for n in notices_of(session, b.hh.account_id)} == {"renewal_second"}
