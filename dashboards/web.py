@@ -28,6 +28,7 @@ from accounts import policy as accounts_policy
 from accounts import service as accounts
 from accounts.const import EQUIPMENT_ROLES, Role
 from alarms import policy as alarms_policy
+from billing import policy as billing_policy
 from core import clock
 from core.errors import StewardError
 from dashboards import i18n
@@ -140,6 +141,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return alarms_policy.may_read_alarms(viewer.role)
     if what == "tickets":
         return tickets_policy.may_read(viewer.role)
+    if what == "billing_notices":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_notices)
     return False
 
 

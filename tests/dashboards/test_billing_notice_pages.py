@@ -67,6 +67,7 @@ def test_queue_lists_the_viewers_estates_and_approves_then_sends(
     page = dash_client.get("/billing/notices")
     assert page.status_code == 200
     assert "通知队列" in page.text
+    assert '<a href="/billing/notices">热水通知</a>' in page.text  # in the navigation
     assert number in page.text
     assert f'data-notice="{mine}"' in page.text
     assert f'data-notice="{theirs}"' not in page.text  # another estate's notice is not listed …
