@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from billing import holidays
 from core.errors import InvalidInput
-from storage.models import AuditLog, BillingHoliday
+from storage.models import AuditLog, BillingHoliday, BillingHouseholdFlag, Building, Estate, Unit
 
 SH = ZoneInfo("Asia/Shanghai")
 CSV = """day,name,is_workday
@@ -129,5 +129,44 @@ def test_cli_loads_a_calendar_file(fresh_database: str, tmp_path: Path) -> None:
     try:
         with Session(engine) as s:
             assert s.scalar(select(BillingHoliday.name).where(BillingHoliday.day == date(2027, 2, 6))) == "测试调休上班"
+    finally:
+        engine.dispose()
+
+
+def test_cli_switches_restriction_and_flags_a_vulnerable_household(fresh_database: str) -> None:
+    env = {**os.environ, "STEWARD_DATABASE_URL": fresh_database}
+
+    def steward(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "steward", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "estate.yaml"
+    assert steward("estate", "import", str(sample)).returncode == 0
+    engine = create_engine(fresh_database.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with Session(engine) as s:
+            unit = s.scalars(
+                select(Unit.code)
+                .join(Building, Building.id == Unit.building_id)
+                .join(Estate, Estate.id == Building.estate_id)
+                .where(Estate.code == "lvyuan")
+                .order_by(Unit.id)
+                .limit(1)
+            ).one()
+        out = steward("billing", "restriction", "lvyuan", "--on", "--reason", "合同第 8 条；本市未禁止")
+        assert out.returncode == 0, out.stderr
+        out = steward("billing", "vulnerable", "lvyuan", unit, "--yes", "--reason", "独居老人", "--actor", "wang")
+        assert out.returncode == 0, out.stderr
+        assert steward("billing", "vulnerable", "lvyuan", "9-9-9999", "--yes", "--reason", "x").returncode == 2
+        out = steward("billing", "notices", "lvyuan")
+        assert out.returncode == 0, out.stderr
+        with Session(engine) as s:
+            estate = s.scalars(select(Estate).where(Estate.code == "lvyuan")).one()
+            assert estate.policy["supply_restriction_enabled"] is True
+            flag = s.scalars(select(BillingHouseholdFlag)).one()
+            assert (flag.vulnerable, flag.set_by, flag.reason) == (True, "wang", "独居老人")
+            actions = set(s.scalars(select(AuditLog.action).where(AuditLog.action.like("billing.%"))))
+            assert {"billing.supply_restriction_switch", "billing.vulnerable"} <= actions
     finally:
         engine.dispose()
