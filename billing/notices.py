@@ -332,6 +332,7 @@ def draft_for(
         "restricted_on": now.astimezone(tz).strftime("%Y年%m月%d日"),
         "paid_at": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         "restored_at": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "paid": use.balance_fen > 0,
     }
     pay_by = now.astimezone(tz).date() + timedelta(days=policy.pay_by_days)
     hh = _household(session, account, estate)
@@ -458,9 +459,21 @@ def _evaluate_one(
 ) -> None:
     balance = account.balance_fen
     state = supply.state_of(session, account.id)
-    if balance > 0 and state != SupplyState.normal:
-        out.changes.append(restore(session, account, now=now, actor=actor))
-        return
+    if state != SupplyState.normal:
+        # Restore at once when paid up — and when the grounds are gone: the estate switched restriction off,
+        # or the household was flagged vulnerable after it was restricted.
+        why = (
+            f"余额 ¥{yuan(balance)}，恢复供水"
+            if balance > 0
+            else "本小区已关闭限供，恢复供水"
+            if not policy.restriction_enabled
+            else "困难家庭，恢复供水"
+            if supply.is_vulnerable(session, account)
+            else None
+        )
+        if why is not None:
+            out.changes.append(restore(session, account, now=now, actor=actor, reason=why))
+            return
     days_left = use.days_left if balance > 0 else Decimal(0)
     low = balance < policy.renewal_fen or (days_left is not None and days_left < policy.renewal_days)
     if not low:
@@ -534,7 +547,9 @@ def evaluate_all(session: Session, now: datetime, *, actor: str = SYSTEM_ACTOR) 
 # --- restoration --------------------------------------------------------------------------------------
 
 
-def restore(session: Session, account: BillingAccount, *, now: datetime, actor: str) -> supply.Change:
+def restore(
+    session: Session, account: BillingAccount, *, now: datetime, actor: str, reason: str | None = None
+) -> supply.Change:
     """Back to normal supply at once: open the valves and draft the 恢复供水通知 (any hour, any day)."""
     change = supply.change(
         session,
@@ -542,7 +557,7 @@ def restore(session: Session, account: BillingAccount, *, now: datetime, actor: 
         SupplyState.normal,
         now=now,
         actor=actor,
-        reason=f"余额 ¥{yuan(account.balance_fen)}，恢复供水",
+        reason=reason or f"余额 ¥{yuan(account.balance_fen)}，恢复供水",
     )
     estate = session.get(Estate, account.estate_id)
     assert estate is not None
@@ -560,6 +575,7 @@ def restore(session: Session, account: BillingAccount, *, now: datetime, actor: 
         extra={
             "paid_at": paid_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             "restored_at": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            "paid": account.balance_fen > 0,
         },
     )
     return change

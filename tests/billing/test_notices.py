@@ -532,3 +532,23 @@ def test_evaluate_all_covers_every_estate_with_households(session: Session, froz
     assert got["estates"] >= 2
     assert {n.kind for n in notices_of(session, a.hh.account_id)} == {"renewal_second", "restriction"}
     assert {n.kind for n in notices_of(session, b.hh.account_id)} == {"renewal_second"}
+
+
+@pytest.mark.parametrize("grounds", ["switch_off", "vulnerable"])
+def test_a_restricted_household_is_restored_when_the_grounds_are_gone(
+    session: Session, frozen: FrozenClock, grounds: str
+) -> None:
+    world = spent_household(session)
+    restricted(session, frozen, world)
+    if grounds == "switch_off":
+        supply.set_restriction_enabled(session, world.estate_id, False, actor="li", reason="本市禁止限供")
+    else:
+        supply.set_vulnerable(session, world.hh.account_id, True, actor="wang", reason="住院治疗")
+    result = notices.evaluate(session, world.estate_id, at(5, 2, month=12))  # Saturday 02:00: restoring never waits
+    assert [c.to_state for c in result.changes] == [SupplyState.normal]
+    assert [r.payload["action"] for r in valve_rows(session, world.hh.device_id)] == ["close", "open"]
+    (restoration,) = notices_of(session, world.hh.account_id, NoticeKind.restoration)
+    assert "恢复贵户的正常热水供应" in restoration.body
+    assert "续费，预付余额" not in restoration.body  # nobody paid: the text does not say so
+    assert "请及时续费" in restoration.body
+    assert supply.state_of(session, world.hh.account_id) == SupplyState.normal
