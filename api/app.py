@@ -14,6 +14,7 @@ from api.routes import (
     auth,
     billing,
     billing_dunning,
+    billing_notices,
     billing_webhook,
     equipment,
     estates,
@@ -36,6 +37,7 @@ def mount_api(app: FastAPI) -> None:
         tickets,
         billing,
         billing_webhook,
+        billing_notices,
         billing_dunning,
     ):
         app.include_router(module.router)

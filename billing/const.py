@@ -48,3 +48,28 @@ METER_KIND = "hot_water_meter"
 SYSTEM_ACTOR = "system"
 # pg_advisory_xact_lock(space, device_id) serialises charging of one meter across runs and processes.
 CHARGE_LOCK_SPACE = 0x62696C6C  # "bill"
+
+
+class NoticeKind(StrEnum):
+    renewal = "renewal"  # 《热水续费通知书》: balance below 30 days of average use or ¥50
+    renewal_second = "renewal_second"  # 第二次续费通知: below 7 days
+    restriction = "restriction"  # 限供通知: states the date supply will be restricted
+    suspension = "suspension"  # 停供通知: states the date, ≥ 3 days ahead, only after restriction
+    restoration = "restoration"  # 恢复供水通知
+
+
+class NoticeStatus(StrEnum):
+    draft = "draft"
+    approved = "approved"
+    sent = "sent"
+    cancelled = "cancelled"
+
+
+class SupplyState(StrEnum):
+    normal = "normal"
+    restricted = "restricted"  # 限供
+    suspended = "suspended"  # 停供
+
+
+# pg_advisory_xact_lock(space, estate_id) serialises notice-number allocation within one estate.
+NOTICE_LOCK_SPACE = 0x6E6F7463  # "notc"

@@ -25,6 +25,8 @@ class Action(StrEnum):
     import_arrears = "import_arrears"  # upload the fee system's property-fee arrears CSV
     view_dunning = "view_dunning"  # dunning cases, documents, tasks and the masked public list
     issue_dunning = "issue_dunning"  # run the dunning ladder by hand (the worker runs it daily)
+    view_notices = "view_notices"  # the notice queue and printable notices
+    approve_notices = "approve_notices"  # approve, send or cancel a notice (restriction notices included)
 
 
 ADMIN, MANAGER, STEWARD, CLERK, ENGINEER, SUPERVISOR = (
@@ -51,6 +53,10 @@ ALLOWED: dict[Action, frozenset[str]] = {
     # Stewards (管家) deliver the letters and phone the owners, so they see the ladder; they do not issue it.
     Action.view_dunning: frozenset({ADMIN, MANAGER, CLERK, STEWARD}),
     Action.issue_dunning: frozenset({ADMIN, MANAGER, CLERK}),
+    # Stewards hand notices to households, so they see (and print) the queue; approving a notice that can
+    # lead to restriction is the project manager's or the clerk's decision.
+    Action.view_notices: frozenset({ADMIN, MANAGER, STEWARD, CLERK}),
+    Action.approve_notices: frozenset({ADMIN, MANAGER, CLERK}),
 }
 
 

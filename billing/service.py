@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing import events
+from billing import events, notices
 from billing.const import CASH_ACCOUNT, AccountKind, HoldKind, HoldStatus, PaymentMethod, TransactionKind
 from billing.pricing import Tier, validate_tiers
 from core import clock
@@ -238,6 +238,8 @@ def record_payment(
     session.add(payment)
     session.flush()
     events.changed(session, account.estate_id)
+    # A restricted or suspended household that is paid up again is restored at once, in this transaction.
+    notices.on_payment(session, account.id, at=clock.now(), actor=actor)
     return PaymentResult(payment, True)
 
 

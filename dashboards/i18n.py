@@ -541,6 +541,11 @@ STRINGS.update(
         "flash_callback": ("已记录回访", "Callback recorded"),
         "flash_close": ("工单已关闭", "Ticket closed"),
         "flash_reopen": ("已返修，时限重新计算", "Reopened; the SLA clocks restart"),
+        # hot-water notices (dashboards/billing_notices.py keeps the rest of its strings beside it)
+        "nav_billing_notices": ("热水通知", "Notices"),
+        "flash_approve": ("通知已审批", "Notice approved"),
+        "flash_send": ("通知已发送", "Notice sent"),
+        "flash_cancel": ("通知已作废", "Notice cancelled"),
         # inspection rounds
         "rounds_title": ("巡检日历", "Inspection rounds"),
         "rounds_link": ("巡检日历 ›", "Inspection rounds ›"),

@@ -117,6 +117,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return billing_policy.may(viewer.role, billing_policy.Action.view_accounts)
     if what == "billing_holds":
         return billing_policy.may(viewer.role, billing_policy.Action.confirm_hold)
+    if what == "billing_notices":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_notices)
     if what == "dunning":
         return billing_policy.may(viewer.role, billing_policy.Action.view_dunning)
     return False

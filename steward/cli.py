@@ -407,6 +407,100 @@ def rules_set(
             console.print(f"[green]{code}[/] updated: {params or ''}")
 
 
+billing_app = typer.Typer(help="Hot-water billing: holiday calendar, notices.", no_args_is_help=True)
+holidays_app = typer.Typer(help="The public-holiday calendar (no restriction or suspension on these days).")
+app.add_typer(billing_app, name="billing")
+billing_app.add_typer(holidays_app, name="holidays")
+
+
+@holidays_app.command("load")
+def holidays_load(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a .csv (day,name,is_workday) or .yaml")],
+) -> None:
+    """Load a year's holidays and 调休 make-up working days; each year in the file replaces that year."""
+    from billing.holidays import load_file
+    from storage.db import make_engine, make_sessionmaker, transaction
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        loaded = load_file(session, path, actor="cli")
+    for year, count in loaded.items():
+        console.print(f"[green]{year}[/]: {count} days loaded / 已载入 {count} 天")
+
+
+@billing_app.command("restriction")
+def billing_restriction(
+    estate: Annotated[str, typer.Argument(help="estate code")],
+    enable: Annotated[bool, typer.Option("--on/--off", help="allow supply restriction in this estate")],
+    reason: Annotated[str, typer.Option(help="why (the contract clause, the city's rules); audited")],
+) -> None:
+    """Switch supply restriction (限供/停供) on or off for an estate (off by default; check the city's rules)."""
+    from sqlalchemy import select
+
+    from billing.supply import set_restriction_enabled
+    from core.errors import NotFound
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import Estate
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        estate_id = session.scalar(select(Estate.id).where(Estate.code == estate))
+        if estate_id is None:
+            raise NotFound(f"estate {estate!r} not found / 小区不存在")
+        set_restriction_enabled(session, estate_id, enable, actor="cli", reason=reason)
+    console.print(f"[green]{estate}[/]: supply restriction {'on / 已开启' if enable else 'off / 已关闭'}")
+
+
+@billing_app.command("vulnerable")
+def billing_vulnerable(
+    estate: Annotated[str, typer.Argument(help="estate code")],
+    unit: Annotated[str, typer.Argument(help="unit code, e.g. 3-1-1201")],
+    flag: Annotated[bool, typer.Option("--yes/--no", help="flag or unflag the household")],
+    reason: Annotated[str, typer.Option(help="why (elderly alone, illness, …); audited")],
+    actor: Annotated[str, typer.Option(help="who decided")] = "cli",
+) -> None:
+    """Flag a household vulnerable: its hot water is never restricted or suspended."""
+    from sqlalchemy import select
+
+    from billing.service import open_account
+    from billing.supply import set_vulnerable
+    from core.errors import NotFound
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import Building, Estate, Unit
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        unit_id = session.scalar(
+            select(Unit.id)
+            .join(Building, Building.id == Unit.building_id)
+            .join(Estate, Estate.id == Building.estate_id)
+            .where(Estate.code == estate, Unit.code == unit)
+        )
+        if unit_id is None:
+            raise NotFound(f"unit {unit!r} of estate {estate!r} not found / 房屋不存在")
+        set_vulnerable(session, open_account(session, unit_id).id, flag, actor=actor, reason=reason)
+    console.print(f"[green]{estate} {unit}[/]: vulnerable {'yes / 已标记' if flag else 'no / 已取消'}")
+
+
+@billing_app.command("notices")
+def billing_notices(estate: Annotated[str, typer.Argument(help="estate code")]) -> None:
+    """Evaluate one estate now: draft the notices due and take the supply steps the law allows."""
+    from sqlalchemy import select
+
+    from billing.notices import evaluate
+    from core import clock
+    from core.errors import NotFound
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import Estate
+
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        estate_id = session.scalar(select(Estate.id).where(Estate.code == estate))
+        if estate_id is None:
+            raise NotFound(f"estate {estate!r} not found / 小区不存在")
+        result = evaluate(session, estate_id, clock.now(), actor="cli")
+    console.print(
+        f"[green]{estate}[/]: {len(result.drafted)} notices drafted, {len(result.changes)} supply changes, "
+        f"{len(result.held_back)} households held back"
+    )
+
+
 def run() -> None:
     """Entry point: domain errors and invalid files end with a one-line message, not a traceback."""
     from pydantic import ValidationError

@@ -984,3 +984,104 @@ class DunningTask(Base):
     status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     closed_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+# --- hot-water notices, supply restriction and the holiday calendar (billing/notices.py) ------------------
+#
+# Restriction (限供) and suspension (停供) are legal only with prior written notice of the date, never at
+# night, on weekends or public holidays, and never for a vulnerable household (domain-defaults §5); these
+# tables keep the proof: every notice with its number, template version, rendered text and who sent it when.
+
+
+class BillingHoliday(Base):
+    """One day of the public-holiday calendar: a holiday (is_workday false) or a 调休 make-up working day."""
+
+    __tablename__ = "billing_holidays"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    is_workday: Mapped[bool] = mapped_column(Boolean, default=False)
+    loaded_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class BillingHouseholdFlag(Base):
+    """A household flagged vulnerable (elderly alone, ill, …): its supply is never restricted. Audited."""
+
+    __tablename__ = "billing_household_flags"
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"), primary_key=True)
+    vulnerable: Mapped[bool] = mapped_column(Boolean)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(TZ)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class BillingNotice(Base):
+    """A written notice to a household: renewal, second renewal, restriction, suspension, restoration.
+
+    `number` runs per estate and year (RS-2026-000123). `effective_at` is the date a restriction or
+    suspension notice states; `executed_at` when that step was taken. `body` is the text as rendered
+    with `template_version`, kept unchanged as proof of what the household was told.
+    """
+
+    __tablename__ = "billing_notices"
+    __table_args__ = (
+        UniqueConstraint("estate_id", "year", "seq"),
+        UniqueConstraint("estate_id", "number"),
+        CheckConstraint("kind in ('renewal','renewal_second','restriction','suspension','restoration')", name="kind"),
+        CheckConstraint("status in ('draft','approved','sent','cancelled')", name="status"),
+        CheckConstraint("kind not in ('restriction','suspension') OR effective_at IS NOT NULL", name="states_date"),
+        Index("ix_billing_notices_account_id_kind", "account_id", "kind"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(24))
+    year: Mapped[int] = mapped_column(SmallInteger)
+    seq: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="draft", server_default="draft")
+    balance_fen: Mapped[int] = mapped_column(BigInteger)
+    daily_fen: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
+    pay_by: Mapped[date | None] = mapped_column(Date)
+    effective_at: Mapped[datetime | None] = mapped_column(TZ)
+    executed_at: Mapped[datetime | None] = mapped_column(TZ)
+    template_version: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None] = mapped_column(TZ)
+    sent_by: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    cancelled_by: Mapped[str | None] = mapped_column(String(64))
+    cancelled_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class BillingSupplyState(Base):
+    """A household's hot-water supply: normal, restricted (限供) or suspended (停供); no row means normal."""
+
+    __tablename__ = "billing_supply_states"
+    __table_args__ = (CheckConstraint("state in ('normal','restricted','suspended')", name="state"),)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column(TZ)
+
+
+class BillingSupplyChange(Base):
+    """Each change of supply state, with the notice it rests on and the valve commands it queued."""
+
+    __tablename__ = "billing_supply_changes"
+    __table_args__ = (
+        CheckConstraint("from_state in ('normal','restricted','suspended')", name="from_state"),
+        CheckConstraint("to_state in ('normal','restricted','suspended')", name="to_state"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"), index=True)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("billing_notices.id", ondelete="RESTRICT"))
+    outbox_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list, server_default="{}")

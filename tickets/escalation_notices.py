@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifications.channels import EMAIL, LOG, WECOM_ROBOT
+from notifications.recipients import staff_emails
 from notifications.service import enqueue
-from storage.models import Estate, StaffEstate, StaffUser, Ticket
+from storage.models import Estate, Ticket
 from tickets.const import CLOCK_LABELS, ESCALATION_ROLE_LABELS, PRIORITY_LABELS, Clock, Priority
 
 SOURCE = "ticket_escalation"
@@ -61,23 +62,6 @@ def compose(ticket: Ticket, estate: Estate, detail: Mapping[str, Any]) -> tuple[
     return subject, markdown, text
 
 
-def _recipients(session: Session, estate_id: int, role: str) -> list[str]:
-    """E-mail addresses of active staff of `role` who see `estate_id` (scoped to it, or head office)."""
-    on_estate = select(StaffEstate.user_id).where(StaffEstate.estate_id == estate_id)
-    rows = session.scalars(
-        select(StaffUser.email)
-        .where(
-            StaffUser.active.is_(True),
-            StaffUser.role == role,
-            StaffUser.email.is_not(None),
-            StaffUser.email != "",
-            or_(StaffUser.all_estates.is_(True), StaffUser.id.in_(on_estate)),
-        )
-        .order_by(StaffUser.id)
-    )
-    return sorted({str(e).strip() for e in rows if e and "@" in e})
-
-
 def enqueue_escalation_notices(session: Session, escalations: Sequence[Escalation], now: datetime) -> list[int]:
     """Queue the deliveries for new escalations; returns the delivery ids (existing ones for repeats)."""
     if not escalations:
@@ -95,7 +79,7 @@ def enqueue_escalation_notices(session: Session, escalations: Sequence[Escalatio
 
         # The log always records it, so an estate without a robot or mail server still has the trail.
         targets = [(LOG, f"role:{role}", text), (WECOM_ROBOT, f"role:{role}", markdown)]
-        targets += [(EMAIL, address, text) for address in _recipients(session, estate.id, role)]
+        targets += [(EMAIL, address, text) for address in staff_emails(session, estate.id, [role])]
         for channel, recipient, body in targets:
             ids.append(
                 enqueue(

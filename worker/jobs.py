@@ -32,8 +32,9 @@ ESCALATION_LOCK = LOCK_NAMESPACE | 3
 OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
 PURGE_LOCK = LOCK_NAMESPACE | 6
+NOTICES_LOCK = LOCK_NAMESPACE | 7
+DUNNING_LOCK = LOCK_NAMESPACE | 0x13
 NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
-DUNNING_LOCK = LOCK_NAMESPACE | 0x13  # 0x13: clear of the small numbers other areas take (merge: keep unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,13 @@ def purge_job(session: Session, now: datetime) -> object:
     return purge_expired(session, now)
 
 
+def notices_job(session: Session, now: datetime) -> object:
+    """Hot-water notices: draft renewal notices, and restrict/suspend only where and when the law allows."""
+    from billing.notices import evaluate_all
+
+    return evaluate_all(session, now)
+
+
 def dunning_job(session: Session, now: datetime) -> object:
     """Property-fee dunning ladder: each estate's letters and tasks due on its local date (idempotent)."""
     from billing.dunning import advance_all
@@ -128,7 +136,7 @@ def default_jobs(
 ) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
     15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher),
-    notification deliveries every 10 s (with a `notifications_job`)."""
+    hot-water notices every 15 min, notification deliveries every 10 s (with a `notifications_job`)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
         Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
@@ -138,6 +146,8 @@ def default_jobs(
         Job("purge", 600.0, PURGE_LOCK, purge_job),
         # Letters go out by the day; hourly means a new day's steps within the hour after midnight.
         Job("dunning", 3600.0, DUNNING_LOCK, dunning_job),
+        # Balances move with readings; a restriction waits for a day hour anyway (payments restore at once).
+        Job("notices", 900.0, NOTICES_LOCK, notices_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))

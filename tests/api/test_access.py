@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -31,9 +32,12 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from accounts.service import create_token
 from api.routes.billing_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from billing import notices as billing_notices
 from billing import policy as billing_policy
+from billing import service as billing_service
+from billing.const import NoticeKind
 from core import clock
-from storage.models import AuditLog, Estate, StaffUser, Ticket, TicketEvent
+from storage.models import AuditLog, Building, Estate, StaffUser, Ticket, TicketEvent, Unit
 from tests.support.billing_world import (
     HOLD_REPLACED_AT,
     WEBHOOK_PROVIDER,
@@ -66,6 +70,8 @@ BILL_VIEW = frozenset({A, M, S, B})
 BILL_MONEY = frozenset({A, M, B})  # top-ups, refunds, billing runs
 BILL_MANAGE = frozenset({A, M})  # adjustments and tariffs
 BILL_HOLDS = frozenset({A, M, B, E, SU})
+NOTICE_READERS = frozenset({A, M, S, B})  # billing.policy view_notices: stewards hand notices to households
+NOTICE_APPROVERS = frozenset({A, M, B})  # billing.policy approve_notices
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
 DUNNING_READERS = frozenset({A, M, B, S})  # billing.policy view_dunning: stewards deliver the letters
@@ -145,6 +151,11 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/billing/estates/{code}/runs"): BILL_MONEY,
     # Machine to machine: no login, opened only by the provider's HMAC signature (test_billing_webhook.py).
     ("POST", "/api/billing/webhook/{provider}"): PUBLIC,
+    ("GET", "/api/billing/notices"): NOTICE_READERS,
+    ("GET", "/api/billing/notices/{notice_id}"): NOTICE_READERS,
+    ("POST", "/api/billing/notices/{notice_id}/approve"): NOTICE_APPROVERS,
+    ("POST", "/api/billing/notices/{notice_id}/send"): NOTICE_APPROVERS,
+    ("POST", "/api/billing/notices/{notice_id}/cancel"): NOTICE_APPROVERS,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
@@ -182,6 +193,7 @@ NOBODY_SEES = {
     "account_id": 2_000_000_000,
     "hold_id": 2_000_000_000,
     "provider": WEBHOOK_PROVIDER,
+    "notice_id": 2_000_000_000,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -235,6 +247,7 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "account_id": billing_place(world.engine, world.estate).account_id if "{account_id}" in path else 0,
             "hold_id": new_hold(world.engine, world.estate) if "{hold_id}" in path else 0,
             "provider": WEBHOOK_PROVIDER,
+            "notice_id": _notice_for(world, path) if "{notice_id}" in path else 0,
         },
         "other": {
             "code": world.other_estate,
@@ -254,6 +267,7 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "account_id": billing_place(world.engine, world.other_estate).account_id if "{account_id}" in path else 0,
             "hold_id": new_hold(world.engine, world.other_estate) if "{hold_id}" in path else 0,
             "provider": WEBHOOK_PROVIDER,
+            "notice_id": _notice_for(world, path, world.other_estate) if "{notice_id}" in path else 0,
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -277,6 +291,32 @@ def _ticket_for(world: World, path: str, estate: str | None = None) -> int:
     if action == "feedback":
         return world.new_ticket("received", estate, complaint=True)
     return world.new_ticket(TICKET_STATE.get(action, "received"), estate)
+
+
+def _notice_for(world: World, path: str, estate: str | None = None) -> int:
+    """A fresh renewal notice of the estate's first unit: a draft, or approved for the send route."""
+    with Session(world.engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == (estate or world.estate))).one()
+        unit_id = s.scalars(
+            select(Unit.id)
+            .join(Building, Building.id == Unit.building_id)
+            .where(Building.estate_id == estate_id)
+            .order_by(Unit.id)
+            .limit(1)
+        ).one_or_none()
+        if unit_id is None:  # an estate built without buildings: give it one household
+            building = Building(estate_id=estate_id, code="N1", name="通知楼")
+            s.add(building)
+            s.flush()
+            unit = Unit(building_id=building.id, code="N1-1-101", floor=1, area_m2=Decimal("80.00"))
+            s.add(unit)
+            s.flush()
+            unit_id = unit.id
+        account = billing_service.open_account(s, unit_id)
+        notice = billing_notices.draft_for(s, account.id, NoticeKind.renewal, now=clock.now(), actor="matrix")
+        if path.endswith("/send"):
+            billing_notices.approve(s, notice.id, actor="matrix")
+        return notice.id
 
 
 def body(route: tuple[str, str]) -> dict[str, Any] | None:
@@ -329,6 +369,7 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         },
         ("POST", "/api/billing/estates/{code}/runs"): {},
         WEBHOOK: {"transaction_id": uuid.uuid4().hex, "account_id": _webhook_account(), "amount_fen": 500},
+        ("POST", "/api/billing/notices/{notice_id}/cancel"): {"reason": "已缴费 / paid meanwhile"},
     }
     return bodies.get(route)
 
@@ -939,6 +980,8 @@ def test_the_spelled_out_billing_roles_are_the_policy() -> None:
         Act.view_dunning: DUNNING_READERS,
         Act.import_arrears: DUNNING_CLERKS,
         Act.issue_dunning: DUNNING_CLERKS,
+        Act.view_notices: NOTICE_READERS,
+        Act.approve_notices: NOTICE_APPROVERS,
     }
     assert {a: {Role(r) for r in roles} for a, roles in billing_policy.ALLOWED.items()} == expected
 

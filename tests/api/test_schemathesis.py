@@ -63,6 +63,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/billing/webhook/"
 checks.positive_data_acceptance.expected-statuses = ["401"]
+# A notice moves draft → approved → sent once: approving, sending or cancelling it again conflicts with its
+# status, and a restriction notice is not sent once its stated date is too near.
+[[operations]]
+include-path-regex = "^/api/billing/notices/\\\\{notice_id\\\\}/(approve|send|cancel)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
 """
 )
 

@@ -31,7 +31,8 @@ METERS, READINGS = 30, 36
 ROUNDS, KILLS_PER_ROUND = 5, 4  # 20 kills
 BILLING_TABLES = (
     "meter_charges, meter_replacements, billing_holds, billing_cursors, payments, ledger_entries,"
-    " ledger_transactions, billing_accounts"
+    " ledger_transactions, billing_supply_changes, billing_supply_states, billing_notices, billing_household_flags,"
+    " billing_accounts"
 )
 
 

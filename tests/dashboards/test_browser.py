@@ -316,3 +316,29 @@ def test_a_reading_published_over_mqtt_shows_up_live(
         ingest.stop()
         context.close()
     assert not errors, errors
+
+
+def test_notice_queue_on_a_phone_and_the_printable_notice(
+    browser: Any, server: AppServer, dash_world: DashWorld
+) -> None:
+    """The clerk approves a renewal notice on a 375 px phone and opens its A4 printable page (screenshots)."""
+    from tests.dashboards.test_billing_notice_pages import new_notice
+
+    notice_id, number = new_notice(dash_world)
+    shots = Shots()
+    base = server.base
+    context, page, errors = new_page(browser, PHONE)
+    log_in(page, base, "billing_clerk-user")
+    page.goto(f"{base}/billing/notices")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the notice queue is {width}px wide on a {PHONE['width']}px phone"
+    shots(page, "20-phone-notice-queue", first_screen=True)
+    row = page.locator(f'tr[data-notice="{notice_id}"]')
+    row.locator('form[action$="/approve"] button').click()
+    page.wait_for_load_state()
+    assert page.locator(f'tr[data-notice="{notice_id}"]').get_attribute("data-status") == "approved"
+    page.goto(f"{base}/billing/notices/{notice_id}/print")
+    assert number in page.inner_text("article.notice")
+    shots(page, "21-notice-print")
+    context.close()
+    assert not errors, errors
