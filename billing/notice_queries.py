@@ -75,9 +75,11 @@ def queue(
     *,
     statuses: Collection[NoticeStatus] | None = None,
     ids: Collection[int] | None = None,
+    account_id: int | None = None,
     limit: int = MAX_ROWS,
 ) -> list[NoticeRow]:
-    """Notices of the given estates (None: every estate), newest first; optionally only some statuses or ids."""
+    """Notices of the given estates (None: every estate), newest first; optionally only some statuses, ids or
+    one household's account."""
     stmt = (
         select(*_COLUMNS)
         .join(Estate, Estate.id == BillingNotice.estate_id)
@@ -91,6 +93,8 @@ def queue(
         stmt = stmt.where(BillingNotice.status.in_([s.value for s in statuses]))
     if ids is not None:
         stmt = stmt.where(BillingNotice.id.in_(list(ids)))
+    if account_id is not None:
+        stmt = stmt.where(BillingNotice.account_id == account_id)
     stmt = stmt.order_by(BillingNotice.created_at.desc(), BillingNotice.id.desc()).limit(limit)
     return [NoticeRow(*r) for r in session.execute(stmt).all()]  # type: ignore[call-arg]
 

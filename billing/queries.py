@@ -10,15 +10,19 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing.const import AccountKind, HoldStatus
+from billing.const import AccountKind, HoldStatus, SupplyState
 from storage.models import (
     BillingAccount,
     BillingHold,
+    BillingNotice,
+    BillingSupplyChange,
+    BillingSupplyState,
     Building,
     Device,
     LedgerEntry,
     LedgerTransaction,
     MeterCharge,
+    Outbox,
     Tariff,
     TariffTier,
     Unit,
@@ -180,3 +184,84 @@ def tariffs(session: Session, estate_id: int) -> list[TariffRow]:
         ).all()
         out.append(TariffRow(t.id, t.effective_from, tuple((u, p) for u, p in tiers)))
     return out
+
+
+# --- supply state and its valve commands (the account page: what was done to the household's supply, and
+# whether each meter acknowledged it) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValveCommand:
+    outbox_id: int
+    device_code: str | None
+    action: str  # close / open
+    status: str  # pending, sent, acknowledged, expired, failed (worker/outbox.py)
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    acked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyChangeRow:
+    id: int
+    at: datetime
+    from_state: str
+    to_state: str
+    actor: str
+    reason: str
+    notice_number: str | None
+    commands: list[ValveCommand]
+
+
+@dataclass(frozen=True, slots=True)
+class Supply:
+    state: str  # normal / restricted / suspended
+    since: datetime | None
+    changes: list[SupplyChangeRow]  # newest first
+
+
+def supply(session: Session, account_id: int, *, limit: int = 20) -> Supply:
+    """The household's supply state and its latest changes, each with its valve commands' delivery status."""
+    current = session.execute(
+        select(BillingSupplyState.state, BillingSupplyState.since).where(BillingSupplyState.account_id == account_id)
+    ).first()
+    changes = session.execute(
+        select(BillingSupplyChange, BillingNotice.number)
+        .outerjoin(BillingNotice, BillingNotice.id == BillingSupplyChange.notice_id)
+        .where(BillingSupplyChange.account_id == account_id)
+        .order_by(BillingSupplyChange.at.desc(), BillingSupplyChange.id.desc())
+        .limit(limit)
+    ).all()
+    ids = sorted({i for c, _ in changes for i in (c.outbox_ids or [])})
+    commands: dict[int, ValveCommand] = {}
+    if ids:
+        for o, code in session.execute(
+            select(Outbox, Device.code).outerjoin(Device, Device.id == Outbox.device_id).where(Outbox.id.in_(ids))
+        ).all():
+            commands[o.id] = ValveCommand(
+                o.id,
+                code,
+                str((o.payload or {}).get("action", "")),
+                o.status,
+                o.attempts or 0,
+                o.created_at,
+                o.sent_at,
+                o.acked_at,
+            )
+    rows = [
+        SupplyChangeRow(
+            c.id,
+            c.at,
+            c.from_state,
+            c.to_state,
+            c.actor,
+            c.reason,
+            number,
+            [commands[i] for i in (c.outbox_ids or []) if i in commands],
+        )
+        for c, number in changes
+    ]
+    if current is None:
+        return Supply(SupplyState.normal.value, None, rows)
+    return Supply(str(current[0]), current[1], rows)

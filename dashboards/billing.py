@@ -29,7 +29,7 @@ from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from accounts import service as accounts
-from billing import desk, overview, policy, service
+from billing import desk, notice_queries, overview, policy, queries, service
 from billing.const import PaymentMethod
 from billing.policy import Action
 from billing.pricing import Tier
@@ -142,7 +142,14 @@ def _account_body(session: Session, viewer: Viewer, account_id: int) -> dict[str
     detail = overview.account_detail(session, account_id, clock.now())
     if detail is None:
         raise PageError(404, viewer)
-    return bv.account(detail, viewer.lang, i18n.zone(estate.timezone), clock.now())
+    return bv.account(
+        detail,
+        viewer.lang,
+        i18n.zone(estate.timezone),
+        clock.now(),
+        supply=queries.supply(session, account_id),
+        notices=notice_queries.queue(session, [estate_id], account_id=account_id, limit=50),
+    )
 
 
 @router.get("/billing/accounts/{account_id}", response_class=HTMLResponse)

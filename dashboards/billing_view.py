@@ -14,9 +14,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from billing import overview, queries
+from billing.notice_queries import NoticeRow
 from billing.overview import AccountSummary
 from dashboards import i18n
+from dashboards.billing_notices import KIND as NOTICE_KIND
+from dashboards.billing_notices import STATUS as NOTICE_STATUS
 from dashboards.i18n import Lang
+from storage.outbox_reads import STATUS_LABELS as COMMAND_STATUS
 
 
 def yuan(fen: int | Decimal) -> str:
@@ -70,10 +74,77 @@ def _hold(h: overview.HoldRow, lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def account(detail: overview.AccountDetail, lang: Lang, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
-    """One account: its summary row, readings, charges, ledger and holds, formatted."""
+def _time(at: datetime | None, tz: ZoneInfo) -> str:
+    return "—" if at is None else i18n.format_time(at, tz, seconds=False)
+
+
+def supply_view(s: queries.Supply, lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
+    """The supply state, and each change with its valve commands and whether the meter acknowledged them."""
+    return {
+        "state": s.state,
+        "state_text": i18n.t(f"supply_{s.state}", lang),
+        "since": _time(s.since, tz),
+        "changes": [
+            {
+                "at": _time(c.at, tz),
+                "from": i18n.t(f"supply_{c.from_state}", lang),
+                "to": i18n.t(f"supply_{c.to_state}", lang),
+                "to_state": c.to_state,
+                "reason": c.reason,
+                "actor": c.actor,
+                "notice": c.notice_number or "",
+                "commands": [
+                    {
+                        "id": cmd.outbox_id,
+                        "device": cmd.device_code or "—",
+                        "action": i18n.t(f"valve_{cmd.action}", lang),
+                        "status": cmd.status,
+                        "status_text": i18n.label(COMMAND_STATUS, cmd.status, lang),
+                        "attempts": cmd.attempts,
+                        "sent": _time(cmd.sent_at, tz),
+                        "acked": _time(cmd.acked_at, tz),
+                    }
+                    for cmd in c.commands
+                ],
+            }
+            for c in s.changes
+        ],
+    }
+
+
+def notice_rows(rows: list[NoticeRow], lang: Lang, tz: ZoneInfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": n.id,
+            "number": n.number,
+            "kind": n.kind,
+            "kind_text": i18n.label(NOTICE_KIND, n.kind, lang),
+            "status": n.status,
+            "status_text": i18n.label(NOTICE_STATUS, n.status, lang),
+            "created": _time(n.created_at, tz),
+            "sent": _time(n.sent_at, tz),
+            "effective": _time(n.effective_at, tz) if n.effective_at else "",
+            "balance": yuan(n.balance_fen),
+        }
+        for n in rows
+    ]
+
+
+def account(
+    detail: overview.AccountDetail,
+    lang: Lang,
+    tz: ZoneInfo,
+    now: datetime,
+    *,
+    supply: queries.Supply | None = None,
+    notices: list[NoticeRow] | None = None,
+) -> dict[str, Any]:
+    """One account: its summary row, supply state and valve commands, notices, readings, charges, ledger and
+    holds, formatted."""
     return {
         "a": account_row(detail.summary, lang),
+        "supply": supply_view(supply, lang, tz) if supply is not None else None,
+        "notices": notice_rows(notices or [], lang, tz),
         "readings": [
             {
                 "device": r.device_code,

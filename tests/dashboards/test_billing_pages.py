@@ -9,14 +9,17 @@ tests/support/billing_world.py; every test finds its own rows rather than counti
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import unquote
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from billing import queries
-from storage.models import BillingHold, Payment, Tariff
+from billing import notices, queries, supply
+from billing.const import NoticeKind, SupplyState
+from core import clock
+from storage.models import BillingAccount, BillingHold, Device, Outbox, Payment, Tariff
 from tests.dashboards.conftest import DashWorld, login
 from tests.support.billing_world import billing_place, fresh_account, new_hold
 
@@ -187,3 +190,50 @@ def test_the_engineer_confirms_a_held_interval(dash_client: TestClient, dash_wor
 def test_the_live_stream_refuses_without_a_login(dash_client: TestClient) -> None:
     r = dash_client.get("/live/billing")
     assert r.status_code == 401
+
+
+def test_the_account_page_shows_supply_state_valve_commands_and_notices(
+    dash_client: TestClient, dash_world: DashWorld
+) -> None:
+    """A restricted household: the page names the state, the close command with the meter's ack, and the notices."""
+    account_id = fresh_account(dash_world.engine, dash_world.estate)
+    with Session(dash_world.engine) as s, s.begin():
+        account = s.get(BillingAccount, account_id)
+        assert account is not None
+        s.add(
+            Device(
+                estate_id=account.estate_id,
+                code=f"HWV-{account_id}",
+                kind="hot_water_meter",
+                unit_id=account.unit_id,
+                has_valve=True,
+            )
+        )
+        s.flush()
+        now = clock.now()
+        notice = notices.draft_for(
+            s, account_id, NoticeKind.restriction, now=now, actor="page-test", effective_at=now + timedelta(days=17)
+        )
+        change = supply.change(
+            s, account, SupplyState.restricted, now=now, actor="page-test", reason="页面测试限供", notice_id=notice.id
+        )
+        [outbox_id] = change.outbox_ids
+        s.execute(update(Outbox).where(Outbox.id == outbox_id).values(status="acknowledged", acked_at=now))
+        number = notice.number
+    login(dash_client, "billing_clerk-user")
+    html = dash_client.get(f"/billing/accounts/{account_id}").text
+    assert 'id="supply" data-state="restricted"' in html
+    assert "供水状态" in html and "限供" in html
+    assert f'data-command="{outbox_id}" data-status="acknowledged"' in html
+    assert "关阀" in html and "设备已确认" in html
+    assert "页面测试限供" in html
+    assert 'data-kind="restriction" data-status="draft"' in html
+    assert number in html and "限供通知" in html
+    dash_client.get(f"/lang/en?next=/billing/accounts/{account_id}")
+    en = dash_client.get(f"/billing/accounts/{account_id}").text
+    dash_client.get(f"/lang/zh?next=/billing/accounts/{account_id}")
+    assert "Restricted" in en and "Acknowledged" in en and "Close valve" in en
+    # A household never restricted: normal supply, no notices yet.
+    untouched = fresh_account(dash_world.engine, dash_world.estate)
+    html = dash_client.get(f"/billing/accounts/{untouched}").text
+    assert 'id="supply" data-state="normal"' in html and "正常供水" in html
