@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ class CommandInbox:
         self.topic = downlink(estate, "+", VALVE)
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize)
         self._sub_mids: set[int] = set()
+        # paho may deliver the SUBACK on its network thread before `subscribe()` has returned the mid to us:
+        # the mid is registered under this lock, held across the call, so the callback waits for it
+        # (re-entrant: `_subscribe` also runs inside on_connect, on the network thread itself).
+        self._sub_lock = threading.RLock()
 
     def attach(self, client: Any) -> None:
         """Install the callbacks on a paho client (chaining its ``on_connect``) and subscribe if connected.
@@ -125,17 +130,19 @@ class CommandInbox:
             self._subscribe(client)
 
     def _subscribe(self, client: Any) -> None:
-        result, mid = client.subscribe(self.topic, qos=1)
-        if result == 0 and mid is not None:
-            self._sub_mids.add(mid)
-        else:
+        with self._sub_lock:
+            result, mid = client.subscribe(self.topic, qos=1)
+            if result == 0 and mid is not None:
+                self._sub_mids.add(mid)
+        if result != 0 or mid is None:
             log.warning("could not subscribe to %s (rc %s)", self.topic, result)
 
     # paho callbacks: network thread; hand off and return.
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any = None) -> None:
-        if mid not in self._sub_mids:
-            return
-        self._sub_mids.discard(mid)
+        with self._sub_lock:
+            if mid not in self._sub_mids:
+                return
+            self._sub_mids.discard(mid)
         if any(getattr(r, "is_failure", False) for r in reasons or ()):
             log.warning("broker refused the subscription to %s: %s (no valve commands)", self.topic, reasons)
             return
