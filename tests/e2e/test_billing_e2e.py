@@ -13,7 +13,8 @@ Time. `core.clock` is pinned (tests/support/clock.py) and moved by the test; thi
 notification dispatcher, the outbox dispatcher (given the pinned ``now``) and the simulator thread (its pacer
 and the valve's expiry check read `core.clock`) — sees one controlled time. The only real clock is ingest's
 (a child process): it accepts a device time within 30 days before and 5 minutes after a message's arrival, and
-acks carry no device time. So every simulated reading is dated in the real past, and the timeline is laid out
+acks carry no device time (ingest stamps ``outbox.acked_at`` with its own arrival time, so the pages show an
+ack time of the real clock, later than the pinned one). So every simulated reading is dated in the real past, and the timeline is laid out
 backwards from T2, the restriction instant: the latest weekday 10:00 Beijing time at least 6 hours before
 the test runs (a daytime working day, so the night/weekend guards allow it whatever hour the test runs; the
 calendar has no holidays in the window: the test database's is emptied), 25 days of history ending ≥ 6 h
@@ -287,6 +288,15 @@ def _wait_valve_reading(stack: Stack, valve: str, after: datetime) -> Any:
     return _wait_for(f"a reading with the valve {valve} after {after.isoformat()}", probe)
 
 
+def _screenshots(page: Any, stem: Path) -> None:
+    """The whole page, and one phone screen from the balance down (balance, supply state, commands, notices)."""
+    page.screenshot(path=f"{stem}.png", full_page=True)
+    page.evaluate("document.getElementById('account-summary').scrollIntoView()")
+    page.screenshot(path=f"{stem}-screen.png")
+    assert Path(f"{stem}.png").stat().st_size > 0
+    assert Path(f"{stem}-screen.png").stat().st_size > 0
+
+
 # --- the test ----------------------------------------------------------------------------------------
 
 
@@ -499,7 +509,7 @@ def test_a_household_runs_dry_is_noticed_restricted_pays_and_is_restored(
                     "data-status", "sent"
                 )
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-            page.screenshot(path=str(shots / "40-billing-e2e-restricted-375.png"), full_page=True)
+            _screenshots(page, shots / "40-billing-e2e-restricted-375")
 
             # 4. Payment: restored at once — a valve 'open' command, published, applied and acknowledged.
             t3 = t2 + timedelta(minutes=50)
@@ -531,7 +541,7 @@ def test_a_household_runs_dry_is_noticed_restricted_pays_and_is_restored(
             expect(page.locator(f'[data-command="{open_id}"]')).to_have_attribute("data-status", "acknowledged")
             expect(page.locator('#account-notices tr[data-kind="restoration"]')).to_have_count(1)
             expect(page.locator('[data-field="balance"]').first).to_have_text("¥100.00")
-            page.screenshot(path=str(shots / "41-billing-e2e-restored-375.png"), full_page=True)
+            _screenshots(page, shots / "41-billing-e2e-restored-375")
             assert errors == []
             context.close()
         finally:
