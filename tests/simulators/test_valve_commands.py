@@ -19,7 +19,7 @@ from core import clock
 from protocol.payloads import decode_uplink
 from protocol.topics import Channel, downlink
 from simulators import Fleet, Frame, run_simulation
-from simulators.commands import CommandCounts, Inbound, ValveController
+from simulators.commands import CommandCounts, CommandInbox, Inbound, ValveController
 from simulators.meters import MeterModel
 from simulators.run import RunStats
 from steward.broker import MosquittoProcess
@@ -173,6 +173,36 @@ def test_the_demo_estates_vacant_flow_meter_obeys(tmp_path: Path) -> None:
     assert len(later) >= 4
     assert {p["valve"] for p in later} == {"closed"}
     assert len({p["register"] for p in later}) == 1
+
+
+class _EarlySubackClient:
+    """A client whose broker answers the SUBSCRIBE on the network thread before ``subscribe()`` returns its mid
+    (it happens with paho's background loop on a fast broker)."""
+
+    def __init__(self) -> None:
+        self.on_connect: Any = None
+        self.on_message: Any = None
+        self.on_subscribe: Any = None
+        self.network: threading.Thread | None = None
+
+    def is_connected(self) -> bool:
+        return True
+
+    def subscribe(self, topic: str, qos: int = 0) -> tuple[int, int]:
+        ok = type("Reason", (), {"is_failure": False})()
+        self.network = threading.Thread(target=self.on_subscribe, args=(self, None, 7, [ok], None))
+        self.network.start()
+        self.network.join(0.2)  # the SUBACK is handled now, while subscribe() has not returned yet
+        return 0, 7
+
+
+def test_a_suback_before_subscribe_returns_still_counts() -> None:
+    counts = CommandCounts()
+    client = _EarlySubackClient()
+    CommandInbox("tiny", counts).attach(client)
+    assert client.network is not None
+    client.network.join(5)
+    assert counts.subscribed == 1
 
 
 # --- against a real Mosquitto ----------------------------------------------------------------------
