@@ -22,12 +22,15 @@ from billing.usage import usage
 from storage.models import (
     BillingAccount,
     BillingHold,
+    BillingNotice,
+    BillingSupplyChange,
     Building,
     Device,
     Estate,
     LedgerTransaction,
     MeterCharge,
     MeterReading,
+    Outbox,
     Tariff,
     Unit,
 )
@@ -199,7 +202,8 @@ def estates_by_code(session: Session, estate_ids: Collection[int]) -> dict[str, 
 
 
 def change_mark(session: Session, estate_ids: Collection[int]) -> tuple[int, ...]:
-    """Moves whenever anything the billing pages show of these estates changes (a posting, a hold, a tariff)."""
+    """Moves whenever anything the billing pages show of these estates changes (a posting, a hold, a tariff, a
+    notice's status, a supply change, a valve command's delivery)."""
     ids = list(estate_ids)
     tx = session.scalar(select(func.max(LedgerTransaction.id)).where(LedgerTransaction.estate_id.in_(ids)))
     holds = session.execute(
@@ -208,4 +212,36 @@ def change_mark(session: Session, estate_ids: Collection[int]) -> tuple[int, ...
         .where(BillingAccount.estate_id.in_(ids))
     ).one()
     tariffs = session.scalar(select(func.max(Tariff.id)).where(Tariff.estate_id.in_(ids)))
-    return (int(tx or 0), int(holds[0] or 0), int(holds[1] or 0), int(tariffs or 0), len(ids))
+    # The account page also shows notices, supply changes and their valve commands: a notice approved or sent,
+    # a restriction, a meter's ack (written by ingest, which notifies no billing page) move the mark too.
+    notices = session.execute(
+        select(
+            func.max(BillingNotice.id),
+            func.count().filter(BillingNotice.status == "approved"),
+            func.count().filter(BillingNotice.status == "sent"),
+            func.count().filter(BillingNotice.status == "cancelled"),
+        ).where(BillingNotice.estate_id.in_(ids))
+    ).one()
+    changes = session.scalar(
+        select(func.max(BillingSupplyChange.id))
+        .join(BillingAccount, BillingAccount.id == BillingSupplyChange.account_id)
+        .where(BillingAccount.estate_id.in_(ids))
+    )
+    commands = session.execute(
+        select(
+            func.count().filter(Outbox.status == "sent"),
+            func.count().filter(Outbox.status.in_(("acknowledged", "expired", "failed"))),
+        )
+        .join(Device, Device.id == Outbox.device_id)
+        .where(Device.estate_id.in_(ids), Device.kind == METER_KIND)
+    ).one()
+    return (
+        int(tx or 0),
+        int(holds[0] or 0),
+        int(holds[1] or 0),
+        int(tariffs or 0),
+        len(ids),
+        *(int(n or 0) for n in notices),
+        int(changes or 0),
+        *(int(n or 0) for n in commands),
+    )

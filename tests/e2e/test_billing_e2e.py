@@ -14,11 +14,11 @@ notification dispatcher, the outbox dispatcher (given the pinned ``now``) and th
 and the valve's expiry check read `core.clock`) — sees one controlled time. The only real clock is ingest's
 (a child process): it accepts a device time within 30 days before and 5 minutes after a message's arrival, and
 acks carry no device time (ingest stamps ``outbox.acked_at`` with its own arrival time, so the pages show an
-ack time of the real clock, later than the pinned one). So every simulated reading is dated in the real past, and the timeline is laid out
-backwards from T2, the restriction instant: the latest weekday 10:00 Beijing time at least 6 hours before
-the test runs (a daytime working day, so the night/weekend guards allow it whatever hour the test runs; the
-calendar has no holidays in the window: the test database's is emptied), 25 days of history ending ≥ 6 h
-ago fit ingest's 30-day window::
+ack time of the real clock, later than the pinned one). So every simulated reading is dated in the real past,
+and the timeline is laid out backwards from T2, the restriction instant: the latest weekday 10:00 Beijing
+time at least 6 hours before the test runs (a daytime working day, so the night/weekend guards allow it
+whatever hour the test runs; the calendar has no holidays in the window: the test database's is emptied),
+and 25 days of history ending ≥ 6 h ago fit ingest's 30-day window::
 
     S = T2 − 25 d    the household's day of use (phase A) …
     TA = S + 1 d     … renewal notice (balance below ¥50) — approved, sent, delivered
@@ -26,6 +26,10 @@ ago fit ingest's 30-day window::
                      the restriction notice stating a working day 09:00 ≥ 17 days ahead
     T2 = T1 + 21 d   restriction: a valve 'close' command → Mosquitto → simulated meter → ack → ingest
     T2 + 50 min      payment → restoration at once: valve 'open' → ack
+
+The account page stays open in Chromium from the restriction on: the payment, the restoration and the
+meter's ack reach it over its live stream (the billing change mark now moves with notices, supply changes
+and valve commands too).
 
 The close command expires at T2 + 1 h (billing/supply.py CLOSE_TTL): the outbox dispatcher is called with the
 pinned ``now`` and the simulated valve judges expiry on the same pinned clock, so both see it unexpired. The
@@ -74,6 +78,7 @@ from steward.broker import MosquittoProcess
 from storage.models import BillingAccount, Device, Estate, Outbox
 from tests.dashboards.support import AppServer
 from tests.dashboards.test_browser import (  # noqa: F401 - `browser` is a fixture
+    LIVE_TIMEOUT_MS,
     PHONE,
     browser,
     log_in,
@@ -510,6 +515,8 @@ def test_a_household_runs_dry_is_noticed_restricted_pays_and_is_restored(
                 )
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
             _screenshots(page, shots / "40-billing-e2e-restricted-375")
+            # The page stays open: what follows reaches it over its live stream, without a reload.
+            expect(page.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=LIVE_TIMEOUT_MS)
 
             # 4. Payment: restored at once — a valve 'open' command, published, applied and acknowledged.
             t3 = t2 + timedelta(minutes=50)
@@ -535,10 +542,11 @@ def test_a_household_runs_dry_is_noticed_restricted_pays_and_is_restored(
             reopened = _wait_valve_reading(stack, "open", closed.ts)
             assert reopened.ts > closed.ts
 
-            page.reload()
-            expect(page.locator("#supply")).to_have_attribute("data-state", "normal")
+            expect(page.locator("#supply")).to_have_attribute("data-state", "normal", timeout=LIVE_TIMEOUT_MS)
             expect(page.locator('[data-field="supply"]')).to_have_text("正常供水")
-            expect(page.locator(f'[data-command="{open_id}"]')).to_have_attribute("data-status", "acknowledged")
+            expect(page.locator(f'[data-command="{open_id}"]')).to_have_attribute(
+                "data-status", "acknowledged", timeout=LIVE_TIMEOUT_MS
+            )
             expect(page.locator('#account-notices tr[data-kind="restoration"]')).to_have_count(1)
             expect(page.locator('[data-field="balance"]').first).to_have_text("¥100.00")
             _screenshots(page, shots / "41-billing-e2e-restored-375")
