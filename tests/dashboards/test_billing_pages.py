@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from billing import notices, queries, supply
+from billing import notices, overview, queries, supply
 from billing.const import NoticeKind, SupplyState
 from core import clock
 from storage.models import BillingAccount, BillingHold, Device, Outbox, Payment, Tariff
@@ -197,6 +197,13 @@ def test_the_account_page_shows_supply_state_valve_commands_and_notices(
 ) -> None:
     """A restricted household: the page names the state, the close command with the meter's ack, and the notices."""
     account_id = fresh_account(dash_world.engine, dash_world.estate)
+
+    def mark() -> tuple[int, ...]:
+        with Session(dash_world.engine) as s:
+            estate_id = s.scalars(select(BillingAccount.estate_id).where(BillingAccount.id == account_id)).one()
+            return overview.change_mark(s, [estate_id])
+
+    before = mark()
     with Session(dash_world.engine) as s, s.begin():
         account = s.get(BillingAccount, account_id)
         assert account is not None
@@ -218,8 +225,12 @@ def test_the_account_page_shows_supply_state_valve_commands_and_notices(
             s, account, SupplyState.restricted, now=now, actor="page-test", reason="页面测试限供", notice_id=notice.id
         )
         [outbox_id] = change.outbox_ids
-        s.execute(update(Outbox).where(Outbox.id == outbox_id).values(status="acknowledged", acked_at=now))
         number = notice.number
+    restricted = mark()
+    assert restricted != before  # the open account pages re-render: a notice and a supply change
+    with Session(dash_world.engine) as s, s.begin():  # as ingest records the meter's ack
+        s.execute(update(Outbox).where(Outbox.id == outbox_id).values(status="acknowledged", acked_at=now))
+    assert mark() != restricted
     login(dash_client, "billing_clerk-user")
     html = dash_client.get(f"/billing/accounts/{account_id}").text
     assert 'id="supply" data-state="restricted"' in html
