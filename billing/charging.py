@@ -30,7 +30,7 @@ from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from billing import pricing
@@ -68,6 +68,7 @@ class MeterResult:
     charges: int = 0
     amount_fen: int = 0
     held: int | None = None  # the hold that stops this meter, if any
+    skipped: bool = False  # wait=False and another transaction was charging the meter: nothing done
     unpriced: datetime | None = None  # an interval starting here had no tariff in force
 
 
@@ -100,7 +101,7 @@ def load_tariffs(session: Session, estate_id: int) -> list[TariffVersion]:
     ]
 
 
-def meters_to_bill(session: Session, estate_id: int | None = None) -> list[int]:
+def meters_to_bill(session: Session | Connection, estate_id: int | None = None) -> list[int]:
     """Hot-water meters of households, in id order (the run's deterministic order)."""
     stmt = select(Device.id).where(Device.kind == METER_KIND, Device.unit_id.is_not(None)).order_by(Device.id)
     if estate_id is not None:
@@ -153,10 +154,18 @@ class _Pricer:
         return after[0], after[1], pricing.amount_between(cum_value, after[1])
 
 
-def charge_meter(session: Session, device_id: int, up_to: datetime) -> MeterResult:
-    """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent."""
+def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: bool = True) -> MeterResult:
+    """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent.
+
+    With ``wait=False`` (ingest) a meter another transaction is charging is skipped (`skipped`) rather
+    than waited for: that transaction, or the next billing run, charges it."""
     result = MeterResult(device_id)
-    session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), {"space": CHARGE_LOCK_SPACE, "id": device_id})
+    params = {"space": CHARGE_LOCK_SPACE, "id": device_id}
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), params)
+    elif not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params):
+        result.skipped = True
+        return result
     device = session.get(Device, device_id)
     if device is None or device.unit_id is None:
         return result

@@ -28,6 +28,7 @@ ESCALATION_LOCK = LOCK_NAMESPACE | 3
 OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
 PURGE_LOCK = LOCK_NAMESPACE | 6
+BILLING_LOCK = LOCK_NAMESPACE | 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +88,27 @@ def purge_job(session: Session, now: datetime) -> object:
     return purge_expired(session, now)
 
 
+def billing_job(session: Session, now: datetime) -> object:
+    """Charge every household hot-water meter up to now (catches up meters ingest skipped or never saw).
+
+    `billing_run` commits meter by meter in sessions of its own (resumable), so it takes the job
+    session's engine; the job's transaction only holds the worker lock while it runs."""
+    from sqlalchemy.orm import sessionmaker
+
+    from billing.tasks import billing_run
+
+    result = billing_run(sessionmaker(session.get_bind(), expire_on_commit=False), now)
+    if result.charges:
+        log.info(
+            "billing run: %d charges, %d fen over %d meters", result.charges, result.amount_fen, len(result.meters)
+        )
+    return result
+
+
 def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
-    15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher)."""
+    15 min, purge of expired sessions and login failures every 10 min, the billing run hourly, outbox
+    every 2 s (with a dispatcher)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
         Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
@@ -97,6 +116,9 @@ def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None 
         # Night windows and daily balances move slowly; every 15 min keeps a new leak within the hour.
         Job("meters", 900.0, METERS_LOCK, meters_job(on_raised)),
         Job("purge", 600.0, PURGE_LOCK, purge_job),
+        # Ingest charges as readings land; the hourly run catches up what it skipped (a meter locked by
+        # a run, a batch charged while the hook was off) and confirmed holds.
+        Job("billing", 3600.0, BILLING_LOCK, billing_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -104,6 +126,7 @@ def default_jobs(dispatcher: JobFn | None = None, *, on_raised: OnRaised | None 
 
 
 __all__ = [
+    "BILLING_LOCK",
     "ESCALATION_LOCK",
     "LOCK_NAMESPACE",
     "METERS_LOCK",
@@ -113,6 +136,7 @@ __all__ = [
     "STALE_LOCK",
     "Job",
     "JobFn",
+    "billing_job",
     "default_jobs",
     "escalation_job",
     "meters_job",

@@ -99,6 +99,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "escalation": True,
         "meters": True,
         "purge": True,
+        "billing": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
