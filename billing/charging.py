@@ -24,7 +24,7 @@ be written twice, whatever the caller does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
@@ -166,6 +166,63 @@ class _Pricer:
         return after[0], after[1], pricing.amount_between(cum_value, after[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A priced charge waiting to be written: its meter_charges row, estate and the estate's revenue account."""
+
+    row: dict[str, Any]
+    estate_id: int
+    revenue_id: int
+
+
+def write_charges(session: Session, pending: Sequence[Pending]) -> None:
+    """Write priced charges in bulk: their ledger transactions (``charge:<device>:<from_ts>``, entries
+    household +x / revenue −x, as `service.post` books them), the cached balances (one update per
+    account, in account order as `post` takes them: no deadlock between posters) and the charge rows."""
+    for i in range(0, len(pending), WRITE_CHUNK):
+        chunk = pending[i : i + WRITE_CHUNK]
+        paid = {
+            f"charge:{p.row['device_id']}:{p.row['from_ts'].isoformat()}": p for p in chunk if p.row["amount_fen"] > 0
+        }
+        if paid:
+            rows = session.execute(
+                _CHARGE_TX,
+                [
+                    {
+                        "estate_id": p.estate_id,
+                        "kind": TransactionKind.charge.value,
+                        "key": key,
+                        "at": p.row["to_ts"],
+                        "actor": SYSTEM_ACTOR,
+                        "reason": "",
+                    }
+                    for key, p in paid.items()
+                ],
+            ).all()
+            if len(rows) != len(paid):  # cannot happen under the lock and cursor; refuse rather than double
+                taken = sorted(set(paid) - {k for k, _ in rows})
+                raise RuntimeError(f"charges already posted: {taken[:3]}")
+            for key, tx_id in rows:
+                paid[key].row["transaction_id"] = tx_id
+            entries = []
+            falls: dict[int, int] = {}  # account → how far its cached balance falls
+            for p in paid.values():
+                tx_id, amount, household = p.row["transaction_id"], p.row["amount_fen"], p.row["account_id"]
+                entries.append({"transaction_id": tx_id, "account_id": household, "amount_fen": amount})
+                entries.append({"transaction_id": tx_id, "account_id": p.revenue_id, "amount_fen": -amount})
+                # A household's balance is −Σ its entries, revenue's is Σ: both fall by the amount.
+                falls[household] = falls.get(household, 0) + amount
+                falls[p.revenue_id] = falls.get(p.revenue_id, 0) + amount
+            session.execute(insert(LedgerEntry), entries)
+            for account_id in sorted(falls):
+                session.execute(
+                    update(BillingAccount)
+                    .where(BillingAccount.id == account_id)
+                    .values(balance_fen=BillingAccount.balance_fen - falls[account_id])
+                )
+        session.execute(insert(MeterCharge), [p.row for p in chunk])
+
+
 def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: bool = True) -> MeterResult:
     """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent.
 
@@ -247,54 +304,7 @@ def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: boo
         return True
 
     def write_pending() -> None:
-        """The pending charges, their ledger transactions (``charge:<device>:<from_ts>``, entries
-        household +x / revenue −x, as `service.post` books them) and the two cached balances."""
-        for chunk in (pending[i : i + WRITE_CHUNK] for i in range(0, len(pending), WRITE_CHUNK)):
-            paid = [c for c in chunk if c["amount_fen"] > 0]
-            if paid:
-                keys = {f"charge:{device_id}:{c['from_ts'].isoformat()}": c for c in paid}
-                rows = session.execute(
-                    _CHARGE_TX,
-                    [
-                        {
-                            "estate_id": estate.id,
-                            "kind": TransactionKind.charge.value,
-                            "key": key,
-                            "at": c["to_ts"],
-                            "actor": SYSTEM_ACTOR,
-                            "reason": "",
-                        }
-                        for key, c in keys.items()
-                    ],
-                ).all()
-                if len(rows) != len(keys):  # cannot happen under the lock and cursor; refuse rather than double
-                    taken = sorted(set(keys) - {k for k, _ in rows})
-                    raise RuntimeError(f"charge for device {device_id} already posted: {taken[:3]}")
-                for key, tx_id in rows:
-                    keys[key]["transaction_id"] = tx_id
-                entries = []
-                for c in paid:
-                    entries.append(
-                        {"transaction_id": c["transaction_id"], "account_id": account.id, "amount_fen": c["amount_fen"]}
-                    )
-                    entries.append(
-                        {
-                            "transaction_id": c["transaction_id"],
-                            "account_id": revenue.id,
-                            "amount_fen": -c["amount_fen"],
-                        }
-                    )
-                session.execute(insert(LedgerEntry), entries)
-                total = sum(c["amount_fen"] for c in paid)
-                # The household's balance (−Σ its entries) and revenue's (Σ) both fall by the total;
-                # in account order, as `post` takes them (no deadlock between posters).
-                for account_id in sorted((account.id, revenue.id)):
-                    session.execute(
-                        update(BillingAccount)
-                        .where(BillingAccount.id == account_id)
-                        .values(balance_fen=BillingAccount.balance_fen - total)
-                    )
-            session.execute(insert(MeterCharge), chunk)
+        write_charges(session, [Pending(c, estate.id, revenue.id) for c in pending])
         pending.clear()
 
     prev = Reading(cursor.last_ts, cursor.last_register)
@@ -366,6 +376,158 @@ def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: boo
     write_pending()
     session.flush()
     return result
+
+
+_TRY_LOCKS = text("SELECT d FROM unnest(CAST(:d AS int[])) AS d WHERE pg_try_advisory_xact_lock(:space, d) ORDER BY d")
+# After the locks (a new snapshot: a run that held a meter and committed is seen): what the common
+# path needs of each meter in one statement — cursor, device, estate time zone, whether a hold starts
+# at or after the cursor, and the readings after the cursor up to the batch's newest.
+_BATCH_STATE = text(
+    """
+    SELECT t.d AS device_id, c.account_id, c.last_ts, c.last_register, dv.estate_id, dv.unit_id,
+           dv.register_max, dv.resolution, dv.multiplier, e.timezone,
+           EXISTS (SELECT 1 FROM billing_holds h WHERE h.device_id = t.d AND h.from_ts >= c.last_ts) AS has_hold,
+           r.ts, r.reg
+    FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to)
+    JOIN billing_cursors c ON c.device_id = t.d
+    JOIN devices dv ON dv.id = t.d
+    JOIN estates e ON e.id = dv.estate_id
+    CROSS JOIN LATERAL (
+      SELECT array_agg(m.ts ORDER BY m.ts) AS ts, array_agg(m.register ORDER BY m.ts) AS reg
+      FROM meter_readings m WHERE m.device_id = t.d AND m.ts > c.last_ts AND m.ts <= t.up_to
+    ) r
+    """
+)
+_MONTH_TOTALS = text(
+    "SELECT account_id, month, coalesce(sum(volume_m3), 0), coalesce(sum(value_fen), 0) FROM meter_charges "
+    "WHERE (account_id, month) IN (SELECT * FROM unnest(CAST(:a AS int[]), CAST(:m AS date[]))) GROUP BY 1, 2"
+)
+_MOVE_CURSORS = text(
+    "UPDATE billing_cursors c SET last_ts = v.ts, last_register = v.reg, updated_at = :now "
+    "FROM unnest(CAST(:d AS int[]), CAST(:t AS timestamptz[]), CAST(:r AS numeric[])) AS v(d, ts, reg) "
+    "WHERE c.device_id = v.d"
+)
+
+
+def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[MeterResult]:
+    """`charge_meter(session, d, up_to[d], wait=False)` for many meters at once (the ingest hook's path).
+
+    Same charges, same ledger, same cursor moves, in a handful of statements for the whole set: the
+    meters are try-locked together (a locked one is `skipped`), their state and new readings come in
+    one query, month totals in one, and the charges, postings, balances and cursors are written in
+    bulk. A meter off the common path — no cursor yet (its baseline), a hold at or after its cursor,
+    an interval that is a reset or a replacement, an interval with no tariff — goes through
+    `charge_meter` itself, under the lock already held."""
+    ids = sorted(up_to)
+    if not ids:
+        return []
+    locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
+    results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
+    todo = [d for d in ids if d in locked]
+    rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
+    slow = set(todo) - {r.device_id for r in rows}  # no cursor yet
+    walks: list[tuple[Any, list[tuple[Reading, Reading, Decimal, str]], Reading]] = []
+    for r in rows:
+        if r.has_hold or r.unit_id is None:
+            slow.add(r.device_id)
+            continue
+        prev = Reading(r.last_ts, r.last_register)
+        items: list[tuple[Reading, Reading, Decimal, str]] = []
+        for ts, register in zip(r.ts or (), r.reg or (), strict=True):
+            curr = Reading(ts, register)
+            c = consumption(
+                prev, curr, register_max=r.register_max, resolution=r.resolution, multiplier=r.multiplier or Decimal(1)
+            )
+            if c is None:
+                continue  # an unusable reading: skipped, as charge_meter skips it
+            if not c.billable:
+                break
+            items.append((prev, curr, c.volume, c.kind.value))
+            prev = curr
+        else:
+            if items:
+                walks.append((r, items, prev))
+            continue
+        slow.add(r.device_id)  # a reset or replacement: charge_meter holds it
+    tariffs: dict[int, list[TariffVersion]] = {}
+    revenue: dict[int, int] = {}
+    zones: dict[str, ZoneInfo] = {}
+    for r, _, _ in walks:
+        if r.estate_id not in tariffs:
+            tariffs[r.estate_id] = load_tariffs(session, r.estate_id)
+            revenue[r.estate_id] = estate_account(session, r.estate_id, AccountKind.revenue_hot_water).id
+        zones.setdefault(r.timezone, ZoneInfo(r.timezone))
+    months = {
+        (r.account_id, date(loc.year, loc.month, 1))
+        for r, items, _ in walks
+        for _, curr, _, _ in items
+        for loc in (curr.ts.astimezone(zones[r.timezone]),)
+    }
+    known: dict[tuple[int, date], tuple[Decimal, Decimal]] = {(a, m): (Decimal(0), Decimal(0)) for a, m in months}
+    if months:
+        pairs = sorted(months)
+        for a, m, vol, val in session.execute(_MONTH_TOTALS, {"a": [p[0] for p in pairs], "m": [p[1] for p in pairs]}):
+            known[(a, m)] = (Decimal(vol), Decimal(val))
+    pending: list[Pending] = []
+    moves: list[tuple[int, Reading]] = []
+    now = clock.now()
+    for r, items, last in walks:
+        pricer = _Pricer(session, r.account_id, tariffs[r.estate_id], zones[r.timezone])
+        pricer.month_totals = {m: v for (a, m), v in known.items() if a == r.account_id}
+        mine: list[Pending] = []
+        res = MeterResult(r.device_id)
+        for prev, curr, volume, kind in items:
+            if volume <= 0:
+                continue
+            priced = pricer.price(prev.ts, curr.ts, volume)
+            if priced is None:
+                break
+            month, parts = priced
+            value = sum((p.value_fen for p in parts), Decimal(0))
+            cum_volume, cum_value, amount = pricer.book(month, volume, value)
+            row = {
+                "account_id": r.account_id,
+                "device_id": r.device_id,
+                "from_ts": prev.ts,
+                "to_ts": curr.ts,
+                "from_register": prev.register,
+                "to_register": curr.register,
+                "kind": kind,
+                "volume_m3": volume,
+                "month": month,
+                "value_fen": value,
+                "cum_volume_m3": cum_volume,
+                "cum_value_fen": cum_value,
+                "amount_fen": amount,
+                "pricing": [p.as_json() for p in parts],
+                "hold_id": None,
+                "transaction_id": None,
+                "charged_at": now,
+            }
+            mine.append(Pending(row, r.estate_id, revenue[r.estate_id]))
+            res.charges += 1
+            res.amount_fen += amount
+        else:
+            pending.extend(mine)
+            moves.append((r.device_id, last))
+            results[r.device_id] = res
+            continue
+        slow.add(r.device_id)  # an interval without a tariff: charge_meter stops there and says so
+    write_charges(session, pending)
+    if moves:
+        session.execute(
+            _MOVE_CURSORS,
+            {
+                "d": [d for d, _ in moves],
+                "t": [x.ts for _, x in moves],
+                "r": [x.register for _, x in moves],
+                "now": now,
+            },
+        )
+    for d in sorted(slow):
+        results[d] = charge_meter(session, d, up_to[d], wait=False)
+    session.flush()
+    return [results[d] for d in ids]
 
 
 def bill(session: Session, up_to: datetime, *, estate_id: int | None = None) -> RunResult:

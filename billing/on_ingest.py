@@ -1,7 +1,8 @@
 """Charging as readings arrive: an ingest `Pipeline` hook, run inside the batch transaction.
 
 `ChargeOnIngest()(conn, decoded, result)` charges every household hot-water meter that has readings in
-the batch up to its newest reading there (`charging.charge_meter`), in the batch's own transaction:
+the batch up to its newest reading there (`charging.charge_meters`: `charge_meter`'s charges for the
+whole set in a handful of statements), in the batch's own transaction:
 the readings, the charges, the ledger postings and the cursor commit together or not at all.
 
 Why it cannot charge twice: a redelivered batch finds the meter's cursor already at (or past) those
@@ -32,7 +33,7 @@ from typing import Protocol
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from billing.charging import MeterResult, charge_meter, meters_to_bill
+from billing.charging import MeterResult, charge_meters, meters_to_bill
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ class ChargeOnIngest:
         # pipeline's commit (or rollback) decides for the readings and the charges together.
         session = Session(bind=conn, autoflush=False, expire_on_commit=False)
         try:
-            out = [charge_meter(session, d, newest[d], wait=False) for d in sorted(newest)]
-            session.flush()
+            out = charge_meters(session, newest)
         finally:
             session.close()
         t = self.totals

@@ -228,3 +228,29 @@ def test_the_switch(engine: Engine) -> None:
     assert [type(h) for h in on] == [ChargeOnIngest]
     assert off == []
     assert Settings(env=Environment.testing, database_url=url).billing_charge_on_ingest is True  # on by default
+
+
+def test_a_reset_is_held_through_ingest_and_the_rest_charged(harness: Harness, billed: Billed) -> None:
+    """Off the common path (a register that falls): the hold is made in the batch, the other meter charged."""
+    assert harness.commit([billed.msg(0, T0, "50.000"), billed.msg(1, T0, "1.000")])
+    assert harness.commit([billed.msg(0, T0 + hours(1), "51.000"), billed.msg(1, T0 + hours(1), "2.000")])
+    assert harness.commit(
+        [
+            billed.msg(0, T0 + hours(2), "0.300"),  # a reset: held for a person, nothing charged
+            billed.msg(0, T0 + hours(3), "0.800"),
+            billed.msg(1, T0 + hours(2), "2.250"),
+            billed.msg(1, T0 + hours(3), "99999.999"),  # unusable (≥ register_max): skipped, never billed
+        ]
+    )
+    assert [c[2] for c in billed.charges(0)] == [Decimal("1.000000")]
+    assert [c[2] for c in billed.charges(1)] == [Decimal("1.000000"), Decimal("0.250000")]
+    with billed.engine.connect() as conn:
+        holds = conn.execute(
+            text("SELECT from_ts, to_ts, status FROM billing_holds WHERE device_id = :d"), {"d": billed.device_ids[0]}
+        ).all()
+    assert [tuple(h) for h in holds] == [(T0 + hours(1), T0 + hours(2), "held")]
+    # Redelivered, the held meter stays held and nothing is charged twice.
+    assert harness.commit([billed.msg(0, T0 + hours(3), "0.800"), billed.msg(1, T0 + hours(2), "2.250")])
+    assert len(billed.charges(0)) == 1
+    assert len(billed.charges(1)) == 2
+    billed.consistent()
