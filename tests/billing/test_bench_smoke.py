@@ -33,4 +33,5 @@ def test_bench_billing_runs_at_a_tiny_size(pg_server_url: str) -> None:
     assert checks["cursors_at_end"] == 20
     assert run["charges"] == checks["charges"] > 0
     assert sum(w["meters"] for w in run["workers"]) == 20
+    assert run["rerun"]["charges"] == 0  # a second run over a billed period charges nothing
     assert 0 < run["peak_rss_children_mb"] < 500
