@@ -31,7 +31,7 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,6 @@ from billing.service import estate_account, open_account
 from core import clock
 from facility.meters import ConsumptionKind, Reading, consumption
 from storage.models import (
-    BillingAccount,
     BillingCursor,
     BillingHold,
     Device,
@@ -70,6 +69,16 @@ _CHARGE_TX = (
     pg_insert(LedgerTransaction)
     .on_conflict_do_nothing(index_elements=["key"])
     .returning(LedgerTransaction.key, LedgerTransaction.id)
+)
+# One statement for every cached balance a chunk of charges moves. PostgreSQL locks the rows in the
+# order it meets them; locking them in account order first keeps that order fixed, as `post` does.
+# NO KEY UPDATE (what an UPDATE of balance_fen takes anyway), never FOR UPDATE: the entries' foreign
+# keys hold KEY SHARE on the same accounts, and two runs both upgrading to FOR UPDATE deadlock.
+_BALANCES_FALL = text(
+    "WITH v AS (SELECT * FROM unnest(CAST(:a AS int[]), CAST(:f AS bigint[])) AS v(id, fall)), "
+    "l AS (SELECT b.id FROM billing_accounts b JOIN v ON v.id = b.id ORDER BY b.id FOR NO KEY UPDATE OF b) "
+    "UPDATE billing_accounts b SET balance_fen = b.balance_fen - v.fall FROM v JOIN l ON l.id = v.id "
+    "WHERE b.id = v.id"
 )
 WRITE_CHUNK = 1000  # charges per multi-row INSERT (bind parameters stay far below PostgreSQL's 65,535)
 
@@ -214,12 +223,8 @@ def write_charges(session: Session, pending: Sequence[Pending]) -> None:
                 falls[household] = falls.get(household, 0) + amount
                 falls[p.revenue_id] = falls.get(p.revenue_id, 0) + amount
             session.execute(insert(LedgerEntry), entries)
-            for account_id in sorted(falls):
-                session.execute(
-                    update(BillingAccount)
-                    .where(BillingAccount.id == account_id)
-                    .values(balance_fen=BillingAccount.balance_fen - falls[account_id])
-                )
+            accounts = sorted(falls)
+            session.execute(_BALANCES_FALL, {"a": accounts, "f": [falls[a] for a in accounts]})
         session.execute(insert(MeterCharge), [p.row for p in chunk])
 
 
@@ -468,12 +473,15 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[Meter
         pairs = sorted(months)
         for a, m, vol, val in session.execute(_MONTH_TOTALS, {"a": [p[0] for p in pairs], "m": [p[1] for p in pairs]}):
             known[(a, m)] = (Decimal(vol), Decimal(val))
+    by_account: dict[int, dict[date, tuple[Decimal, Decimal]]] = {}
+    for (a, m), v in known.items():
+        by_account.setdefault(a, {})[m] = v
     pending: list[Pending] = []
     moves: list[tuple[int, Reading]] = []
     now = clock.now()
     for r, items, last in walks:
         pricer = _Pricer(session, r.account_id, tariffs[r.estate_id], zones[r.timezone])
-        pricer.month_totals = {m: v for (a, m), v in known.items() if a == r.account_id}
+        pricer.month_totals = by_account.get(r.account_id, {})
         mine: list[Pending] = []
         res = MeterResult(r.device_id)
         for prev, curr, volume, kind in items:
