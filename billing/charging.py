@@ -20,6 +20,12 @@ Crash safety and concurrency: one meter is charged in one transaction (charges, 
 together), under ``pg_advisory_xact_lock(CHARGE_LOCK_SPACE, device_id)``; a second run waits, then
 finds the cursor moved and has nothing to do. The unique keys are the last line: a charge can never
 be written twice, whatever the caller does.
+
+Cost: intervals are priced one by one, in order (the month totals run through them), but written in
+bulk (`write_charges`: the ledger transactions, their entries, one balance update per account and the
+charge rows, a few statements per 1,000 charges). `charge_meters` is the ingest hook's path: many
+meters at once, their state and new readings in one query, falling back to `charge_meter` for any
+meter off the common path (no baseline yet, a hold, a reset, a replacement, no tariff).
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ _BALANCES_FALL = text(
     "UPDATE billing_accounts b SET balance_fen = b.balance_fen - v.fall FROM v JOIN l ON l.id = v.id "
     "WHERE b.id = v.id"
 )
-WRITE_CHUNK = 1000  # charges per multi-row INSERT (bind parameters stay far below PostgreSQL's 65,535)
+WRITE_CHUNK = 1000  # charges written per round of bulk statements (bounds memory and statement size)
 
 
 @dataclass
