@@ -389,7 +389,11 @@ def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: boo
     return result
 
 
-_TRY_LOCKS = text("SELECT d FROM unnest(CAST(:d AS int[])) AS d WHERE pg_try_advisory_xact_lock(:space, d) ORDER BY d")
+# The ids come sorted and unnest keeps array order, so meters are locked in id order: two runs that
+# wait for each other's meters never deadlock (ingest only tries, never waits).
+_TRY_LOCKS = text("SELECT d FROM unnest(CAST(:d AS int[])) AS d WHERE pg_try_advisory_xact_lock(:space, d)")
+_LOCKS = text("SELECT count(pg_advisory_xact_lock(:space, d)) FROM unnest(CAST(:d AS int[])) AS d")
+PENDING_MAX = 5000  # charges priced before they are written (bounds a run's memory)
 # After the locks (a new snapshot: a run that held a meter and committed is seen): what the common
 # path needs of each meter in one statement — cursor, device, estate time zone, whether a hold starts
 # at or after the cursor, and the readings after the cursor up to the batch's newest.
@@ -407,6 +411,7 @@ _BATCH_STATE = text(
       SELECT array_agg(m.ts ORDER BY m.ts) AS ts, array_agg(m.register ORDER BY m.ts) AS reg
       FROM meter_readings m WHERE m.device_id = t.d AND m.ts > c.last_ts AND m.ts <= t.up_to
     ) r
+    ORDER BY t.d
     """
 )
 _MONTH_TOTALS = text(
@@ -420,8 +425,8 @@ _MOVE_CURSORS = text(
 )
 
 
-def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[MeterResult]:
-    """`charge_meter(session, d, up_to[d], wait=False)` for many meters at once (the ingest hook's path).
+def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool = False) -> list[MeterResult]:
+    """`charge_meter(session, d, up_to[d], wait=wait)` for many meters at once (ingest, and the run by groups).
 
     Same charges, same ledger, same cursor moves, in a handful of statements for the whole set: the
     meters are try-locked together (a locked one is `skipped`), their state and new readings come in
@@ -432,7 +437,11 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[Meter
     ids = sorted(up_to)
     if not ids:
         return []
-    locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
+    if wait:
+        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
+        locked = set(ids)
+    else:
+        locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
     results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
     todo = [d for d in ids if d in locked]
     rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
@@ -479,6 +488,8 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[Meter
         pairs = sorted(months)
         for a, m, vol, val in session.execute(_MONTH_TOTALS, {"a": [p[0] for p in pairs], "m": [p[1] for p in pairs]}):
             known[(a, m)] = (Decimal(vol), Decimal(val))
+    # One totals dict per account, shared by its meters' pricers: two meters of one unit run through
+    # the month's tiers one after the other, in id order, as charge_meter would take them.
     by_account: dict[int, dict[date, tuple[Decimal, Decimal]]] = {}
     for (a, m), v in known.items():
         by_account.setdefault(a, {})[m] = v
@@ -525,6 +536,9 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[Meter
             pending.extend(mine)
             moves.append((r.device_id, last))
             results[r.device_id] = res
+            if len(pending) >= PENDING_MAX:
+                write_charges(session, pending)
+                pending.clear()
             continue
         slow.add(r.device_id)  # an interval without a tariff: charge_meter stops there and says so
     write_charges(session, pending)
@@ -539,7 +553,7 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime]) -> list[Meter
             },
         )
     for d in sorted(slow):
-        results[d] = charge_meter(session, d, up_to[d], wait=False)
+        results[d] = charge_meter(session, d, up_to[d], wait=wait)
     session.flush()
     return [results[d] for d in ids]
 
