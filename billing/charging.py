@@ -190,10 +190,16 @@ class Pending:
     revenue_id: int
 
 
-def write_charges(session: Session, pending: Sequence[Pending]) -> None:
+def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int, int] | None = None) -> None:
     """Write priced charges in bulk: their ledger transactions (``charge:<device>:<from_ts>``, entries
     household +x / revenue −x, as `service.post` books them), the cached balances (one update per
-    account, in account order as `post` takes them: no deadlock between posters) and the charge rows."""
+    account, in account order as `post` takes them: no deadlock between posters) and the charge rows.
+
+    With ``falls``, the balance moves are added to it for the caller to apply (`apply_falls`) just
+    before its commit: the estate's revenue row is every charger's, and its lock is held from the
+    update to the commit, so two runs would otherwise take turns for a whole transaction."""
+    deferred = falls is not None
+    falls = {} if falls is None else falls
     for i in range(0, len(pending), WRITE_CHUNK):
         chunk = pending[i : i + WRITE_CHUNK]
         paid = {
@@ -220,7 +226,6 @@ def write_charges(session: Session, pending: Sequence[Pending]) -> None:
             for key, tx_id in rows:
                 paid[key].row["transaction_id"] = tx_id
             entries = []
-            falls: dict[int, int] = {}  # account → how far its cached balance falls
             for p in paid.values():
                 tx_id, amount, household = p.row["transaction_id"], p.row["amount_fen"], p.row["account_id"]
                 entries.append({"transaction_id": tx_id, "account_id": household, "amount_fen": amount})
@@ -229,9 +234,16 @@ def write_charges(session: Session, pending: Sequence[Pending]) -> None:
                 falls[household] = falls.get(household, 0) + amount
                 falls[p.revenue_id] = falls.get(p.revenue_id, 0) + amount
             session.execute(insert(LedgerEntry), entries)
-            accounts = sorted(falls)
-            session.execute(_BALANCES_FALL, {"a": accounts, "f": [falls[a] for a in accounts]})
         session.execute(insert(MeterCharge), [p.row for p in chunk])
+    if not deferred:
+        apply_falls(session, falls)
+
+
+def apply_falls(session: Session, falls: dict[int, int]) -> None:
+    """Lower the cached balances by ``falls`` (account → fen), one statement, accounts locked in id order."""
+    if falls:
+        accounts = sorted(falls)
+        session.execute(_BALANCES_FALL, {"a": accounts, "f": [falls[a] for a in accounts]})
 
 
 def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: bool = True) -> MeterResult:
@@ -494,6 +506,7 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
     for (a, m), v in known.items():
         by_account.setdefault(a, {})[m] = v
     pending: list[Pending] = []
+    falls: dict[int, int] = {}
     moves: list[tuple[int, Reading]] = []
     now = clock.now()
     for r, items, last in walks:
@@ -537,11 +550,11 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
             moves.append((r.device_id, last))
             results[r.device_id] = res
             if len(pending) >= PENDING_MAX:
-                write_charges(session, pending)
+                write_charges(session, pending, falls)
                 pending.clear()
             continue
         slow.add(r.device_id)  # an interval without a tariff: charge_meter stops there and says so
-    write_charges(session, pending)
+    write_charges(session, pending, falls)
     if moves:
         session.execute(
             _MOVE_CURSORS,
@@ -554,6 +567,7 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
         )
     for d in sorted(slow):
         results[d] = charge_meter(session, d, up_to[d], wait=wait)
+    apply_falls(session, falls)  # last: the revenue row stays locked only until the caller commits
     session.flush()
     return [results[d] for d in ids]
 
