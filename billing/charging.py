@@ -16,8 +16,9 @@ Intervals of zero volume move the cursor and write nothing. A reading that arriv
 at or before the cursor changes nothing: registers are cumulative, so its volume is already inside
 the charged interval that spans it.
 
-Crash safety and concurrency: one meter is charged in one transaction (charges, ledger, cursor
-together), under ``pg_advisory_xact_lock(CHARGE_LOCK_SPACE, device_id)``; a second run waits, then
+Crash safety and concurrency: a meter's charges, ledger and cursor move in one transaction (the
+billing run's, one per group of meters; an ingest batch's), under
+``pg_advisory_xact_lock(CHARGE_LOCK_SPACE, device_id)`` (ingest only tries it); a second run waits, then
 finds the cursor moved and has nothing to do. The unique keys are the last line: a charge can never
 be written twice, whatever the caller does.
 
