@@ -26,6 +26,7 @@ import os
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -81,6 +82,8 @@ class Bench(Harness):
         self.figures = Figures()
 
     def run(self) -> Figures:
+        if self.args.meter_stream:
+            return self.run_meter_stream()
         a = self.args
         cfg = self.figures.config
         cfg.update(messages=a.messages, devices=a.devices, readings_per_message=ROWS_PER_FRAME, window=a.window)
@@ -136,6 +139,115 @@ class Bench(Harness):
         if not a.skip_ceiling:
             self.phase_ceiling(full)
         return self.figures
+
+    # -- meter-reading stream: charging on vs off, side by side ------------------------------------
+
+    def run_meter_stream(self) -> Figures:
+        """Hot-water meter readings of households, ingest with charging on (STEWARD_BILLING_CHARGE_ON_INGEST)
+        and off alternately, ``--repetitions`` times each, in one run on one database and one broker.
+
+        The households are split in two halves, one per mode, so each "on" repetition charges exactly
+        one new interval per message (an "off" repetition leaves no backlog for the next "on" one).
+        Every message is one reading of its own meter at a new device time; all meters have a baseline
+        reading (charged nothing) before the first repetition."""
+        from bench.billing import make_households
+
+        a = self.args
+        cfg = self.figures.config
+        per_mode = a.meter_households
+        reps = a.repetitions
+        frames_per_rep = -(-a.meter_messages // per_mode)
+        cfg.update(
+            mode="meter-stream",
+            households_per_mode=per_mode,
+            messages_per_repetition=a.meter_messages,
+            repetitions=reps,
+            window=a.window,
+        )
+        cfg["git"] = self._git_describe()
+        cfg["background_cpu_pct_before"] = self.check_idle()
+        self.fastpub_bin = build_fastpub(self.tmp)
+        db_url = self.create_database(cfg)
+        t = time.monotonic()
+        make_households(db_url, 2 * per_mode)
+        log(f"{2 * per_mode} households with meters and accounts in {time.monotonic() - t:.1f}s")
+        codes = [f"BENCHBILL-HW{i:05d}" for i in range(2 * per_mode)]
+        halves = {"on": codes[:per_mode], "off": codes[per_mode:]}
+        clock = FrameClock.for_frames(1 + reps * frames_per_rep)
+        broker = self.start_broker("mosquitto")
+        listener = CommitListener(db_url)
+        self.on_cleanup("close listener", listener.close)
+
+        baseline = self.tmp / "meter-baseline.txt"
+        write_meter_frames(baseline, codes, count=len(codes), first_frame=0, clock=clock)
+        ingest = self._start_meter_ingest(db_url, broker, charging=True)
+        cfg["ingest_settings"] = self._ingest_settings(ingest.env)
+        mark = listener.mark()
+        self.fastpub_result(self.fastpub(baseline, broker.port, timeout=120))
+        listener.wait_rows(mark, len(codes), timeout=120)
+        ingest.stop()
+        log("baseline readings committed")
+
+        runs: dict[str, list[float]] = {"on": [], "off": []}
+        charged_before = self._charges(db_url)
+        for r in range(reps):
+            for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):  # alternate: drift hits both
+                frames = self.tmp / f"meter-{mode}-{r}.txt"
+                first = 1 + r * frames_per_rep
+                write_meter_frames(frames, halves[mode], count=a.meter_messages, first_frame=first, clock=clock)
+                ingest = self._start_meter_ingest(db_url, broker, charging=mode == "on")
+                time.sleep(0.5)  # health turns ok on CONNACK, just before SUBSCRIBE
+                mark = listener.mark()
+                handle = self.fastpub(frames, broker.port, timeout=max(300.0, a.meter_messages / 20))
+                try:
+                    done_at = listener.wait_rows(mark, a.meter_messages, timeout=max(300.0, a.meter_messages / 20))
+                except BenchError as exc:
+                    raise BenchError(f"meter stream ({mode}): {exc}; {self._diagnose(ingest)}") from None
+                self.fastpub_result(handle)
+                seconds = done_at - handle["started"]
+                runs[mode].append(a.meter_messages / seconds)
+                ingest.stop()
+                log(f"repetition {r + 1}, charging {mode}: {a.meter_messages / seconds:,.0f} msg/s")
+        charged = self._charges(db_url) - charged_before
+        on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+        self.figures.throughput = {
+            "on_messages_per_s": [round(x, 1) for x in runs["on"]],
+            "off_messages_per_s": [round(x, 1) for x in runs["off"]],
+            "median_on": round(on, 1),
+            "median_off": round(off, 1),
+            "ratio_on_off": round(on / off, 3),
+        }
+        expected = reps * a.meter_messages
+        self.figures.checks = {"charges": charged, "expected_charges": expected, "ok": charged == expected}
+        if charged != expected:
+            log(f"warning: {charged} charges for {expected} charged readings")
+        broker.kill()
+        listener.close()
+        return self.figures
+
+    def _start_meter_ingest(self, db_url: str, broker: Any, *, charging: bool) -> Any:
+        from tests.support.ingest_process import IngestProcess
+
+        env = dict(kv.split("=", 1) for kv in self.args.ingest_env)
+        env["STEWARD_BILLING_CHARGE_ON_INGEST"] = "true" if charging else "false"
+        ingest = IngestProcess(
+            db_url, broker.url, self.tmp / "logs", client_id=f"steward-bench-{uuid.uuid4().hex[:8]}", **env
+        )
+        self.on_cleanup("stop ingest", ingest.stop)
+        try:
+            ingest.start(wait=True)
+            ingest.wait_healthy(timeout=60)
+        except (RuntimeError, TimeoutError) as exc:
+            raise BenchError(f"ingest did not come up: {exc}; log: {self._ingest_log_tail(ingest)}") from exc
+        return ingest
+
+    @staticmethod
+    def _charges(db_url: str) -> int:
+        import psycopg
+
+        with psycopg.connect(libpq_url(db_url)) as conn:
+            row = conn.execute("SELECT count(*) FROM meter_charges").fetchone()
+        return int(row[0]) if row else 0
 
     def phase_throughput(self, frames: Path, broker: Any, ingest: Any, listener: CommitListener, db_url: str) -> None:
         a = self.args
@@ -361,6 +473,22 @@ class Bench(Harness):
         log(f"py-spy: exit {proc.returncode}")
 
 
+def write_meter_frames(path: Path, codes: list[str], *, count: int, first_frame: int, clock: FrameClock) -> None:
+    """``count`` meter readings round-robin over the meters ``codes`` (estate ``benchbill`` of bench/billing.py):
+    frame j of a meter has seq j, device time ``clock.ts(j)`` and a register 0.013 m³ per frame up."""
+    from protocol.topics import uplink
+
+    topics = [uplink("benchbill", c, "meter") for c in codes]
+    with path.open("w", encoding="utf-8") as f:
+        for n in range(count):
+            d, j = n % len(codes), first_frame + n // len(codes)
+            reg = 13 * j + d  # litres
+            payload = (
+                f'{{"v":1,"ts":"{clock.ts(j)}","seq":{j},"register":"{reg // 1000}.{reg % 1000:03d}","unit":"m3"}}'
+            )
+            f.write(f"{topics[d]}\t{payload}\n")
+
+
 # --------------------------------------------------------------------------------------------------
 # the ceiling's subscriber (runs in its own process: python bench/ingest.py --bare-subscriber ...)
 
@@ -424,7 +552,31 @@ def bare_subscriber(args: argparse.Namespace) -> int:
 # report
 
 
+def report_meter_stream(figures: Figures, args: argparse.Namespace) -> None:
+    t, cfg = figures.throughput, figures.config
+    console, table, row = figures_table("Steward ingest benchmark: meter readings, charging on vs off")
+    row(
+        "messages × repetitions per mode",
+        f"{args.meter_messages:,} × {args.repetitions} over {args.meter_households:,} meters each",
+    )
+    s = cfg.get("ingest_settings", {})
+    row("ingest settings", f"batch {s.get('batch_size')}, {s.get('batch_latency_ms')} ms")
+    row("database", f"{cfg.get('database')}{' + TimescaleDB' if cfg.get('timescaledb') else ' (plain tables)'}")
+    row("charging on: msg/s (median)", f"{t['median_on']:,.0f}")
+    row("  each repetition", ", ".join(f"{x:,.0f}" for x in t["on_messages_per_s"]))
+    row("charging off: msg/s (median)", f"{t['median_off']:,.0f}")
+    row("  each repetition", ", ".join(f"{x:,.0f}" for x in t["off_messages_per_s"]))
+    row("ratio on / off", f"{t['ratio_on_off']:.3f}", "≥ 0.8", t["ratio_on_off"] >= 0.8)
+    ch = figures.checks
+    row("charges written / readings charged", f"{ch['charges']:,} / {ch['expected_charges']:,}", "", ch["ok"])
+    console.print(table)
+    print(json.dumps({"bench": "ingest-meter-stream", **{k: v for k, v in vars(figures).items() if v}}, default=str))
+
+
 def report(figures: Figures, args: argparse.Namespace) -> None:
+    if args.meter_stream:
+        report_meter_stream(figures, args)
+        return
     t, p, c = figures.throughput, figures.paced, figures.ceiling
     console, table, row = figures_table("Steward ingest benchmark")
 
@@ -502,6 +654,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="install the default alarm rules and turn on evaluation in ingest (STEWARD_ALARM_EVALUATION)",
     )
+    ap.add_argument(
+        "--meter-stream",
+        action="store_true",
+        help="hot-water meter readings instead of telemetry: ingest rate with charging on vs off, side by side",
+    )
+    ap.add_argument("--meter-households", type=int, default=1_000, help="meter stream: meters per mode (1000)")
+    ap.add_argument("--meter-messages", type=int, default=5_000, help="meter stream: messages per repetition (5000)")
+    ap.add_argument("--repetitions", type=int, default=3, help="meter stream: repetitions per mode (default 3)")
     ap.add_argument(
         "--ingest-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for ingest, repeatable"
     )

@@ -16,21 +16,30 @@ Intervals of zero volume move the cursor and write nothing. A reading that arriv
 at or before the cursor changes nothing: registers are cumulative, so its volume is already inside
 the charged interval that spans it.
 
-Crash safety and concurrency: one meter is charged in one transaction (charges, ledger, cursor
-together), under ``pg_advisory_xact_lock(CHARGE_LOCK_SPACE, device_id)``; a second run waits, then
+Crash safety and concurrency: a meter's charges, ledger and cursor move in one transaction (the
+billing run's, one per group of meters; an ingest batch's), under
+``pg_advisory_xact_lock(CHARGE_LOCK_SPACE, device_id)`` (ingest only tries it); a second run waits, then
 finds the cursor moved and has nothing to do. The unique keys are the last line: a charge can never
 be written twice, whatever the caller does.
+
+Cost: intervals are priced one by one, in order (the month totals run through them), but written in
+bulk (`write_charges`: the ledger transactions, their entries, one balance update per account and the
+charge rows, a few statements per 1,000 charges). `charge_meters` is the ingest hook's path: many
+meters at once, their state and new readings in one query, falling back to `charge_meter` for any
+meter off the common path (no baseline yet, a hold, a reset, a replacement, no tariff).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from billing import events, pricing
@@ -44,7 +53,7 @@ from billing.const import (
     TransactionKind,
 )
 from billing.pricing import Part, TariffVersion, Tier
-from billing.service import estate_account, open_account, post
+from billing.service import estate_account, open_account
 from core import clock
 from facility.meters import ConsumptionKind, Reading, consumption
 from storage.models import (
@@ -52,6 +61,8 @@ from storage.models import (
     BillingHold,
     Device,
     Estate,
+    LedgerEntry,
+    LedgerTransaction,
     MeterCharge,
     MeterReading,
     MeterReplacement,
@@ -60,6 +71,23 @@ from storage.models import (
 )
 
 BATCH = 5000  # readings loaded per query while walking one meter
+# One compiled statement for every charge's transaction (executemany, so SQLAlchemy caches it).
+_CHARGE_TX = (
+    pg_insert(LedgerTransaction)
+    .on_conflict_do_nothing(index_elements=["key"])
+    .returning(LedgerTransaction.key, LedgerTransaction.id)
+)
+# One statement for every cached balance a chunk of charges moves. PostgreSQL locks the rows in the
+# order it meets them; locking them in account order first keeps that order fixed, as `post` does.
+# NO KEY UPDATE (what an UPDATE of balance_fen takes anyway), never FOR UPDATE: the entries' foreign
+# keys hold KEY SHARE on the same accounts, and two runs both upgrading to FOR UPDATE deadlock.
+_BALANCES_FALL = text(
+    "WITH v AS (SELECT * FROM unnest(CAST(:a AS int[]), CAST(:f AS bigint[])) AS v(id, fall)), "
+    "l AS (SELECT b.id FROM billing_accounts b JOIN v ON v.id = b.id ORDER BY b.id FOR NO KEY UPDATE OF b) "
+    "UPDATE billing_accounts b SET balance_fen = b.balance_fen - v.fall FROM v JOIN l ON l.id = v.id "
+    "WHERE b.id = v.id"
+)
+WRITE_CHUNK = 1000  # charges written per round of bulk statements (bounds memory and statement size)
 
 
 @dataclass
@@ -68,6 +96,7 @@ class MeterResult:
     charges: int = 0
     amount_fen: int = 0
     held: int | None = None  # the hold that stops this meter, if any
+    skipped: bool = False  # wait=False and another transaction was charging the meter: nothing done
     unpriced: datetime | None = None  # an interval starting here had no tariff in force
 
 
@@ -100,7 +129,7 @@ def load_tariffs(session: Session, estate_id: int) -> list[TariffVersion]:
     ]
 
 
-def meters_to_bill(session: Session, estate_id: int | None = None) -> list[int]:
+def meters_to_bill(session: Session | Connection, estate_id: int | None = None) -> list[int]:
     """Hot-water meters of households, in id order (the run's deterministic order)."""
     stmt = select(Device.id).where(Device.kind == METER_KIND, Device.unit_id.is_not(None)).order_by(Device.id)
     if estate_id is not None:
@@ -153,10 +182,83 @@ class _Pricer:
         return after[0], after[1], pricing.amount_between(cum_value, after[1])
 
 
-def charge_meter(session: Session, device_id: int, up_to: datetime) -> MeterResult:
-    """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent."""
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A priced charge waiting to be written: its meter_charges row, estate and the estate's revenue account."""
+
+    row: dict[str, Any]
+    estate_id: int
+    revenue_id: int
+
+
+def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int, int] | None = None) -> None:
+    """Write priced charges in bulk: their ledger transactions (``charge:<device>:<from_ts>``, entries
+    household +x / revenue −x, as `service.post` books them), the cached balances (one update per
+    account, in account order as `post` takes them: no deadlock between posters) and the charge rows.
+
+    With ``falls``, the balance moves are added to it for the caller to apply (`apply_falls`) just
+    before its commit: the estate's revenue row is every charger's, and its lock is held from the
+    update to the commit, so two runs would otherwise take turns for a whole transaction."""
+    deferred = falls is not None
+    falls = {} if falls is None else falls
+    for i in range(0, len(pending), WRITE_CHUNK):
+        chunk = pending[i : i + WRITE_CHUNK]
+        paid = {
+            f"charge:{p.row['device_id']}:{p.row['from_ts'].isoformat()}": p for p in chunk if p.row["amount_fen"] > 0
+        }
+        if paid:
+            rows = session.execute(
+                _CHARGE_TX,
+                [
+                    {
+                        "estate_id": p.estate_id,
+                        "kind": TransactionKind.charge.value,
+                        "key": key,
+                        "at": p.row["to_ts"],
+                        "actor": SYSTEM_ACTOR,
+                        "reason": "",
+                    }
+                    for key, p in paid.items()
+                ],
+            ).all()
+            if len(rows) != len(paid):  # cannot happen under the lock and cursor; refuse rather than double
+                taken = sorted(set(paid) - {k for k, _ in rows})
+                raise RuntimeError(f"charges already posted: {taken[:3]}")
+            for key, tx_id in rows:
+                paid[key].row["transaction_id"] = tx_id
+            entries = []
+            for p in paid.values():
+                tx_id, amount, household = p.row["transaction_id"], p.row["amount_fen"], p.row["account_id"]
+                entries.append({"transaction_id": tx_id, "account_id": household, "amount_fen": amount})
+                entries.append({"transaction_id": tx_id, "account_id": p.revenue_id, "amount_fen": -amount})
+                # A household's balance is −Σ its entries, revenue's is Σ: both fall by the amount.
+                falls[household] = falls.get(household, 0) + amount
+                falls[p.revenue_id] = falls.get(p.revenue_id, 0) + amount
+            session.execute(insert(LedgerEntry), entries)
+        session.execute(insert(MeterCharge), [p.row for p in chunk])
+    if not deferred:
+        apply_falls(session, falls)
+
+
+def apply_falls(session: Session, falls: dict[int, int]) -> None:
+    """Lower the cached balances by ``falls`` (account → fen), one statement, accounts locked in id order."""
+    if falls:
+        accounts = sorted(falls)
+        session.execute(_BALANCES_FALL, {"a": accounts, "f": [falls[a] for a in accounts]})
+
+
+def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: bool = True) -> MeterResult:
+    """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent.
+
+    With ``wait=False`` (ingest) a meter another transaction is charging is skipped (`skipped`) rather
+    than waited for: that transaction, or the next billing run, charges it."""
     result = MeterResult(device_id)
-    session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), {"space": CHARGE_LOCK_SPACE, "id": device_id})
+    params = {"space": CHARGE_LOCK_SPACE, "id": device_id}
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), params)
+    elif not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params):
+        result.skipped = True
+        return result
     device = session.get(Device, device_id)
     if device is None or device.unit_id is None:
         return result
@@ -186,6 +288,10 @@ def charge_meter(session: Session, device_id: int, up_to: datetime) -> MeterResu
     pricer = _Pricer(session, account.id, load_tariffs(session, estate.id), ZoneInfo(estate.timezone))
     register_max, resolution, multiplier = device.register_max, device.resolution, device.multiplier or Decimal(1)
 
+    # Charges are priced one by one (the month totals run through them in order) but written in bulk:
+    # a few multi-row statements per batch of readings instead of ~10 round trips per interval.
+    pending: list[dict[str, Any]] = []
+
     def charge(prev: Reading, curr: Reading, volume: Decimal, kind: str, hold_id: int | None) -> bool:
         if volume > 0:
             priced = pricer.price(prev.ts, curr.ts, volume)
@@ -195,45 +301,35 @@ def charge_meter(session: Session, device_id: int, up_to: datetime) -> MeterResu
             month, parts = priced
             value = sum((p.value_fen for p in parts), Decimal(0))
             cum_volume, cum_value, amount = pricer.book(month, volume, value)
-            tx_id = None
-            if amount > 0:
-                posted = post(
-                    session,
-                    estate_id=estate.id,
-                    kind=TransactionKind.charge,
-                    key=f"charge:{device_id}:{prev.ts.isoformat()}",
-                    entries=[(account.id, amount), (revenue.id, -amount)],
-                    at=curr.ts,
-                    actor=SYSTEM_ACTOR,
-                )
-                if not posted.created:  # cannot happen under the lock and cursor; refuse rather than double
-                    raise RuntimeError(f"charge for device {device_id} from {prev.ts} already posted")
-                tx_id = posted.transaction.id
-            session.add(
-                MeterCharge(
-                    account_id=account.id,
-                    device_id=device_id,
-                    from_ts=prev.ts,
-                    to_ts=curr.ts,
-                    from_register=prev.register,
-                    to_register=curr.register,
-                    kind=kind,
-                    volume_m3=volume,
-                    month=month,
-                    value_fen=value,
-                    cum_volume_m3=cum_volume,
-                    cum_value_fen=cum_value,
-                    amount_fen=amount,
-                    pricing=[p.as_json() for p in parts],
-                    hold_id=hold_id,
-                    transaction_id=tx_id,
-                    charged_at=clock.now(),
-                )
+            pending.append(
+                {
+                    "account_id": account.id,
+                    "device_id": device_id,
+                    "from_ts": prev.ts,
+                    "to_ts": curr.ts,
+                    "from_register": prev.register,
+                    "to_register": curr.register,
+                    "kind": kind,
+                    "volume_m3": volume,
+                    "month": month,
+                    "value_fen": value,
+                    "cum_volume_m3": cum_volume,
+                    "cum_value_fen": cum_value,
+                    "amount_fen": amount,
+                    "pricing": [p.as_json() for p in parts],
+                    "hold_id": hold_id,
+                    "transaction_id": None,
+                    "charged_at": clock.now(),
+                }
             )
             result.charges += 1
             result.amount_fen += amount
         cursor.last_ts, cursor.last_register, cursor.updated_at = curr.ts, curr.register, clock.now()
         return True
+
+    def write_pending() -> None:
+        write_charges(session, [Pending(c, estate.id, revenue.id) for c in pending])
+        pending.clear()
 
     prev = Reading(cursor.last_ts, cursor.last_register)
     scan_from = prev.ts
@@ -296,14 +392,187 @@ def charge_meter(session: Session, device_id: int, up_to: datetime) -> MeterResu
                 stopped = True
                 break
             prev = curr
+        write_pending()
         session.flush()
         if stopped or len(rows) < BATCH:
             break
         scan_from = rows[-1].ts  # past any unusable readings at the end of the batch
+    write_pending()
     session.flush()
     if result.charges or result.held is not None:
         events.changed(session, estate.id)  # the account pages update when this commits
     return result
+
+
+# The ids come sorted and unnest keeps array order, so meters are locked in id order: two runs that
+# wait for each other's meters never deadlock (ingest only tries, never waits).
+_TRY_LOCKS = text("SELECT d FROM unnest(CAST(:d AS int[])) AS d WHERE pg_try_advisory_xact_lock(:space, d)")
+_LOCKS = text("SELECT count(pg_advisory_xact_lock(:space, d)) FROM unnest(CAST(:d AS int[])) AS d")
+PENDING_MAX = 5000  # charges priced before they are written (bounds a run's memory)
+# After the locks (a new snapshot: a run that held a meter and committed is seen): what the common
+# path needs of each meter in one statement — cursor, device, estate time zone, whether a hold starts
+# at or after the cursor, and the readings after the cursor up to the batch's newest.
+_BATCH_STATE = text(
+    """
+    SELECT t.d AS device_id, c.account_id, c.last_ts, c.last_register, dv.estate_id, dv.unit_id,
+           dv.register_max, dv.resolution, dv.multiplier, e.timezone,
+           EXISTS (SELECT 1 FROM billing_holds h WHERE h.device_id = t.d AND h.from_ts >= c.last_ts) AS has_hold,
+           r.ts, r.reg
+    FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to)
+    JOIN billing_cursors c ON c.device_id = t.d
+    JOIN devices dv ON dv.id = t.d
+    JOIN estates e ON e.id = dv.estate_id
+    CROSS JOIN LATERAL (
+      SELECT array_agg(m.ts ORDER BY m.ts) AS ts, array_agg(m.register ORDER BY m.ts) AS reg
+      FROM meter_readings m WHERE m.device_id = t.d AND m.ts > c.last_ts AND m.ts <= t.up_to
+    ) r
+    ORDER BY t.d
+    """
+)
+_MONTH_TOTALS = text(
+    "SELECT account_id, month, coalesce(sum(volume_m3), 0), coalesce(sum(value_fen), 0) FROM meter_charges "
+    "WHERE (account_id, month) IN (SELECT * FROM unnest(CAST(:a AS int[]), CAST(:m AS date[]))) GROUP BY 1, 2"
+)
+_MOVE_CURSORS = text(
+    "UPDATE billing_cursors c SET last_ts = v.ts, last_register = v.reg, updated_at = :now "
+    "FROM unnest(CAST(:d AS int[]), CAST(:t AS timestamptz[]), CAST(:r AS numeric[])) AS v(d, ts, reg) "
+    "WHERE c.device_id = v.d"
+)
+
+
+def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool = False) -> list[MeterResult]:
+    """`charge_meter(session, d, up_to[d], wait=wait)` for many meters at once (ingest, and the run by groups).
+
+    Same charges, same ledger, same cursor moves, in a handful of statements for the whole set: the
+    meters are try-locked together (a locked one is `skipped`), their state and new readings come in
+    one query, month totals in one, and the charges, postings, balances and cursors are written in
+    bulk. A meter off the common path — no cursor yet (its baseline), a hold at or after its cursor,
+    an interval that is a reset or a replacement, an interval with no tariff — goes through
+    `charge_meter` itself, under the lock already held."""
+    ids = sorted(up_to)
+    if not ids:
+        return []
+    if wait:
+        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
+        locked = set(ids)
+    else:
+        locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
+    results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
+    todo = [d for d in ids if d in locked]
+    rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
+    slow = set(todo) - {r.device_id for r in rows}  # no cursor yet
+    walks: list[tuple[Any, list[tuple[Reading, Reading, Decimal, str]], Reading]] = []
+    for r in rows:
+        if r.has_hold or r.unit_id is None:
+            slow.add(r.device_id)
+            continue
+        prev = Reading(r.last_ts, r.last_register)
+        items: list[tuple[Reading, Reading, Decimal, str]] = []
+        for ts, register in zip(r.ts or (), r.reg or (), strict=True):
+            curr = Reading(ts, register)
+            c = consumption(
+                prev, curr, register_max=r.register_max, resolution=r.resolution, multiplier=r.multiplier or Decimal(1)
+            )
+            if c is None:
+                continue  # an unusable reading: skipped, as charge_meter skips it
+            if not c.billable:
+                break
+            items.append((prev, curr, c.volume, c.kind.value))
+            prev = curr
+        else:
+            if items:
+                walks.append((r, items, prev))
+            continue
+        slow.add(r.device_id)  # a reset or replacement: charge_meter holds it
+    tariffs: dict[int, list[TariffVersion]] = {}
+    revenue: dict[int, int] = {}
+    zones: dict[str, ZoneInfo] = {}
+    for r, _, _ in walks:
+        if r.estate_id not in tariffs:
+            tariffs[r.estate_id] = load_tariffs(session, r.estate_id)
+            revenue[r.estate_id] = estate_account(session, r.estate_id, AccountKind.revenue_hot_water).id
+        zones.setdefault(r.timezone, ZoneInfo(r.timezone))
+    months = {
+        (r.account_id, date(loc.year, loc.month, 1))
+        for r, items, _ in walks
+        for _, curr, _, _ in items
+        for loc in (curr.ts.astimezone(zones[r.timezone]),)
+    }
+    known: dict[tuple[int, date], tuple[Decimal, Decimal]] = {(a, m): (Decimal(0), Decimal(0)) for a, m in months}
+    if months:
+        pairs = sorted(months)
+        for a, m, vol, val in session.execute(_MONTH_TOTALS, {"a": [p[0] for p in pairs], "m": [p[1] for p in pairs]}):
+            known[(a, m)] = (Decimal(vol), Decimal(val))
+    # One totals dict per account, shared by its meters' pricers: two meters of one unit run through
+    # the month's tiers one after the other, in id order, as charge_meter would take them.
+    by_account: dict[int, dict[date, tuple[Decimal, Decimal]]] = {}
+    for (a, m), v in known.items():
+        by_account.setdefault(a, {})[m] = v
+    pending: list[Pending] = []
+    falls: dict[int, int] = {}
+    moves: list[tuple[int, Reading]] = []
+    now = clock.now()
+    for r, items, last in walks:
+        pricer = _Pricer(session, r.account_id, tariffs[r.estate_id], zones[r.timezone])
+        pricer.month_totals = by_account.get(r.account_id, {})
+        mine: list[Pending] = []
+        res = MeterResult(r.device_id)
+        for prev, curr, volume, kind in items:
+            if volume <= 0:
+                continue
+            priced = pricer.price(prev.ts, curr.ts, volume)
+            if priced is None:
+                break
+            month, parts = priced
+            value = sum((p.value_fen for p in parts), Decimal(0))
+            cum_volume, cum_value, amount = pricer.book(month, volume, value)
+            row = {
+                "account_id": r.account_id,
+                "device_id": r.device_id,
+                "from_ts": prev.ts,
+                "to_ts": curr.ts,
+                "from_register": prev.register,
+                "to_register": curr.register,
+                "kind": kind,
+                "volume_m3": volume,
+                "month": month,
+                "value_fen": value,
+                "cum_volume_m3": cum_volume,
+                "cum_value_fen": cum_value,
+                "amount_fen": amount,
+                "pricing": [p.as_json() for p in parts],
+                "hold_id": None,
+                "transaction_id": None,
+                "charged_at": now,
+            }
+            mine.append(Pending(row, r.estate_id, revenue[r.estate_id]))
+            res.charges += 1
+            res.amount_fen += amount
+        else:
+            pending.extend(mine)
+            moves.append((r.device_id, last))
+            results[r.device_id] = res
+            if len(pending) >= PENDING_MAX:
+                write_charges(session, pending, falls)
+                pending.clear()
+            continue
+        slow.add(r.device_id)  # an interval without a tariff: charge_meter stops there and says so
+    write_charges(session, pending, falls)
+    if moves:
+        session.execute(
+            _MOVE_CURSORS,
+            {
+                "d": [d for d, _ in moves],
+                "t": [x.ts for _, x in moves],
+                "r": [x.register for _, x in moves],
+                "now": now,
+            },
+        )
+    for d in sorted(slow):
+        results[d] = charge_meter(session, d, up_to[d], wait=wait)
+    apply_falls(session, falls)  # last: the revenue row stays locked only until the caller commits
+    session.flush()
+    return [results[d] for d in ids]
 
 
 def bill(session: Session, up_to: datetime, *, estate_id: int | None = None) -> RunResult:

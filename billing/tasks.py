@@ -1,10 +1,12 @@
 """The billing run: resumable and idempotent, one transaction per meter.
 
-`billing_run(factory, up_to)` charges every household hot-water meter up to `up_to`. Each meter is
-charged and committed on its own (`charging.charge_meter` under the meter's advisory lock), so a run
-killed at any point leaves every meter either fully charged up to `up_to` or untouched since its
-last commit; running it again finishes the job and writes nothing twice. Two runs at once take turns
-meter by meter and produce one set of charges.
+`billing_run(factory, up_to)` charges every household hot-water meter up to `up_to`. Meters are
+charged and committed in groups of `GROUP` (`charging.charge_meters`, each meter under its advisory
+lock, taken in id order), so a run killed at any point leaves every meter either fully charged up to
+`up_to` or untouched since its group's last commit; running it again finishes the job and writes
+nothing twice. Two runs at once take turns group by group and produce one set of charges. Groups,
+not single meters, because a quarter's run over meters ingest has already charged is then a few
+queries per 50 meters instead of some fifteen per meter.
 
 `python -m billing.tasks DATABASE_URL UP_TO_ISO [ESTATE_ID]` runs it once (used by the crash tests).
 """
@@ -17,7 +19,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from billing.charging import RunResult, charge_meter, meters_to_bill
+from billing.charging import RunResult, charge_meters, meters_to_bill
+
+GROUP = 50  # meters per transaction
 
 
 def billing_run(
@@ -26,18 +30,27 @@ def billing_run(
     *,
     estate_id: int | None = None,
     on_meter: Callable[[int], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RunResult:
-    """Charge every household hot-water meter up to `up_to`, committing meter by meter."""
+    """Charge every household hot-water meter up to `up_to`, committing meter by meter.
+
+    ``shard=(k, n)`` charges only the meters with ``id % n == k``: n processes with k = 0…n−1 share
+    one run (each meter is charged under its own lock either way)."""
     if up_to.tzinfo is None:
         raise ValueError("up_to needs a timezone")
     with factory() as session:
         meters = meters_to_bill(session, estate_id)
+    if shard is not None:
+        k, n = shard
+        meters = [m for m in meters if m % n == k]
     run = RunResult()
-    for device_id in meters:
+    for i in range(0, len(meters), GROUP):
+        group = meters[i : i + GROUP]
         with factory() as session, session.begin():
-            run.meters.append(charge_meter(session, device_id, up_to))
+            run.meters.extend(charge_meters(session, dict.fromkeys(group, up_to), wait=True))
         if on_meter is not None:
-            on_meter(device_id)
+            for device_id in group:
+                on_meter(device_id)
     return run
 
 

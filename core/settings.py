@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # the alarm it raises and the ticket it opens commit together. Switch off only to run an ingest
     # process that stores readings and nothing else (see bench/README.md for its cost).
     alarm_evaluation: bool = True
+    # Hot-water meters charged inside each ingest batch (billing.on_ingest): a household's balance moves
+    # as its readings land. Off, only the periodic billing run (worker) charges.
+    billing_charge_on_ingest: bool = True
     log_level: str = "INFO"
     secret_key: SecretStr = SecretStr("changethis")
     # Reverse proxies whose X-Forwarded-For / -Proto the API believes (comma-separated addresses); nobody else's.

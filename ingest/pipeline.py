@@ -315,13 +315,31 @@ class Pipeline:
         self.health.counters.commit_failures += 1
 
 
+def batch_hooks(settings: Settings) -> list[BatchHook]:
+    """The hooks `run_ingest` runs inside each batch transaction, as the settings switch them on."""
+    hooks: list[BatchHook] = []
+    if settings.alarm_evaluation:
+        from alarms.evaluator import AlarmEvaluator
+        from alarms.meter_evaluator import MeterAnomalyEvaluator
+        from tickets.from_alarms import open_for_alarms
+
+        # Alarms are evaluated inside each batch transaction: a reading and the alarm it raises
+        # commit together, so a crash can neither lose the alarm nor raise it twice.
+        hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
+        hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
+    if settings.billing_charge_on_ingest:
+        from billing.on_ingest import ChargeOnIngest
+
+        # Household hot-water meters are charged in the batch transaction too: a redelivered batch
+        # finds the cursor moved and charges nothing twice (billing/on_ingest.py).
+        hooks.append(ChargeOnIngest())
+    return hooks
+
+
 def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health: Health | None = None) -> Health:
     """Run ingest until ``stop`` is set: connect, consume, commit, ack. Returns the final health."""
-    from alarms.evaluator import AlarmEvaluator
-    from alarms.meter_evaluator import MeterAnomalyEvaluator
     from ingest.health import serve_health
     from ingest.source import MqttSource
-    from tickets.from_alarms import open_for_alarms
 
     health = health or Health()
     server = serve_health(health, settings.ingest_health_port) if settings.ingest_health_port else None
@@ -329,11 +347,7 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     pipeline = Pipeline(
         settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed
     )
-    if settings.alarm_evaluation:
-        # Alarms are evaluated inside each batch transaction: a reading and the alarm it raises
-        # commit together, so a crash can neither lose the alarm nor raise it twice.
-        pipeline.hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
-        pipeline.hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
+    pipeline.hooks.extend(batch_hooks(settings))
     try:
         if not pipeline.prepare(stop):
             return health
@@ -347,4 +361,4 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     return health
 
 
-__all__ = ["Pipeline", "run_ingest"]
+__all__ = ["Pipeline", "batch_hooks", "run_ingest"]

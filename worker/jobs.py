@@ -33,6 +33,7 @@ OUTBOX_LOCK = LOCK_NAMESPACE | 4
 METERS_LOCK = LOCK_NAMESPACE | 5
 PURGE_LOCK = LOCK_NAMESPACE | 6
 NOTICES_LOCK = LOCK_NAMESPACE | 7
+BILLING_LOCK = LOCK_NAMESPACE | 8
 DUNNING_LOCK = LOCK_NAMESPACE | 0x13
 NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
 
@@ -131,12 +132,30 @@ def notifications_job(
     return run
 
 
+def billing_job(session: Session, now: datetime) -> object:
+    """Charge every household hot-water meter up to now (catches up meters ingest skipped or never saw).
+
+    `billing_run` commits meter by meter in sessions of its own (resumable), so it takes the job
+    session's engine; the job's transaction only holds the worker lock while it runs."""
+    from sqlalchemy.orm import sessionmaker
+
+    from billing.tasks import billing_run
+
+    result = billing_run(sessionmaker(session.get_bind(), expire_on_commit=False), now)
+    if result.charges:
+        log.info(
+            "billing run: %d charges, %d fen over %d meters", result.charges, result.amount_fen, len(result.meters)
+        )
+    return result
+
+
 def default_jobs(
     dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None, notifications: JobFn | None = None
 ) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
-    15 min, purge of expired sessions and login failures every 10 min, outbox every 2 s (with a dispatcher),
-    hot-water notices every 15 min, notification deliveries every 10 s (with a `notifications_job`)."""
+    15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
+    billing run and the dunning ladder hourly, outbox every 2 s (with a dispatcher), notification deliveries
+    every 10 s (with a `notifications_job`)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
         Job("rounds", 60.0, ROUNDS_LOCK, rounds_job(on_raised)),
@@ -148,6 +167,9 @@ def default_jobs(
         Job("dunning", 3600.0, DUNNING_LOCK, dunning_job),
         # Balances move with readings; a restriction waits for a day hour anyway (payments restore at once).
         Job("notices", 900.0, NOTICES_LOCK, notices_job),
+        # Ingest charges as readings land; the hourly run catches up what it skipped (a meter locked by
+        # a run, a batch charged while the hook was off) and confirmed holds.
+        Job("billing", 3600.0, BILLING_LOCK, billing_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -157,6 +179,7 @@ def default_jobs(
 
 
 __all__ = [
+    "BILLING_LOCK",
     "DUNNING_LOCK",
     "ESCALATION_LOCK",
     "LOCK_NAMESPACE",
@@ -168,6 +191,7 @@ __all__ = [
     "STALE_LOCK",
     "Job",
     "JobFn",
+    "billing_job",
     "default_jobs",
     "dunning_job",
     "escalation_job",

@@ -101,6 +101,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "purge": True,
         "dunning": True,
         "notices": True,
+        "billing": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:

@@ -1,0 +1,110 @@
+"""Charging as readings arrive: an ingest `Pipeline` hook, run inside the batch transaction.
+
+`ChargeOnIngest()(conn, decoded, result)` charges every household hot-water meter that has readings in
+the batch up to its newest reading there (`charging.charge_meters`: `charge_meter`'s charges for the
+whole set in a handful of statements), in the batch's own transaction:
+the readings, the charges, the ledger postings and the cursor commit together or not at all.
+
+Why it cannot charge twice: a redelivered batch finds the meter's cursor already at (or past) those
+readings, and `charge_meter` only walks readings after the cursor; behind that, meter_charges is
+unique on (device, from_ts) and (device, to_ts) and the ledger on ``charge:<device>:<from_ts>``. A
+late reading (device time at or before the cursor) changes nothing: the registers are cumulative, so
+its volume is inside the charged interval that spans it.
+
+Why it stays cheap: which devices are billable comes from a cache (`meters_to_bill`, reloaded every
+`REFRESH_EVERY_S`, or after `RELOAD_COOLDOWN_S` when a device the cache does not know reports), so a
+batch without billable meters costs no query at all.
+
+Why it never stalls ingest: each meter is taken with ``pg_try_advisory_xact_lock``; a meter that a
+billing run (or another ingest process) is charging at that moment is skipped, and the next batch of
+that meter or the periodic billing run (worker, `billing_run`) picks it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from billing.charging import MeterResult, charge_meters, meters_to_bill
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY_S = 60.0
+RELOAD_COOLDOWN_S = 5.0
+
+
+class MeterBatch(Protocol):
+    """What the hook needs of a batch (ingest's DecodedBatch): billing never imports ingest."""
+
+    meters: list[tuple[datetime, int, Decimal, Decimal | None, str | None, list[str], int | None, datetime]]
+
+
+@dataclass
+class Totals:
+    """Running counters since the hook was made (logged and read by tests and the bench)."""
+
+    batches: int = 0
+    meters: int = 0
+    charges: int = 0
+    amount_fen: int = 0
+    skipped: int = 0  # meters locked by another charger: left to the next batch or the billing run
+
+
+class ChargeOnIngest:
+    """Pipeline hook: charge the batch's household hot-water meters up to their newest reading."""
+
+    def __init__(self) -> None:
+        self._billable: frozenset[int] = frozenset()
+        self._known: frozenset[int] = frozenset()
+        self._loaded_at = float("-inf")
+        self.totals = Totals()
+
+    def load(self, conn: Connection) -> None:
+        self._billable = frozenset(meters_to_bill(conn))
+        # Every device counts as known, billable or not, so a sensor never forces reloads.
+        self._known = frozenset(conn.execute(text("SELECT id FROM devices")).scalars())
+        self._loaded_at = time.monotonic()
+        log.info("charge on ingest: %d billable meters", len(self._billable))
+
+    def _refresh(self, conn: Connection, device_ids: Iterable[int]) -> None:
+        age = time.monotonic() - self._loaded_at
+        if age > REFRESH_EVERY_S or (age > RELOAD_COOLDOWN_S and not self._known.issuperset(device_ids)):
+            self.load(conn)
+
+    def __call__(self, conn: Connection, decoded: MeterBatch, result: object = None) -> list[MeterResult]:
+        """Charge each billable meter of the batch up to its newest reading; returns what each got."""
+        if not decoded.meters:
+            return []
+        self._refresh(conn, {m[1] for m in decoded.meters})
+        newest: dict[int, datetime] = {}
+        for m in decoded.meters:
+            ts, device_id = m[0], m[1]
+            if device_id in self._billable and (device_id not in newest or ts > newest[device_id]):
+                newest[device_id] = ts
+        if not newest:
+            return []
+        # A Session on the batch's connection joins its transaction: flush writes into it, and the
+        # pipeline's commit (or rollback) decides for the readings and the charges together.
+        session = Session(bind=conn, autoflush=False, expire_on_commit=False)
+        try:
+            out = charge_meters(session, newest)
+        finally:
+            session.close()
+        t = self.totals
+        t.batches += 1
+        t.meters += len(out)
+        t.charges += sum(r.charges for r in out)
+        t.amount_fen += sum(r.amount_fen for r in out)
+        t.skipped += sum(r.skipped for r in out)
+        return out
+
+
+__all__ = ["REFRESH_EVERY_S", "ChargeOnIngest", "MeterBatch", "Totals"]

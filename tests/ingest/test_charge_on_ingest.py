@@ -1,0 +1,256 @@
+"""Charging as readings arrive: the billing hook inside the real ingest pipeline path (RawMessages in,
+one transaction per batch), with redelivery, out-of-order and late readings, a meter locked by a
+billing run, and the switch. Each test has an estate of its own in the shared session database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing import queries
+from billing.const import CHARGE_LOCK_SPACE
+from billing.on_ingest import ChargeOnIngest
+from billing.tasks import billing_run
+from core import clock
+from core.settings import Environment, Settings
+from ingest.messages import RawMessage
+from ingest.pipeline import batch_hooks
+from protocol.topics import uplink
+from storage.models import Estate
+from tests.billing.factory import flat_tariff, make_estate
+from tests.ingest.conftest import Harness, make_harness, raw
+
+PRICE = 1850  # fen per m³
+# Whole hours in the recent past: inside ingest's accept window, and one calendar month apart at most
+# never matters with a flat tariff.
+T0 = clock.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+
+
+@dataclass
+class Billed:
+    estate_id: int
+    code: str
+    devices: list[str]
+    device_ids: list[int]
+    accounts: list[int]
+    engine: Engine
+
+    def msg(self, i: int, ts: datetime, register: str) -> RawMessage:
+        body = {"v": 1, "ts": ts.isoformat(), "register": register, "unit": "m3"}
+        return raw(uplink(self.code, self.devices[i], "meter"), json.dumps(body).encode())
+
+    def charges(self, i: int = 0) -> list[tuple[datetime, datetime, Decimal, int]]:
+        with self.engine.connect() as conn:
+            return [
+                (r.from_ts, r.to_ts, r.volume_m3, r.amount_fen)
+                for r in conn.execute(
+                    text(
+                        "SELECT from_ts, to_ts, volume_m3, amount_fen FROM meter_charges WHERE device_id = :d "
+                        "ORDER BY from_ts"
+                    ),
+                    {"d": self.device_ids[i]},
+                )
+            ]
+
+    def balance(self, i: int = 0) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT balance_fen FROM billing_accounts WHERE id = :a"), {"a": self.accounts[i]}
+                ).scalar_one()
+            )
+
+    def consistent(self) -> None:
+        with Session(self.engine) as s:
+            assert queries.unbalanced_transactions(s) == []
+            assert queries.balance_mismatches(s) == []
+
+
+@pytest.fixture
+def billed(engine: Engine) -> Billed:
+    """Two households with hot-water meters and a flat tariff, imported before the pipeline starts."""
+    with Session(engine) as s, s.begin():
+        estate_id, households = make_estate(s, 2)
+        flat_tariff(s, estate_id, PRICE)
+        code = s.get_one(Estate, estate_id).code
+    return Billed(
+        estate_id,
+        code,
+        [h.device_code for h in households],
+        [h.device_id for h in households],
+        [h.account_id for h in households],
+        engine,
+    )
+
+
+@pytest.fixture
+def hook() -> ChargeOnIngest:
+    return ChargeOnIngest()
+
+
+@pytest.fixture
+def harness(engine: Engine, billed: Billed, hook: ChargeOnIngest) -> Iterator[Harness]:
+    h = make_harness(engine)
+    h.pipeline.hooks.append(hook)
+    yield h
+    h.stop.set()
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)
+
+
+def test_readings_are_charged_in_their_batch(harness: Harness, billed: Billed, hook: ChargeOnIngest) -> None:
+    assert harness.commit([billed.msg(0, T0, "10.000"), billed.msg(1, T0, "5.000")])
+    assert billed.charges(0) == []  # the first reading is the baseline
+    assert harness.commit([billed.msg(0, T0 + hours(1), "10.500"), billed.msg(1, T0 + hours(1), "5.000")])
+    assert billed.charges(0) == [(T0, T0 + hours(1), Decimal("0.500000"), 925)]
+    assert billed.charges(1) == []  # zero volume: the cursor moves, nothing is written
+    assert billed.balance(0) == -925
+    assert harness.commit([billed.msg(0, T0 + hours(2), "11.000"), billed.msg(0, T0 + hours(3), "12.000")])
+    assert [c[3] for c in billed.charges(0)] == [925, 925, 1850]
+    assert billed.balance(0) == -3700
+    assert (hook.totals.charges, hook.totals.amount_fen, hook.totals.skipped) == (3, 3700, 0)
+    billed.consistent()
+
+
+def test_a_redelivered_batch_charges_nothing_twice(harness: Harness, billed: Billed) -> None:
+    first = [billed.msg(0, T0, "1.000"), billed.msg(0, T0 + hours(1), "2.000")]
+    second = [billed.msg(0, T0 + hours(2), "4.000"), billed.msg(1, T0 + hours(2), "3.000")]
+    assert harness.commit(first)
+    assert harness.commit(second)
+    charged = billed.charges(0)
+    assert [c[2] for c in charged] == [Decimal("1.000000"), Decimal("2.000000")]
+    # The broker delivers both batches again (a crash before the ack): same payloads, new message ids,
+    # once one by one and once merged into one batch.
+    for batch in (first, second, first + second):
+        assert harness.commit([raw(m.topic, m.payload) for m in batch])
+    assert billed.charges(0) == charged
+    assert billed.balance(0) == -3 * PRICE
+    assert harness.health.counters.duplicate == 8
+    billed.consistent()
+
+
+def test_out_of_order_and_late_readings_never_double_charge(harness: Harness, billed: Billed) -> None:
+    assert harness.commit([billed.msg(0, T0, "100.000")])
+    # Out of order inside one batch: charged in device-time order up to the newest.
+    assert harness.commit([billed.msg(0, T0 + hours(3), "103.000"), billed.msg(0, T0 + hours(1), "101.000")])
+    assert [(c[0], c[1]) for c in billed.charges(0)] == [(T0, T0 + hours(1)), (T0 + hours(1), T0 + hours(3))]
+    # Late: a reading inside the interval already charged adds nothing (the registers are cumulative).
+    assert harness.commit([billed.msg(0, T0 + hours(2), "102.500")])
+    assert len(billed.charges(0)) == 2
+    # A newer reading in the same batch as a late one: only the new interval is charged.
+    assert harness.commit([billed.msg(0, T0 + hours(0.5), "100.200"), billed.msg(0, T0 + hours(4), "104.000")])
+    charged = billed.charges(0)
+    assert [(c[0], c[1]) for c in charged][-1] == (T0 + hours(3), T0 + hours(4))
+    assert sum(c[2] for c in charged) == Decimal("4")  # 104 − 100: every m³ once
+    assert billed.balance(0) == -4 * PRICE
+    billed.consistent()
+
+
+def test_a_meter_being_charged_elsewhere_is_skipped_then_caught_up(
+    engine: Engine, harness: Harness, billed: Billed, hook: ChargeOnIngest
+) -> None:
+    assert harness.commit([billed.msg(0, T0, "1.000"), billed.msg(1, T0, "1.000")])
+    with engine.connect() as other:
+        other.begin()  # a billing run holding meter 0: ingest must neither wait nor charge it
+        other.execute(text("SELECT pg_advisory_xact_lock(:s, :d)"), {"s": CHARGE_LOCK_SPACE, "d": billed.device_ids[0]})
+        assert harness.commit([billed.msg(0, T0 + hours(1), "2.000"), billed.msg(1, T0 + hours(1), "3.000")])
+        other.rollback()
+    assert hook.totals.skipped == 1
+    assert billed.charges(0) == []  # the reading is stored, the charge waits
+    assert len(billed.charges(1)) == 1
+    # The next batch of that meter charges everything since its cursor …
+    assert harness.commit([billed.msg(0, T0 + hours(2), "2.500")])
+    assert [c[2] for c in billed.charges(0)] == [Decimal("1.000000"), Decimal("0.500000")]
+    # … and the periodic billing run finds nothing left to do.
+    run = billing_run(sessionmaker(engine, expire_on_commit=False), T0 + hours(2), estate_id=billed.estate_id)
+    assert sum(m.charges for m in run.meters if m.device_id in billed.device_ids) == 0
+    assert billed.balance(0) == -round(Decimal("1.5") * PRICE)
+    billed.consistent()
+
+
+def test_ingest_charges_equal_one_billing_run(engine: Engine, harness: Harness, billed: Billed) -> None:
+    """Meter 0 is charged as its readings arrive, meter 1 (same readings) only by the billing run."""
+    regs = ["0.000", "0.125", "0.125", "0.400", "1.000", "1.001", "2.750"]
+    for k, r in enumerate(regs):
+        batch = [billed.msg(0, T0 + hours(k), r)]
+        assert harness.commit(batch)
+    with Session(engine) as s, s.begin():  # meter 1's readings written past the hook
+        for k, r in enumerate(regs):
+            s.execute(
+                text("INSERT INTO meter_readings (ts, device_id, register) VALUES (:t, :d, :r)"),
+                {"t": T0 + hours(k), "d": billed.device_ids[1], "r": Decimal(r)},
+            )
+    billing_run(sessionmaker(engine, expire_on_commit=False), T0 + hours(len(regs)), estate_id=billed.estate_id)
+    assert billed.charges(0) == billed.charges(1)
+    assert billed.balance(0) == billed.balance(1) < 0
+    billed.consistent()
+
+
+def test_meters_without_a_household_are_not_charged(engine: Engine, billed: Billed, hook: ChargeOnIngest) -> None:
+    from tests.ingest.conftest import new_estate_code
+    from tests.support.estate import load_small_estate, meter_code
+
+    code = new_estate_code("cb")
+    load_small_estate(engine, code, sensors=1, meters=1)  # a hot-water meter in no unit (a plant meter)
+    h = make_harness(engine)
+    h.pipeline.hooks.append(hook)
+    topic = uplink(code, meter_code(code, 0), "meter")
+    for k, r in enumerate(["1.000", "9.000"]):
+        body: dict[str, Any] = {"v": 1, "ts": (T0 + hours(k)).isoformat(), "register": r, "unit": "m3"}
+        assert h.commit([raw(topic, body)])
+    with engine.connect() as conn:
+        device = conn.execute(text("SELECT id FROM devices WHERE code = :c"), {"c": meter_code(code, 0)}).scalar_one()
+        assert (
+            conn.execute(text("SELECT count(*) FROM meter_readings WHERE device_id = :d"), {"d": device}).scalar() == 2
+        )
+        assert (
+            conn.execute(text("SELECT count(*) FROM billing_cursors WHERE device_id = :d"), {"d": device}).scalar() == 0
+        )
+    assert hook.totals.meters == 0
+
+
+def test_the_switch(engine: Engine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    on = batch_hooks(Settings(env=Environment.testing, database_url=url, alarm_evaluation=False))
+    off = batch_hooks(
+        Settings(env=Environment.testing, database_url=url, alarm_evaluation=False, billing_charge_on_ingest=False)
+    )
+    assert [type(h) for h in on] == [ChargeOnIngest]
+    assert off == []
+    assert Settings(env=Environment.testing, database_url=url).billing_charge_on_ingest is True  # on by default
+
+
+def test_a_reset_is_held_through_ingest_and_the_rest_charged(harness: Harness, billed: Billed) -> None:
+    """Off the common path (a register that falls): the hold is made in the batch, the other meter charged."""
+    assert harness.commit([billed.msg(0, T0, "50.000"), billed.msg(1, T0, "1.000")])
+    assert harness.commit([billed.msg(0, T0 + hours(1), "51.000"), billed.msg(1, T0 + hours(1), "2.000")])
+    assert harness.commit(
+        [
+            billed.msg(0, T0 + hours(2), "0.300"),  # a reset: held for a person, nothing charged
+            billed.msg(0, T0 + hours(3), "0.800"),
+            billed.msg(1, T0 + hours(2), "2.250"),
+            billed.msg(1, T0 + hours(3), "99999.999"),  # unusable (≥ register_max): skipped, never billed
+        ]
+    )
+    assert [c[2] for c in billed.charges(0)] == [Decimal("1.000000")]
+    assert [c[2] for c in billed.charges(1)] == [Decimal("1.000000"), Decimal("0.250000")]
+    with billed.engine.connect() as conn:
+        holds = conn.execute(
+            text("SELECT from_ts, to_ts, status FROM billing_holds WHERE device_id = :d"), {"d": billed.device_ids[0]}
+        ).all()
+    assert [tuple(h) for h in holds] == [(T0 + hours(1), T0 + hours(2), "held")]
+    # Redelivered, the held meter stays held and nothing is charged twice.
+    assert harness.commit([billed.msg(0, T0 + hours(3), "0.800"), billed.msg(1, T0 + hours(2), "2.250")])
+    assert len(billed.charges(0)) == 1
+    assert len(billed.charges(1)) == 2
+    billed.consistent()
