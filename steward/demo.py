@@ -24,7 +24,7 @@ from core.errors import StewardError
 from core.settings import Environment, Settings
 from ingest.health import Health, serve_health
 from steward.broker import MosquittoProcess, free_port, mosquitto_binary
-from steward.demo_billing import LOW_METER, LowHousehold
+from steward.demo_billing import LOW_METER, LOW_UNIT, LowHousehold
 from steward.demo_team import DEMO_ADMIN, DEMO_CLERK, DEMO_TEAM, ensure_demo_team
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ LABELS = {
         "billing": "热水计费 {base}billing · 续费通知 {base}billing/notices · 物业费催缴 {base}dunning/{estate}"
         "（收费员 {clerk} / {password}）",
         "low": "余额偏低的住户 {unit}：热水龙头未关，余额 ¥{balance}，跌破 ¥50 后生成续费通知 → {url}",
+        "billing_row": "热水续费通知（余额偏低的住户）",
         "notice": "续费通知 {number} 已生成：{unit} 余额 ¥{balance} → {url}",
     },
     "en": {
@@ -133,6 +134,7 @@ LABELS = {
         " {base}dunning/{estate} (billing clerk {clerk} / {password})",
         "low": "Low balance: household {unit} left a hot tap running, balance ¥{balance}; below ¥50 its renewal"
         " notice is drafted → {url}",
+        "billing_row": "Renewal notices (household running low)",
         "notice": "Renewal notice {number} drafted: {unit} balance ¥{balance} → {url}",
     },
 }
@@ -223,6 +225,24 @@ def reset_demo_data(settings: Settings) -> None:
         shutil.rmtree(settings.data_dir / part, ignore_errors=True)
 
 
+def service_settings(settings: Settings, database: str, mqtt_url: str, protocol: str) -> Settings:
+    """The settings the demo's ingest and worker run with."""
+    return settings.model_copy(
+        update={
+            "database_url": database,
+            "mqtt_url": mqtt_url,
+            "mqtt_protocol": protocol,
+            "mqtt_client_id": "steward-demo-ingest",
+            "ingest_health_port": 0,
+            # The demo's load is a few messages a second: show alarms being raised.
+            "alarm_evaluation": True,
+            # Notices the clerk sends are delivered to the log only, whatever the environment configures:
+            # the demo never sends e-mail or WeCom messages to real people.
+            "notify_channels": "log",
+        }
+    )
+
+
 def start_api(settings: Settings, engine: Engine, port: int) -> uvicorn.Server:
     """Serve the API and dashboards from a background thread on loopback."""
     from steward.app import create_app
@@ -254,6 +274,7 @@ def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, st
     table.add_row(t["health"], urls["health"])
     table.add_row(t["dashboard"], f"[bold underline]{urls['dashboard']}[/]")
     table.add_row(t["login"], urls["login"])
+    table.add_row(t["billing_row"], urls["billing"])
     table.caption = t["stopping"] if stopping else t["stop"]
     return table
 
@@ -351,19 +372,7 @@ def run_demo(
     health = Health()
     health_port = settings.ingest_health_port or free_port()
     health_server = serve_health(health, health_port)
-    ingest_settings = settings.model_copy(
-        update={
-            "database_url": url,
-            "mqtt_url": mqtt_url,
-            "mqtt_protocol": protocol,
-            "mqtt_client_id": "steward-demo-ingest",
-            "ingest_health_port": 0,
-            # The demo's load is a few messages a second: show alarms being raised.
-            "alarm_evaluation": True,
-            # Notices the clerk sends are delivered to the log only: the demo never sends e-mail or WeCom.
-            "notify_channels": "log",
-        }
-    )
+    ingest_settings = service_settings(settings, url, mqtt_url, protocol)
     live_stats: dict[str, object] = {}
 
     def on_progress(s: RunStats) -> None:
@@ -461,17 +470,23 @@ def run_demo(
             except Exception:  # the demo goes on; the next round retries
                 log.exception("demo billing round failed")
             else:
-                log.info(
-                    "demo billing: %d charges, %d fen, notices %s", done.run.charges, done.run.amount_fen, done.drafted
+                # Said when something happened: an idle round every 30 s would bury the status lines.
+                log.log(
+                    logging.INFO if done.run.charges or done.drafted else logging.DEBUG,
+                    "demo billing: %d charges, %d fen, notices drafted %s",
+                    done.run.charges,
+                    done.run.amount_fen,
+                    done.drafted,
                 )
                 if now_low is not None and now_low.notice_number and not announced:
                     announced = True
-                    console.print(
-                        "[bold yellow]➜[/] "
-                        + _billing_line("notice", lang, now_low, api_base, number=now_low.notice_number),
-                        highlight=False,
-                        soft_wrap=True,
-                    )
+                    for line_lang in ("zh", "en"):
+                        console.print(
+                            "[bold yellow]➜[/] "
+                            + _billing_line("notice", line_lang, now_low, api_base, number=now_low.notice_number),
+                            highlight=False,
+                            soft_wrap=True,
+                        )
             stop.wait(BILL_EVERY_S)
 
     threads.append(threading.Thread(target=charge, name="billing", daemon=True))
@@ -483,6 +498,7 @@ def run_demo(
         "health": f"http://127.0.0.1:{health_port}/health  ·  /metrics",
         "dashboard": f"http://127.0.0.1:{api_port}/",
         "login": f"{DEMO_USER} / {DEMO_PASSWORD}",
+        "billing": f"http://127.0.0.1:{api_port}/billing/notices  ({LOW_UNIT})",
     }
     console.print(_team_table(lang))
     api_base = f"http://127.0.0.1:{api_port}/"

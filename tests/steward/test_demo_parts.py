@@ -13,9 +13,18 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from accounts.const import Role
+from core.settings import Settings
 from facility.importer import import_estate
+from notifications.channels import channels_from_settings
 from protocol.estate_file import load_estate_file
-from steward.demo import DEMO_SCENARIOS, HISTORY_SCENARIOS, PREFERRED_PORT, dashboard_port, replay_start
+from steward.demo import (
+    DEMO_SCENARIOS,
+    HISTORY_SCENARIOS,
+    PREFERRED_PORT,
+    dashboard_port,
+    replay_start,
+    service_settings,
+)
 from steward.demo_billing import (
     LOW_METER,
     LOW_OPENING_FEN,
@@ -190,3 +199,15 @@ def test_catch_up_charges_the_readings_and_drafts_the_low_households_notice_once
                 assert opening_payments(session, seed.estate_id) == 300
     finally:
         engine.dispose()
+
+
+def test_the_demos_worker_delivers_notifications_to_the_log_only() -> None:
+    configured = Settings(
+        notify_channels="log,email,wecom_robot",
+        smtp_host="smtp.example.cn",
+        smtp_sender="steward@example.cn",
+        wecom_robot_url="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x",
+    )
+    assert set(channels_from_settings(configured)) == {"log", "email", "wecom_robot"}
+    demo = service_settings(configured, "postgresql://127.0.0.1/demo", "mqtt://127.0.0.1:1883", "5")
+    assert set(channels_from_settings(demo)) == {"log"}
