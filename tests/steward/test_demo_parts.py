@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -206,7 +207,7 @@ def test_the_demos_worker_delivers_notifications_to_the_log_only() -> None:
         notify_channels="log,email,wecom_robot",
         smtp_host="smtp.example.cn",
         smtp_sender="steward@example.cn",
-        wecom_robot_url="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x",
+        wecom_robot_url=SecretStr("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x"),
     )
     assert set(channels_from_settings(configured)) == {"log", "email", "wecom_robot"}
     demo = service_settings(configured, "postgresql://127.0.0.1/demo", "mqtt://127.0.0.1:1883", "5")
