@@ -93,8 +93,8 @@ def start_register(meter: int) -> int:
 
 
 def create_database(args: argparse.Namespace, cleanups: list[Any]) -> str:
+    from devkit.postgres import create_database, drop_database
     from storage.migrate import upgrade
-    from tests.support.postgres import create_database, drop_database
 
     if args.database_url:
         server, origin = sqlalchemy_url(args.database_url), "--database-url"

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the database")
     args = ap.parse_args(argv)
 
+    from devkit.billing_crash import load, snapshot, spawn, truncate
+    from devkit.postgres import create_database, drop_database
     from storage.migrate import upgrade
-    from tests.billing.test_crash import load, snapshot, spawn, truncate
-    from tests.support.postgres import create_database, drop_database
 
     server, origin = pick_server()
     url = create_database(server, prefix="steward_bench_kill")

@@ -226,7 +226,7 @@ class Bench(Harness):
         return self.figures
 
     def _start_meter_ingest(self, db_url: str, broker: Any, *, charging: bool) -> Any:
-        from tests.support.ingest_process import IngestProcess
+        from devkit.ingest_process import IngestProcess
 
         env = dict(kv.split("=", 1) for kv in self.args.ingest_env)
         env["STEWARD_BILLING_CHARGE_ON_INGEST"] = "true" if charging else "false"

@@ -3,8 +3,10 @@
 One definition for the account pages ("days of use left") and the renewal notices (below 30 days of
 average use or ¥50, a second notice below 7 days — domain-defaults §5), so the two never disagree.
 The average is over the charges whose interval ended in the `window_days` before `at`, divided by the
-whole window (a household that used nothing for half the window spends half as fast); an account with
-no charges in the window has no average, and so no "days left".
+window (a household that used nothing for half the window spends half as fast). An account opened less
+than a window ago is divided by its age instead, but by at least `MIN_DAYS`: a few hours of use must not
+be spread over 30 days (its "days left" would be ten times too long) nor blown up to a day's rate from
+one evening's shower. An account with no charges in the window has no average, and so no "days left".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from storage.models import BillingAccount, MeterCharge
 
 WINDOW_DAYS = 30
+MIN_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,23 @@ def usage(
             .group_by(MeterCharge.account_id)
         ).all()
     )
-    balances = dict(
-        session.execute(select(BillingAccount.id, BillingAccount.balance_fen).where(BillingAccount.id.in_(ids))).all()
-    )
+    accounts = {
+        row.id: row
+        for row in session.execute(
+            select(BillingAccount.id, BillingAccount.balance_fen, BillingAccount.opened_at).where(
+                BillingAccount.id.in_(ids)
+            )
+        )
+    }
     out = {}
     for account_id in ids:
         total = spent.get(account_id)
-        daily = (Decimal(int(total)) / window_days) if total else None
-        out[account_id] = Usage(account_id, int(balances.get(account_id, 0)), daily)
+        account = accounts.get(account_id)
+        balance = int(account.balance_fen) if account is not None else 0
+        days = Decimal(window_days)
+        if account is not None and account.opened_at > since:
+            age = Decimal((at - account.opened_at).total_seconds()) / 86_400
+            days = min(days, max(Decimal(MIN_DAYS), age))
+        daily = (Decimal(int(total)) / days) if total else None
+        out[account_id] = Usage(account_id, balance, daily)
     return out

@@ -206,6 +206,18 @@ class VacantFlow(Scenario):
         view.meter(device).add_leak(onset, self.LITRES_PER_HOUR / 1000, self.name)
 
 
+class HotTap(Scenario):
+    name = "hot_tap"
+    summary = "a hot tap left running in an occupied flat (60 L/h) from the onset: its prepaid hot-water balance drains"
+    LITRES_PER_HOUR = Decimal(60)
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return unit_meters(view, "hot_water_meter")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.meter(device).add_leak(onset, self.LITRES_PER_HOUR / 1000, self.name)
+
+
 class Malformed(Scenario):
     name = "malformed"
     summary = "a burst of broken payloads on the device's topics (bad JSON, wrong types, NaN, non-UTF-8, …)"
@@ -530,6 +542,7 @@ SCENARIOS: dict[str, Scenario] = {
         TransformerOverheatFast(),
         StuckMeter(),
         PipeLeak(),
+        HotTap(),
     )
 }
 

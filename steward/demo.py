@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +24,8 @@ from core.errors import StewardError
 from core.settings import Environment, Settings
 from ingest.health import Health, serve_health
 from steward.broker import MosquittoProcess, free_port, mosquitto_binary
-from steward.demo_team import DEMO_ADMIN, DEMO_TEAM, ensure_demo_team
+from steward.demo_billing import LOW_METER, LOW_UNIT, LowHousehold
+from steward.demo_team import DEMO_ADMIN, DEMO_CLERK, DEMO_TEAM, ensure_demo_team
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ PREFERRED_PORT = 8765
 PORT_FILE = "demo-port"
 # Without a terminal (output to a file or a CI log) the live table becomes one line this often.
 LOG_EVERY_S = 10.0
+# Hot-water charges and renewal notices follow the readings this often (the worker drafts notices only
+# every 15 min and runs no billing; in production the billing run is scheduled or started from the API).
+BILL_EVERY_S = 30.0
 
 
 class DemoRefused(StewardError):
@@ -49,12 +54,16 @@ STALE_DEVICE = "HS1-MU"  # the heat station's make-up water unit (reports every 
 VACANT_METER = "CW-1-1-302"  # cold water of a vacant flat
 HISTORY_SCENARIOS = (
     f"vacant_flow:{VACANT_METER}@5m",
+    # The low household's running hot tap drains its prepaid balance from the first replayed minute
+    # (steward/demo_billing.py): its renewal notice is drafted within the first minutes of the demo.
+    f"hot_tap:{LOW_METER}@0s",
     "reverse_flow@5m",
     f"stale_sensor:{STALE_DEVICE}@5m",
 )
 DEMO_SCENARIOS = (
     "transformer_overheat_fast@0s",
     f"vacant_flow:{VACANT_METER}@0s",
+    f"hot_tap:{LOW_METER}@0s",
     f"stale_sensor:{STALE_DEVICE}@0s",
     "duplicates@30s",
     "malformed@20s",
@@ -89,6 +98,11 @@ LABELS = {
         "resumed": "接续上次数据：最后一条读数 {last}，补放 {gap}",
         "fresh": "首次运行：补放最近 {gap} 的历史数据",
         "no_replay": "接续上次数据：最后一条读数 {last}，无需补放",
+        "billing": "热水计费 {base}billing · 续费通知 {base}billing/notices · 物业费催缴 {base}dunning/{estate}"
+        "（收费员 {clerk} / {password}）",
+        "low": "余额偏低的住户 {unit}：热水龙头未关，余额 ¥{balance}，跌破 ¥50 后生成续费通知 → {url}",
+        "billing_row": "热水续费通知（余额偏低的住户）",
+        "notice": "续费通知 {number} 已生成：{unit} 余额 ¥{balance} → {url}",
     },
     "en": {
         "title": "Steward demo · live ingest",
@@ -116,6 +130,12 @@ LABELS = {
         "resumed": "Continuing from the stored data: last reading {last}, replaying the {gap} gap",
         "fresh": "First run: replaying the last {gap} of history",
         "no_replay": "Continuing from the stored data: last reading {last}, nothing to replay",
+        "billing": "Hot-water billing {base}billing · renewal notices {base}billing/notices · property-fee dunning"
+        " {base}dunning/{estate} (billing clerk {clerk} / {password})",
+        "low": "Low balance: household {unit} left a hot tap running, balance ¥{balance}; below ¥50 its renewal"
+        " notice is drafted → {url}",
+        "billing_row": "Renewal notices (household running low)",
+        "notice": "Renewal notice {number} drafted: {unit} balance ¥{balance} → {url}",
     },
 }
 
@@ -205,6 +225,24 @@ def reset_demo_data(settings: Settings) -> None:
         shutil.rmtree(settings.data_dir / part, ignore_errors=True)
 
 
+def service_settings(settings: Settings, database: str, mqtt_url: str, protocol: str) -> Settings:
+    """The settings the demo's ingest and worker run with."""
+    return settings.model_copy(
+        update={
+            "database_url": database,
+            "mqtt_url": mqtt_url,
+            "mqtt_protocol": protocol,
+            "mqtt_client_id": "steward-demo-ingest",
+            "ingest_health_port": 0,
+            # The demo's load is a few messages a second: show alarms being raised.
+            "alarm_evaluation": True,
+            # Notices the clerk sends are delivered to the log only, whatever the environment configures:
+            # the demo never sends e-mail or WeCom messages to real people.
+            "notify_channels": "log",
+        }
+    )
+
+
 def start_api(settings: Settings, engine: Engine, port: int) -> uvicorn.Server:
     """Serve the API and dashboards from a background thread on loopback."""
     from steward.app import create_app
@@ -236,6 +274,7 @@ def _table(lang: str, health: Health, sim: dict[str, object], urls: dict[str, st
     table.add_row(t["health"], urls["health"])
     table.add_row(t["dashboard"], f"[bold underline]{urls['dashboard']}[/]")
     table.add_row(t["login"], urls["login"])
+    table.add_row(t["billing_row"], urls["billing"])
     table.caption = t["stopping"] if stopping else t["stop"]
     return table
 
@@ -259,6 +298,16 @@ def _team_table(lang: str) -> Table:
     return table
 
 
+def _billing_line(key: str, lang: str, low: LowHousehold, base: str, **extra: str) -> str:
+    """The low household's line: its unit, balance and account page."""
+    return LABELS[lang][key].format(
+        unit=low.unit,
+        balance=f"{Decimal(low.balance_fen) / 100:.2f}",
+        url=f"{base}billing/accounts/{low.account_id}",
+        **extra,
+    )
+
+
 def _human(d: timedelta) -> str:
     minutes = int(d.total_seconds() // 60)
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 0)} min"
@@ -278,11 +327,13 @@ def run_demo(
 ) -> DemoResult:
     from alarms.install import install_rule_packs
     from alarms.stale import restart_watching
+    from core import clock
     from facility.importer import import_estate
     from facility.last_readings import last_registers, last_report_at
     from ingest.pipeline import run_ingest
     from protocol.estate_file import load_estate_file
     from simulators import Fleet, RegisterStart, RunStats, run_simulation
+    from steward.demo_billing import catch_up, low_household, seed_billing
     from storage.db import database_url, make_engine, make_sessionmaker, transaction
     from storage.migrate import upgrade
     from worker.runner import run_worker
@@ -306,6 +357,8 @@ def run_demo(
             summary = import_estate(session, load_estate_file(estate_file))
             ensure_demo_team(session, summary.estate)
             install_rule_packs(session)
+            bill_seed = seed_billing(session, summary.estate, clock.now())
+            low = low_household(session, bill_seed.estate_id)
             last_report = last_report_at(session, summary.estate)
             stored = {code: RegisterStart(*regs) for code, regs in last_registers(session, summary.estate).items()}
     console.print(
@@ -319,17 +372,7 @@ def run_demo(
     health = Health()
     health_port = settings.ingest_health_port or free_port()
     health_server = serve_health(health, health_port)
-    ingest_settings = settings.model_copy(
-        update={
-            "database_url": url,
-            "mqtt_url": mqtt_url,
-            "mqtt_protocol": protocol,
-            "mqtt_client_id": "steward-demo-ingest",
-            "ingest_health_port": 0,
-            # The demo's load is a few messages a second: show alarms being raised.
-            "alarm_evaluation": True,
-        }
-    )
+    ingest_settings = service_settings(settings, url, mqtt_url, protocol)
     live_stats: dict[str, object] = {}
 
     def on_progress(s: RunStats) -> None:
@@ -407,6 +450,46 @@ def run_demo(
     ]
     if history_start is not None:
         threads.append(threading.Thread(target=history, args=(history_start,), name="simulator-history", daemon=True))
+    replay = threads[-1] if history_start is not None else None
+    api_base = ""  # set below, once the dashboard's port is known
+
+    def charge() -> None:
+        """Charge the replayed readings as soon as they are stored, then keep up with the live ones."""
+        if replay is not None:
+            replay.join()
+        # Ingest stores what the replay published within a few seconds: wait until the count settles.
+        last, settled = -1, time.monotonic() + 30
+        while not stop.wait(1.0) and health.counters.stored != last and time.monotonic() < settled:
+            last = health.counters.stored
+        announced = False
+        while not stop.is_set():
+            try:
+                done = catch_up(sessions, bill_seed.estate_id, clock.now())
+                with sessions() as session:
+                    now_low = low_household(session, bill_seed.estate_id)
+            except Exception:  # the demo goes on; the next round retries
+                log.exception("demo billing round failed")
+            else:
+                # Said when something happened: an idle round every 30 s would bury the status lines.
+                log.log(
+                    logging.INFO if done.run.charges or done.drafted else logging.DEBUG,
+                    "demo billing: %d charges, %d fen, notices drafted %s",
+                    done.run.charges,
+                    done.run.amount_fen,
+                    done.drafted,
+                )
+                if now_low is not None and now_low.notice_number and not announced:
+                    announced = True
+                    for line_lang in ("zh", "en"):
+                        console.print(
+                            "[bold yellow]➜[/] "
+                            + _billing_line("notice", line_lang, now_low, api_base, number=now_low.notice_number),
+                            highlight=False,
+                            soft_wrap=True,
+                        )
+            stop.wait(BILL_EVERY_S)
+
+    threads.append(threading.Thread(target=charge, name="billing", daemon=True))
     api_port = dashboard_port(settings.data_dir)
     api_server = start_api(settings.model_copy(update={"database_url": url}), engine, api_port)
     urls = {
@@ -415,8 +498,20 @@ def run_demo(
         "health": f"http://127.0.0.1:{health_port}/health  ·  /metrics",
         "dashboard": f"http://127.0.0.1:{api_port}/",
         "login": f"{DEMO_USER} / {DEMO_PASSWORD}",
+        "billing": f"http://127.0.0.1:{api_port}/billing/notices  ({LOW_UNIT})",
     }
     console.print(_team_table(lang))
+    api_base = f"http://127.0.0.1:{api_port}/"
+    for line_lang in ("zh", "en"):  # Chinese first, English too, whatever --lang says
+        console.print(
+            LABELS[line_lang]["billing"].format(
+                base=api_base, estate=summary.estate, clerk=DEMO_CLERK, password=DEMO_PASSWORD
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        if low is not None:
+            console.print(_billing_line("low", line_lang, low, api_base), highlight=False, soft_wrap=True)
     console.print(
         f"[bold green]➜ {labels['dashboard']}: http://127.0.0.1:{api_port}/[/]  ({DEMO_USER} / {DEMO_PASSWORD})"
     )

@@ -40,6 +40,7 @@ DEMO_TEAM: tuple[Member, ...] = (
     Member("sun", Role.card_admin, "孙敏"),
     Member("zhou", Role.billing_clerk, "周丽"),
 )
+DEMO_CLERK = "zhou"  # the billing clerk: took the opening top-ups (demo_billing.py), approves and sends notices
 
 
 def ensure_demo_team(session: Session, estate_code: str) -> list[Member]:

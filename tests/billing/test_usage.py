@@ -48,3 +48,18 @@ def test_days_left_rounds_to_a_tenth_and_needs_a_timezone(session: Session) -> N
     assert usage.Usage(1, 1000, Decimal(0)).days_left is None
     with pytest.raises(ValueError, match="timezone"):
         usage.usage(session, [1], datetime.fromisoformat("2026-11-01T00:00:00"))
+
+
+def test_a_young_account_is_averaged_over_its_age_but_at_least_a_day(session: Session) -> None:
+    estate_id, (hh,) = make_estate(session, 1)  # opened 2026-11-01 00:00
+    flat_tariff(session, estate_id, 2500)
+    for day in range(0, 4):  # 0.2 m³ (¥5.00) a day for three days
+        add_reading(session, hh.device_id, T0 + timedelta(days=day), Decimal("0.2") * day)
+    charging.charge_meter(session, hh.device_id, T0 + timedelta(days=3))
+    # Three days old: ¥15.00 over 3 days, not over 30.
+    assert usage.usage(session, [hh.account_id], T0 + timedelta(days=3))[hh.account_id].daily_fen == Decimal(500)
+    # Six hours old with a day's use already charged: at least one day, so ¥5.00 a day, not ¥20.00.
+    young = usage.usage(session, [hh.account_id], T0 + timedelta(hours=6))
+    assert young[hh.account_id].daily_fen is None  # nothing charged by then
+    charging_at = T0 + timedelta(days=1)
+    assert usage.usage(session, [hh.account_id], charging_at)[hh.account_id].daily_fen == Decimal(500)

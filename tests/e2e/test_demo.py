@@ -5,6 +5,9 @@ logins, turns its faults into alarms and tickets, and — in a real browser whil
 工程主管 dispatch the overheating transformer's ticket to 王工, who accepts it on a phone.
 Run 2, after a pause, on the same data directory: the registers continue and the watchdog knows the
 platform was down, so no new reset/replacement or stale alarm appears; the dashboard keeps its port.
+Billing: run 1 names the household running low, drafts its renewal notice within the first minute, and
+the billing clerk sees it in the notice queue, the accounts with charges, and the dunning cases; run 2
+pays nothing twice and drafts that notice no second time.
 Run 3 with ``--fresh`` starts from nothing.
 """
 
@@ -22,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from accounts.const import DEMO_PASSWORD
-from steward.demo_team import DEMO_TEAM
+from steward.demo_billing import ARREARS_UNITS, LOW_UNIT
+from steward.demo_team import DEMO_CLERK, DEMO_TEAM
 from storage.embedded import start_embedded_postgres, stop_embedded_postgres
 from tests.conftest import require_mosquitto
 from tests.dashboards.test_browser import DESKTOP, PHONE, browser, new_page  # noqa: F401 - `browser` is a fixture
@@ -177,6 +182,43 @@ def dispatch_and_accept(browser: Any, base: str, ticket: int) -> None:  # noqa: 
     assert not errors + more, errors + more
 
 
+def clerk_sees_billing(browser: Any, base: str, notice: str, account_url: str) -> None:  # noqa: F811
+    """周丽 (billing clerk) finds the low household's notice in the queue, its charges, and the dunning cases."""
+    from playwright.sync_api import expect
+
+    ctx, page, errors = new_page(browser, PHONE)
+    try:
+        log_in(page, base, DEMO_CLERK)
+        page.goto(f"{base}billing/notices")
+        expect(page.locator("body")).to_contain_text(notice)
+        expect(page.locator("body")).to_contain_text(LOW_UNIT)
+        page.goto(account_url)
+        expect(page.locator("body")).to_contain_text(LOW_UNIT)
+        page.goto(f"{base}billing")
+        expect(page.locator("body")).to_contain_text(LOW_UNIT)
+        page.goto(f"{base}dunning/lvyuan")
+        for unit, _ in ARREARS_UNITS:
+            expect(page.locator("body")).to_contain_text(unit)
+    finally:
+        ctx.close()
+    assert not errors, errors
+
+
+def billing_counts(conn: Any) -> tuple[int, int, int]:
+    """(opening top-ups, accounts they went to, renewal notices of the low household)."""
+    paid, accounts = conn.execute(
+        text("SELECT count(*), count(DISTINCT account_id) FROM payments WHERE idempotency_key LIKE 'demo-opening:%'")
+    ).one()
+    notices = conn.execute(
+        text(
+            "SELECT count(*) FROM billing_notices n JOIN billing_accounts a ON a.id = n.account_id "
+            "JOIN units u ON u.id = a.unit_id WHERE u.code = :unit AND n.kind = 'renewal'"
+        ),
+        {"unit": LOW_UNIT},
+    ).scalar_one()
+    return int(paid), int(accounts), int(notices)
+
+
 @pytest.fixture
 def data() -> Iterator[Path]:
     """The demo's data dir, outside pytest's tmp tree: the embedded server runs initdb as its own user, which
@@ -199,11 +241,18 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
         with urllib.request.urlopen(base + "login", timeout=5) as resp:
             assert resp.status == 200
             assert "password" in resp.read().decode()
+        low = run1.wait_for(r"Low balance: household (\S+) .*→ (http://\S+)")
+        assert low[1] == LOW_UNIT
+        # The replay's charges take it below ¥50: its notice is drafted as soon as they are charged.
+        notice = run1.wait_for(rf"Renewal notice (RS-\d{{4}}-\d+) drafted: {LOW_UNIT} balance ¥(\d+\.\d\d)", 90)
+        assert Decimal(notice[2]) < 50
+        clerk_sees_billing(browser, base, notice[1], low[2])
         ticket = overheat_ticket(data, timeout=130)
         dispatch_and_accept(browser, base, ticket)
         stored, received, first, alarms, tickets = run1.finish(120)
     out = run1.text()
     assert "demo / steward-demo" in out
+    assert out.index("热水计费") < out.index("Hot-water billing")  # Chinese first, English too
     for member in DEMO_TEAM:  # the banner lists the team's logins
         assert re.search(rf"│ [^│]*│ {member.name}\s*│ {member.username}\s*│", out), member
     assert stored > 0
@@ -217,6 +266,7 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
     assert not (data / "pgdata" / "postmaster.pid").exists()
     with database(data) as conn:
         after_run1 = reset_and_stale_alarms(conn)
+        assert billing_counts(conn) == (300, 300, 1)
         # The live fleet continues the replay's registers: nothing reads as a reset or replacement.
         assert not {a for a in after_run1 if a[0].endswith("reset_or_replacement")}, after_run1
 
@@ -233,6 +283,7 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
         assert not {a for a in new if not a[1].startswith(SILENT)}, new
         dispatched = conn.execute(text("SELECT count(*) FROM ticket_events WHERE actor = 'zhao'")).scalar_one()
         assert dispatched == 1  # run 1's work is still there
+        assert billing_counts(conn) == (300, 300, 1)  # no top-up paid twice, the notice not drafted again
 
     # --- run 3: --fresh starts from nothing -------------------------------------------------------------
     with database(data) as conn:

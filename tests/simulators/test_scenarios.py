@@ -241,3 +241,14 @@ def test_explicit_device_and_onset() -> None:
 def test_explicit_device_must_fit_the_scenario() -> None:
     with pytest.raises(ValueError, match="cannot target"):
         Fleet.from_file(ESTATE_FILE, start=START, scenarios=["rollover:TR1"])
+
+
+def test_hot_tap(all_scenarios: Run, baseline_day: Run, expanded: ExpandedEstate) -> None:
+    """An occupied flat's hot water rises by at least the tap's 60 L/h on top of the household's own use."""
+    plan = all_scenarios.fleet.plan("hot_tap")
+    assert plan.device.startswith("HW-")
+    assert occupancy_of(expanded, plan.device)[0] == "occupied"
+    after = [meter(f) for f in all_scenarios.of(plan.device) if f.at >= plan.onset]
+    steps = [b.reading - a.reading for a, b in itertools.pairwise(after)]
+    assert len(steps) >= 4
+    assert all(s >= Decimal("0.015") for s in steps), steps  # 15 min × 60 L/h, at least

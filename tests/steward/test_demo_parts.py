@@ -1,4 +1,4 @@
-"""The demo's parts that decide things: where the replay begins, which port, which staff."""
+"""The demo's parts that decide things: where the replay begins, which port, which staff, what billing it seeds."""
 
 from __future__ import annotations
 
@@ -6,17 +6,53 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from pydantic import SecretStr
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from accounts.const import Role
+from core.settings import Settings
 from facility.importer import import_estate
+from notifications.channels import channels_from_settings
 from protocol.estate_file import load_estate_file
-from steward.demo import PREFERRED_PORT, dashboard_port, replay_start
-from steward.demo_team import DEMO_TEAM, ensure_demo_team
-from storage.models import Estate, StaffEstate, StaffUser
+from steward.demo import (
+    DEMO_SCENARIOS,
+    HISTORY_SCENARIOS,
+    PREFERRED_PORT,
+    dashboard_port,
+    replay_start,
+    service_settings,
+)
+from steward.demo_billing import (
+    LOW_METER,
+    LOW_OPENING_FEN,
+    LOW_UNIT,
+    OPENING_FEN,
+    PRICE_FEN_PER_M3,
+    catch_up,
+    low_household,
+    opening_payments,
+    seed_billing,
+)
+from steward.demo_team import DEMO_CLERK, DEMO_TEAM, ensure_demo_team
+from storage.models import (
+    BillingAccount,
+    BillingNotice,
+    Device,
+    DunningCase,
+    Estate,
+    MeterCharge,
+    MeterReading,
+    Payment,
+    PropertyFeeArrears,
+    StaffEstate,
+    StaffUser,
+    TariffTier,
+)
+from tests.support.clock import pinned
 
 LIVE = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)  # 23:59 in Shanghai on the last day of a quarter
 TWO_HOURS = timedelta(hours=2)
@@ -84,3 +120,95 @@ def test_user_add_help_lists_every_role() -> None:
     ).stdout
     for role in Role:
         assert role.value in out, role
+
+
+def test_billing_is_seeded_once_with_one_household_just_above_the_renewal_line(session: Session) -> None:
+    summary = import_estate(session, load_estate_file(SAMPLE))
+    with pinned(LIVE):
+        seed = seed_billing(session, summary.estate, LIVE)
+        again = seed_billing(session, summary.estate, LIVE + timedelta(minutes=5))  # a restarted demo
+    meters = session.scalar(
+        select(func.count()).select_from(Device).where(Device.kind == "hot_water_meter", Device.unit_id.is_not(None))
+    )
+    assert seed.accounts == meters == 300
+    assert (seed.tariff_created, seed.payments_created, seed.arrears_imported) == (True, 300, 6)
+    assert (again.tariff_created, again.payments_created, again.arrears_imported) == (False, 0, 0)
+    assert again.low_account_id == seed.low_account_id
+    # No double payments: one opening top-up per household, and balances as first paid.
+    assert opening_payments(session, seed.estate_id) == 300
+    assert session.scalar(select(func.count()).select_from(Payment)) == 300
+    assert {p.actor for p in session.scalars(select(Payment))} == {DEMO_CLERK}
+    balances = {
+        row.id: row.balance_fen
+        for row in session.execute(
+            select(BillingAccount.id, BillingAccount.balance_fen).where(BillingAccount.unit_id.is_not(None))
+        )
+    }
+    assert balances.pop(seed.low_account_id) == LOW_OPENING_FEN
+    assert set(balances.values()) == set(OPENING_FEN)  # weeks to months of hot water for everyone else
+    # One ¥28/m³ tier: one 15-minute interval of the low household's running tap (15 L) costs 42 fen.
+    assert [t.price_fen_per_m3 for t in session.scalars(select(TariffTier))] == [PRICE_FEN_PER_M3]
+    assert LOW_OPENING_FEN - 42 < 5000 < LOW_OPENING_FEN
+    # A few units owe property fees: /dunning has cases.
+    assert session.scalar(select(func.count()).select_from(PropertyFeeArrears)) == 6
+    assert session.scalar(select(func.count()).select_from(DunningCase)) == 3
+    low = low_household(session, seed.estate_id)
+    assert low is not None
+    assert (low.unit, low.balance_fen, low.notice_number) == (LOW_UNIT, LOW_OPENING_FEN, None)
+
+
+def test_the_low_households_tap_runs_in_the_replay_and_live() -> None:
+    assert f"hot_tap:{LOW_METER}@0s" in HISTORY_SCENARIOS
+    assert f"hot_tap:{LOW_METER}@0s" in DEMO_SCENARIOS
+
+
+def test_catch_up_charges_the_readings_and_drafts_the_low_households_notice_once(fresh_database: str) -> None:
+    engine = create_engine(fresh_database)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    try:
+        with pinned(LIVE) as clock, factory() as session, session.begin():
+            estate = import_estate(session, load_estate_file(SAMPLE)).estate
+            seed = seed_billing(session, estate, LIVE)
+            devices = {row.code: row.id for row in session.execute(select(Device.code, Device.id))}
+            # The tap's 15 L in a quarter hour at the low household; a shower next door.
+            for code, registers in ((LOW_METER, ("1.000", "1.015")), ("HW-3-2-1602", ("2.000", "2.040"))):
+                for minutes, register in zip((1, 16), registers, strict=True):
+                    session.add(
+                        MeterReading(
+                            device_id=devices[code], ts=LIVE + timedelta(minutes=minutes), register=Decimal(register)
+                        )
+                    )
+        with pinned(LIVE + timedelta(minutes=20)) as clock:
+            done = catch_up(factory, seed.estate_id, clock.t)
+            assert (done.run.charges, done.run.amount_fen) == (2, 42 + 112)
+            assert len(done.drafted) == 1
+            with factory() as session:
+                low = low_household(session, seed.estate_id)
+                assert low is not None
+                assert (low.balance_fen, low.notice_number) == (LOW_OPENING_FEN - 42, done.drafted[0])
+                notice = session.scalars(select(BillingNotice)).one()
+                assert (notice.kind, notice.status, notice.balance_fen) == ("renewal", "draft", LOW_OPENING_FEN - 42)
+            # The next round (and a restarted demo's seed) charges and pays nothing twice, drafts nothing again.
+            clock.advance(timedelta(minutes=1))
+            again = catch_up(factory, seed.estate_id, clock.t)
+            assert (again.run.charges, again.drafted) == (0, [])
+            with factory() as session, session.begin():
+                assert seed_billing(session, estate, clock.t).payments_created == 0
+            with factory() as session:
+                assert session.scalar(select(func.count()).select_from(MeterCharge)) == 2
+                assert session.scalar(select(func.count()).select_from(BillingNotice)) == 1
+                assert opening_payments(session, seed.estate_id) == 300
+    finally:
+        engine.dispose()
+
+
+def test_the_demos_worker_delivers_notifications_to_the_log_only() -> None:
+    configured = Settings(
+        notify_channels="log,email,wecom_robot",
+        smtp_host="smtp.example.cn",
+        smtp_sender="steward@example.cn",
+        wecom_robot_url=SecretStr("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x"),
+    )
+    assert set(channels_from_settings(configured)) == {"log", "email", "wecom_robot"}
+    demo = service_settings(configured, "postgresql://127.0.0.1/demo", "mqtt://127.0.0.1:1883", "5")
+    assert set(channels_from_settings(demo)) == {"log"}
