@@ -330,7 +330,9 @@ def test_a_household_runs_dry_is_noticed_restricted_pays_and_is_restored(
         with stack.factory() as s, s.begin():
             unit_id = s.scalars(select(Device.unit_id).where(Device.id == stack.meter_id)).one()
             assert unit_id is not None
-            account = service.open_account(s, unit_id, at=frozen())
+            # A household of long standing (billing/usage.py averages a younger account over its age): its
+            # average is over the whole 30-day window, so a day of ¥40 leaves ~15 days → the first renewal notice.
+            account = service.open_account(s, unit_id, at=frozen() - timedelta(days=90))
             stack.account_id = account.id
             service.add_tariff(
                 s, estate_id=stack.estate_id, effective_from=frozen(), tiers=[Tier(None, price)], actor="e2e"
