@@ -51,7 +51,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +67,7 @@ from billing import notices, service, supply
 from billing.const import NoticeKind, SupplyState
 from billing.pricing import Tier
 from billing.tasks import billing_run
+from core import clock
 from core.roles import Role
 from facility.importer import import_estate
 from notifications.channels import EMAIL, LOG, WECOM_ROBOT, Channel, LogChannel, SmtpChannel, WeComRobotChannel
@@ -310,7 +311,8 @@ def test_a_household_runs_dry_is_noticed_restricted_pays_and_is_restored(
     stack: Stack,
     browser: Any,  # noqa: F811
 ) -> None:
-    t2 = _restriction_instant(datetime.now(UTC))  # placement in the real past only (module doc), not a decision
+    # Placement in the real past only (module doc), not a decision: ingest's acceptance window is real time.
+    t2 = _restriction_instant(clock.now())
     t1 = t2 - timedelta(days=21)
     start = t1 - timedelta(days=4)
     ta = start + timedelta(days=1)
