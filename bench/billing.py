@@ -185,7 +185,7 @@ def copy_readings(url: str, meters: list[int], hours: int, progress: Any) -> int
     import psycopg
 
     stamps = [(T0 + timedelta(hours=h)).isoformat() for h in range(hours)]
-    top = int(REGISTER_MAX * 1000) + 1  # the register wraps to 0 here
+    top = int(REGISTER_MAX * 1000)  # the modulus (facility.meters): the register shows 0 where it would show this
     rows = 0
     with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cur:
         with cur.copy("COPY meter_readings (ts, device_id, register) FROM STDIN") as copy:

@@ -1,7 +1,7 @@
 """The billing run: resumable and idempotent, one transaction per meter.
 
 `billing_run(factory, up_to)` charges every household hot-water meter up to `up_to`. Meters are
-charged and committed in groups of `GROUP` (`charging.charge_meters`, each meter under its advisory
+charged and committed in groups of `GROUP` (`coalesce.charge_meters_coalesced`, each meter under its advisory
 lock, taken in id order), so a run killed at any point leaves every meter either fully charged up to
 `up_to` or untouched since its group's last commit; running it again finishes the job and writes
 nothing twice. Two runs at once take turns group by group and produce one set of charges. Groups,
@@ -19,7 +19,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from billing.charging import RunResult, charge_meters, meters_to_bill
+from billing.charging import RunResult, meters_to_bill
+from billing.coalesce import charge_meters_coalesced
 
 GROUP = 50  # meters per transaction
 
@@ -47,7 +48,7 @@ def billing_run(
     for i in range(0, len(meters), GROUP):
         group = meters[i : i + GROUP]
         with factory() as session, session.begin():
-            run.meters.extend(charge_meters(session, dict.fromkeys(group, up_to), wait=True))
+            run.meters.extend(charge_meters_coalesced(session, dict.fromkeys(group, up_to), wait=True))
         if on_meter is not None:
             for device_id in group:
                 on_meter(device_id)
