@@ -201,6 +201,9 @@ def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int,
     update to the commit, so two runs would otherwise take turns for a whole transaction."""
     deferred = falls is not None
     falls = {} if falls is None else falls
+    # The account pages update when this commits (one notification per estate and transaction).
+    for estate_id in sorted({p.estate_id for p in pending if p.row["amount_fen"] > 0}):
+        events.changed(session, estate_id)
     for i in range(0, len(pending), WRITE_CHUNK):
         chunk = pending[i : i + WRITE_CHUNK]
         paid = {

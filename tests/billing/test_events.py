@@ -74,3 +74,31 @@ def test_charges_and_payments_notify_on_commit_only(engine: Engine, listener: ps
                 actor="zhou",
             )
         assert received(listener, 0.3) == []
+
+
+def test_a_billing_run_and_ingest_charges_notify_too(engine: Engine, listener: psycopg.Connection) -> None:
+    """The bulk paths (the run's coalesced charges, ingest's `charge_meters`) announce what they commit."""
+    from sqlalchemy.orm import sessionmaker
+
+    from billing.tasks import billing_run
+
+    with pinned(T0 + timedelta(days=10)), Session(engine) as s:
+        with s.begin():
+            estate_id, (a, b) = make_estate(s, 2)
+            flat_tariff(s, estate_id, 2500)
+            for day in range(8):
+                add_reading(s, a.device_id, T0 + timedelta(days=day), Decimal("0.5") * day)
+                add_reading(s, b.device_id, T0 + timedelta(days=day), Decimal("0.25") * day)
+        assert received(listener, 0.3) == []
+        factory = sessionmaker(engine, expire_on_commit=False)
+        run = billing_run(factory, T0 + timedelta(days=4), estate_id=estate_id)  # first run: baselines + charges
+        assert run.charges > 0
+        assert {"estate_id": estate_id} in received(listener)
+        with s.begin():
+            charged = charging.charge_meters(
+                s, {a.device_id: T0 + timedelta(days=7), b.device_id: T0 + timedelta(days=7)}
+            )
+        assert sum(m.charges for m in charged) > 0
+        assert received(listener) == [{"estate_id": estate_id}]
+        assert billing_run(factory, T0 + timedelta(days=7), estate_id=estate_id).charges == 0
+        assert received(listener, 0.3) == []  # nothing new charged: nothing announced
