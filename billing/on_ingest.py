@@ -64,19 +64,22 @@ class ChargeOnIngest:
     def __init__(self) -> None:
         self._billable: frozenset[int] = frozenset()
         self._known: frozenset[int] = frozenset()
-        self._loaded_at = float("-inf")
+        self._loaded_ns: int | None = None  # time.monotonic_ns() of the last load; None: never loaded
         self.totals = Totals()
 
     def load(self, conn: Connection) -> None:
         self._billable = frozenset(meters_to_bill(conn))
         # Every device counts as known, billable or not, so a sensor never forces reloads.
         self._known = frozenset(conn.execute(text("SELECT id FROM devices")).scalars())
-        self._loaded_at = time.monotonic()
+        self._loaded_ns = time.monotonic_ns()
         log.info("charge on ingest: %d billable meters", len(self._billable))
 
     def _refresh(self, conn: Connection, device_ids: Iterable[int]) -> None:
-        age = time.monotonic() - self._loaded_at
-        if age > REFRESH_EVERY_S or (age > RELOAD_COOLDOWN_S and not self._known.issuperset(device_ids)):
+        if self._loaded_ns is None:
+            self.load(conn)
+            return
+        age_s = (time.monotonic_ns() - self._loaded_ns) / 1e9
+        if age_s > REFRESH_EVERY_S or (age_s > RELOAD_COOLDOWN_S and not self._known.issuperset(device_ids)):
             self.load(conn)
 
     def __call__(self, conn: Connection, decoded: MeterBatch, result: object = None) -> list[MeterResult]:
