@@ -87,7 +87,7 @@ def get_notice(session: SessionDep, user: Readers, visible: VisibleEstates, noti
     return _one(session, notice_id, visible)
 
 
-@router.post("/notices/{notice_id}/approve", response_model=NoticeOut)
+@router.post("/notices/{notice_id}/approve", response_model=NoticeOut, responses=error_responses(409))
 def approve_notice(session: SessionDep, user: Approvers, visible: VisibleEstates, notice_id: ObjectId) -> object:
     """Approve a draft notice for sending."""
     _one(session, notice_id, visible)
@@ -95,7 +95,7 @@ def approve_notice(session: SessionDep, user: Approvers, visible: VisibleEstates
     return _one(session, notice_id, visible)
 
 
-@router.post("/notices/{notice_id}/send", response_model=NoticeOut)
+@router.post("/notices/{notice_id}/send", response_model=NoticeOut, responses=error_responses(409))
 def send_notice(session: SessionDep, user: Approvers, visible: VisibleEstates, notice_id: ObjectId) -> object:
     """Send an approved notice (a restriction or suspension notice only while its stated date is far enough)."""
     _one(session, notice_id, visible)
@@ -103,7 +103,11 @@ def send_notice(session: SessionDep, user: Approvers, visible: VisibleEstates, n
     return _one(session, notice_id, visible)
 
 
-@router.post("/notices/{notice_id}/cancel", response_model=NoticeOut)
+@router.post(
+    "/notices/{notice_id}/cancel",
+    response_model=NoticeOut,
+    responses=error_responses(400, 409),  # 400: not JSON
+)
 def cancel_notice(
     session: SessionDep, user: Approvers, visible: VisibleEstates, notice_id: ObjectId, payload: CancelIn
 ) -> object:

@@ -50,6 +50,7 @@ from storage.models import (
     PropertyFeeArrears,
     StaffEstate,
     StaffUser,
+    Tariff,
     TariffTier,
 )
 from tests.support.clock import pinned
@@ -128,7 +129,13 @@ def test_billing_is_seeded_once_with_one_household_just_above_the_renewal_line(s
         seed = seed_billing(session, summary.estate, LIVE)
         again = seed_billing(session, summary.estate, LIVE + timedelta(minutes=5))  # a restarted demo
     meters = session.scalar(
-        select(func.count()).select_from(Device).where(Device.kind == "hot_water_meter", Device.unit_id.is_not(None))
+        select(func.count())
+        .select_from(Device)
+        .where(
+            Device.estate_id == seed.estate_id,  # the test database holds other tests' estates too
+            Device.kind == "hot_water_meter",
+            Device.unit_id.is_not(None),
+        )
     )
     assert seed.accounts == meters == 300
     assert (seed.tariff_created, seed.payments_created, seed.arrears_imported) == (True, 300, 6)
@@ -136,22 +143,30 @@ def test_billing_is_seeded_once_with_one_household_just_above_the_renewal_line(s
     assert again.low_account_id == seed.low_account_id
     # No double payments: one opening top-up per household, and balances as first paid.
     assert opening_payments(session, seed.estate_id) == 300
-    assert session.scalar(select(func.count()).select_from(Payment)) == 300
-    assert {p.actor for p in session.scalars(select(Payment))} == {DEMO_CLERK}
+    estate_payments = select(Payment).where(Payment.estate_id == seed.estate_id)
+    assert len(session.scalars(estate_payments).all()) == 300
+    assert {p.actor for p in session.scalars(estate_payments)} == {DEMO_CLERK}
     balances = {
         row.id: row.balance_fen
         for row in session.execute(
-            select(BillingAccount.id, BillingAccount.balance_fen).where(BillingAccount.unit_id.is_not(None))
+            select(BillingAccount.id, BillingAccount.balance_fen).where(
+                BillingAccount.unit_id.is_not(None), BillingAccount.estate_id == seed.estate_id
+            )
         )
     }
     assert balances.pop(seed.low_account_id) == LOW_OPENING_FEN
     assert set(balances.values()) == set(OPENING_FEN)  # weeks to months of hot water for everyone else
     # One ¥28/m³ tier: one 15-minute interval of the low household's running tap (15 L) costs 42 fen.
-    assert [t.price_fen_per_m3 for t in session.scalars(select(TariffTier))] == [PRICE_FEN_PER_M3]
+    tiers = select(TariffTier).join(Tariff, Tariff.id == TariffTier.tariff_id).where(Tariff.estate_id == seed.estate_id)
+    assert [t.price_fen_per_m3 for t in session.scalars(tiers)] == [PRICE_FEN_PER_M3]
     assert LOW_OPENING_FEN - 42 < 5000 < LOW_OPENING_FEN
     # A few units owe property fees: /dunning has cases.
-    assert session.scalar(select(func.count()).select_from(PropertyFeeArrears)) == 6
-    assert session.scalar(select(func.count()).select_from(DunningCase)) == 3
+    arrears = select(func.count()).select_from(PropertyFeeArrears).where(PropertyFeeArrears.estate_id == seed.estate_id)
+    assert session.scalar(arrears) == 6
+    assert (
+        session.scalar(select(func.count()).select_from(DunningCase).where(DunningCase.estate_id == seed.estate_id))
+        == 3
+    )
     low = low_household(session, seed.estate_id)
     assert low is not None
     assert (low.unit, low.balance_fen, low.notice_number) == (LOW_UNIT, LOW_OPENING_FEN, None)
