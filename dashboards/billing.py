@@ -37,22 +37,12 @@ from core import clock
 from core.errors import StewardError
 from dashboards import billing_view as bv
 from dashboards import i18n
+from dashboards.forms import flash_error, flash_ok, form_page, same_origin
 from dashboards.live import LiveHub
-from dashboards.web import (
-    PageError,
-    Viewer,
-    ViewerDep,
-    bounded_stream,
-    flash_error,
-    flash_ok,
-    form_page,
-    live_page_data,
-    render_fragment,
-    request_lang,
-    require,
-    same_origin,
-    viewer_tz,
-)
+from dashboards.lookups import viewer_tz
+from dashboards.render import live_page_data, render_fragment
+from dashboards.streaming import bounded_stream
+from dashboards.viewer import PageError, Viewer, ViewerDep, request_lang, require
 from facility.queries import visible_estates
 from storage.models import Estate
 from web.cookies import SESSION_COOKIE

@@ -18,18 +18,10 @@ from billing.dunning_render import cn_date, yuan
 from billing.policy import Action, may
 from core.errors import StewardError
 from dashboards import i18n
-from dashboards.web import (
-    PageError,
-    Viewer,
-    ViewerDep,
-    estate_of,
-    flash_error,
-    flash_ok,
-    form_page,
-    render,
-    require,
-    same_origin,
-)
+from dashboards.forms import flash_error, flash_ok, form_page, same_origin
+from dashboards.lookups import estate_of
+from dashboards.render import render
+from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility import queries as facility_queries
 from storage.models import Estate
 from web.deps import SessionDep

@@ -18,19 +18,10 @@ from billing.const import NoticeStatus
 from billing.policy import Action, may
 from core.errors import StewardError
 from dashboards import i18n
+from dashboards.forms import clean_text, flash_error, flash_ok, form_page, same_origin
 from dashboards.pdf import html_to_pdf
-from dashboards.web import (
-    TEMPLATES,
-    PageError,
-    Viewer,
-    ViewerDep,
-    clean_text,
-    flash_error,
-    flash_ok,
-    form_page,
-    require,
-    same_origin,
-)
+from dashboards.render import TEMPLATES
+from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)

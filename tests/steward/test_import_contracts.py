@@ -60,13 +60,13 @@ def test_the_tree_keeps_every_contract(clean_tree: Path) -> None:
     ("module", "bad_import", "contract", "shown"),
     [
         # the pages importing the JSON API: the layer-5 adapters are independent
-        ("dashboards/web.py", "import api.app", "Layers", "dashboards.web -> api.app"),
+        ("dashboards/render.py", "import api.app", "Layers", "dashboards.render -> api.app"),
         # layer-3 siblings never import each other
         ("tickets/policy.py", "import accounts.service", "Layers", "tickets.policy -> accounts.service"),
         # a lower layer importing a higher one
         ("storage/models.py", "import facility.series", "Layers", "storage.models -> facility.series"),
         # the shared web layer importing an adapter
-        ("web/deps.py", "import dashboards.web", "Layers", "web.deps -> dashboards.web"),
+        ("web/deps.py", "import dashboards.render", "Layers", "web.deps -> dashboards.render"),
         # simulators talk MQTT only
         (
             "simulators/commands.py",
