@@ -31,6 +31,7 @@ meter off the common path (no baseline yet, a hold, a reset, a replacement, no t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -38,8 +39,7 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, insert, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from billing import events, pricing
@@ -61,8 +61,6 @@ from storage.models import (
     BillingHold,
     Device,
     Estate,
-    LedgerEntry,
-    LedgerTransaction,
     MeterCharge,
     MeterReading,
     MeterReplacement,
@@ -71,12 +69,6 @@ from storage.models import (
 )
 
 BATCH = 5000  # readings loaded per query while walking one meter
-# One compiled statement for every charge's transaction (executemany, so SQLAlchemy caches it).
-_CHARGE_TX = (
-    pg_insert(LedgerTransaction)
-    .on_conflict_do_nothing(index_elements=["key"])
-    .returning(LedgerTransaction.key, LedgerTransaction.id)
-)
 # One statement for every cached balance a chunk of charges moves. PostgreSQL locks the rows in the
 # order it meets them; locking them in account order first keeps that order fixed, as `post` does.
 # NO KEY UPDATE (what an UPDATE of balance_fen takes anyway), never FOR UPDATE: the entries' foreign
@@ -191,10 +183,46 @@ class Pending:
     revenue_id: int
 
 
+# One statement per chunk of charges: the ledger transactions (``charge:<device>:<from_ts>``), their
+# entries (household +x, revenue −x, as `service.post` books them) and the meter_charges rows, from
+# arrays (one parameter per column). It replaced three ORM bulk inserts whose per-row Python cost was
+# most of ingest's time with charging on (bench/ingest.py --meter-stream). Charges of 0 fen (a sliver
+# of volume that rounds to nothing) have no key and no transaction. Returns how many transactions it
+# wrote, so the caller can refuse a chunk whose keys were taken (it cannot happen under the lock and
+# the cursor; the unique keys are the last line).
+_WRITE_CHARGES = text(
+    "WITH c AS ("
+    " SELECT * FROM unnest("
+    "  CAST(:estate AS int[]), CAST(:revenue AS int[]), CAST(:key AS text[]), CAST(:account AS int[]),"
+    "  CAST(:device AS int[]), CAST(:from_ts AS timestamptz[]), CAST(:to_ts AS timestamptz[]),"
+    "  CAST(:from_register AS numeric[]), CAST(:to_register AS numeric[]), CAST(:kind AS text[]),"
+    "  CAST(:volume AS numeric[]), CAST(:month AS date[]), CAST(:value AS numeric[]), CAST(:cum_volume AS numeric[]),"
+    "  CAST(:cum_value AS numeric[]), CAST(:amount AS bigint[]), CAST(:pricing AS text[]), CAST(:hold AS int[]),"
+    "  CAST(:charged_at AS timestamptz[])"
+    " ) AS c(estate, revenue, key, account, device, from_ts, to_ts, from_register, to_register, kind, volume,"
+    "        month, value, cum_volume, cum_value, amount, pricing, hold, charged_at)"
+    "), tx AS ("
+    " INSERT INTO ledger_transactions (estate_id, kind, key, at, actor, reason)"
+    " SELECT estate, :tx_kind, key, to_ts, :actor, '' FROM c WHERE key IS NOT NULL"
+    " ON CONFLICT (key) DO NOTHING RETURNING id, key"
+    "), en AS ("
+    " INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)"
+    " SELECT tx.id, x.account, x.amount FROM tx JOIN c ON c.key = tx.key"
+    " CROSS JOIN LATERAL (VALUES (c.account, c.amount), (c.revenue, -c.amount)) AS x(account, amount)"
+    "), ch AS ("
+    " INSERT INTO meter_charges (account_id, device_id, from_ts, to_ts, from_register, to_register, kind,"
+    "  volume_m3, month, value_fen, cum_volume_m3, cum_value_fen, amount_fen, pricing, hold_id, transaction_id,"
+    "  charged_at)"
+    " SELECT c.account, c.device, c.from_ts, c.to_ts, c.from_register, c.to_register, c.kind, c.volume, c.month,"
+    "  c.value, c.cum_volume, c.cum_value, c.amount, CAST(c.pricing AS jsonb), c.hold, tx.id, c.charged_at"
+    " FROM c LEFT JOIN tx ON tx.key = c.key"
+    ") SELECT count(*) FROM tx"
+)
+
+
 def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int, int] | None = None) -> None:
-    """Write priced charges in bulk: their ledger transactions (``charge:<device>:<from_ts>``, entries
-    household +x / revenue −x, as `service.post` books them), the cached balances (one update per
-    account, in account order as `post` takes them: no deadlock between posters) and the charge rows.
+    """Write priced charges in bulk (`_WRITE_CHARGES`, one statement per `WRITE_CHUNK`) and the cached
+    balances (one update per account, in account order as `post` takes them: no deadlock between posters).
 
     With ``falls``, the balance moves are added to it for the caller to apply (`apply_falls`) just
     before its commit: the estate's revenue row is every charger's, and its lock is held from the
@@ -206,39 +234,43 @@ def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int,
         events.changed(session, estate_id)
     for i in range(0, len(pending), WRITE_CHUNK):
         chunk = pending[i : i + WRITE_CHUNK]
-        paid = {
-            f"charge:{p.row['device_id']}:{p.row['from_ts'].isoformat()}": p for p in chunk if p.row["amount_fen"] > 0
-        }
-        if paid:
-            rows = session.execute(
-                _CHARGE_TX,
-                [
-                    {
-                        "estate_id": p.estate_id,
-                        "kind": TransactionKind.charge.value,
-                        "key": key,
-                        "at": p.row["to_ts"],
-                        "actor": SYSTEM_ACTOR,
-                        "reason": "",
-                    }
-                    for key, p in paid.items()
-                ],
-            ).all()
-            if len(rows) != len(paid):  # cannot happen under the lock and cursor; refuse rather than double
-                taken = sorted(set(paid) - {k for k, _ in rows})
-                raise RuntimeError(f"charges already posted: {taken[:3]}")
-            for key, tx_id in rows:
-                paid[key].row["transaction_id"] = tx_id
-            entries = []
-            for p in paid.values():
-                tx_id, amount, household = p.row["transaction_id"], p.row["amount_fen"], p.row["account_id"]
-                entries.append({"transaction_id": tx_id, "account_id": household, "amount_fen": amount})
-                entries.append({"transaction_id": tx_id, "account_id": p.revenue_id, "amount_fen": -amount})
+        rows = [p.row for p in chunk]
+        keys = [f"charge:{r['device_id']}:{r['from_ts'].isoformat()}" if r["amount_fen"] > 0 else None for r in rows]
+        written = session.execute(
+            _WRITE_CHARGES,
+            {
+                "estate": [p.estate_id for p in chunk],
+                "revenue": [p.revenue_id for p in chunk],
+                "key": keys,
+                "account": [r["account_id"] for r in rows],
+                "device": [r["device_id"] for r in rows],
+                "from_ts": [r["from_ts"] for r in rows],
+                "to_ts": [r["to_ts"] for r in rows],
+                "from_register": [r["from_register"] for r in rows],
+                "to_register": [r["to_register"] for r in rows],
+                "kind": [r["kind"] for r in rows],
+                "volume": [r["volume_m3"] for r in rows],
+                "month": [r["month"] for r in rows],
+                "value": [r["value_fen"] for r in rows],
+                "cum_volume": [r["cum_volume_m3"] for r in rows],
+                "cum_value": [r["cum_value_fen"] for r in rows],
+                "amount": [r["amount_fen"] for r in rows],
+                "pricing": [json.dumps(r["pricing"], separators=(",", ":")) for r in rows],
+                "hold": [r["hold_id"] for r in rows],
+                "tx_kind": TransactionKind.charge.value,
+                "actor": SYSTEM_ACTOR,
+                "charged_at": [r["charged_at"] for r in rows],
+            },
+        ).scalar_one()
+        paid = sum(1 for k in keys if k is not None)
+        if written != paid:  # cannot happen under the lock and cursor; refuse rather than double
+            raise RuntimeError(f"charges already posted: {paid - written} of {paid} keys were taken")
+        for p in chunk:
+            amount = p.row["amount_fen"]
+            if amount > 0:
                 # A household's balance is −Σ its entries, revenue's is Σ: both fall by the amount.
-                falls[household] = falls.get(household, 0) + amount
+                falls[p.row["account_id"]] = falls.get(p.row["account_id"], 0) + amount
                 falls[p.revenue_id] = falls.get(p.revenue_id, 0) + amount
-            session.execute(insert(LedgerEntry), entries)
-        session.execute(insert(MeterCharge), [p.row for p in chunk])
     if not deferred:
         apply_falls(session, falls)
 
@@ -432,6 +464,27 @@ _BATCH_STATE = text(
     ORDER BY t.d
     """
 )
+# A meter's first billing: its household account (opened if new) and a cursor at its first reading
+# (the baseline, charged nothing), for every meter of the set that has none — what `charge_meter` does
+# one meter at a time, which made the first batch after a fleet came online take minutes.
+_OPEN_ACCOUNTS = text(
+    "INSERT INTO billing_accounts (estate_id, kind, unit_id, opened_at) "
+    "SELECT DISTINCT b.estate_id, :kind, dv.unit_id, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:d AS int[])) AS t(d) JOIN devices dv ON dv.id = t.d "
+    "JOIN units u ON u.id = dv.unit_id JOIN buildings b ON b.id = u.building_id "
+    "WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d) "
+    "ON CONFLICT (unit_id) DO NOTHING"
+)
+_BASELINES = text(
+    "INSERT INTO billing_cursors (device_id, account_id, last_ts, last_register, updated_at) "
+    "SELECT t.d, a.id, f.ts, f.register, :now "
+    "FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to) "
+    "JOIN devices dv ON dv.id = t.d JOIN billing_accounts a ON a.unit_id = dv.unit_id "
+    "CROSS JOIN LATERAL (SELECT m.ts, m.register FROM meter_readings m "
+    "  WHERE m.device_id = t.d AND m.ts <= t.up_to ORDER BY m.ts LIMIT 1) f "
+    "WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d) "
+    "ON CONFLICT (device_id) DO NOTHING"
+)
 _MONTH_TOTALS = text(
     "SELECT account_id, month, coalesce(sum(volume_m3), 0), coalesce(sum(value_fen), 0) FROM meter_charges "
     "WHERE (account_id, month) IN (SELECT * FROM unnest(CAST(:a AS int[]), CAST(:m AS date[]))) GROUP BY 1, 2"
@@ -449,7 +502,8 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
     Same charges, same ledger, same cursor moves, in a handful of statements for the whole set: the
     meters are try-locked together (a locked one is `skipped`), their state and new readings come in
     one query, month totals in one, and the charges, postings, balances and cursors are written in
-    bulk. A meter off the common path — no cursor yet (its baseline), a hold at or after its cursor,
+    bulk; meters billed for the first time get their baseline cursors in two statements. A meter off the
+    common path — no unit or no reading yet, a hold at or after its cursor,
     an interval that is a reset or a replacement, an interval with no tariff — goes through
     `charge_meter` itself, under the lock already held."""
     ids = sorted(up_to)
@@ -462,8 +516,12 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
         locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
     results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
     todo = [d for d in ids if d in locked]
+    if todo:
+        now = clock.now()
+        session.execute(_OPEN_ACCOUNTS, {"d": todo, "kind": AccountKind.hot_water.value, "now": now})
+        session.execute(_BASELINES, {"d": todo, "u": [up_to[d] for d in todo], "now": now})
     rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
-    slow = set(todo) - {r.device_id for r in rows}  # no cursor yet
+    slow = set(todo) - {r.device_id for r in rows}  # still no cursor (no reading yet): charge_meter says so
     walks: list[tuple[Any, list[tuple[Reading, Reading, Decimal, str]], Reading]] = []
     for r in rows:
         if r.has_hold or r.unit_id is None:
