@@ -15,6 +15,15 @@ Why it stays cheap: which devices are billable comes from a cache (`meters_to_bi
 `REFRESH_EVERY_S`, or after `RELOAD_COOLDOWN_S` when a device the cache does not know reports), so a
 batch without billable meters costs no query at all.
 
+Why it stays cheap under a flood of readings: with a ``span`` (the product's default, settings
+``billing_charge_span_s``, one hour) a meter is charged when its newest reading is at least that far
+past its cursor, so one charge covers an hour of readings or more; and with ``merge`` a meter's
+intervals in one batch become as few charges as `charging.merge_intervals` allows. The amounts are the
+same either way (tier values and rounded amounts telescope); only the number of ledger rows falls. A
+meter's cursor time is cached to decide "due" without a query: the cache only decides *when*, never
+*what* (charge_meters reads the cursor itself), and a batch rolled back after the cache moved delays
+that meter's charge by at most the span. The periodic billing run charges whatever is left.
+
 Why it never stalls ingest: each meter is taken with ``pg_try_advisory_xact_lock``; a meter that a
 billing run (or another ingest process) is charging at that moment is skipped, and the next batch of
 that meter or the periodic billing run (worker, `billing_run`) picks it up.
@@ -26,7 +35,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -56,12 +65,15 @@ class Totals:
     charges: int = 0
     amount_fen: int = 0
     skipped: int = 0  # meters locked by another charger: left to the next batch or the billing run
+    deferred: int = 0  # meters whose uncharged readings span less than `span`: left to a later batch
 
 
 class ChargeOnIngest:
     """Pipeline hook: charge the batch's household hot-water meters up to their newest reading."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, span: timedelta = timedelta(0), merge: bool = False) -> None:
+        self.span, self.merge = span, merge
+        self._charged_to: dict[int, datetime] = {}  # meter → its cursor's time, as far as this process knows
         self._billable: frozenset[int] = frozenset()
         self._known: frozenset[int] = frozenset()
         self._loaded_ns: int | None = None  # time.monotonic_ns() of the last load; None: never loaded
@@ -94,13 +106,23 @@ class ChargeOnIngest:
                 newest[device_id] = ts
         if not newest:
             return []
+        if self.span > timedelta(0):
+            newest = self._due(conn, newest)
+            if not newest:
+                return []
         # A Session on the batch's connection joins its transaction: flush writes into it, and the
         # pipeline's commit (or rollback) decides for the readings and the charges together.
         session = Session(bind=conn, autoflush=False, expire_on_commit=False)
         try:
-            out = charge_meters(session, newest)
+            out = charge_meters(session, newest, merge=self.merge)
         finally:
             session.close()
+        if self.span > timedelta(0):
+            for r in out:
+                if r.skipped or r.held is not None or r.unpriced is not None:
+                    self._charged_to.pop(r.device_id, None)  # stopped short: ask the cursor next time
+                else:
+                    self._charged_to[r.device_id] = newest[r.device_id]
         t = self.totals
         t.batches += 1
         t.meters += len(out)
@@ -108,6 +130,22 @@ class ChargeOnIngest:
         t.amount_fen += sum(r.amount_fen for r in out)
         t.skipped += sum(r.skipped for r in out)
         return out
+
+    def _due(self, conn: Connection, newest: dict[int, datetime]) -> dict[int, datetime]:
+        """The meters whose newest reading is at least `span` past their cursor (or that have none)."""
+        unknown = [d for d in newest if d not in self._charged_to]
+        if unknown:
+            rows = conn.execute(
+                text("SELECT device_id, last_ts FROM billing_cursors WHERE device_id = ANY(:d)"), {"d": unknown}
+            )
+            self._charged_to.update((d, ts) for d, ts in rows)
+        due = {}
+        for d, ts in newest.items():
+            last = self._charged_to.get(d)
+            if last is None or ts - last >= self.span:
+                due[d] = ts
+        self.totals.deferred += len(newest) - len(due)
+        return due
 
 
 __all__ = ["REFRESH_EVERY_S", "ChargeOnIngest", "MeterBatch", "Totals"]

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Hot-water meters charged inside each ingest batch (billing.on_ingest): a household's balance moves
     # as its readings land. Off, only the periodic billing run (worker) charges.
     billing_charge_on_ingest: bool = True
+    # ... once a meter's uncharged readings span this long (seconds of device time): one charge per hour
+    # of a meter's use rather than one per reading; 0 charges every reading. The billing run does the rest.
+    billing_charge_span_s: int = Field(default=3600, ge=0)
     log_level: str = "INFO"
     secret_key: SecretStr = SecretStr("changethis")
     # Reverse proxies whose X-Forwarded-For / -Proto the API believes (comma-separated addresses); nobody else's.

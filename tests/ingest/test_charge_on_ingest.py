@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -259,3 +260,70 @@ def test_a_reset_is_held_through_ingest_and_the_rest_charged(harness: Harness, b
     assert len(billed.charges(0)) == 1
     assert len(billed.charges(1)) == 2
     billed.consistent()
+
+
+def minutes(n: int) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def test_the_product_hook_charges_an_hour_at_a_time_with_the_same_money(engine: Engine, billed: Billed) -> None:
+    """The hook as ingest builds it (a one-hour span, merged intervals): meter 0's quarter-hourly readings
+    become one charge per hour or more; meter 1, the same readings charged one by one (span 0, no merge),
+    pays exactly the same. Nothing is left uncharged once a reading an hour past the cursor lands."""
+    url = engine.url.render_as_string(hide_password=False)
+    [product] = batch_hooks(Settings(env=Environment.testing, database_url=url, alarm_evaluation=False))
+    assert isinstance(product, ChargeOnIngest)
+    assert (product.span, product.merge) == (hours(1), True)
+    h0, h1 = make_harness(engine), make_harness(engine)
+    h0.pipeline.hooks.append(product)
+    h1.pipeline.hooks.append(ChargeOnIngest())
+    regs = ["10.000", "10.040", "10.040", "10.100", "10.350", "10.351", "10.500", "10.725", "10.900", "11.000"]
+    stamps = [T0 + minutes(15 * k) for k in range(len(regs))]  # T0 … T0 + 2 h 15
+    batches = [[0], [1], [2], [3], [4, 5], [6], [7, 8], [9]]  # indexes of the readings in each batch
+    charged_after: list[int] = []
+    for b in batches:
+        assert h0.commit([billed.msg(0, stamps[k], regs[k]) for k in b])
+        assert h1.commit([billed.msg(1, stamps[k], regs[k]) for k in b])
+        charged_after.append(len(billed.charges(0)))
+    # Baseline; 15, 30, 45 min deferred; batch [4, 5] (1 h 15 past the baseline) charges T0 → 1 h 15 as one;
+    # 1 h 30 and 2 h are under an hour past that: deferred; 2 h 15 charges 1 h 15 → 2 h 15 as one.
+    assert charged_after == [0, 0, 0, 0, 1, 1, 1, 2]
+    assert billed.charges(0) == [
+        (stamps[0], stamps[5], Decimal("0.351000"), 649),
+        (stamps[5], stamps[9], Decimal("0.649000"), 1201),
+    ]
+    assert len(billed.charges(1)) == 8  # one per interval with volume (the zero one writes nothing)
+    assert billed.balance(0) == billed.balance(1) == -1850  # 1 m³ at ¥18.50 either way
+    assert product.totals.deferred == 5
+    billed.consistent()
+    h0.stop.set()
+    h1.stop.set()
+
+
+def test_a_rollover_and_a_tariff_change_are_not_merged_over() -> None:
+    """merge_intervals keeps a rollover on its own and never spans a tariff's start (it splits by time)."""
+    from billing.charging import merge_intervals
+    from billing.pricing import TariffVersion, Tier
+    from facility.meters import Reading
+
+    tz = ZoneInfo("Asia/Shanghai")
+    r = [Reading(T0 + hours(k), Decimal(k)) for k in range(6)]
+    one = Decimal(1)
+    items = [
+        (r[0], r[1], one, "normal"),
+        (r[1], r[2], one, "normal"),
+        (r[2], r[3], one, "rollover"),
+        (r[3], r[4], one, "normal"),
+        (r[4], r[5], one, "normal"),
+    ]
+    tariffs = [
+        TariffVersion(1, T0 - hours(100), (Tier(None, 100),)),
+        TariffVersion(2, r[4].ts + minutes(1), (Tier(None, 200),)),
+    ]
+    merged = merge_intervals(items, tz, tariffs)
+    assert [(a.ts, b.ts, v, k) for a, b, v, k in merged] == [
+        (r[0].ts, r[2].ts, Decimal(2), "normal"),
+        (r[2].ts, r[3].ts, one, "rollover"),
+        (r[3].ts, r[4].ts, one, "normal"),  # the next interval holds tariff 2's start: not merged
+        (r[4].ts, r[5].ts, one, "normal"),
+    ]
