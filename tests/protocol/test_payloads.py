@@ -367,6 +367,15 @@ def test_status_and_ack_fields() -> None:
 # --- extra fields and versions -------------------------------------------------------------------
 
 
+def test_door_events_decode_and_a_card_swipe_is_not_one() -> None:
+    d = one(Channel.door, door(event="forced_open", open_s=None))
+    assert isinstance(d, DoorEventV1)
+    assert (d.door, d.event, d.open_s, d.seq) == ("3-1-main", "forced_open", None, 9)
+    refused(Channel.door, door(event="opened"), "event")
+    refused(Channel.door, door(open_s=-1), "open_s")
+    refused(Channel.door, swipe(), "event")
+
+
 @pytest.mark.parametrize("channel", list(Channel))
 def test_extra_fields_are_refused(channel: Channel) -> None:
     reason = refused(channel, BUILDERS[channel](unit_price="0.01"), "unit_price")
