@@ -7,7 +7,8 @@ Each controller holds a versioned whitelist (issue 12 §3). The platform changes
     {"v":1,"command_id":"42","issued_at":"…","expires_at":"…","op":"delta","version":8,"base_version":7,
      "upsert":[{"uid":"04A1B2C3","doors":["3-1-main"],"valid_from":"…","valid_until":null,"schedule":null}],
      "remove":["0BADCAFE"]}
-    {"v":1,"command_id":"43","issued_at":"…","op":"snapshot","version":9,"entries":[…the whole list…]}
+    {"v":1,"command_id":"43","issued_at":"…","op":"snapshot","version":9,"part":0,"parts":2,"digest":"…",
+     "entries":[…the first half of the list…]}
 
 and the controller answers on its ``ack`` channel (``protocol.payloads.AckV1``) with the version it now
 holds and a ``WhitelistStateV1`` (version, digest, entry count)::
@@ -22,7 +23,11 @@ Rules a controller follows (and the platform relies on):
   ``version_gap`` (the platform then sends a snapshot). A delta or snapshot whose ``version`` is not above the
   controller's is refused with ``stale_version`` (a late re-delivery; the list is left alone).
 * A snapshot replaces the whole list, whatever the controller held (that is how the platform repairs a gap or
-  a list changed behind its back).
+  a list changed behind its back). One message must fit the broker's packet limit, so a long list goes in
+  ``parts`` messages of one ``version``: each part is acked ``applied`` with reason ``staged`` (the controller
+  still holds and enforces its old list), and the part that completes the set applies the whole list at once,
+  after checking ``digest`` (``digest_mismatch``: refused, the old list stays). Parts of an older version are
+  dropped when parts of a newer one arrive.
 * ``whitelist_report`` (``…/down/{controller}/whitelist_report``, the bare ``CommandV1`` envelope) is answered
   with an ``applied`` ack carrying the state; a controller also puts the same state on the ``status`` it
   publishes when it (re)connects (``StatusV1.whitelist``).
@@ -55,10 +60,18 @@ from protocol.payloads import CommandV1, Ident
 
 WHITELIST = "whitelist"  # downlink command names (the last topic level)
 WHITELIST_REPORT = "whitelist_report"
-MAX_ENTRIES = 50_000  # one snapshot; an estate gate with every household's cards stays far below
+# One command must fit the broker's max_packet_size (256 KiB in deploy/mosquitto/mosquitto.conf and
+# steward/broker.py) with room for the topic and the envelope: ~1,500 plain entries. A bigger list goes
+# as a snapshot in several parts; a bigger delta is refused by the builder (send a snapshot instead).
+MAX_COMMAND_BYTES = 200_000
+MAX_ENTRIES = 10_000  # per message; the byte limit above bites first
+MAX_PARTS = 1_000
 MAX_DOORS = 64  # doors of one controller
 Denial = Literal["unknown", "not_yet_valid", "expired", "outside_schedule", "wrong_door"]
-REFUSALS = ("version_gap", "stale_version", "invalid")  # AckV1.reason on a rejected whitelist command
+# AckV1.reason on a rejected whitelist command; "unsupported": the device is no door controller.
+REFUSALS = ("version_gap", "stale_version", "digest_mismatch", "invalid", "unsupported")
+STAGED = "staged"  # AckV1.reason on an applied snapshot part that is held until the last part arrives
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 Uid = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{4,20}$", to_upper=True)]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
@@ -202,10 +215,19 @@ class WhitelistCommandV1(CommandV1):
     upsert: tuple[WhitelistEntryV1, ...] = Field(default=(), max_length=MAX_ENTRIES)  # delta: added or replaced
     remove: tuple[Uid, ...] = Field(default=(), max_length=MAX_ENTRIES)  # delta: uids to delete (absent: no-op)
     entries: tuple[WhitelistEntryV1, ...] | None = Field(default=None, max_length=MAX_ENTRIES)  # snapshot: all
+    # A snapshot too big for one message goes in ``parts`` messages of the same ``version`` (``part`` 0…n-1,
+    # any order); the controller applies the union once it has every part, and not before.
+    part: Annotated[int, Field(ge=0)] = 0
+    parts: Annotated[int, Field(ge=1, le=MAX_PARTS)] = 1
+    digest: Digest | None = None  # snapshot: ``whitelist_digest`` of the whole list, checked once assembled
 
     @model_validator(mode="after")
     def _shape(self) -> WhitelistCommandV1:
+        if self.part >= self.parts:
+            raise ValueError("part must be below parts")
         if self.op == "delta":
+            if self.parts != 1 or self.digest is not None:
+                raise ValueError("a delta is one message without a digest")
             if self.base_version is None:
                 raise ValueError("a delta needs base_version")
             if self.version <= self.base_version:
@@ -237,6 +259,10 @@ def _entries_json(entries: Iterable[WhitelistEntryV1]) -> list[dict[str, Any]]:
     return [e.model_dump(mode="json") for e in entries]
 
 
+def _size(body: dict[str, Any]) -> int:
+    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+
+
 def whitelist_delta(
     *,
     command_id: str,
@@ -247,7 +273,9 @@ def whitelist_delta(
     upsert: Iterable[WhitelistEntryV1] = (),
     remove: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A v1 whitelist delta as stored in the outbox (JSON-ready), checked against ``WhitelistCommandV1``."""
+    """A v1 whitelist delta as stored in the outbox (JSON-ready), checked against ``WhitelistCommandV1``.
+
+    Raises ``ValueError`` when it would not fit one message (``MAX_COMMAND_BYTES``): send a snapshot."""
     body = {
         **_envelope(command_id, issued_at, expires_at),
         "op": "delta",
@@ -257,6 +285,8 @@ def whitelist_delta(
         "remove": [uid.upper() for uid in remove],
     }
     WhitelistCommandV1.model_validate(body)  # never queue what a controller would reject
+    if _size(body) > MAX_COMMAND_BYTES:
+        raise ValueError(f"delta of {_size(body)} bytes exceeds {MAX_COMMAND_BYTES}: send a snapshot")
     return body
 
 
@@ -267,16 +297,40 @@ def whitelist_snapshot(
     expires_at: datetime | None,
     version: int,
     entries: Iterable[WhitelistEntryV1],
-) -> dict[str, Any]:
-    """A v1 whitelist snapshot (the whole list) as stored in the outbox, checked against ``WhitelistCommandV1``."""
-    body = {
+    max_bytes: int = MAX_COMMAND_BYTES,
+) -> list[dict[str, Any]]:
+    """A v1 whitelist snapshot (the whole list) as outbox bodies: one per part, each under ``max_bytes``.
+
+    Every part carries the same version and the digest of the whole list; queue each as its own command
+    (its own ``command_id``). Entries are sorted by uid, so the same list gives the same parts."""
+    listed = sorted(entries, key=lambda e: e.uid)
+    head = {
         **_envelope(command_id, issued_at, expires_at),
         "op": "snapshot",
         "version": version,
-        "entries": _entries_json(entries),
+        "part": MAX_PARTS,
+        "parts": MAX_PARTS,
+        "digest": whitelist_digest(listed),
+        "entries": [],
     }
-    WhitelistCommandV1.model_validate(body)
-    return body
+    room = max_bytes - _size(head)
+    chunks: list[list[dict[str, Any]]] = [[]]
+    used = 0
+    for entry in _entries_json(listed):
+        size = _size(entry) + 1  # and its comma
+        if size > room:
+            raise ValueError(f"entry {entry['uid']} alone exceeds {max_bytes} bytes")
+        if used + size > room:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(entry)
+        used += size
+    if len(chunks) > MAX_PARTS:
+        raise ValueError(f"{len(listed)} entries need more than {MAX_PARTS} parts")
+    bodies = [{**head, "part": i, "parts": len(chunks), "entries": chunk} for i, chunk in enumerate(chunks)]
+    for body in bodies:
+        WhitelistCommandV1.model_validate(body)
+    return bodies
 
 
 def whitelist_report_command(*, command_id: str, issued_at: datetime, expires_at: datetime | None) -> dict[str, Any]:

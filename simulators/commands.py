@@ -31,7 +31,7 @@ What a device answers:
 A valve ack carries no reason (reasons only go to the log). Whitelist commands
 (``…/down/{controller}/whitelist`` and ``…/whitelist_report``, see ``protocol.whitelist``) are handled by
 ``DoorCommands`` on the same queue: the controller applies them to its ``Whitelist`` and acks with the version,
-the digest and, when refused, the reason (``version_gap``, ``stale_version``, ``invalid``, ``unsupported``).
+the digest and, when refused, the reason (``protocol.whitelist.REFUSALS``; ``staged`` on an applied snapshot part).
 A controller that is offline (``DoorController.disconnect``) never hears a command: no ack, counted ``unheard``
 (a clean session; the platform learns the version from the reconnect report and sends what is missing).
 """
@@ -53,7 +53,7 @@ from pydantic import ValidationError
 from core import clock as core_clock
 from protocol.payloads import AckV1, CommandV1, ValveCommandV1, WhitelistStateV1, encode
 from protocol.topics import Channel, downlink, uplink
-from protocol.whitelist import WHITELIST, WHITELIST_REPORT, WhitelistCommandV1
+from protocol.whitelist import STAGED, WHITELIST, WHITELIST_REPORT, WhitelistCommandV1
 from simulators.doors import DoorController
 from simulators.fleet import Fleet
 from simulators.frames import Frame
@@ -394,11 +394,14 @@ class DoorCommands:
         if not isinstance(cmd, WhitelistCommandV1):  # whitelist_report: just say what it holds
             return "reported", self._ack(command_id, "applied", door)
         held = door.whitelist.version
-        refusal = door.whitelist.apply(cmd)
-        if refusal is not None:
+        result = door.whitelist.apply(cmd)
+        what = f"{cmd.op} v{cmd.version}" + (f" part {cmd.part + 1}/{cmd.parts}" if cmd.parts > 1 else "")
+        if result == STAGED:
+            return f"{what} staged at v{held}", self._ack(command_id, "applied", door, STAGED)
+        if result != "applied":
             base = f" on base {cmd.base_version}" if cmd.op == "delta" else ""
-            return f"{cmd.op} v{cmd.version}{base} refused at v{held}", self._ack(command_id, "rejected", door, refusal)
-        return f"{cmd.op} v{held} → v{cmd.version}", self._ack(command_id, "applied", door)
+            return f"{what}{base} refused at v{held}", self._ack(command_id, "rejected", door, result)
+        return f"{what}: v{held} → v{cmd.version}", self._ack(command_id, "applied", door)
 
     @staticmethod
     def _ack(command_id: str, status: AckStatus, door: DoorController, reason: str | None = None) -> AckV1:

@@ -33,7 +33,7 @@ from typing import Literal
 from protocol.estate_file import DeviceSpec
 from protocol.payloads import WhitelistStateV1
 from protocol.topics import Channel
-from protocol.whitelist import Denial, WhitelistCommandV1, WhitelistEntryV1, whitelist_digest
+from protocol.whitelist import STAGED, Denial, WhitelistCommandV1, WhitelistEntryV1, whitelist_digest
 from simulators import profiles
 from simulators.frames import Emission, Reading
 from simulators.rand import derive, poisson, rng
@@ -91,28 +91,43 @@ class Whitelist:
 
     version: int = 0
     entries: dict[str, WhitelistEntryV1] = field(default_factory=dict)
+    # Parts of a snapshot received so far (kept with the list: flash, not RAM).
+    _staged: dict[int, tuple[WhitelistEntryV1, ...]] = field(default_factory=dict, repr=False)
+    _staged_version: int | None = field(default=None, repr=False)
+    _staged_parts: int = field(default=1, repr=False)
 
     def state(self) -> WhitelistStateV1:
         return WhitelistStateV1(
             version=self.version, digest=whitelist_digest(self.entries.values()), entries=len(self.entries)
         )
 
-    def apply(self, cmd: WhitelistCommandV1) -> str | None:
-        """Apply a validated command; return the refusal reason (``protocol.whitelist.REFUSALS``) or None."""
+    def apply(self, cmd: WhitelistCommandV1) -> str:
+        """Apply a validated command: ``"applied"``, ``"staged"`` (a snapshot part held until its set is
+        complete) or the refusal reason (``protocol.whitelist.REFUSALS``); a refusal changes nothing."""
         if cmd.version <= self.version:
             return "stale_version"
-        if cmd.op == "snapshot":
-            assert cmd.entries is not None  # the model guarantees it
-            self.entries = {e.uid: e for e in cmd.entries}
-        else:
+        if cmd.op == "delta":
             if cmd.base_version != self.version:
                 return "version_gap"
             for uid in cmd.remove:
                 self.entries.pop(uid, None)
             for entry in cmd.upsert:
                 self.entries[entry.uid] = entry
+            self.version = cmd.version
+            return "applied"
+        assert cmd.entries is not None  # the model guarantees it
+        if self._staged_version != cmd.version or self._staged_parts != cmd.parts:
+            self._staged, self._staged_version, self._staged_parts = {}, cmd.version, cmd.parts
+        self._staged[cmd.part] = cmd.entries
+        if len(self._staged) < cmd.parts:
+            return STAGED
+        entries = {e.uid: e for part in sorted(self._staged) for e in self._staged[part]}
+        self._staged, self._staged_version = {}, None
+        if cmd.digest is not None and whitelist_digest(entries.values()) != cmd.digest:
+            return "digest_mismatch"
+        self.entries = entries
         self.version = cmd.version
-        return None
+        return "applied"
 
     def decide(self, uid: str, door: str, at: datetime, tz: tzinfo) -> Denial | None:
         """Why ``uid`` is refused at ``door`` at ``at`` (None: the door opens)."""

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from protocol.payloads import AckV1, PayloadError, StatusV1, WhitelistStateV1, command_wire, decode_uplink, encode
 from protocol.topics import Channel, downlink
 from protocol.whitelist import (
+    MAX_COMMAND_BYTES,
     WHITELIST,
     WHITELIST_REPORT,
     WeeklyWindowV1,
@@ -61,12 +62,35 @@ def test_a_queued_delta_goes_out_as_the_controller_parses_it() -> None:
 
 def test_a_snapshot_carries_the_whole_list_and_may_empty_it() -> None:
     entries = [entry("0A0A0A0A"), entry("0B0B0B0B", doors=["3-1-main", "3-1-garage"])]
-    body = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=3, entries=entries)
+    (body,) = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=3, entries=entries[::-1])
     cmd = WhitelistCommandV1.model_validate_json(command_wire(body, command_id="9", issued_at=None, expires_at=None))
     assert cmd.op == "snapshot"
-    assert cmd.entries == tuple(entries)
-    empty = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=4, entries=[])
+    assert cmd.entries == tuple(entries)  # sorted by uid
+    assert (cmd.part, cmd.parts, cmd.digest) == (0, 1, whitelist_digest(entries))
+    (empty,) = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=4, entries=[])
     assert WhitelistCommandV1.model_validate(empty).entries == ()
+
+
+def test_a_long_list_goes_in_parts_that_each_fit_the_broker() -> None:
+    entries = [entry(f"{i:08X}", valid_until=NOW + timedelta(days=i)) for i in range(5_000)]
+    bodies = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=7, entries=entries)
+    assert 3 <= len(bodies) <= 6
+    sizes = [len(command_wire(b, command_id="123456789", issued_at=None, expires_at=None)) for b in bodies]
+    assert max(sizes) <= MAX_COMMAND_BYTES
+    cmds = [WhitelistCommandV1.model_validate(b) for b in bodies]
+    assert [(c.part, c.parts, c.version) for c in cmds] == [(i, len(bodies), 7) for i in range(len(bodies))]
+    assert {c.digest for c in cmds} == {whitelist_digest(entries)}
+    assert [e for c in cmds for e in c.entries or ()] == entries
+    small = whitelist_snapshot(
+        command_id="1", issued_at=NOW, expires_at=None, version=7, entries=entries[:50], max_bytes=2_000
+    )
+    assert len(small) > 1
+
+
+def test_a_delta_too_big_for_one_message_is_refused() -> None:
+    many = [entry(f"{i:08X}") for i in range(3_000)]
+    with pytest.raises(ValueError, match="send a snapshot"):
+        whitelist_delta(command_id="1", issued_at=NOW, expires_at=None, version=2, base_version=1, upsert=many)
 
 
 def test_a_report_request_is_the_bare_envelope() -> None:
@@ -85,6 +109,8 @@ def test_a_report_request_is_the_bare_envelope() -> None:
         ({"entries": []}, "not entries"),
         ({"version": 0, "base_version": -1}, "greater than"),
         ({"remove": ["not-hex"]}, "pattern"),
+        ({"parts": 2}, "one message"),
+        ({"digest": "0" * 64}, "one message"),
     ],
 )
 def test_a_delta_a_controller_would_reject_is_never_built(change: dict[str, Any], match: str) -> None:
@@ -104,6 +130,8 @@ def test_a_delta_a_controller_would_reject_is_never_built(change: dict[str, Any]
         ({"remove": ["0A0A0A0A"]}, "entries only"),
         ({"entries": [{"uid": "0A0A0A0A", "doors": ["d"]}] * 2}, "appears twice"),
         ({"version": 0}, "greater than 0"),
+        ({"part": 2, "parts": 2}, "below parts"),
+        ({"digest": "ABC"}, "pattern"),
     ],
 )
 def test_a_malformed_snapshot_is_refused(change: dict[str, Any], match: str) -> None:
@@ -134,7 +162,7 @@ def test_bad_entries_are_refused(bad: dict[str, Any]) -> None:
 
 
 def test_controllers_ignore_envelope_fields_they_do_not_know() -> None:
-    body = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=3, entries=[])
+    (body,) = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=3, entries=[])
     assert WhitelistCommandV1.model_validate({**body, "chunk": 1}).version == 3
 
 
@@ -206,7 +234,7 @@ ENTRIES = st.lists(
 @settings(max_examples=100)
 @given(entries=ENTRIES, seed=st.randoms())
 def test_digest_survives_the_wire_and_any_order(entries: list[WhitelistEntryV1], seed: Any) -> None:
-    body = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=1, entries=entries)
+    (body,) = whitelist_snapshot(command_id="1", issued_at=NOW, expires_at=None, version=1, entries=entries)
     received = WhitelistCommandV1.model_validate_json(json.dumps(body))
     assert received.entries is not None
     shuffled = list(received.entries)

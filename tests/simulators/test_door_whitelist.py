@@ -76,7 +76,7 @@ def delta(
 
 
 def snapshot(version: int, entries: Iterable[WhitelistEntryV1]) -> WhitelistCommandV1:
-    body = whitelist_snapshot(command_id="1", issued_at=START, expires_at=None, version=version, entries=entries)
+    (body,) = whitelist_snapshot(command_id="1", issued_at=START, expires_at=None, version=version, entries=entries)
     return WhitelistCommandV1.model_validate(body)
 
 
@@ -94,8 +94,8 @@ def swipes(frames: list[Frame]) -> list[dict[str, Any]]:
 
 def test_deltas_apply_in_order_and_a_gap_is_refused() -> None:
     wl = Whitelist()
-    assert wl.apply(delta(1, 0, [entry(A), entry(B)])) is None
-    assert wl.apply(delta(2, 1, [entry(C)], remove=[A, "FFFFFFFF"])) is None  # removing an absent uid is a no-op
+    assert wl.apply(delta(1, 0, [entry(A), entry(B)])) == "applied"
+    assert wl.apply(delta(2, 1, [entry(C)], remove=[A, "FFFFFFFF"])) == "applied"  # absent uid: a no-op
     assert (wl.version, sorted(wl.entries)) == (2, [B, C])
     before = wl.state()
     assert wl.apply(delta(4, 3, remove=[B])) == "version_gap"  # v3 never arrived
@@ -108,11 +108,47 @@ def test_deltas_apply_in_order_and_a_gap_is_refused() -> None:
 def test_a_snapshot_replaces_everything_and_repairs_a_gap() -> None:
     wl = Whitelist(3, {A: entry(A), B: entry(B)})
     assert wl.apply(delta(5, 4, [entry(C)])) == "version_gap"
-    assert wl.apply(snapshot(5, [entry(C, doors=["1-1-garage"])])) is None
+    assert wl.apply(snapshot(5, [entry(C, doors=["1-1-garage"])])) == "applied"
     assert (wl.version, list(wl.entries)) == (5, [C])
     assert wl.apply(snapshot(5, [])) == "stale_version"
-    assert wl.apply(snapshot(6, [])) is None
+    assert wl.apply(snapshot(6, [])) == "applied"
     assert wl.entries == {}
+
+
+def parts(version: int, entries: list[WhitelistEntryV1], max_bytes: int = 400) -> list[WhitelistCommandV1]:
+    bodies = whitelist_snapshot(
+        command_id="1", issued_at=START, expires_at=None, version=version, entries=entries, max_bytes=max_bytes
+    )
+    return [WhitelistCommandV1.model_validate(b) for b in bodies]
+
+
+def test_a_snapshot_in_parts_applies_only_when_complete() -> None:
+    wl = Whitelist(2, {A: entry(A)})
+    new = [entry(f"1000000{i}") for i in range(6)]
+    p = parts(3, new)
+    assert len(p) >= 3
+    assert [wl.apply(x) for x in reversed(p)] == ["staged"] * (len(p) - 1) + ["applied"]  # any order
+    assert (wl.version, sorted(wl.entries)) == (3, sorted(e.uid for e in new))
+
+    # Parts of an older version are dropped when a newer one starts; a wrong digest changes nothing.
+    old, newer = parts(4, new[:3]), parts(5, new[3:])
+    assert wl.apply(old[0]) == "staged"
+    assert wl.apply(newer[0]) == "staged"
+    assert [wl.apply(x) for x in newer[1:]][-1] == "applied"
+    assert (wl.version, sorted(wl.entries)) == (5, sorted(e.uid for e in new[3:]))
+    assert wl.apply(old[1]) == "stale_version"
+    forged = [x.model_copy(update={"digest": whitelist_digest([])}) for x in parts(6, new)]
+    assert [wl.apply(x) for x in forged][-1] == "digest_mismatch"
+    assert wl.version == 5
+
+
+def test_a_staged_snapshot_does_not_open_doors_before_it_is_complete(fleet: Fleet) -> None:
+    door = fleet.door(CTL)
+    first = parts(1, [entry(f"2000000{i}") for i in range(6)])[0]
+    assert first.entries
+    assert door.whitelist.apply(first) == "staged"
+    door.present(first.entries[0].uid, START + timedelta(minutes=1))
+    assert [s["granted"] for s in swipes(advance(fleet, timedelta(minutes=2)))] == [False]
 
 
 def test_tampering_changes_the_digest_but_not_the_version() -> None:
@@ -311,7 +347,7 @@ def test_whitelist_commands_are_applied_and_acked(fleet: Fleet) -> None:
     assert (gap.status, gap.reason, gap.acl_version) == ("rejected", "version_gap", 1)
     assert A in door.whitelist.entries
 
-    snap = whitelist_snapshot(command_id="x", issued_at=now, expires_at=None, version=3, entries=[entry(B)])
+    (snap,) = whitelist_snapshot(command_id="x", issued_at=now, expires_at=None, version=3, entries=[entry(B)])
     repaired = send(WHITELIST, snap, "13")
     assert repaired is not None
     assert (repaired.status, repaired.acl_version) == ("applied", 3)
