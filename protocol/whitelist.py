@@ -127,6 +127,8 @@ def _whole_utc_seconds(value: datetime | None) -> datetime | None:
 class WhitelistEntryV1(BaseModel):
     """One card on one controller: the doors of this controller it opens, when, and how long."""
 
+    # Unlike the envelope, an entry refuses unknown fields: a field an older controller cannot enforce (a
+    # new restriction) must fail the command, not silently open doors more widely than the platform meant.
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     uid: Uid  # uppercase hex as read (domain-defaults §6)
