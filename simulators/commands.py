@@ -108,9 +108,12 @@ class Outcome:
 class CommandInbox:
     """Subscribes to the estate's valve commands and hands them to the run loop through a bounded queue."""
 
-    def __init__(self, estate: str, counts: CommandCounts, *, maxsize: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, estate: str, counts: CommandCounts, *, maxsize: int = QUEUE_SIZE, wake: threading.Event | None = None
+    ) -> None:
         self.estate = estate
         self.counts = counts
+        self.wake = wake  # set after each message is queued, so the run loop need not wait for its next tick
         self.topics = [downlink(estate, "+", name) for name in COMMANDS]
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize)
         self._sub_mids: set[int] = set()
@@ -164,6 +167,8 @@ class CommandInbox:
             return
         try:
             self._queue.put_nowait(Inbound(parts[3], bytes(message.payload), parts[4]))
+            if self.wake is not None:
+                self.wake.set()
         except queue.Full:
             self.counts.dropped += 1
             log.warning("%s command for %s dropped: the simulator's command queue is full", parts[4], parts[3])

@@ -6,13 +6,15 @@
     controls.present("AC-1-1", "04A1B2C3")   # someone presents a card: a swipe decided from its list
     controls.reconnect("AC-1-1")             # back: reports version + digest, uploads what it buffered
 
-Requests are queued and applied by the run loop at the start of its next tick (simulated time ``t``,
-before that tick's commands and frames), so the fleet is only ever touched from one thread.
+Requests are queued and applied by the run loop (before commands and frames), at once at the last simulated
+time reached when it is waiting for the wall clock, else at its next tick; so the fleet is only ever touched
+from one thread.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -28,9 +30,11 @@ class DoorControls:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[str, Action]] = queue.SimpleQueue()
+        self.wake = threading.Event()  # a realtime run applies a request at once instead of at its next tick
 
     def _put(self, code: str, action: Action) -> None:
         self._queue.put((code, action))
+        self.wake.set()
 
     def disconnect(self, code: str) -> None:
         self._put(code, lambda door, t: door.disconnect(t))

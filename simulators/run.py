@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
 DRAIN_TIMEOUT_S = 15.0
+NAP_S = 0.2  # longest sleep between looks at the stop event while waiting for the next tick
 
 
 @dataclass
@@ -140,7 +141,9 @@ def run_simulation(
     )
     publisher = Publisher(client, window=window, rate=rate)
     router = CommandRouter(ValveController(fleet, stats.commands), DoorCommands(fleet, stats.door_commands))
-    inbox = CommandInbox(fleet.estate, stats.commands)
+    # Set when a command or a control request arrives, so a realtime run answers it without waiting a tick.
+    wake = controls.wake if controls is not None else threading.Event()
+    inbox = CommandInbox(fleet.estate, stats.commands, wake=wake)
     if commands:
         inbox.attach(client)  # after Publisher: chains its on_connect
     pacer = Pacer(sim_start, speed)
@@ -170,27 +173,39 @@ def run_simulation(
                 stats.frames.add(ack)
         return True
 
+    def advance(t: datetime) -> bool:
+        """Controls, then commands, then the fleet's frames, all at simulated time ``t``; False once stopped."""
+        if controls is not None:
+            controls.apply(fleet, t)
+        # Before the tick: a valve closed at t shows in the readings taken at t and later.
+        if not obey(t):
+            return False
+        for frame in fleet.tick(t):
+            if not publisher.publish(frame, stop):
+                return False
+            stats.frames.add(frame)
+        return True
+
+    def wait_until(t: datetime) -> bool:
+        """Wait for ``t`` to be due. A command or control arriving meanwhile is obeyed at once, at the last
+        simulated time reached: a real controller does not wait for a clock tick. False once stopped."""
+        while (wait := pacer.delay(t)) > 0:
+            if stop.is_set():
+                return False
+            if wake.wait(min(wait, NAP_S)):
+                wake.clear()
+                if not advance(stats.sim_now):
+                    return False
+        return not stop.is_set()
+
     try:
         t = sim_start
         while end is None or t < end:
             t = t + step if end is None else min(t + step, end)
-            if not pacer.wait_until(t, stop):
+            if not wait_until(t) or not advance(t):
                 stats.stopped = True
                 break
-            if controls is not None:
-                controls.apply(fleet, t)
-            # Before the tick: a valve closed at t shows in the readings taken at t and later.
-            if not obey(t):
-                stats.stopped = True
-                break
-            for frame in fleet.tick(t):
-                if not publisher.publish(frame, stop):
-                    stats.stopped = True
-                    break
-                stats.frames.add(frame)
             stats.sim_now = t
-            if stats.stopped:
-                break
             if on_progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 on_progress(refresh())

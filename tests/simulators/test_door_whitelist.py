@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from protocol.whitelist import (
     whitelist_snapshot,
 )
 from simulators import Fleet, Frame
-from simulators.commands import CommandCounts, DoorCommands, Inbound
+from simulators.commands import CommandCounts, CommandInbox, DoorCommands, Inbound
 from simulators.controls import DoorControls
 from simulators.doors import DoorController, Whitelist
 from tests.simulators.conftest import START
@@ -419,3 +420,22 @@ def test_no_command_no_change_same_frames(estate_file: Path) -> None:
     assert frames(START) == frames(START)
     assert isinstance(Fleet.from_file(estate_file, seed=4, start=START).door(CTL), DoorController)
     assert START.tzinfo is UTC
+
+
+def test_a_command_or_a_control_wakes_a_waiting_run() -> None:
+    """A realtime run sleeps until its next tick; whitelist commands and controls must not wait for it."""
+    wake = threading.Event()
+    inbox = CommandInbox("doors", CommandCounts(), wake=wake)
+    message = type("Message", (), {"topic": f"steward/doors/down/{CTL}/whitelist", "payload": b"{}"})()
+    inbox._on_message(None, None, message)
+    assert wake.is_set()
+    assert [(m.device, m.command) for m in inbox.drain()] == [(CTL, WHITELIST)]
+    wake.clear()
+    other = type("Message", (), {"topic": f"steward/doors/down/{CTL}/firmware", "payload": b"{}"})()
+    inbox._on_message(None, None, other)
+    assert not wake.is_set()
+    assert inbox.drain() == []
+    controls = DoorControls()
+    assert not controls.wake.is_set()
+    controls.present(CTL, A)
+    assert controls.wake.is_set()
