@@ -1,4 +1,4 @@
-"""Downlink valve commands: the simulated meters obey the platform's ``valve`` commands and ack them.
+"""Downlink commands: meters obey the platform's ``valve`` commands, door controllers its whitelist commands.
 
 The platform (tickets → outbox → worker/outbox.py) publishes, QoS 1, on
 ``steward/{estate}/down/{device}/valve``::
@@ -13,8 +13,9 @@ Two halves, one per thread (DESIGN.md §2: paho callbacks only hand off to a bou
 
 * ``CommandInbox`` lives on paho's network thread: it (re)subscribes on every connect and puts each
   message on a bounded queue; it never touches the fleet.
-* ``ValveController`` lives on the run loop: it drains the queue between ticks, operates the meter's
-  valve at the simulated time of that tick and returns the ack frame to publish.
+* ``ValveController`` (and ``DoorCommands``) live on the run loop: it drains the queue (between ticks, or at
+  once when the inbox wakes a realtime run), operates the meter's valve at that simulated time and returns
+  the ack frame to publish.
 
 What a device answers:
 
