@@ -14,6 +14,7 @@ from ingest.messages import RawMessage
 from ingest.registry import DeviceInfo, DeviceRegistry
 from protocol.payloads import (
     AckV1,
+    DoorEventV1,
     MeterReadingV1,
     PayloadError,
     StatusV1,
@@ -27,6 +28,8 @@ from protocol.topics import TopicError, UplinkTopic, parse_uplink
 DEAD_LETTER_KEEP_BYTES = 4096
 # quarantined_messages.device_code is varchar(128); a topic level may be far longer (the topic keeps it all).
 QUARANTINE_DEVICE_CODE_MAX = 128
+# access_events.card_uid of a door event (held or forced open): no card was presented.
+NO_CARD = ""
 
 
 class Reason:
@@ -189,6 +192,13 @@ class Decoder:
                 )
             elif isinstance(reading, StatusV1):
                 out.statuses.append((device.id, ts, reading.online, reading.battery_v))
+            elif isinstance(reading, DoorEventV1):
+                # A door event is an access event without a card: stored with the swipes (card_uid
+                # NO_CARD, never granted, the event as the reason) so the swipe log and the access
+                # alarms see held-open and forced-open doors where they see denied cards.
+                out.swipes.append(
+                    (ts, device.id, reading.door, NO_CARD, False, reading.event, reading.seq, m.received_at)
+                )
 
     def _telemetry(
         self, out: DecodedBatch, m: RawMessage, topic: UplinkTopic, device: DeviceInfo, frame: TelemetryV1, where: str

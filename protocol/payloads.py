@@ -117,19 +117,45 @@ class SwipeV1(_Frozen):
     reason: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
+class DoorEventV1(_Frozen):
+    """Something a door did without a card (``…/up/{controller}/door``): held open too long, forced open,
+    and closed again (which ends either)."""
+
+    v: Literal[1] = 1
+    ts: Timestamp
+    seq: Seq | None = None
+    door: Ident
+    event: Literal["held_open", "forced_open", "closed"]
+    open_s: Annotated[int, Field(ge=0, lt=2**31)] | None = None  # how long it has been open, when known
+
+
+class WhitelistStateV1(_Frozen):
+    """What a door controller holds: its whitelist version, ``protocol.whitelist.whitelist_digest`` of the
+    entries and their count. Reported on (re)connect in ``StatusV1`` and in every whitelist ack."""
+
+    version: Annotated[int, Field(ge=0, lt=2**63)]
+    digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    entries: Annotated[int, Field(ge=0)]
+
+
 class StatusV1(_Frozen):
     v: Literal[1] = 1
     ts: Timestamp
     seq: Seq | None = None
     online: bool
     battery_v: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    whitelist: WhitelistStateV1 | None = None  # door controllers, on (re)connect
 
 
 class AckV1(_Frozen):
     v: Literal[1] = 1
     command_id: Ident
     status: Literal["applied", "rejected", "expired"]
+    # Whitelist commands: the version the controller holds after this command (applied or not).
     acl_version: int | None = None
+    # A refusal's machine word, e.g. ``version_gap`` (protocol.whitelist.REFUSALS).
+    reason: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
+    whitelist: WhitelistStateV1 | None = None  # whitelist commands and reports: what the controller holds
 
 
 # --- downlink: platform → device, ``steward/{estate}/down/{device}/{command}`` --------------------------
@@ -203,7 +229,7 @@ class MeterBatchV1(_Frozen):
     batch: tuple[MeterReadingV1, ...] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-Reading = TelemetryV1 | MeterReadingV1 | SwipeV1 | StatusV1 | AckV1
+Reading = TelemetryV1 | MeterReadingV1 | SwipeV1 | StatusV1 | AckV1 | DoorEventV1
 
 _SINGLE: dict[Channel, type[BaseModel]] = {
     Channel.telemetry: TelemetryV1,
@@ -211,6 +237,7 @@ _SINGLE: dict[Channel, type[BaseModel]] = {
     Channel.swipe: SwipeV1,
     Channel.status: StatusV1,
     Channel.ack: AckV1,
+    Channel.door: DoorEventV1,
 }
 _BATCH: dict[Channel, type[BaseModel]] = {Channel.telemetry: TelemetryBatchV1, Channel.meter: MeterBatchV1}
 _BATCH_MARKER = b'"batch"'

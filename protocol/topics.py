@@ -20,6 +20,7 @@ class Channel(StrEnum):
     swipe = "swipe"
     status = "status"
     ack = "ack"
+    door = "door"  # door events without a card: held open, forced open (DoorEventV1)
 
 
 class TopicError(ValueError):

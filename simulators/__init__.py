@@ -4,8 +4,11 @@ Imports only ``protocol`` and ``core`` from the project and talks to the platfor
 
     Fleet.from_file(path, seed=..., start=..., scenarios=[...])  deterministic frames, no broker
     run_simulation(path, host, port, seed=..., speed=..., ...)   publish them live (QoS 1)
+    DoorControls()                                               steer door controllers during a live run
 """
 
+from simulators.controls import DoorControls
+from simulators.doors import Whitelist
 from simulators.fleet import Fleet
 from simulators.frames import Frame
 from simulators.meters import RegisterStart
@@ -14,12 +17,14 @@ from simulators.scenarios import SCENARIOS, ScenarioPlan, ScenarioSpec, parse_sc
 
 __all__ = [
     "SCENARIOS",
+    "DoorControls",
     "Fleet",
     "Frame",
     "RegisterStart",
     "RunStats",
     "ScenarioPlan",
     "ScenarioSpec",
+    "Whitelist",
     "parse_scenario",
     "run_simulation",
 ]

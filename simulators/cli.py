@@ -49,6 +49,7 @@ def format_progress(stats: RunStats) -> str:
         f"dead-letter {f.by_expect.get('dead_letter', 0)}  quarantine {f.by_expect.get('quarantine', 0)}  "
         f"duplicate {f.by_expect.get('duplicate', 0)}"
         + (f"  valve commands {c.received} (applied {c.applied})" if (c := stats.commands).received else "")
+        + (f"  whitelist commands {d.received} (applied {d.applied})" if (d := stats.door_commands).received else "")
         + (f"  [{stats.last_error}]" if stats.last_error else "")
     )
 
@@ -69,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", default=[], help="repeatable")
     parser.add_argument("--username")
     parser.add_argument("--password")
+    parser.add_argument(
+        "--empty-whitelists",
+        action="store_true",
+        help="door controllers start with an empty list (the platform issues every card) instead of made-up cards",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -96,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_event=stop,
         username=args.username,
         password=args.password,
+        initial_cards=not args.empty_whitelists,
         on_progress=lambda s: print(format_progress(s), file=sys.stderr, flush=True),  # noqa: T201
     )
     return 0 if stats.drained else 1

@@ -1,4 +1,4 @@
-"""Downlink valve commands: the simulated meters obey the platform's ``valve`` commands and ack them.
+"""Downlink commands: meters obey the platform's ``valve`` commands, door controllers its whitelist commands.
 
 The platform (tickets → outbox → worker/outbox.py) publishes, QoS 1, on
 ``steward/{estate}/down/{device}/valve``::
@@ -13,8 +13,9 @@ Two halves, one per thread (DESIGN.md §2: paho callbacks only hand off to a bou
 
 * ``CommandInbox`` lives on paho's network thread: it (re)subscribes on every connect and puts each
   message on a bounded queue; it never touches the fleet.
-* ``ValveController`` lives on the run loop: it drains the queue between ticks, operates the meter's
-  valve at the simulated time of that tick and returns the ack frame to publish.
+* ``ValveController`` (and ``DoorCommands``) live on the run loop: it drains the queue (between ticks, or at
+  once when the inbox wakes a realtime run), operates the meter's valve at that simulated time and returns
+  the ack frame to publish.
 
 What a device answers:
 
@@ -28,7 +29,12 @@ What a device answers:
 * no answer a device this fleet does not simulate (another simulator or a real device may own it), or
             a payload without a usable ``command_id`` (there is nothing to name in an ack).
 
-AckV1 has no room for a reason (``extra="forbid"`` on the platform side), so reasons only go to the log.
+A valve ack carries no reason (reasons only go to the log). Whitelist commands
+(``…/down/{controller}/whitelist`` and ``…/whitelist_report``, see ``protocol.whitelist``) are handled by
+``DoorCommands`` on the same queue: the controller applies them to its ``Whitelist`` and acks with the version,
+the digest and, when refused, the reason (``protocol.whitelist.REFUSALS``; ``staged`` on an applied snapshot part).
+A controller that is offline (``DoorController.disconnect``) never hears a command: no ack, counted ``unheard``
+(a clean session; the platform learns the version from the reconnect report and sends what is missing).
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from core import clock as core_clock
-from protocol.payloads import AckV1, ValveCommandV1, encode
+from protocol.payloads import AckV1, CommandV1, ValveCommandV1, WhitelistStateV1, encode
 from protocol.topics import Channel, downlink, uplink
+from protocol.whitelist import STAGED, WHITELIST, WHITELIST_REPORT, WhitelistCommandV1
+from simulators.doors import DoorController
 from simulators.fleet import Fleet
 from simulators.frames import Frame
 from simulators.meters import MeterModel
@@ -55,6 +63,7 @@ from simulators.meters import MeterModel
 log = logging.getLogger(__name__)
 
 VALVE = "valve"  # the downlink command name
+COMMANDS = (VALVE, WHITELIST, WHITELIST_REPORT)  # what the simulated fleet subscribes to
 QUEUE_SIZE = 1_000
 REMEMBERED = 4_096  # command ids answered, for re-deliveries
 AckStatus = Literal["applied", "rejected", "expired"]
@@ -73,6 +82,7 @@ class CommandCounts:
     dropped: int = 0  # the hand-off queue was full (the run loop fell far behind)
     acks: int = 0  # ack frames handed to the publisher
     subscribed: int = 0  # SUBACKs granting the downlink subscription (one per (re)connect)
+    unheard: int = 0  # addressed to a door controller that was offline: no ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,7 @@ class Inbound:
 
     device: str
     payload: bytes
+    command: str = VALVE  # the topic's last level
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +109,13 @@ class Outcome:
 class CommandInbox:
     """Subscribes to the estate's valve commands and hands them to the run loop through a bounded queue."""
 
-    def __init__(self, estate: str, counts: CommandCounts, *, maxsize: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, estate: str, counts: CommandCounts, *, maxsize: int = QUEUE_SIZE, wake: threading.Event | None = None
+    ) -> None:
         self.estate = estate
         self.counts = counts
-        self.topic = downlink(estate, "+", VALVE)
+        self.wake = wake  # set after each message is queued, so the run loop need not wait for its next tick
+        self.topics = [downlink(estate, "+", name) for name in COMMANDS]
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize)
         self._sub_mids: set[int] = set()
         # paho may deliver the SUBACK on its network thread before `subscribe()` has returned the mid to us:
@@ -131,11 +145,11 @@ class CommandInbox:
 
     def _subscribe(self, client: Any) -> None:
         with self._sub_lock:
-            result, mid = client.subscribe(self.topic, qos=1)
+            result, mid = client.subscribe([(topic, 1) for topic in self.topics])
             if result == 0 and mid is not None:
                 self._sub_mids.add(mid)
         if result != 0 or mid is None:
-            log.warning("could not subscribe to %s (rc %s)", self.topic, result)
+            log.warning("could not subscribe to %s (rc %s)", self.topics, result)
 
     # paho callbacks: network thread; hand off and return.
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any = None) -> None:
@@ -144,19 +158,21 @@ class CommandInbox:
                 return
             self._sub_mids.discard(mid)
         if any(getattr(r, "is_failure", False) for r in reasons or ()):
-            log.warning("broker refused the subscription to %s: %s (no valve commands)", self.topic, reasons)
+            log.warning("broker refused a subscription to %s: %s (commands missed)", self.topics, reasons)
             return
         self.counts.subscribed += 1
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         parts = str(message.topic).split("/")
-        if len(parts) != 5 or message.topic != downlink(self.estate, parts[3], VALVE):
+        if len(parts) != 5 or parts[4] not in COMMANDS or message.topic != downlink(self.estate, parts[3], parts[4]):
             return
         try:
-            self._queue.put_nowait(Inbound(parts[3], bytes(message.payload)))
+            self._queue.put_nowait(Inbound(parts[3], bytes(message.payload), parts[4]))
+            if self.wake is not None:
+                self.wake.set()
         except queue.Full:
             self.counts.dropped += 1
-            log.warning("valve command for %s dropped: the simulator's command queue is full", parts[3])
+            log.warning("%s command for %s dropped: the simulator's command queue is full", parts[4], parts[3])
 
     def drain(self) -> list[Inbound]:
         out: list[Inbound] = []
@@ -282,3 +298,131 @@ def _command_id(raw: object) -> str | None:
         return AckV1(command_id=cid, status="rejected").command_id
     except ValidationError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class DoorOutcome:
+    """What a door controller made of a whitelist command; ``ack`` None means it sends none."""
+
+    device: str
+    command: str
+    detail: str
+    ack: AckV1 | None = None
+
+
+class DoorCommands:
+    """Applies ``whitelist`` / ``whitelist_report`` commands to the fleet's door controllers and builds the
+    acks (run-loop thread only). A repeated command id is answered again with its first ack, not re-applied;
+    that memory is lost with the run (a restarted controller keeps only its list)."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        counts: CommandCounts,
+        *,
+        wall: Callable[[], datetime] = core_clock.now,
+        remembered: int = REMEMBERED,
+    ) -> None:
+        self.fleet = fleet
+        self.counts = counts
+        self._wall = wall
+        self._remembered = remembered
+        self._answers: OrderedDict[tuple[str, str], AckV1] = OrderedDict()
+
+    def handle(self, msg: Inbound, at: datetime) -> tuple[DoorOutcome, Frame | None]:
+        """Obey one command at simulated time ``at``; never raises for anything a message can contain."""
+        self.counts.received += 1
+        try:
+            outcome = self._decide(msg)
+        except Exception as exc:  # a bug must not end the run: log it and send no ack
+            log.exception("%s command for %s could not be handled", msg.command, msg.device)
+            outcome = DoorOutcome(msg.device, msg.command, f"internal error: {exc}")
+        if outcome.ack is None:
+            log.warning("%s command for %s not answered: %s", msg.command, msg.device, outcome.detail)
+            return outcome, None
+        level = logging.INFO if outcome.ack.status == "applied" else logging.WARNING
+        log.log(level, "%s %s for %s %s: %s", msg.command, outcome.ack.command_id, msg.device, outcome.ack.status,
+                outcome.detail)  # fmt: skip
+        self.counts.acks += 1
+        frame = Frame(
+            topic=uplink(self.fleet.estate, msg.device, Channel.ack),
+            payload=encode(outcome.ack),
+            device=msg.device,
+            channel=Channel.ack.value,
+            at=at,
+            tags=(msg.command, outcome.ack.status) + ((outcome.ack.reason,) if outcome.ack.reason else ()),
+        )
+        return outcome, frame
+
+    def _decide(self, msg: Inbound) -> DoorOutcome:
+        entry = self.fleet.entries.get(msg.device)
+        if entry is None:
+            self.counts.ignored += 1
+            return DoorOutcome(msg.device, msg.command, "not a device of this fleet")
+        raw = _loads(msg.payload)
+        command_id = _command_id(raw)
+        if command_id is None:
+            self.counts.ignored += 1
+            return DoorOutcome(msg.device, msg.command, "payload has no usable command_id")
+        door = entry.model if isinstance(entry.model, DoorController) else None
+        if door is not None and not door.online:
+            self.counts.unheard += 1
+            return DoorOutcome(msg.device, msg.command, "controller offline: the command never reached it")
+        key = (msg.device, command_id)
+        if (previous := self._answers.get(key)) is not None:
+            self.counts.duplicates += 1
+            return DoorOutcome(msg.device, msg.command, "repeated command: answered again, not re-applied", previous)
+        detail, ack = self._apply(msg.command, door, command_id, raw)
+        self._answers[key] = ack
+        while len(self._answers) > self._remembered:
+            self._answers.popitem(last=False)
+        if ack.status == "applied":
+            self.counts.applied += 1
+        elif ack.status == "expired":
+            self.counts.expired += 1
+        else:
+            self.counts.rejected += 1
+        return DoorOutcome(msg.device, msg.command, detail, ack)
+
+    def _apply(self, command: str, door: DoorController | None, command_id: str, raw: object) -> tuple[str, AckV1]:
+        if door is None:
+            return "not a door controller", AckV1(command_id=command_id, status="rejected", reason="unsupported")
+        model: type[CommandV1] = WhitelistCommandV1 if command == WHITELIST else CommandV1
+        try:
+            cmd = model.model_validate(raw)
+        except ValidationError as exc:
+            reasons = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            return f"not a valid v1 {command} command ({reasons})", self._ack(command_id, "rejected", door, "invalid")
+        if cmd.expires_at is not None and cmd.expires_at <= self._wall():
+            return f"expired at {cmd.expires_at.isoformat()}", self._ack(command_id, "expired", door)
+        if not isinstance(cmd, WhitelistCommandV1):  # whitelist_report: just say what it holds
+            return "reported", self._ack(command_id, "applied", door)
+        held = door.whitelist.version
+        result = door.whitelist.apply(cmd)
+        what = f"{cmd.op} v{cmd.version}" + (f" part {cmd.part + 1}/{cmd.parts}" if cmd.parts > 1 else "")
+        if result == STAGED:
+            return f"{what} staged at v{held}", self._ack(command_id, "applied", door, STAGED)
+        if result != "applied":
+            base = f" on base {cmd.base_version}" if cmd.op == "delta" else ""
+            return f"{what}{base} refused at v{held}", self._ack(command_id, "rejected", door, result)
+        return f"{what}: v{held} → v{cmd.version}", self._ack(command_id, "applied", door)
+
+    @staticmethod
+    def _ack(command_id: str, status: AckStatus, door: DoorController, reason: str | None = None) -> AckV1:
+        state: WhitelistStateV1 = door.whitelist.state()
+        return AckV1(command_id=command_id, status=status, acl_version=state.version, reason=reason, whitelist=state)
+
+
+class CommandRouter:
+    """Sends each inbound command to the handler of its kind (run-loop thread only)."""
+
+    def __init__(self, valves: ValveController, doors: DoorCommands) -> None:
+        self.valves = valves
+        self.doors = doors
+
+    def handle(self, msg: Inbound, at: datetime) -> Frame | None:
+        if msg.command == VALVE:
+            return self.valves.handle(msg, at)[1]
+        return self.doors.handle(msg, at)[1]

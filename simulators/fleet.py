@@ -12,7 +12,7 @@ for byte, whatever the tick step.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from protocol.estate_file import METER_UNIT, EstateFile, FlatDevice, FlatUnit, expand, load_estate_file
 from simulators import profiles
 from simulators.clock import require_aware, ticks
-from simulators.doors import Card, DoorController, cards_for_units
+from simulators.doors import Card, DoorController, Whitelist, cards_for_units
 from simulators.frames import Frame, TsEncoder, TsFormat
 from simulators.meters import (
     ElectricityUse,
@@ -56,7 +56,15 @@ class Fleet:
         scenarios: Iterable[str | ScenarioSpec] = (),
         ts_format: TsFormat = "iso",
         registers: Mapping[str, RegisterStart] | None = None,
+        initial_cards: bool = True,
+        whitelists: MutableMapping[str, Whitelist] | None = None,
     ) -> None:
+        # Door controllers' lists: ``whitelists`` (controller code → list) is what a controller keeps across
+        # a kill and restart; a controller missing from it starts from the made-up resident list
+        # (``initial_cards``, what the demo and older tests rely on) or empty at version 0 (the platform
+        # issues every card), and is added to it.
+        self.initial_cards = initial_cards
+        self.whitelists: MutableMapping[str, Whitelist] = whitelists if whitelists is not None else {}
         self.doc = doc
         # Meters resumed where an earlier run (or the database) left them; the rest start from the seed.
         self.resume = dict(registers or {})
@@ -90,6 +98,8 @@ class Fleet:
         scenarios: Iterable[str | ScenarioSpec] = (),
         ts_format: TsFormat = "iso",
         registers: Mapping[str, RegisterStart] | None = None,
+        initial_cards: bool = True,
+        whitelists: MutableMapping[str, Whitelist] | None = None,
     ) -> Fleet:
         return cls(
             load_estate_file(path),
@@ -98,6 +108,8 @@ class Fleet:
             scenarios=scenarios,
             ts_format=ts_format,
             registers=registers,
+            initial_cards=initial_cards,
+            whitelists=whitelists,
         )
 
     # --- driving ------------------------------------------------------------------------------
@@ -135,6 +147,13 @@ class Fleet:
         """Door controller code → the resident cards it accepts (issue these on the platform for a demo)."""
         return {e.code: e.model.cards for e in self.entries.values() if isinstance(e.model, DoorController)}
 
+    def door(self, code: str) -> DoorController:
+        """The door controller ``code`` (KeyError when there is none)."""
+        model = self.entries[code].model
+        if not isinstance(model, DoorController):
+            raise KeyError(f"{code} is not a door controller")
+        return model
+
     def plan(self, name: str) -> ScenarioPlan:
         for p in self.plans:
             if p.name == name:
@@ -167,13 +186,20 @@ class Fleet:
                 spec, usage, seed=self.seed, start=self.start, initial=initial, initial_reverse=initial_reverse
             )
         elif spec.kind == "door_controller":
-            entry.model = DoorController(
+            kept = self.whitelists.get(spec.code)
+            if kept is None and not self.initial_cards:
+                kept = Whitelist()
+            controller = DoorController(
                 spec,
                 cards_for_units(self.estate, self._served_units(flat)),
                 seed=self.seed,
                 start=self.start,
                 tz=self.tz,
+                estate=self.estate,
+                whitelist=kept,
             )
+            self.whitelists[spec.code] = controller.whitelist
+            entry.model = controller
         elif spec.points:
             entry.model = SensorModel(spec, seed=self.seed, start=self.start, tz=self.tz)
         return entry

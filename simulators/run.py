@@ -6,13 +6,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from simulators.clock import Pacer, default_start, require_aware
-from simulators.commands import CommandCounts, CommandInbox, ValveController
+from simulators.commands import CommandCounts, CommandInbox, CommandRouter, DoorCommands, ValveController
+from simulators.controls import DoorControls
+from simulators.doors import Whitelist
 from simulators.fleet import Fleet
 from simulators.frames import FrameCounts, TsFormat
 from simulators.meters import RegisterStart
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
 DRAIN_TIMEOUT_S = 15.0
+NAP_S = 0.2  # longest sleep between looks at the stop event while waiting for the next tick
 
 
 @dataclass
@@ -47,6 +50,7 @@ class RunStats:
     drained: bool = True  # every published message was acknowledged before returning
     plans: tuple[ScenarioPlan, ...] = ()
     commands: CommandCounts = field(default_factory=CommandCounts)  # downlink valve commands, see commands.py
+    door_commands: CommandCounts = field(default_factory=CommandCounts)  # whitelist commands and reports
 
     @property
     def sim_elapsed(self) -> timedelta:
@@ -73,6 +77,9 @@ def run_simulation(
     ts_format: TsFormat = "iso",
     commands: bool = True,
     registers: Mapping[str, RegisterStart] | None = None,
+    initial_cards: bool = True,
+    whitelists: MutableMapping[str, Whitelist] | None = None,
+    controls: DoorControls | None = None,
 ) -> RunStats:
     """Simulate the estate's devices and publish their frames to ``host:port`` (QoS 1).
 
@@ -92,10 +99,16 @@ def run_simulation(
     commands     obey the platform's valve commands: subscribe to ``steward/{estate}/down/+/valve``,
                  close/open the meter's valve from the current simulated time and publish the device's
                  ``ack`` (see ``simulators.commands``). Frames only change once a command arrives.
+                 Door controllers likewise obey ``whitelist`` and ``whitelist_report`` commands.
+    initial_cards  door controllers not in ``whitelists`` start from the made-up resident list (True, the
+                 demo before the platform issued cards) or empty at version 0 (False).
+    whitelists   controller code → ``Whitelist``, filled in for every controller: what a controller keeps
+                 across a kill and restart. Pass the same mapping to the next run to restart the fleet.
+    controls     ``DoorControls`` to take controllers offline and back, present cards, tamper with a list.
 
     Blocks until done; returns the final counts. The broker must let this one connection publish on
     ``steward/{estate}/up/#`` for every device (a gateway account, not a per-device ``%u`` ACL) and,
-    with ``commands``, read ``steward/{estate}/down/+/valve``.
+    with ``commands``, read ``steward/{estate}/down/+/valve``, ``…/whitelist`` and ``…/whitelist_report``.
     """
     stop = stop_event or threading.Event()
     sim_start = require_aware(start, "start") if start else default_start(speed, duration_s)
@@ -106,7 +119,14 @@ def run_simulation(
         early = min(DEFAULT_ONSET, timedelta(seconds=duration_s) / 4)
         specs = [s if s.at is not None else replace(s, at=early) for s in specs]
     fleet = Fleet.from_file(
-        estate_file, seed=seed, start=sim_start, scenarios=specs, ts_format=ts_format, registers=registers
+        estate_file,
+        seed=seed,
+        start=sim_start,
+        scenarios=specs,
+        ts_format=ts_format,
+        registers=registers,
+        initial_cards=initial_cards,
+        whitelists=whitelists,
     )
     # Step: 1 s of simulated time in realtime; coarser when faster, so each tick is ~1/4 s of wall time.
     step = timedelta(seconds=min(60.0, max(1.0, speed / 4 if speed > 0 else 60.0)))
@@ -120,8 +140,10 @@ def run_simulation(
         window=window,
     )
     publisher = Publisher(client, window=window, rate=rate)
-    controller = ValveController(fleet, stats.commands)
-    inbox = CommandInbox(fleet.estate, stats.commands)
+    router = CommandRouter(ValveController(fleet, stats.commands), DoorCommands(fleet, stats.door_commands))
+    # Set when a command or a control request arrives, so a realtime run answers it without waiting a tick.
+    wake = controls.wake if controls is not None else threading.Event()
+    inbox = CommandInbox(fleet.estate, stats.commands, wake=wake)
     if commands:
         inbox.attach(client)  # after Publisher: chains its on_connect
     pacer = Pacer(sim_start, speed)
@@ -144,32 +166,46 @@ def run_simulation(
     def obey(t: datetime) -> bool:
         """Apply the commands that arrived since the last tick at simulated time ``t``; publish the acks."""
         for msg in inbox.drain():
-            _, ack = controller.handle(msg, t)
+            ack = router.handle(msg, t)
             if ack is not None:
                 if not publisher.publish(ack, stop):
                     return False
                 stats.frames.add(ack)
         return True
 
+    def advance(t: datetime) -> bool:
+        """Controls, then commands, then the fleet's frames, all at simulated time ``t``; False once stopped."""
+        if controls is not None:
+            controls.apply(fleet, t)
+        # Before the tick: a valve closed at t shows in the readings taken at t and later.
+        if not obey(t):
+            return False
+        for frame in fleet.tick(t):
+            if not publisher.publish(frame, stop):
+                return False
+            stats.frames.add(frame)
+        return True
+
+    def wait_until(t: datetime) -> bool:
+        """Wait for ``t`` to be due. A command or control arriving meanwhile is obeyed at once, at the last
+        simulated time reached: a real controller does not wait for a clock tick. False once stopped."""
+        while (wait := pacer.delay(t)) > 0:
+            if stop.is_set():
+                return False
+            if wake.wait(min(wait, NAP_S)):
+                wake.clear()
+                if not advance(stats.sim_now):
+                    return False
+        return not stop.is_set()
+
     try:
         t = sim_start
         while end is None or t < end:
             t = t + step if end is None else min(t + step, end)
-            if not pacer.wait_until(t, stop):
+            if not wait_until(t) or not advance(t):
                 stats.stopped = True
                 break
-            # Before the tick: a valve closed at t shows in the readings taken at t and later.
-            if not obey(t):
-                stats.stopped = True
-                break
-            for frame in fleet.tick(t):
-                if not publisher.publish(frame, stop):
-                    stats.stopped = True
-                    break
-                stats.frames.add(frame)
             stats.sim_now = t
-            if stats.stopped:
-                break
             if on_progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 on_progress(refresh())

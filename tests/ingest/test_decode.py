@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from ingest.decode import DEAD_LETTER_KEEP_BYTES, DecodedBatch, Decoder, Reason
+from ingest.decode import DEAD_LETTER_KEEP_BYTES, NO_CARD, DecodedBatch, Decoder, Reason
 from ingest.messages import RawMessage
 from ingest.registry import DeviceRegistry
 from protocol.topics import Channel
@@ -158,6 +158,42 @@ def test_swipe_status_and_ack(decoder: Decoder, est: Estate) -> None:
     assert out.acks == [("17", "applied", received, dev)]  # the device whose topic it came on
     assert out.readings == 1  # statuses and acks are not readings
     assert out.seen == {dev: (ts, [3])}
+
+
+def test_door_events_are_stored_with_the_swipes_and_whitelist_reports_keep_decoding(
+    decoder: Decoder, est: Estate
+) -> None:
+    ts, received = NOW - timedelta(seconds=5), NOW
+    ctl = est.controller
+    state = {"version": 8, "digest": "ab" * 32, "entries": 311}
+    out = decode(
+        decoder,
+        raw(
+            est.topic(ctl, "door"),
+            {"v": 1, "ts": ts.isoformat(), "seq": 4, "door": "1-1-main", "event": "held_open", "open_s": 120},
+            received_at=received,
+        ),
+        raw(est.topic(ctl, "status"), {"v": 1, "ts": ts.isoformat(), "online": True, "whitelist": state}),
+        raw(
+            est.topic(ctl, "ack"),
+            {
+                "v": 1,
+                "command_id": "18",
+                "status": "rejected",
+                "acl_version": 5,
+                "reason": "version_gap",
+                "whitelist": state,
+            },
+            received_at=received,
+        ),
+    )
+    dev = est.device_id(ctl)
+    # No card was presented: card_uid NO_CARD, never granted, the event as the reason.
+    assert out.swipes == [(ts, dev, "1-1-main", NO_CARD, False, "held_open", 4, received)]
+    assert out.statuses == [(dev, ts, True, None)]
+    assert out.acks == [("18", "rejected", received, dev)]
+    assert out.dead_letters == []
+    assert out.quarantined == []
 
 
 # --- quarantine ----------------------------------------------------------------------------------

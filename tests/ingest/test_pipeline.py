@@ -172,6 +172,27 @@ def test_meter_readings_keep_exact_decimal_registers(harness: Harness, estate: E
     assert (c.stored, c.duplicate) == (len(regs), 1)
 
 
+def test_door_events_land_in_access_events_without_a_card(harness: Harness, estate: Estate) -> None:
+    held, forced = NOW - timedelta(minutes=3), NOW - timedelta(minutes=2)
+    topic = estate.topic(estate.controller, "door")
+    msgs = [
+        raw(topic, {"v": 1, "ts": held.isoformat(), "door": "1-1-main", "event": "held_open", "open_s": 90}),
+        raw(topic, {"v": 1, "ts": forced.isoformat(), "door": "1-1-main", "event": "forced_open"}),
+        swipe_msg(estate, forced),  # a card at the same instant is another row
+    ]
+    assert harness.commit([*msgs, raw(topic, msgs[0].payload)])
+    rows = estate.rows(
+        "SELECT ts, card_uid, granted, reason FROM access_events WHERE controller_id = :d ORDER BY ts, card_uid",
+        d=estate.device_id(estate.controller),
+    )
+    assert [tuple(r) for r in rows] == [
+        (held, "", False, "held_open"),
+        (forced, "", False, "forced_open"),
+        (forced, "04A1B2C3", True, None),
+    ]
+    assert (harness.health.counters.stored, harness.health.counters.duplicate) == (3, 1)
+
+
 def test_late_status_does_not_overwrite_a_newer_one(harness: Harness, estate: Estate) -> None:
     assert harness.commit([status_msg(estate, NOW - timedelta(minutes=1), False, 3.1)])
     assert harness.commit([status_msg(estate, NOW - timedelta(minutes=9), True, 3.9)])

@@ -20,11 +20,13 @@ from protocol.payloads import (
     MAX_BATCH,
     MAX_VALUES_PER_FRAME,
     AckV1,
+    DoorEventV1,
     MeterReadingV1,
     PayloadError,
     StatusV1,
     SwipeV1,
     TelemetryV1,
+    WhitelistStateV1,
     decode_uplink,
     encode,
 )
@@ -54,12 +56,17 @@ def ack(**kw: Any) -> dict[str, Any]:
     return {"v": 1, "command_id": "cmd-42", "status": "applied", "acl_version": 42, **kw}
 
 
+def door(**kw: Any) -> dict[str, Any]:
+    return {"v": 1, "ts": TS, "seq": 9, "door": "3-1-main", "event": "held_open", "open_s": 120, **kw}
+
+
 BUILDERS = {
     Channel.telemetry: telemetry,
     Channel.meter: meter,
     Channel.swipe: swipe,
     Channel.status: status,
     Channel.ack: ack,
+    Channel.door: door,
 }
 
 
@@ -360,6 +367,15 @@ def test_status_and_ack_fields() -> None:
 # --- extra fields and versions -------------------------------------------------------------------
 
 
+def test_door_events_decode_and_a_card_swipe_is_not_one() -> None:
+    d = one(Channel.door, door(event="forced_open", open_s=None))
+    assert isinstance(d, DoorEventV1)
+    assert (d.door, d.event, d.open_s, d.seq) == ("3-1-main", "forced_open", None, 9)
+    refused(Channel.door, door(event="opened"), "event")
+    refused(Channel.door, door(open_s=-1), "open_s")
+    refused(Channel.door, swipe(), "event")
+
+
 @pytest.mark.parametrize("channel", list(Channel))
 def test_extra_fields_are_refused(channel: Channel) -> None:
     reason = refused(channel, BUILDERS[channel](unit_price="0.01"), "unit_price")
@@ -525,7 +541,7 @@ JSON = st.recursive(
 )
 FIELD_NAMES = (
     "v ts seq values register reverse_register unit valve flags door card granted reason online battery_v "
-    "command_id status acl_version batch extra"
+    "command_id status acl_version batch extra whitelist event open_s"
 )
 FIELDS = st.sampled_from(FIELD_NAMES.split(" "))
 
@@ -589,6 +605,12 @@ METER_FRAMES = st.builds(
     valve=st.sampled_from([None, "open", "closed", "unknown"]),
     flags=st.lists(st.from_regex(r"[A-Za-z0-9_.:-]{1,32}", fullmatch=True), max_size=4).map(tuple),
 )
+WHITELIST_STATES = st.builds(
+    WhitelistStateV1,
+    version=st.integers(0, 2**63 - 1),
+    digest=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    entries=st.integers(0, 10**6),
+)
 FRAMES = st.one_of(
     TELEMETRY_FRAMES,
     METER_FRAMES,
@@ -601,16 +623,33 @@ FRAMES = st.one_of(
         granted=st.booleans(),
         reason=st.none() | st.text(max_size=64),
     ),
-    st.builds(StatusV1, ts=TIMES, seq=SEQS, online=st.booleans(), battery_v=st.none() | st.floats(-10, 10)),
+    st.builds(
+        StatusV1,
+        ts=TIMES,
+        seq=SEQS,
+        online=st.booleans(),
+        battery_v=st.none() | st.floats(-10, 10),
+        whitelist=st.none() | WHITELIST_STATES,
+    ),
     st.builds(
         AckV1,
         command_id=IDENTS,
         status=st.sampled_from(["applied", "rejected", "expired"]),
         acl_version=st.none() | st.integers(-(2**31), 2**31),
+        reason=st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True),
+        whitelist=st.none() | WHITELIST_STATES,
+    ),
+    st.builds(
+        DoorEventV1,
+        ts=TIMES,
+        seq=SEQS,
+        door=IDENTS,
+        event=st.sampled_from(["held_open", "forced_open", "closed"]),
+        open_s=st.none() | st.integers(0, 2**31 - 1),
     ),
 )
 CHANNEL_OF = {TelemetryV1: Channel.telemetry, MeterReadingV1: Channel.meter, SwipeV1: Channel.swipe}
-CHANNEL_OF |= {StatusV1: Channel.status, AckV1: Channel.ack}
+CHANNEL_OF |= {StatusV1: Channel.status, AckV1: Channel.ack, DoorEventV1: Channel.door}
 
 
 def _same(a: Any, b: Any) -> None:
