@@ -39,6 +39,7 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
@@ -185,25 +186,26 @@ class Pending:
 
 # One statement per chunk of charges: the ledger transactions (``charge:<device>:<from_ts>``), their
 # entries (household +x, revenue −x, as `service.post` books them) and the meter_charges rows, from
-# arrays (one parameter per column). It replaced three ORM bulk inserts whose per-row Python cost was
-# most of ingest's time with charging on (bench/ingest.py --meter-stream). Charges of 0 fen (a sliver
+# arrays (one parameter per column), sent in binary on the raw psycopg connection as ingest/writer.py
+# does: no per-element quoting in Python. It replaced three ORM bulk inserts whose per-row Python cost
+# was most of ingest's time with charging on (bench/ingest.py --meter-stream). Charges of 0 fen (a sliver
 # of volume that rounds to nothing) have no key and no transaction. Returns how many transactions it
 # wrote, so the caller can refuse a chunk whose keys were taken (it cannot happen under the lock and
 # the cursor; the unique keys are the last line).
-_WRITE_CHARGES = text(
+_WRITE_CHARGES = (
     "WITH c AS ("
     " SELECT * FROM unnest("
-    "  CAST(:estate AS int[]), CAST(:revenue AS int[]), CAST(:key AS text[]), CAST(:account AS int[]),"
-    "  CAST(:device AS int[]), CAST(:from_ts AS timestamptz[]), CAST(:to_ts AS timestamptz[]),"
-    "  CAST(:from_register AS numeric[]), CAST(:to_register AS numeric[]), CAST(:kind AS text[]),"
-    "  CAST(:volume AS numeric[]), CAST(:month AS date[]), CAST(:value AS numeric[]), CAST(:cum_volume AS numeric[]),"
-    "  CAST(:cum_value AS numeric[]), CAST(:amount AS bigint[]), CAST(:pricing AS text[]), CAST(:hold AS int[]),"
-    "  CAST(:charged_at AS timestamptz[])"
+    "  %(estate)b::int[], %(revenue)b::int[], %(key)b::text[], %(account)b::int[],"
+    "  %(device)b::int[], %(from_ts)b::timestamptz[], %(to_ts)b::timestamptz[],"
+    "  %(from_register)b::numeric[], %(to_register)b::numeric[], %(kind)b::text[],"
+    "  %(volume)b::numeric[], %(month)b::date[], %(value)b::numeric[], %(cum_volume)b::numeric[],"
+    "  %(cum_value)b::numeric[], %(amount)b::bigint[], %(pricing)b::text[], %(hold)b::int[],"
+    "  %(charged_at)b::timestamptz[]"
     " ) AS c(estate, revenue, key, account, device, from_ts, to_ts, from_register, to_register, kind, volume,"
     "        month, value, cum_volume, cum_value, amount, pricing, hold, charged_at)"
     "), tx AS ("
     " INSERT INTO ledger_transactions (estate_id, kind, key, at, actor, reason)"
-    " SELECT estate, :tx_kind, key, to_ts, :actor, '' FROM c WHERE key IS NOT NULL"
+    " SELECT estate, %(tx_kind)s, key, to_ts, %(actor)s, '' FROM c WHERE key IS NOT NULL"
     " ON CONFLICT (key) DO NOTHING RETURNING id, key"
     "), en AS ("
     " INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)"
@@ -218,6 +220,14 @@ _WRITE_CHARGES = text(
     " FROM c LEFT JOIN tx ON tx.key = c.key"
     ") SELECT count(*) FROM tx"
 )
+
+
+def _raw(session: Session) -> psycopg.Connection[Any]:
+    """The session's psycopg connection, in the session's transaction (pending ORM writes flushed first)."""
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
 
 
 def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int, int] | None = None) -> None:
@@ -236,7 +246,7 @@ def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int,
         chunk = pending[i : i + WRITE_CHUNK]
         rows = [p.row for p in chunk]
         keys = [f"charge:{r['device_id']}:{r['from_ts'].isoformat()}" if r["amount_fen"] > 0 else None for r in rows]
-        written = session.execute(
+        cursor = _raw(session).execute(
             _WRITE_CHARGES,
             {
                 "estate": [p.estate_id for p in chunk],
@@ -261,7 +271,9 @@ def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int,
                 "actor": SYSTEM_ACTOR,
                 "charged_at": [r["charged_at"] for r in rows],
             },
-        ).scalar_one()
+        )
+        row = cursor.fetchone()
+        written = row[0] if row is not None else 0
         paid = sum(1 for k in keys if k is not None)
         if written != paid:  # cannot happen under the lock and cursor; refuse rather than double
             raise RuntimeError(f"charges already posted: {paid - written} of {paid} keys were taken")
