@@ -84,7 +84,8 @@ def test_queue_lists_the_viewers_estates_and_approves_then_sends(
     r = dash_client.post(f"/billing/notices/{mine}/send")
     assert r.status_code == 303
     assert "须先审批" in dash_client.get("/billing/notices").text
-    en = dash_client.get("/billing/notices?status=sent", cookies={"lang": "en"})
+    dash_client.cookies.set("lang", "en")
+    en = dash_client.get("/billing/notices?status=sent")
     assert "Notice queue" in en.text
     assert number in en.text
 
