@@ -107,19 +107,19 @@ class RunResult:
 
 
 def load_tariffs(session: Session, estate_id: int) -> list[TariffVersion]:
-    tiers: dict[int, list[Tier]] = {}
+    """The estate's tariff versions by effective date, each with its tiers (one query: ingest asks per batch)."""
     rows = session.execute(
-        select(TariffTier.tariff_id, TariffTier.up_to_m3, TariffTier.price_fen_per_m3)
-        .join(Tariff, Tariff.id == TariffTier.tariff_id)
+        select(Tariff.id, Tariff.effective_from, TariffTier.up_to_m3, TariffTier.price_fen_per_m3)
+        .outerjoin(TariffTier, TariffTier.tariff_id == Tariff.id)
         .where(Tariff.estate_id == estate_id)
-        .order_by(TariffTier.tariff_id, TariffTier.seq)
+        .order_by(Tariff.effective_from, Tariff.id, TariffTier.seq)
     ).all()
-    for tariff_id, up_to, price in rows:
-        tiers.setdefault(tariff_id, []).append(Tier(up_to, price))
-    return [
-        TariffVersion(t.id, t.effective_from, tuple(tiers.get(t.id, ())))
-        for t in session.scalars(select(Tariff).where(Tariff.estate_id == estate_id).order_by(Tariff.effective_from))
-    ]
+    versions: dict[int, tuple[datetime, list[Tier]]] = {}
+    for tariff_id, effective_from, up_to, price in rows:
+        tiers = versions.setdefault(tariff_id, (effective_from, []))[1]
+        if price is not None:
+            tiers.append(Tier(up_to, price))
+    return [TariffVersion(t, effective_from, tuple(tiers)) for t, (effective_from, tiers) in versions.items()]
 
 
 def meters_to_bill(session: Session | Connection, estate_id: int | None = None) -> list[int]:
@@ -558,11 +558,13 @@ def charge_meters(
         locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
     results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
     todo = [d for d in ids if d in locked]
-    if todo:
-        now = clock.now()
-        session.execute(_OPEN_ACCOUNTS, {"d": todo, "kind": AccountKind.hot_water.value, "now": now})
-        session.execute(_BASELINES, {"d": todo, "u": [up_to[d] for d in todo], "now": now})
     rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
+    new = sorted(set(todo) - {r.device_id for r in rows})
+    if new:  # billed for the first time: accounts and baselines in two statements, then their state
+        now = clock.now()
+        session.execute(_OPEN_ACCOUNTS, {"d": new, "kind": AccountKind.hot_water.value, "now": now})
+        session.execute(_BASELINES, {"d": new, "u": [up_to[d] for d in new], "now": now})
+        rows = [*rows, *session.execute(_BATCH_STATE, {"d": new, "u": [up_to[d] for d in new]}).all()]
     slow = set(todo) - {r.device_id for r in rows}  # still no cursor (no reading yet): charge_meter says so
     walks: list[tuple[Any, list[Interval], Reading]] = []
     for r in rows:

@@ -94,16 +94,18 @@ def estate_account(session: Session, estate_id: int, kind: AccountKind) -> Billi
     """One of the estate's own ledger accounts (cash, revenue, adjustments), opened on first use."""
     if kind == AccountKind.hot_water:
         raise InvalidInput("household accounts belong to a unit")
+    stmt = select(BillingAccount).where(
+        BillingAccount.estate_id == estate_id, BillingAccount.kind == kind.value, BillingAccount.unit_id.is_(None)
+    )
+    account = session.scalars(stmt).first()  # the common case (every ingest batch asks): one round trip
+    if account is not None:
+        return account
     session.execute(
         insert(BillingAccount)
         .values(estate_id=estate_id, kind=kind.value, unit_id=None, opened_at=clock.now())
         .on_conflict_do_nothing(index_elements=["estate_id", "kind"], index_where=BillingAccount.unit_id.is_(None))
     )
-    return session.scalars(
-        select(BillingAccount).where(
-            BillingAccount.estate_id == estate_id, BillingAccount.kind == kind.value, BillingAccount.unit_id.is_(None)
-        )
-    ).one()
+    return session.scalars(stmt).one()
 
 
 def get_account(session: Session, account_id: int, *, lock: bool = False) -> BillingAccount:
