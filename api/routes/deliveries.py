@@ -24,7 +24,7 @@ from storage.models import StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
 from web.errors import Forbidden, error_responses
 
-router = APIRouter(prefix="/api/notifications", tags=["operations"], responses=error_responses(401, 403, 422))
+router = APIRouter(prefix="/api/notifications", tags=["operations"], responses=error_responses(401, 403, 404, 422))
 
 DeliveryStatus = Literal["pending", "sent", "failed", "gave_up"]
 ChannelName = Literal["log", "email", "wecom_robot"]
@@ -109,7 +109,7 @@ def list_deliveries(
     return page_out(found, page, [_out(r, user.role, codes) for r in found.items])
 
 
-@router.post("/{delivery_id}/retry", response_model=DeliveryOut, responses=error_responses(404, 409))
+@router.post("/{delivery_id}/retry", response_model=DeliveryOut, responses=error_responses(409))
 def retry_delivery(delivery_id: ObjectId, session: SessionDep, user: Retriers, visible: VisibleEstates) -> DeliveryOut:
     """Send a failed or given-up delivery again at the dispatcher's next run (audited); others are 409."""
     exists, estate_id = queries.delivery_estate(session, delivery_id)

@@ -22,7 +22,7 @@ from storage.models import StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
 from web.errors import Forbidden, error_responses
 
-router = APIRouter(prefix="/api/commands", tags=["operations"], responses=error_responses(401, 403, 422))
+router = APIRouter(prefix="/api/commands", tags=["operations"], responses=error_responses(401, 403, 404, 422))
 
 CommandStatus = Literal["pending", "sent", "acknowledged", "expired", "failed"]
 Origin = Literal["alarm", "billing", "other"]
