@@ -255,7 +255,7 @@ def list_tasks(
     return [TaskOut.model_validate(t) for t in dunning_queries.tasks(session, estate.id, open_only=open_only)]
 
 
-@router.post("/dunning/tasks/{task_id}/done", response_model=TaskOut, responses=error_responses(409))
+@router.post("/dunning/tasks/{task_id}/done", response_model=TaskOut, responses=error_responses(400, 409))
 def complete_task(
     task_id: ObjectId, body: TaskDoneIn, session: SessionDep, user: Completers, visible: VisibleEstates
 ) -> TaskOut:
