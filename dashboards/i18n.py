@@ -797,6 +797,8 @@ STRINGS.update(
         "ops_kind": ("指令", "Command"),
         "ops_status": ("状态", "Status"),
         "ops_attempts": ("尝试次数", "Attempts"),
+        "ops_tries": ("已尝试 {n} 次", "{n} attempts"),
+        "ops_next_at": ("下次 {time}", "next {time}"),
         "ops_created": ("创建时间", "Created"),
         "ops_sent": ("发送时间", "Sent"),
         "ops_acked": ("确认时间", "Acknowledged"),
