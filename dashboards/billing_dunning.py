@@ -43,7 +43,8 @@ def _common(viewer: Viewer) -> dict[str, Any]:
         "can_import": may(viewer.role, Action.import_arrears),
         "can_issue": may(viewer.role, Action.issue_dunning),
         "can_complete": may(viewer.role, Action.complete_dunning_task),
-        "when": lambda ts: i18n.format_time(ts, i18n.zone(None), seconds=False) if ts else "",
+        # In the estate's own zone (both pages that show a done task have the estate).
+        "when": lambda ts, zone=None: i18n.format_time(ts, i18n.zone(zone), seconds=False) if ts else "",
     }
 
 

@@ -188,7 +188,13 @@ def test_a_dunning_task_is_marked_done_from_the_page(dash_client: TestClient, da
     assert f'data-done-task="{mine}"' in after.text
     assert "律师函已由金诚律所发出" in after.text
     with Session(dash_world.engine) as s:
-        assert s.scalar(select(DunningTask.status).where(DunningTask.id == mine)) == "done"
+        task = s.get(DunningTask, mine)
+        assert task is not None
+        assert task.status == "done"
+    case = dash_client.get(f"/dunning/cases/{task.case_id}")
+    assert "已完成" in case.text
+    assert "billing_clerk-user" in case.text
+    assert "律师函已由金诚律所发出" in case.text
     login(dash_client, "steward-user")  # stewards see the ladder, they do not record tasks
     assert dash_client.post(f"/dunning/tasks/{theirs}/done", data={"note": "x"}).status_code == 403
 
