@@ -44,6 +44,21 @@ def may_handle_alarms(role: Role | str) -> bool:
     return Role(role) in ALARM_HANDLERS
 
 
+# Device commands (the outbox): equipment staff follow every command of their estates; the billing clerk follows
+# the valve commands of supply restriction and restoration (billing's), which are what households ask about.
+COMMAND_READERS = frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager, Role.billing_clerk})
+_COMMAND_ORIGINS: dict[Role, frozenset[str]] = {Role.billing_clerk: frozenset({"billing"})}
+
+
+def may_read_commands(role: Role | str) -> bool:
+    return Role(role) in COMMAND_READERS
+
+
+def command_origins(role: Role | str) -> frozenset[str] | None:
+    """The command origins (storage.outbox_reads.ORIGINS) the role sees; None: all of them."""
+    return _COMMAND_ORIGINS.get(Role(role))
+
+
 def may_read_rounds(role: Role | str) -> bool:
     return Role(role) in ROUND_READERS
 

@@ -16,6 +16,8 @@ from api.routes import (
     billing_dunning,
     billing_notices,
     billing_webhook,
+    deliveries,
+    device_commands,
     equipment,
     estates,
     operations,
@@ -39,6 +41,8 @@ def mount_api(app: FastAPI) -> None:
         billing_webhook,
         billing_notices,
         billing_dunning,
+        device_commands,
+        deliveries,
     ):
         app.include_router(module.router)
 

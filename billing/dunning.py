@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from billing import dunning_render
 from billing.service import audit
 from core import clock
-from core.errors import InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import (
     Building,
     DunningCase,
@@ -433,6 +433,44 @@ def _close(session: Session, case: DunningCase, now: datetime) -> None:
         .where(DunningTask.case_id == case.id, DunningTask.status == "open")
         .values(status="cancelled", closed_at=now)
     )
+
+
+TASK_DONE_ACTION = "dunning.task_done"
+MAX_NOTE = 1000
+
+
+def complete_task(session: Session, task_id: int, *, actor: str, note: str, now: datetime) -> DunningTask:
+    """Record a lawyer's letter or a suit as done: who, when and a note (the firm, the court's case number), audited.
+
+    A task done is closed for good: doing it again, or a task the case's payment cancelled, is a 409."""
+    if not actor.strip():
+        raise InvalidInput("actor is required / 须填写经办人")
+    text_ = note.strip()
+    if not text_ or len(text_) > MAX_NOTE or "\x00" in text_:
+        raise InvalidInput(f"a note of 1..{MAX_NOTE} characters is required / 请填写办理情况（不超过{MAX_NOTE}字）")
+    task = session.scalars(select(DunningTask).where(DunningTask.id == task_id).with_for_update()).one_or_none()
+    if task is None:
+        raise NotFound("dunning task not found / 未找到该任务")
+    if task.status != "open":
+        raise Conflict(
+            f"task {task.id} is {task.status} already / 该任务已{'完成' if task.status == 'done' else '取消'}"
+        )
+    task.status = "done"
+    task.closed_at = now
+    # Who and the note live in the audit log (no column for them): dunning_queries reads them back from there.
+    audit(
+        session,
+        actor,
+        TASK_DONE_ACTION,
+        task_object(task.id),
+        {"note": text_, "kind": task.kind, "case_id": task.case_id, "done_at": now.isoformat()},
+    )
+    session.flush()
+    return task
+
+
+def task_object(task_id: int) -> str:
+    return f"dunning_task:{task_id}"
 
 
 # --- the ladder ----------------------------------------------------------------------------------------------

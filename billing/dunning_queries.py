@@ -13,9 +13,10 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing.dunning import LADDERS, STEP_TITLES, next_step, owner_name, steps_done
+from billing.dunning import LADDERS, STEP_TITLES, TASK_DONE_ACTION, next_step, owner_name, steps_done, task_object
 from billing.dunning_render import mask_name
 from storage.models import (
+    AuditLog,
     Building,
     DunningCase,
     DunningDocument,
@@ -84,6 +85,9 @@ class TaskRow:
     assignee_role: str
     status: str
     amount_fen: int
+    closed_at: datetime | None = None  # done or cancelled at
+    done_by: str | None = None  # who recorded it done (from the audit log)
+    done_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,17 +280,33 @@ def document(session: Session, document_id: int) -> tuple[DocumentRow, str] | No
     return _doc_row(d, code), d.body
 
 
-def tasks(session: Session, estate_id: int, *, case_id: int | None = None, open_only: bool = False) -> list[TaskRow]:
+def tasks(
+    session: Session,
+    estate_id: int,
+    *,
+    case_id: int | None = None,
+    open_only: bool = False,
+    done_only: bool = False,
+    limit: int | None = None,
+) -> list[TaskRow]:
+    """Open tasks by due date; `done_only`: the tasks done, latest first, each with who recorded it and the note."""
     stmt = (
         select(DunningTask, Unit.code)
         .join(Unit, Unit.id == DunningTask.unit_id)
         .where(DunningTask.estate_id == estate_id)
-        .order_by(DunningTask.due_on, DunningTask.id)
     )
+    if done_only:
+        stmt = stmt.where(DunningTask.status == "done").order_by(DunningTask.closed_at.desc(), DunningTask.id.desc())
+    else:
+        stmt = stmt.order_by(DunningTask.due_on, DunningTask.id)
     if case_id is not None:
         stmt = stmt.where(DunningTask.case_id == case_id)
     if open_only:
         stmt = stmt.where(DunningTask.status == "open")
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    found = session.execute(stmt).all()
+    done = _done_records(session, [t.id for t, _ in found if t.status == "done"])
     return [
         TaskRow(
             t.id,
@@ -300,9 +320,28 @@ def tasks(session: Session, estate_id: int, *, case_id: int | None = None, open_
             t.assignee_role,
             t.status,
             t.amount_fen,
+            t.closed_at,
+            *done.get(t.id, (None, None)),
         )
-        for t, code in session.execute(stmt).all()
+        for t, code in found
     ]
+
+
+def task_estate_id(session: Session, task_id: int) -> int | None:
+    return session.scalar(select(DunningTask.estate_id).where(DunningTask.id == task_id))
+
+
+def _done_records(session: Session, task_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """task id → (who, note) of its "done" audit entry."""
+    if not task_ids:
+        return {}
+    objects = {task_object(i): i for i in task_ids}
+    rows = session.execute(
+        select(AuditLog.object, AuditLog.actor, AuditLog.detail)
+        .where(AuditLog.action == TASK_DONE_ACTION, AuditLog.object.in_(list(objects)))
+        .order_by(AuditLog.id)
+    ).all()
+    return {objects[o]: (actor, str((detail or {}).get("note", ""))) for o, actor, detail in rows}
 
 
 def public_list(session: Session, estate_id: int) -> list[PublicRow]:

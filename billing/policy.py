@@ -25,6 +25,7 @@ class Action(StrEnum):
     import_arrears = "import_arrears"  # upload the fee system's property-fee arrears CSV
     view_dunning = "view_dunning"  # dunning cases, documents, tasks and the masked public list
     issue_dunning = "issue_dunning"  # run the dunning ladder by hand (the worker runs it daily)
+    complete_dunning_task = "complete_dunning_task"  # record a lawyer's letter sent / a suit filed (who, when, note)
     view_notices = "view_notices"  # the notice queue and printable notices
     approve_notices = "approve_notices"  # approve, send or cancel a notice (restriction notices included)
 
@@ -53,6 +54,8 @@ ALLOWED: dict[Action, frozenset[str]] = {
     # Stewards (管家) deliver the letters and phone the owners, so they see the ladder; they do not issue it.
     Action.view_dunning: frozenset({ADMIN, MANAGER, CLERK, STEWARD}),
     Action.issue_dunning: frozenset({ADMIN, MANAGER, CLERK}),
+    # The tasks are the project manager's (seeds/000 3.5); the clerk who keeps the file records them too.
+    Action.complete_dunning_task: frozenset({ADMIN, MANAGER, CLERK}),
     # Stewards hand notices to households, so they see (and print) the queue; approving a notice that can
     # lead to restriction is the project manager's or the clerk's decision.
     Action.view_notices: frozenset({ADMIN, MANAGER, STEWARD, CLERK}),

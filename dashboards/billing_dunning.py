@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from billing import dunning, dunning_queries
 from billing.dunning_render import cn_date, yuan
 from billing.policy import Action, may
+from core import clock
 from core.errors import StewardError
 from dashboards import i18n
 from dashboards.forms import flash_error, flash_ok, form_page, same_origin
@@ -41,6 +42,9 @@ def _common(viewer: Viewer) -> dict[str, Any]:
         "step_title": lambda kind: dunning_queries.step_title(kind, lang),
         "can_import": may(viewer.role, Action.import_arrears),
         "can_issue": may(viewer.role, Action.issue_dunning),
+        "can_complete": may(viewer.role, Action.complete_dunning_task),
+        # In the estate's own zone (both pages that show a done task have the estate).
+        "when": lambda ts, zone=None: i18n.format_time(ts, i18n.zone(zone), seconds=False) if ts else "",
     }
 
 
@@ -69,6 +73,7 @@ def _estate_page(
         variant=variant,
         cases=dunning_queries.cases(session, estate.id),
         tasks=dunning_queries.tasks(session, estate.id, open_only=True),
+        done_tasks=dunning_queries.tasks(session, estate.id, done_only=True, limit=20),
         errors=errors or [],
         **_common(viewer),
     )
@@ -118,6 +123,33 @@ def dunning_advance(code: str, request: Request, session: SessionDep, viewer: Vi
     estate = estate_of(session, code, viewer)
     dunning.advance(session, estate.id, dunning.local_today(estate))
     return flash_ok(f"/dunning/{estate.code}", "flash_advanced")
+
+
+@router.post("/dunning/tasks/{task_id}/done", response_model=None)
+def dunning_task_done(
+    task_id: int,
+    request: Request,
+    session: SessionDep,
+    viewer: ViewerDep,
+    note: Annotated[str, Form(max_length=dunning.MAX_NOTE)] = "",
+) -> Response:
+    """A lawyer's letter sent or a suit filed: who (the viewer), when (now) and the note, audited."""
+    same_origin(request, viewer)
+    require(viewer, may(viewer.role, Action.complete_dunning_task))
+    estate_id = dunning_queries.task_estate_id(session, task_id) if 0 < task_id < 2**62 else None
+    if estate_id is None or estate_id not in viewer.visible:
+        raise PageError(404, viewer)
+    estate = session.get(Estate, estate_id)
+    assert estate is not None
+    target = f"/dunning/{estate.code}"
+    if not note.strip():
+        return flash_error(target, "!need_task_note")
+    try:
+        dunning.complete_task(session, task_id, actor=viewer.username, note=note, now=clock.now())
+    except StewardError as exc:
+        session.rollback()
+        return flash_error(target, exc)
+    return flash_ok(target, "task_done_flash")
 
 
 @router.get("/dunning/cases/{case_id}", response_class=HTMLResponse)

@@ -777,3 +777,52 @@ STRINGS.update(
         "back": ("返回", "Back"),
     }
 )
+
+
+# Operations pages (dashboards/operations.py): device commands and notification deliveries; dunning tasks done.
+STRINGS.update(
+    {
+        "nav_commands": ("设备指令", "Device commands"),
+        "nav_notifications": ("通知发送记录", "Notifications"),
+        "ops_commands_title": ("设备指令", "Device commands"),
+        "ops_notifications_title": ("通知发送记录", "Notification deliveries"),
+        "ops_commands_billing_only": (
+            "收费员仅可查看热水收费产生的阀门指令（限供、停供、恢复供水）。",
+            "Billing clerks see the valve commands of hot-water billing only (restriction, suspension, restoration).",
+        ),
+        "ops_all": ("全部", "All"),
+        "ops_all_channels": ("全部渠道", "All channels"),
+        "ops_filter": ("筛选", "Filter"),
+        "ops_device": ("设备", "Device"),
+        "ops_kind": ("指令", "Command"),
+        "ops_status": ("状态", "Status"),
+        "ops_attempts": ("尝试次数", "Attempts"),
+        "ops_tries": ("已尝试 {n} 次", "{n} attempts"),
+        "ops_next_at": ("下次 {time}", "next {time}"),
+        "ops_created": ("创建时间", "Created"),
+        "ops_sent": ("发送时间", "Sent"),
+        "ops_acked": ("确认时间", "Acknowledged"),
+        "ops_expires": ("{time} 过期", "expires {time}"),
+        "ops_origin": ("来源", "Origin"),
+        "ops_last_error": ("最近错误", "Last error"),
+        "ops_account_link": ("查看住户账户", "Household account"),
+        "ops_alarm_raised": ("已触发告警 #{id}", "Raised alarm #{id}"),
+        "ops_no_commands": ("没有符合条件的设备指令", "No device commands match"),
+        "ops_showing": ("第 {first}–{last} 条，共 {total} 条", "{first}–{last} of {total}"),
+        "ops_prev": ("上一页", "Previous"),
+        "ops_next": ("下一页", "Next"),
+        "ops_channel": ("渠道", "Channel"),
+        "ops_recipient": ("接收人", "Recipient"),
+        "ops_subject": ("主题", "Subject"),
+        "ops_next_attempt": ("下次尝试", "Next attempt"),
+        "ops_retry_now": ("立即重试", "Retry now"),
+        "ops_retry_queued": ("已安排立即重试", "Queued to be sent again now"),
+        "ops_no_deliveries": ("没有符合条件的发送记录", "No deliveries match"),
+        "task_done_button": ("标记完成", "Mark done"),
+        "task_done_note": ("办理情况（如律所、案号）", "What was done (law firm, case number)"),
+        "task_done_flash": ("任务已标记完成", "Task marked done"),
+        "task_done_by": ("{who} 于 {when} 完成", "done by {who} at {when}"),
+        "tasks_done_recent": ("最近完成的任务", "Recently done tasks"),
+        "need_task_note": ("请填写办理情况", "Say what was done"),
+    }
+)

@@ -20,6 +20,7 @@ from alarms import policy as alarms_policy
 from billing import policy as billing_policy
 from dashboards import i18n
 from dashboards.i18n import Lang
+from notifications import policy as notifications_policy
 from storage.models import StaffUser
 from tickets import policy as tickets_policy
 from web.cookies import SESSION_COOKIE
@@ -121,6 +122,10 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return billing_policy.may(viewer.role, billing_policy.Action.view_notices)
     if what == "dunning":
         return billing_policy.may(viewer.role, billing_policy.Action.view_dunning)
+    if what == "commands":
+        return alarms_policy.may_read_commands(viewer.role)
+    if what == "notifications":
+        return notifications_policy.may_read(viewer.role)
     return False
 
 

@@ -16,6 +16,7 @@ from api.routes.estates import estate_or_404
 from api.schemas import NO_NUL, Input, Output
 from billing import dunning, dunning_queries
 from billing.policy import Action, may
+from core import clock
 from core.errors import NotFound
 from storage.models import Estate, StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
@@ -36,6 +37,7 @@ def _allowed(action: Action) -> Callable[[StaffUser], StaffUser]:
 Viewers = Annotated[StaffUser, Depends(_allowed(Action.view_dunning))]
 Importers = Annotated[StaffUser, Depends(_allowed(Action.import_arrears))]
 Issuers = Annotated[StaffUser, Depends(_allowed(Action.issue_dunning))]
+Completers = Annotated[StaffUser, Depends(_allowed(Action.complete_dunning_task))]
 
 
 class ArrearsImportIn(Input):
@@ -122,8 +124,11 @@ class TaskOut(Output):
     created_on: date
     due_on: date
     assignee_role: str
-    status: str
+    status: str = Field(description="open, done or cancelled (the unit paid)")
     amount_fen: int
+    closed_at: datetime | None = Field(default=None, description="when it was done or cancelled")
+    done_by: str | None = Field(default=None, description="who recorded it done")
+    done_note: str | None = Field(default=None, description="what was done: the law firm, the court's case number, …")
 
 
 class CaseDetailOut(CaseOut):
@@ -132,6 +137,15 @@ class CaseDetailOut(CaseOut):
     ladder: list[LadderStepOut]
     documents: list[DocumentOut]
     tasks: list[TaskOut]
+
+
+class TaskDoneIn(Input):
+    note: str = Field(
+        min_length=1,
+        max_length=dunning.MAX_NOTE,
+        pattern=r"^[^\x00]*\S[^\x00]*$",
+        description="what was done, e.g. the law firm that sent the letter or the court's case number",
+    )
 
 
 class AdvanceOut(Output):
@@ -239,6 +253,20 @@ def list_tasks(
     """Lawyer's-letter and litigation tasks, by due date."""
     estate = estate_or_404(session, code, visible)
     return [TaskOut.model_validate(t) for t in dunning_queries.tasks(session, estate.id, open_only=open_only)]
+
+
+@router.post("/dunning/tasks/{task_id}/done", response_model=TaskOut, responses=error_responses(400, 409))
+def complete_task(
+    task_id: ObjectId, body: TaskDoneIn, session: SessionDep, user: Completers, visible: VisibleEstates
+) -> TaskOut:
+    """Record a lawyer's-letter or litigation task as done (who, when, a note; audited): it leaves the open list.
+    A task done already or cancelled by the unit's payment is 409."""
+    estate_id = dunning_queries.task_estate_id(session, task_id)
+    if estate_id is None or estate_id not in visible:
+        raise NotFound("dunning task not found / 未找到该任务")
+    task = dunning.complete_task(session, task_id, actor=user.username, note=body.note, now=clock.now())
+    row = next(t for t in dunning_queries.tasks(session, estate_id, case_id=task.case_id) if t.task_id == task.id)
+    return TaskOut.model_validate(row)
 
 
 @router.post("/estates/{code}/dunning/advance", response_model=AdvanceOut)

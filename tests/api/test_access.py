@@ -31,12 +31,14 @@ from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from accounts.service import create_token
+from alarms import policy as alarms_policy
 from api.routes.billing_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from billing import notices as billing_notices
 from billing import policy as billing_policy
 from billing import service as billing_service
 from billing.const import NoticeKind
 from core import clock
+from notifications import policy as notifications_policy
 from storage.models import AuditLog, Building, Estate, StaffUser, Ticket, TicketEvent, Unit
 from tests.support.billing_world import (
     HOLD_REPLACED_AT,
@@ -46,6 +48,7 @@ from tests.support.billing_world import (
     new_hold,
 )
 from tests.support.dunning import MATRIX_CSV, seed_dunning
+from tests.support.ops import add_command, new_failed_delivery, new_task
 from tests.support.world import PASSWORD, World, bearer
 from tickets import policy as ticket_policy
 from tickets.policy import Step
@@ -75,7 +78,10 @@ NOTICE_APPROVERS = frozenset({A, M, B})  # billing.policy approve_notices
 OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integration tokens
 ADMIN = frozenset({A})
 DUNNING_READERS = frozenset({A, M, B, S})  # billing.policy view_dunning: stewards deliver the letters
-DUNNING_CLERKS = frozenset({A, M, B})  # import_arrears, issue_dunning
+DUNNING_CLERKS = frozenset({A, M, B})  # import_arrears, issue_dunning, complete_dunning_task
+COMMAND_READERS = frozenset({A, E, SU, M, B})  # alarms.policy: the clerk sees billing's valve commands only
+DELIVERY_READERS = frozenset({A, E, SU, M, B})  # notifications.policy
+DELIVERY_RETRIERS = frozenset({A, M})
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -139,6 +145,10 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/estates/{code}/dunning/tasks"): DUNNING_READERS,
     ("POST", "/api/estates/{code}/dunning/advance"): DUNNING_CLERKS,
     ("GET", "/api/estates/{code}/dunning/public-list"): DUNNING_READERS,
+    ("POST", "/api/dunning/tasks/{task_id}/done"): DUNNING_CLERKS,
+    ("GET", "/api/commands"): COMMAND_READERS,
+    ("GET", "/api/notifications"): DELIVERY_READERS,
+    ("POST", "/api/notifications/{delivery_id}/retry"): DELIVERY_RETRIERS,
     ("GET", "/api/billing/estates/{code}/accounts"): BILL_VIEW,
     ("GET", "/api/billing/accounts/{account_id}"): BILL_VIEW,
     ("POST", "/api/billing/accounts/{account_id}/top-ups"): BILL_MONEY,
@@ -194,6 +204,8 @@ NOBODY_SEES = {
     "hold_id": 2_000_000_000,
     "provider": WEBHOOK_PROVIDER,
     "notice_id": 2_000_000_000,
+    "task_id": 2_000_000_000,
+    "delivery_id": 2_000_000_000,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -248,6 +260,9 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "hold_id": new_hold(world.engine, world.estate) if "{hold_id}" in path else 0,
             "provider": WEBHOOK_PROVIDER,
             "notice_id": _notice_for(world, path) if "{notice_id}" in path else 0,
+            # Fresh each call: marking a task done or retrying a delivery moves it on.
+            "task_id": new_task(world.engine, world.estate) if "{task_id}" in path else 0,
+            "delivery_id": new_failed_delivery(world.engine, world.estate) if "{delivery_id}" in path else 0,
         },
         "other": {
             "code": world.other_estate,
@@ -268,6 +283,8 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "hold_id": new_hold(world.engine, world.other_estate) if "{hold_id}" in path else 0,
             "provider": WEBHOOK_PROVIDER,
             "notice_id": _notice_for(world, path, world.other_estate) if "{notice_id}" in path else 0,
+            "task_id": new_task(world.engine, world.other_estate) if "{task_id}" in path else 0,
+            "delivery_id": new_failed_delivery(world.engine, world.other_estate) if "{delivery_id}" in path else 0,
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -370,6 +387,7 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/billing/estates/{code}/runs"): {},
         WEBHOOK: {"transaction_id": uuid.uuid4().hex, "account_id": _webhook_account(), "amount_fen": 500},
         ("POST", "/api/billing/notices/{notice_id}/cancel"): {"reason": "已缴费 / paid meanwhile"},
+        ("POST", "/api/dunning/tasks/{task_id}/done"): {"note": "律师函已由某律所发出 / letter sent by the firm"},
     }
     return bodies.get(route)
 
@@ -796,6 +814,55 @@ def test_operations_lists_hold_only_visible_estates(client: TestClient, api_worl
     assert topics("hq-engineer") == {"apia", "apib"}
 
 
+@pytest.fixture(scope="module")
+def ops_rows(api_world: World) -> None:
+    """A billing and an alarm command, and a failed delivery, in each estate (committed: the world is shared)."""
+    with Session(api_world.engine) as s, s.begin():
+        for device_id in (api_world.device_id, api_world.other_device_id):
+            add_command(s, device_id, reason="billing_restriction")
+            add_command(s, device_id, reason="vacant_flow", ticket="GD-OPS-1")
+    new_failed_delivery(api_world.engine, api_world.estate)
+    new_failed_delivery(api_world.engine, api_world.other_estate)
+
+
+@pytest.mark.usefixtures("ops_rows")
+@pytest.mark.parametrize("path", ["/api/commands", "/api/notifications"])
+def test_command_and_delivery_lists_hold_only_visible_estates(client: TestClient, api_world: World, path: str) -> None:
+    def estates(who: str | Role) -> set[str | None]:
+        r = client.get(f"{path}?limit=500", headers=bearer(api_world, who))
+        assert r.status_code == 200, r.text
+        return {item["estate"] for item in r.json()["items"]}
+
+    assert estates("noestate-engineer") == set()
+    assert estates(E) == {"apia"}
+    assert {"apia", "apib"} <= estates("hq-engineer")
+    r = client.get(f"{path}?estate=apib", headers=bearer(api_world, E))
+    assert r.status_code == 404, r.text  # another estate named in the filter: as if it did not exist
+
+
+@pytest.mark.usefixtures("ops_rows")
+def test_the_billing_clerk_sees_billing_commands_only(client: TestClient, api_world: World) -> None:
+    clerk = client.get("/api/commands?limit=500", headers=bearer(api_world, B)).json()["items"]
+    assert clerk
+    assert {c["origin"] for c in clerk} == {"billing"}
+    assert client.get("/api/commands?origin=alarm", headers=bearer(api_world, B)).json()["items"] == []
+    engineer = client.get("/api/commands?limit=500", headers=bearer(api_world, E)).json()["items"]
+    assert {"billing", "alarm"} <= {c["origin"] for c in engineer}
+
+
+@pytest.mark.usefixtures("ops_rows")
+def test_delivery_recipients_are_masked_for_roles_that_do_not_manage_staff(
+    client: TestClient, api_world: World
+) -> None:
+    def recipients(role: Role) -> set[str]:
+        items = client.get("/api/notifications?channel=email&limit=500", headers=bearer(api_world, role)).json()
+        return {d["recipient"] for d in items["items"]}
+
+    assert all(r.startswith("w***@") for r in recipients(E))
+    assert all(r.startswith("w***@") for r in recipients(B))
+    assert any(r.startswith("wang.") for r in recipients(M))
+
+
 # --- S6 / S7: inputs --------------------------------------------------------------------------------------------
 
 
@@ -980,10 +1047,18 @@ def test_the_spelled_out_billing_roles_are_the_policy() -> None:
         Act.view_dunning: DUNNING_READERS,
         Act.import_arrears: DUNNING_CLERKS,
         Act.issue_dunning: DUNNING_CLERKS,
+        Act.complete_dunning_task: DUNNING_CLERKS,
         Act.view_notices: NOTICE_READERS,
         Act.approve_notices: NOTICE_APPROVERS,
     }
     assert {a: {Role(r) for r in roles} for a, roles in billing_policy.ALLOWED.items()} == expected
+
+
+def test_the_spelled_out_operations_roles_are_the_policy() -> None:
+    """The matrix's command and delivery rows and the policies the pages ask (alarms, notifications) agree."""
+    assert {r for r in Role if alarms_policy.may_read_commands(r)} == COMMAND_READERS
+    assert {r for r in Role if notifications_policy.may_read(r)} == DELIVERY_READERS
+    assert {r for r in Role if notifications_policy.may_retry(r)} == DELIVERY_RETRIERS
 
 
 def test_the_spelled_out_ticket_roles_are_the_policy() -> None:

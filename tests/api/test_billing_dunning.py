@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from accounts.const import Role
 from storage.models import LedgerEntry, Outbox
 from tests.support.dunning import MATRIX_CSV, seed_dunning
+from tests.support.ops import new_task
 from tests.support.world import PASSWORD, World, bearer
 
 CSV = MATRIX_CSV + "1-1-102,2026-09,19.99,0.10\n1-1-102,2026-10,0.29,\n"
@@ -192,3 +193,26 @@ def test_printable_document_and_public_list(client: TestClient, api_world: World
     nav = client.get(f"/dunning/{api_world.estate}")
     assert 'href="/dunning"' in nav.text
     assert "Units in arrears" in nav.text
+
+
+def test_a_task_marked_done_over_the_api_leaves_the_open_list(client: TestClient, api_world: World) -> None:
+    task_id = new_task(api_world.engine, api_world.estate)
+    manager = bearer(api_world, Role.manager)
+    tasks = f"/api/estates/{api_world.estate}/dunning/tasks"
+    assert task_id in {t["task_id"] for t in client.get(tasks, headers=manager).json()}
+    blank = client.post(f"/api/dunning/tasks/{task_id}/done", headers=manager, json={"note": "   "})
+    assert blank.status_code == 422, blank.text
+    r = client.post(f"/api/dunning/tasks/{task_id}/done", headers=manager, json={"note": "律师函已发出 / letter sent"})
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert (done["status"], done["done_by"], done["done_note"]) == (
+        "done",
+        "manager-user",
+        "律师函已发出 / letter sent",
+    )
+    assert done["closed_at"]
+    assert task_id not in {t["task_id"] for t in client.get(tasks, headers=manager).json()}
+    everything = client.get(f"{tasks}?open_only=false", headers=manager).json()
+    assert [t["done_by"] for t in everything if t["task_id"] == task_id] == ["manager-user"]
+    again = client.post(f"/api/dunning/tasks/{task_id}/done", headers=manager, json={"note": "again"})
+    assert again.status_code == 409, again.text

@@ -16,6 +16,7 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from sqlalchemy.orm import Session
 
 from accounts.const import Role
 from core import clock
@@ -23,6 +24,7 @@ from core.settings import Settings
 from steward.app import create_app
 from tests.support.billing_world import billing_place, new_hold
 from tests.support.dunning import seed_dunning
+from tests.support.ops import add_command, new_failed_delivery, new_task
 from tests.support.world import World, add_samples, bearer, build_world
 
 # Domain rules JSON Schema cannot state answer 422 to schema-valid input; only these operations may:
@@ -67,6 +69,10 @@ checks.positive_data_acceptance.expected-statuses = ["401"]
 # status, and a restriction notice is not sent once its stated date is too near.
 [[operations]]
 include-path-regex = "^/api/billing/notices/\\\\{notice_id\\\\}/(approve|send|cancel)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
+# A task is done once (again, or cancelled by the unit's payment: 409); only a failed delivery is retried.
+[[operations]]
+include-path-regex = "^/api/(dunning/tasks/\\\\{task_id\\\\}/done|notifications/\\\\{delivery_id\\\\}/retry)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
 """
 )
@@ -138,6 +144,17 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             seed_dunning(world.engine, world.other_estate),
         )
         KNOWN.update(case_id=(case_a, case_b), document_id=(doc_a, doc_b))
+        KNOWN.update(
+            task_id=(new_task(world.engine, world.estate), new_task(world.engine, world.other_estate)),
+            delivery_id=(
+                new_failed_delivery(world.engine, world.estate),
+                new_failed_delivery(world.engine, world.other_estate),
+            ),
+        )
+        with Session(world.engine) as s, s.begin():
+            for device_id in (world.device_id, world.other_device_id):
+                add_command(s, device_id, reason="billing_restriction")
+                add_command(s, device_id, reason="vacant_flow", ticket="GD-FUZZ-1", status="failed", last_error="x")
         try:
             with TestClient(TARGET.app):  # runs the app's lifespan (dashboards' live listener included)
                 yield world
@@ -147,7 +164,7 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
 
 
 @schema.parametrize()
-# 15 examples per operation and role: 47 operations × 2 roles keep this module near two minutes in CI.
+# 15 examples per operation and role: 51 operations × 2 roles keep this module near two minutes in CI.
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms(case: schemathesis.Case[Any], fuzz_world: World) -> None:
     # An administrator (every operation allowed) and a viewer (masked residents, 403 on the rest).

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 from billing import dunning, dunning_queries
 from billing.dunning import ArrearsFileRejected, import_arrears, parse_arrears_csv, parse_money, parse_period
 from billing.dunning_render import mask_name, rmb_upper
+from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import (
+    AuditLog,
     BillingAccount,
     DunningCase,
     DunningDocument,
@@ -499,3 +501,54 @@ def test_dunning_roles() -> None:
 
 
 ROLES = ("admin", "engineer", "steward", "supervisor", "manager", "card_admin", "billing_clerk", "viewer")
+
+
+# --- a lawyer's letter or a suit done ---------------------------------------------------------------------------
+
+
+def test_a_task_done_records_who_when_and_the_note_and_leaves_the_open_list(session: Session, estate: int) -> None:
+    d0 = date(2026, 11, 2)
+    load(session, estate, b"unit,period,amount\n1-1-101,2026-10,100.00\n", d0)
+    for offset in (0, 7, 14, 21):
+        advance(session, estate, d0 + timedelta(days=offset))
+    (open_task,) = dunning_queries.tasks(session, estate, open_only=True)
+    assert open_task.kind == "lawyer_letter"
+    done_at = at(d0 + timedelta(days=23))
+    with pytest.raises(InvalidInput):
+        dunning.complete_task(session, open_task.task_id, actor="li.manager", note="   ", now=done_at)
+    dunning.complete_task(session, open_task.task_id, actor="li.manager", note="律师函已由某某律所发出", now=done_at)
+    assert dunning_queries.tasks(session, estate, open_only=True) == []
+    (done,) = dunning_queries.tasks(session, estate, done_only=True)
+    assert (done.status, done.closed_at, done.done_by, done.done_note) == (
+        "done",
+        done_at,
+        "li.manager",
+        "律师函已由某某律所发出",
+    )
+    audit = session.scalars(
+        select(AuditLog).where(
+            AuditLog.action == "dunning.task_done", AuditLog.object == f"dunning_task:{done.task_id}"
+        )
+    ).one()
+    assert (audit.actor, audit.detail["note"]) == ("li.manager", "律师函已由某某律所发出")
+    # Done once: again is a conflict and changes nothing.
+    with pytest.raises(Conflict):
+        dunning.complete_task(session, done.task_id, actor="zhou", note="again", now=done_at)
+    # The ladder goes on to the suit three days after the lawyer's letter, done or not.
+    advance(session, estate, d0 + timedelta(days=24))
+    assert [t.kind for t in dunning_queries.tasks(session, estate, open_only=True)] == ["litigation"]
+
+
+def test_a_cancelled_task_cannot_be_done(session: Session, estate: int) -> None:
+    d0 = date(2026, 11, 2)
+    load(session, estate, b"unit,period,amount\n1-1-101,2026-10,100.00\n1-1-102,2026-10,5.00\n", d0)
+    for offset in (0, 7, 14, 21):
+        advance(session, estate, d0 + timedelta(days=offset))
+    load(session, estate, b"unit,period,amount\n1-1-102,2026-10,5.00\n", d0 + timedelta(days=22))  # 1-1-101 paid
+    task_id = session.scalars(
+        select(DunningTask.id).where(DunningTask.estate_id == estate, DunningTask.status == "cancelled")
+    ).one()
+    with pytest.raises(Conflict):
+        dunning.complete_task(session, task_id, actor="zhou", note="寄出", now=at(d0 + timedelta(days=22)))
+    with pytest.raises(NotFound):
+        dunning.complete_task(session, 2_000_000_000, actor="zhou", note="寄出", now=at(d0))
