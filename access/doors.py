@@ -47,9 +47,10 @@ def _kind_of(device: Device, code: str) -> DoorKind:
 
 def sync_doors(session: Session, estate_id: int) -> list[AccessDoor]:
     """Create the doors the estate's controllers report and the table lacks (idempotent); returns the new ones."""
-    buildings = dict(
-        session.execute(select(Building.code, Building.id).where(Building.estate_id == estate_id)).tuples()
-    )
+    buildings = {
+        str(code): id_
+        for code, id_ in session.execute(select(Building.code, Building.id).where(Building.estate_id == estate_id))
+    }
     known = set(session.scalars(select(AccessDoor.code).where(AccessDoor.estate_id == estate_id)))
     created = []
     controllers = session.scalars(

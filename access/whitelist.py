@@ -41,7 +41,7 @@ def whitelist_for(session: Session, controller_id: int, at: datetime) -> list[En
             or_(AccessCard.valid_until.is_(None), AccessCard.valid_until > at),
         )
         .order_by(AccessCard.uid, AccessCard.format, AccessDoor.code)
-    ).tuples()
+    )
     cards: dict[int, tuple[AccessCard, list[str]]] = {}
     for card, door in rows:
         cards.setdefault(card.id, (card, []))[1].append(door)
