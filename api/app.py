@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.routes import (
+    access,
     alarms,
     auth,
     billing,
@@ -39,6 +40,7 @@ def mount_api(app: FastAPI) -> None:
         billing_webhook,
         billing_notices,
         billing_dunning,
+        access,
     ):
         app.include_router(module.router)
 

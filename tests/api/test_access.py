@@ -38,6 +38,7 @@ from billing import service as billing_service
 from billing.const import NoticeKind
 from core import clock
 from storage.models import AuditLog, Building, Estate, StaffUser, Ticket, TicketEvent, Unit
+from tests.support.access_world import card_for, new_uid, unit_code_of
 from tests.support.billing_world import (
     HOLD_REPLACED_AT,
     WEBHOOK_PROVIDER,
@@ -76,6 +77,9 @@ OPERATORS = frozenset({A, E})  # ingest health, dead letters, metrics, integrati
 ADMIN = frozenset({A})
 DUNNING_READERS = frozenset({A, M, B, S})  # billing.policy view_dunning: stewards deliver the letters
 DUNNING_CLERKS = frozenset({A, M, B})  # import_arrears, issue_dunning
+# access/policy.py: the card desk manages cards; stewards and the project manager read the register (UIDs masked).
+CARD_READERS = frozenset({A, C, M, S})
+CARD_DESK = frozenset({A, C})
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -156,6 +160,13 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/billing/notices/{notice_id}/approve"): NOTICE_APPROVERS,
     ("POST", "/api/billing/notices/{notice_id}/send"): NOTICE_APPROVERS,
     ("POST", "/api/billing/notices/{notice_id}/cancel"): NOTICE_APPROVERS,
+    ("GET", "/api/access/estates/{code}/cards"): CARD_READERS,
+    ("POST", "/api/access/estates/{code}/cards"): CARD_DESK,
+    ("GET", "/api/access/estates/{code}/units/{unit_code}/cards"): CARD_READERS,
+    ("POST", "/api/access/estates/{code}/units/{unit_code}/move-out"): CARD_DESK,
+    ("GET", "/api/access/cards/{card_id}"): CARD_READERS,
+    ("POST", "/api/access/cards/{card_id}/lost"): CARD_DESK,
+    ("POST", "/api/access/cards/{card_id}/return"): CARD_DESK,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
@@ -194,6 +205,8 @@ NOBODY_SEES = {
     "hold_id": 2_000_000_000,
     "provider": WEBHOOK_PROVIDER,
     "notice_id": 2_000_000_000,
+    "card_id": 2_000_000_000,
+    "unit_code": "NO-SUCH-UNIT",
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -248,6 +261,11 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "hold_id": new_hold(world.engine, world.estate) if "{hold_id}" in path else 0,
             "provider": WEBHOOK_PROVIDER,
             "notice_id": _notice_for(world, path) if "{notice_id}" in path else 0,
+            # Lost and return end a card: each call gets a fresh one (as does the household it belongs to).
+            "card_id": card_for(world.engine, world.estate) if "{card_id}" in path else 0,
+            "unit_code": unit_code_of(world.engine, card_for(world.engine, world.estate))
+            if "{unit_code}" in path
+            else "",
         },
         "other": {
             "code": world.other_estate,
@@ -268,6 +286,10 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "hold_id": new_hold(world.engine, world.other_estate) if "{hold_id}" in path else 0,
             "provider": WEBHOOK_PROVIDER,
             "notice_id": _notice_for(world, path, world.other_estate) if "{notice_id}" in path else 0,
+            "card_id": card_for(world.engine, world.other_estate) if "{card_id}" in path else 0,
+            "unit_code": (
+                unit_code_of(world.engine, card_for(world.engine, world.other_estate)) if "{unit_code}" in path else ""
+            ),
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -370,12 +392,22 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/billing/estates/{code}/runs"): {},
         WEBHOOK: {"transaction_id": uuid.uuid4().hex, "account_id": _webhook_account(), "amount_fen": 500},
         ("POST", "/api/billing/notices/{notice_id}/cancel"): {"reason": "已缴费 / paid meanwhile"},
+        # A staff card needs no unit; the estate's gate is there (_engineer_id below makes sure).
+        ("POST", "/api/access/estates/{code}/cards"): {
+            "card_type": "staff",
+            "staff_role": "steward",
+            "uid": new_uid(),
+            "holder_name": "矩阵员工 / matrix staff",
+        },
+        ("POST", "/api/access/cards/{card_id}/lost"): {"replacement_uid": new_uid()},
+        ("POST", "/api/access/cards/{card_id}/return"): {},
     }
     return bodies.get(route)
 
 
 _tariff_days = iter(range(100_000))
 _WEBHOOK_ACCOUNT: list[int] = []
+_CARDS_READY: list[int] = []
 
 
 def _webhook_account() -> int:
@@ -414,6 +446,8 @@ def call(
 def _engineer_id(api_world: World) -> None:
     if not _WEBHOOK_ACCOUNT:
         _WEBHOOK_ACCOUNT.append(billing_place(api_world.engine, api_world.estate).account_id)
+    if not _CARDS_READY:  # a unit and a gate in both estates, for the staff cards the matrix issues
+        _CARDS_READY.extend(card_for(api_world.engine, e) for e in (api_world.estate, api_world.other_estate))
     if not _ENGINEER:
         with Session(api_world.engine) as s:
             _ENGINEER.append(s.scalars(select(StaffUser.id).where(StaffUser.username == "head-office")).one())

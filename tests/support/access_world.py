@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from access import doors, service
-from storage.models import AccessCard, Building, Device, Estate, Resident, Room, Unit
+from storage.models import AccessCard, AccessDoor, Building, Device, Estate, Resident, Room, Unit
 
 _uids = itertools.count(0x10000000 + (uuid.uuid4().int % 0x1000000) * 16)
 
@@ -91,13 +91,10 @@ def make_card_estate(s: Session, *, policy: dict[str, Any] | None = None) -> Car
     return CardPlace(estate.id, code, u1.id, u2.id, u3.id, controllers)
 
 
-_card_places: dict[tuple[str, str], int] = {}
-
-
 def card_for(engine: Engine, estate: str, *, card_type: str = "owner") -> int:
     """A fresh live card of the estate's first unit (the access matrix acts on one per call), committed.
 
-    An estate without units or door controllers (the API world's apib) gets a building, a unit and a gate."""
+    An estate without units (the API world's apib) gets a building and a unit; one without a gate a gate."""
     with Session(engine) as s, s.begin():
         estate_id = s.scalars(select(Estate.id).where(Estate.code == estate)).one()
         unit_id = s.scalars(
@@ -115,11 +112,11 @@ def card_for(engine: Engine, estate: str, *, card_type: str = "owner") -> int:
             s.add(u)
             s.flush()
             unit_id = u.id
-        has_door = s.scalar(
-            select(Device.id).where(Device.estate_id == estate_id, Device.kind == "door_controller").limit(1)
-        )
-        if has_door is None:
+        doors.sync_doors(s, estate_id)
+        gate = s.scalar(select(AccessDoor.id).where(AccessDoor.estate_id == estate_id, AccessDoor.kind == "gate"))
+        if gate is None:  # the world's controllers may all sit in equipment rooms: give the estate a gate
             _controller(s, estate_id, f"{estate.upper()}-GATE", {"doors": ["gate"], "door_kind": "gate"})
+            doors.sync_doors(s, estate_id)
         card = service.issue(
             s,
             estate_id=estate_id,
