@@ -449,6 +449,10 @@ def report_lost(
     slot; a renovation pass's deposit is kept and the new pass pays its own)."""
     card = get_card(session, card_id, lock=True)
     _active(card)
+    if replacement_uid is not None:
+        # Refuse a bad or live replacement UID before anything changes (the clerk may report it lost without one).
+        fmt = CardFormat(replacement_format or card.format)
+        _uid_free(session, fmt, normalise_uid(replacement_uid, fmt))
     _end(session, card, CardStatus.lost, actor, "reported lost / 挂失")
     audit(session, actor, "access.card.lost", card)
     _settle_deposit(session, card, keep=True, actor=actor, method=method)

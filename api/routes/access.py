@@ -67,6 +67,13 @@ class ProfileIO(BaseModel):
         min_length=1, max_length=8, description='[["08:00", "18:00"]] in the estate\'s time, end exclusive'
     )
 
+    @model_validator(mode="after")
+    def _forward(self) -> ProfileIO:
+        # The same rule as access.profile.TimeProfile, checked here so a bad window is a 422, not a 500.
+        if any(start >= end for start, end in self.windows):
+            raise ValueError("a window must end after it starts / 时段结束须晚于开始")
+        return self
+
 
 class CardOut(BaseModel):
     id: int

@@ -131,3 +131,24 @@ def test_renovation_pass_and_visitor_validity(client: TestClient, api_world: Wor
     assert issue(client, api_world, unit, card_type="renovation").status_code == 422  # the permit's end is required
     too_long = issue(client, api_world, unit, card_type="visitor", valid_until="2099-01-01T00:00:00+08:00")
     assert too_long.status_code == 422
+
+
+def test_an_explicit_scope_and_time_profile(client: TestClient, api_world: World) -> None:
+    unit = _household(api_world)
+    doors = issue(client, api_world, unit).json()["doors"]
+    profile = {"days": [6, 7], "windows": [["09:00", "12:00"]]}
+    r = issue(client, api_world, unit, card_type="visitor", doors=doors[:1], time_profile=profile)
+    assert r.status_code == 201, r.text
+    assert (r.json()["doors"], r.json()["time_profile"]) == (doors[:1], profile)
+    backwards = {"days": [1], "windows": [["18:00", "08:00"]]}
+    assert issue(client, api_world, unit, card_type="visitor", time_profile=backwards).status_code == 422
+    assert issue(client, api_world, unit, doors=["no-such-door"]).status_code == 422
+
+
+def test_a_live_replacement_uid_changes_nothing(client: TestClient, api_world: World) -> None:
+    unit = _household(api_world)
+    h = bearer(api_world, Role.card_admin)
+    card, other = issue(client, api_world, unit).json(), issue(client, api_world, unit).json()
+    r = client.post(f"/api/access/cards/{card['id']}/lost", json={"replacement_uid": other["uid"]}, headers=h)
+    assert r.status_code == 409, r.text
+    assert client.get(f"/api/access/cards/{card['id']}", headers=h).json()["status"] == "active"
