@@ -11,13 +11,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from access import service
 from access.const import CardStatus, CardType
 from access.wiegand import wiegand26, wiegand34
-from storage.models import AccessCard, AccessCardDoor, AccessDoor, Building, Estate, Resident, Unit
+from storage.models import (
+    AccessCard,
+    AccessCardDoor,
+    AccessDoor,
+    AccessEvent,
+    Building,
+    Device,
+    Estate,
+    Resident,
+    Unit,
+)
 from storage.paging import Paged, fetch_page
 
 MASK = "********"
@@ -248,3 +258,80 @@ def live_statuses() -> list[str]:
 
 def card_types() -> list[str]:
     return [t.value for t in CardType]
+
+
+# --- the swipe log (PIPL Art. 28: whereabouts; card_admin and admin only, every read audited by the caller) -------
+
+
+@dataclass(frozen=True)
+class SwipeRow:
+    ts: datetime
+    controller: str  # the door controller's device code
+    door: str
+    card_uid: str
+    granted: bool
+    reason: str | None
+    card_id: int | None  # the latest card of the estate with this UID, if any
+    holder_name: str | None
+    unit_code: str | None
+
+
+def swipes(
+    session: Session,
+    estate_id: int,
+    *,
+    door: str | None = None,
+    card_uid: str | None = None,
+    granted: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Paged[SwipeRow]:
+    """Swipes at the estate's controllers, newest first, filtered by door, card UID, outcome and time."""
+    latest = (
+        select(AccessCard.uid, func.max(AccessCard.id).label("card_id"))
+        .where(AccessCard.estate_id == estate_id)
+        .group_by(AccessCard.uid)
+        .subquery()
+    )
+    stmt = (
+        select(
+            AccessEvent.ts,
+            Device.code,
+            AccessEvent.door,
+            AccessEvent.card_uid,
+            AccessEvent.granted,
+            AccessEvent.reason,
+            latest.c.card_id,
+        )
+        .join(Device, Device.id == AccessEvent.controller_id)
+        .outerjoin(latest, latest.c.uid == AccessEvent.card_uid)
+        .where(Device.estate_id == estate_id)
+    )
+    if door:
+        stmt = stmt.where(AccessEvent.door == door)
+    if card_uid:
+        stmt = stmt.where(AccessEvent.card_uid == "".join(ch for ch in card_uid if ch not in " :-").upper())
+    if granted is not None:
+        stmt = stmt.where(AccessEvent.granted.is_(granted))
+    if since is not None:
+        stmt = stmt.where(AccessEvent.ts >= since)
+    if until is not None:
+        stmt = stmt.where(AccessEvent.ts < until)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.execute(stmt.order_by(AccessEvent.ts.desc()).limit(limit).offset(offset)).all()
+    ids = {r[6] for r in rows if r[6] is not None}
+    holders = {
+        cid: (name, ucode)
+        for cid, name, ucode in session.execute(
+            select(AccessCard.id, AccessCard.holder_name, Unit.code)
+            .outerjoin(Unit, Unit.id == AccessCard.unit_id)
+            .where(AccessCard.id.in_(ids))
+        )
+    }
+    items = [
+        SwipeRow(ts, ctrl, d, uid, ok, reason, cid, *holders.get(cid, (None, None)))
+        for ts, ctrl, d, uid, ok, reason, cid in rows
+    ]
+    return Paged(items=items, total=int(total))

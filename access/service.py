@@ -59,6 +59,14 @@ def audit(session: Session, actor: str, action: str, card: AccessCard, detail: d
     )
 
 
+def audit_swipe_read(session: Session, actor: str, estate_id: int, filters: dict[str, Any], rows: int) -> None:
+    """Every read of the swipe log is recorded (PIPL Art. 28: whereabouts are sensitive personal information)."""
+    detail = {"filters": filters, "rows": rows}
+    session.add(
+        AuditLog(actor=actor, action="access.swipes.read", object=f"estate:{estate_id}", detail=detail, at=clock.now())
+    )
+
+
 def normalise_uid(uid: str, card_format: CardFormat | str) -> str:
     """The UID as uppercase hex, as read (separators a reader or a clerk types — spaces, ':' and '-' — dropped)."""
     fmt = CardFormat(card_format)

@@ -21,6 +21,7 @@ from access.policy import Action
 from access.profile import TimeProfile
 from api.deps import EstateCode, ObjectId, PageDep
 from api.routes.billing import Day
+from api.routes.rounds import Time
 from api.routes.tickets import BodyTime
 from api.schemas import NO_NUL, Input, Page
 from core.errors import NotFound
@@ -43,6 +44,7 @@ def _allowed(action: Action) -> Any:
 
 
 Readers = Annotated[StaffUser, _allowed(Action.view_register)]
+SwipeReaders = Annotated[StaffUser, _allowed(Action.read_swipes)]
 Desk = Annotated[StaffUser, _allowed(Action.manage_cards)]
 UnitCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]{1,32}$")]
 UnitPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,32}$", description="unit code, e.g. 3-1-1201")]
@@ -160,6 +162,18 @@ class LostIn(Input):
 class LostOut(BaseModel):
     lost: CardOut
     replacement: CardOut | None
+
+
+class SwipeOut(BaseModel):
+    ts: datetime
+    controller: str = Field(description="the door controller's device code")
+    door: str
+    card_uid: str
+    granted: bool
+    reason: str | None = Field(description="the controller's reason for a denial, e.g. not_in_acl")
+    card_id: int | None = Field(description="the latest card of the estate with this UID; null: unknown card")
+    holder_name: str | None
+    unit_code: str | None
 
 
 class ReturnIn(Input):
@@ -305,3 +319,46 @@ def return_card(
     _card(session, card_id, visible, user)
     service.return_card(session, card_id, actor=user.username, method=payload.method)
     return _out(_card(session, card_id, visible, user))
+
+
+@router.get("/estates/{code}/swipes", response_model=Page[SwipeOut])
+def list_swipes(
+    code: EstateCode,
+    session: SessionDep,
+    user: SwipeReaders,
+    visible: VisibleEstates,
+    page: PageDep,
+    door: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    card: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9A-Fa-f :-]*$", description="card UID")] = None,
+    granted: Annotated[bool | None, Query()] = None,
+    since: Annotated[Time | None, Query(description="from this instant")] = None,
+    until: Annotated[Time | None, Query(description="before this instant")] = None,
+) -> dict[str, Any]:
+    """The swipe log of an estate, newest first (whereabouts: card_admin and admin only; every read is audited)."""
+    estate_id = _estate_id(session, code, visible)
+    paged = queries.swipes(
+        session,
+        estate_id,
+        door=door,
+        card_uid=card,
+        granted=granted,
+        since=since,
+        until=until,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    filters = {
+        "door": door,
+        "card": card,
+        "granted": granted,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "offset": page.offset,
+    }
+    service.audit_swipe_read(session, user.username, estate_id, filters, len(paged.items))
+    return {
+        "items": [r.__dict__ for r in paged.items],
+        "total": paged.total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }

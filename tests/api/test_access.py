@@ -167,6 +167,8 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/access/cards/{card_id}"): CARD_READERS,
     ("POST", "/api/access/cards/{card_id}/lost"): CARD_DESK,
     ("POST", "/api/access/cards/{card_id}/return"): CARD_DESK,
+    # Swipes are whereabouts (PIPL Art. 28): the card desk only, every read audited (test_access_cards.py).
+    ("GET", "/api/access/estates/{code}/swipes"): CARD_DESK,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's

@@ -152,3 +152,53 @@ def test_a_live_replacement_uid_changes_nothing(client: TestClient, api_world: W
     r = client.post(f"/api/access/cards/{card['id']}/lost", json={"replacement_uid": other["uid"]}, headers=h)
     assert r.status_code == 409, r.text
     assert client.get(f"/api/access/cards/{card['id']}", headers=h).json()["status"] == "active"
+
+
+def test_the_swipe_log_is_the_card_desks_and_every_read_is_audited(client: TestClient, api_world: World) -> None:
+    from datetime import UTC, timedelta
+
+    from sqlalchemy import func
+
+    from storage.models import AccessEvent, Device
+
+    unit = _household(api_world)
+    card = issue(client, api_world, unit, holder_name="钱九").json()
+    with Session(api_world.engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == api_world.estate)).one()
+        controller = s.scalars(
+            select(Device).where(Device.estate_id == estate_id, Device.kind == "door_controller").limit(1)
+        ).one()
+        t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC) + timedelta(seconds=int(card["id"]))
+        s.add_all(
+            [
+                AccessEvent(ts=t0, controller_id=controller.id, door="d1", card_uid=card["uid"], granted=True),
+                AccessEvent(
+                    ts=t0 + timedelta(minutes=1),
+                    controller_id=controller.id,
+                    door="d1",
+                    card_uid="DEADBEEF",
+                    granted=False,
+                    reason="not_in_acl",
+                ),
+            ]
+        )
+        audits_before = s.scalar(
+            select(func.count()).select_from(AuditLog).where(AuditLog.action == "access.swipes.read")
+        )
+    url = f"/api/access/estates/{api_world.estate}/swipes"
+    h = bearer(api_world, Role.card_admin)
+    mine = client.get(url, params={"card": card["uid"].lower()}, headers=h).json()
+    assert [(r["card_uid"], r["granted"], r["holder_name"], r["unit_code"]) for r in mine["items"]] == [
+        (card["uid"], True, "钱九", unit)
+    ]
+    denied = client.get(url, params={"granted": "false", "since": t0.isoformat(), "door": "d1"}, headers=h).json()
+    assert ("DEADBEEF", "not_in_acl", None) in [(r["card_uid"], r["reason"], r["card_id"]) for r in denied["items"]]
+    assert client.get(url, headers=bearer(api_world, Role.steward)).status_code == 403
+    with Session(api_world.engine) as s:
+        reads = s.scalars(
+            select(AuditLog).where(AuditLog.action == "access.swipes.read").order_by(AuditLog.id.desc()).limit(2)
+        ).all()
+        total = s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "access.swipes.read"))
+    assert total == (audits_before or 0) + 2
+    assert {r.actor for r in reads} == {"card_admin-user"}
+    assert reads[1].detail["filters"]["card"] == card["uid"].lower()
