@@ -157,6 +157,7 @@ def register_page(
         next_url=f"{REGISTER}?{urlencode(more)}" if offset + 100 < page.total else None,
         show_uids=show_uids,
         can_manage=policy.may(viewer.role, Action.manage_cards),
+        can_read_swipes=policy.may(viewer.role, Action.read_swipes),
     )
 
 
@@ -363,6 +364,70 @@ def print_register_form(card_id: int, session: SessionDep, viewer: ViewerDep) ->
     # A self-contained document: its own inline print stylesheet and nothing else.
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
     return response
+
+
+# --- the swipe log (whereabouts: the card desk only, every read audited) ------------------------------------------
+
+
+@router.get("/access/swipes", response_class=HTMLResponse)
+def swipes_page(
+    request: Request,
+    session: SessionDep,
+    viewer: ViewerDep,
+    estate: Annotated[str, Query(max_length=32)] = "",
+    door: Annotated[str, Query(max_length=64)] = "",
+    card: Annotated[str, Query(max_length=40)] = "",
+    granted: Annotated[str, Query(max_length=5)] = "",
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> HTMLResponse:
+    """Swipes at the estate's doors, newest first, by door, card and outcome (PIPL Art. 28: audited)."""
+    require(viewer, policy.may(viewer.role, Action.read_swipes))
+    estates = facility_queries.visible_estates(session, viewer.visible)
+    if not estates:
+        raise PageError(404, viewer)
+    chosen = estate_of(session, estate, viewer) if estate else estates[0]
+    outcome = {"yes": True, "no": False}.get(granted)
+    card_uid = card if re.fullmatch(r"[0-9A-Fa-f :-]*", card) else ""
+    page = queries.swipes(
+        session,
+        chosen.id,
+        door=door.replace("\x00", "") or None,
+        card_uid=card_uid or None,
+        granted=outcome,
+        limit=100,
+        offset=offset,
+    )
+    filters = {"door": door or None, "card": card_uid or None, "granted": outcome, "offset": offset, "page": True}
+    service.audit_swipe_read(session, viewer.username, chosen.id, filters, len(page.items))
+    tz = i18n.zone(chosen.timezone)
+    rows = [
+        {
+            "ts": i18n.format_time(r.ts, tz),
+            "door": r.door,
+            "controller": r.controller,
+            "uid": r.card_uid,
+            "granted": r.granted,
+            "reason": r.reason or "",
+            "card_id": r.card_id,
+            "holder": r.holder_name or "",
+            "unit": r.unit_code or "",
+        }
+        for r in page.items
+    ]
+    more = {"estate": chosen.code, "door": door, "card": card_uid, "granted": granted, "offset": offset + 100}
+    return form_page(
+        request,
+        "access/swipes.html",
+        viewer,
+        estates=estates,
+        estate=chosen,
+        door=door,
+        card=card_uid,
+        granted=granted if outcome is not None else "",
+        rows=rows,
+        total=page.total,
+        next_url=f"/access/swipes?{urlencode(more)}" if offset + 100 < page.total else None,
+    )
 
 
 @router.get("/access", include_in_schema=False)

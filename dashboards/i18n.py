@@ -881,5 +881,18 @@ STRINGS.update(
         "card_method_counter": ("现金/刷卡", "Counter"),
         "card_method_bank_transfer": ("银行转账", "Bank transfer"),
         "card_method_online": ("线上支付", "Online"),
+        "swipes_title": ("刷卡记录", "Swipe log"),
+        "swipes_privacy": (
+            "刷卡记录属于个人行踪信息（敏感个人信息），仅限门禁卡管理员和系统管理员查阅，每次查阅均记入审计日志。",
+            "Swipes are whereabouts (sensitive personal information): card administrators and administrators only; "
+            "every read is recorded in the audit log.",
+        ),
+        "swipes_none": ("没有符合条件的刷卡记录", "No swipes match"),
+        "swipe_time": ("时间", "Time"),
+        "swipe_door": ("门禁点", "Door"),
+        "swipe_outcome": ("结果", "Outcome"),
+        "swipe_granted": ("通过", "Granted"),
+        "swipe_denied": ("拒绝", "Denied"),
+        "swipe_unknown_card": ("未登记的卡", "Unknown card"),
     }
 )

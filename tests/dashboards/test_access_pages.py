@@ -122,3 +122,34 @@ def test_english_toggle(dash_client: TestClient, dash_world: DashWorld) -> None:
     assert "Report lost" in page.text
     assert "Print the issue form" in page.text
     dash_client.cookies.delete("lang")
+
+
+def test_the_swipe_log_page_is_the_desks_and_audited(dash_client: TestClient, dash_world: DashWorld) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func
+
+    from storage.models import AccessEvent, AuditLog, Device, Estate
+
+    card_id = card_for(dash_world.engine, dash_world.estate)
+    uid = _card(dash_world, card_id).uid
+    with Session(dash_world.engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == dash_world.estate)).one()
+        controller = s.scalars(
+            select(Device.id).where(Device.estate_id == estate_id, Device.kind == "door_controller").limit(1)
+        ).one()
+        ts = datetime(2026, 11, 2, 0, 0, tzinfo=UTC) + timedelta(seconds=card_id)
+        s.add(AccessEvent(ts=ts, controller_id=controller, door="1-1-main", card_uid=uid, granted=True))
+        before = s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "access.swipes.read"))
+    login(dash_client, "steward-user")
+    assert dash_client.get("/access/swipes").status_code == 403
+    assert 'id="swipes-link"' not in dash_client.get("/access/cards").text
+    login(dash_client, "card_admin-user")
+    assert 'id="swipes-link"' in dash_client.get("/access/cards").text
+    page = dash_client.get(f"/access/swipes?estate={dash_world.estate}&card={uid}&granted=yes")
+    assert page.status_code == 200
+    assert "刷卡记录" in page.text
+    assert f'href="/access/cards/{card_id}"' in page.text
+    with Session(dash_world.engine) as s:
+        after = s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "access.swipes.read"))
+    assert after == (before or 0) + 1
