@@ -4,7 +4,7 @@ the printable 《智能卡发放登记表》 (A4, ``/access/cards/{id}/print``).
 
 Who may see or do what is ``access.policy`` (the JSON API asks it too); every POST checks again. Stewards and
 project managers read the register without card numbers. A card or unit outside the viewer's estates is a 404.
-Staff cards are issued through the JSON API for now (no page form).
+Staff cards are issued from the register page (no unit; doors by role).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from access import policy, queries, service
 from access.const import CardFormat, CardStatus, CardType
 from access.policy import Action
 from core.errors import StewardError
+from core.roles import Role
 from dashboards import i18n
 from dashboards.forms import clean_text, flash_error, flash_ok, form_page, same_origin
 from dashboards.lookups import estate_of
@@ -158,6 +159,8 @@ def register_page(
         show_uids=show_uids,
         can_manage=policy.may(viewer.role, Action.manage_cards),
         can_read_swipes=policy.may(viewer.role, Action.read_swipes),
+        roles=[(r.value, i18n.role_label(r.value, viewer.lang)) for r in Role],
+        formats=[f.value for f in CardFormat],
     )
 
 
@@ -254,6 +257,46 @@ def issue_from_page(
             actor=viewer.username,
             method=method,
             note=clean_text(note, "bad_card_form"),
+        )
+        session.flush()
+    except StewardError as exc:
+        session.rollback()
+        return flash_error(back, exc)
+    return flash_ok(f"{REGISTER}/{card.id}", "flash_card_issued")
+
+
+@router.post(REGISTER + "/staff")
+def issue_staff_card(
+    request: Request,
+    session: SessionDep,
+    viewer: ViewerDep,
+    estate: Field,
+    staff_role: Field,
+    uid: Field,
+    holder_name: Field,
+    holder_phone: Annotated[str, Form(max_length=32)] = "",
+    card_format: Field = CardFormat.mifare4.value,
+    valid_until_date: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """A staff card (no unit; its doors follow the role: equipment rooms for 工程部 and management)."""
+    same_origin(request, viewer)
+    _desk(viewer)
+    e = estate_of(session, estate, viewer)
+    back = f"{REGISTER}?{urlencode({'estate': e.code})}"
+    try:
+        if staff_role not in Role.__members__ or card_format not in CardFormat.__members__:
+            raise StewardError("!bad_card_form", 422)
+        card = service.issue(
+            session,
+            estate_id=e.id,
+            card_type=CardType.staff,
+            uid=uid,
+            card_format=card_format,
+            holder_name=clean_text(holder_name, "bad_card_form"),
+            holder_phone=clean_text(holder_phone, "bad_card_form"),
+            staff_role=staff_role,
+            valid_until=_day(valid_until_date),
+            actor=viewer.username,
         )
         session.flush()
     except StewardError as exc:

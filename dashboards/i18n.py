@@ -894,5 +894,7 @@ STRINGS.update(
         "swipe_granted": ("通过", "Granted"),
         "swipe_denied": ("拒绝", "Denied"),
         "swipe_unknown_card": ("未登记的卡", "Unknown card"),
+        "staff_card_title": ("发员工卡", "Issue a staff card"),
+        "staff_card_until": ("有效期至（可不填）", "Valid until (optional)"),
     }
 )

@@ -153,3 +153,17 @@ def test_the_swipe_log_page_is_the_desks_and_audited(dash_client: TestClient, da
     with Session(dash_world.engine) as s:
         after = s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "access.swipes.read"))
     assert after == (before or 0) + 1
+
+
+def test_a_staff_card_from_the_register(dash_client: TestClient, dash_world: DashWorld) -> None:
+    card_for(dash_world.engine, dash_world.estate)  # the estate has doors
+    login(dash_client, "card_admin-user")
+    assert 'id="staff-form"' in dash_client.get("/access/cards").text
+    form = {"estate": dash_world.estate, "staff_role": "engineer", "uid": new_uid(), "holder_name": "吴工"}
+    r = dash_client.post("/access/cards/staff", data=form)
+    assert r.status_code == 303
+    card_id = int(r.headers["location"].rsplit("/", 1)[1])
+    card = _card(dash_world, card_id)
+    assert (card.card_type, card.staff_role, card.unit_id) == ("staff", "engineer", None)
+    bad = dash_client.post("/access/cards/staff", data={**form, "uid": new_uid(), "staff_role": "janitor"})
+    assert bad.headers["location"].startswith("/access/cards?estate=")
