@@ -895,6 +895,7 @@ STRINGS.update(
         "swipe_denied": ("拒绝", "Denied"),
         "swipe_unknown_card": ("未登记的卡", "Unknown card"),
         "staff_card_title": ("发员工卡", "Issue a staff card"),
+        "cards_total": ("共 {n} 条", "{n} in all"),
         "staff_card_until": ("有效期至（可不填）", "Valid until (optional)"),
     }
 )
