@@ -14,7 +14,7 @@ class AccountKind(StrEnum):
     adjustments = "adjustments"  # 调账: the other side of manual corrections
     revenue_access_cards = "revenue_access_cards"  # 门禁卡工本费收入 (extra cards, renovation-pass fees)
     deposits_held = "deposits_held"  # 押金 held for renovation passes: a liability until refunded or kept
-    revenue_forfeited_deposits = "revenue_forfeited_deposits"  # 押金没收: a pass lost or not returned
+    revenue_forfeits = "revenue_forfeits"  # 押金没收: a pass lost or not returned
 
 
 class PaymentMethod(StrEnum):

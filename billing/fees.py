@@ -8,7 +8,7 @@ Each is one balanced transaction between the estate's own ledger accounts, idemp
   fee             [cash_<method>] +x   [revenue_access_cards] −x
   deposit         [cash_<method>] +x   [deposits_held] −x
   deposit_refund  [deposits_held] +x   [cash_<method>] −x
-  deposit_forfeit [deposits_held] +x   [revenue_forfeited_deposits] −x
+  deposit_forfeit [deposits_held] +x   [revenue_forfeits] −x
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def forfeit_deposit(
         estate_id,
         TransactionKind.deposit_forfeit,
         AccountKind.deposits_held,
-        AccountKind.revenue_forfeited_deposits,
+        AccountKind.revenue_forfeits,
         amount_fen,
         reference,
         actor,

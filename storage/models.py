@@ -697,7 +697,7 @@ class BillingAccount(Base):
     __table_args__ = (
         CheckConstraint(
             "kind in ('hot_water','cash_counter','cash_bank_transfer','cash_online','revenue_hot_water','adjustments',"
-            "'revenue_access_cards','deposits_held','revenue_forfeited_deposits')",
+            "'revenue_access_cards','deposits_held','revenue_forfeits')",
             name="kind",
         ),
         CheckConstraint("(kind = 'hot_water') = (unit_id IS NOT NULL)", name="unit_for_household"),

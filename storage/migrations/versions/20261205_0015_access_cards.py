@@ -23,7 +23,7 @@ depends_on = None
 ACCOUNT_KINDS_OLD = "kind in ('hot_water','cash_counter','cash_bank_transfer','cash_online','revenue_hot_water','adjustments')"
 ACCOUNT_KINDS_NEW = (
     "kind in ('hot_water','cash_counter','cash_bank_transfer','cash_online','revenue_hot_water','adjustments',"
-    "'revenue_access_cards','deposits_held','revenue_forfeited_deposits')"
+    "'revenue_access_cards','deposits_held','revenue_forfeits')"
 )
 TX_KINDS_OLD = "kind in ('payment','charge','refund','adjustment')"
 TX_KINDS_NEW = "kind in ('payment','charge','refund','adjustment','fee','deposit','deposit_refund','deposit_forfeit')"
