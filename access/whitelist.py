@@ -26,6 +26,15 @@ class Entry:
     time_profile: dict[str, Any] | None  # {"days": [...], "windows": [[start, end], ...]}, estate time; None: always
     doors: tuple[str, ...]  # the controller's doors this card opens
 
+    @property
+    def schedule(self) -> list[dict[str, Any]] | None:
+        """The time profile as the wire contract's weekly windows (protocol/whitelist.py ``WeeklyWindowV1``:
+        ``{"days": [...], "start": "08:00", "end": "18:00"}``, one per window); None: at any time."""
+        if not self.time_profile:
+            return None
+        days = list(self.time_profile["days"])
+        return [{"days": days, "start": start, "end": end} for start, end in self.time_profile["windows"]]
+
 
 def whitelist_for(session: Session, controller_id: int, at: datetime) -> list[Entry]:
     """The entries controller `controller_id` should hold at `at`, sorted by UID: every active card that opens one

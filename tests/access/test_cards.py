@@ -313,6 +313,8 @@ def test_whitelist_entries_per_controller(session: Session, place: CardPlace) ->
     ]
     assert ac11[1].valid_until == b.valid_until
     assert ac11[2].time_profile == c.time_profile
+    assert ac11[2].schedule == [{"days": [1, 2, 3, 4, 5, 6], "start": "08:00", "end": "18:00"}]
+    assert ac11[0].schedule is None
     assert ac11[0].valid_until is None
     assert ac11[0].valid_from == a.valid_from
     gate = whitelist_for(session, place.controllers["GATE"], T0)
