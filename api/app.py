@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.routes import (
+    access,
     alarms,
     auth,
     billing,
@@ -43,6 +44,7 @@ def mount_api(app: FastAPI) -> None:
         billing_dunning,
         device_commands,
         deliveries,
+        access,
     ):
         app.include_router(module.router)
 

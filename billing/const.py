@@ -12,6 +12,9 @@ class AccountKind(StrEnum):
     cash_online = "cash_online"  # 线上支付
     revenue_hot_water = "revenue_hot_water"  # 热水费收入
     adjustments = "adjustments"  # 调账: the other side of manual corrections
+    revenue_access_cards = "revenue_access_cards"  # 门禁卡工本费收入 (extra cards, renovation-pass fees)
+    deposits_held = "deposits_held"  # 押金 held for renovation passes: a liability until refunded or kept
+    revenue_forfeits = "revenue_forfeits"  # 押金没收: a pass lost or not returned
 
 
 class PaymentMethod(StrEnum):
@@ -32,6 +35,10 @@ class TransactionKind(StrEnum):
     charge = "charge"
     refund = "refund"
     adjustment = "adjustment"
+    fee = "fee"  # a card's fee, paid at the desk (billing/fees.py)
+    deposit = "deposit"  # a renovation pass's deposit received
+    deposit_refund = "deposit_refund"  # … paid back on return
+    deposit_forfeit = "deposit_forfeit"  # … kept: the pass was lost or not returned in time
 
 
 class HoldStatus(StrEnum):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from dashboards import (
+    access,
     alarms,
     billing,
     billing_dunning,
@@ -49,7 +50,19 @@ def mount_dashboards(app: FastAPI) -> None:
     """Add the pages, the live streams, /static and the LISTEN hub's lifespan to the application."""
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(_hub)
-    for area in (login, rooms, ingest, alarms, tickets, rounds, billing, billing_notices, billing_dunning, operations):
+    for area in (
+        login,
+        rooms,
+        ingest,
+        alarms,
+        tickets,
+        rounds,
+        billing,
+        billing_notices,
+        billing_dunning,
+        operations,
+        access,
+    ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]
     app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from access import policy as access_policy
 from accounts import policy as accounts_policy
 from accounts import service as accounts
 from accounts.const import EQUIPMENT_ROLES, Role
@@ -126,6 +127,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return alarms_policy.may_read_commands(viewer.role)
     if what == "notifications":
         return notifications_policy.may_read(viewer.role)
+    if what == "cards":
+        return access_policy.may(viewer.role, access_policy.Action.view_register)
     return False
 
 

@@ -696,7 +696,8 @@ class BillingAccount(Base):
     __tablename__ = "billing_accounts"
     __table_args__ = (
         CheckConstraint(
-            "kind in ('hot_water','cash_counter','cash_bank_transfer','cash_online','revenue_hot_water','adjustments')",
+            "kind in ('hot_water','cash_counter','cash_bank_transfer','cash_online','revenue_hot_water','adjustments',"
+            "'revenue_access_cards','deposits_held','revenue_forfeits')",
             name="kind",
         ),
         CheckConstraint("(kind = 'hot_water') = (unit_id IS NOT NULL)", name="unit_for_household"),
@@ -715,7 +716,12 @@ class LedgerTransaction(Base):
     """One balanced posting; `key` makes it idempotent (payment:<key>, charge:<device>:<from_ts>, …)."""
 
     __tablename__ = "ledger_transactions"
-    __table_args__ = (CheckConstraint("kind in ('payment','charge','refund','adjustment')", name="kind"),)
+    __table_args__ = (
+        CheckConstraint(
+            "kind in ('payment','charge','refund','adjustment','fee','deposit','deposit_refund','deposit_forfeit')",
+            name="kind",
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -1085,3 +1091,81 @@ class BillingSupplyChange(Base):
     reason: Mapped[str] = mapped_column(Text)
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("billing_notices.id", ondelete="RESTRICT"))
     outbox_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list, server_default="{}")
+
+
+# --- access cards (access/): doors, cards and their scopes (issue 12, domain-defaults §6) -----------------
+# A controller's whitelist is derived, never stored here: active cards × their doors × the doors' controller
+# (access/whitelist.py). Card validity rests on these rows alone — never on a fee or arrears.
+
+
+class AccessDoor(Base):
+    """A door (gate, building or unit entrance, garage, equipment room) served by one door controller."""
+
+    __tablename__ = "access_doors"
+    __table_args__ = (
+        UniqueConstraint("estate_id", "code"),
+        CheckConstraint("kind in ('gate','building','unit_entrance','garage','equipment_room')", name="kind"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))  # as the controller reports it in a swipe, e.g. 3-1-main
+    name: Mapped[str] = mapped_column(String(128), default="")
+    controller_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="SET NULL"))
+    entrance: Mapped[str | None] = mapped_column(String(16))  # unit entrances: the 单元 it opens
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="SET NULL"))
+
+
+class AccessCard(Base):
+    """One issued card: the 《智能卡发放登记表》 record (holder, UID, type, doors, validity, issuer, fee/deposit)."""
+
+    __tablename__ = "access_cards"
+    __table_args__ = (
+        CheckConstraint("card_type in ('owner','family','tenant','renovation','visitor','staff')", name="card_type"),
+        CheckConstraint("status in ('active','lost','revoked','expired','returned')", name="status"),
+        CheckConstraint("deposit_state in ('none','held','refunded','forfeited')", name="deposit_state"),
+        CheckConstraint("uid ~ '^[0-9A-F]+$'", name="uid_hex"),
+        CheckConstraint("fee_fen >= 0 AND deposit_fen >= 0", name="money"),
+        CheckConstraint("valid_until IS NULL OR valid_until > valid_from", name="validity"),
+        CheckConstraint("(card_type = 'staff') OR unit_id IS NOT NULL", name="unit_unless_staff"),
+        # One physical card is live for one holder at a time; a returned card may be issued again.
+        Index("uq_access_cards_live_uid", "format", "uid", unique=True, postgresql_where="status = 'active'"),
+        Index("ix_access_cards_unit_status", "unit_id", "status"),
+        Index("ix_access_cards_expiry", "valid_until", postgresql_where="status = 'active'"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"))
+    card_type: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))  # mifare4 | mifare7 | em4100
+    uid: Mapped[str] = mapped_column(String(20))  # uppercase hex as the reader reads it
+    holder_name: Mapped[str] = mapped_column(String(64))  # personal data
+    holder_phone: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    staff_role: Mapped[str | None] = mapped_column(String(24))  # staff cards: the role their doors follow
+    valid_from: Mapped[datetime] = mapped_column(TZ)
+    valid_until: Mapped[datetime | None] = mapped_column(TZ)  # NULL: until revoked (owner, family)
+    # Weekly profile {"days": [1..7], "windows": [["08:00","18:00"]]} in the estate's timezone; NULL: always.
+    time_profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    status_at: Mapped[datetime] = mapped_column(TZ)
+    status_by: Mapped[str] = mapped_column(String(64))
+    status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    issued_at: Mapped[datetime] = mapped_column(TZ)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    free: Mapped[bool] = mapped_column(Boolean)  # within the household's free quota
+    fee_fen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deposit_fen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deposit_state: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("access_cards.id", ondelete="RESTRICT"))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class AccessCardDoor(Base):
+    """A card's scope: the doors it opens (its time profile is the card's)."""
+
+    __tablename__ = "access_card_doors"
+    card_id: Mapped[int] = mapped_column(ForeignKey("access_cards.id", ondelete="CASCADE"), primary_key=True)
+    door_id: Mapped[int] = mapped_column(
+        ForeignKey("access_doors.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )

@@ -36,6 +36,7 @@ NOTICES_LOCK = LOCK_NAMESPACE | 7
 BILLING_LOCK = LOCK_NAMESPACE | 8
 DUNNING_LOCK = LOCK_NAMESPACE | 0x13
 NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
+ACCESS_EXPIRY_LOCK = LOCK_NAMESPACE | 0x41  # 'A'
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,13 @@ def notifications_job(
     return run
 
 
+def access_expiry_job(session: Session, now: datetime) -> object:
+    """Access cards whose validity ended become expired; renovation deposits not returned in time are kept."""
+    from access.service import expire_due
+
+    return expire_due(session, now)
+
+
 def billing_job(session: Session, now: datetime) -> object:
     """Charge every household hot-water meter up to now (catches up meters ingest skipped or never saw).
 
@@ -154,7 +162,8 @@ def default_jobs(
 ) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
     15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
-    billing run and the dunning ladder hourly, outbox every 2 s (with a dispatcher), notification deliveries
+    billing run and the dunning ladder hourly, access-card expiry every minute,
+    outbox every 2 s (with a dispatcher), notification deliveries
     every 10 s (with a `notifications_job`)."""
     jobs = [
         Job("stale", 30.0, STALE_LOCK, stale_job(on_raised)),
@@ -170,6 +179,8 @@ def default_jobs(
         # Ingest charges as readings land; the hourly run catches up what it skipped (a meter locked by
         # a run, a batch charged while the hook was off) and confirmed holds.
         Job("billing", 3600.0, BILLING_LOCK, billing_job),
+        # Controllers check a card's end themselves; the status follows within the minute for the register.
+        Job("access_expiry", 60.0, ACCESS_EXPIRY_LOCK, access_expiry_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -179,6 +190,7 @@ def default_jobs(
 
 
 __all__ = [
+    "ACCESS_EXPIRY_LOCK",
     "BILLING_LOCK",
     "DUNNING_LOCK",
     "ESCALATION_LOCK",
@@ -191,6 +203,7 @@ __all__ = [
     "STALE_LOCK",
     "Job",
     "JobFn",
+    "access_expiry_job",
     "billing_job",
     "default_jobs",
     "dunning_job",

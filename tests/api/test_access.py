@@ -40,6 +40,7 @@ from billing.const import NoticeKind
 from core import clock
 from notifications import policy as notifications_policy
 from storage.models import AuditLog, Building, Estate, StaffUser, Ticket, TicketEvent, Unit
+from tests.support.access_world import card_for, new_uid, unit_code_of
 from tests.support.billing_world import (
     HOLD_REPLACED_AT,
     WEBHOOK_PROVIDER,
@@ -82,6 +83,9 @@ DUNNING_CLERKS = frozenset({A, M, B})  # import_arrears, issue_dunning, complete
 COMMAND_READERS = frozenset({A, E, SU, M, B})  # alarms.policy: the clerk sees billing's valve commands only
 DELIVERY_READERS = frozenset({A, E, SU, M, B})  # notifications.policy
 DELIVERY_RETRIERS = frozenset({A, M})
+# access/policy.py: the card desk manages cards; stewards and the project manager read the register (UIDs masked).
+CARD_READERS = frozenset({A, C, M, S})
+CARD_DESK = frozenset({A, C})
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -166,6 +170,15 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/billing/notices/{notice_id}/approve"): NOTICE_APPROVERS,
     ("POST", "/api/billing/notices/{notice_id}/send"): NOTICE_APPROVERS,
     ("POST", "/api/billing/notices/{notice_id}/cancel"): NOTICE_APPROVERS,
+    ("GET", "/api/access/estates/{code}/cards"): CARD_READERS,
+    ("POST", "/api/access/estates/{code}/cards"): CARD_DESK,
+    ("GET", "/api/access/estates/{code}/units/{unit_code}/cards"): CARD_READERS,
+    ("POST", "/api/access/estates/{code}/units/{unit_code}/move-out"): CARD_DESK,
+    ("GET", "/api/access/cards/{card_id}"): CARD_READERS,
+    ("POST", "/api/access/cards/{card_id}/lost"): CARD_DESK,
+    ("POST", "/api/access/cards/{card_id}/return"): CARD_DESK,
+    # Swipes are whereabouts (PIPL Art. 28): the card desk only, every read audited (test_access_cards.py).
+    ("GET", "/api/access/estates/{code}/swipes"): CARD_DESK,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
@@ -206,6 +219,8 @@ NOBODY_SEES = {
     "notice_id": 2_000_000_000,
     "task_id": 2_000_000_000,
     "delivery_id": 2_000_000_000,
+    "card_id": 2_000_000_000,
+    "unit_code": "NO-SUCH-UNIT",
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -263,6 +278,11 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             # Fresh each call: marking a task done or retrying a delivery moves it on.
             "task_id": new_task(world.engine, world.estate) if "{task_id}" in path else 0,
             "delivery_id": new_failed_delivery(world.engine, world.estate) if "{delivery_id}" in path else 0,
+            # Lost and return end a card: each call gets a fresh one (as does the household it belongs to).
+            "card_id": card_for(world.engine, world.estate) if "{card_id}" in path else 0,
+            "unit_code": unit_code_of(world.engine, card_for(world.engine, world.estate))
+            if "{unit_code}" in path
+            else "",
         },
         "other": {
             "code": world.other_estate,
@@ -285,6 +305,10 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "notice_id": _notice_for(world, path, world.other_estate) if "{notice_id}" in path else 0,
             "task_id": new_task(world.engine, world.other_estate) if "{task_id}" in path else 0,
             "delivery_id": new_failed_delivery(world.engine, world.other_estate) if "{delivery_id}" in path else 0,
+            "card_id": card_for(world.engine, world.other_estate) if "{card_id}" in path else 0,
+            "unit_code": (
+                unit_code_of(world.engine, card_for(world.engine, world.other_estate)) if "{unit_code}" in path else ""
+            ),
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -388,12 +412,22 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         WEBHOOK: {"transaction_id": uuid.uuid4().hex, "account_id": _webhook_account(), "amount_fen": 500},
         ("POST", "/api/billing/notices/{notice_id}/cancel"): {"reason": "已缴费 / paid meanwhile"},
         ("POST", "/api/dunning/tasks/{task_id}/done"): {"note": "律师函已由某律所发出 / letter sent by the firm"},
+        # A staff card needs no unit; the estate's gate is there (_engineer_id below makes sure).
+        ("POST", "/api/access/estates/{code}/cards"): {
+            "card_type": "staff",
+            "staff_role": "steward",
+            "uid": new_uid(),
+            "holder_name": "矩阵员工 / matrix staff",
+        },
+        ("POST", "/api/access/cards/{card_id}/lost"): {"replacement_uid": new_uid()},
+        ("POST", "/api/access/cards/{card_id}/return"): {},
     }
     return bodies.get(route)
 
 
 _tariff_days = iter(range(100_000))
 _WEBHOOK_ACCOUNT: list[int] = []
+_CARDS_READY: list[int] = []
 
 
 def _webhook_account() -> int:
@@ -432,6 +466,8 @@ def call(
 def _engineer_id(api_world: World) -> None:
     if not _WEBHOOK_ACCOUNT:
         _WEBHOOK_ACCOUNT.append(billing_place(api_world.engine, api_world.estate).account_id)
+    if not _CARDS_READY:  # a unit and a gate in both estates, for the staff cards the matrix issues
+        _CARDS_READY.extend(card_for(api_world.engine, e) for e in (api_world.estate, api_world.other_estate))
     if not _ENGINEER:
         with Session(api_world.engine) as s:
             _ENGINEER.append(s.scalars(select(StaffUser.id).where(StaffUser.username == "head-office")).one())

@@ -22,6 +22,7 @@ from accounts.const import Role
 from core import clock
 from core.settings import Settings
 from steward.app import create_app
+from tests.support.access_world import card_for, unit_code_of
 from tests.support.billing_world import billing_place, new_hold
 from tests.support.dunning import seed_dunning
 from tests.support.ops import add_command, new_failed_delivery, new_task
@@ -74,6 +75,16 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/(dunning/tasks/\\\\{task_id\\\\}/done|notifications/\\\\{delivery_id\\\\}/retry)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
+
+# Cards: a UID must have its format's length, a tenant's card end with the lease, a visitor's within 24 h, a
+# renovation pass name its permit's end (422); a UID already live, or a card no longer active, conflicts (409).
+[[operations]]
+include-name = "POST /api/access/estates/{code}/cards"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+[[operations]]
+include-path-regex = "^/api/access/cards/\\\\{card_id\\\\}/(lost|return)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 )
 
@@ -155,6 +166,10 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             for device_id in (world.device_id, world.other_device_id):
                 add_command(s, device_id, reason="billing_restriction")
                 add_command(s, device_id, reason="vacant_flow", ticket="GD-FUZZ-1", status="failed", last_error="x")
+        cards = card_for(world.engine, world.estate), card_for(world.engine, world.other_estate)
+        KNOWN.update(
+            card_id=cards, unit_code=(unit_code_of(world.engine, cards[0]), unit_code_of(world.engine, cards[1]))
+        )
         try:
             with TestClient(TARGET.app):  # runs the app's lifespan (dashboards' live listener included)
                 yield world

@@ -102,6 +102,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "dunning": True,
         "notices": True,
         "billing": True,
+        "access_expiry": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
