@@ -661,7 +661,7 @@ STRINGS.update(
         "valve_open": ("开阀", "Open valve"),
         "valve_command": ("阀门指令", "Valve command"),
         "acked_at": ("设备确认", "Device ack"),
-        "refused_reason": ("拒绝原因", "Reason"),
+        "refused_reason": ("拒绝原因：{reason}", "Reason: {reason}"),
         "account_notices": ("通知记录", "Notices"),
         "notice_sent_at": ("发送时间", "Sent"),
         "notice_stated": ("载明日期", "Stated date"),
