@@ -3,7 +3,9 @@
 Ingest notifies ``INGEST_CHANNEL`` after each committed batch (ingest/writer.py); the ticket domain
 notifies ``TICKETS_CHANNEL`` when alarms open or update tickets (tickets/from_alarms.py); billing notifies
 ``BILLING_CHANNEL`` when a charge, payment, refund, adjustment or hold of an estate commits (billing/events.py);
-the dashboards' LISTEN hub (dashboards/live.py) listens. Keeping the names here lets the pages listen without importing
+ingest notifies ``DEVICE_REPORTS_CHANNEL`` (payload: the device id) when a device refuses a command or a door
+controller reports a whitelist state other than the stored one (ingest/writer.py), for the access domain; the
+dashboards' LISTEN hub (dashboards/live.py) listens. Keeping the names here lets the pages listen without importing
 ingest (another entry point) and lets the writers and the listener never disagree on a name.
 """
 
@@ -12,3 +14,4 @@ from __future__ import annotations
 INGEST_CHANNEL = "steward_ingest"
 TICKETS_CHANNEL = "steward_tickets"
 BILLING_CHANNEL = "steward_billing"
+DEVICE_REPORTS_CHANNEL = "steward_device_reports"
