@@ -166,6 +166,8 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             for device_id in (world.device_id, world.other_device_id):
                 add_command(s, device_id, reason="billing_restriction")
                 add_command(s, device_id, reason="vacant_flow", ticket="GD-FUZZ-1", status="failed", last_error="x")
+                # A device's refusal (ingest closes the row as refused): the response schema must allow it.
+                add_command(s, device_id, reason="billing_restore", status="refused", last_error="rejected")
         cards = card_for(world.engine, world.estate), card_for(world.engine, world.other_estate)
         KNOWN.update(
             card_id=cards, unit_code=(unit_code_of(world.engine, cards[0]), unit_code_of(world.engine, cards[1]))
