@@ -69,7 +69,8 @@ def test_commands_page_lists_the_viewers_estates_with_status_and_origin(
     assert f'data-command="{ids["alarm"]}"' in failed.text
     assert f'data-command="{ids["billing"]}"' not in failed.text
     assert "no ack" in failed.text
-    en = dash_client.get("/commands?status=failed", cookies={"lang": "en"})
+    dash_client.cookies.set("lang", "en")
+    en = dash_client.get("/commands?status=failed")
     assert "Device commands" in en.text
     assert "Close valve" in en.text
     # Head office sees both estates.
@@ -136,7 +137,8 @@ def test_notifications_page_masks_recipients_and_filters(dash_client: TestClient
     robots = dash_client.get("/notifications?channel=wecom_robot&status=sent")
     assert f'data-delivery="{ids["sent"]}"' in robots.text
     assert f'data-delivery="{ids["failed"]}"' not in robots.text
-    assert "Notification deliveries" in dash_client.get("/notifications", cookies={"lang": "en"}).text
+    dash_client.cookies.set("lang", "en")
+    assert "Notification deliveries" in dash_client.get("/notifications").text
     login(dash_client, "steward-user")
     assert dash_client.get("/notifications").status_code == 403
 
