@@ -62,3 +62,5 @@ RENOVATION_DEPOSIT_KEY, RENOVATION_DEPOSIT_FEN = "access_renovation_deposit_fen"
 RENOVATION_GRACE_KEY, RENOVATION_GRACE_DAYS = "access_renovation_grace_days", 7
 
 SYSTEM_ACTOR = "system"
+# Swipe logs are whereabouts (PIPL Art. 28): kept this many days by default, per estate in estates.policy.
+SWIPE_RETENTION_KEY, SWIPE_RETENTION_DAYS = "access_swipe_retention_days", 180

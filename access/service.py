@@ -92,7 +92,7 @@ class EstateCardSettings:
     renovation_grace: timedelta
 
 
-def _setting(policy: dict[str, Any], key: str, default: int) -> int:
+def estate_setting(policy: dict[str, Any], key: str, default: int) -> int:
     value = policy.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInput(f"estate policy {key} must be a non-negative integer (fen or days) / 小区门禁卡设置有误")
@@ -106,10 +106,10 @@ def settings_of(session: Session, estate_id: int) -> EstateCardSettings:
     policy = estate.policy or {}
     return EstateCardSettings(
         timezone=estate.timezone,
-        extra_card_fee_fen=_setting(policy, EXTRA_CARD_FEE_KEY, EXTRA_CARD_FEE_FEN),
-        renovation_fee_fen=_setting(policy, RENOVATION_FEE_KEY, RENOVATION_FEE_FEN),
-        renovation_deposit_fen=_setting(policy, RENOVATION_DEPOSIT_KEY, RENOVATION_DEPOSIT_FEN),
-        renovation_grace=timedelta(days=_setting(policy, RENOVATION_GRACE_KEY, RENOVATION_GRACE_DAYS)),
+        extra_card_fee_fen=estate_setting(policy, EXTRA_CARD_FEE_KEY, EXTRA_CARD_FEE_FEN),
+        renovation_fee_fen=estate_setting(policy, RENOVATION_FEE_KEY, RENOVATION_FEE_FEN),
+        renovation_deposit_fen=estate_setting(policy, RENOVATION_DEPOSIT_KEY, RENOVATION_DEPOSIT_FEN),
+        renovation_grace=timedelta(days=estate_setting(policy, RENOVATION_GRACE_KEY, RENOVATION_GRACE_DAYS)),
     )
 
 

@@ -37,6 +37,7 @@ BILLING_LOCK = LOCK_NAMESPACE | 8
 DUNNING_LOCK = LOCK_NAMESPACE | 0x13
 NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
 ACCESS_EXPIRY_LOCK = LOCK_NAMESPACE | 0x41  # 'A'
+ACCESS_RETENTION_LOCK = LOCK_NAMESPACE | 0x52  # 'R'
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +158,19 @@ def billing_job(session: Session, now: datetime) -> object:
     return result
 
 
+def access_retention_job(session: Session, now: datetime) -> object:
+    """Swipe logs older than their estate's retention (180 days by default) are deleted (PIPL)."""
+    from access.retention import purge_swipes
+
+    return purge_swipes(session, now)
+
+
 def default_jobs(
     dispatcher: JobFn | None = None, *, on_raised: OnRaised | None = None, notifications: JobFn | None = None
 ) -> list[Job]:
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
     15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
-    billing run and the dunning ladder hourly, access-card expiry every minute,
+    billing run and the dunning ladder hourly, access-card expiry every minute, swipe-log retention hourly,
     outbox every 2 s (with a dispatcher), notification deliveries
     every 10 s (with a `notifications_job`)."""
     jobs = [
@@ -181,6 +189,8 @@ def default_jobs(
         Job("billing", 3600.0, BILLING_LOCK, billing_job),
         # Controllers check a card's end themselves; the status follows within the minute for the register.
         Job("access_expiry", 60.0, ACCESS_EXPIRY_LOCK, access_expiry_job),
+        # Retention is counted in days: hourly keeps nothing more than an hour past its limit.
+        Job("access_retention", 3600.0, ACCESS_RETENTION_LOCK, access_retention_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -191,6 +201,7 @@ def default_jobs(
 
 __all__ = [
     "ACCESS_EXPIRY_LOCK",
+    "ACCESS_RETENTION_LOCK",
     "BILLING_LOCK",
     "DUNNING_LOCK",
     "ESCALATION_LOCK",

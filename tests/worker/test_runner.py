@@ -103,6 +103,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "notices": True,
         "billing": True,
         "access_expiry": True,
+        "access_retention": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
