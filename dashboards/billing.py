@@ -11,22 +11,16 @@ so a double submit (a double tap on a phone, a resent POST) pays once. Forms are
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
-from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import ServerSentEvent
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from accounts import service as accounts
 from billing import desk, notice_queries, overview, policy, queries, service
@@ -38,14 +32,12 @@ from core.errors import StewardError
 from dashboards import billing_view as bv
 from dashboards import i18n
 from dashboards.forms import flash_error, flash_ok, form_page, same_origin
-from dashboards.live import LiveHub
 from dashboards.lookups import viewer_tz
 from dashboards.render import live_page_data, render_fragment
-from dashboards.streaming import bounded_stream
-from dashboards.viewer import PageError, Viewer, ViewerDep, request_lang, require
+from dashboards.streaming import marked_stream
+from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility.queries import visible_estates
 from storage.models import Estate
-from web.cookies import SESSION_COOKIE
 from web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -345,63 +337,6 @@ def confirm_hold(
 # --- live: /live/billing -----------------------------------------------------------------------------------
 
 
-class _Watch:
-    """One stream's view: re-checks the login and scope at every look and re-renders only when billing's change
-    mark for the viewer's estates moved."""
-
-    def __init__(self, request: Request, build: Callable[[Session, Viewer], dict[str, Any]]) -> None:
-        self.factory: sessionmaker[Session] = request.app.state.sessionmaker
-        self.cookie = request.cookies.get(SESSION_COOKIE, "")
-        self.lang = request_lang(request)
-        self.build = build
-        self.last: tuple[int, ...] | None = None
-
-    def look(self) -> dict[str, Any] | None:
-        """The new payload, {} when nothing changed, None when the login ended or no longer permits it."""
-        with self.factory() as session:
-            try:
-                user = accounts.user_for_session(session, self.cookie) if self.cookie else None
-                if user is None:
-                    return None
-                viewer = Viewer.of(session, user, self.lang)
-                if not may(viewer, Action.view_accounts):
-                    return None
-                mark = overview.change_mark(session, viewer.visible)
-                if mark == self.last:
-                    return {}
-                self.last = mark
-                return self.build(session, viewer)
-            except PageError:
-                return None
-            finally:
-                session.rollback()  # read-only
-
-
-def _sse(data: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(event="update", data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-
-
-async def _changes(hub: LiveHub, watch: _Watch, first: dict[str, Any]) -> AsyncGenerator[ServerSentEvent, None]:
-    sub = hub.subscribe()
-    last = time.monotonic()
-    try:
-        yield _sse(first)
-        while not sub.closed:
-            await sub.wait(POLL_S)
-            gap = MIN_GAP_S - (time.monotonic() - last)
-            if gap > 0:
-                await asyncio.sleep(gap)
-            last = time.monotonic()
-            data = await run_in_threadpool(watch.look)
-            if data is None:
-                yield ServerSentEvent(event="expired", data="{}")
-                return
-            if data:
-                yield _sse(data)
-    finally:
-        hub.unsubscribe(sub)
-
-
 @router.get("/live/billing")
 async def live_billing(
     request: Request,
@@ -419,9 +354,10 @@ async def live_billing(
         b = _list_body(session, viewer, ids)
         return {"now": b["now"], "html": render_fragment("billing/_accounts_body.html", viewer.lang, b=b)}
 
-    watch = _Watch(request, build)
-    first = await run_in_threadpool(watch.look)
-    if not first:
-        return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
-    hub: LiveHub = request.app.state.live
-    return await bounded_stream(request, _changes(hub, watch, first))
+    def allowed(viewer: Viewer) -> bool:
+        return may(viewer, Action.view_accounts)
+
+    def mark(session: Session, viewer: Viewer) -> tuple[int, ...]:
+        return overview.change_mark(session, viewer.visible)
+
+    return await marked_stream(request, build, allowed, mark, poll_s=POLL_S, min_gap_s=MIN_GAP_S)

@@ -1,8 +1,14 @@
 """Live streams of page snapshots over SSE (equipment, ingest, alarm and ticket pages): each snapshot re-checks
-the login and scope, and a user holds at most MAX_STREAMS_PER_USER streams at once."""
+the login and scope, and a user holds at most MAX_STREAMS_PER_USER streams at once.
+
+`stream` re-renders on every ingest notification (rate-limited); `marked_stream` renders only when the
+area's change mark moved (the ticket board, the alarm list, billing's accounts)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -78,3 +84,89 @@ async def bounded_stream(request: Request, events: AsyncGenerator[ServerSentEven
             "too many live views open; close some tabs / 实时页面打开过多，请关闭部分标签页", status_code=429
         )
     return EventSourceResponse(hub.streams.bounded(owner, events), ping=15)
+
+
+class MarkedWatch:
+    """One marked stream's view: re-checks the login and scope at every look (a stream outlives its session
+    and the user's estate assignment) and renders the fragment only when the area's change mark moved.
+
+    ``mark(session, viewer)`` is cheap (a few max() / count() over the viewer's estates); ``build`` renders."""
+
+    def __init__(
+        self,
+        request: Request,
+        build: Callable[[Session, Viewer], dict[str, Any]],
+        allowed: Callable[[Viewer], bool],
+        mark: Callable[[Session, Viewer], tuple[Any, ...]],
+    ) -> None:
+        self.factory: sessionmaker[Session] = request.app.state.sessionmaker
+        self.cookie = request.cookies.get(SESSION_COOKIE, "")
+        self.lang = request_lang(request)
+        self.build, self.allowed, self.mark = build, allowed, mark
+        self.last: tuple[Any, ...] | None = None
+
+    def look(self) -> dict[str, Any] | None:
+        """The new payload, {} when nothing changed, None when the login ended or no longer permits it."""
+        with self.factory() as session:
+            try:
+                user = accounts.user_for_session(session, self.cookie) if self.cookie else None
+                if user is None:
+                    return None
+                viewer = Viewer.of(session, user, self.lang)
+                if not self.allowed(viewer):
+                    return None
+                mark = self.mark(session, viewer)
+                if mark == self.last:
+                    return {}
+                self.last = mark
+                return self.build(session, viewer)
+            except PageError:
+                return None
+            finally:
+                session.rollback()  # read-only
+
+
+def _update(data: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(event="update", data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+async def _marked_events(
+    hub: LiveHub, watch: MarkedWatch, first: dict[str, Any], poll_s: float, min_gap_s: float
+) -> AsyncGenerator[ServerSentEvent, None]:
+    sub = hub.subscribe()
+    last = time.monotonic()
+    try:
+        yield _update(first)
+        while not sub.closed:
+            await sub.wait(poll_s)
+            gap = min_gap_s - (time.monotonic() - last)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            last = time.monotonic()
+            data = await run_in_threadpool(watch.look)
+            if data is None:
+                yield ServerSentEvent(event="expired", data="{}")
+                return
+            if data:
+                yield _update(data)
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def marked_stream(
+    request: Request,
+    build: Callable[[Session, Viewer], dict[str, Any]],
+    allowed: Callable[[Viewer], bool],
+    mark: Callable[[Session, Viewer], tuple[Any, ...]],
+    *,
+    poll_s: float,
+    min_gap_s: float = 0.5,
+) -> Response:
+    """``update`` now, then again whenever ``mark`` moves: looked at after each ingest notification and
+    every ``poll_s`` (changes made by requests and worker jobs do not notify), at most every ``min_gap_s``."""
+    watch = MarkedWatch(request, build, allowed, mark)
+    first = await run_in_threadpool(watch.look)
+    if not first:
+        return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
+    hub: LiveHub = request.app.state.live
+    return await bounded_stream(request, _marked_events(hub, watch, first, poll_s, min_gap_s))

@@ -13,17 +13,12 @@ another site is refused before anything runs.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
-from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import ServerSentEvent
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from accounts import service as accounts
 from alarms import policy as alarms_policy
@@ -33,18 +28,16 @@ from dashboards import i18n
 from dashboards import tickets_view as td
 from dashboards.alarms import EstateFilter, SeverityFilter, StateFilter, alarms_fragment, query_string
 from dashboards.forms import clean_text, flash_error, flash_ok, form_page, same_origin
-from dashboards.live import LiveHub
 from dashboards.lookups import viewer_tz
 from dashboards.render import live_page_data, render_fragment
-from dashboards.streaming import bounded_stream
-from dashboards.viewer import PageError, Viewer, ViewerDep, request_lang, require
+from dashboards.streaming import marked_stream
+from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility.queries import visible_estates
 from storage.models import Estate, Ticket
 from tickets import policy
 from tickets import service as tickets
 from tickets.const import CALLBACK_CHANNEL_LABELS, CallbackChannel
 from tickets.policy import Step
-from web.cookies import SESSION_COOKIE
 from web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -283,69 +276,6 @@ def ticket_reopen(
 # --- live: /live/tickets -----------------------------------------------------------------------------------
 
 
-class _Watch:
-    """One stream's view: re-checks the login and scope at every look (a stream outlives its session
-    and the user's estate assignment) and renders the fragment only when the change mark moved."""
-
-    def __init__(
-        self, request: Request, build: Callable[[Session, Viewer], dict[str, Any]], allowed: Callable[[Viewer], bool]
-    ) -> None:
-        self.factory: sessionmaker[Session] = request.app.state.sessionmaker
-        self.cookie = request.cookies.get(SESSION_COOKIE, "")
-        self.lang = request_lang(request)
-        self.build, self.allowed = build, allowed
-        self.mark = ChangeMark()
-        self.last: tuple[int, ...] | None = None
-
-    def look(self) -> dict[str, Any] | None:
-        """The new payload, {} when nothing changed, None when the login ended or no longer permits it."""
-        with self.factory() as session:
-            try:
-                user = accounts.user_for_session(session, self.cookie) if self.cookie else None
-                if user is None:
-                    return None
-                viewer = Viewer.of(session, user, self.lang)
-                if not self.allowed(viewer):
-                    return None
-                mark = (*self.mark.read(session, viewer.visible), len(viewer.visible))
-                if mark == self.last:
-                    return {}
-                self.last = mark
-                return self.build(session, viewer)
-            except PageError:
-                return None
-            finally:
-                session.rollback()  # read-only
-
-
-def _sse(data: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(event="update", data=json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-
-
-async def change_stream(hub: LiveHub, watch: _Watch, first: dict[str, Any]) -> AsyncGenerator[ServerSentEvent, None]:
-    """``update`` now, then again whenever the change mark moves: looked at after each ingest
-    notification (alarms are raised inside ingest batches) and every POLL_S (ticket steps come from
-    requests and worker jobs, which do not notify)."""
-    sub = hub.subscribe()
-    last = time.monotonic()
-    try:
-        yield _sse(first)
-        while not sub.closed:
-            await sub.wait(POLL_S)
-            gap = MIN_GAP_S - (time.monotonic() - last)
-            if gap > 0:
-                await asyncio.sleep(gap)
-            last = time.monotonic()
-            data = await run_in_threadpool(watch.look)
-            if data is None:
-                yield ServerSentEvent(event="expired", data="{}")
-                return
-            if data:
-                yield _sse(data)
-    finally:
-        hub.unsubscribe(sub)
-
-
 @router.get("/live/tickets")
 async def live_tickets(
     request: Request,
@@ -368,9 +298,11 @@ async def live_tickets(
     def allowed(v: Viewer) -> bool:
         return alarms_policy.may_read_alarms(v.role) if view == "alarms" else policy.may_read(v.role)
 
-    watch = _Watch(request, build, allowed)
-    first = await run_in_threadpool(watch.look)
-    if not first:
-        return PlainTextResponse("login required or not permitted / 请重新登录", status_code=401)
-    hub: LiveHub = request.app.state.live
-    return await bounded_stream(request, change_stream(hub, watch, first))
+    change = ChangeMark()
+
+    def mark(session: Session, viewer: Viewer) -> tuple[int, ...]:
+        return (*change.read(session, viewer.visible), len(viewer.visible))
+
+    # Alarms are raised inside ingest batches (notified); ticket steps come from requests and worker jobs,
+    # which do not notify: hence the poll.
+    return await marked_stream(request, build, allowed, mark, poll_s=POLL_S, min_gap_s=MIN_GAP_S)
