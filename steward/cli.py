@@ -379,10 +379,14 @@ app.add_typer(devices_app, name="devices")
 
 @devices_app.command("credentials")
 def devices_credentials(
-    output: Annotated[Path, typer.Option(help="directory the broker mounts (passwd, platform-passwd, acl, devices.csv)")],
+    output: Annotated[
+        Path, typer.Option(help="directory the broker mounts (passwd, platform-passwd, acl, devices.csv)")
+    ],
     estate_file: Annotated[
         list[Path] | None,
-        typer.Option(exists=True, dir_okay=False, help="devices from this estate YAML (repeatable); default: the database"),
+        typer.Option(
+            exists=True, dir_okay=False, help="devices from this estate YAML (repeatable); default: the database"
+        ),
     ] = None,
     gateway: Annotated[
         list[str] | None, typer.Option(help="USER=ESTATE: an account publishing for every device of one estate")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -74,24 +75,52 @@ rooms:
 pytestmark = pytest.mark.docker
 
 
+def _engine_answers() -> bool:
+    return (
+        bool(shutil.which("docker"))
+        and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+    )
+
+
 def _docker_engine() -> str | None:
     """Why no engine could be started, or None when one answers (building the stand-ins if needed)."""
-    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+    missing = [f"{kind}={name}" for kind, name in IMAGES.items()]
+    if _engine_answers():
         missing = [
-            f"{kind}={name}"
-            for kind, name in IMAGES.items()
-            if subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=False).returncode
+            spec
+            for spec in missing
+            if subprocess.run(
+                ["docker", "image", "inspect", spec.split("=", 1)[1]], capture_output=True, check=False
+            ).returncode
         ]
         if not missing:
             return None
-    else:
-        missing = [f"{kind}={name}" for kind, name in IMAGES.items()]
     if not STANDINS.exists():
         return f"no Docker engine (or images) and no stand-in builder at {STANDINS}"
     built = subprocess.run([str(STANDINS), *missing], capture_output=True, text=True, timeout=1200, check=False)
     if built.returncode != 0:
         return f"{STANDINS} failed: {built.stdout[-1500:]}{built.stderr[-1500:]}"
     return None
+
+
+def _stop_dockerd() -> None:
+    """Stop the daemon the stand-in builder started for this test (by its pid; never one that was running)."""
+    pid_file = Path(os.environ.get("STANDINS_HOME", "/tmp/docker-standins")) / "dockerd.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    pid_file.unlink(missing_ok=True)
 
 
 def _compose_bin() -> list[str]:
@@ -141,6 +170,7 @@ def wait(what: str, cond: Callable[[], Any], timeout: float, stack: Stack) -> An
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Stack, Path]]:
+    engine_was_up = _engine_answers()
     why = _docker_engine()
     if why is not None:
         if os.environ.get("STEWARD_REQUIRE_DOCKER") == "1":
@@ -180,6 +210,8 @@ def stack(tmp_path: Path) -> Iterator[tuple[Stack, Path]]:
         yield stack, shared
     finally:
         stack.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
+        if not engine_was_up:
+            _stop_dockerd()
 
 
 def api_get(port: int, path: str, token: str) -> Any:
@@ -223,9 +255,13 @@ def test_compose_stack_starts_ingests_and_serves(stack: tuple[Stack, Path]) -> N
     s.compose("run", "--rm", *mount, "api", "estate", "import", "/smoke/smoke.yaml")
     s.compose("run", "--rm", "api", "user", "add", "smoke", "--role", "admin", "--all-estates",
               "--password", "smoke-admin-password")  # fmt: skip
-    token = s.compose("run", "--rm", "api", "token", "create", "smoke", "--name", "smoke").stdout.strip().splitlines()[-1]
+    token = (
+        s.compose("run", "--rm", "api", "token", "create", "smoke", "--name", "smoke").stdout.strip().splitlines()[-1]
+    )
 
-    sheet = {line.split(",")[2]: line.split(",") for line in (shared / "secrets" / "devices.csv").read_text().splitlines()}
+    sheet = {
+        line.split(",")[2]: line.split(",") for line in (shared / "secrets" / "devices.csv").read_text().splitlines()
+    }
     # The fleet: 20 simulated minutes replayed as fast as the broker takes them, through the gateway account.
     sim = subprocess.run(
         [sys.executable, "-m", "steward", "simulate", str(shared / "smoke.yaml"), "--broker",
@@ -256,10 +292,12 @@ def test_compose_stack_starts_ingests_and_serves(stack: tuple[Stack, Path]) -> N
 
     # A device with its own account: it cannot log in with another's password, nor publish as another.
     _, refused = device_client(mqtt_port, "CW-1-1-101", sheet["TR2"][3])
-    assert refused and refused[0].is_failure
+    assert refused
+    assert refused[0].is_failure
     tr2 = api_get(api_port, f"/api/devices/{devices['TR2']['id']}", token)["points"][0]
     client, ok = device_client(mqtt_port, "TR1", sheet["TR1"][3])
-    assert ok and not ok[0].is_failure
+    assert ok
+    assert not ok[0].is_failure
     now = clock.now().replace(microsecond=0)  # the device's clock, stamped on its own message
 
     def telemetry(value: float, seq: int) -> bytes:

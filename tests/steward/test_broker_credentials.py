@@ -137,7 +137,9 @@ def test_credentials_need_the_platform_password(tmp_path: Path) -> None:
 
 def test_credentials_from_the_database(fresh_database: str, tmp_path: Path) -> None:
     sample = Path(__file__).resolve().parents[2] / "examples" / "estate.yaml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")} | {"STEWARD_DATABASE_URL": fresh_database}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")} | {
+        "STEWARD_DATABASE_URL": fresh_database
+    }
     imported = subprocess.run(
         [sys.executable, "-m", "steward", "estate", "import", str(sample)],
         env=env,

@@ -27,9 +27,7 @@ NOT_SOURCES = (".git", ".venv", ".steward", "build", "*.egg-info", "test-output"
 NOT_PRODUCT = {"tests", "bench", "devkit"}
 # Every top-level package of the source tree is product unless named above: derived, not listed, so a new
 # package is checked the day it appears (a hand-written list once missed `web`).
-TOP_LEVEL = sorted(
-    p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name not in NOT_PRODUCT
-)
+TOP_LEVEL = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file() and p.name not in NOT_PRODUCT)
 
 
 def source_files(root: Path) -> set[str]:
