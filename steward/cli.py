@@ -65,6 +65,34 @@ def db_upgrade(revision: str = "head") -> None:
     console.print(f"[green]database upgraded to {revision}; default alarm rules in place[/]")
 
 
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(dir_okay=False, help="the dump file to write (custom format)")],
+) -> None:
+    """Dump the database with pg_dump (custom format; the client must be at least the server's version)."""
+    from storage.backup import backup
+    from storage.db import database_url
+
+    backup(database_url(get_settings()), path)
+    console.print(f"[green]backup written to {path}[/] ({path.stat().st_size:,} bytes) / 备份完成")
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a `steward db backup` file")],
+) -> None:
+    """Restore a backup into an empty database (TimescaleDB's pre/post-restore steps when the dump has it).
+
+    Then run `steward db upgrade` if the backup is from an older release."""
+    from storage.backup import restore
+    from storage.db import database_url
+
+    timescale = restore(database_url(get_settings()), path)
+    console.print(
+        f"[green]restored {path}[/]" + (" (TimescaleDB pre/post-restore done)" if timescale else "") + " / 恢复完成"
+    )
+
+
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL in use (starting the embedded server if none is configured)."""
