@@ -157,3 +157,31 @@ def test_credentials_from_the_database(fresh_database: str, tmp_path: Path) -> N
     assert len(rows) > 300
     assert {r["estate"] for r in rows.values()} == {"lvyuan"}
     assert len((tmp_path / "db" / "passwd").read_text().splitlines()) == len(rows)
+
+
+def test_simulate_logs_in_with_username_and_password(tmp_path: Path) -> None:
+    """`steward simulate --username/--password` against the shipped configuration (gateway account)."""
+    estate = tmp_path / "tiny.yaml"
+    estate.write_text(TINY)
+    out = tmp_path / "secrets"
+    assert credentials(out, "--estate-file", str(estate), "--gateway", "sim-tiny=tiny").returncode == 0
+    gateway_pw = sheet(out / "devices.csv")["sim-tiny"]["password"]
+    broker = deploy_broker(require_mosquitto(), tmp_path / "broker", devices={}, platform={})
+    for name in ("passwd", "platform-passwd", "acl"):
+        (broker.directory / name).write_text((out / name).read_text())
+    broker.start()
+    platform = Client(broker.platform_port, "steward-platform", PLATFORM_PW)
+    try:
+        platform.subscribe("steward/+/up/#")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
+        cmd = [sys.executable, "-m", "steward", "simulate", str(estate), "--broker",
+               f"mqtt://127.0.0.1:{broker.device_port}", "--speed", "0", "--duration", "10m",
+               "--username", "sim-tiny", "--password", gateway_pw]  # fmt: skip
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        time.sleep(0.5)
+        devices = {topic.split("/")[3] for topic, _ in platform.received}
+        assert devices == {"CW-1-1-101", "CW-1-1-102"}
+    finally:
+        platform.close()
+        broker.kill()
