@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         default=45, ge=1, description="compress chunks older than this; keep > accept_past (late data)"
     )
     ingest_health_port: int = Field(default=0, description="0 = no HTTP health endpoint")
+    # Touched after every job attempt of `steward run worker`, so a container health check can see the loop
+    # turning (the worker serves no HTTP). None = not written.
+    worker_heartbeat_file: Path | None = None
     # Alarm rules (point thresholds, meter anomalies) evaluated inside each ingest batch, so a reading,
     # the alarm it raises and the ticket it opens commit together. Switch off only to run an ingest
     # process that stores readings and nothing else (see bench/README.md for its cost).

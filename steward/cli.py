@@ -65,6 +65,34 @@ def db_upgrade(revision: str = "head") -> None:
     console.print(f"[green]database upgraded to {revision}; default alarm rules in place[/]")
 
 
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(dir_okay=False, help="the dump file to write (custom format)")],
+) -> None:
+    """Dump the database with pg_dump (custom format; the client must be at least the server's version)."""
+    from storage.backup import backup
+    from storage.db import database_url
+
+    backup(database_url(get_settings()), path)
+    console.print(f"[green]backup written to {path}[/] ({path.stat().st_size:,} bytes) / 备份完成")
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a `steward db backup` file")],
+) -> None:
+    """Restore a backup into an empty database (TimescaleDB's pre/post-restore steps when the dump has it).
+
+    Then run `steward db upgrade` if the backup is from an older release."""
+    from storage.backup import restore
+    from storage.db import database_url
+
+    timescale = restore(database_url(get_settings()), path)
+    console.print(
+        f"[green]restored {path}[/]" + (" (TimescaleDB pre/post-restore done)" if timescale else "") + " / 恢复完成"
+    )
+
+
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL in use (starting the embedded server if none is configured)."""
@@ -131,13 +159,24 @@ def simulate(
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 1.0,
     duration: Annotated[str | None, typer.Option(help="simulated time to cover, e.g. 90m, 6h")] = None,
     scenario: Annotated[list[str] | None, typer.Option(help="fault NAME[:DEVICE][@OFFSET], repeatable")] = None,
+    username: Annotated[str | None, typer.Option(help="broker login (a gateway account of the estate)")] = None,
+    password: Annotated[str | None, typer.Option(envvar="STEWARD_SIMULATE_PASSWORD", help="its password")] = None,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="devices.csv: log in as the estate's gateway account"),
+    ] = None,
 ) -> None:
-    """Publish a simulated device fleet built from an estate file (see --help for the fault scenarios)."""
+    """Publish a simulated device fleet built from an estate file (see --help for the fault scenarios).
+
+    The simulator publishes every device over one connection, so on a broker with per-device ACLs it logs
+    in as a gateway account of the estate (`steward devices credentials --gateway sim=ESTATE`)."""
     from simulators import run_simulation
     from simulators.cli import format_progress, parse_broker, parse_duration_s, parse_scenarios
 
     settings = get_settings()
     host, port = parse_broker(broker or settings.mqtt_url or "mqtt://127.0.0.1:1883")
+    if credentials is not None:
+        username, password = _gateway_login(credentials, estate_file, username)
     stop = stop_on_signals()
     stats = run_simulation(
         estate_file,
@@ -150,8 +189,26 @@ def simulate(
         scenarios=parse_scenarios(scenario or []),
         stop_event=stop,
         on_progress=lambda s: console.print(format_progress(s), highlight=False),
+        username=username,
+        password=password,
     )
     raise typer.Exit(0 if stats.drained else 1)
+
+
+def _gateway_login(sheet: Path, estate_file: Path, username: str | None) -> tuple[str, str]:
+    """The estate's gateway account on the credential sheet (``username`` picks one when it has several)."""
+    from protocol.estate_file import load_estate_file
+    from steward.broker_credentials import read_sheet
+
+    estate = load_estate_file(estate_file).estate.code
+    found = [
+        a
+        for a in read_sheet(sheet).values()
+        if a.kind == "gateway" and a.estate == estate and username in (None, a.username)
+    ]
+    if len(found) != 1:
+        raise typer.BadParameter(f"{sheet}: {len(found)} gateway accounts for estate {estate!r}; need exactly one")
+    return found[0].username, found[0].password
 
 
 @app.command()
@@ -342,6 +399,68 @@ def broker_acl(
     else:
         output.write_text(text)
         console.print(f"[green]ACL written to {output}[/] (reload Mosquitto with SIGHUP / 请向 Mosquitto 发送 SIGHUP)")
+
+
+devices_app = typer.Typer(help="Devices' broker accounts.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.command("credentials")
+def devices_credentials(
+    output: Annotated[
+        Path, typer.Option(help="directory the broker mounts (passwd, platform-passwd, acl, devices.csv)")
+    ],
+    estate_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="devices from this estate YAML (repeatable); default: the database"
+        ),
+    ] = None,
+    gateway: Annotated[
+        list[str] | None, typer.Option(help="USER=ESTATE: an account publishing for every device of one estate")
+    ] = None,
+) -> None:
+    """Write the broker's password files, its ACL and the device credential sheet (devices.csv).
+
+    One account per device (username = device code) plus the platform account (STEWARD_MQTT_USERNAME /
+    STEWARD_MQTT_PASSWORD). Passwords already on the sheet are kept; new devices get new ones."""
+    from facility.broker_acl import acl_text
+    from steward.broker_credentials import plan_accounts, read_sheet, write_credentials
+
+    settings = get_settings()
+    platform_password = settings.mqtt_password.get_secret_value()
+    if not platform_password:
+        raise typer.BadParameter("set STEWARD_MQTT_PASSWORD: the platform account's password / 请设置平台账号密码")
+    gateways = []
+    for item in gateway or []:
+        user, sep, estate = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--gateway wants USER=ESTATE, got {item!r}")
+        gateways.append((user, estate))
+    if estate_file:
+        from protocol.estate_file import expand, load_estate_file
+
+        devices = []
+        for path in estate_file:
+            doc = load_estate_file(path)
+            devices += [(d.spec.code, doc.estate.code) for d in expand(doc).devices]
+    else:
+        from sqlalchemy import select
+
+        from storage.db import make_engine, make_sessionmaker, transaction
+        from storage.models import Device, Estate
+
+        with transaction(make_sessionmaker(make_engine(settings))) as session:
+            rows = session.execute(select(Device.code, Estate.code).join(Estate, Estate.id == Device.estate_id))
+            devices = [(device, estate) for device, estate in rows]
+    accounts = plan_accounts(devices, gateways, read_sheet(output / "devices.csv"))
+    device_pairs = sorted((a.username, a.estate) for a in accounts if a.kind == "device")
+    platform = (settings.mqtt_username or "steward-platform", platform_password)
+    write_credentials(output, accounts, platform=platform, acl=acl_text(device_pairs, gateways))
+    console.print(
+        f"[green]{len(device_pairs)} device and {len(gateways)} gateway accounts written to {output}[/] "
+        "(devices.csv holds the passwords: hand it to the installers, keep it out of git / 凭据表请妥善保管)"
+    )
 
 
 rules_app = typer.Typer(help="Alarm rules and their per estate / room / device overrides.", no_args_is_help=True)

@@ -111,7 +111,12 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqt
             max_attempts=settings.notify_max_attempts,
             backoff_max_s=settings.notify_backoff_max_s,
         )
-        worker = Worker(factory, default_jobs(dispatcher, on_raised=on_raised, notifications=notify))
+        heartbeat = settings.worker_heartbeat_file
+        worker = Worker(
+            factory,
+            default_jobs(dispatcher, on_raised=on_raised, notifications=notify),
+            on_result=(lambda name, ran: heartbeat.touch()) if heartbeat else None,
+        )
         worker.run(stop)
         return worker
     finally:

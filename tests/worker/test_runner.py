@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -165,3 +166,25 @@ def test_purge_removes_expired_sessions_and_old_login_failures(db: Engine) -> No
     with Session(db) as s:
         assert s.scalars(select(WebSession.token_hash)).all() == ["b" * 64]
         assert s.scalars(select(LoginFailure.username)).all() == ["y"]
+
+
+def test_worker_touches_its_heartbeat_file_after_jobs(db: Engine, tmp_path: Path) -> None:
+    """STEWARD_WORKER_HEARTBEAT_FILE: the container health check (docker-compose.yml) reads its age."""
+    from core.settings import Settings
+    from worker.runner import run_worker
+
+    beat = tmp_path / "worker.alive"
+    settings = Settings(database_url=str(db.url.render_as_string(hide_password=False)), worker_heartbeat_file=beat)
+    stop = threading.Event()
+    t = threading.Thread(target=run_worker, args=(settings, db, stop), kwargs={"mqtt": False})
+    t.start()
+    try:
+        for _ in range(100):
+            if beat.exists():
+                break
+            stop.wait(0.1)
+        assert beat.exists()
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
