@@ -99,8 +99,9 @@ def test_the_tree_keeps_every_contract(clean_tree: Path) -> None:
         ("devkit/estate.py", "import bench.common", "devkit never imports bench", "devkit.estate -> bench.common"),
         # a cycle between the shared page modules (render asks viewer who is looking, never the reverse)
         ("dashboards/viewer.py", "import dashboards.render", "No import cycles", ".viewer -> .render"),
-        # a cycle inside a package (the old dashboards routes <-> alarm_pages)
-        ("dashboards/live.py", "import dashboards.tickets", "No import cycles", ".live -> .tickets"),
+        # a cycle inside a package (the old dashboards routes <-> alarm_pages): live -> tickets -> streaming -> live;
+        # which edge the linter offers to remove depends on the graph, so the check names the package
+        ("dashboards/live.py", "import dashboards.tickets", "No import cycles", "No cycles are allowed in dashboards."),
     ],
 )
 def test_one_bad_import_breaks_the_contracts(
