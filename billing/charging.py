@@ -42,10 +42,11 @@ from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from billing import events, pricing
+from billing import events, periods, pricing
 from billing.const import (
     CHARGE_LOCK_SPACE,
     METER_KIND,
+    PERIOD_LOCK_SPACE,
     SYSTEM_ACTOR,
     AccountKind,
     HoldKind,
@@ -191,16 +192,30 @@ class Pending:
     revenue_id: int
 
 
-def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int, int] | None = None) -> None:
+def write_charges(
+    session: Session,
+    pending: Sequence[Pending],
+    falls: dict[int, int] | None = None,
+    closed: Mapping[int, periods.Closed] | None = None,
+) -> None:
     """Write priced charges in bulk: their ledger transactions (``charge:<device>:<from_ts>``, entries
     household +x / revenue −x, as `service.post` books them), the cached balances (one update per
     account, in account order as `post` takes them: no deadlock between posters) and the charge rows.
+
+    A charge whose interval ends in a closed quarter (a late reading) is booked in the first open one:
+    `booked_period` set, its transaction dated at that quarter's start (billing/periods.py). ``closed``
+    is each estate's closed past as the caller read it after its locks; None reads it here (one query).
 
     With ``falls``, the balance moves are added to it for the caller to apply (`apply_falls`) just
     before its commit: the estate's revenue row is every charger's, and its lock is held from the
     update to the commit, so two runs would otherwise take turns for a whole transaction."""
     deferred = falls is not None
     falls = {} if falls is None else falls
+    if closed is None:
+        closed = periods.closed(session, {p.estate_id for p in pending}) if pending else {}
+    for p in pending:
+        c = closed.get(p.estate_id)
+        p.row["booked_period"] = c.period if c is not None and p.row["to_ts"] < c.until else None
     # The account pages update when this commits (one notification per estate and transaction).
     for estate_id in sorted({p.estate_id for p in pending if p.row["amount_fen"] > 0}):
         events.changed(session, estate_id)
@@ -217,7 +232,7 @@ def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int,
                         "estate_id": p.estate_id,
                         "kind": TransactionKind.charge.value,
                         "key": key,
-                        "at": p.row["to_ts"],
+                        "at": p.row["to_ts"] if p.row["booked_period"] is None else closed[p.estate_id].until,
                         "actor": SYSTEM_ACTOR,
                         "reason": "",
                     }
@@ -259,7 +274,10 @@ def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: boo
     params = {"space": CHARGE_LOCK_SPACE, "id": device_id}
     if wait:
         session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), params)
-    elif not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params):
+        session.execute(_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "d": [device_id]})
+    elif not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params) or (
+        session.scalar(_TRY_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "id": device_id}) is False
+    ):
         result.skipped = True
         return result
     device = session.get(Device, device_id)
@@ -409,8 +427,29 @@ def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: boo
 
 # The ids come sorted and unnest keeps array order, so meters are locked in id order: two runs that
 # wait for each other's meters never deadlock (ingest only tries, never waits).
-_TRY_LOCKS = text("SELECT d FROM unnest(CAST(:d AS int[])) AS d WHERE pg_try_advisory_xact_lock(:space, d)")
+# Each meter's estate's period lock is taken shared too, after the meter's (billing/periods.py: a quarter
+# being closed); waiting chargers take it after all their meter locks, so a close never joins a cycle.
+_TRY_LOCKS = text(
+    "SELECT t.d FROM unnest(CAST(:d AS int[])) AS t(d) JOIN devices dv ON dv.id = t.d"
+    " WHERE pg_try_advisory_xact_lock(:space, t.d) AND pg_try_advisory_xact_lock_shared(:pspace, dv.estate_id)"
+)
 _LOCKS = text("SELECT count(pg_advisory_xact_lock(:space, d)) FROM unnest(CAST(:d AS int[])) AS d")
+_ESTATE_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock_shared(:space, e)) FROM"
+    " (SELECT DISTINCT estate_id AS e FROM devices WHERE id = ANY(CAST(:d AS int[])) ORDER BY 1) s"
+)
+_TRY_ESTATE_LOCK = text("SELECT pg_try_advisory_xact_lock_shared(:space, estate_id) FROM devices WHERE id = :id")
+
+
+def lock_meters(session: Session, ids: list[int], *, wait: bool) -> set[int]:
+    """Take the meters' charge locks (id order) and their estates' period locks shared; the ones got."""
+    if wait:
+        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
+        session.execute(_ESTATE_LOCK, {"d": ids, "space": PERIOD_LOCK_SPACE})
+        return set(ids)
+    return set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE, "pspace": PERIOD_LOCK_SPACE}))
+
+
 PENDING_MAX = 5000  # charges priced before they are written (bounds a run's memory)
 # After the locks (a new snapshot: a run that held a meter and committed is seen): what the common
 # path needs of each meter in one statement — cursor, device, estate time zone, whether a hold starts
@@ -420,6 +459,8 @@ _BATCH_STATE = text(
     SELECT t.d AS device_id, c.account_id, c.last_ts, c.last_register, dv.estate_id, dv.unit_id,
            dv.register_max, dv.resolution, dv.multiplier, e.timezone,
            EXISTS (SELECT 1 FROM billing_holds h WHERE h.device_id = t.d AND h.from_ts >= c.last_ts) AS has_hold,
+           (SELECT max(p.ends_at) FROM billing_periods p WHERE p.estate_id = dv.estate_id AND p.status = 'closed')
+             AS closed_until,
            r.ts, r.reg
     FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to)
     JOIN billing_cursors c ON c.device_id = t.d
@@ -455,14 +496,11 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
     ids = sorted(up_to)
     if not ids:
         return []
-    if wait:
-        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
-        locked = set(ids)
-    else:
-        locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
+    locked = lock_meters(session, ids, wait=wait)
     results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
     todo = [d for d in ids if d in locked]
     rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
+    closed = {r.estate_id: cl for r in rows if (cl := periods.closed_from(r.closed_until, r.timezone)) is not None}
     slow = set(todo) - {r.device_id for r in rows}  # no cursor yet
     walks: list[tuple[Any, list[tuple[Reading, Reading, Decimal, str]], Reading]] = []
     for r in rows:
@@ -556,11 +594,11 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
             moves.append((r.device_id, last))
             results[r.device_id] = res
             if len(pending) >= PENDING_MAX:
-                write_charges(session, pending, falls)
+                write_charges(session, pending, falls, closed)
                 pending.clear()
             continue
         slow.add(r.device_id)  # an interval without a tariff: charge_meter stops there and says so
-    write_charges(session, pending, falls)
+    write_charges(session, pending, falls, closed)
     if moves:
         session.execute(
             _MOVE_CURSORS,
