@@ -251,6 +251,8 @@ def charge_meters_coalesced(session: Session, up_to: Mapping[int, datetime], *, 
     for r in state:
         if r.has_hold or r.unit_id is None or not _valid(r):
             slow.add(r.device_id)
+        elif r.last_ts >= up_to[r.device_id]:
+            continue  # charged past up_to already (a statement run for an earlier quarter): nothing to do
         else:
             by_estate.setdefault(r.estate_id, []).append(r)
     pending: list[Pending] = []

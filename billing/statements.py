@@ -111,7 +111,8 @@ def _m3(value: Any) -> str:
 
 
 def _digest(row: dict[str, Any]) -> str:
-    body = {k: v for k, v in row.items() if k not in ("digest", "generated_at")}
+    # The figures only: the row's own key (account, estate) is what the upsert matches on.
+    body = {k: v for k, v in row.items() if k not in ("digest", "generated_at", "account_id", "estate_id")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
