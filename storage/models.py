@@ -1168,11 +1168,13 @@ class ManualReading(Base):
     __tablename__ = "billing_manual_readings"
     __table_args__ = (
         CheckConstraint("verdict in ('ok','mismatch','no_data')", name="verdict"),
+        CheckConstraint("value >= 0", name="value"),
+        UniqueConstraint("device_id", "read_at"),  # one meter read at one instant is one reading
         Index("ix_billing_manual_readings_estate_id_read_at", "estate_id", "read_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"))
     read_at: Mapped[datetime] = mapped_column(TZ)
     value: Mapped[Decimal] = mapped_column(Numeric)
     reader: Mapped[str] = mapped_column(String(64))

@@ -95,12 +95,13 @@ def upgrade() -> None:
     sa.Column('recorded_by', sa.String(length=64), nullable=False),
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("verdict in ('ok','mismatch','no_data')", name=op.f('ck_billing_manual_readings_verdict')),
+    sa.CheckConstraint('value >= 0', name=op.f('ck_billing_manual_readings_value')),
+    sa.UniqueConstraint('device_id', 'read_at', name=op.f('uq_billing_manual_readings_device_id_read_at')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_billing_manual_readings_device_id_devices'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['estate_id'], ['estates.id'], name=op.f('fk_billing_manual_readings_estate_id_estates'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_billing_manual_readings_ticket_id_tickets'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_manual_readings')),
     )
-    op.create_index(op.f('ix_billing_manual_readings_device_id'), 'billing_manual_readings', ['device_id'], unique=False)
     op.create_index('ix_billing_manual_readings_estate_id_read_at', 'billing_manual_readings', ['estate_id', 'read_at'], unique=False)
 
 
