@@ -15,6 +15,7 @@ from api.routes import (
     billing,
     billing_dunning,
     billing_notices,
+    billing_statements,
     billing_webhook,
     equipment,
     estates,
@@ -39,6 +40,7 @@ def mount_api(app: FastAPI) -> None:
         billing_webhook,
         billing_notices,
         billing_dunning,
+        billing_statements,
     ):
         app.include_router(module.router)
 

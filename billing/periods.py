@@ -64,8 +64,8 @@ class Quarter:
 
 def parse(label: str) -> Quarter:
     m = _LABEL.match(label.strip().upper())
-    if m is None:
-        raise InvalidInput(f"a quarter looks like 2026Q4, not {label!r} / 季度格式应为 2026Q4")
+    if m is None or not 2000 <= int(m.group(1)) <= 2100:  # a plausible year: datetime fails outside 1–9999
+        raise InvalidInput(f"a quarter looks like 2026Q4 (2000–2100), not {label!r} / 季度格式应为 2026Q4")
     return Quarter(int(m.group(1)), int(m.group(2)))
 
 

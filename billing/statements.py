@@ -317,6 +317,14 @@ def due_quarter(now: datetime, tz: str) -> Quarter:
     return periods.quarter_of(now, tz).previous()
 
 
+def due_quarter_of(session: Session, estate_id: int, now: datetime) -> Quarter:
+    """`due_quarter` for an estate by id (the pages' and the API's default quarter)."""
+    tz = session.scalar(select(Estate.timezone).where(Estate.id == estate_id))
+    if tz is None:
+        raise NotFound("estate not found / 未找到该小区")
+    return due_quarter(now, tz)
+
+
 def statements_due(factory: Callable[[], Session], now: datetime) -> list[StatementResult]:
     """The billing job's step after charging: each estate's last ended quarter, until someone closes it."""
     out = []

@@ -42,7 +42,7 @@ def test_quarters_are_estate_local_and_parse_strictly() -> None:
     assert Quarter(2026, 1).previous() == Quarter(2025, 4)
     # 2026-12-31 17:00 UTC is already 1 January in Shanghai: the next quarter.
     assert periods.quarter_of(datetime.fromisoformat("2026-12-31T17:00:00+00:00"), "Asia/Shanghai").label == "2027Q1"
-    for bad in ("2026Q5", "2026-4", "Q4"):
+    for bad in ("2026Q5", "2026-4", "Q4", "0000Q1", "9999Q4"):
         with pytest.raises(InvalidInput):
             periods.parse(bad)
 
