@@ -12,7 +12,18 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dashboards import alarms, billing, billing_dunning, billing_notices, ingest, login, rooms, rounds, tickets
+from dashboards import (
+    alarms,
+    billing,
+    billing_dunning,
+    billing_notices,
+    billing_statements,
+    ingest,
+    login,
+    rooms,
+    rounds,
+    tickets,
+)
 from dashboards.live import LiveHub, connect_kwargs
 from dashboards.page_errors import login_redirect, page_error
 from dashboards.render import STATIC_DIR
@@ -38,7 +49,18 @@ def mount_dashboards(app: FastAPI) -> None:
     """Add the pages, the live streams, /static and the LISTEN hub's lifespan to the application."""
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(_hub)
-    for area in (login, rooms, ingest, alarms, tickets, rounds, billing, billing_notices, billing_dunning):
+    for area in (
+        login,
+        rooms,
+        ingest,
+        alarms,
+        tickets,
+        rounds,
+        billing,
+        billing_notices,
+        billing_dunning,
+        billing_statements,
+    ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]
     app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]

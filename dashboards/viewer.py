@@ -121,6 +121,10 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return billing_policy.may(viewer.role, billing_policy.Action.view_notices)
     if what == "dunning":
         return billing_policy.may(viewer.role, billing_policy.Action.view_dunning)
+    if what == "statements":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_statements)
+    if what == "manual_readings":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_manual_readings)
     return False
 
 

@@ -27,7 +27,8 @@ UP_TO = T0 + timedelta(days=10)
 METERS, READINGS = 30, 36
 ROUNDS, KILLS_PER_ROUND = 5, 4  # 20 kills
 BILLING_TABLES = (
-    "billing_statements, billing_periods, billing_manual_readings, meter_charges, meter_replacements, billing_holds, billing_cursors, payments, ledger_entries,"
+    "billing_statements, billing_periods, billing_manual_readings, meter_charges, meter_replacements, billing_holds,"
+    " billing_cursors, payments, ledger_entries,"
     " ledger_transactions, billing_supply_changes, billing_supply_states, billing_notices, billing_household_flags,"
     " billing_accounts"
 )

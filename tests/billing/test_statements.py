@@ -138,7 +138,8 @@ def test_a_late_reading_for_a_closed_quarter_is_booked_in_the_open_one(session: 
             (at("2026-10-05T08:00:00"), None),
         ]
         late_tx = session.get(LedgerTransaction, rows[1].transaction_id)
-        assert late_tx is not None and late_tx.at == at("2026-10-01T00:00:00")
+        assert late_tx is not None
+        assert late_tx.at == at("2026-10-01T00:00:00")
         # A payment back-dated into Q3 lands at Q4's start too.
         paid = service.record_payment(
             session,
