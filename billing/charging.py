@@ -265,18 +265,22 @@ def apply_falls(session: Session, falls: dict[int, int]) -> None:
         session.execute(_BALANCES_FALL, {"a": accounts, "f": [falls[a] for a in accounts]})
 
 
-def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: bool = True) -> MeterResult:
+def charge_meter(
+    session: Session, device_id: int, up_to: datetime, *, wait: bool = True, locked: bool = False
+) -> MeterResult:
     """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent.
 
     With ``wait=False`` (ingest) a meter another transaction is charging is skipped (`skipped`) rather
-    than waited for: that transaction, or the next billing run, charges it."""
+    than waited for: that transaction, or the next billing run, charges it. ``locked``: the caller holds
+    the meter's lock and its estate's period lock already (`lock_meters`); no lock statement is sent."""
     result = MeterResult(device_id)
     params = {"space": CHARGE_LOCK_SPACE, "id": device_id}
-    if wait:
+    if not locked and wait:
         session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), params)
         session.execute(_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "d": [device_id]})
-    elif not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params) or (
-        session.scalar(_TRY_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "id": device_id}) is False
+    elif not locked and (
+        not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params)
+        or session.scalar(_TRY_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "id": device_id}) is False
     ):
         result.skipped = True
         return result
@@ -610,7 +614,7 @@ def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool
             },
         )
     for d in sorted(slow):
-        results[d] = charge_meter(session, d, up_to[d], wait=wait)
+        results[d] = charge_meter(session, d, up_to[d], wait=wait, locked=True)
     apply_falls(session, falls)  # last: the revenue row stays locked only until the caller commits
     session.flush()
     return [results[d] for d in ids]

@@ -354,7 +354,7 @@ def charge_meters_coalesced(session: Session, up_to: Mapping[int, datetime], *, 
             {"d": [m[0] for m in moves], "t": [m[1] for m in moves], "r": [m[2] for m in moves], "now": now},
         )
     for d in sorted(slow):
-        results[d] = charge_meter(session, d, up_to[d], wait=wait)
+        results[d] = charge_meter(session, d, up_to[d], wait=wait, locked=True)
     apply_falls(session, falls)  # last: the revenue row stays locked only until the caller commits
     session.flush()
     return [results[d] for d in ids]

@@ -7,10 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from billing import charging, periods, service, statements
+from billing.const import PERIOD_LOCK_SPACE
 from billing.periods import Quarter
 from core.errors import Conflict, InvalidInput
 from storage.models import BillingPeriod, BillingStatement, LedgerTransaction, MeterCharge
@@ -193,3 +194,20 @@ def test_the_due_quarter_is_the_last_one_ended_in_the_estates_time_zone() -> Non
     assert statements.due_quarter(at("2027-01-01T00:30:00"), "Asia/Shanghai") == Q4
     assert statements.due_quarter(at("2026-12-31T23:30:00"), "Asia/Shanghai") == Q3
     assert statements.due_quarter(at("2026-11-15T12:00:00") + timedelta(days=0), "Asia/Shanghai") == Q3
+
+
+def test_a_quarter_being_closed_keeps_ingest_charging_out(session: Session, engine: Engine) -> None:
+    """While a close holds the estate's period lock, ingest (try-locks) skips the estate's meters; after it, charges."""
+    with pinned(at("2026-10-10T10:00:00")) as clock:
+        estate_id, (hh,) = make_estate(session, 1)
+        flat_tariff(session, estate_id, 2000)
+        add_reading(session, hh.device_id, at("2026-09-01T08:00:00"), "1.000")
+        add_reading(session, hh.device_id, at("2026-10-01T08:00:00"), "2.000")
+        # (the session must not have charged yet: a charger holds the lock shared to its transaction's end)
+        with engine.connect() as closer:
+            closer.execute(text("SELECT pg_advisory_xact_lock(:s, :e)"), {"s": PERIOD_LOCK_SPACE, "e": estate_id})
+            (skipped,) = charging.charge_meters(session, {hh.device_id: clock.t})
+            assert (skipped.skipped, skipped.charges) == (True, 0)
+            closer.rollback()
+        (charged,) = charging.charge_meters(session, {hh.device_id: clock.t})
+        assert (charged.skipped, charged.charges) == (False, 1)
