@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from billing import charging, periods, service, statements
+from billing.coalesce import charge_meters_coalesced
 from billing.const import PERIOD_LOCK_SPACE
 from billing.periods import Quarter
 from core.errors import Conflict, InvalidInput
@@ -211,3 +212,33 @@ def test_a_quarter_being_closed_keeps_ingest_charging_out(session: Session, engi
             closer.rollback()
         (charged,) = charging.charge_meters(session, {hh.device_id: clock.t})
         assert (charged.skipped, charged.charges) == (False, 1)
+
+
+def test_the_billing_runs_coalesced_path_books_a_late_reading_in_the_open_quarter(session: Session) -> None:
+    with pinned(at("2026-10-20T10:00:00")):
+        estate_id, (hh,) = make_estate(session, 1)
+        flat_tariff(session, estate_id, 2000)
+        add_reading(session, hh.device_id, at("2026-07-01T08:00:00"), "10.000")
+        add_reading(session, hh.device_id, at("2026-08-01T08:00:00"), "11.000")
+        charge_meters_coalesced(session, {hh.device_id: at("2026-10-01T00:00:00")})
+        statements.close_period(session, estate_id, Q3, actor="li")
+        for ts, reg in [
+            ("2026-09-10T08:00:00", "12.000"),
+            ("2026-09-20T08:00:00", "13.000"),
+            ("2026-10-15T08:00:00", "15.000"),
+        ]:
+            add_reading(session, hh.device_id, at(ts), reg)
+        charge_meters_coalesced(session, {hh.device_id: at("2026-10-20T00:00:00")})
+        rows = session.scalars(
+            select(MeterCharge).where(MeterCharge.device_id == hh.device_id).order_by(MeterCharge.from_ts)
+        ).all()
+        # One stretch per month: August's reading → 20 Sept (late, booked in Q4) and 20 Sept → 15 Oct.
+        assert [(r.to_ts, r.volume_m3, r.booked_period) for r in rows] == [
+            (at("2026-08-01T08:00:00"), Decimal("1.000000"), None),
+            (at("2026-09-20T08:00:00"), Decimal("2.000000"), "2026Q4"),
+            (at("2026-10-15T08:00:00"), Decimal("2.000000"), None),
+        ]
+        statements.write(session, estate_id, Q4, [hh.account_id])
+        q4 = statement(session, hh.account_id, "2026Q4")
+        assert (q4.opening_fen, q4.late_fen, q4.charges_fen, q4.closing_fen) == (-2000, 4000, 4000, -10000)
+        assert unbalanced(session) == []
