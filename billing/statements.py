@@ -44,7 +44,7 @@ from billing.const import METER_KIND, STATEMENT_LOCK_SPACE, AccountKind, PeriodS
 from billing.periods import Quarter
 from billing.service import audit
 from core import clock
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import BillingAccount, BillingPeriod, BillingStatement, Estate, MeterCharge
 
 GROUP = 500  # accounts per transaction
@@ -250,7 +250,9 @@ def statement_run(
     estate_id: int | None = None,
     on_group: Callable[[int], None] | None = None,
 ) -> StatementResult:
-    """Charge up to the quarter's end, then write every household's statement (groups of `GROUP` accounts)."""
+    """Charge up to the quarter's end, then write every household's statement (groups of `GROUP` accounts).
+
+    A quarter under way gets statements to date (rewritten as it goes on); one not started is refused."""
     from billing.tasks import billing_run  # tasks imports nothing of this module; run-time import keeps it so
 
     result = StatementResult(quarter.label)
@@ -265,7 +267,9 @@ def statement_run(
             ]
     for eid, tz in estates:
         assert tz is not None
-        _, end = quarter.bounds(tz)
+        start, end = quarter.bounds(tz)
+        if start > clock.now():
+            raise InvalidInput(f"{quarter.label} has not started / 该季度尚未开始")
         with factory() as session, session.begin():
             if periods.ensure(session, eid, quarter).status == PeriodStatus.closed:
                 result.skipped_closed.append(eid)

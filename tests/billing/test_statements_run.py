@@ -78,8 +78,9 @@ def test_cli_statements_then_close(db: Engine, monkeypatch: pytest.MonkeyPatch, 
         assert _statements(db, estate_id) == [("2026Q4", 6000, -6000)] * 2
         out = runner.invoke(app, ["billing", "close", "--quarter", "2026Q4", "--estate", code, "--actor", "li"])
         assert out.exit_code == 0, out.output
-        out = runner.invoke(app, ["billing", "statements", "--quarter", "2026Q5"])
-        assert isinstance(out.exception, InvalidInput)  # `steward` itself prints it on one line, exit 2
+        for bad in ("2026Q5", "2027Q2"):  # not a quarter; one not started yet
+            out = runner.invoke(app, ["billing", "statements", "--quarter", bad])
+            assert isinstance(out.exception, InvalidInput)  # `steward` itself prints it on one line, exit 2
     with Session(db) as session:
         period = session.scalars(select(BillingPeriod).where(BillingPeriod.estate_id == estate_id)).one()
         assert (period.period, period.status, period.closed_by) == ("2026Q4", "closed", "li")
