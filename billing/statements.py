@@ -249,10 +249,12 @@ def statement_run(
     *,
     estate_id: int | None = None,
     on_group: Callable[[int], None] | None = None,
+    charge: bool = True,
 ) -> StatementResult:
     """Charge up to the quarter's end, then write every household's statement (groups of `GROUP` accounts).
 
-    A quarter under way gets statements to date (rewritten as it goes on); one not started is refused."""
+    A quarter under way gets statements to date (rewritten as it goes on); one not started is refused.
+    ``charge=False``: the caller has charged past the quarter's end already (the worker's billing job)."""
     from billing.tasks import billing_run  # tasks imports nothing of this module; run-time import keeps it so
 
     result = StatementResult(quarter.label)
@@ -275,7 +277,8 @@ def statement_run(
                 result.skipped_closed.append(eid)
                 continue
         # Charging first reaches the quarter's end: every interval ending before it is charged (or held).
-        billing_run(factory, end - timedelta(microseconds=1), estate_id=eid)
+        if charge:
+            billing_run(factory, end - timedelta(microseconds=1), estate_id=eid)
         with factory() as session:
             accounts = household_accounts(session, eid, end)
         result.estates.append(eid)
@@ -339,7 +342,8 @@ def statements_due(factory: Callable[[], Session], now: datetime) -> list[Statem
             for r in session.execute(select(Estate.id, Estate.timezone).where(with_accounts).order_by(Estate.id))
         ]
     for eid, tz in estates:
-        out.append(statement_run(factory, due_quarter(now, tz), estate_id=eid))
+        # The job's billing run has just charged every meter up to now, past the quarter's end.
+        out.append(statement_run(factory, due_quarter(now, tz), estate_id=eid, charge=False))
     return out
 
 
