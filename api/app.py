@@ -16,6 +16,7 @@ from api.routes import (
     billing,
     billing_dunning,
     billing_notices,
+    billing_statements,
     billing_webhook,
     deliveries,
     device_commands,
@@ -45,6 +46,7 @@ def mount_api(app: FastAPI) -> None:
         device_commands,
         deliveries,
         access,
+        billing_statements,
     ):
         app.include_router(module.router)
 

@@ -43,10 +43,11 @@ import psycopg
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
-from billing import events, pricing
+from billing import events, periods, pricing
 from billing.const import (
     CHARGE_LOCK_SPACE,
     METER_KIND,
+    PERIOD_LOCK_SPACE,
     SYSTEM_ACTOR,
     AccountKind,
     HoldKind,
@@ -200,12 +201,12 @@ _WRITE_CHARGES = (
     "  %(from_register)b::numeric[], %(to_register)b::numeric[], %(kind)b::text[],"
     "  %(volume)b::numeric[], %(month)b::date[], %(value)b::numeric[], %(cum_volume)b::numeric[],"
     "  %(cum_value)b::numeric[], %(amount)b::bigint[], %(pricing)b::text[], %(hold)b::int[],"
-    "  %(charged_at)b::timestamptz[]"
+    "  %(charged_at)b::timestamptz[], %(at)b::timestamptz[], %(booked)b::text[]"
     " ) AS c(estate, revenue, key, account, device, from_ts, to_ts, from_register, to_register, kind, volume,"
-    "        month, value, cum_volume, cum_value, amount, pricing, hold, charged_at)"
+    "        month, value, cum_volume, cum_value, amount, pricing, hold, charged_at, at, booked)"
     "), tx AS ("
     " INSERT INTO ledger_transactions (estate_id, kind, key, at, actor, reason)"
-    " SELECT estate, %(tx_kind)s, key, to_ts, %(actor)s, '' FROM c WHERE key IS NOT NULL"
+    " SELECT estate, %(tx_kind)s, key, at, %(actor)s, '' FROM c WHERE key IS NOT NULL"
     " ON CONFLICT (key) DO NOTHING RETURNING id, key"
     "), en AS ("
     " INSERT INTO ledger_entries (transaction_id, account_id, amount_fen)"
@@ -214,9 +215,10 @@ _WRITE_CHARGES = (
     "), ch AS ("
     " INSERT INTO meter_charges (account_id, device_id, from_ts, to_ts, from_register, to_register, kind,"
     "  volume_m3, month, value_fen, cum_volume_m3, cum_value_fen, amount_fen, pricing, hold_id, transaction_id,"
-    "  charged_at)"
+    "  charged_at, booked_period)"
     " SELECT c.account, c.device, c.from_ts, c.to_ts, c.from_register, c.to_register, c.kind, c.volume, c.month,"
-    "  c.value, c.cum_volume, c.cum_value, c.amount, CAST(c.pricing AS jsonb), c.hold, tx.id, c.charged_at"
+    "  c.value, c.cum_volume, c.cum_value, c.amount, CAST(c.pricing AS jsonb), c.hold, tx.id, c.charged_at,"
+    "  c.booked"
     " FROM c LEFT JOIN tx ON tx.key = c.key"
     ") SELECT count(*) FROM tx"
 )
@@ -230,15 +232,29 @@ def _raw(session: Session) -> psycopg.Connection[Any]:
     return raw
 
 
-def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int, int] | None = None) -> None:
+def write_charges(
+    session: Session,
+    pending: Sequence[Pending],
+    falls: dict[int, int] | None = None,
+    closed: Mapping[int, periods.Closed] | None = None,
+) -> None:
     """Write priced charges in bulk (`_WRITE_CHARGES`, one statement per `WRITE_CHUNK`) and the cached
     balances (one update per account, in account order as `post` takes them: no deadlock between posters).
+
+    A charge whose interval ends in a closed quarter (a late reading) is booked in the first open one:
+    `booked_period` set, its transaction dated at that quarter's start (billing/periods.py). ``closed``
+    is each estate's closed past as the caller read it after its locks; None reads it here (one query).
 
     With ``falls``, the balance moves are added to it for the caller to apply (`apply_falls`) just
     before its commit: the estate's revenue row is every charger's, and its lock is held from the
     update to the commit, so two runs would otherwise take turns for a whole transaction."""
     deferred = falls is not None
     falls = {} if falls is None else falls
+    if closed is None:
+        closed = periods.closed(session, {p.estate_id for p in pending}) if pending else {}
+    for p in pending:
+        c = closed.get(p.estate_id)
+        p.row["booked_period"] = c.period if c is not None and p.row["to_ts"] < c.until else None
     # The account pages update when this commits (one notification per estate and transaction).
     for estate_id in sorted({p.estate_id for p in pending if p.row["amount_fen"] > 0}):
         events.changed(session, estate_id)
@@ -270,6 +286,12 @@ def write_charges(session: Session, pending: Sequence[Pending], falls: dict[int,
                 "tx_kind": TransactionKind.charge.value,
                 "actor": SYSTEM_ACTOR,
                 "charged_at": [r["charged_at"] for r in rows],
+                # A late reading's charge: booked in the first open quarter and dated at its start.
+                "at": [
+                    r["to_ts"] if r["booked_period"] is None else closed[p.estate_id].until
+                    for p, r in zip(chunk, rows, strict=True)
+                ],
+                "booked": [r["booked_period"] for r in rows],
             },
         )
         row = cursor.fetchone()
@@ -294,16 +316,23 @@ def apply_falls(session: Session, falls: dict[int, int]) -> None:
         session.execute(_BALANCES_FALL, {"a": accounts, "f": [falls[a] for a in accounts]})
 
 
-def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: bool = True) -> MeterResult:
+def charge_meter(
+    session: Session, device_id: int, up_to: datetime, *, wait: bool = True, locked: bool = False
+) -> MeterResult:
     """Charge one meter's intervals ending at or before `up_to`; flushes, never commits. Idempotent.
 
     With ``wait=False`` (ingest) a meter another transaction is charging is skipped (`skipped`) rather
-    than waited for: that transaction, or the next billing run, charges it."""
+    than waited for: that transaction, or the next billing run, charges it. ``locked``: the caller holds
+    the meter's lock and its estate's period lock already (`lock_meters`); no lock statement is sent."""
     result = MeterResult(device_id)
     params = {"space": CHARGE_LOCK_SPACE, "id": device_id}
-    if wait:
+    if not locked and wait:
         session.execute(text("SELECT pg_advisory_xact_lock(:space, :id)"), params)
-    elif not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params):
+        session.execute(_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "d": [device_id]})
+    elif not locked and (
+        not session.scalar(text("SELECT pg_try_advisory_xact_lock(:space, :id)"), params)
+        or session.scalar(_TRY_ESTATE_LOCK, {"space": PERIOD_LOCK_SPACE, "id": device_id}) is False
+    ):
         result.skipped = True
         return result
     device = session.get(Device, device_id)
@@ -453,8 +482,29 @@ def charge_meter(session: Session, device_id: int, up_to: datetime, *, wait: boo
 
 # The ids come sorted and unnest keeps array order, so meters are locked in id order: two runs that
 # wait for each other's meters never deadlock (ingest only tries, never waits).
-_TRY_LOCKS = text("SELECT d FROM unnest(CAST(:d AS int[])) AS d WHERE pg_try_advisory_xact_lock(:space, d)")
+# Each meter's estate's period lock is taken shared too, after the meter's (billing/periods.py: a quarter
+# being closed); waiting chargers take it after all their meter locks, so a close never joins a cycle.
+_TRY_LOCKS = text(
+    "SELECT t.d FROM unnest(CAST(:d AS int[])) AS t(d) JOIN devices dv ON dv.id = t.d"
+    " WHERE pg_try_advisory_xact_lock(:space, t.d) AND pg_try_advisory_xact_lock_shared(:pspace, dv.estate_id)"
+)
 _LOCKS = text("SELECT count(pg_advisory_xact_lock(:space, d)) FROM unnest(CAST(:d AS int[])) AS d")
+_ESTATE_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock_shared(:space, e)) FROM"
+    " (SELECT DISTINCT estate_id AS e FROM devices WHERE id = ANY(CAST(:d AS int[])) ORDER BY 1) s"
+)
+_TRY_ESTATE_LOCK = text("SELECT pg_try_advisory_xact_lock_shared(:space, estate_id) FROM devices WHERE id = :id")
+
+
+def lock_meters(session: Session, ids: list[int], *, wait: bool) -> set[int]:
+    """Take the meters' charge locks (id order) and their estates' period locks shared; the ones got."""
+    if wait:
+        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
+        session.execute(_ESTATE_LOCK, {"d": ids, "space": PERIOD_LOCK_SPACE})
+        return set(ids)
+    return set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE, "pspace": PERIOD_LOCK_SPACE}))
+
+
 PENDING_MAX = 5000  # charges priced before they are written (bounds a run's memory)
 # After the locks (a new snapshot: a run that held a meter and committed is seen): what the common
 # path needs of each meter in one statement — cursor, device, estate time zone, whether a hold starts
@@ -464,6 +514,8 @@ _BATCH_STATE = text(
     SELECT t.d AS device_id, c.account_id, c.last_ts, c.last_register, dv.estate_id, dv.unit_id,
            dv.register_max, dv.resolution, dv.multiplier, e.timezone,
            EXISTS (SELECT 1 FROM billing_holds h WHERE h.device_id = t.d AND h.from_ts >= c.last_ts) AS has_hold,
+           (SELECT max(p.ends_at) FROM billing_periods p WHERE p.estate_id = dv.estate_id AND p.status = 'closed')
+             AS closed_until,
            r.ts, r.reg
     FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to)
     JOIN billing_cursors c ON c.device_id = t.d
@@ -551,11 +603,7 @@ def charge_meters(
     ids = sorted(up_to)
     if not ids:
         return []
-    if wait:
-        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
-        locked = set(ids)
-    else:
-        locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
+    locked = lock_meters(session, ids, wait=wait)
     results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
     todo = [d for d in ids if d in locked]
     rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
@@ -565,6 +613,7 @@ def charge_meters(
         session.execute(_OPEN_ACCOUNTS, {"d": new, "kind": AccountKind.hot_water.value, "now": now})
         session.execute(_BASELINES, {"d": new, "u": [up_to[d] for d in new], "now": now})
         rows = [*rows, *session.execute(_BATCH_STATE, {"d": new, "u": [up_to[d] for d in new]}).all()]
+    closed = {r.estate_id: cl for r in rows if (cl := periods.closed_from(r.closed_until, r.timezone)) is not None}
     slow = set(todo) - {r.device_id for r in rows}  # still no cursor (no reading yet): charge_meter says so
     walks: list[tuple[Any, list[Interval], Reading]] = []
     for r in rows:
@@ -660,11 +709,11 @@ def charge_meters(
             moves.append((r.device_id, last))
             results[r.device_id] = res
             if len(pending) >= PENDING_MAX:
-                write_charges(session, pending, falls)
+                write_charges(session, pending, falls, closed)
                 pending.clear()
             continue
         slow.add(r.device_id)  # an interval without a tariff: charge_meter stops there and says so
-    write_charges(session, pending, falls)
+    write_charges(session, pending, falls, closed)
     if moves:
         session.execute(
             _MOVE_CURSORS,
@@ -676,7 +725,7 @@ def charge_meters(
             },
         )
     for d in sorted(slow):
-        results[d] = charge_meter(session, d, up_to[d], wait=wait)
+        results[d] = charge_meter(session, d, up_to[d], wait=wait, locked=True)
     apply_falls(session, falls)  # last: the revenue row stays locked only until the caller commits
     session.flush()
     return [results[d] for d in ids]

@@ -37,11 +37,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from billing import periods
 from billing.charging import (
-    _LOCKS,
     _MONTH_TOTALS,
     _MOVE_CURSORS,
-    _TRY_LOCKS,
     PENDING_MAX,
     MeterResult,
     Pending,
@@ -49,9 +48,10 @@ from billing.charging import (
     apply_falls,
     charge_meter,
     load_tariffs,
+    lock_meters,
     write_charges,
 )
-from billing.const import CHARGE_LOCK_SPACE, AccountKind
+from billing.const import AccountKind
 from billing.service import estate_account
 from core import clock
 from facility.meters import ROLLOVER_FROM, ROLLOVER_TO, Reading, usable
@@ -90,7 +90,9 @@ _STATE = text(
     """
     SELECT t.d AS device_id, c.account_id, c.last_ts, c.last_register, dv.estate_id, dv.unit_id,
            dv.register_max, dv.resolution, dv.multiplier, e.timezone,
-           EXISTS (SELECT 1 FROM billing_holds h WHERE h.device_id = t.d AND h.from_ts >= c.last_ts) AS has_hold
+           EXISTS (SELECT 1 FROM billing_holds h WHERE h.device_id = t.d AND h.from_ts >= c.last_ts) AS has_hold,
+           (SELECT max(p.ends_at) FROM billing_periods p WHERE p.estate_id = dv.estate_id AND p.status = 'closed')
+             AS closed_until
     FROM unnest(CAST(:d AS int[])) AS t(d)
     JOIN billing_cursors c ON c.device_id = t.d
     JOIN devices dv ON dv.id = t.d
@@ -234,11 +236,7 @@ def charge_meters_coalesced(session: Session, up_to: Mapping[int, datetime], *, 
     ids = sorted(up_to)
     if not ids:
         return []
-    if wait:
-        session.execute(_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE})
-        locked = set(ids)
-    else:
-        locked = set(session.scalars(_TRY_LOCKS, {"d": ids, "space": CHARGE_LOCK_SPACE}))
+    locked = lock_meters(session, ids, wait=wait)
     results = {d: MeterResult(d, skipped=d not in locked) for d in ids}
     todo = [d for d in ids if d in locked]
     if not todo:
@@ -247,11 +245,14 @@ def charge_meters_coalesced(session: Session, up_to: Mapping[int, datetime], *, 
     session.execute(_ACCOUNTS, {"d": todo, "kind": AccountKind.hot_water.value, "now": now})
     session.execute(_BASELINES, {"d": todo, "u": [up_to[d] for d in todo], "now": now})
     state = session.execute(_STATE, {"d": todo}).all()
+    closed = {r.estate_id: c for r in state if (c := periods.closed_from(r.closed_until, r.timezone)) is not None}
     slow = set(todo) - {r.device_id for r in state}  # no cursor: no reading yet, or no account yet
     by_estate: dict[int, list[Any]] = {}
     for r in state:
         if r.has_hold or r.unit_id is None or not _valid(r):
             slow.add(r.device_id)
+        elif r.last_ts >= up_to[r.device_id]:
+            continue  # charged past up_to already (a statement run for an earlier quarter): nothing to do
         else:
             by_estate.setdefault(r.estate_id, []).append(r)
     pending: list[Pending] = []
@@ -344,16 +345,16 @@ def charge_meters_coalesced(session: Session, up_to: Mapping[int, datetime], *, 
                 res.amount_fen += amount
             moves.append((r.device_id, mine[-1].to_ts, mine[-1].to_register))
             if len(pending) >= PENDING_MAX:
-                write_charges(session, pending, falls)
+                write_charges(session, pending, falls, closed)
                 pending.clear()
-    write_charges(session, pending, falls)
+    write_charges(session, pending, falls, closed)
     if moves:
         session.execute(
             _MOVE_CURSORS,
             {"d": [m[0] for m in moves], "t": [m[1] for m in moves], "r": [m[2] for m in moves], "now": now},
         )
     for d in sorted(slow):
-        results[d] = charge_meter(session, d, up_to[d], wait=wait)
+        results[d] = charge_meter(session, d, up_to[d], wait=wait, locked=True)
     apply_falls(session, falls)  # last: the revenue row stays locked only until the caller commits
     session.flush()
     return [results[d] for d in ids]

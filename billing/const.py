@@ -80,3 +80,15 @@ class SupplyState(StrEnum):
 
 # pg_advisory_xact_lock(space, estate_id) serialises notice-number allocation within one estate.
 NOTICE_LOCK_SPACE = 0x6E6F7463  # "notc"
+
+
+# pg_advisory_xact_lock(space, estate_id): closing a quarter takes it exclusively; every charger takes it
+# shared (after its meter locks), so no charge commits into a quarter while it is being closed.
+PERIOD_LOCK_SPACE = 0x70657264  # "perd"
+# pg_advisory_xact_lock(space, estate_id) serialises statement writing within one estate.
+STATEMENT_LOCK_SPACE = 0x73746D74  # "stmt"
+
+
+class PeriodStatus(StrEnum):
+    open = "open"
+    closed = "closed"

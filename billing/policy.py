@@ -28,6 +28,10 @@ class Action(StrEnum):
     complete_dunning_task = "complete_dunning_task"  # record a lawyer's letter sent / a suit filed (who, when, note)
     view_notices = "view_notices"  # the notice queue and printable notices
     approve_notices = "approve_notices"  # approve, send or cancel a notice (restriction notices included)
+    view_statements = "view_statements"  # quarterly statements, the quarters and whether they are closed
+    close_period = "close_period"  # close a quarter: its statements become final
+    record_manual_reading = "record_manual_reading"  # enter the SOP's quarterly hand-read register
+    view_manual_readings = "view_manual_readings"  # the reconciliations, their verdicts and tickets
 
 
 ADMIN, MANAGER, STEWARD, CLERK, ENGINEER, SUPERVISOR = (
@@ -60,6 +64,13 @@ ALLOWED: dict[Action, frozenset[str]] = {
     # lead to restriction is the project manager's or the clerk's decision.
     Action.view_notices: frozenset({ADMIN, MANAGER, STEWARD, CLERK}),
     Action.approve_notices: frozenset({ADMIN, MANAGER, CLERK}),
+    # Statements are the household's money: whoever sees the accounts sees them (stewards hand them out).
+    Action.view_statements: frozenset({ADMIN, MANAGER, STEWARD, CLERK}),
+    # Closing makes a quarter's figures final: the clerk who keeps the books, or the project manager.
+    Action.close_period: frozenset({ADMIN, MANAGER, CLERK}),
+    # The SOP's manual reading: the clerk enters it from the reading sheet, the engineer reads on site.
+    Action.record_manual_reading: frozenset({ADMIN, MANAGER, CLERK, ENGINEER}),
+    Action.view_manual_readings: frozenset({ADMIN, MANAGER, CLERK, ENGINEER, SUPERVISOR, STEWARD}),
 }
 
 

@@ -19,12 +19,20 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing import events, notices
-from billing.const import CASH_ACCOUNT, AccountKind, HoldKind, HoldStatus, PaymentMethod, TransactionKind
+from billing import events, notices, periods
+from billing.const import (
+    CASH_ACCOUNT,
+    PERIOD_LOCK_SPACE,
+    AccountKind,
+    HoldKind,
+    HoldStatus,
+    PaymentMethod,
+    TransactionKind,
+)
 from billing.pricing import Tier, validate_tiers
 from core import clock
 from core.errors import Conflict, InvalidInput, NotFound
@@ -141,6 +149,12 @@ def post(
     """Post one balanced transaction (account_id, signed fen) once per `key`; a repeated key writes nothing."""
     if len(entries) < 2 or sum(amount for _, amount in entries) != 0 or any(a == 0 for _, a in entries):
         raise InvalidInput("a ledger transaction needs ≥ 2 non-zero entries summing to zero / 借贷不平")
+    # A posting dated inside a closed quarter (a back-dated payment) is booked at the first open quarter's
+    # start, so no closed statement moves (billing/periods.py); the period lock, shared, waits out a close.
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:s, :e)"), {"s": PERIOD_LOCK_SPACE, "e": estate_id})
+    closed = periods.closed(session, [estate_id]).get(estate_id)
+    if closed is not None and at < closed.until:
+        at = closed.until
     tx_id = session.scalar(
         insert(LedgerTransaction)
         .values(estate_id=estate_id, kind=kind.value, key=key, at=at, actor=actor, reason=reason)

@@ -18,6 +18,7 @@ from dashboards import (
     billing,
     billing_dunning,
     billing_notices,
+    billing_statements,
     ingest,
     login,
     operations,
@@ -62,6 +63,7 @@ def mount_dashboards(app: FastAPI) -> None:
         billing_dunning,
         operations,
         access,
+        billing_statements,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

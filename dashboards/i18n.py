@@ -961,3 +961,15 @@ STRINGS.update(
         "staff_card_until": ("有效期至（可不填）", "Valid until (optional)"),
     }
 )
+
+
+# quarterly statements and manual readings (dashboards/billing_statements.py keeps the rest beside it)
+STRINGS.update(
+    {
+        "nav_statements": ("对账单", "Statements"),
+        "nav_manual_readings": ("人工抄表", "Manual readings"),
+        "flash_statements": ("对账单已生成", "Statements written"),
+        "flash_period_closed": ("季度已结账", "Quarter closed"),
+        "flash_manual_reading": ("抄表读数已登记", "Reading recorded"),
+    }
+)

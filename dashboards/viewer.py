@@ -129,6 +129,10 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return notifications_policy.may_read(viewer.role)
     if what == "cards":
         return access_policy.may(viewer.role, access_policy.Action.view_register)
+    if what == "statements":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_statements)
+    if what == "manual_readings":
+        return billing_policy.may(viewer.role, billing_policy.Action.view_manual_readings)
     return False
 
 

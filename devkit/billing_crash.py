@@ -27,7 +27,8 @@ UP_TO = T0 + timedelta(days=10)
 METERS, READINGS = 30, 36
 ROUNDS, KILLS_PER_ROUND = 5, 4  # 20 kills
 BILLING_TABLES = (
-    "meter_charges, meter_replacements, billing_holds, billing_cursors, payments, ledger_entries,"
+    "billing_statements, billing_periods, billing_manual_readings, meter_charges, meter_replacements, billing_holds,"
+    " billing_cursors, payments, ledger_entries,"
     " ledger_transactions, billing_supply_changes, billing_supply_states, billing_notices, billing_household_flags,"
     " billing_accounts"
 )
@@ -91,10 +92,23 @@ def snapshot(url: str) -> dict[str, Any]:
             for r in session.execute(text("SELECT device_id, from_ts, to_ts, status FROM billing_holds ORDER BY 1, 2"))
         ]
         tx = session.scalar(text("SELECT count(*) FROM ledger_transactions"))
+        # Every column but when it was written: a rerun must leave the clean run's figures, row for row.
+        statements = [
+            tuple(r)
+            for r in session.execute(
+                text(
+                    "SELECT u.code, s.period, s.opening_fen, s.charges_fen, s.charges_m3, s.late_fen, s.late_m3,"
+                    " s.payments_fen, s.refunds_fen, s.adjustments_fen, s.closing_fen, s.first_reading_at,"
+                    " s.first_register, s.last_reading_at, s.last_register, s.by_tariff::text, s.late::text, s.digest"
+                    " FROM billing_statements s JOIN billing_accounts a ON a.id = s.account_id"
+                    " JOIN units u ON u.id = a.unit_id ORDER BY u.code, s.period"
+                )
+            )
+        ]
         assert queries.unbalanced_transactions(session) == []
         assert queries.balance_mismatches(session) == []
     engine.dispose()
-    return {"charges": charges, "balances": balances, "holds": holds, "transactions": tx}
+    return {"charges": charges, "balances": balances, "holds": holds, "transactions": tx, "statements": statements}
 
 
 def truncate(url: str) -> None:
@@ -104,10 +118,16 @@ def truncate(url: str) -> None:
     engine.dispose()
 
 
-def spawn(url: str) -> subprocess.Popen[str]:
+QUARTER = "2026Q4"  # the scenario's readings all lie in it
+
+
+def spawn(url: str, *, statements: bool = False) -> subprocess.Popen[str]:
+    """A billing run up to UP_TO as a child process; with ``statements``, the 2026Q4 statement run instead
+    (which charges up to the quarter's end first, then writes every household's statement)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["billing.statements", url, QUARTER] if statements else ["billing.tasks", url, UP_TO.isoformat()]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "billing.tasks", url, UP_TO.isoformat()],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

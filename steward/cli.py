@@ -526,7 +526,9 @@ def rules_set(
             console.print(f"[green]{code}[/] updated: {params or ''}")
 
 
-billing_app = typer.Typer(help="Hot-water billing: holiday calendar, notices.", no_args_is_help=True)
+billing_app = typer.Typer(
+    help="Hot-water billing: holiday calendar, notices, quarterly statements.", no_args_is_help=True
+)
 holidays_app = typer.Typer(help="The public-holiday calendar (no restriction or suspension on these days).")
 app.add_typer(billing_app, name="billing")
 billing_app.add_typer(holidays_app, name="holidays")
@@ -618,6 +620,63 @@ def billing_notices(estate: Annotated[str, typer.Argument(help="estate code")]) 
         f"[green]{estate}[/]: {len(result.drafted)} notices drafted, {len(result.changes)} supply changes, "
         f"{len(result.held_back)} households held back"
     )
+
+
+@billing_app.command("statements")
+def billing_statements(
+    quarter: Annotated[str, typer.Option(help="the quarter, e.g. 2026Q4 (estate-local)")],
+    estate: Annotated[str | None, typer.Option(help="estate code (default: every estate)")] = None,
+) -> None:
+    """Charge up to the quarter's end, then write every household's quarterly statement (resumable, idempotent)."""
+    from sqlalchemy import select
+
+    from billing.periods import parse
+    from billing.statements import statement_run
+    from core.errors import NotFound
+    from storage.db import make_engine, make_sessionmaker
+    from storage.models import Estate
+
+    q = parse(quarter)
+    factory = make_sessionmaker(make_engine(get_settings()))
+    estate_id = None
+    if estate:
+        with factory() as session:
+            estate_id = session.scalar(select(Estate.id).where(Estate.code == estate))
+        if estate_id is None:
+            raise NotFound(f"estate {estate!r} not found / 小区不存在")
+    result = statement_run(factory, q, estate_id=estate_id)
+    console.print(
+        f"[green]{q.label}[/]: {result.statements} statements over {len(result.estates)} estates, "
+        f"{result.written} written / 已生成对账单"
+        + (f"; closed already (unchanged): estates {result.skipped_closed}" if result.skipped_closed else "")
+    )
+
+
+@billing_app.command("close")
+def billing_close(
+    quarter: Annotated[str, typer.Option(help="the quarter to close, e.g. 2026Q3")],
+    estate: Annotated[str, typer.Option(help="estate code")],
+    actor: Annotated[str, typer.Option(help="who closes it (audited)")] = "cli",
+) -> None:
+    """Close an estate's ended quarter: final statements; later readings of it go to the open quarter."""
+    from sqlalchemy import select
+
+    from billing.periods import parse
+    from billing.statements import close_period, statement_run
+    from core.errors import NotFound
+    from storage.db import make_engine, make_sessionmaker, transaction
+    from storage.models import Estate
+
+    q = parse(quarter)
+    factory = make_sessionmaker(make_engine(get_settings()))
+    with factory() as session:
+        estate_id = session.scalar(select(Estate.id).where(Estate.code == estate))
+    if estate_id is None:
+        raise NotFound(f"estate {estate!r} not found / 小区不存在")
+    statement_run(factory, q, estate_id=estate_id)  # charging up to the end, most statements outside the lock
+    with transaction(factory) as session:
+        close_period(session, estate_id, q, actor=actor)
+    console.print(f"[green]{estate} {q.label}[/]: closed / 已结账")
 
 
 def run() -> None:

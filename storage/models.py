@@ -831,6 +831,7 @@ class MeterCharge(Base):
         CheckConstraint("amount_fen >= 0", name="amount"),
         CheckConstraint("kind in ('normal','rollover','reset','replacement')", name="kind"),
         Index("ix_meter_charges_account_id_month", "account_id", "month"),
+        Index("ix_meter_charges_booked_period", "booked_period", postgresql_where="booked_period IS NOT NULL"),
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"))
@@ -852,6 +853,9 @@ class MeterCharge(Base):
         ForeignKey("ledger_transactions.id", ondelete="RESTRICT"), unique=True
     )
     charged_at: Mapped[datetime] = mapped_column(TZ)
+    # NULL: booked in the quarter its interval ends in. Set: a late reading whose quarter was closed when
+    # it was charged, booked (ledger `at` = this quarter's start) in this later open quarter (billing/periods.py).
+    booked_period: Mapped[str | None] = mapped_column(String(7))
 
 
 # --- notification deliveries (notifications/) -----------------------------------------------------
@@ -1188,3 +1192,100 @@ class DeviceWhitelistState(Base):
     reported_at: Mapped[datetime] = mapped_column(TZ)
     received_at: Mapped[datetime] = mapped_column(TZ)
     via: Mapped[str] = mapped_column(String(8))
+# --- billing periods, quarterly statements, manual readings (billing/periods.py, statements.py, manual_readings.py)
+
+
+class BillingPeriod(Base):
+    """A quarter of one estate (estate-local [starts_at, ends_at)): open, or closed with who and when.
+
+    Once closed its statements never change: a charge whose interval ends in it but is written later
+    (a late reading) is booked in the first open quarter (meter_charges.booked_period)."""
+
+    __tablename__ = "billing_periods"
+    __table_args__ = (
+        UniqueConstraint("estate_id", "period"),
+        CheckConstraint("status in ('open','closed')", name="status"),
+        CheckConstraint("ends_at > starts_at", name="span"),
+        CheckConstraint("(status = 'closed') = (closed_at IS NOT NULL)", name="closed_when"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    period: Mapped[str] = mapped_column(String(7))  # 2026Q4
+    starts_at: Mapped[datetime] = mapped_column(TZ)
+    ends_at: Mapped[datetime] = mapped_column(TZ)
+    status: Mapped[str] = mapped_column(String(8), default="open", server_default="open")
+    closed_at: Mapped[datetime | None] = mapped_column(TZ)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class BillingStatement(Base):
+    """A household's quarterly statement, derived from the ledger and meter_charges (integer fen).
+
+    closing = opening + payments − refunds + adjustments − charges − late_charges (a check). `digest`
+    is a hash of the content: a rerun rewrites a row only when the figures moved (an open quarter), and
+    a closed quarter's rows are never rewritten."""
+
+    __tablename__ = "billing_statements"
+    __table_args__ = (
+        UniqueConstraint("account_id", "period"),
+        Index("ix_billing_statements_estate_id_period", "estate_id", "period"),
+        CheckConstraint(
+            "closing_fen = opening_fen + payments_fen - refunds_fen + adjustments_fen - charges_fen - late_fen",
+            name="balances",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id", ondelete="RESTRICT"))
+    period: Mapped[str] = mapped_column(String(7))
+    starts_at: Mapped[datetime] = mapped_column(TZ)
+    ends_at: Mapped[datetime] = mapped_column(TZ)
+    opening_fen: Mapped[int] = mapped_column(BigInteger)
+    charges_fen: Mapped[int] = mapped_column(BigInteger)
+    charges_m3: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+    late_fen: Mapped[int] = mapped_column(BigInteger)  # 上期补收: late readings of closed quarters booked here
+    late_m3: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+    payments_fen: Mapped[int] = mapped_column(BigInteger)
+    refunds_fen: Mapped[int] = mapped_column(BigInteger)
+    adjustments_fen: Mapped[int] = mapped_column(BigInteger)  # signed: > 0 credited the household
+    closing_fen: Mapped[int] = mapped_column(BigInteger)
+    first_reading_at: Mapped[datetime | None] = mapped_column(TZ)
+    first_register: Mapped[Decimal | None] = mapped_column(Numeric)
+    last_reading_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_register: Mapped[Decimal | None] = mapped_column(Numeric)
+    # [{tariff_id, effective_from, volume_m3, value_fen}] and [{device, period, from, to, volume_m3, amount_fen}]
+    by_tariff: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default="[]")
+    late: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default="[]")
+    digest: Mapped[str] = mapped_column(String(64))
+    generated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class ManualReading(Base):
+    """A register read by hand (SOP: the 25th–30th of a quarter's last month) and its reconciliation.
+
+    verdict: ok (within tolerance), mismatch (a repair ticket is opened for the meter, once: ticket_id),
+    no_data (no register reading near read_at to compare with)."""
+
+    __tablename__ = "billing_manual_readings"
+    __table_args__ = (
+        CheckConstraint("verdict in ('ok','mismatch','no_data')", name="verdict"),
+        CheckConstraint("value >= 0", name="value"),
+        UniqueConstraint("device_id", "read_at"),  # one meter read at one instant is one reading
+        Index("ix_billing_manual_readings_estate_id_read_at", "estate_id", "read_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="RESTRICT"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"))
+    read_at: Mapped[datetime] = mapped_column(TZ)
+    value: Mapped[Decimal] = mapped_column(Numeric)
+    reader: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    in_sop_window: Mapped[bool] = mapped_column(Boolean)
+    register: Mapped[Decimal | None] = mapped_column(Numeric)  # the platform's register at read_at
+    register_method: Mapped[str | None] = mapped_column(String(16))  # interpolated | nearest
+    difference: Mapped[Decimal | None] = mapped_column(Numeric)  # value − register
+    tolerance: Mapped[Decimal | None] = mapped_column(Numeric)
+    verdict: Mapped[str] = mapped_column(String(16))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(TZ)

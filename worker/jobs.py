@@ -142,19 +142,28 @@ def access_expiry_job(session: Session, now: datetime) -> object:
 
 
 def billing_job(session: Session, now: datetime) -> object:
-    """Charge every household hot-water meter up to now (catches up meters ingest skipped or never saw).
+    """Charge every household hot-water meter up to now (catches up meters ingest skipped or never saw),
+    then write the statements of each estate's last ended quarter until someone closes it.
 
     `billing_run` commits meter by meter in sessions of its own (resumable), so it takes the job
-    session's engine; the job's transaction only holds the worker lock while it runs."""
+    session's engine; the job's transaction only holds the worker lock while it runs. The statements
+    come after the charging, so the quarter's charges are all in (ingest charges as readings land; this
+    run catches up the rest up to now, past the quarter's end); an open quarter's statements are
+    rewritten only where a figure moved (a late reading of a meter that was offline)."""
     from sqlalchemy.orm import sessionmaker
 
+    from billing.statements import statements_due
     from billing.tasks import billing_run
 
-    result = billing_run(sessionmaker(session.get_bind(), expire_on_commit=False), now)
+    factory = sessionmaker(session.get_bind(), expire_on_commit=False)
+    result = billing_run(factory, now)
     if result.charges:
         log.info(
             "billing run: %d charges, %d fen over %d meters", result.charges, result.amount_fen, len(result.meters)
         )
+    for done in statements_due(factory, now):
+        if done.written:
+            log.info("statements %s: %d written over estates %s", done.quarter, done.written, done.estates)
     return result
 
 

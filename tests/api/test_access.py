@@ -14,6 +14,7 @@ shows up as a failing test and a deliberate edit of this table.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import uuid
@@ -47,6 +48,7 @@ from tests.support.billing_world import (
     WEBHOOK_SECRET,
     billing_place,
     new_hold,
+    statement_for,
 )
 from tests.support.dunning import MATRIX_CSV, seed_dunning
 from tests.support.ops import add_command, new_failed_delivery, new_task
@@ -86,6 +88,10 @@ DELIVERY_RETRIERS = frozenset({A, M})
 # access/policy.py: the card desk manages cards; stewards and the project manager read the register (UIDs masked).
 CARD_READERS = frozenset({A, C, M, S})
 CARD_DESK = frozenset({A, C})
+STATEMENT_READERS = frozenset({A, M, S, B})  # billing.policy view_statements
+PERIOD_CLOSERS = frozenset({A, M, B})  # billing.policy close_period
+READING_RECORDERS = frozenset({A, M, B, E})  # billing.policy record_manual_reading: the clerk and the engineer
+READING_VIEWERS = frozenset({A, M, B, E, SU, S})  # billing.policy view_manual_readings
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -179,8 +185,17 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/access/cards/{card_id}/return"): CARD_DESK,
     # Swipes are whereabouts (PIPL Art. 28): the card desk only, every read audited (test_access_cards.py).
     ("GET", "/api/access/estates/{code}/swipes"): CARD_DESK,
+    ("GET", "/api/billing/estates/{code}/periods"): STATEMENT_READERS,
+    ("GET", "/api/billing/estates/{code}/statements"): STATEMENT_READERS,
+    ("GET", "/api/billing/accounts/{account_id}/statements"): STATEMENT_READERS,
+    ("GET", "/api/billing/statements/{statement_id}"): STATEMENT_READERS,
+    ("POST", "/api/billing/estates/{code}/periods/{quarter}/statements"): BILL_MONEY,
+    ("POST", "/api/billing/estates/{code}/periods/{quarter}/close"): PERIOD_CLOSERS,
+    ("GET", "/api/billing/estates/{code}/manual-readings"): READING_VIEWERS,
+    ("POST", "/api/billing/estates/{code}/manual-readings"): READING_RECORDERS,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
+MANUAL_READING = ("POST", "/api/billing/estates/{code}/manual-readings")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
 # (all estates); the row's roles scoped to an estate get 403 like roles outside the row.
 ALL_ESTATES_ONLY: set[tuple[str, str]] = {
@@ -221,6 +236,8 @@ NOBODY_SEES = {
     "delivery_id": 2_000_000_000,
     "card_id": 2_000_000_000,
     "unit_code": "NO-SUCH-UNIT",
+    "statement_id": 2_000_000_000,
+    "quarter": "2026Q3",
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -283,6 +300,8 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "unit_code": unit_code_of(world.engine, card_for(world.engine, world.estate))
             if "{unit_code}" in path
             else "",
+            "statement_id": statement_for(world.engine, world.estate) if "{statement_id}" in path else 0,
+            "quarter": _quarter_for(path),
         },
         "other": {
             "code": world.other_estate,
@@ -309,6 +328,8 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "unit_code": (
                 unit_code_of(world.engine, card_for(world.engine, world.other_estate)) if "{unit_code}" in path else ""
             ),
+            "statement_id": statement_for(world.engine, world.other_estate) if "{statement_id}" in path else 0,
+            "quarter": _quarter_for(path),
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -316,6 +337,14 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
 
 
 _DUNNING: dict[str, tuple[int, int]] = {}
+# Each close gets a quarter of its own, in order (quarters close in order), long before the world's data.
+_closing = (f"{2001 + n // 4}Q{n % 4 + 1}" for n in itertools.count())
+
+
+def _quarter_for(path: str) -> str:
+    if "{quarter}" not in path:
+        return ""
+    return next(_closing) if path.endswith("/close") else "2026Q3"
 
 
 def dunning_ids(world: World, estate: str) -> tuple[int, int]:
@@ -421,6 +450,13 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         },
         ("POST", "/api/access/cards/{card_id}/lost"): {"replacement_uid": new_uid()},
         ("POST", "/api/access/cards/{card_id}/return"): {},
+        # The same meter and instant every time: the first call records it, the others return it.
+        ("POST", "/api/billing/estates/{code}/manual-readings"): {
+            "device": "APIA-HWB",
+            "read_at": "2026-11-27T10:00:00+08:00",
+            "value": "1.5",
+            "note": "季末抄表 / quarterly reading",
+        },
     }
     return bodies.get(route)
 
@@ -459,7 +495,10 @@ def call(
     where: Literal["visible", "other", "missing"] = "visible",
 ) -> Any:
     method, path = route
-    return send(client, method, url(world, path, where=where), headers or {}, body(route))
+    payload = body(route)
+    if route == MANUAL_READING and payload is not None and where == "other":
+        payload = {**payload, "device": f"{world.other_estate.upper()}-HWB"}  # the body names the estate's meter
+    return send(client, method, url(world, path, where=where), headers or {}, payload)
 
 
 @pytest.fixture(autouse=True)
@@ -1086,6 +1125,10 @@ def test_the_spelled_out_billing_roles_are_the_policy() -> None:
         Act.complete_dunning_task: DUNNING_CLERKS,
         Act.view_notices: NOTICE_READERS,
         Act.approve_notices: NOTICE_APPROVERS,
+        Act.view_statements: STATEMENT_READERS,
+        Act.close_period: PERIOD_CLOSERS,
+        Act.record_manual_reading: READING_RECORDERS,
+        Act.view_manual_readings: READING_VIEWERS,
     }
     assert {a: {Role(r) for r in roles} for a, roles in billing_policy.ALLOWED.items()} == expected
 

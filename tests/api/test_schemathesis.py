@@ -23,7 +23,7 @@ from core import clock
 from core.settings import Settings
 from steward.app import create_app
 from tests.support.access_world import card_for, unit_code_of
-from tests.support.billing_world import billing_place, new_hold
+from tests.support.billing_world import billing_place, new_hold, statement_for
 from tests.support.dunning import seed_dunning
 from tests.support.ops import add_command, new_failed_delivery, new_task
 from tests.support.world import World, add_samples, bearer, build_world
@@ -149,6 +149,7 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
                 billing_place(world.engine, world.other_estate).account_id,
             ),
             hold_id=(new_hold(world.engine, world.estate), new_hold(world.engine, world.other_estate)),
+            statement_id=(statement_for(world.engine, world.estate), statement_for(world.engine, world.other_estate)),
         )
         (case_a, doc_a), (case_b, doc_b) = (
             seed_dunning(world.engine, world.estate),

@@ -166,3 +166,26 @@ def fresh_account(engine: Engine, estate: str) -> int:
         s.add(unit)
         s.flush()
         return int(service.open_account(s, unit.id, at=HOLD_FROM).id)
+
+
+def statement_for(engine: Engine, estate: str) -> int:
+    """A 2026Q4 statement of the estate's billed household (written once; later calls find it)."""
+    from billing import statements
+    from billing.periods import Quarter
+    from storage.models import BillingStatement
+
+    place = billing_place(engine, estate)
+    with Session(engine) as s, s.begin():
+        found = s.scalar(
+            select(BillingStatement.id).where(
+                BillingStatement.account_id == place.account_id, BillingStatement.period == "2026Q4"
+            )
+        )
+        if found is not None:
+            return found
+        statements.write(s, place.estate_id, Quarter(2026, 4), [place.account_id])
+        return s.scalars(
+            select(BillingStatement.id).where(
+                BillingStatement.account_id == place.account_id, BillingStatement.period == "2026Q4"
+            )
+        ).one()
