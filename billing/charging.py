@@ -528,27 +528,46 @@ _BATCH_STATE = text(
     ORDER BY t.d
     """
 )
-# A meter's first billing: its household account (opened if new) and a cursor at its first reading
-# (the baseline, charged nothing), for every meter of the set that has none — what `charge_meter` does
-# one meter at a time, which made the first batch after a fleet came online take minutes.
-_OPEN_ACCOUNTS = text(
-    "INSERT INTO billing_accounts (estate_id, kind, unit_id, opened_at) "
-    "SELECT DISTINCT b.estate_id, :kind, dv.unit_id, CAST(:now AS timestamptz) "
-    "FROM unnest(CAST(:d AS int[])) AS t(d) JOIN devices dv ON dv.id = t.d "
-    "JOIN units u ON u.id = dv.unit_id JOIN buildings b ON b.id = u.building_id "
-    "WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d) "
-    "ON CONFLICT (unit_id) DO NOTHING"
+# A meter's first billing, for a whole set of meters in two statements: the unit's account
+# (`service.open_account`, race-safe the same way; inserted in unit order so two chargers never deadlock)
+# and the baseline cursor at its first reading up to `up_to` (charged nothing). `charge_meters` and the
+# coalesced run (billing/coalesce.py) send them only for meters that have no cursor yet.
+_ACCOUNTS = text(
+    """
+    INSERT INTO billing_accounts (estate_id, kind, unit_id, opened_at)
+    SELECT b.estate_id, :kind, u.id, :now
+    FROM unnest(CAST(:d AS int[])) AS t(d)
+    JOIN devices dv ON dv.id = t.d
+    JOIN units u ON u.id = dv.unit_id
+    JOIN buildings b ON b.id = u.building_id
+    WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d)
+    ORDER BY u.id
+    ON CONFLICT (unit_id) DO NOTHING
+    """
 )
 _BASELINES = text(
-    "INSERT INTO billing_cursors (device_id, account_id, last_ts, last_register, updated_at) "
-    "SELECT t.d, a.id, f.ts, f.register, :now "
-    "FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to) "
-    "JOIN devices dv ON dv.id = t.d JOIN billing_accounts a ON a.unit_id = dv.unit_id "
-    "CROSS JOIN LATERAL (SELECT m.ts, m.register FROM meter_readings m "
-    "  WHERE m.device_id = t.d AND m.ts <= t.up_to ORDER BY m.ts LIMIT 1) f "
-    "WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d) "
-    "ON CONFLICT (device_id) DO NOTHING"
+    """
+    INSERT INTO billing_cursors (device_id, account_id, last_ts, last_register, updated_at)
+    SELECT t.d, a.id, f.ts, f.register, :now
+    FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to)
+    JOIN devices dv ON dv.id = t.d AND dv.unit_id IS NOT NULL
+    JOIN billing_accounts a ON a.unit_id = dv.unit_id
+    CROSS JOIN LATERAL (
+      SELECT m.ts, m.register FROM meter_readings m WHERE m.device_id = t.d AND m.ts <= t.up_to ORDER BY m.ts LIMIT 1
+    ) f
+    WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d)
+    ON CONFLICT (device_id) DO NOTHING
+    """
 )
+
+
+def open_baselines(session: Session, device_ids: Sequence[int], up_to: Mapping[int, datetime]) -> None:
+    """`_ACCOUNTS` and `_BASELINES` for ``device_ids`` (meters without a cursor)."""
+    now = clock.now()
+    session.execute(_ACCOUNTS, {"d": list(device_ids), "kind": AccountKind.hot_water.value, "now": now})
+    session.execute(_BASELINES, {"d": list(device_ids), "u": [up_to[d] for d in device_ids], "now": now})
+
+
 _MONTH_TOTALS = text(
     "SELECT account_id, month, coalesce(sum(volume_m3), 0), coalesce(sum(value_fen), 0) FROM meter_charges "
     "WHERE (account_id, month) IN (SELECT * FROM unnest(CAST(:a AS int[]), CAST(:m AS date[]))) GROUP BY 1, 2"
@@ -563,31 +582,7 @@ _MOVE_CURSORS = text(
 Interval = tuple[Reading, Reading, Decimal, str]  # (previous reading, reading, volume, consumption kind)
 
 
-def merge_intervals(items: Sequence[Interval], tz: ZoneInfo, tariffs: Sequence[TariffVersion]) -> list[Interval]:
-    """Consecutive normal intervals ending in one estate-local month, with no tariff change between
-    them, as one interval (the billing run's coalescing, `billing.coalesce`, for ingest's batches).
-
-    The charge is the same: tier values run on the month's cumulative volume and amounts are
-    differences of rounded cumulative values, so both telescope; a tariff change splits an interval
-    by time share, which is why none may fall inside a merged one. Rollovers stay on their own."""
-    out: list[Interval] = []
-    for item in items:
-        _, curr, volume, kind = item
-        if out and kind == ConsumptionKind.normal.value and out[-1][3] == ConsumptionKind.normal.value:
-            start, end, total, _ = out[-1]
-            a, b = end.ts.astimezone(tz), curr.ts.astimezone(tz)
-            if (a.year, a.month) == (b.year, b.month) and not any(
-                start.ts < t.effective_from <= curr.ts for t in tariffs
-            ):
-                out[-1] = (start, curr, total + volume, kind)
-                continue
-        out.append(item)
-    return out
-
-
-def charge_meters(
-    session: Session, up_to: Mapping[int, datetime], *, wait: bool = False, merge: bool = False
-) -> list[MeterResult]:
+def charge_meters(session: Session, up_to: Mapping[int, datetime], *, wait: bool = False) -> list[MeterResult]:
     """`charge_meter(session, d, up_to[d], wait=wait)` for many meters at once (ingest, and the run by groups).
 
     Same charges, same ledger, same cursor moves, in a handful of statements for the whole set: the
@@ -596,10 +591,7 @@ def charge_meters(
     bulk; meters billed for the first time get their baseline cursors in two statements. A meter off the
     common path — no unit or no reading yet, a hold at or after its cursor,
     an interval that is a reset or a replacement, an interval with no tariff — goes through
-    `charge_meter` itself, under the lock already held.
-
-    With ``merge`` (ingest) a meter's new normal intervals are charged as few charges as
-    `merge_intervals` allows: the same amounts in fewer ledger rows."""
+    `charge_meter` itself, under the lock already held."""
     ids = sorted(up_to)
     if not ids:
         return []
@@ -609,9 +601,7 @@ def charge_meters(
     rows = session.execute(_BATCH_STATE, {"d": todo, "u": [up_to[d] for d in todo]}).all() if todo else []
     new = sorted(set(todo) - {r.device_id for r in rows})
     if new:  # billed for the first time: accounts and baselines in two statements, then their state
-        now = clock.now()
-        session.execute(_OPEN_ACCOUNTS, {"d": new, "kind": AccountKind.hot_water.value, "now": now})
-        session.execute(_BASELINES, {"d": new, "u": [up_to[d] for d in new], "now": now})
+        open_baselines(session, new, up_to)
         rows = [*rows, *session.execute(_BATCH_STATE, {"d": new, "u": [up_to[d] for d in new]}).all()]
     closed = {r.estate_id: cl for r in rows if (cl := periods.closed_from(r.closed_until, r.timezone)) is not None}
     slow = set(todo) - {r.device_id for r in rows}  # still no cursor (no reading yet): charge_meter says so
@@ -671,8 +661,6 @@ def charge_meters(
         pricer.month_totals = by_account.get(r.account_id, {})
         mine: list[Pending] = []
         res = MeterResult(r.device_id)
-        if merge:
-            items = merge_intervals(items, zones[r.timezone], tariffs[r.estate_id])
         for prev, curr, volume, kind in items:
             if volume <= 0:
                 continue

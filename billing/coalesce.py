@@ -19,7 +19,8 @@ only readings after it. A late reading at or before the cursor changes nothing, 
 
 Why it is fast: PostgreSQL walks the readings (window functions over the (device, ts) index, one
 query per group of meters) and returns only the stretches, ~3 per meter per quarter; Python prices
-those. The ingest hook keeps `charge_meters` (one interval per batch and meter: nothing to coalesce).
+those. The ingest hook uses it too (with ``wait=False``: a meter being charged elsewhere is skipped), once a
+meter's uncharged readings span an hour (billing/on_ingest.py).
 Meters without a cursor get their account and baseline here in bulk; a meter off the common path (a
 hold at or after the cursor, odd device parameters, no tariff) goes through `charge_meter`, one
 interval per charge, as before.
@@ -49,6 +50,7 @@ from billing.charging import (
     charge_meter,
     load_tariffs,
     lock_meters,
+    open_baselines,
     write_charges,
 )
 from billing.const import AccountKind
@@ -56,36 +58,6 @@ from billing.service import estate_account
 from core import clock
 from facility.meters import ROLLOVER_FROM, ROLLOVER_TO, Reading, usable
 
-# What `charge_meter` writes first for a meter with no cursor, for the whole group in two statements:
-# the unit's account (`service.open_account`, race-safe the same way) and the baseline, the first
-# reading up to `up_to`.
-_ACCOUNTS = text(
-    """
-    INSERT INTO billing_accounts (estate_id, kind, unit_id, opened_at)
-    SELECT b.estate_id, :kind, u.id, :now
-    FROM unnest(CAST(:d AS int[])) AS t(d)
-    JOIN devices dv ON dv.id = t.d
-    JOIN units u ON u.id = dv.unit_id
-    JOIN buildings b ON b.id = u.building_id
-    WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d)
-    ORDER BY u.id
-    ON CONFLICT (unit_id) DO NOTHING
-    """
-)
-_BASELINES = text(
-    """
-    INSERT INTO billing_cursors (device_id, account_id, last_ts, last_register, updated_at)
-    SELECT t.d, a.id, f.ts, f.register, :now
-    FROM unnest(CAST(:d AS int[]), CAST(:u AS timestamptz[])) AS t(d, up_to)
-    JOIN devices dv ON dv.id = t.d AND dv.unit_id IS NOT NULL
-    JOIN billing_accounts a ON a.unit_id = dv.unit_id
-    CROSS JOIN LATERAL (
-      SELECT m.ts, m.register FROM meter_readings m WHERE m.device_id = t.d AND m.ts <= t.up_to ORDER BY m.ts LIMIT 1
-    ) f
-    WHERE NOT EXISTS (SELECT 1 FROM billing_cursors c WHERE c.device_id = t.d)
-    ON CONFLICT (device_id) DO NOTHING
-    """
-)
 _STATE = text(
     """
     SELECT t.d AS device_id, c.account_id, c.last_ts, c.last_register, dv.estate_id, dv.unit_id,
@@ -242,9 +214,11 @@ def charge_meters_coalesced(session: Session, up_to: Mapping[int, datetime], *, 
     if not todo:
         return [results[d] for d in ids]
     now = clock.now()
-    session.execute(_ACCOUNTS, {"d": todo, "kind": AccountKind.hot_water.value, "now": now})
-    session.execute(_BASELINES, {"d": todo, "u": [up_to[d] for d in todo], "now": now})
     state = session.execute(_STATE, {"d": todo}).all()
+    new = sorted(set(todo) - {r.device_id for r in state})
+    if new:  # first billing: accounts and baselines for those meters only, then their state
+        open_baselines(session, new, up_to)
+        state = [*state, *session.execute(_STATE, {"d": new}).all()]
     closed = {r.estate_id: c for r in state if (c := periods.closed_from(r.closed_until, r.timezone)) is not None}
     slow = set(todo) - {r.device_id for r in state}  # no cursor: no reading yet, or no account yet
     by_estate: dict[int, list[Any]] = {}

@@ -17,9 +17,10 @@ batch without billable meters costs no query at all.
 
 Why it stays cheap under a flood of readings: with a ``span`` (the product's default, settings
 ``billing_charge_span_s``, one hour) a meter is charged when its newest reading is at least that far
-past its cursor, so one charge covers an hour of readings or more; and with ``merge`` a meter's
-intervals in one batch become as few charges as `charging.merge_intervals` allows. The amounts are the
-same either way (tier values and rounded amounts telescope); only the number of ledger rows falls. A
+past its cursor, so one charge covers an hour of readings or more; and with ``merge`` the meters are
+charged by the billing run's coalesced path (`coalesce.charge_meters_coalesced`: one charge per stretch
+of normal intervals in one month and tariff). The amounts are the same either way (tier values and
+rounded amounts telescope); only the number of ledger rows falls. A
 meter's cursor time is cached to decide "due" without a query: the cache only decides *when*, never
 *what* (charge_meters reads the cursor itself), and a batch rolled back after the cache moved delays
 that meter's charge by at most the span. The periodic billing run charges whatever is left.
@@ -43,6 +44,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from billing.charging import MeterResult, charge_meters, meters_to_bill
+from billing.coalesce import charge_meters_coalesced
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,8 @@ class ChargeOnIngest:
         # pipeline's commit (or rollback) decides for the readings and the charges together.
         session = Session(bind=conn, autoflush=False, expire_on_commit=False)
         try:
-            out = charge_meters(session, newest, merge=self.merge)
+            charge = (lambda s, u: charge_meters_coalesced(s, u, wait=False)) if self.merge else charge_meters
+            out = charge(session, newest)
         finally:
             session.close()
         if self.span > timedelta(0):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -298,32 +297,3 @@ def test_the_product_hook_charges_an_hour_at_a_time_with_the_same_money(engine: 
     billed.consistent()
     h0.stop.set()
     h1.stop.set()
-
-
-def test_a_rollover_and_a_tariff_change_are_not_merged_over() -> None:
-    """merge_intervals keeps a rollover on its own and never spans a tariff's start (it splits by time)."""
-    from billing.charging import merge_intervals
-    from billing.pricing import TariffVersion, Tier
-    from facility.meters import Reading
-
-    tz = ZoneInfo("Asia/Shanghai")
-    r = [Reading(T0 + hours(k), Decimal(k)) for k in range(6)]
-    one = Decimal(1)
-    items = [
-        (r[0], r[1], one, "normal"),
-        (r[1], r[2], one, "normal"),
-        (r[2], r[3], one, "rollover"),
-        (r[3], r[4], one, "normal"),
-        (r[4], r[5], one, "normal"),
-    ]
-    tariffs = [
-        TariffVersion(1, T0 - hours(100), (Tier(None, 100),)),
-        TariffVersion(2, r[4].ts + minutes(1), (Tier(None, 200),)),
-    ]
-    merged = merge_intervals(items, tz, tariffs)
-    assert [(a.ts, b.ts, v, k) for a, b, v, k in merged] == [
-        (r[0].ts, r[2].ts, Decimal(2), "normal"),
-        (r[2].ts, r[3].ts, one, "rollover"),
-        (r[3].ts, r[4].ts, one, "normal"),  # the next interval holds tariff 2's start: not merged
-        (r[4].ts, r[5].ts, one, "normal"),
-    ]
