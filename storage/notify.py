@@ -3,8 +3,10 @@
 Ingest notifies ``INGEST_CHANNEL`` after each committed batch (ingest/writer.py); the ticket domain
 notifies ``TICKETS_CHANNEL`` when alarms open or update tickets (tickets/from_alarms.py); billing notifies
 ``BILLING_CHANNEL`` when a charge, payment, refund, adjustment or hold of an estate commits (billing/events.py);
-the dashboards' LISTEN hub (dashboards/live.py) listens. Keeping the names here lets the pages listen without importing
-ingest (another entry point) and lets the writers and the listener never disagree on a name.
+the access domain notifies ``OUTBOX_CHANNEL`` when it queues a whitelist command (access/sync.py), which
+wakes the worker's outbox dispatcher at once (worker/wake.py); the dashboards' LISTEN hub (dashboards/live.py)
+listens. Keeping the names here lets the pages listen without importing ingest (another entry point) and lets
+the writers and the listener never disagree on a name.
 """
 
 from __future__ import annotations
@@ -12,3 +14,4 @@ from __future__ import annotations
 INGEST_CHANNEL = "steward_ingest"
 TICKETS_CHANNEL = "steward_tickets"
 BILLING_CHANNEL = "steward_billing"
+OUTBOX_CHANNEL = "steward_outbox"
