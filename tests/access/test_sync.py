@@ -91,7 +91,7 @@ def test_a_new_controller_gets_a_snapshot_then_deltas_with_consecutive_versions(
     _, delta = commands(session, gate)
     d = WhitelistCommandV1.model_validate(delta.payload)
     assert (d.op, d.version, d.base_version) == ("delta", 2, 1)
-    assert [e.uid for e in d.upsert] == [second.uid] and d.remove == ()
+    assert ([e.uid for e in d.upsert], d.remove) == ([second.uid], ())
 
     service.revoke(session, first.id, actor="card-desk", reason="test")
     *_, revoke = commands(session, gate)
@@ -148,7 +148,8 @@ def test_a_snapshot_in_parts_applies_once_every_part_is_acknowledged(
 
     monkeypatch.setattr(sync, "whitelist_snapshot", tiny)
     (q,) = sync.sync_controllers(session, [gate], T0, full=True)
-    assert q.op == "snapshot" and len(q.outbox_ids) >= 2
+    assert q.op == "snapshot"
+    assert len(q.outbox_ids) >= 2
     parts = [session.get(Outbox, i) for i in q.outbox_ids]
     for p in parts[:-1]:
         assert p is not None
@@ -224,9 +225,11 @@ def test_the_unsynced_alarm_fires_after_15_minutes_and_clears_when_synced(
     check_unsynced(session, T0 + timedelta(minutes=15))
     alarm = open_alarm()
     assert alarm is not None
-    assert alarm.detail["desired_version"] == 1 and alarm.detail["applied_version"] == 0
+    assert (alarm.detail["desired_version"], alarm.detail["applied_version"]) == (1, 0)
     check_unsynced(session, T0 + timedelta(minutes=16))  # still one alarm
-    assert open_alarm() is not None and open_alarm().id == alarm.id  # type: ignore[union-attr]
+    still = open_alarm()
+    assert still is not None
+    assert still.id == alarm.id
 
     (snap,) = commands(session, gate)
     ack(session, snap)
