@@ -230,7 +230,7 @@ def change_mark(session: Session, estate_ids: Collection[int]) -> tuple[int, ...
     commands = session.execute(
         select(
             func.count().filter(Outbox.status == "sent"),
-            func.count().filter(Outbox.status.in_(("acknowledged", "expired", "failed"))),
+            func.count().filter(Outbox.status.in_(("acknowledged", "refused", "expired", "failed"))),
         )
         .join(Device, Device.id == Outbox.device_id)
         .where(Device.estate_id.in_(ids), Device.kind == METER_KIND)

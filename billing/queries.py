@@ -195,11 +195,12 @@ class ValveCommand:
     outbox_id: int
     device_code: str | None
     action: str  # close / open
-    status: str  # pending, sent, acknowledged, expired, failed (worker/outbox.py)
+    status: str  # pending, sent, acknowledged, refused, expired, failed (worker/outbox.py)
     attempts: int
     created_at: datetime
     sent_at: datetime | None
     acked_at: datetime | None
+    last_error: str | None = None  # a refused command: the device's reason (ingest/writer.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,7 @@ def supply(session: Session, account_id: int, *, limit: int = 20) -> Supply:
                 o.created_at,
                 o.sent_at,
                 o.acked_at,
+                o.last_error,
             )
     rows = [
         SupplyChangeRow(

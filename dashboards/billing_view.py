@@ -103,6 +103,10 @@ def supply_view(s: queries.Supply, lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
                         "attempts": cmd.attempts,
                         "sent": _time(cmd.sent_at, tz),
                         "acked": _time(cmd.acked_at, tz),
+                        # A refusal's machine word (version_gap, rejected, ...) in words where we have them.
+                        "reason": i18n.lookup(i18n.REFUSAL_REASONS, cmd.last_error, lang, cmd.last_error)
+                        if cmd.status == "refused" and cmd.last_error
+                        else "",
                     }
                     for cmd in c.commands
                 ],

@@ -174,6 +174,18 @@ COUNTERS: dict[str, tuple[str, str]] = {
 }
 
 # Quarantine reasons as ingest stores them (ingest.decode.Reason).
+# Why a device refused a command (outbox status 'refused', the reason in last_error): the whitelist refusals of
+# protocol.whitelist.REFUSALS, and a valve ack's bare status (a valve ack carries no reason).
+REFUSAL_REASONS: dict[str, tuple[str, str]] = {
+    "version_gap": ("版本不连续（需全量同步）", "Version gap (needs a full snapshot)"),
+    "stale_version": ("版本已过时", "Stale version"),
+    "digest_mismatch": ("名单校验不符", "Digest mismatch"),
+    "invalid": ("指令无效", "Invalid command"),
+    "unsupported": ("设备不支持", "Not supported by the device"),
+    "rejected": ("设备拒绝执行", "Rejected by the device"),
+    "expired": ("设备收到时已过期", "Expired when the device got it"),
+}
+
 QUARANTINE_REASONS: dict[str, tuple[str, str]] = {
     "unknown_device": ("未登记的设备", "Unknown device"),
     "estate_mismatch": ("设备不属于该小区", "Device belongs to another estate"),
@@ -649,6 +661,7 @@ STRINGS.update(
         "valve_open": ("开阀", "Open valve"),
         "valve_command": ("阀门指令", "Valve command"),
         "acked_at": ("设备确认", "Device ack"),
+        "refused_reason": ("拒绝原因：{reason}", "Reason: {reason}"),
         "account_notices": ("通知记录", "Notices"),
         "notice_sent_at": ("发送时间", "Sent"),
         "notice_stated": ("载明日期", "Stated date"),

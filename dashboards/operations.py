@@ -133,7 +133,12 @@ def _commands_view(
                 "acked": _when(r.acked_at, tz),
                 "expires": _when(r.expires_at, tz),
                 "attempts": r.attempts,
-                "error": r.last_error or "",
+                # A refused command's last_error is the device's reason (version_gap, …): said in words.
+                "error": (
+                    i18n.lookup(i18n.REFUSAL_REASONS, r.last_error, lang, r.last_error)
+                    if r.status == "refused" and r.last_error
+                    else r.last_error or ""
+                ),
                 "origin": r.origin,
                 "origin_label": i18n.lookup(ORIGINS, r.origin, lang),
                 "reason": i18n.lookup(REASONS, r.reason, lang) if r.reason else "",

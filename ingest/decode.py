@@ -6,7 +6,7 @@ Pure apart from the registry lookups: no I/O, so every branch is unit-testable w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -20,6 +20,7 @@ from protocol.payloads import (
     StatusV1,
     SwipeV1,
     TelemetryV1,
+    WhitelistStateV1,
     decode_uplink,
 )
 from protocol.topics import TopicError, UplinkTopic, parse_uplink
@@ -61,6 +62,35 @@ class QuarantineRow:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class AckRow:
+    """A device's answer to an outbox command: ``status`` applied/rejected/expired, the refusal's ``reason``."""
+
+    command_id: str
+    status: str
+    received_at: datetime
+    device_id: int  # the device whose topic the ack came on (only that device's command can be answered)
+    reason: str | None = None
+    acl_version: int | None = None  # whitelist commands: the version the controller holds now
+
+
+@dataclass(frozen=True, slots=True)
+class WhitelistReport:
+    """What a door controller says it holds (``WhitelistStateV1``), from a status frame or an ack.
+
+    ``reported_at`` orders reports: a status's device time; an ack carries none, so its arrival time.
+    ``command_id``: the ack's command (its state counts only when that ack is the command's first answer)."""
+
+    device_id: int
+    version: int
+    digest: str
+    entries: int
+    reported_at: datetime
+    received_at: datetime
+    via: str  # 'status' | 'ack'
+    command_id: str | None = None
+
+
 @dataclass(slots=True)
 class DecodedBatch:
     # samples: parallel columns, ready for unnest()
@@ -72,8 +102,8 @@ class DecodedBatch:
     )
     swipes: list[tuple[datetime, int, str, str, bool, str | None, int | None, datetime]] = field(default_factory=list)
     statuses: list[tuple[int, datetime, bool, float | None]] = field(default_factory=list)
-    # (command_id, status, received_at, device id of the topic the ack came on)
-    acks: list[tuple[str, str, datetime, int]] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)  # in arrival order (the first answer wins)
+    whitelists: list[WhitelistReport] = field(default_factory=list)  # in arrival order
     # per device: (max device ts, seqs seen in this batch)
     seen: dict[int, tuple[datetime, list[int]]] = field(default_factory=dict)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
@@ -144,7 +174,7 @@ class Decoder:
             return
         for index, reading in enumerate(readings):
             if isinstance(reading, AckV1):
-                out.acks.append((reading.command_id, reading.status, m.received_at, device.id))
+                self._ack(out, m, device, reading)
                 continue
             ts = reading.ts
             where = f"item {index}: " if len(readings) > 1 else ""
@@ -192,6 +222,8 @@ class Decoder:
                 )
             elif isinstance(reading, StatusV1):
                 out.statuses.append((device.id, ts, reading.online, reading.battery_v))
+                if reading.whitelist is not None:
+                    out.whitelists.append(_report(device.id, reading.whitelist, ts, m.received_at, "status"))
             elif isinstance(reading, DoorEventV1):
                 # A door event is an access event without a card: stored with the swipes (card_uid
                 # NO_CARD, never granted, the event as the reason) so the swipe log and the access
@@ -199,6 +231,13 @@ class Decoder:
                 out.swipes.append(
                     (ts, device.id, reading.door, NO_CARD, False, reading.event, reading.seq, m.received_at)
                 )
+
+    @staticmethod
+    def _ack(out: DecodedBatch, m: RawMessage, device: DeviceInfo, ack: AckV1) -> None:
+        out.acks.append(AckRow(ack.command_id, ack.status, m.received_at, device.id, ack.reason, ack.acl_version))
+        if ack.whitelist is not None:
+            report = _report(device.id, ack.whitelist, m.received_at, m.received_at, "ack")
+            out.whitelists.append(replace(report, command_id=ack.command_id))
 
     def _telemetry(
         self, out: DecodedBatch, m: RawMessage, topic: UplinkTopic, device: DeviceInfo, frame: TelemetryV1, where: str
@@ -236,3 +275,7 @@ class Decoder:
     def _quarantine(out: DecodedBatch, m: RawMessage, topic: UplinkTopic, reason: str, detail: str) -> None:
         device_code = topic.device[:QUARANTINE_DEVICE_CODE_MAX]
         out.quarantined.append(QuarantineRow(m.received_at, m.topic, device_code, m.payload, reason, detail))
+
+
+def _report(device_id: int, state: WhitelistStateV1, at: datetime, received: datetime, via: str) -> WhitelistReport:
+    return WhitelistReport(device_id, state.version, state.digest, state.entries, at, received, via)

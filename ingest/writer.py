@@ -23,8 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ingest.decode import DecodedBatch
-from storage.notify import INGEST_CHANNEL
+from ingest.decode import DecodedBatch, WhitelistReport
+from storage.notify import DEVICE_REPORTS_CHANNEL, INGEST_CHANNEL
 from storage.pg_arrays import float8_array, int4_array, timestamptz_array
 
 NOTIFY_CHANNEL = INGEST_CHANNEL  # named in storage/notify.py, where the dashboards listen
@@ -117,13 +117,45 @@ SELECT * FROM unnest(%(received)b::timestamptz[], %(topic)b::text[], %(device)b:
 """
 
 # An ack names its command by id, and counts only on the topic of the device the command was for: one device
-# cannot acknowledge another's command (issue 9 #6). A late ack still counts (status 'acknowledged' even after
-# 'failed' or 'expired'): the device did apply the command, and the page should say so.
-OUTBOX_ACK_SQL = (
-    "UPDATE outbox SET acked_at = %(at)s, status = 'acknowledged', next_attempt_at = NULL "
-    "FROM unnest(%(ids)b::bigint[], %(devices)b::integer[]) AS a(id, device) "
-    "WHERE outbox.id = a.id AND outbox.device_id = a.device AND outbox.acked_at IS NULL"
+# cannot acknowledge another's command (issue 9 #6). "applied" closes the row 'acknowledged'; any other answer
+# (a whitelist refusal, a valve command rejected or dropped as expired) closes it 'refused' with the reason, so
+# the dispatcher never resends it. The first answer wins (``acked_at IS NULL``): a device answers a repeated
+# command id with its first answer anyway, and a redelivered ack changes nothing. A late answer still counts
+# (even after 'failed' or 'expired'): the device did see the command, and the page should say what it did.
+OUTBOX_ACK_SQL = """
+UPDATE outbox SET acked_at = %(at)s, next_attempt_at = NULL,
+  status = CASE WHEN a.status = 'applied' THEN 'acknowledged' ELSE 'refused' END,
+  last_error = CASE WHEN a.status = 'applied' THEN outbox.last_error ELSE coalesce(a.reason, a.status) END
+FROM unnest(%(ids)b::bigint[], %(devices)b::integer[], %(statuses)b::text[], %(reasons)b::text[])
+     AS a(id, device, status, reason)
+WHERE outbox.id = a.id AND outbox.device_id = a.device AND outbox.acked_at IS NULL
+RETURNING outbox.id, outbox.device_id, outbox.status
+"""
+
+# What a controller says it holds: a newer report (by reported_at, module decode.WhitelistReport) replaces the
+# stored one; an older or redelivered one (same reported_at) changes nothing. Returns the devices whose version,
+# digest or entry count changed (or that reported for the first time), for the NOTIFY. ``old`` reads the
+# statement's snapshot, i.e. the state before this upsert.
+WHITELIST_STATES_SQL = """
+WITH old AS (
+  SELECT device_id, version, digest, entries FROM device_whitelist_states WHERE device_id = ANY(%(device)b::int[])
+), up AS (
+  INSERT INTO device_whitelist_states AS w (device_id, version, digest, entries, reported_at, received_at, via)
+  SELECT * FROM unnest(%(device)b::int[], %(version)b::bigint[], %(digest)b::text[], %(entries)b::int[],
+                       %(reported)b::timestamptz[], %(received)b::timestamptz[], %(via)b::text[])
+  ORDER BY 1
+  ON CONFLICT (device_id) DO UPDATE SET
+    version = excluded.version, digest = excluded.digest, entries = excluded.entries,
+    reported_at = excluded.reported_at, received_at = excluded.received_at, via = excluded.via
+  WHERE excluded.reported_at > w.reported_at
+  RETURNING w.device_id, w.version, w.digest, w.entries
 )
+SELECT up.device_id FROM up LEFT JOIN old ON old.device_id = up.device_id
+WHERE old.device_id IS NULL
+   OR (old.version, old.digest, old.entries) IS DISTINCT FROM (up.version, up.digest, up.entries)
+"""
+
+DEVICE_REPORTS_NOTIFY_SQL = "SELECT pg_notify(%(channel)s, d::text) FROM unnest(%(device)b::int[]) AS d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +191,71 @@ def _insert_samples(conn: Connection, batch: DecodedBatch, *, keep_rollup: bool,
     if keep_rollup:
         return _scalar(conn, SAMPLES_WITH_ROLLUP_SQL if expect_duplicates else SAMPLES_WITH_ROLLUP_NO_DEDUP_SQL, params)
     return _rowcount(conn, SAMPLES_SQL if expect_duplicates else SAMPLES_NO_DEDUP_SQL, params)
+
+
+def _outbox_id(command_id: str) -> int | None:
+    # A command id that is no outbox id (a uuid, a forged 30-digit number) matches nothing: skip it here
+    # rather than let a bigint overflow fail the batch.
+    if command_id.isascii() and command_id.isdigit() and len(command_id) <= 18:
+        return int(command_id)
+    return None
+
+
+def _close_answered_commands(conn: Connection, batch: DecodedBatch, now: datetime) -> list[tuple[int, int, str]]:
+    """Close each command the batch answers (OUTBOX_ACK_SQL); (outbox id, device id, new status) of those closed."""
+    first: dict[tuple[int, int], tuple[str, str | None]] = {}
+    for ack in batch.acks:
+        oid = _outbox_id(ack.command_id)
+        if oid is not None:
+            # Several answers in one batch (a redelivery): the first one, as across batches.
+            first.setdefault((oid, ack.device_id), (ack.status, ack.reason))
+    if not first:
+        return []
+    keys = sorted(first)
+    rows = conn.exec_driver_sql(
+        OUTBOX_ACK_SQL,
+        {
+            "at": now,
+            "ids": [k[0] for k in keys],
+            "devices": [k[1] for k in keys],
+            "statuses": [first[k][0] for k in keys],
+            "reasons": [first[k][1] for k in keys],
+        },
+    ).all()
+    return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+
+def _store_whitelist_states(conn: Connection, batch: DecodedBatch, closed: list[tuple[int, int, str]]) -> set[int]:
+    """Upsert each controller's newest whitelist report of the batch; the devices whose state changed.
+
+    An ack's state counts only when that ack closed its command just now (its first answer): a redelivered
+    ack arrives later than the reports after it and would otherwise move the state back."""
+    answered = {(oid, device) for oid, device, _ in closed}
+    latest: dict[int, WhitelistReport] = {}
+    for r in batch.whitelists:
+        if r.via == "ack":
+            oid = _outbox_id(r.command_id or "")
+            if oid is None or (oid, r.device_id) not in answered:
+                continue
+        prev = latest.get(r.device_id)
+        if prev is None or r.reported_at >= prev.reported_at:  # a tie: the later message
+            latest[r.device_id] = r
+    if not latest:
+        return set()
+    reports = [latest[d] for d in sorted(latest)]
+    rows = conn.exec_driver_sql(
+        WHITELIST_STATES_SQL,
+        {
+            "device": [r.device_id for r in reports],
+            "version": [r.version for r in reports],
+            "digest": [r.digest for r in reports],
+            "entries": [r.entries for r in reports],
+            "reported": [r.reported_at for r in reports],
+            "received": [r.received_at for r in reports],
+            "via": [r.via for r in reports],
+        },
+    ).all()
+    return {int(r[0]) for r in rows}
 
 
 def write_batch(
@@ -251,17 +348,14 @@ def write_batch(
                 "detail": [r.detail for r in q],
             },
         )
-    acks = [
-        (int(cid), device)
-        for cid, status, _, device in batch.acks
-        # A command id that is no outbox id (a uuid, a forged 30-digit number) matches nothing: skip it here
-        # rather than let a bigint overflow fail the batch.
-        if status == "applied" and cid.isascii() and cid.isdigit() and len(cid) <= 18
-    ]
-    if acks:
-        ids = [a[0] for a in acks]
-        devices = [a[1] for a in acks]
-        conn.exec_driver_sql(OUTBOX_ACK_SQL, {"at": now, "ids": ids, "devices": devices})
+    closed = _close_answered_commands(conn, batch, now)
+    changed = _store_whitelist_states(conn, batch, closed)
+    refused = {device for _, device, status in closed if status == "refused"}
+    if refused or changed:
+        # Payload: a device id (access/ re-reads what it needs). Delivered on commit, deduplicated per transaction.
+        conn.exec_driver_sql(
+            DEVICE_REPORTS_NOTIFY_SQL, {"channel": DEVICE_REPORTS_CHANNEL, "device": sorted(refused | changed)}
+        )
     result = WriteResult(samples, meters, swipes, batch.readings)
     notify = {
         "stored": result.stored,

@@ -266,7 +266,7 @@ class Outbox(Base):
     __table_args__ = (
         # What the dispatcher claims: commands not yet acknowledged, expired or given up (worker/outbox.py).
         Index("ix_outbox_open", "created_at", postgresql_where="status IN ('pending','sent')"),
-        CheckConstraint("status in ('pending','sent','acknowledged','expired','failed')", name="status"),
+        CheckConstraint("status in ('pending','sent','acknowledged','refused','expired','failed')", name="status"),
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     # The device the command is for: only an ack on that device's own topic marks the row acknowledged.
@@ -279,8 +279,9 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     acked_at: Mapped[datetime | None] = mapped_column(TZ)
-    # pending → sent (PUBACK) → acknowledged (the device's ack); expired (its expiry passed first) or
-    # failed (resent `outbox_max_attempts` times without an ack). Written by worker/outbox.py and ingest.
+    # pending → sent (PUBACK) → acknowledged (the device's "applied" ack) or refused (any other answer: the
+    # reason in last_error); expired (its expiry passed first) or failed (resent `outbox_max_attempts` times
+    # without an ack). Written by worker/outbox.py and ingest (ingest/writer.py).
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     expired_at: Mapped[datetime | None] = mapped_column(TZ)
     # Not before this: the publish backoff after a failed try, or the ack deadline after a PUBACK.
@@ -1169,6 +1170,24 @@ class AccessCardDoor(Base):
     door_id: Mapped[int] = mapped_column(
         ForeignKey("access_doors.id", ondelete="RESTRICT"), primary_key=True, index=True
     )
+
+
+class DeviceWhitelistState(Base):
+    """What each door controller says it holds (issue 12 §3): its whitelist version, digest and entry count,
+    from its latest report: the ``status`` it publishes on (re)connect or the first answer to a whitelist
+    command (``ack``). Written by ingest (ingest/writer.py), read by storage/whitelist_states.py."""
+
+    __tablename__ = "device_whitelist_states"
+    __table_args__ = (CheckConstraint("via in ('status','ack')", name="via"),)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer)
+    # A status's device time, an ack's arrival time (acks carry no device time): a report older than the
+    # stored one, or the same one redelivered, never replaces it.
+    reported_at: Mapped[datetime] = mapped_column(TZ)
+    received_at: Mapped[datetime] = mapped_column(TZ)
+    via: Mapped[str] = mapped_column(String(8))
 
 
 class AccessControllerSync(Base):

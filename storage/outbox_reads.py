@@ -20,11 +20,12 @@ from core.errors import InvalidInput
 from storage.models import Alarm, BillingSupplyChange, Device, Outbox, Ticket
 from storage.paging import Paged
 
-STATUSES = ("pending", "sent", "acknowledged", "expired", "failed")
+STATUSES = ("pending", "sent", "acknowledged", "refused", "expired", "failed")
 STATUS_LABELS = {
     "pending": ("待发送", "Pending"),
     "sent": ("已发送，待设备确认", "Sent, awaiting ack"),
     "acknowledged": ("设备已确认", "Acknowledged"),
+    "refused": ("已拒绝", "Refused"),  # the device answered but did not apply it; the reason in last_error
     "expired": ("已过期", "Expired"),
     "failed": ("失败", "Failed"),
 }

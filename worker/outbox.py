@@ -9,6 +9,9 @@ runs as a worker job every 2 s, in a transaction of its own. A row's ``status``:
   ``next_attempt_at`` (`ack_timeout_s`, setting ``outbox_ack_timeout_s``) to ack it, else it is resent —
   same payload, same ``command_id``, so a device that did apply it applies nothing twice;
 - ``acknowledged``: the device's ``ack`` arrived (ingest sets ``acked_at`` and the status, ingest/writer.py);
+- ``refused``: the device answered, but not "applied" (a whitelist refusal such as ``version_gap``, a valve
+  command it rejected or got too late); ``last_error`` holds the reason. Closed: never resent (the claim,
+  expiry and give-up below only touch ``pending``/``sent`` rows), the domain that queued it decides what next;
 - ``expired``: its ``expires_at`` passed before an ack (``expired_at``; marked once, never published again);
 - ``failed``: `max_attempts` publishes (setting ``outbox_max_attempts``) and still no ack.
 
@@ -64,7 +67,7 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 ACK_TIMEOUT_S = 60.0
 MAX_ATTEMPTS = 5
-OPEN = ("pending", "sent")
+OPEN = ("pending", "sent")  # every other status is closed: acknowledged, refused, expired, failed
 
 
 def backoff_s(attempts: int) -> float:

@@ -24,7 +24,7 @@ from web.errors import Forbidden, error_responses
 
 router = APIRouter(prefix="/api/commands", tags=["operations"], responses=error_responses(401, 403, 404, 422))
 
-CommandStatus = Literal["pending", "sent", "acknowledged", "expired", "failed"]
+CommandStatus = Literal["pending", "sent", "acknowledged", "refused", "expired", "failed"]
 Origin = Literal["alarm", "billing", "other"]
 
 

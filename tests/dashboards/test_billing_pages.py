@@ -254,3 +254,46 @@ def test_the_account_page_shows_supply_state_valve_commands_and_notices(
     html = dash_client.get(f"/billing/accounts/{untouched}").text
     assert 'id="supply" data-state="normal"' in html
     assert "正常供水" in html
+
+
+def test_the_account_page_shows_a_refused_valve_command_with_its_reason(
+    dash_client: TestClient, dash_world: DashWorld
+) -> None:
+    """A meter that answered the close command with "rejected" (ingest closes the row 'refused')."""
+    account_id = fresh_account(dash_world.engine, dash_world.estate)
+    with Session(dash_world.engine) as s, s.begin():
+        account = s.get(BillingAccount, account_id)
+        assert account is not None
+        s.add(
+            Device(
+                estate_id=account.estate_id,
+                code=f"HWV-{account_id}",
+                kind="hot_water_meter",
+                unit_id=account.unit_id,
+                has_valve=True,
+            )
+        )
+        s.flush()
+        now = clock.now()
+        notice = notices.draft_for(
+            s, account_id, NoticeKind.restriction, now=now, actor="page-test", effective_at=now + timedelta(days=17)
+        )
+        change = supply.change(
+            s, account, SupplyState.restricted, now=now, actor="page-test", reason="拒绝测试", notice_id=notice.id
+        )
+        [outbox_id] = change.outbox_ids
+        s.execute(
+            update(Outbox)
+            .where(Outbox.id == outbox_id)
+            .values(status="refused", acked_at=now, last_error="rejected", next_attempt_at=None)
+        )
+    login(dash_client, "billing_clerk-user")
+    html = dash_client.get(f"/billing/accounts/{account_id}").text
+    assert f'data-command="{outbox_id}" data-status="refused"' in html
+    assert "已拒绝" in html
+    assert "拒绝原因：设备拒绝执行" in html
+    dash_client.get(f"/lang/en?next=/billing/accounts/{account_id}")
+    en = dash_client.get(f"/billing/accounts/{account_id}").text
+    dash_client.get(f"/lang/zh?next=/billing/accounts/{account_id}")
+    assert "Refused" in en
+    assert "Reason: Rejected by the device" in en

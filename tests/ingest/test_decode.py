@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from ingest.decode import DEAD_LETTER_KEEP_BYTES, NO_CARD, DecodedBatch, Decoder, Reason
+from ingest.decode import DEAD_LETTER_KEEP_BYTES, NO_CARD, AckRow, DecodedBatch, Decoder, Reason, WhitelistReport
 from ingest.messages import RawMessage
 from ingest.registry import DeviceRegistry
 from protocol.topics import Channel
@@ -155,7 +155,8 @@ def test_swipe_status_and_ack(decoder: Decoder, est: Estate) -> None:
     dev = est.device_id(ctl)
     assert out.swipes == [(ts, dev, "1-1-main", "04A1B2C3", False, "not_in_acl", 3, received)]
     assert out.statuses == [(dev, ts, True, 3.4)]
-    assert out.acks == [("17", "applied", received, dev)]  # the device whose topic it came on
+    assert out.acks == [AckRow("17", "applied", received, dev)]  # the device whose topic it came on
+    assert out.whitelists == []  # no whitelist state in either frame
     assert out.readings == 1  # statuses and acks are not readings
     assert out.seen == {dev: (ts, [3])}
 
@@ -166,6 +167,7 @@ def test_door_events_are_stored_with_the_swipes_and_whitelist_reports_keep_decod
     ts, received = NOW - timedelta(seconds=5), NOW
     ctl = est.controller
     state = {"version": 8, "digest": "ab" * 32, "entries": 311}
+    status = raw(est.topic(ctl, "status"), {"v": 1, "ts": ts.isoformat(), "online": True, "whitelist": state})
     out = decode(
         decoder,
         raw(
@@ -173,7 +175,7 @@ def test_door_events_are_stored_with_the_swipes_and_whitelist_reports_keep_decod
             {"v": 1, "ts": ts.isoformat(), "seq": 4, "door": "1-1-main", "event": "held_open", "open_s": 120},
             received_at=received,
         ),
-        raw(est.topic(ctl, "status"), {"v": 1, "ts": ts.isoformat(), "online": True, "whitelist": state}),
+        status,
         raw(
             est.topic(ctl, "ack"),
             {
@@ -191,9 +193,44 @@ def test_door_events_are_stored_with_the_swipes_and_whitelist_reports_keep_decod
     # No card was presented: card_uid NO_CARD, never granted, the event as the reason.
     assert out.swipes == [(ts, dev, "1-1-main", NO_CARD, False, "held_open", 4, received)]
     assert out.statuses == [(dev, ts, True, None)]
-    assert out.acks == [("18", "rejected", received, dev)]
+    # The ack's answer with its reason and version, and both whitelist reports: the status's at its device time,
+    # the ack's (no device time) at its arrival.
+    assert out.acks == [AckRow("18", "rejected", received, dev, "version_gap", 5)]
+    assert out.whitelists == [
+        WhitelistReport(dev, 8, "ab" * 32, 311, ts, status.received_at, "status"),
+        WhitelistReport(dev, 8, "ab" * 32, 311, received, received, "ack", command_id="18"),
+    ]
     assert out.dead_letters == []
     assert out.quarantined == []
+
+
+def test_a_quarantined_status_reports_no_whitelist_and_a_malformed_state_is_a_dead_letter(
+    decoder: Decoder, est: Estate
+) -> None:
+    ctl, state = est.controller, {"version": 3, "digest": "cd" * 32, "entries": 2}
+    too_old = NOW - PAST - timedelta(minutes=1)
+    out = decode(
+        decoder,
+        raw(est.topic(ctl, "status"), {"v": 1, "ts": too_old.isoformat(), "online": True, "whitelist": state}),
+        raw(
+            est.topic(ctl, "status"),
+            {"v": 1, "ts": NOW.isoformat(), "online": True, "whitelist": {**state, "digest": "XYZ"}},
+        ),
+        raw(est.topic(ctl, "ack"), {"v": 1, "command_id": "5", "status": "rejected", "reason": "Version Gap"}),
+    )
+    assert [q.reason for q in out.quarantined] == [Reason.ts_too_old]
+    assert [d.error.split(":")[0] for d in out.dead_letters] == ["whitelist.digest", "reason"]
+    assert (out.whitelists, out.acks, out.statuses) == ([], [], [])
+
+
+def test_an_ack_without_a_state_reports_no_whitelist(decoder: Decoder, est: Estate) -> None:
+    """A valve refusal: a bare status, no reason, no state."""
+    meter = est.meter(0)
+    out = decode(
+        decoder, raw(est.topic(meter, "ack"), {"v": 1, "command_id": "9", "status": "rejected"}, received_at=NOW)
+    )
+    assert out.acks == [AckRow("9", "rejected", NOW, est.device_id(meter))]
+    assert out.whitelists == []
 
 
 # --- quarantine ----------------------------------------------------------------------------------

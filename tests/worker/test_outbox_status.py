@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from alarms.commands import COMMAND_RULE
+from ingest.writer import OUTBOX_ACK_SQL
 from storage.models import Alarm, AlarmRuleRow, Outbox, Ticket
 from storage.outbox_reads import command_status_counts, list_commands
 from tests.support.clock import INSTANTS
@@ -155,6 +156,37 @@ def test_never_acknowledged_fails_after_n_sends_and_raises_one_alarm_with_a_tick
     assert state(session, first).status == "acknowledged"
 
 
+def refuse(session: Session, cid: int, device_id: int, at: datetime, answer: str, reason: str | None) -> None:
+    """What ingest does with a device's answer other than "applied": the writer's own statement."""
+    session.connection().exec_driver_sql(
+        OUTBOX_ACK_SQL,
+        {"at": at, "ids": [cid], "devices": [device_id], "statuses": [answer], "reasons": [reason]},
+    )
+
+
+@pytest.mark.parametrize(("answer", "reason"), [("rejected", None), ("expired", None), ("rejected", "version_gap")])
+def test_a_refused_command_is_closed_never_resent_expired_or_given_up(
+    session: Session, factory: sessionmaker[Session], place: Place, answer: str, reason: str | None
+) -> None:
+    broker = Broker()
+    cid = command(session, place, expires_at=T0 + s(300))
+    w = worker(factory, broker, ack_timeout_s=60, max_attempts=2)
+    w.run_once(T0)
+    refuse(session, cid, place.valve_meter_id, T0 + s(5), answer, reason)
+    for n in range(1, 8):  # past the ack deadline, the last try and the expiry
+        w.run_once(T0 + s(60 * n))
+    row = state(session, cid)
+    assert (row.status, row.last_error, row.acked_at, row.attempts) == ("refused", reason or answer, T0 + s(5), 1)
+    assert (row.expired_at, row.next_attempt_at) == (None, None)
+    assert len(broker.published) == 1
+    assert session.scalar(select(Alarm.id).where(Alarm.device_id == place.valve_meter_id)) is None
+    ack(session, cid, place.valve_meter_id, T0 + s(500))  # a later "applied": the first answer stands
+    assert state(session, cid).status == "refused"
+    assert command_status_counts(session, estate_ids=[place.estate_id])["refused"] == 1
+    [listed] = list_commands(session, estate_ids=[place.estate_id], status="refused")
+    assert (listed.id, listed.last_error) == (cid, reason or answer)
+
+
 def test_no_puback_backs_off_and_the_last_try_fails(
     session: Session, factory: sessionmaker[Session], place: Place
 ) -> None:
@@ -211,4 +243,4 @@ def test_list_commands_for_the_pages(session: Session, factory: sessionmaker[Ses
     assert rows[0].estate_id == place.estate_id
     assert [r.id for r in list_commands(session, estate_ids=[other.estate_id], status="sent")] == [theirs]
     counts = command_status_counts(session, estate_ids=[place.estate_id, other.estate_id])
-    assert counts == {"pending": 0, "sent": 2, "acknowledged": 0, "expired": 1, "failed": 0}
+    assert counts == {"pending": 0, "sent": 2, "acknowledged": 0, "refused": 0, "expired": 1, "failed": 0}

@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0017"
-down_revision = "0015"  # TEMPORARY until ackplumb's 0016 is on main
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
