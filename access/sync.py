@@ -44,8 +44,17 @@ from protocol.whitelist import (
     whitelist_report_command,
     whitelist_snapshot,
 )
-from storage.models import AccessCardDoor, AccessControllerSync, AccessDoor, Device, Estate, Outbox
+from storage.models import (
+    AccessCardDoor,
+    AccessControllerSync,
+    AccessDoor,
+    Device,
+    DeviceWhitelistState,
+    Estate,
+    Outbox,
+)
 from storage.notify import OUTBOX_CHANNEL
+from storage.whitelist_states import ReportedWhitelist, reported_whitelists
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +366,28 @@ def _from_acks(session: Session, row: AccessControllerSync, now: datetime) -> No
             row.full_requested, row.full_reason = True, reasons[0]
 
 
+def _from_report(row: AccessControllerSync, rep: ReportedWhitelist | None) -> None:
+    """Compare what the controller says it holds (its (re)connect status, or its answer to a command or to the
+    nightly report request) with the desired list; each report is looked at once."""
+    if rep is None or (row.report_checked_at is not None and rep.reported_at <= row.report_checked_at):
+        return
+    row.report_checked_at = rep.reported_at
+    if rep.version == row.desired_version:
+        if rep.digest == row.desired_digest:
+            if rep.version > row.applied_version:  # the ack went missing, the report shows it applied
+                row.applied_version, row.applied_at = rep.version, rep.received_at
+            return
+        reason = "digest"  # the right version but not the right list: changed behind the platform's back
+    elif rep.version > row.desired_version:
+        reason = "ahead"  # a version the platform never sent
+    elif rep.via == "status":
+        reason = "reconnect"  # back online behind: whatever it missed goes whole, at once
+    else:
+        return  # an answer to an older command while newer ones are on their way
+    if not row.full_requested:
+        row.full_requested, row.full_reason = True, reason
+
+
 def _mark(row: AccessControllerSync, now: datetime) -> None:
     if row.applied_version >= row.desired_version:
         row.pending_since = None
@@ -375,22 +406,35 @@ def track(session: Session, now: datetime, *, estate_id: int | None = None) -> T
         .where(*([Device.estate_id == estate_id] if estate_id is not None else []))
     ).all()
     repairs = sync_controllers(session, new, now) if new else []
+    newer_report = (
+        select(DeviceWhitelistState.device_id)
+        .where(
+            DeviceWhitelistState.device_id == AccessControllerSync.controller_id,
+            (AccessControllerSync.report_checked_at.is_(None))
+            | (DeviceWhitelistState.reported_at > AccessControllerSync.report_checked_at),
+        )
+        .exists()
+    )
     stmt = (
         select(AccessControllerSync)
         .where(
             (AccessControllerSync.applied_version < AccessControllerSync.desired_version)
             | AccessControllerSync.full_requested
+            | newer_report
         )
         .order_by(AccessControllerSync.controller_id)
         .with_for_update(skip_locked=True)
     )
     if estate_id is not None:
         stmt = stmt.join(Device, Device.id == AccessControllerSync.controller_id).where(Device.estate_id == estate_id)
+    rows = list(session.scalars(stmt))
+    reports = reported_whitelists(session, device_ids=[r.controller_id for r in rows]) if rows else {}
     moved: list[int] = []
     again: list[int] = []
-    for row in session.scalars(stmt):
+    for row in rows:
         before = row.applied_version
         _from_acks(session, row, now)
+        _from_report(row, reports.get(row.controller_id))
         _mark(row, now)
         if row.applied_version != before:
             moved.append(row.controller_id)

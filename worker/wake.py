@@ -2,7 +2,9 @@
 
 A domain that queues a device command (access/sync.py) notifies ``OUTBOX_CHANNEL`` in its transaction; the
 notification arrives on commit, and the outbox job runs at once (its 2 s period stays as the fallback when the
-connection is down). One thread, one connection, reconnecting with backoff; payloads are ignored.
+connection is down). Ingest notifies ``DEVICE_REPORTS_CHANNEL`` when a controller reports its whitelist or refuses
+a command, which runs the ``access_sync`` job at once. One thread, one connection, reconnecting with backoff;
+payloads are ignored.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
-from storage.notify import OUTBOX_CHANNEL
+from storage.notify import DEVICE_REPORTS_CHANNEL, OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 
 # channel → the jobs a notification on it wakes.
-WAKES: dict[str, tuple[str, ...]] = {OUTBOX_CHANNEL: ("outbox",)}
+# A controller's report or refusal (ingest) wakes the controller sync, whose new command wakes the dispatcher.
+WAKES: dict[str, tuple[str, ...]] = {OUTBOX_CHANNEL: ("outbox",), DEVICE_REPORTS_CHANNEL: ("access_sync",)}
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from access import service, sync
 from access.whitelist import whitelist_for
 from alarms.access_sync import UNSYNCED_RULE, check_unsynced
 from protocol.whitelist import WhitelistCommandV1, WhitelistEntryV1, whitelist_digest
-from storage.models import AccessControllerSync, Alarm, AlarmRuleRow, Outbox
+from storage.models import AccessControllerSync, Alarm, AlarmRuleRow, DeviceWhitelistState, Outbox
 from tests.support.access_world import CardPlace, make_card_estate, new_uid
 from tests.support.clock import SH, FrozenClock, pinned
 
@@ -288,3 +289,64 @@ def test_plan_is_a_delta_of_changes_only() -> None:
     p = sync.plan(sent, [b2], full=False)
     assert (p.op, p.upsert, p.remove) == ("delta", (b2,), ("0A0A0A0A",))
     assert sync.plan(sent, [a, b], full=True).op == "snapshot"
+
+
+def report(session: Session, controller_id: int, version: int, digest: str, at: datetime, via: str = "status") -> None:
+    """What ingest stores from a controller's status or ack (ingest/writer.py, device_whitelist_states)."""
+    session.execute(
+        pg_insert(DeviceWhitelistState)
+        .values(
+            device_id=controller_id, version=version, digest=digest, entries=0, reported_at=at, received_at=at, via=via
+        )
+        .on_conflict_do_update(
+            index_elements=[DeviceWhitelistState.device_id],
+            set_={"version": version, "digest": digest, "reported_at": at, "received_at": at, "via": via},
+        )
+    )
+
+
+def test_a_controller_reconnecting_behind_gets_a_snapshot_at_once(session: Session, place: CardPlace) -> None:
+    gate = place.controllers["GATE"]
+    a = owner(session, place)
+    (snap,) = commands(session, gate)
+    ack(session, snap)
+    sync.track(session, T0 + timedelta(seconds=1), estate_id=place.estate_id)
+    held = state(session, gate).desired_digest  # v1, with the card on it
+    service.revoke(session, a.id, actor="card-desk", reason="test")  # v2, missed while offline
+    report(session, gate, 1, held, T0 + timedelta(seconds=30))  # back online, still at v1
+    result = sync.track(session, T0 + timedelta(seconds=31), estate_id=place.estate_id)
+    (repair,) = [q for q in result.repairs if q.controller_id == gate]
+    assert (repair.op, repair.version) == ("snapshot", 3)
+    statuses = [(r.payload["version"], r.status) for r in commands(session, gate)]
+    assert statuses == [(1, "acknowledged"), (2, "expired"), (3, "pending")]  # the missed delta is superseded
+    # The same report looked at again queues nothing more.
+    again = sync.track(session, T0 + timedelta(seconds=32), estate_id=place.estate_id)
+    assert [q for q in again.repairs if q.controller_id == gate] == []
+
+
+def test_a_report_of_the_desired_list_marks_it_applied_and_a_tampered_list_is_repaired(
+    session: Session, place: CardPlace
+) -> None:
+    gate = place.controllers["GATE"]
+    owner(session, place)
+    s = state(session, gate)
+    report(session, gate, 1, s.desired_digest, T0 + timedelta(seconds=2), via="ack")  # the ack row went missing
+    sync.track(session, T0 + timedelta(seconds=3), estate_id=place.estate_id)
+    s = state(session, gate)
+    assert (s.applied_version, s.pending_since) == (1, None)
+
+    # The nightly report: same version, another digest (changed behind the platform's back).
+    report(session, gate, 1, "0" * 64, T0 + timedelta(hours=17), via="ack")
+    result = sync.track(session, T0 + timedelta(hours=17, seconds=1), estate_id=place.estate_id)
+    (repair,) = [q for q in result.repairs if q.controller_id == gate]
+    assert (repair.op, repair.version) == ("snapshot", 2)
+    cmd = WhitelistCommandV1.model_validate(commands(session, gate)[-1].payload)
+    assert cmd.digest == s.desired_digest  # the same list, whole, at a new version
+
+
+def test_a_report_of_a_version_never_sent_is_repaired(session: Session, place: CardPlace) -> None:
+    gate = place.controllers["GATE"]
+    owner(session, place)
+    report(session, gate, 7, whitelist_digest([]), T0 + timedelta(seconds=2))
+    result = sync.track(session, T0 + timedelta(seconds=3), estate_id=place.estate_id)
+    assert [(q.op, q.version) for q in result.repairs if q.controller_id == gate] == [("snapshot", 2)]
