@@ -86,6 +86,8 @@ DELIVERY_RETRIERS = frozenset({A, M})
 # access/policy.py: the card desk manages cards; stewards and the project manager read the register (UIDs masked).
 CARD_READERS = frozenset({A, C, M, S})
 CARD_DESK = frozenset({A, C})
+# The controllers' sync state: the card desk, and engineers read-only (an unsynced controller is theirs to fix).
+SYNC_READERS = CARD_DESK | {E}
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -179,6 +181,7 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/access/cards/{card_id}/return"): CARD_DESK,
     # Swipes are whereabouts (PIPL Art. 28): the card desk only, every read audited (test_access_cards.py).
     ("GET", "/api/access/estates/{code}/swipes"): CARD_DESK,
+    ("GET", "/api/access/controllers"): SYNC_READERS,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 # Routes that act on every estate at once: the role must be in the row *and* the account head office's
