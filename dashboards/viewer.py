@@ -129,6 +129,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return notifications_policy.may_read(viewer.role)
     if what == "cards":
         return access_policy.may(viewer.role, access_policy.Action.view_register)
+    if what == "access_sync":
+        return access_policy.may(viewer.role, access_policy.Action.view_sync)
     return False
 
 
