@@ -379,7 +379,10 @@ def _from_report(row: AccessControllerSync, rep: ReportedWhitelist | None) -> No
             return
         reason = "digest"  # the right version but not the right list: changed behind the platform's back
     elif rep.version > row.desired_version:
-        reason = "ahead"  # a version the platform never sent
+        # A version the platform never sent (a controller from another installation, a restored database): the
+        # snapshot must go above it, or the controller would refuse it as stale.
+        reason = "ahead"
+        row.desired_version = rep.version
     elif rep.via == "status":
         reason = "reconnect"  # back online behind: whatever it missed goes whole, at once
     else:
@@ -423,7 +426,8 @@ def track(session: Session, now: datetime, *, estate_id: int | None = None) -> T
             | newer_report
         )
         .order_by(AccessControllerSync.controller_id)
-        .with_for_update(skip_locked=True)
+        # Lock only the sync rows (not the joined devices); a row a card change holds is taken next pass.
+        .with_for_update(skip_locked=True, of=AccessControllerSync)
     )
     if estate_id is not None:
         stmt = stmt.join(Device, Device.id == AccessControllerSync.controller_id).where(Device.estate_id == estate_id)
