@@ -6,6 +6,8 @@
   what a cheap MIFARE clone copies, and their work never needs it (PIPL's minimum necessary). Their search
   does not match UIDs either, so the number cannot be probed.
 - Swipe logs are whereabouts (PIPL Art. 28, sensitive personal information): card_admin and admin only.
+- The door controllers' sync state (versions, pending since when; no card numbers): the card desk, and engineers
+  read-only, who repair a controller that stays unsynced.
 Roles are the strings of core.roles.Role; staff not marked all_estates act only on their assigned estates.
 """
 
@@ -21,6 +23,7 @@ class Action(StrEnum):
     view_uids = "view_uids"  # card numbers (UIDs) and their Wiegand forms
     manage_cards = "manage_cards"  # issue, lost (+ replacement), return, move-out
     read_swipes = "read_swipes"  # the swipe log: card_admin and admin only, every read audited
+    view_sync = "view_sync"  # the door controllers' whitelist sync state (versions, 待同步 since when)
 
 
 CARD_DESK = frozenset({Role.admin.value, Role.card_admin.value})
@@ -29,6 +32,8 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.view_uids: CARD_DESK,
     Action.manage_cards: CARD_DESK,
     Action.read_swipes: CARD_DESK,
+    # Engineers read it too: an unsynced controller is a device fault (power, network) they go and fix.
+    Action.view_sync: CARD_DESK | {Role.engineer.value},
 }
 
 

@@ -1,4 +1,5 @@
-"""Reads of the card register: search by unit, holder or UID; one card; a household's cards with its quota.
+"""Reads of the card register: search by unit, holder or UID; one card; a household's cards with its quota; the
+door controllers' whitelist sync state.
 
 Rows carry the UID only for callers allowed to see it (policy.Action.view_uids); otherwise it is masked
 and never matched by a search.
@@ -16,14 +17,17 @@ from sqlalchemy.orm import Session
 
 from access import service
 from access.const import CardStatus, CardType
+from access.doors import CONTROLLER_KIND
 from access.wiegand import wiegand26, wiegand34
 from storage.models import (
     AccessCard,
     AccessCardDoor,
+    AccessControllerSync,
     AccessDoor,
     AccessEvent,
     Building,
     Device,
+    DeviceWhitelistState,
     Estate,
     Resident,
     Unit,
@@ -335,3 +339,99 @@ def swipes(
         for ts, ctrl, d, uid, ok, reason, cid in rows
     ]
     return Paged(items=items, total=int(total))
+
+
+# --- controller sync (access/sync.py) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControllerSyncRow:
+    """One door controller's whitelist sync: 待同步 (pending) while the applied version is behind the desired one."""
+
+    controller_id: int
+    estate_code: str
+    code: str
+    name: str
+    doors: list[str]
+    desired_version: int
+    applied_version: int
+    pending: bool
+    pending_since: datetime | None  # behind since (None: synced)
+    applied_at: datetime | None  # when the controller acknowledged the applied version
+    last_full_at: datetime | None  # the last full snapshot sent
+    reported_version: int | None  # what the controller itself last reported (status on reconnect, an answer)
+    reported_at: datetime | None
+    reported_matches: bool | None  # its reported list is the desired one (None: no report, or another version)
+
+
+def controller_sync(
+    session: Session,
+    visible: Collection[int],
+    *,
+    estate_id: int | None = None,
+    controller_ids: Collection[int] | None = None,
+) -> list[ControllerSyncRow]:
+    """The sync state of the door controllers in the visible estates (one estate, or these controllers), by code.
+
+    A controller the sync job has not reached yet shows as pending at version 0."""
+    stmt = (
+        select(Device, Estate.code, AccessControllerSync, DeviceWhitelistState)
+        .join(Estate, Estate.id == Device.estate_id)
+        .outerjoin(AccessControllerSync, AccessControllerSync.controller_id == Device.id)
+        .outerjoin(DeviceWhitelistState, DeviceWhitelistState.device_id == Device.id)
+        .where(Device.kind == CONTROLLER_KIND, Device.estate_id.in_(list(visible)))
+        .order_by(Estate.code, Device.code)
+    )
+    if estate_id is not None:
+        stmt = stmt.where(Device.estate_id == estate_id)
+    if controller_ids is not None:
+        stmt = stmt.where(Device.id.in_(list(controller_ids)))
+    rows = session.execute(stmt).all()
+    doors: dict[int, list[str]] = {}
+    if rows:
+        for cid, code in session.execute(
+            select(AccessDoor.controller_id, AccessDoor.code)
+            .where(AccessDoor.controller_id.in_([r[0].id for r in rows]))
+            .order_by(AccessDoor.code)
+        ):
+            doors.setdefault(cid, []).append(code)
+    out = []
+    for device, estate_code, s, rep in rows:
+        desired = s.desired_version if s is not None else 0
+        applied = s.applied_version if s is not None else 0
+        pending = s is None or applied < desired or s.full_requested
+        matches = None
+        if s is not None and rep is not None and rep.version == s.desired_version:
+            matches = rep.digest == s.desired_digest
+        out.append(
+            ControllerSyncRow(
+                controller_id=device.id,
+                estate_code=estate_code,
+                code=device.code,
+                name=device.name or device.code,
+                doors=doors.get(device.id, []),
+                desired_version=desired,
+                applied_version=applied,
+                pending=pending,
+                pending_since=s.pending_since if s is not None else None,
+                applied_at=s.applied_at if s is not None else None,
+                last_full_at=s.last_full_at if s is not None else None,
+                reported_version=rep.version if rep is not None else None,
+                reported_at=rep.reported_at if rep is not None else None,
+                reported_matches=matches,
+            )
+        )
+    return out
+
+
+def controllers_of_card(session: Session, card_id: int) -> list[int]:
+    """The controllers of a card's doors (their sync state shows on the card page)."""
+    return sorted(
+        set(
+            session.scalars(
+                select(AccessDoor.controller_id)
+                .join(AccessCardDoor, AccessCardDoor.door_id == AccessDoor.id)
+                .where(AccessCardDoor.card_id == card_id)
+            )
+        )
+    )

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from access import doors as door_rules
+from access import sync
 from access.const import (
     EXTRA_CARD_FEE_FEN,
     EXTRA_CARD_FEE_KEY,
@@ -251,12 +252,14 @@ def issue(
     method: PaymentMethod | str = PaymentMethod.counter,
     note: str = "",
     replaces: AccessCard | None = None,
+    sync_controllers: bool = True,
 ) -> AccessCard:
     """Issue a card with the 《智能卡发放登记表》 fields; charge it when the household's free quota is used up.
 
     Owner, family and tenant cards are free up to min(registered occupants, 3) live free cards and cost the
     estate's extra-card fee beyond; a renovation pass costs its fee and a deposit; visitors and staff nothing.
-    Without `door_codes` the card gets its type's default doors (access/doors.py)."""
+    Without `door_codes` the card gets its type's default doors (access/doors.py). The whitelist change to its
+    controllers is queued in the same transaction (access/sync.py; ``sync_controllers=False``: the caller does)."""
     kind = CardType(card_type)
     fmt = CardFormat(card_format)
     uid = normalise_uid(uid, fmt)
@@ -369,6 +372,8 @@ def issue(
     if replaces is not None:
         detail["replaces"] = replaces.id
     audit(session, actor, "access.card.replace" if replaces is not None else "access.card.issue", card, detail)
+    if sync_controllers:
+        sync.sync_cards(session, [card.id], now)
     return card
 
 
@@ -482,7 +487,10 @@ def report_lost(
             actor=actor,
             method=method,
             replaces=card,
+            sync_controllers=False,
         )
+    # One change per controller: the lost card off, its replacement on.
+    sync.sync_cards(session, [card.id] + ([replacement.id] if replacement else []), clock.now())
     return LostResult(card, replacement)
 
 
@@ -499,6 +507,7 @@ def return_card(
     grace = settings_of(session, card.estate_id).renovation_grace
     late = card.valid_until is not None and clock.now() > card.valid_until + grace
     _settle_deposit(session, card, keep=late, actor=actor, method=method)
+    sync.sync_cards(session, [card.id], clock.now())
     return card
 
 
@@ -510,6 +519,7 @@ def revoke(session: Session, card_id: int, *, actor: str, reason: str) -> Access
         raise InvalidInput("a reason is required / 须填写原因")
     _end(session, card, CardStatus.revoked, actor, reason.strip())
     audit(session, actor, "access.card.revoke", card, {"reason": reason.strip()})
+    sync.sync_cards(session, [card.id], clock.now())
     return card
 
 
@@ -526,6 +536,7 @@ def move_out(session: Session, unit_id: int, *, actor: str) -> list[AccessCard]:
     for card in cards:
         _end(session, card, CardStatus.revoked, actor, "move-out / 迁出")
         audit(session, actor, "access.card.revoke", card, {"reason": "move-out"})
+    sync.sync_cards(session, [c.id for c in cards], clock.now())
     return cards
 
 
@@ -564,6 +575,8 @@ def expire_due(session: Session, now: datetime) -> ExpiryResult:
             {"valid_until": card.valid_until.isoformat() if card.valid_until else None},
         )
     session.flush()
+    # Controllers check a card's end themselves; the list still drops it so it stays short and matches the register.
+    sync.sync_cards(session, [c.id for c in due], now)
     held = session.scalars(
         select(AccessCard)
         .where(AccessCard.deposit_state == DepositState.held, AccessCard.valid_until <= now)

@@ -1,6 +1,7 @@
 """Access-card pages: the card register with search (``/access/cards``), a household's cards with its free quota
 and the issue form (``/access/household``), one card with the lost and return flows (``/access/cards/{id}``), and
-the printable 《智能卡发放登记表》 (A4, ``/access/cards/{id}/print``).
+the printable 《智能卡发放登记表》 (A4, ``/access/cards/{id}/print``), and the door controllers' whitelist sync
+(``/access/controllers``: 待同步 / 已同步, versions, since when; also on each card's page).
 
 Who may see or do what is ``access.policy`` (the JSON API asks it too); every POST checks again. Stewards and
 project managers read the register without card numbers. A card or unit outside the viewer's estates is a 404.
@@ -159,6 +160,7 @@ def register_page(
         show_uids=show_uids,
         can_manage=policy.may(viewer.role, Action.manage_cards),
         can_read_swipes=policy.may(viewer.role, Action.read_swipes),
+        can_view_sync=policy.may(viewer.role, Action.view_sync),
         roles=[(r.value, i18n.role_label(r.value, viewer.lang)) for r in Role],
         formats=[f.value for f in CardFormat],
     )
@@ -322,10 +324,61 @@ def move_out_from_page(
 # --- one card --------------------------------------------------------------------------------------------------------
 
 
+def sync_view(r: queries.ControllerSyncRow, tz: Any, lang: i18n.Lang) -> dict[str, Any]:
+    """One controller's sync state for a page: 待同步 since when, or 已同步 since its ack."""
+    return {
+        "code": r.code,
+        "name": r.name,
+        "doors": ", ".join(r.doors),
+        "pending": r.pending,
+        "label": i18n.t("sync_pending" if r.pending else "sync_synced", lang),
+        "versions": f"{r.applied_version} / {r.desired_version}",
+        "since": i18n.format_time(r.pending_since if r.pending else r.applied_at, tz),
+        "reported": "—"
+        if r.reported_version is None
+        else f"v{r.reported_version} · {i18n.format_time(r.reported_at, tz)}"
+        + (
+            ""
+            if r.reported_matches is None
+            else " · " + i18n.t("sync_report_ok" if r.reported_matches else "sync_report_differs", lang)
+        ),
+    }
+
+
+@router.get("/access/controllers", response_class=HTMLResponse)
+def controllers_page(
+    request: Request,
+    session: SessionDep,
+    viewer: ViewerDep,
+    estate: Annotated[str, Query(max_length=32)] = "",
+) -> HTMLResponse:
+    """Each door controller of the estate: 待同步 / 已同步, applied and desired version, since when, its own report."""
+    require(viewer, policy.may(viewer.role, Action.view_sync))
+    estates = facility_queries.visible_estates(session, viewer.visible)
+    if not estates:
+        raise PageError(404, viewer)
+    chosen = estate_of(session, estate, viewer) if estate else estates[0]
+    tz = i18n.zone(chosen.timezone)
+    rows = queries.controller_sync(session, viewer.visible, estate_id=chosen.id)
+    return form_page(
+        request,
+        "access/controllers.html",
+        viewer,
+        estates=estates,
+        estate=chosen,
+        rows=[sync_view(r, tz, viewer.lang) for r in rows],
+        pending=sum(1 for r in rows if r.pending),
+    )
+
+
 @router.get(REGISTER + "/{card_id}", response_class=HTMLResponse)
 def card_page(card_id: int, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     row = _card_row(session, viewer, card_id)
+    tz = i18n.zone(row.timezone)
+    controllers = queries.controller_sync(
+        session, viewer.visible, controller_ids=queries.controllers_of_card(session, row.id)
+    )
     return form_page(
         request,
         "access/card.html",
@@ -335,6 +388,8 @@ def card_page(card_id: int, request: Request, session: SessionDep, viewer: Viewe
         methods=METHODS,
         formats=[f.value for f in CardFormat],
         can_manage=policy.may(viewer.role, Action.manage_cards),
+        controllers=[sync_view(r, tz, viewer.lang) for r in controllers],
+        can_view_sync=policy.may(viewer.role, Action.view_sync),
     )
 
 

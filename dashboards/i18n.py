@@ -959,6 +959,24 @@ STRINGS.update(
         "staff_card_title": ("发员工卡", "Issue a staff card"),
         "cards_total": ("共 {n} 条", "{n} in all"),
         "staff_card_until": ("有效期至（可不填）", "Valid until (optional)"),
+        "sync_title": ("门禁控制器同步", "Door controller sync"),
+        "sync_hint": (
+            "名单变更经下发队列推送到各控制器；控制器确认所应用的版本。"
+            "落后超过 15 分钟将产生告警，每晚核对一次名单摘要。",
+            "Whitelist changes go to each controller through the command queue; a controller acknowledges the version "
+            "it applied. One that stays behind for 15 minutes raises an alarm; every night its list digest is checked.",
+        ),
+        "sync_controller": ("控制器", "Controller"),
+        "sync_state": ("同步状态", "Sync state"),
+        "sync_pending": ("待同步", "Pending sync"),
+        "sync_synced": ("已同步", "Synced"),
+        "sync_version": ("版本（已应用/应为）", "Version (applied/desired)"),
+        "sync_since": ("自", "Since"),
+        "sync_reported": ("控制器自报", "Controller's report"),
+        "sync_report_ok": ("名单一致", "list matches"),
+        "sync_report_differs": ("名单不一致", "list differs"),
+        "sync_none": ("该小区没有门禁控制器", "The estate has no door controllers"),
+        "card_controllers": ("相关控制器同步", "Controllers of this card"),
     }
 )
 

@@ -1192,6 +1192,8 @@ class DeviceWhitelistState(Base):
     reported_at: Mapped[datetime] = mapped_column(TZ)
     received_at: Mapped[datetime] = mapped_column(TZ)
     via: Mapped[str] = mapped_column(String(8))
+
+
 # --- billing periods, quarterly statements, manual readings (billing/periods.py, statements.py, manual_readings.py)
 
 
@@ -1289,3 +1291,34 @@ class ManualReading(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     recorded_by: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class AccessControllerSync(Base):
+    """Each door controller's whitelist sync (access/sync.py): what the platform last sent it (the desired
+    version, its digest and its entries, from which the next delta is computed) and what the controller has
+    acknowledged applying. pending = applied_version < desired_version (待同步)."""
+
+    __tablename__ = "access_controller_sync"
+    __table_args__ = (
+        Index("ix_access_controller_sync_pending", "pending_since", postgresql_where="pending_since IS NOT NULL"),
+    )
+    controller_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    desired_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    desired_digest: Mapped[str] = mapped_column(String(64))
+    # The wire entries (WhitelistEntryV1 JSON, sorted by uid) of the desired version: the base of the next delta.
+    entries: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
+    applied_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    applied_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Since when the controller has been behind (NULL: synced); the unsynced alarm counts from here.
+    pending_since: Mapped[datetime | None] = mapped_column(TZ)
+    last_full_at: Mapped[datetime | None] = mapped_column(TZ)  # the last snapshot queued
+    last_full_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The next change goes as a snapshot (a refusal, a report of a version or digest it should not have, a request).
+    full_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    full_reason: Mapped[str | None] = mapped_column(String(32))
+    last_queued_at: Mapped[datetime | None] = mapped_column(TZ)
+    # The controller's own report (device_whitelist_states.reported_at) last compared with the desired list.
+    report_checked_at: Mapped[datetime | None] = mapped_column(TZ)
+    # The nightly reconciliation last asked this controller for its report.
+    reconcile_requested_at: Mapped[datetime | None] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)

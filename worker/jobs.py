@@ -37,7 +37,9 @@ BILLING_LOCK = LOCK_NAMESPACE | 8
 DUNNING_LOCK = LOCK_NAMESPACE | 0x13
 NOTIFICATIONS_LOCK = LOCK_NAMESPACE | 0x4E  # 'N'
 ACCESS_EXPIRY_LOCK = LOCK_NAMESPACE | 0x41  # 'A'
-ACCESS_RETENTION_LOCK = LOCK_NAMESPACE | 0x52  # 'R'
+ACCESS_RETENTION_LOCK = LOCK_NAMESPACE | 0x72  # 'r'
+ACCESS_SYNC_LOCK = LOCK_NAMESPACE | 0x53  # 'S'
+ACCESS_RECONCILE_LOCK = LOCK_NAMESPACE | 0x52  # 'R'
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,27 @@ def access_expiry_job(session: Session, now: datetime) -> object:
     return expire_due(session, now)
 
 
+def access_sync_job(on_raised: OnRaised | None) -> JobFn:
+    """Controller sync: applied versions follow the controllers' acks and reports, refusals and mismatches get a
+    snapshot, new controllers their first list; then the unsynced alarm (15 min behind) is raised or cleared."""
+    from access.sync import track
+    from alarms.access_sync import check_unsynced
+
+    def run(session: Session, now: datetime) -> object:
+        result = track(session, now)
+        return result, check_unsynced(session, now, on_raised=on_raised)
+
+    return run
+
+
+def access_reconcile_job(session: Session, now: datetime) -> object:
+    """The nightly reconciliation: each controller is asked for its whitelist report in its estate's small hours
+    (once a night); `access_sync` compares the reported digest and repairs a mismatch with a snapshot."""
+    from access.sync import request_reports
+
+    return request_reports(session, now)
+
+
 def billing_job(session: Session, now: datetime) -> object:
     """Charge every household hot-water meter up to now (catches up meters ingest skipped or never saw),
     then write the statements of each estate's last ended quarter until someone closes it.
@@ -180,6 +203,7 @@ def default_jobs(
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
     15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
     billing run and the dunning ladder hourly, access-card expiry every minute, swipe-log retention hourly,
+    controller sync every 5 s, the nightly whitelist reconciliation checked every 15 min,
     outbox every 2 s (with a dispatcher), notification deliveries
     every 10 s (with a `notifications_job`)."""
     jobs = [
@@ -200,6 +224,10 @@ def default_jobs(
         Job("access_expiry", 60.0, ACCESS_EXPIRY_LOCK, access_expiry_job),
         # Retention is counted in days: hourly keeps nothing more than an hour past its limit.
         Job("access_retention", 3600.0, ACCESS_RETENTION_LOCK, access_retention_job),
+        # Acks arrive within a second of a change; a NOTIFY from ingest's reports wakes it earlier (worker/wake.py).
+        Job("access_sync", 5.0, ACCESS_SYNC_LOCK, access_sync_job(on_raised)),
+        # Asks only in each estate's 02:00–05:00 and once a night; every 15 min finds that window.
+        Job("access_reconcile", 900.0, ACCESS_RECONCILE_LOCK, access_reconcile_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -210,7 +238,9 @@ def default_jobs(
 
 __all__ = [
     "ACCESS_EXPIRY_LOCK",
+    "ACCESS_RECONCILE_LOCK",
     "ACCESS_RETENTION_LOCK",
+    "ACCESS_SYNC_LOCK",
     "BILLING_LOCK",
     "DUNNING_LOCK",
     "ESCALATION_LOCK",
@@ -224,6 +254,8 @@ __all__ = [
     "Job",
     "JobFn",
     "access_expiry_job",
+    "access_reconcile_job",
+    "access_sync_job",
     "billing_job",
     "default_jobs",
     "dunning_job",

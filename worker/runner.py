@@ -40,6 +40,16 @@ class Worker:
         self.on_result = on_result
         self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
         self.failures: dict[str, int] = {j.name: 0 for j in self.jobs}
+        # Jobs asked to run now (a NOTIFY said there is work, worker/wake.py) and the event that cuts the wait short.
+        self._poked: set[str] = set()
+        self._poke_lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def poke(self, *names: str) -> None:
+        """Run these jobs as soon as the loop is free instead of at their next period (any thread)."""
+        with self._poke_lock:
+            self._poked.update(n for n in names if n in self.runs)
+        self._wake.set()
 
     def run_job(self, job: Job, now: datetime | None = None) -> bool:
         """Run one job in its own transaction if no other worker holds its lock; True if it ran."""
@@ -71,15 +81,19 @@ class Worker:
         next_due = {job.name: 0.0 for job in self.jobs}
         log.info("worker started: %s", ", ".join(f"{j.name}/{j.period_s:g}s" for j in self.jobs))
         while not stop.is_set():
+            self._wake.clear()
+            with self._poke_lock:
+                poked, self._poked = self._poked, set()
             for job in self.jobs:
                 if stop.is_set():
                     break
-                if time.monotonic() >= next_due[job.name]:
+                if job.name in poked or time.monotonic() >= next_due[job.name]:
                     self.run_job(job)
                     next_due[job.name] = time.monotonic() + job.period_s
             wait = min(next_due.values()) - time.monotonic()
-            if wait > 0:
-                stop.wait(wait)
+            if wait > 0 and not stop.is_set():
+                # A poke (or stop, which the caller's watcher turns into a poke) ends the wait early.
+                self._wake.wait(wait)
         log.info("worker stopped: runs %s, failures %s", self.runs, self.failures)
 
 
@@ -90,6 +104,7 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqt
     from storage.db import make_sessionmaker
     from worker.jobs import notifications_job
     from worker.outbox import MqttPublisher, OutboxDispatcher
+    from worker.wake import WakeListener, conninfo
 
     publisher = MqttPublisher.from_settings(settings).start() if mqtt else None
     try:
@@ -117,7 +132,17 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqt
             default_jobs(dispatcher, on_raised=on_raised, notifications=notify),
             on_result=(lambda name, ran: heartbeat.touch()) if heartbeat else None,
         )
-        worker.run(stop)
+        listener = WakeListener(conninfo(engine), worker.poke).start()
+
+        def wake_on_stop() -> None:
+            stop.wait()
+            worker.poke()
+
+        threading.Thread(target=wake_on_stop, name="worker-stop", daemon=True).start()
+        try:
+            worker.run(stop)
+        finally:
+            listener.stop()
         return worker
     finally:
         if publisher is not None:

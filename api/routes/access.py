@@ -46,6 +46,7 @@ def _allowed(action: Action) -> Any:
 Readers = Annotated[StaffUser, _allowed(Action.view_register)]
 SwipeReaders = Annotated[StaffUser, _allowed(Action.read_swipes)]
 Desk = Annotated[StaffUser, _allowed(Action.manage_cards)]
+SyncReaders = Annotated[StaffUser, _allowed(Action.view_sync)]
 UnitCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9-]{1,32}$")]
 UnitPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,32}$", description="unit code, e.g. 3-1-1201")]
 Uid = Annotated[
@@ -174,6 +175,23 @@ class SwipeOut(BaseModel):
     card_id: int | None = Field(description="the latest card of the estate with this UID; null: unknown card")
     holder_name: str | None
     unit_code: str | None
+
+
+class ControllerSyncOut(BaseModel):
+    controller_id: int
+    estate_code: str
+    code: str = Field(description="the door controller's device code")
+    name: str
+    doors: list[str]
+    desired_version: int = Field(description="the whitelist version the platform last sent")
+    applied_version: int = Field(description="the version the controller acknowledged applying")
+    pending: bool = Field(description="待同步: the controller does not hold the desired list yet")
+    pending_since: datetime | None = Field(description="behind since; null when synced")
+    applied_at: datetime | None
+    last_full_at: datetime | None = Field(description="when the last full snapshot was sent")
+    reported_version: int | None = Field(description="the version in the controller's own last report")
+    reported_at: datetime | None
+    reported_matches: bool | None = Field(description="its reported list is the desired one (null: not known)")
 
 
 class ReturnIn(Input):
@@ -362,3 +380,15 @@ def list_swipes(
         "limit": page.limit,
         "offset": page.offset,
     }
+
+
+@router.get("/controllers", response_model=list[ControllerSyncOut])
+def list_controllers(
+    session: SessionDep,
+    user: SyncReaders,
+    visible: VisibleEstates,
+    estate: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$", description="only this estate")] = None,
+) -> list[dict[str, Any]]:
+    """Each door controller's whitelist sync: desired and applied version, 待同步 (pending) since, its last report."""
+    estate_id = _estate_id(session, estate, visible) if estate is not None else None
+    return [r.__dict__ for r in queries.controller_sync(session, visible, estate_id=estate_id)]

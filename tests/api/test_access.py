@@ -92,6 +92,8 @@ STATEMENT_READERS = frozenset({A, M, S, B})  # billing.policy view_statements
 PERIOD_CLOSERS = frozenset({A, M, B})  # billing.policy close_period
 READING_RECORDERS = frozenset({A, M, B, E})  # billing.policy record_manual_reading: the clerk and the engineer
 READING_VIEWERS = frozenset({A, M, B, E, SU, S})  # billing.policy view_manual_readings
+# The controllers' sync state: the card desk, and engineers read-only (an unsynced controller is theirs to fix).
+SYNC_READERS = CARD_DESK | {E}
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -193,6 +195,7 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/billing/estates/{code}/periods/{quarter}/close"): PERIOD_CLOSERS,
     ("GET", "/api/billing/estates/{code}/manual-readings"): READING_VIEWERS,
     ("POST", "/api/billing/estates/{code}/manual-readings"): READING_RECORDERS,
+    ("GET", "/api/access/controllers"): SYNC_READERS,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 MANUAL_READING = ("POST", "/api/billing/estates/{code}/manual-readings")

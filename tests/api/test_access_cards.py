@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from access import policy as access_policy
 from accounts.const import Role
 from storage.models import AuditLog, Building, Estate, Unit
-from tests.api.test_access import CARD_DESK, CARD_READERS
+from tests.api.test_access import CARD_DESK, CARD_READERS, SYNC_READERS
 from tests.support.access_world import card_for, new_uid
 from tests.support.clock import SH
 from tests.support.world import World, bearer
@@ -43,6 +43,7 @@ def test_the_roles_spelled_out_are_the_policy() -> None:
     assert {r for r in Role if access_policy.may(r.value, A.manage_cards)} == CARD_DESK
     assert {r for r in Role if access_policy.may(r.value, A.view_uids)} == {Role.admin, Role.card_admin}
     assert {r for r in Role if access_policy.may(r.value, A.read_swipes)} == {Role.admin, Role.card_admin}
+    assert {r for r in Role if access_policy.may(r.value, A.view_sync)} == SYNC_READERS
 
 
 def test_issue_to_a_household_with_its_quota(client: TestClient, api_world: World) -> None:
@@ -202,3 +203,24 @@ def test_the_swipe_log_is_the_card_desks_and_every_read_is_audited(client: TestC
     assert total == (audits_before or 0) + 2
     assert {r.actor for r in reads} == {"card_admin-user"}
     assert reads[1].detail["filters"]["card"] == card["uid"].lower()
+
+
+def test_controllers_show_pending_sync_after_an_issue(client: TestClient, api_world: World) -> None:
+    """A card issued through the API queues its controllers' change: they show 待同步 (pending) until the ack."""
+    unit = _household(api_world)
+    issue(client, api_world, unit).raise_for_status()
+    r = client.get(
+        "/api/access/controllers", params={"estate": api_world.estate}, headers=bearer(api_world, Role.engineer)
+    )
+    assert r.status_code == 200
+    rows = r.json()
+    assert rows
+    assert {row["estate_code"] for row in rows} == {api_world.estate}
+    gate = next(row for row in rows if row["desired_version"] > 0)  # a controller of the card's doors
+    assert gate["pending"] is True
+    assert gate["desired_version"] > gate["applied_version"]
+    assert gate["pending_since"] is not None
+    other = client.get(
+        "/api/access/controllers", params={"estate": "no-such-estate"}, headers=bearer(api_world, Role.card_admin)
+    )
+    assert other.status_code == 404

@@ -1,8 +1,8 @@
 """The card desk in a real browser at 375 px (Debian's chromium, headless, driven by Playwright): the register,
 a household's quota and issue form, issuing a card, reporting it lost with a replacement, and the printable
-《智能卡发放登记表》; no page is wider than the phone. Screenshots go to the test's tmp directory.
-
-Controller sync ("pending → synced") is the next step of issue 12 and not shown here yet.
+《智能卡发放登记表》, and the card's controllers going from 待同步 (pending) to 已同步 (synced) once they acknowledge
+the change (the acks written as ingest writes them, the access_sync job run); no page is wider than the phone.
+Screenshots go to the test's tmp directory.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from access import sync
+from core import clock
+from storage.models import Estate, Outbox
 from tests.dashboards.conftest import DashWorld
 from tests.dashboards.support import AppServer
 from tests.dashboards.test_browser import (  # noqa: F401 - `browser` is a fixture
@@ -80,7 +85,22 @@ def test_the_card_desk_issues_and_reports_lost_at_375px(
     page.click("#lost-form button[type=submit]")
     expect(page.locator("#flash")).to_have_text("已挂失，该卡已从所有门禁移除")
     expect(page.locator("#card-uid")).to_have_text(replacement)  # the replacement's page
+    expect(page.locator("#card-controllers")).to_contain_text("待同步")  # the change is queued, not yet applied
     fits("replacement")
+
+    # The controllers acknowledge every queued command (as ingest records their acks); the sync job catches up.
+    with Session(dash_world.engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == dash_world.estate)).one()
+        s.execute(
+            update(Outbox)
+            .where(Outbox.device_id.in_(sync.controller_ids(s, estate_id)), Outbox.acked_at.is_(None))
+            .values(status="acknowledged", acked_at=clock.now())
+        )
+        sync.track(s, clock.now(), estate_id=estate_id)
+    page.reload()
+    expect(page.locator("#card-controllers")).to_contain_text("已同步")
+    expect(page.locator("#card-controllers")).not_to_contain_text("待同步")
+    fits("replacement-synced")
 
     with page.expect_popup() as popup:
         page.click("#print-form")

@@ -167,3 +167,47 @@ def test_a_staff_card_from_the_register(dash_client: TestClient, dash_world: Das
     assert (card.card_type, card.staff_role, card.unit_id) == ("staff", "engineer", None)
     bad = dash_client.post("/access/cards/staff", data={**form, "uid": new_uid(), "staff_role": "janitor"})
     assert bad.headers["location"].startswith("/access/cards?estate=")
+
+
+def test_controllers_sync_page_and_the_card_page_show_pending_then_synced(
+    dash_client: TestClient, dash_world: DashWorld
+) -> None:
+    from sqlalchemy import update
+
+    from access import sync
+    from core import clock
+    from storage.models import Outbox
+
+    card_id = card_for(dash_world.engine, dash_world.estate)  # queues its controllers' change: 待同步
+    login(dash_client, "steward-user")
+    assert dash_client.get("/access/controllers").status_code == 403
+    assert 'id="sync-link"' not in dash_client.get("/access/cards").text
+    card = dash_client.get(f"/access/cards/{card_id}")
+    assert 'id="card-controllers"' in card.text
+    assert "待同步" in card.text
+
+    login(dash_client, "engineer-user")  # read-only: the controllers page, in the navigation
+    page = dash_client.get(f"/access/controllers?estate={dash_world.estate}")
+    assert page.status_code == 200
+    assert '<a href="/access/controllers">门禁控制器同步</a>' in page.text
+    assert 'id="sync-table"' in page.text
+    assert "待同步" in page.text
+    assert dash_client.get(f"/access/controllers?estate={dash_world.other_estate}").status_code == 404
+
+    # Every command of the estate's controllers acknowledged: the sync job marks them synced.
+    with Session(dash_world.engine) as s, s.begin():
+        ids = sync.controller_ids(s, _card(dash_world, card_id).estate_id)
+        s.execute(
+            update(Outbox)
+            .where(Outbox.device_id.in_(ids), Outbox.acked_at.is_(None))
+            .values(status="acknowledged", acked_at=clock.now())
+        )
+        sync.track(s, clock.now(), estate_id=_card(dash_world, card_id).estate_id)
+    login(dash_client, "card_admin-user")
+    card = dash_client.get(f"/access/cards/{card_id}")
+    assert "已同步" in card.text
+    assert "待同步" not in card.text
+    assert 'id="sync-link"' in dash_client.get("/access/cards").text
+    dash_client.cookies.set("lang", "en")
+    assert "Synced" in dash_client.get(f"/access/controllers?estate={dash_world.estate}").text
+    dash_client.cookies.delete("lang")

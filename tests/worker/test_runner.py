@@ -105,6 +105,8 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "billing": True,
         "access_expiry": True,
         "access_retention": True,
+        "access_sync": True,
+        "access_reconcile": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
@@ -188,3 +190,62 @@ def test_worker_touches_its_heartbeat_file_after_jobs(db: Engine, tmp_path: Path
         stop.set()
         t.join(30)
     assert not t.is_alive()
+
+
+def test_a_poke_runs_a_job_before_its_period(db: Engine) -> None:
+    """A NOTIFY-driven poke (worker/wake.py) runs the job at once instead of at its next period."""
+    ran = threading.Event()
+    count = {"n": 0}
+
+    def job(session: Session, now: datetime) -> None:
+        count["n"] += 1
+        if count["n"] >= 2:
+            ran.set()
+
+    worker = Worker(make_sessionmaker(db), [Job("slow", 3600.0, LOCK_NAMESPACE | 0x7E, job)])
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = 50
+        while count["n"] < 1 and deadline:  # the first run at start
+            ran.wait(0.1)
+            deadline -= 1
+        worker.poke("slow")
+        assert ran.wait(5), "the poked job did not run"
+    finally:
+        stop.set()
+        worker.poke()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_the_wake_listener_pokes_the_outbox_job_on_notify(database_url: str) -> None:
+    from storage.notify import OUTBOX_CHANNEL
+    from worker.wake import WakeListener, conninfo
+
+    eng = create_engine(database_url)
+    poked: list[tuple[str, ...]] = []
+    got = threading.Event()
+
+    def poke(*names: str) -> None:
+        poked.append(names)
+        if names == ("outbox",) and len(poked) > 1:
+            got.set()
+
+    listener = WakeListener(conninfo(eng), poke).start()
+    try:
+        assert listener.listening.wait(10)
+        with eng.begin() as conn:
+            conn.execute(text("SELECT pg_notify(:c, '')"), {"c": OUTBOX_CHANNEL})
+        assert got.wait(5)
+    finally:
+        listener.stop()
+        eng.dispose()
+
+
+def test_every_default_job_has_its_own_lock() -> None:
+    """Two jobs sharing an advisory lock id would skip each other's runs silently."""
+    jobs = default_jobs(lambda s, n: None, notifications=lambda s, n: None)
+    locks = [j.lock_key for j in jobs]
+    assert len(locks) == len(set(locks)), sorted((j.lock_key, j.name) for j in jobs)
