@@ -120,7 +120,10 @@ class ManualReadingOut(Output):
     reader: str
     note: str
     in_sop_window: bool = Field(description="false: not read on the 25th–30th of a quarter's last month")
-    register: str | None = Field(description="the platform's register at read_at; null: no reading near it")
+    # Named apart from BaseModel's namespace (pydantic warns that "register" shadows it); "register" in JSON.
+    platform_register: str | None = Field(
+        alias="register", description="the platform's register at read_at; null: no reading near it"
+    )
     register_method: str | None = Field(description="interpolated | nearest")
     difference: str | None
     tolerance: str | None
