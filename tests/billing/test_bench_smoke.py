@@ -34,4 +34,7 @@ def test_bench_billing_runs_at_a_tiny_size(pg_server_url: str) -> None:
     assert run["charges"] == checks["charges"] > 0
     assert sum(w["meters"] for w in run["workers"]) == 20
     assert run["rerun"]["charges"] == 0  # a second run over a billed period charges nothing
+    # Then the quarter's statement run: one statement per household, every one written the first time.
+    assert run["statements"]["quarter"] == "2026Q3"
+    assert run["statements"]["statements"] == run["statements"]["written"] == 20
     assert 0 < run["peak_rss_children_mb"] < 500
