@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +31,7 @@ from alarms.access_evaluator import (
 )
 from alarms.access_pack import ensure_access_rules
 from core import clock
+from dashboards.alarms_view import alarm_list
 from ingest.messages import RawMessage
 from tests.ingest.conftest import Estate, Harness, make_harness, raw
 
@@ -347,3 +349,38 @@ def test_streak_alarms_out_of_order_end_in_the_models_state(
         assert any(
             r[1] <= (at(end) if end is not None else at(10**6)) and (r[2] is None or r[2] >= at(start)) for r in rows
         ), (start, end, rows)
+
+
+# --- the alarm list shows them by name -------------------------------------------------------------
+
+
+def test_alarm_list_names_the_rule_the_door_and_the_masked_card(
+    access: Harness, estate: Estate, engine: Engine
+) -> None:
+    uid = f"{uuid.uuid4().int % 2**32:08X}"
+    _card(engine, estate.code, uid, "lost")
+    msgs = [swipe(estate, at(i), False) for i in range(4)] + [swipe(estate, at(4), False, uid)]
+    assert access.commit([*msgs, door_event(estate, at(5), "forced_open"), door_event(estate, at(6), "held_open")])
+    (estate_id,) = estate.rows("SELECT id FROM estates WHERE code = :estate")[0]
+    with Session(engine) as s:
+        zh = alarm_list(s, {estate_id}, "zh", ZoneInfo("Asia/Shanghai"), estate=None, state="open", severity=None)
+        en = alarm_list(s, {estate_id}, "en", ZoneInfo("Asia/Shanghai"), estate=None, state="open", severity=None)
+    shown_zh = sorted((a["title"], a["metric"], a["severity"]) for a in zh["alarms"])
+    assert shown_zh == sorted(
+        [
+            ("门禁连续刷卡失败（疑似试卡）", f"门 {DOOR}", "alarm"),
+            ("门被强行打开", f"门 {DOOR}", "critical"),
+            ("门长时间未关", f"门 {DOOR}", "warning"),
+            ("挂失/注销卡被使用（安全事件）", f"卡 {uid[:4]}**** · 门 {DOOR}", "warning"),
+        ]
+    )
+    shown_en = sorted((a["title"], a["metric"]) for a in en["alarms"])
+    assert shown_en == sorted(
+        [
+            ("Repeated denied swipes at a door (possible card probing)", f"Door {DOOR}"),
+            ("Door forced open", f"Door {DOOR}"),
+            ("Door held open", f"Door {DOOR}"),
+            ("Lost or revoked card used (security event)", f"Card {uid[:4]}**** · Door {DOOR}"),
+        ]
+    )
+    assert not any("door:" in a["metric"] or "card:" in a["metric"] or uid in a["metric"] for a in zh["alarms"])

@@ -24,8 +24,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The alarms of these rules go with them (alarms.rule_id cascades or is removed first).
-    op.execute("DELETE FROM alarms WHERE rule_id IN (SELECT id FROM alarm_rules WHERE kind = 'access')")
+    # Their alarms go with them (alarms.rule_id cascades; a ticket keeps its history, its alarm_id set null).
     op.execute("DELETE FROM alarm_rules WHERE kind = 'access'")
     op.drop_constraint(op.f("ck_alarm_rules_kind"), "alarm_rules", type_="check")
     op.create_check_constraint(op.f("ck_alarm_rules_kind"), "alarm_rules", OLD_KINDS)
