@@ -5,9 +5,10 @@ are written. Like `alarms.meter_evaluator`, only the `access_events` rows this t
 (``xmin`` = our transaction id) count as new, so a redelivered batch raises and clears nothing.
 
 Per batch with new events, ONE query loads, for each door that has new events: the events from the
-earliest new one on, the `threshold` card swipes and the last door event of each kind just before it (enough to know
-the denied run and the door's state when the new events begin: the run count saturates at the
-threshold), and the door's existing alarm episodes of the access rules. Device time orders everything.
+earliest new one on, the `threshold` card swipes and the last door event of each kind just before it
+(enough to know the denied run and the door's state when the new events begin: the run count saturates
+at the threshold), and the door's existing alarm episodes of the access rules. Device time orders
+everything; arrival order never matters.
 
 * `access.denied_streak` (GB 50396: 5 or more consecutive denied swipes at one door; ``params.threshold``):
   an episode starts at the threshold-th denied swipe of a run and ends at the next granted swipe.
@@ -29,6 +30,7 @@ with reason `SPLIT` and covers nothing afterwards, so late denied swipes refilli
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +50,7 @@ LOST_CARD_RULE = "access.lost_card"
 DOOR_RULES = (STREAK_RULE, FORCED_RULE, HELD_RULE)
 # GB 50396-2007 §5.1: the system alarms after a set number of consecutive failed attempts; 5 is the usual default.
 DEFAULT_THRESHOLD = 5
+REFRESH_EVERY_S = 60.0  # rule rows are re-read this often (as alarms.meter_evaluator does)
 NO_CARD = ""  # ingest.decode.NO_CARD: a door event (alarms never import ingest)
 FORCED_OPEN, HELD_OPEN, CLOSED = "forced_open", "held_open", "closed"
 
@@ -151,7 +154,8 @@ class Stored:
 def reconcile(
     episodes: Sequence[Episode], stored: Sequence[Stored], first_new: datetime
 ) -> tuple[list[Episode], datetime | None, bool]:
-    """(episodes to record, when to clear the open alarm or None) for one (rule, door).
+    """(episodes to record, when to clear the open alarm or None, whether that clear is a `SPLIT`) for
+    one (rule, door).
 
     An episode is recorded when the walk saw it begin among the new events and no stored episode
     overlaps it. The open alarm is cleared at the end of the episode that covers it, or at its own
@@ -172,8 +176,7 @@ def reconcile(
             new.append(ep)
     going = bool(episodes) and episodes[-1].end is None
     split = open_ is not None and not covered and not going
-    if split:
-        assert open_ is not None
+    if split and open_ is not None:
         clear_at = open_.raised_at
     if open_ is not None and clear_at is None:
         new = [ep for ep in new if ep.end is not None]  # one open per (rule, door): the stored one stands
@@ -187,25 +190,29 @@ def reconcile(
 class AccessRule:
     id: int
     code: str
-    params: dict[str, Any]
+    severity: str
+    threshold: int
     enabled: bool
-
-    @property
-    def severity(self) -> str:
-        return str(self.params.get("severity", Severity.warning))
-
-    @property
-    def threshold(self) -> int:
-        return max(1, int(self.params.get("threshold", DEFAULT_THRESHOLD)))
 
 
 def load_access_rules(conn: Connection) -> dict[str, AccessRule]:
-    return {
-        code: AccessRule(rid, code, dict(params or {}), bool(enabled))
-        for rid, code, params, enabled in conn.execute(
-            text("SELECT id, code, params, enabled FROM alarm_rules WHERE kind = :k"), {"k": str(RuleKind.access)}
-        )
-    }
+    """The access rule rows by code; one whose params do not parse is logged and left out (a bad edit must
+    not stop ingestion: the batch hook runs inside the batch transaction)."""
+    out = {}
+    for rid, code, params, enabled in conn.execute(
+        text("SELECT id, code, params, enabled FROM alarm_rules WHERE kind = :k"), {"k": str(RuleKind.access)}
+    ):
+        params = params or {}
+        try:
+            severity = Severity(params.get("severity", Severity.warning))
+            threshold = int(params.get("threshold", DEFAULT_THRESHOLD))
+            if threshold < 1:
+                raise ValueError("threshold must be at least 1")
+        except (TypeError, ValueError) as exc:
+            log.error("access rule %s has bad params, skipped: %s", code, exc)
+            continue
+        out[code] = AccessRule(rid, code, str(severity), threshold, bool(enabled))
+    return out
 
 
 # --- the hook --------------------------------------------------------------------------------------
@@ -278,14 +285,25 @@ _LOST_SQL = text(
 class AccessEvaluator:
     """Pipeline hook: swipes and door events → access alarms (raise once per episode, clear when it ends)."""
 
-    def __init__(self, on_raised: OnRaised | None = None) -> None:
+    def __init__(self, on_raised: OnRaised | None = None, *, refresh_every_s: float = REFRESH_EVERY_S) -> None:
         self.on_raised = on_raised
+        self.refresh_every_s = refresh_every_s
+        self._rules: dict[str, AccessRule] = {}
+        self._loaded_at = float("-inf")
+
+    def rules(self, conn: Connection) -> dict[str, AccessRule]:
+        """The enabled access rules, cached: a batch with swipes then costs the one streak query (plus the
+        lost-card one); an operator's change (threshold, severity, enabled) applies within `refresh_every_s`."""
+        if time.monotonic() - self._loaded_at > self.refresh_every_s:
+            self._rules = {c: r for c, r in load_access_rules(conn).items() if r.enabled}
+            self._loaded_at = time.monotonic()
+        return self._rules
 
     def __call__(self, conn: Connection, decoded: SwipeColumns, result: object = None) -> list[int]:
         """Evaluate the batch's access events; returns the ids of alarms raised."""
         if not decoded.swipes:
             return []
-        rules = {c: r for c, r in load_access_rules(conn).items() if r.enabled}
+        rules = self.rules(conn)
         if not rules:
             return []
         keys: dict[str, list[Any]] = {

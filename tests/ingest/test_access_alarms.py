@@ -8,6 +8,7 @@ rows never count.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -384,3 +385,30 @@ def test_alarm_list_names_the_rule_the_door_and_the_masked_card(
         ]
     )
     assert not any("door:" in a["metric"] or "card:" in a["metric"] or uid in a["metric"] for a in zh["alarms"])
+
+
+def _set_params(engine: Engine, code: str, params: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE alarm_rules SET params = CAST(:p AS jsonb) WHERE code = :c"),
+            {"p": json.dumps(params), "c": code},
+        )
+
+
+def test_threshold_is_a_rule_param_and_bad_params_never_stop_ingest(
+    access: Harness, estate: Estate, engine: Engine
+) -> None:
+    try:
+        _set_params(engine, STREAK_RULE, {"severity": "alarm", "threshold": 3})
+        access.pipeline.hooks[-1] = AccessEvaluator()  # a fresh cache reads the edited row
+        assert access.commit([swipe(estate, at(i), False) for i in range(3)])
+        assert [r[:2] for r in alarms(estate, STREAK_RULE)] == [("active", at(2))]
+        _set_params(engine, STREAK_RULE, {"severity": "alarm", "threshold": "three"})
+        access.pipeline.hooks[-1] = AccessEvaluator()
+        assert access.commit([swipe(estate, at(10), True), door_event(estate, at(11), "forced_open")])
+        assert [r[0] for r in alarms(estate, STREAK_RULE)] == ["active"]  # the bad rule sat this batch out
+        assert [r[0] for r in alarms(estate, FORCED_RULE)] == ["active"]  # the others did not
+    finally:
+        with Session(engine) as s:
+            ensure_access_rules(s)  # the pack's params back, for every other test
+            s.commit()
