@@ -49,6 +49,7 @@ class RuleKind(StrEnum):
     meter = "meter"  # a meter anomaly of domain-defaults §3 (alarms/meter_evaluator.py, alarms/meter_jobs.py)
     round = "round"  # a missed inspection round (alarms/rounds.py)
     command = "command"  # a device command never acknowledged (alarms/commands.py, raised by worker/outbox.py)
+    access = "access"  # denied-swipe streak, forced / held-open door, lost card (alarms/access_evaluator.py)
 
 
 class Direction(StrEnum):

@@ -115,7 +115,7 @@ def build_rule(code: str, kind: str, params: Mapping[str, Any]) -> PointRule:
                 severity=Severity(params["severity"]),
                 **({"factor": float(params["factor"])} if "factor" in params else {}),
             )
-        case RuleKind.composite | RuleKind.meter | RuleKind.round | RuleKind.command:
+        case RuleKind.composite | RuleKind.meter | RuleKind.round | RuleKind.command | RuleKind.access:
             raise ValueError(f"{kind} rules are not evaluated per point reading")
 
 

@@ -55,7 +55,7 @@ def resolve_scope(session: Session, estate_code: str, room_code: str | None, dev
 
 
 def _validate(rule: AlarmRuleRow, params: dict[str, Any]) -> None:
-    if rule.kind in ("meter", "round", "composite", "command"):
+    if rule.kind in ("meter", "round", "composite", "command", "access"):
         return  # not point rules: their params are read by their own detectors
     try:
         build_rule(rule.code, rule.kind, params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,7 +57,7 @@ def alarm_list(
                 "room_code": r.room_code or "",
                 "room_id": rooms.get((r.estate_code, r.room_code or "")),
                 "unit_code": r.unit_code or "",
-                "metric": i18n.point_label(metric, "", lang) if metric else r.subject,
+                "metric": i18n.point_label(metric, "", lang) if metric else subject_label(r.subject, r.detail, lang),
                 "peak": fmt_value(r.peak),
                 "last": fmt_value(r.last_value),
                 "ticket_id": r.ticket_id,
@@ -67,3 +68,19 @@ def alarm_list(
             }
         )
     return {"alarms": items, "total": total, "shown": len(items), "now": i18n.format_time(clock.now(), tz, date=False)}
+
+
+def subject_label(subject: str, detail: Mapping[str, Any] | None, lang: Lang) -> str:
+    """An alarm without a point, named for people: the door or the (masked) card of an access alarm.
+
+    The access evaluator keeps the door and the masked UID in `detail`, so the page never shows the
+    ``door:<controller id>:<door>`` / ``card:<id>`` keys; other subjects are shown as they are.
+    """
+    detail = detail or {}
+    kind = subject.split(":", 1)[0]
+    if kind == "card" and detail.get("card"):
+        text = i18n.t("alarm_subject_card", lang, card=detail["card"])
+        return f"{text} · {i18n.t('alarm_subject_door', lang, door=detail['door'])}" if detail.get("door") else text
+    if kind == "door" and detail.get("door"):
+        return i18n.t("alarm_subject_door", lang, door=detail["door"])
+    return subject

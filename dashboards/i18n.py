@@ -991,3 +991,12 @@ STRINGS.update(
         "flash_manual_reading": ("抄表读数已登记", "Reading recorded"),
     }
 )
+
+
+# access alarms on the alarm list (dashboards/alarms_view.py subject_label)
+STRINGS.update(
+    {
+        "alarm_subject_door": ("门 {door}", "Door {door}"),
+        "alarm_subject_card": ("卡 {card}", "Card {card}"),
+    }
+)

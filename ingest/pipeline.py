@@ -319,6 +319,7 @@ def batch_hooks(settings: Settings) -> list[BatchHook]:
     """The hooks `run_ingest` runs inside each batch transaction, as the settings switch them on."""
     hooks: list[BatchHook] = []
     if settings.alarm_evaluation:
+        from alarms.access_evaluator import AccessEvaluator
         from alarms.evaluator import AlarmEvaluator
         from alarms.meter_evaluator import MeterAnomalyEvaluator
         from tickets.from_alarms import open_for_alarms
@@ -327,6 +328,7 @@ def batch_hooks(settings: Settings) -> list[BatchHook]:
         # commit together, so a crash can neither lose the alarm nor raise it twice.
         hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
         hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
+        hooks.append(AccessEvaluator(on_raised=open_for_alarms))  # swipes and door events (issue 12 §4)
     if settings.billing_charge_on_ingest:
         from billing.on_ingest import ChargeOnIngest
 

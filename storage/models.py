@@ -407,7 +407,7 @@ class AlarmRuleRow(Base):
     __tablename__ = "alarm_rules"
     __table_args__ = (
         CheckConstraint(
-            "kind in ('threshold','repeat','rate_of_change','stale','composite','meter','round','command')",
+            "kind in ('threshold','repeat','rate_of_change','stale','composite','meter','round','command','access')",
             name="kind",
         ),
     )
