@@ -190,9 +190,7 @@ class CardsBench:
             rows = s.scalars(
                 select(AccessControllerSync).where(AccessControllerSync.controller_id.in_(controller_ids))
             ).all()
-        synced = sum(
-            1 for r in rows if r.applied_version == r.desired_version > 0 and r.pending_since is None
-        )
+        synced = sum(1 for r in rows if r.applied_version == r.desired_version > 0 and r.pending_since is None)
         return synced, len(rows)
 
     def run(self) -> Figures:
@@ -259,7 +257,7 @@ class CardsBench:
 
         started = time.monotonic()
         while True:
-            synced, tracked = self._sync_state(factory, controller_ids)
+            synced, _ = self._sync_state(factory, controller_ids)
             if synced == len(controller_ids):
                 break
             if worker.poll() is not None:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from access import doors, service, sync
 from access.const import CardType
 from simulators.doors import Card
-from storage.models import AccessCard, Building, Unit
+from storage.models import AccessCard, AccessControllerSync, Building, Device, Unit
 
 ISSUER = "demo-card-desk"
 # A renovation pass ends with its permit (access/service.py); the sample estate's permits are not modelled.
@@ -44,7 +44,9 @@ def issue_fleet_cards(
     doors.sync_doors(session, estate_id)
     units = dict(
         session.execute(
-            select(Unit.code, Unit.id).join(Building, Building.id == Unit.building_id).where(Building.estate_id == estate_id)
+            select(Unit.code, Unit.id)
+            .join(Building, Building.id == Unit.building_id)
+            .where(Building.estate_id == estate_id)
         ).all()
     )
     known = {
@@ -91,3 +93,27 @@ def issue_fleet_cards(
 def report_lost(session: Session, card_id: int) -> None:
     """挂失 one card (no replacement): off every whitelist, its controllers' deltas queued in this transaction."""
     service.report_lost(session, card_id, actor=ISSUER)
+
+
+def lose_one(session: Session, issued: Sequence[IssuedCard]) -> IssuedCard | None:
+    """The demo's 挂失: the first of ``issued`` still live is reported lost (a rerun takes the next one)."""
+    for card in issued:
+        row = session.get(AccessCard, card.card_id)
+        if row is not None and row.status == "active":
+            report_lost(session, card.card_id)
+            return card
+    return None
+
+
+def controller_synced(session: Session, estate_id: int, controller: str) -> bool:
+    """The platform sees ``controller`` holding its desired list (applied = desired, nothing pending)."""
+    row = session.execute(
+        select(
+            AccessControllerSync.applied_version,
+            AccessControllerSync.desired_version,
+            AccessControllerSync.pending_since,
+        )
+        .join(Device, Device.id == AccessControllerSync.controller_id)
+        .where(Device.estate_id == estate_id, Device.code == controller)
+    ).first()
+    return row is not None and row.applied_version == row.desired_version and row.pending_since is None
