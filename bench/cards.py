@@ -96,12 +96,13 @@ class DenialWatch:
 
     def __init__(self, host: str, port: int, estate: str) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self._lock = threading.Lock()
         self.watched: dict[str, Probe] = {}
         self.subscribed = threading.Event()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-cards-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=f"bench-cards-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
         )
         self.client.on_connect = lambda c, *_a: c.subscribe(f"steward/{estate}/up/+/swipe", qos=1)
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
