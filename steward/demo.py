@@ -44,6 +44,8 @@ LOG_EVERY_S = 10.0
 # Hot-water charges and renewal notices follow the readings this often (the worker drafts notices only
 # every 15 min and runs no billing; in production the billing run is scheduled or started from the API).
 BILL_EVERY_S = 30.0
+# A minute in, one resident card is reported lost: the controllers page shows its controller pending → synced.
+LOSE_CARD_AFTER_S = 60.0
 
 
 class DemoRefused(StewardError):
@@ -103,6 +105,10 @@ LABELS = {
         "low": "余额偏低的住户 {unit}：热水龙头未关，余额 ¥{balance}，跌破 ¥50 后生成续费通知 → {url}",
         "billing_row": "热水续费通知（余额偏低的住户）",
         "notice": "续费通知 {number} 已生成：{unit} 余额 ¥{balance} → {url}",
+        "cards": "门禁卡：为样例小区住户新发卡 {issued} 张（有效 {total} 张），"
+        "{controllers} 台门禁控制器从空白名单开始同步 → {url}",
+        "lost": "挂失演示：卡 {uid}（{unit}）已挂失，门禁控制器 {controller} 待同步 → {url}",
+        "lost_synced": "门禁控制器 {controller} 已同步（{seconds} 秒）：卡 {uid} 已从白名单删除",
     },
     "en": {
         "title": "Steward demo · live ingest",
@@ -136,6 +142,10 @@ LABELS = {
         " notice is drafted → {url}",
         "billing_row": "Renewal notices (household running low)",
         "notice": "Renewal notice {number} drafted: {unit} balance ¥{balance} → {url}",
+        "cards": "Access cards: {issued} resident cards issued now ({total} live); {controllers} door controllers start"
+        " with empty whitelists and converge → {url}",
+        "lost": "Card {uid} ({unit}) reported lost: controller {controller} pending sync → {url}",
+        "lost_synced": "Controller {controller} synced in {seconds} s: card {uid} is off its whitelist",
     },
 }
 
@@ -334,6 +344,7 @@ def run_demo(
     from protocol.estate_file import load_estate_file
     from simulators import Fleet, RegisterStart, RunStats, run_simulation
     from steward.demo_billing import catch_up, low_household, seed_billing
+    from steward.demo_cards import controller_synced, issue_fleet_cards, lose_one
     from storage.db import database_url, make_engine, make_sessionmaker, transaction
     from storage.migrate import upgrade
     from worker.runner import run_worker
@@ -361,6 +372,9 @@ def run_demo(
             low = low_household(session, bill_seed.estate_id)
             last_report = last_report_at(session, summary.estate)
             stored = {code: RegisterStart(*regs) for code, regs in last_registers(session, summary.estate).items()}
+            # The residents' cards, issued on the platform: the live controllers start empty and converge.
+            residents = Fleet.from_file(estate_file, seed=seed, start=clock.now(), initial_cards=False).cards()
+            cards, cards_new = issue_fleet_cards(session, bill_seed.estate_id, residents, clock.now())
     console.print(
         f"[green]✓[/] 小区 estate [bold]{summary.estate}[/]: {summary.units} 户 units, {summary.devices} 台设备 devices"
     )
@@ -419,6 +433,7 @@ def run_demo(
             on_progress=on_progress,
             client_id="steward-demo-live",
             registers=live_registers,
+            initial_cards=False,  # the platform's cards reach them through the whitelist sync
         )
 
     def history(start: datetime) -> None:
@@ -490,6 +505,45 @@ def run_demo(
             stop.wait(BILL_EVERY_S)
 
     threads.append(threading.Thread(target=charge, name="billing", daemon=True))
+
+    def lose_card() -> None:
+        """A minute in, a resident reports a card lost: its controller goes pending, then synced."""
+        if stop.wait(LOSE_CARD_AFTER_S):
+            return
+        try:
+            with transaction(sessions) as session:
+                lost = lose_one(session, cards)
+        except Exception:  # the demo goes on without it
+            log.exception("demo: reporting a card lost failed")
+            return
+        if lost is None:
+            return
+        at = time.monotonic()
+        page = f"{api_base}access/controllers"
+        for line_lang in ("zh", "en"):
+            console.print(
+                "[bold yellow]➜[/] "
+                + LABELS[line_lang]["lost"].format(uid=lost.uid, unit=lost.unit, controller=lost.controller, url=page),
+                highlight=False,
+                soft_wrap=True,
+            )
+        while not stop.wait(0.2):
+            with sessions() as session:
+                if controller_synced(session, bill_seed.estate_id, lost.controller):
+                    break
+        else:
+            return
+        for line_lang in ("zh", "en"):
+            console.print(
+                "[bold green]✓[/] "
+                + LABELS[line_lang]["lost_synced"].format(
+                    controller=lost.controller, seconds=f"{time.monotonic() - at:.1f}", uid=lost.uid
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    threads.append(threading.Thread(target=lose_card, name="lose-card", daemon=True))
     api_port = dashboard_port(settings.data_dir)
     api_server = start_api(settings.model_copy(update={"database_url": url}), engine, api_port)
     urls = {
@@ -512,6 +566,16 @@ def run_demo(
         )
         if low is not None:
             console.print(_billing_line("low", line_lang, low, api_base), highlight=False, soft_wrap=True)
+        console.print(
+            LABELS[line_lang]["cards"].format(
+                issued=cards_new,
+                total=len(cards),
+                controllers=len(residents),
+                url=f"{api_base}access/controllers",
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"[bold green]➜ {labels['dashboard']}: http://127.0.0.1:{api_port}/[/]  ({DEMO_USER} / {DEMO_PASSWORD})"
     )

@@ -8,6 +8,8 @@ platform was down, so no new reset/replacement or stale alarm appears; the dashb
 Billing: run 1 names the household running low, drafts its renewal notice within the first minute, and
 the billing clerk sees it in the notice queue, the accounts with charges, and the dunning cases; run 2
 pays nothing twice and drafts that notice no second time.
+Access cards: run 1 issues the sample estate's resident cards, its controllers (empty at start) converge, and a
+minute in one card is reported lost and its controller goes pending → synced; run 2 issues none twice.
 Run 3 with ``--fresh`` starts from nothing.
 """
 
@@ -249,8 +251,14 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
         clerk_sees_billing(browser, base, notice[1], low[2])
         ticket = overheat_ticket(data, timeout=130)
         dispatch_and_accept(browser, base, ticket)
+        lost = run1.wait_for(r"Card ([0-9A-F]{8}) \((\S+)\) reported lost: controller (\S+) pending sync", 90)
+        run1.wait_for(rf"Controller {re.escape(lost[3])} synced in [\d.]+ s: card {lost[1]} is off its whitelist", 30)
         stored, received, first, alarms, tickets = run1.finish(120)
     out = run1.text()
+    issued = re.search(r"Access cards: (\d+) resident cards issued now \((\d+) live\)", out)
+    assert issued, out[-3000:]
+    assert int(issued[1]) == int(issued[2]) > 0
+    assert out.index("门禁卡") < out.index("Access cards")
     assert "demo / steward-demo" in out
     assert out.index("热水计费") < out.index("Hot-water billing")  # Chinese first, English too
     for member in DEMO_TEAM:  # the banner lists the team's logins
@@ -278,6 +286,8 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
         stored2, *_ = run2.finish(120)
     assert stored2 > 0
     assert "Continuing from the stored data" in run2.text()
+    # No card issued twice; the one reported lost in run 1 stays lost.
+    assert f"Access cards: 0 resident cards issued now ({int(issued[2]) - 1} live)" in run2.text()
     with database(data) as conn:
         new = reset_and_stale_alarms(conn) - after_run1
         assert not {a for a in new if not a[1].startswith(SILENT)}, new
