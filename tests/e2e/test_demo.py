@@ -240,7 +240,8 @@ def test_demo_runs_restarts_on_its_own_data_and_starts_fresh(tmp_path: Path, dat
     with demo(data, tmp_path / "run1.out", "--duration", "150", "--backfill-hours", "0.5") as run1:
         url = run1.wait_for(r"Dashboards: (http://127\.0\.0\.1:(\d+)/)")
         base, port = url[1], url[2]
-        with urllib.request.urlopen(base + "login", timeout=5) as resp:
+        # The demo is busy starting (backfill, cards, simulators): a first page within 30 s, not 5.
+        with urllib.request.urlopen(base + "login", timeout=30) as resp:
             assert resp.status == 200
             assert "password" in resp.read().decode()
         low = run1.wait_for(r"Low balance: household (\S+) .*→ (http://\S+)")
