@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -100,12 +100,14 @@ class ChargeOnIngest:
         """Charge each billable meter of the batch up to its newest reading; returns what each got."""
         if not decoded.meters:
             return []
-        self._refresh(conn, {m[1] for m in decoded.meters})
-        newest: dict[int, datetime] = {}
-        for m in decoded.meters:
-            ts, device_id = m[0], m[1]
-            if device_id in self._billable and (device_id not in newest or ts > newest[device_id]):
-                newest[device_id] = ts
+        return self.charge(conn, newest_readings(decoded))
+
+    def charge(self, conn: Connection, readings: Mapping[int, datetime]) -> list[MeterResult]:
+        """Charge the billable meters among ``readings`` (device → its newest reading's time) up to there."""
+        if not readings:
+            return []
+        self._refresh(conn, readings.keys())
+        newest = {d: ts for d, ts in readings.items() if d in self._billable}
         if not newest:
             return []
         if self.span > timedelta(0):
@@ -134,6 +136,11 @@ class ChargeOnIngest:
         t.skipped += sum(r.skipped for r in out)
         return out
 
+    def forget(self, device_ids: Iterable[int]) -> None:
+        """Drop the cached cursor times of ``device_ids`` (their charge was rolled back): asked again next time."""
+        for d in device_ids:
+            self._charged_to.pop(d, None)
+
     def _due(self, conn: Connection, newest: dict[int, datetime]) -> dict[int, datetime]:
         """The meters whose newest reading is at least `span` past their cursor (or that have none)."""
         unknown = [d for d in newest if d not in self._charged_to]
@@ -151,4 +158,14 @@ class ChargeOnIngest:
         return due
 
 
-__all__ = ["REFRESH_EVERY_S", "ChargeOnIngest", "MeterBatch", "Totals"]
+def newest_readings(decoded: MeterBatch) -> dict[int, datetime]:
+    """Each meter of the batch → the device time of its newest reading there."""
+    newest: dict[int, datetime] = {}
+    for m in decoded.meters:
+        ts, device_id = m[0], m[1]
+        if device_id not in newest or ts > newest[device_id]:
+            newest[device_id] = ts
+    return newest
+
+
+__all__ = ["REFRESH_EVERY_S", "ChargeOnIngest", "MeterBatch", "Totals", "newest_readings"]

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # Hot-water meters charged inside each ingest batch (billing.on_ingest): a household's balance moves
     # as its readings land. Off, only the periodic billing run (worker) charges.
     billing_charge_on_ingest: bool = True
+    # Where: "behind" (default), on a thread of ingest's own right after each batch commits
+    # (billing/charge_behind.py: ingest's writer is not held up; nothing is charged twice or lost);
+    # "in_batch", inside the batch transaction (a reading and its charge commit together, at about
+    # half the writer's throughput on a stream of meter readings: bench/README.md).
+    billing_charge_mode: Literal["behind", "in_batch"] = "behind"
     # ... once a meter's uncharged readings span this long (seconds of device time): one charge per hour
     # of a meter's use rather than one per reading; 0 charges every reading. The billing run does the rest.
     billing_charge_span_s: int = Field(default=3600, ge=0)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, text
@@ -28,6 +29,10 @@ from ingest.seq import SeqTracker
 from ingest.writer import WriteResult, write_batch
 from storage.timescale import has_timescale
 
+if TYPE_CHECKING:
+    from billing.charge_behind import ChargerBehindIngest
+    from billing.on_ingest import ChargeOnIngest
+
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -38,6 +43,8 @@ STATUS_IDLE_EVERY_S = 5.0
 
 # Called inside the batch transaction after the rows are written (alarms, billing hook in here).
 BatchHook = Callable[..., object]  # return value ignored
+# Called after the batch transaction committed, before its ack (the charger behind ingest): must not block.
+CommittedHook = Callable[[DecodedBatch, WriteResult], object]
 
 
 class Pipeline:
@@ -66,6 +73,7 @@ class Pipeline:
         )
         self.keep_rollup = True
         self.hooks: list[BatchHook] = []
+        self.after_commit: list[CommittedHook] = []
         self.instance = settings.mqtt_client_id
         self._status_written = 0.0
         self._expect_duplicates = True  # until a batch without any
@@ -248,6 +256,8 @@ class Pipeline:
                 raise
             result = self._transaction(decoded, gaps, last_seq, expect_duplicates=True)
         self.seq.commit(last_seq)
+        for committed in self.after_commit:
+            committed(decoded, result)
         # Redeliveries come in runs (after a reconnect or a crash): while they last, dedupe directly.
         self._expect_duplicates = result.duplicates > 0
         c = self.health.counters
@@ -329,15 +339,30 @@ def batch_hooks(settings: Settings) -> list[BatchHook]:
         hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
         hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
         hooks.append(AccessEvaluator(on_raised=open_for_alarms))  # swipes and door events (issue 12 §4)
-    if settings.billing_charge_on_ingest:
-        from billing.on_ingest import ChargeOnIngest
-
-        # Household hot-water meters are charged in the batch transaction too: a redelivered batch
-        # finds the cursor moved and charges nothing twice (billing/on_ingest.py).
-        # A meter is charged once its uncharged readings span billing_charge_span_s, its intervals
-        # merged into as few charges as the tariff and the month allow: same amounts, fewer ledger rows.
-        hooks.append(ChargeOnIngest(span=timedelta(seconds=settings.billing_charge_span_s), merge=True))
+    if settings.billing_charge_on_ingest and settings.billing_charge_mode == "in_batch":
+        # Household hot-water meters charged in the batch transaction: a redelivered batch finds the
+        # cursor moved and charges nothing twice (billing/on_ingest.py).
+        hooks.append(charge_hook(settings))
     return hooks
+
+
+def charge_hook(settings: Settings) -> ChargeOnIngest:
+    """The product's charging logic: a meter is charged once its uncharged readings span
+    billing_charge_span_s, its intervals merged into as few charges as the tariff and the month allow
+    (same amounts, fewer ledger rows)."""
+    from billing.on_ingest import ChargeOnIngest
+
+    return ChargeOnIngest(span=timedelta(seconds=settings.billing_charge_span_s), merge=True)
+
+
+def charger_behind(settings: Settings, engine: Engine) -> ChargerBehindIngest | None:
+    """The charger that follows ingest's commits (billing/charge_behind.py), when charging is on and
+    not done inside the batch transaction; the caller starts it and stops it."""
+    if not settings.billing_charge_on_ingest or settings.billing_charge_mode != "behind":
+        return None
+    from billing.charge_behind import ChargerBehindIngest
+
+    return ChargerBehindIngest(engine, charge_hook(settings))
 
 
 def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health: Health | None = None) -> Health:
@@ -352,6 +377,10 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
         settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed
     )
     pipeline.hooks.extend(batch_hooks(settings))
+    charger = charger_behind(settings, engine)
+    if charger is not None:
+        pipeline.after_commit.append(charger.submit)
+        charger.start()
     try:
         if not pipeline.prepare(stop):
             return health
@@ -359,10 +388,12 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
         pipeline.run(source.queue, stop)
     finally:
         source.stop()
+        if charger is not None:
+            charger.stop()
         if server is not None:
             server.shutdown()
         log.info("ingest stopped: %s", health.snapshot()["counters"])
     return health
 
 
-__all__ = ["Pipeline", "batch_hooks", "run_ingest"]
+__all__ = ["Pipeline", "batch_hooks", "charge_hook", "charger_behind", "run_ingest"]

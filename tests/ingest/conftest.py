@@ -170,12 +170,16 @@ class Harness:
     ack: FakeAck
     health: Health
     stop: threading.Event
+    # Called after each commit and ack (e.g. waiting for the charger behind ingest to catch up).
+    settle: Callable[[], None] | None = None
 
     def commit(self, messages: Sequence[RawMessage]) -> bool:
         """What Pipeline.run does with one collected batch: commit (with retry), then ack."""
         ok = self.pipeline._commit_with_retry(list(messages), self.stop)
         if ok:
             self.pipeline.ack(list(messages))
+            if self.settle is not None:
+                self.settle()
         return ok
 
 

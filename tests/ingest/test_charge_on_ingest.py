@@ -13,16 +13,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import queries
+from billing.charge_behind import ChargerBehindIngest
 from billing.const import CHARGE_LOCK_SPACE
 from billing.on_ingest import ChargeOnIngest
 from billing.tasks import billing_run
 from core import clock
 from core.settings import Environment, Settings
 from ingest.messages import RawMessage
-from ingest.pipeline import batch_hooks
+from ingest.pipeline import batch_hooks, charge_hook, charger_behind
 from protocol.topics import uplink
 from storage.models import Estate
 from tests.billing.factory import flat_tariff, make_estate
@@ -96,12 +98,37 @@ def hook() -> ChargeOnIngest:
     return ChargeOnIngest()
 
 
+def attach(engine: Engine, h: Harness, hook: ChargeOnIngest, mode: str) -> ChargerBehindIngest | None:
+    """Wire ``hook`` into the harness as ingest does in ``mode``: inside the batch transaction, or behind
+    it (billing/charge_behind.py), each commit then waiting for the charger's round."""
+    if mode == "in_batch":
+        h.pipeline.hooks.append(hook)
+        return None
+    charger = ChargerBehindIngest(engine, hook)
+    h.pipeline.after_commit.append(charger.submit)
+    charger.start()
+
+    def settle() -> None:
+        assert charger.wait_idle(30), "the charger did not catch up"
+
+    h.settle = settle
+    return charger
+
+
+@pytest.fixture(params=["in_batch", "behind"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Every behaviour below holds in both places ingest can charge (settings.billing_charge_mode)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def harness(engine: Engine, billed: Billed, hook: ChargeOnIngest) -> Iterator[Harness]:
+def harness(engine: Engine, billed: Billed, hook: ChargeOnIngest, mode: str) -> Iterator[Harness]:
     h = make_harness(engine)
-    h.pipeline.hooks.append(hook)
+    charger = attach(engine, h, hook, mode)
     yield h
     h.stop.set()
+    if charger is not None:
+        charger.stop()
 
 
 def hours(n: float) -> timedelta:
@@ -226,13 +253,20 @@ def test_meters_without_a_household_are_not_charged(engine: Engine, billed: Bill
 
 def test_the_switch(engine: Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
-    on = batch_hooks(Settings(env=Environment.testing, database_url=url, alarm_evaluation=False))
-    off = batch_hooks(
-        Settings(env=Environment.testing, database_url=url, alarm_evaluation=False, billing_charge_on_ingest=False)
-    )
-    assert [type(h) for h in on] == [ChargeOnIngest]
-    assert off == []
-    assert Settings(env=Environment.testing, database_url=url).billing_charge_on_ingest is True  # on by default
+
+    def settings(**kw: Any) -> Settings:
+        return Settings(env=Environment.testing, database_url=url, alarm_evaluation=False, **kw)
+
+    # By default ingest charges behind its commits: no hook in the batch transaction, a charger after it.
+    assert batch_hooks(settings()) == []
+    assert isinstance(charger_behind(settings(), engine), ChargerBehindIngest)
+    # In the batch transaction on request.
+    assert [type(h) for h in batch_hooks(settings(billing_charge_mode="in_batch"))] == [ChargeOnIngest]
+    assert charger_behind(settings(billing_charge_mode="in_batch"), engine) is None
+    # Off: neither.
+    assert batch_hooks(settings(billing_charge_on_ingest=False)) == []
+    assert charger_behind(settings(billing_charge_on_ingest=False), engine) is None
+    assert settings().billing_charge_on_ingest is True  # on by default
 
 
 def test_a_reset_is_held_through_ingest_and_the_rest_charged(harness: Harness, billed: Billed) -> None:
@@ -265,16 +299,17 @@ def minutes(n: int) -> timedelta:
     return timedelta(minutes=n)
 
 
-def test_the_product_hook_charges_an_hour_at_a_time_with_the_same_money(engine: Engine, billed: Billed) -> None:
+def test_the_product_hook_charges_an_hour_at_a_time_with_the_same_money(
+    engine: Engine, billed: Billed, mode: str
+) -> None:
     """The hook as ingest builds it (a one-hour span, merged intervals): meter 0's quarter-hourly readings
     become one charge per hour or more; meter 1, the same readings charged one by one (span 0, no merge),
     pays exactly the same. Nothing is left uncharged once a reading an hour past the cursor lands."""
     url = engine.url.render_as_string(hide_password=False)
-    [product] = batch_hooks(Settings(env=Environment.testing, database_url=url, alarm_evaluation=False))
-    assert isinstance(product, ChargeOnIngest)
+    product = charge_hook(Settings(env=Environment.testing, database_url=url, alarm_evaluation=False))
     assert (product.span, product.merge) == (hours(1), True)
     h0, h1 = make_harness(engine), make_harness(engine)
-    h0.pipeline.hooks.append(product)
+    charger = attach(engine, h0, product, mode)
     h1.pipeline.hooks.append(ChargeOnIngest())
     regs = ["10.000", "10.040", "10.040", "10.100", "10.350", "10.351", "10.500", "10.725", "10.900", "11.000"]
     stamps = [T0 + minutes(15 * k) for k in range(len(regs))]  # T0 … T0 + 2 h 15
@@ -297,3 +332,64 @@ def test_the_product_hook_charges_an_hour_at_a_time_with_the_same_money(engine: 
     billed.consistent()
     h0.stop.set()
     h1.stop.set()
+    if charger is not None:
+        charger.stop()
+
+
+class FailingOnce(ChargeOnIngest):
+    """The charging logic, whose first round dies on the database (as in an outage mid-round)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def charge(self, conn: Any, readings: Any) -> Any:
+        out = super().charge(conn, readings)  # the charges are written … then the connection fails
+        if not self.failed:
+            self.failed = True
+            raise OperationalError("UPDATE billing_cursors", {}, Exception("server closed the connection"))
+        return out
+
+
+def test_behind_a_failed_round_is_rolled_back_and_retried(engine: Engine, billed: Billed) -> None:
+    """A round that fails leaves nothing behind and its meters pending: the retry charges them once."""
+    h, hook = make_harness(engine), FailingOnce()
+    charger = attach(engine, h, hook, "behind")
+    try:
+        assert h.commit([billed.msg(0, T0, "1.000")])  # baseline
+        assert h.commit([billed.msg(0, T0 + hours(1), "3.000")])
+        assert hook.failed
+        assert charger.failures == 1
+        assert billed.charges(0) == [(T0, T0 + hours(1), Decimal("2.000000"), 2 * PRICE)]
+        assert billed.balance(0) == -2 * PRICE
+        billed.consistent()
+    finally:
+        charger.stop()
+
+
+def test_behind_readings_committed_but_not_yet_charged_at_a_crash_are_charged_after(
+    engine: Engine, billed: Billed
+) -> None:
+    """Ingest dies between a batch's commit and its charge: the readings are stored and the cursor has not
+    moved. The next ingest process charges them with the meter's next reading; nothing is charged twice."""
+    h1 = make_harness(engine)
+    dead = ChargerBehindIngest(
+        engine,
+        charge_hook(Settings(env=Environment.testing, database_url=engine.url.render_as_string(hide_password=False))),
+    )
+    h1.pipeline.after_commit.append(dead.submit)  # never started: the process dies before its round
+    assert h1.commit([billed.msg(0, T0, "10.000"), billed.msg(0, T0 + hours(1), "12.000")])
+    assert dead.pending == 1
+    assert billed.charges(0) == []
+    h2 = make_harness(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    charger = attach(engine, h2, charge_hook(Settings(env=Environment.testing, database_url=url)), "behind")
+    try:
+        # The broker redelivers the unacked batch to the new process, then the next reading comes.
+        assert h2.commit([billed.msg(0, T0, "10.000"), billed.msg(0, T0 + hours(1), "12.000")])
+        assert h2.commit([billed.msg(0, T0 + hours(2), "13.000")])
+        assert sum(c[2] for c in billed.charges(0)) == Decimal("3")
+        assert billed.balance(0) == -3 * PRICE
+        billed.consistent()
+    finally:
+        charger.stop()
