@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # Touched after every job attempt of `steward run worker`, so a container health check can see the loop
     # turning (the worker serves no HTTP). None = not written.
     worker_heartbeat_file: Path | None = None
+    # Prometheus text at /metrics: when each job last succeeded, its period, runs and failures (the
+    # "worker jobs late" alert in deploy/prometheus/steward-rules.yml). 0 = not served.
+    worker_metrics_port: int = Field(default=0, description="0 = no worker /metrics endpoint")
+    # Address the ingest /health + /metrics and worker /metrics servers bind. Loopback by default; in a
+    # container Prometheus scrapes from another one, so compose sets 0.0.0.0 (the ports stay unpublished).
+    metrics_host: str = "127.0.0.1"
     # Alarm rules (point thresholds, meter anomalies) evaluated inside each ingest batch, so a reading,
     # the alarm it raises and the ticket it opens commit together. Switch off only to run an ingest
     # process that stores readings and nothing else (see bench/README.md for its cost).

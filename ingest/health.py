@@ -66,8 +66,8 @@ class Health:
         return "\n".join(lines) + "\n"
 
 
-def serve_health(health: Health, port: int) -> ThreadingHTTPServer:
-    """Start a tiny HTTP server on 127.0.0.1:port in a daemon thread (port 0 picks a free one)."""
+def serve_health(health: Health, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Start a tiny HTTP server on host:port in a daemon thread (port 0 picks a free one)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -87,6 +87,6 @@ def serve_health(health: Health, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="ingest-health", daemon=True).start()
     return server

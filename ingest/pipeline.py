@@ -371,7 +371,8 @@ def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health
     from ingest.source import MqttSource
 
     health = health or Health()
-    server = serve_health(health, settings.ingest_health_port) if settings.ingest_health_port else None
+    port = settings.ingest_health_port
+    server = serve_health(health, port, settings.metrics_host) if port else None
     source = MqttSource(settings, health)
     pipeline = Pipeline(
         settings, engine, health, source.ack, resync=source.resync, resync_needed=lambda: source.resync_needed

@@ -34,12 +34,18 @@ class Worker:
         jobs: Sequence[Job],
         *,
         on_result: OnResult | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.factory = factory
         self.jobs = list(jobs)
         self.on_result = on_result
         self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
         self.failures: dict[str, int] = {j.name: 0 for j in self.jobs}
+        # Unix time of each job's last successful run in this process (worker/metrics.py). Until the first
+        # one it is the start: a job that never succeeds turns late one threshold after the start, not never.
+        self.wall = wall
+        self.started_at = wall()
+        self.last_success: dict[str, float] = {j.name: self.started_at for j in self.jobs}
         # Jobs asked to run now (a NOTIFY said there is work, worker/wake.py) and the event that cuts the wait short.
         self._poked: set[str] = set()
         self._poke_lock = threading.Lock()
@@ -68,6 +74,7 @@ class Worker:
         else:
             if ran:
                 self.runs[job.name] += 1
+                self.last_success[job.name] = self.wall()
         if self.on_result is not None:
             self.on_result(job.name, ran)
         return ran
@@ -103,6 +110,7 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqt
     from notifications.channels import channels_from_settings
     from storage.db import make_sessionmaker
     from worker.jobs import notifications_job
+    from worker.metrics import serve_metrics
     from worker.outbox import MqttPublisher, OutboxDispatcher
     from worker.wake import WakeListener, conninfo
 
@@ -133,6 +141,8 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqt
             on_result=(lambda name, ran: heartbeat.touch()) if heartbeat else None,
         )
         listener = WakeListener(conninfo(engine), worker.poke).start()
+        port = settings.worker_metrics_port
+        metrics = serve_metrics(worker, port, settings.metrics_host) if port else None
 
         def wake_on_stop() -> None:
             stop.wait()
@@ -143,6 +153,8 @@ def run_worker(settings: Settings, engine: Engine, stop: threading.Event, *, mqt
             worker.run(stop)
         finally:
             listener.stop()
+            if metrics is not None:
+                metrics.shutdown()
         return worker
     finally:
         if publisher is not None:
