@@ -10,7 +10,7 @@ Messages are "English / 中文".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -550,7 +550,11 @@ def extend_patrol(
         at,
         t.status,
         t.status,
-        {"from": old.isoformat() if old else None, "to": due_at.isoformat(), "reason": reason.strip()},
+        {
+            "from": old.astimezone(UTC).isoformat() if old else None,
+            "to": due_at.astimezone(UTC).isoformat(),
+            "reason": reason.strip(),
+        },
     )
     session.flush()
     return t
