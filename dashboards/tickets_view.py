@@ -28,8 +28,10 @@ from tickets.const import (
     CALLBACK_CHANNEL_LABELS,
     CATEGORY_LABELS,
     CLOCK_LABELS,
+    ESCALATION_ROLE_LABELS,
     ESCALATION_ROLES,
     PRIORITY_LABELS,
+    PRIORITY_RANK,
     SOURCE_LABELS,
     STATUS_LABELS,
     Clock,
@@ -46,7 +48,8 @@ CLOSED_SHOWN = 30
 # A clock turns amber when less than this share of its window remains, or less than WARN_FLOOR.
 WARN_SHARE = 0.25
 WARN_FLOOR_S = 300
-PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2, "minor": 3}
+# Most urgent first; 小修 (due the same day) before 一般 (2 days): tickets.const.PRIORITY_RANK.
+PRIORITY_ORDER = {p: -rank for p, rank in PRIORITY_RANK.items()}
 
 
 def masked_for(role: Role) -> bool:
@@ -119,11 +122,12 @@ def next_clock(
     return clock_view(t, c, due, now, lang, tz, restarted_at)
 
 
-def escalation_text(level: int, lang: Lang) -> str:
-    role = ESCALATION_ROLES.get(level)
+def escalation_text(level: int, lang: Lang, source: str | None = None, clock_kind: str | None = None) -> str:
+    """Who the ticket has escalated to, on its own route (a complaint's level 1 is 客服主管, not 工程主管)."""
+    role = sla.route_levels(sla.escalation_route(source or "", clock_kind)).get(level) or ESCALATION_ROLES.get(level)
     if not role:
         return ""
-    return i18n.t("escalated_to", lang, who=i18n.role_label(role, lang))
+    return i18n.t("escalated_to", lang, who=label(ESCALATION_ROLE_LABELS, role, lang))
 
 
 # --- tickets -----------------------------------------------------------------------------------------------
@@ -165,7 +169,7 @@ def card(
         "device": i18n.device_title(device_name or "", "", device_code or "", lang) if device_code else "",
         "assignee": (a_name or a_user) if a_user else "",
         "clock": c,
-        "escalation": escalation_text(t.escalation_level, lang) if c is not None else "",
+        "escalation": escalation_text(t.escalation_level, lang, t.source, t.clock_kind) if c is not None else "",
         "escalation_level": t.escalation_level,
         "continuous": t.priority == "urgent" and t.status != S.closed,
         "received": i18n.format_time(t.received_at, tz, seconds=False),
@@ -226,7 +230,10 @@ def _event_detail(action: str, d: Mapping[str, Any], names: Mapping[str, str], l
         parts.append(label(CALLBACK_CHANNEL_LABELS, str(d.get("channel")), lang))
         parts.append(t("satisfaction_n", lang, n=d.get("satisfaction")))
     if action == "escalated":
-        parts.append(escalation_text(int(d.get("level") or 0), lang))
+        if d.get("notify_role"):  # the event names who was told (on the ticket's route at the time)
+            parts.append(t("escalated_to", lang, who=label(ESCALATION_ROLE_LABELS, str(d["notify_role"]), lang)))
+        else:
+            parts.append(escalation_text(int(d.get("level") or 0), lang))
         if d.get("clock"):
             parts.append(label(CLOCK_LABELS, str(d["clock"]), lang))
     if action in ("opened", "alarm_attached", "priority_raised") and d.get("severity"):

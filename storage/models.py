@@ -530,6 +530,11 @@ class Ticket(Base):
             name="callback_channel",
         ),
         CheckConstraint("satisfaction is null or satisfaction between 1 and 5", name="satisfaction"),
+        CheckConstraint(
+            "clock_kind is null or clock_kind in "
+            "('critical','alarm','warning','meter_vacant','meter_vacant_manual','meter')",
+            name="clock_kind",
+        ),
         Index(
             "uq_tickets_open_source_key",
             "source_key",
@@ -587,6 +592,9 @@ class Ticket(Base):
     reopened_count: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    # The row of §4's platform table a ticket the platform opened takes its clocks and escalation route from
+    # (tickets.const.ClockKind); null for resident reports, complaints, staff-logged tickets and patrol findings.
+    clock_kind: Mapped[str | None] = mapped_column(String(24))
 
 
 class TicketEvent(Base):

@@ -25,6 +25,26 @@ class Priority(StrEnum):
     minor = "minor"  # 小修: same day
 
 
+# How urgent a priority is, for raising a ticket and ordering a board: 小修 is due the same day, 一般 within
+# 2 days, so minor ranks above normal (its deadline is the tighter one), below 较急 and 紧急.
+PRIORITY_RANK: dict[str, int] = {"normal": 0, "minor": 1, "high": 2, "urgent": 3}
+
+
+class ClockKind(StrEnum):
+    """Which row of §4's platform table a ticket the platform opened by itself takes its clocks from.
+
+    Resident reports, complaints, staff-logged tickets and patrol findings have none (None): they take
+    the resident table's clocks by priority and source.
+    """
+
+    critical = "critical"  # water ingress, smoke, fire-pump fault, transformer trip level: 20 min, continuous work
+    alarm = "alarm"  # alarm level (winding 155 °C, pressure low): on site within the shift (2 h), done same day
+    warning = "warning"  # warning level, stale sensor, missed round, power factor: next round (24 h), 2 days
+    meter_vacant = "meter_vacant"  # water in a vacant unit, valve closed remotely: same day, same day
+    meter_vacant_manual = "meter_vacant_manual"  # … no remote valve: on site within 2 h, done same day
+    meter = "meter"  # reverse, stuck, reset/replacement, night leak, building balance: done within 2 days
+
+
 class Category(StrEnum):
     electrical = "electrical"
     water = "water"
@@ -109,6 +129,15 @@ CALLBACK_CHANNEL_LABELS = {
     CallbackChannel.wechat: ("微信", "WeChat"),
 }
 
+CLOCK_KIND_LABELS = {
+    ClockKind.critical: ("紧急报警", "Critical alarm"),
+    ClockKind.alarm: ("报警", "Alarm"),
+    ClockKind.warning: ("预警", "Warning"),
+    ClockKind.meter_vacant: ("空置房用水（已远程关阀）", "Vacant-unit water (valve closed remotely)"),
+    ClockKind.meter_vacant_manual: ("空置房用水（无远程阀）", "Vacant-unit water (no remote valve)"),
+    ClockKind.meter: ("表计异常", "Meter anomaly"),
+}
+
 CLOCK_LABELS = {
     Clock.on_site: ("到场时限", "On site"),
     Clock.resolve: ("完工时限", "Resolve"),
@@ -148,7 +177,35 @@ NUMBER_PREFIX = "GD"
 # Escalation levels (tickets.escalation): who hears of a breached clock.
 ESCALATION_ROLES = {1: "supervisor", 2: "manager"}  # 工程主管, 项目经理
 # Who an escalation notifies, as the notice names them (accounts/const.py has every role; tickets may not import it).
+# "cs_supervisor" (客服主管) is a notice target, not yet a staff role: the WeCom group and the log name it, and
+# no account receives its e-mail until accounts grows the role.
 ESCALATION_ROLE_LABELS = {
     "supervisor": ("工程主管", "Engineering supervisor"),
     "manager": ("项目经理", "Project manager"),
+    "cs_supervisor": ("客服主管", "Customer-service supervisor"),
+    "service_manager": ("服务中心经理", "Service-centre manager"),
+}
+
+
+class EscalationRoute(StrEnum):
+    """Who a breached clock goes to, level by level (§4's escalation routes)."""
+
+    engineering = "engineering"  # resident repairs, critical alarms: 工程主管 at breach → 项目经理 + step
+    engineering_supervisor = "engineering_supervisor"  # alarm / warning / meter anomaly: 工程主管 only
+    customer_service = "customer_service"  # complaints: 客服主管 at breach → 服务中心经理 + step
+
+
+# level → the role notified. The service-centre manager is the estate's 项目经理 account ("manager", whose
+# e-mail it gets); the notice names them 服务中心经理 as §4 does.
+ESCALATION_ROUTES: dict[EscalationRoute, dict[int, str]] = {
+    EscalationRoute.engineering: {1: "supervisor", 2: "manager"},
+    EscalationRoute.engineering_supervisor: {1: "supervisor"},
+    EscalationRoute.customer_service: {1: "cs_supervisor", 2: "service_manager"},
+}
+# The staff role whose accounts get a notice target's e-mail (None: no account has it yet).
+NOTIFY_STAFF_ROLE: dict[str, str | None] = {
+    "supervisor": "supervisor",
+    "manager": "manager",
+    "cs_supervisor": None,
+    "service_manager": "manager",
 }

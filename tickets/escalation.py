@@ -1,9 +1,11 @@
 """Escalate tickets whose SLA clock is breached (domain-defaults §4: steward → supervisor → project manager).
 
-The worker calls `escalate_due` every minute. A breached clock escalates to level 1 (工程主管,
-supervisor) at its due minute and to level 2 (项目经理, project manager) when it is still running
-``escalation_step_minutes`` later (tickets/sla.py, per estate). Urgent tickets escalate at the breach
-like every other; their short on-site clock is what makes them escalate early.
+The worker calls `escalate_due` every minute. A breached clock escalates to level 1 at its due minute
+and to level 2 when it is still running ``escalation_step_minutes`` later (tickets/sla.py, per estate).
+Who each level is follows the ticket's route (`sla.escalation_route`, §4): resident repairs and critical
+alarms 工程主管 then 项目经理; alarm-level, warning and meter-anomaly tickets 工程主管 only; complaints
+the customer-service line, 客服主管 then 服务中心经理. Urgent tickets escalate at the breach like every
+other; their short on-site clock is what makes them escalate early.
 
 Each (clock, due time, level) is escalated once: an 'escalated' event with
 ``{clock, level, notify_role, due_at}`` records it, so a second run at the same minute, or a second
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from storage.models import Estate, Ticket, TicketEvent
 from tickets import sla
-from tickets.const import BEFORE_ON_SITE, BEFORE_RESOLVED, ESCALATION_ROLES, SYSTEM_ACTOR, TicketStatus
+from tickets.const import BEFORE_ON_SITE, BEFORE_RESOLVED, SYSTEM_ACTOR, TicketStatus
 from tickets.escalation_notices import Escalation, enqueue_escalation_notices
 
 
@@ -81,14 +83,17 @@ def escalate_due(session: Session, now: datetime | None = None) -> list[tuple[in
     notices: list[Escalation] = []
     for ticket, estate_policy in rows:
         step = sla.policy_from(estate_policy).escalation_step_minutes
+        route = sla.escalation_route(ticket.source, ticket.clock_kind)
+        levels = sla.route_levels(route)
         for clock_name, due in sorted(sla.breached_clocks(ticket, now).items()):
-            for level in range(1, sla.escalation_level(due, now, step) + 1):
+            for level in range(1, sla.escalation_level(due, now, step, max(levels)) + 1):
                 if (ticket.id, clock_name.value, _utc(due), level) in done:
                     continue
                 detail = {
                     "clock": clock_name.value,
                     "level": level,
-                    "notify_role": ESCALATION_ROLES[level],
+                    "route": route.value,
+                    "notify_role": levels[level],
                     "due_at": _utc(due),
                     "breached_at": _utc(sla.level_due_at(due, level, step)),
                 }

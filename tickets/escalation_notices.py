@@ -22,7 +22,7 @@ from notifications.channels import EMAIL, LOG, WECOM_ROBOT
 from notifications.recipients import staff_emails
 from notifications.service import enqueue
 from storage.models import Estate, Ticket
-from tickets.const import CLOCK_LABELS, ESCALATION_ROLE_LABELS, PRIORITY_LABELS, Clock, Priority
+from tickets.const import CLOCK_LABELS, ESCALATION_ROLE_LABELS, NOTIFY_STAFF_ROLE, PRIORITY_LABELS, Clock, Priority
 
 SOURCE = "ticket_escalation"
 
@@ -79,7 +79,11 @@ def enqueue_escalation_notices(session: Session, escalations: Sequence[Escalatio
 
         # The log always records it, so an estate without a robot or mail server still has the trail.
         targets = [(LOG, f"role:{role}", text), (WECOM_ROBOT, f"role:{role}", markdown)]
-        targets += [(EMAIL, address, text) for address in staff_emails(session, estate.id, [role])]
+        # A notice target may be named differently from the staff role that reads it (服务中心经理 is the
+        # 项目经理 account), or have no account yet (客服主管): then the group message and the log carry it.
+        staff_role = NOTIFY_STAFF_ROLE.get(role, role)
+        if staff_role is not None:
+            targets += [(EMAIL, address, text) for address in staff_emails(session, estate.id, [staff_role])]
         for channel, recipient, body in targets:
             ids.append(
                 enqueue(

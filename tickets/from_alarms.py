@@ -21,6 +21,13 @@ partial unique index; the loser finds the winner's ticket and attaches to it.
 `received_at` of an alarm ticket is ``clock.now()``, not the alarm's ``raised_at``: a late batch
 (a gateway catching up) must not open a ticket whose on-site clock is already breached; the raise
 time stays on the alarm and in the ticket description.
+
+Clocks (domain-defaults §4, platform table): an alarm ticket takes the row of what was found — critical,
+alarm or warning by severity, a meter anomaly by its kind (`clock_kind_for`) — not the resident's
+20-minute clock; the row also picks the escalation route. When a worse alarm raises the ticket's
+priority, the clocks are re-derived for the new row from that moment (a warning ticket whose sensor
+turns critical three hours in gets 20 minutes from now, not a breach three hours old) and a clock
+never moves later than it was.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from protocol.payloads import valve_command
 from protocol.topics import downlink
 from storage.notify import TICKETS_CHANNEL
 from tickets import sla
-from tickets.const import SYSTEM_ACTOR, Category, Priority, Source
+from tickets.const import PRIORITY_RANK, SYSTEM_ACTOR, Category, ClockKind, Priority, Source
 from tickets.service import allocate_numbers, local_day
 
 SEVERITY_RANK = {"warning": 1, "alarm": 2, "critical": 3, "never": 99}
@@ -107,12 +114,12 @@ _INSERT = text(
     """
     INSERT INTO tickets (number, estate_id, source, source_key, category, priority, status, title, description,
                          unit_id, room_id, device_id, received_by, received_at, on_site_due_at, resolve_due_at,
-                         updated_at)
-    SELECT n, e, 'alarm', k, c, p, 'received', ti, de, u, rm, d, :by, :now, os, rs, :now
+                         clock_kind, updated_at)
+    SELECT n, e, 'alarm', k, c, p, 'received', ti, de, u, rm, d, :by, :now, os, rs, ck, :now
     FROM unnest(CAST(:n AS text[]), CAST(:e AS int[]), CAST(:k AS text[]), CAST(:c AS text[]), CAST(:p AS text[]),
                 CAST(:ti AS text[]), CAST(:de AS text[]), CAST(:u AS int[]), CAST(:rm AS int[]), CAST(:d AS int[]),
-                CAST(:os AS timestamptz[]), CAST(:rs AS timestamptz[]))
-         AS v(n, e, k, c, p, ti, de, u, rm, d, os, rs)
+                CAST(:os AS timestamptz[]), CAST(:rs AS timestamptz[]), CAST(:ck AS text[]))
+         AS v(n, e, k, c, p, ti, de, u, rm, d, os, rs, ck)
     ON CONFLICT (source_key) WHERE status <> 'closed' AND source_key IS NOT NULL DO NOTHING
     RETURNING source_key, id, number
     """
@@ -186,6 +193,19 @@ def opens_ticket(policy: Mapping[str, Any], severity: str) -> bool:
     return SEVERITY_RANK.get(severity, 0) >= SEVERITY_RANK.get(minimum, SEVERITY_RANK["alarm"])
 
 
+def clock_kind_for(severity: str, facts: Mapping[str, Any]) -> ClockKind:
+    """The row of §4's platform table an alarm's ticket takes: critical above all; a meter anomaly by its
+    kind (water in a vacant unit by whether the valve can be closed remotely); else by severity."""
+    if severity == "critical":
+        return ClockKind.critical
+    anomaly = (facts.get("params") or {}).get("anomaly")
+    if anomaly == "vacant_flow":
+        return ClockKind.meter_vacant if facts.get("has_valve") else ClockKind.meter_vacant_manual
+    if anomaly:
+        return ClockKind.meter
+    return ClockKind.alarm if severity == "alarm" else ClockKind.warning
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     alarm_id: int
@@ -195,6 +215,7 @@ class _Plan:
     facts: Mapping[str, Any]
     category: str
     priority: str
+    clock_kind: ClockKind
 
 
 def source_key(policy: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
@@ -217,6 +238,7 @@ def _plan(facts: Mapping[str, Any]) -> _Plan:
         facts=facts,
         category=category_for(policy, facts),
         priority=priority_for(policy, severity),
+        clock_kind=clock_kind_for(severity, facts),
     )
 
 
@@ -236,12 +258,13 @@ def _description(f: Mapping[str, Any]) -> str:
     )
 
 
-PRIORITY_RANK = {Priority.minor: 0, Priority.normal: 1, Priority.high: 2, Priority.urgent: 3}
+# Which platform row wins when a ticket's priority rises: the route only ever widens (warning → critical).
+KIND_RANK = {ClockKind.critical: 2, ClockKind.alarm: 1}
 
 _TICKETS_TO_RAISE = text(
     """
     SELECT tk.id, tk.priority, tk.status, tk.category, tk.source, tk.received_at, tk.on_site_due_at,
-           tk.resolve_due_at, e.timezone, e.policy AS estate_policy
+           tk.resolve_due_at, tk.clock_kind, e.timezone, e.policy AS estate_policy
     FROM tickets tk JOIN estates e ON e.id = tk.estate_id
     WHERE tk.id = ANY(CAST(:ids AS bigint[])) AND tk.status NOT IN ('resolved', 'callback_done', 'closed')
     ORDER BY tk.id
@@ -252,9 +275,11 @@ _RAISE = text(
     """
     WITH v AS (
         SELECT * FROM unnest(CAST(:t AS bigint[]), CAST(:p AS text[]), CAST(:on_site AS timestamptz[]),
-                             CAST(:resolve AS timestamptz[]), CAST(:det AS text[])) AS v(t, p, on_site, resolve, det)
+                             CAST(:resolve AS timestamptz[]), CAST(:ck AS text[]), CAST(:det AS text[]))
+                 AS v(t, p, on_site, resolve, ck, det)
     ), up AS (
-        UPDATE tickets tk SET priority = v.p, on_site_due_at = v.on_site, resolve_due_at = v.resolve, updated_at = :now
+        UPDATE tickets tk SET priority = v.p, on_site_due_at = v.on_site, resolve_due_at = v.resolve,
+                              clock_kind = v.ck, updated_at = :now
         FROM v WHERE tk.id = v.t RETURNING tk.id, tk.status
     )
     INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, detail)
@@ -265,41 +290,65 @@ _RAISE = text(
 
 
 def _raise_priorities(conn: Connection, links: Sequence[tuple[int, _Plan]], now: datetime) -> None:
-    """Raise each unfinished ticket to the priority its worst linked alarm calls for; SLA clocks only shorten."""
+    """Raise each unfinished ticket to the priority its worst linked alarm calls for, re-deriving its clocks
+    for the new platform row from `now`; SLA clocks only shorten."""
     want: dict[int, _Plan] = {}
     for ticket_id, plan in links:
         best = want.get(ticket_id)
-        if best is None or PRIORITY_RANK[Priority(plan.priority)] > PRIORITY_RANK[Priority(best.priority)]:
+        if best is None or PRIORITY_RANK[plan.priority] > PRIORITY_RANK[best.priority]:
             want[ticket_id] = plan
     if not want:
         return
     rows = conn.execute(_TICKETS_TO_RAISE, {"ids": sorted(want)}).mappings().all()
-    t, p, on_site, resolve, det = [], [], [], [], []
+    t, p, on_site, resolve, ck, det = [], [], [], [], [], []
     for row in rows:
         plan = want[row["id"]]
-        if PRIORITY_RANK[Priority(plan.priority)] <= PRIORITY_RANK[Priority(row["priority"])]:
+        if PRIORITY_RANK[plan.priority] <= PRIORITY_RANK[row["priority"]]:
             continue
+        kind = plan.clock_kind
+        current = row["clock_kind"]
+        if current is not None and KIND_RANK.get(ClockKind(current), 0) >= KIND_RANK.get(kind, 0):
+            kind = ClockKind(current)
+        # From now, not from receipt: the new row's window starts when what was found got worse.
         dues = sla.due_times(
             row["category"],
             plan.priority,
             row["source"],
-            row["received_at"],
+            now,
             row["timezone"],
             sla.policy_from(row["estate_policy"]),
+            kind,
         )
         t.append(row["id"])
         p.append(plan.priority)
         on_site.append(_earliest(row["on_site_due_at"], dues.on_site))
         resolve.append(_earliest(row["resolve_due_at"], dues.resolve))
+        ck.append(kind.value)
         det.append(
             json.dumps(
-                {"from": row["priority"], "to": plan.priority, "alarm_id": plan.alarm_id, "severity": plan.severity},
+                {
+                    "from": row["priority"],
+                    "to": plan.priority,
+                    "alarm_id": plan.alarm_id,
+                    "severity": plan.severity,
+                    "clock_kind": kind.value,
+                },
                 ensure_ascii=False,
             )
         )
     if t:
         conn.execute(
-            _RAISE, {"t": t, "p": p, "on_site": on_site, "resolve": resolve, "det": det, "now": now, "by": SYSTEM_ACTOR}
+            _RAISE,
+            {
+                "t": t,
+                "p": p,
+                "on_site": on_site,
+                "resolve": resolve,
+                "ck": ck,
+                "det": det,
+                "now": now,
+                "by": SYSTEM_ACTOR,
+            },
         )
 
 
@@ -315,7 +364,7 @@ def _create(conn: Connection, plans: Sequence[_Plan], now: datetime) -> dict[str
     dues = []
     for p in plans:
         policy = sla.policy_from(p.facts["estate_policy"])
-        dues.append(sla.due_times(p.category, p.priority, Source.alarm, now, p.facts["timezone"], policy))
+        dues.append(sla.due_times(p.category, p.priority, Source.alarm, now, p.facts["timezone"], policy, p.clock_kind))
     rows = conn.execute(
         _INSERT,
         {
@@ -333,6 +382,7 @@ def _create(conn: Connection, plans: Sequence[_Plan], now: datetime) -> dict[str
             "d": [p.facts["device_id"] for p in plans],
             "os": [d.on_site for d in dues],
             "rs": [d.resolve for d in dues],
+            "ck": [p.clock_kind.value for p in plans],
         },
     ).all()
     return {str(k): (int(i), str(n)) for k, i, n in rows}
@@ -432,6 +482,7 @@ def open_for_alarms(conn: Connection, alarm_ids: list[int]) -> list[int]:
 __all__ = [
     "TICKETS_CHANNEL",
     "category_for",
+    "clock_kind_for",
     "merge_policy",
     "open_for_alarms",
     "opens_ticket",

@@ -2,7 +2,8 @@
 
 Who may do what (domain-defaults §4, seeds/004 接修流程): stewards, supervisors, managers and admins log,
 dispatch and close tickets; the assigned engineer (or a supervisor / admin) accepts, arrives and resolves;
-stewards, managers and admins record the callback (回访).
+stewards, managers and admins record the callback (回访); managers and admins extend a patrol finding's
+one-week deadline (延期).
 
 Two questions, kept apart because the API and the pages answer them the same way:
 
@@ -28,6 +29,8 @@ DESK_ROLES = frozenset({A, S, SU, M})  # log, dispatch, close, reopen, route to 
 WORK_ROLES = frozenset({A, E, SU})  # accept, on site, resolve (engineers only on their own tickets)
 CALLBACK_ROLES = frozenset({A, S, M})  # callback and complaint feedback (客服)
 COMMENT_ROLES = frozenset({A, E, S, SU, M})
+# §4: a patrol finding is fixed within one week "unless a manager extends it" — the 项目经理 (and head office).
+EXTEND_ROLES = frozenset({A, M})
 
 
 class Step(StrEnum):
@@ -54,6 +57,10 @@ STEP_ROLES: dict[Step, frozenset[Role]] = {
 # Steps an engineer takes only on the tickets dispatched to them; supervisors and admins may step in.
 OWN_WORK = frozenset({Step.accept, Step.on_site, Step.resolve})
 _S = TicketStatus
+
+
+def may_extend(role: Role | str) -> bool:
+    return Role(role) in EXTEND_ROLES
 
 
 def may_read(role: Role | str) -> bool:

@@ -10,7 +10,7 @@ Messages are "English / 中文".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,12 +31,16 @@ from tickets.const import (
     TRANSITIONS,
     CallbackChannel,
     Category,
+    ClockKind,
     Priority,
     Source,
     TicketStatus,
 )
 
 S = TicketStatus
+# Tickets a source opens by itself take this row of §4's platform table unless the opener names one:
+# an inspection ticket is a round that telemetry could not confirm (a missed round: the warning row).
+DEFAULT_CLOCK_KIND: dict[Source, ClockKind] = {Source.inspection: ClockKind.warning}
 # pg_advisory_xact_lock(space, yyyymmdd) serialises number allocation for one day (see allocate_numbers).
 NUMBER_LOCK_SPACE = 0x7469636B  # "tick"
 # The arbiter of "at most one open ticket per source_key" (the partial unique index uq_tickets_open_source_key).
@@ -137,8 +141,12 @@ def open_ticket(
     reporter_phone: str | None = None,
     received_at: datetime | None = None,
     source_key: str | None = None,
+    clock_kind: str | None = None,
 ) -> Ticket:
     """Open a ticket with its SLA due times and an 'opened' event.
+
+    `clock_kind` is the row of §4's platform table for a ticket the platform opens by itself
+    (tickets.const.ClockKind); an inspection ticket (a missed round) without one is a warning-row ticket.
 
     With a `source_key` (e.g. ``round:<id>``) there is at most one open ticket per key: when one is
     already open it is returned unchanged instead of a new one (check ``ticket.received_at`` or the
@@ -147,6 +155,7 @@ def open_ticket(
     src = _enum(Source, source, "source")
     cat = _enum(Category, category, "category")
     prio = _enum(Priority, priority, "priority")
+    kind = _enum(ClockKind, clock_kind, "clock kind") if clock_kind is not None else DEFAULT_CLOCK_KIND.get(src)
     if not title.strip():
         raise InvalidInput("a ticket needs a title / 工单需要标题")
     estate = session.get(Estate, estate_id)
@@ -158,7 +167,7 @@ def open_ticket(
     at = received_at or clock.now()
     if at.tzinfo is None:
         raise InvalidInput("received_at needs a timezone / 受理时间需带时区")
-    due = sla.due_times(cat, prio, src, at, estate.timezone, sla.policy_from(estate.policy))
+    due = sla.due_times(cat, prio, src, at, estate.timezone, sla.policy_from(estate.policy), kind)
     conn = session.connection()
     number = allocate_numbers(conn, [local_day(at, estate.timezone)])[0]
     stmt = (
@@ -183,6 +192,7 @@ def open_ticket(
             on_site_due_at=due.on_site,
             resolve_due_at=due.resolve,
             feedback_due_at=due.feedback,
+            clock_kind=kind.value if kind is not None else None,
             updated_at=at,
         )
         # The predicate is literal SQL: as a bound parameter ('closed' → $1) PostgreSQL cannot match it to the
@@ -198,6 +208,8 @@ def open_ticket(
             raise Conflict("ticket source is busy, try again / 工单来源冲突，请重试")
         return existing
     detail: dict[str, Any] = {"number": number, "continuous": due.continuous}
+    if kind is not None:
+        detail["clock_kind"] = kind.value
     if source_key:
         detail["source_key"] = source_key
     session.add(
@@ -448,7 +460,9 @@ def reopen(session: Session, ticket: Ticket | int, actor: str, reason: str, *, a
     _move(session, t, to, actor, "reopened", at, {"reason": reason.strip(), "reopened_count": t.reopened_count + 1})
     estate = session.get(Estate, t.estate_id)
     assert estate is not None
-    due = sla.due_times(t.category, t.priority, t.source, at, estate.timezone, sla.policy_from(estate.policy))
+    due = sla.due_times(
+        t.category, t.priority, t.source, at, estate.timezone, sla.policy_from(estate.policy), t.clock_kind
+    )
     t.reopened_count += 1
     t.accepted_at = t.on_site_at = t.resolved_at = t.closed_at = None
     t.callback_at = t.callback_due_at = t.callback_by = t.callback_channel = None
@@ -497,6 +511,50 @@ def route_to_warranty(
         t.status,
         t.status,
         {"party": party.strip(), "due_at": due_at.isoformat(), "ref": ref},
+    )
+    session.flush()
+    return t
+
+
+def extend_patrol(
+    session: Session,
+    ticket: Ticket | int,
+    actor: str,
+    *,
+    due_at: datetime,
+    reason: str,
+    at: datetime | None = None,
+) -> Ticket:
+    """A manager extends a patrol finding's one-week deadline (§4: "fixed within one week unless a manager
+    extends it"): the resolve clock moves to `due_at`, which must be later than it was; the reason and the
+    old deadline stay on the timeline, and a breach of the new deadline escalates afresh."""
+    if not reason.strip():
+        raise InvalidInput("an extension needs a reason / 延期需填写原因")
+    t = _locked(session, ticket)
+    at = at or clock.now()
+    if t.source != Source.patrol:
+        raise Conflict("only patrol findings are extended / 仅巡查发现的问题可延期")
+    if t.status not in BEFORE_RESOLVED:
+        raise Conflict(f"ticket {t.number} is {t.status}; only unfinished work is extended / 工单已完工，无需延期")
+    if due_at.tzinfo is None or due_at <= at:
+        raise Conflict("the new deadline must be in the future / 新的完成期限须晚于当前时间")
+    if t.resolve_due_at is not None and due_at <= t.resolve_due_at:
+        raise Conflict("an extension moves the deadline later / 延期后的期限须晚于原期限")
+    old = t.resolve_due_at
+    t.resolve_due_at, t.updated_at = due_at, at
+    _event(
+        session,
+        t,
+        actor,
+        "extended",
+        at,
+        t.status,
+        t.status,
+        {
+            "from": old.astimezone(UTC).isoformat() if old else None,
+            "to": due_at.astimezone(UTC).isoformat(),
+            "reason": reason.strip(),
+        },
     )
     session.flush()
     return t

@@ -16,6 +16,8 @@ resolve_minutes_high             1440     较急: within 24 h (derived: between 
 resolve_minutes_normal           2880     一般维修 2 天内完成
 minor_due_local                  "23:59"  小修当天完成: due at this local time of the day received (the
                                           next day's if received at or after it)
+same_day_late_after              "20:00"  a "same day" ticket received at or after this local time …
+same_day_late_due                "12:00"  … is due at this local time the next day (§4), not at 23:59
 callback_minutes                 1440     回访 within 24 h of resolution (derived: the SOP fixes only hot water)
 callback_same_day_categories     [hot_water]  these are called back the same local day, by callback_due_local
 callback_due_local               "23:59"  (管家在维修结束后当日内回访)
@@ -23,12 +25,24 @@ complaint_feedback_minutes       1440     投诉 24 小时有反馈
 complaint_close_minutes          17280    普通投诉处理周期 12 天
 patrol_resolve_minutes           10080    巡查发现的问题一周内整改 (urgent patrol findings use the urgent clocks)
 escalation_step_minutes          30       breached → supervisor at once; still breached this much later → manager
+critical_on_site_minutes         20       platform: critical alarm, on site day and night (done: continuous work,
+                                          escalating after resolve_minutes_urgent like an urgent repair)
+alarm_on_site_minutes            120      platform: alarm level, on site within the shift; done the same day
+warning_on_site_minutes          1440     platform: warning / stale sensor / missed round / power factor:
+                                          checked on the next round, within 24 h …
+warning_resolve_minutes          2880     … and done within 2 days
+meter_vacant_manual_on_site_minutes 120   platform: vacant-unit water without a remote valve: on site ≤ 2 h
+                                          (with the valve closed remotely: the same day); done the same day
+meter_resolve_minutes            2880     platform: other meter anomalies (no on-site clock), done within 2 days
 ===============================  =======  ==============================================================
 
-Which clocks a ticket gets: a complaint has feedback + resolve (close) clocks and no on-site clock;
-a patrol finding has only the one-week resolve clock unless it is urgent; every other ticket has
-on-site + resolve clocks by priority. Due times are computed once, when the ticket is opened, and
-stored, so a policy change never moves a running clock.
+Which clocks a ticket gets: a ticket the platform opened by itself has a `ClockKind` (§4's second
+table: critical / alarm / warning / meter anomaly) and takes that row's clocks, whatever its priority —
+a silent sensor is not a resident waiting at the door. Otherwise (§4's first table, resident reports):
+a complaint has feedback + resolve (close) clocks and no on-site clock; a patrol finding has only the
+one-week resolve clock unless it is urgent; every other ticket has on-site + resolve clocks by priority.
+Due times are computed when the ticket is opened and stored, so a policy change never moves a running
+clock; they are re-derived (never later than before) when an alarm raises the ticket's priority.
 """
 
 from __future__ import annotations
@@ -40,7 +54,18 @@ from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from tickets.const import BEFORE_ON_SITE, BEFORE_RESOLVED, Category, Clock, Priority, Source, TicketStatus
+from tickets.const import (
+    BEFORE_ON_SITE,
+    BEFORE_RESOLVED,
+    ESCALATION_ROUTES,
+    Category,
+    Clock,
+    ClockKind,
+    EscalationRoute,
+    Priority,
+    Source,
+    TicketStatus,
+)
 
 DEFAULT_TZ = "Asia/Shanghai"
 
@@ -61,6 +86,14 @@ class SlaPolicy:
     complaint_close_minutes: int = 12 * 1440
     patrol_resolve_minutes: int = 7 * 1440
     escalation_step_minutes: int = 30
+    same_day_late_after: str = "20:00"
+    same_day_late_due: str = "12:00"
+    critical_on_site_minutes: int = 20
+    alarm_on_site_minutes: int = 120
+    warning_on_site_minutes: int = 1440
+    warning_resolve_minutes: int = 2880
+    meter_vacant_manual_on_site_minutes: int = 120
+    meter_resolve_minutes: int = 2880
 
 
 DEFAULT_POLICY = SlaPolicy()
@@ -110,6 +143,19 @@ def local_deadline(at: datetime, hhmm: str, tz: str | ZoneInfo | None) -> dateti
     return due
 
 
+def same_day_deadline(at: datetime, tz: str | ZoneInfo | None, policy: SlaPolicy = DEFAULT_POLICY) -> datetime:
+    """A "same day" deadline for something received at `at`: ``minor_due_local`` of the local day, except
+    that from ``same_day_late_after`` (20:00) on it is ``same_day_late_due`` (noon) the next day — nobody
+    repairs a dripping tap reported at 22:00 before midnight, and 23:59 would only breach overnight."""
+    zone = _zone(tz)
+    local = at.astimezone(zone)
+    late = _parse_hhmm(policy.same_day_late_after) or time(20, 0)
+    if local.time() >= late:
+        noon = _parse_hhmm(policy.same_day_late_due) or time(12, 0)
+        return datetime.combine(local.date() + timedelta(days=1), noon, tzinfo=zone)
+    return local_deadline(at, policy.minor_due_local, tz)
+
+
 def _minutes(n: int) -> timedelta:
     return timedelta(minutes=n)
 
@@ -123,6 +169,47 @@ class DueTimes:
     continuous: bool = False
 
 
+def platform_due_times(
+    kind: str, received_at: datetime, tz: str | ZoneInfo | None = DEFAULT_TZ, policy: SlaPolicy = DEFAULT_POLICY
+) -> DueTimes:
+    """Due times of a ticket the platform opened by itself, from §4's platform table row `kind`."""
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must carry a timezone")
+    r, p = received_at, policy
+    match ClockKind(kind):
+        case ClockKind.critical:
+            return DueTimes(
+                r + _minutes(p.critical_on_site_minutes), r + _minutes(p.resolve_minutes_urgent), None, True
+            )
+        case ClockKind.alarm:
+            return DueTimes(r + _minutes(p.alarm_on_site_minutes), same_day_deadline(r, tz, p), None)
+        case ClockKind.warning:
+            return DueTimes(r + _minutes(p.warning_on_site_minutes), r + _minutes(p.warning_resolve_minutes), None)
+        case ClockKind.meter_vacant:
+            day = same_day_deadline(r, tz, p)
+            return DueTimes(day, day, None)
+        case ClockKind.meter_vacant_manual:
+            return DueTimes(r + _minutes(p.meter_vacant_manual_on_site_minutes), same_day_deadline(r, tz, p), None)
+        case ClockKind.meter:
+            return DueTimes(None, r + _minutes(p.meter_resolve_minutes), None)
+    raise AssertionError(kind)  # pragma: no cover - ClockKind(kind) already refused anything else
+
+
+def escalation_route(source: str, kind: str | None) -> EscalationRoute:
+    """Who a breached clock goes to (§4): complaints on the customer-service line; critical alarms and
+    resident repairs 工程主管 then 项目经理; other platform tickets 工程主管 only."""
+    if source == Source.complaint:
+        return EscalationRoute.customer_service
+    if kind is None or kind == ClockKind.critical:
+        return EscalationRoute.engineering
+    return EscalationRoute.engineering_supervisor
+
+
+def route_levels(route: EscalationRoute | str) -> dict[int, str]:
+    """level → notice target of `route` (tickets.const.ESCALATION_ROUTES)."""
+    return ESCALATION_ROUTES[EscalationRoute(route)]
+
+
 def due_times(
     category: str,
     priority: str,
@@ -130,10 +217,14 @@ def due_times(
     received_at: datetime,
     tz: str | ZoneInfo | None = DEFAULT_TZ,
     policy: SlaPolicy = DEFAULT_POLICY,
+    clock_kind: str | None = None,
 ) -> DueTimes:
-    """Due times of a ticket received at `received_at` (aware) for an estate in timezone `tz`."""
+    """Due times of a ticket received at `received_at` (aware) for an estate in timezone `tz`: the platform
+    table's row when the platform opened it (`clock_kind`), else the resident table's by priority."""
     if received_at.tzinfo is None:
         raise ValueError("received_at must carry a timezone")
+    if clock_kind is not None:
+        return platform_due_times(clock_kind, received_at, tz, policy)
     r, p = received_at, policy
     if source == Source.complaint:
         return DueTimes(
@@ -148,7 +239,7 @@ def due_times(
         return DueTimes(None, r + _minutes(p.patrol_resolve_minutes), None)
     on_site = p.on_site_minutes_hot_water if category == Category.hot_water else p.on_site_minutes
     if priority == Priority.minor:
-        resolve = local_deadline(r, p.minor_due_local, tz)
+        resolve = same_day_deadline(r, tz, p)
     elif priority == Priority.high:
         resolve = r + _minutes(p.resolve_minutes_high)
     else:
@@ -219,11 +310,12 @@ def breached_clocks(t: HasClocks, now: datetime) -> dict[Clock, datetime]:
     return {clock: due for clock, due in running_clocks(t).items() if now >= due}
 
 
-def escalation_level(due_at: datetime, now: datetime, step_minutes: int) -> int:
-    """0 before `due_at`; 1 (supervisor) from `due_at`; 2 (project manager) from `due_at` + step."""
+def escalation_level(due_at: datetime, now: datetime, step_minutes: int, top: int = 2) -> int:
+    """0 before `due_at`; 1 (supervisor) from `due_at`; 2 (project manager) from `due_at` + step — capped at
+    `top`, the last level of the ticket's route (a warning stops at 工程主管)."""
     if now < due_at:
         return 0
-    return 2 if now >= due_at + _minutes(step_minutes) else 1
+    return min(top, 2 if now >= due_at + _minutes(step_minutes) else 1)
 
 
 def level_due_at(due_at: datetime, level: int, step_minutes: int) -> datetime:

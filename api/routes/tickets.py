@@ -50,6 +50,7 @@ Desk = Annotated[StaffUser, Depends(require_roles(policy.DESK_ROLES))]
 Workers = Annotated[StaffUser, Depends(require_roles(policy.WORK_ROLES))]
 CallbackStaff = Annotated[StaffUser, Depends(require_roles(policy.CALLBACK_ROLES))]
 Commenters = Annotated[StaffUser, Depends(require_roles(policy.COMMENT_ROLES))]
+Extenders = Annotated[StaffUser, Depends(require_roles(policy.EXTEND_ROLES))]
 CONFLICT = error_responses(400, 409)  # 400: a body that is not JSON
 
 # Query/body vocabularies spelled out for the OpenAPI document; tests check they match tickets.const.
@@ -142,6 +143,11 @@ class WarrantyIn(Input):
     party: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]*\S[^\x00]*$")]
     due_at: BodyTime
     ref: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
+
+
+class ExtendIn(Input):
+    due_at: BodyTime
+    reason: Line
 
 
 class NoteIn(Input):
@@ -511,6 +517,17 @@ def warranty(
     t = _ticket(session, ticket_id, visible, lock=True)
     service.route_to_warranty(session, t, user.username, party=body.party, due_at=body.due_at, ref=body.ref)
     _audit(session, user, "warranty", t, {"party": body.party})
+    return _detail(session, t, user)
+
+
+@router.post("/{ticket_id}/extend", response_model=TicketDetailOut, responses=CONFLICT)
+def extend(
+    ticket_id: ObjectId, body: ExtendIn, session: SessionDep, user: Extenders, visible: VisibleEstates
+) -> TicketDetailOut:
+    """Extend a patrol finding's one-week deadline (项目经理延期), with a reason."""
+    t = _ticket(session, ticket_id, visible, lock=True)
+    service.extend_patrol(session, t, user.username, due_at=body.due_at, reason=body.reason)
+    _audit(session, user, "extend", t, {"due_at": body.due_at.isoformat()})
     return _detail(session, t, user)
 
 

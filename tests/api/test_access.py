@@ -70,6 +70,7 @@ TICKET_DESK = frozenset({A, S, SU, M})  # take reports, dispatch, close, reopen,
 TICKET_WORK = frozenset({A, E, SU})  # accept, on site, resolve (an engineer only on tickets assigned to them)
 TICKET_CALLBACK = frozenset({A, S, M})
 TICKET_COMMENT = frozenset({A, E, S, SU, M})
+TICKET_EXTEND = frozenset({A, M})  # §4: a patrol finding's week, unless a manager extends it
 ROUND_WORK = frozenset({A, E, SU})
 # billing/policy.py, spelled out (test_the_spelled_out_billing_roles_are_the_policy)
 BILL_VIEW = frozenset({A, M, S, B})
@@ -146,6 +147,7 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/tickets/{ticket_id}/reopen"): TICKET_DESK,
     ("POST", "/api/tickets/{ticket_id}/warranty"): TICKET_DESK,
     ("POST", "/api/tickets/{ticket_id}/comment"): TICKET_COMMENT,
+    ("POST", "/api/tickets/{ticket_id}/extend"): TICKET_EXTEND,
     ("GET", "/api/estates/{code}/rooms/{room_code}/rounds"): EQUIPMENT,
     ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
     ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
@@ -363,6 +365,8 @@ def _ticket_for(world: World, path: str, estate: str | None = None) -> int:
         return world.other_ticket_id if estate else world.ticket_id
     if action == "feedback":
         return world.new_ticket("received", estate, complaint=True)
+    if action == "extend":
+        return world.new_ticket("received", estate, source="patrol")
     return world.new_ticket(TICKET_STATE.get(action, "received"), estate)
 
 
@@ -425,6 +429,10 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/tickets/{ticket_id}/reopen"): {"reason": "又漏了 / leaking again"},
         ("POST", "/api/tickets/{ticket_id}/warranty"): {"party": "开发商客服", "due_at": "2026-12-31T18:00:00+08:00"},
         ("POST", "/api/tickets/{ticket_id}/comment"): {"text": "配件已订 / part ordered"},
+        ("POST", "/api/tickets/{ticket_id}/extend"): {
+            "due_at": "2031-12-31T18:00:00+08:00",
+            "reason": "待配件 / parts",
+        },
         ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
         # The seeded arrears again: idempotent, so every granted role may post it and the case stays open.
         ("POST", "/api/estates/{code}/dunning/imports"): {"csv": MATRIX_CSV, "filename": "matrix.csv"},
@@ -1147,6 +1155,7 @@ def test_the_spelled_out_ticket_roles_are_the_policy() -> None:
     """The matrix's own role sets (spelled out above) and the policy the API and pages ask agree."""
     assert ticket_policy.READ_ROLES == TICKET_READERS
     assert ticket_policy.COMMENT_ROLES == TICKET_COMMENT
+    assert ticket_policy.EXTEND_ROLES == TICKET_EXTEND
     for step, roles in ticket_policy.STEP_ROLES.items():
         expected = {
             Step.dispatch: TICKET_DESK,

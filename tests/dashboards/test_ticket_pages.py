@@ -30,7 +30,7 @@ from ingest.writer import write_batch
 from storage.models import Alarm, AuditLog, InspectionRound, Point, RoundSchedule, StaffUser, Ticket, TicketEvent
 from tests.dashboards.conftest import DashWorld, login
 from tests.dashboards.support import InProcessIngest, telemetry
-from tests.support.clock import SH, FrozenClock, local_2359_after
+from tests.support.clock import SH, FrozenClock, same_day_due
 from tests.support.world import make_estate, make_staff
 from tickets import service as tickets
 from tickets.from_alarms import open_for_alarms
@@ -655,10 +655,10 @@ def test_board_countdowns_and_local_due_times_at_any_instant(
     assert "剩 15 分 00 秒" in c
     assert f'data-due="{int(on_site_due.timestamp() * 1000)}"' in c
     assert on_site_due.astimezone(SH).strftime("%Y-%m-%d %H:%M") in c
-    resolve_due = local_2359_after(instant)  # 小修: by 23:59 local of the day received
+    resolve_due = same_day_due(instant)  # 小修: by 23:59 local of the day received, from 20:00 the next noon
     c = card(minor_id)
     assert f'data-due="{int(resolve_due.timestamp() * 1000)}"' in c
-    assert resolve_due.strftime("%Y-%m-%d 23:59") in c
+    assert resolve_due.astimezone(SH).strftime("%Y-%m-%d %H:%M") in c
 
     at_instant.advance(timedelta(minutes=16))  # 21 min after receipt
     c = card(general_id)

@@ -343,23 +343,33 @@ def test_transformer_overheat_scenario_opens_one_ticket(stack: Stack) -> None:
     tickets = _rows(
         stack.engine,
         "SELECT t.id, t.source, t.source_key, t.category, t.priority, t.status, t.received_at, t.on_site_due_at, "
-        "d.code AS device FROM tickets t LEFT JOIN devices d ON d.id = t.device_id "
+        "t.clock_kind, d.code AS device FROM tickets t LEFT JOIN devices d ON d.id = t.device_id "
         "WHERE t.source_key = ANY(CAST(:k AS text[])) AND t.status <> 'closed' ORDER BY t.id",
         k=sorted(set(keys.values())),
     )
     by_key = {t.source_key: t for t in tickets}
     assert len(tickets) == len(by_key) == len(set(keys.values())), (tickets, keys)
+    events = _rows(
+        stack.engine,
+        "SELECT ticket_id, action, detail, at FROM ticket_events WHERE ticket_id = ANY(CAST(:t AS bigint[])) "
+        "ORDER BY id",
+        t=[t.id for t in tickets],
+    )
     for a in alarms:
         t = by_key[keys[a.id]]
         assert t.id == a.ticket_id, (a, t)
         assert (t.source, t.category, t.status, t.device) == ("alarm", "electrical", "received", OVERHEAT_TARGET)
-        # 20 min on site whether the ticket is urgent (critical) or high (alarm): domain-defaults §4.
-        assert t.on_site_due_at == t.received_at + timedelta(minutes=DEFAULT_POLICY.on_site_minutes_urgent)
-    events = _rows(
-        stack.engine,
-        "SELECT ticket_id, action, detail FROM ticket_events WHERE ticket_id = ANY(CAST(:t AS bigint[])) ORDER BY id",
-        t=[t.id for t in tickets],
-    )
+        # domain-defaults §4, platform table: critical is on site in 20 min; a ticket opened at 'alarm' (2 h)
+        # and raised to critical by a later batch gets 20 min from the raise, if that is sooner.
+        assert t.clock_kind == "critical", t
+        critical = timedelta(minutes=DEFAULT_POLICY.critical_on_site_minutes)
+        raised = [e.at for e in events if e.ticket_id == t.id and e.action == "priority_raised"]
+        expected = t.received_at + critical
+        if raised:
+            expected = min(
+                t.received_at + timedelta(minutes=DEFAULT_POLICY.alarm_on_site_minutes), raised[0] + critical
+            )
+        assert t.on_site_due_at == expected, (t, raised)
     opened = sorted(e.ticket_id for e in events if e.action == "opened")
     assert opened == sorted(t.id for t in tickets), events  # each ticket opened once
     # Every episode is on its ticket's timeline (the opener, the others attached).
@@ -476,7 +486,7 @@ _ALARMS_ON = (
     "WHERE a.point_id = ANY(CAST(:p AS int[])) ORDER BY a.id"
 )
 _TICKETS = (
-    "SELECT id, source, source_key, category, priority, status, received_at, on_site_due_at, device_id "
+    "SELECT id, source, source_key, category, priority, status, received_at, on_site_due_at, device_id, clock_kind "
     "FROM tickets WHERE source = 'alarm'"
 )
 
@@ -571,8 +581,10 @@ def test_each_threshold_class_raises_the_right_alarm_and_ticket(threshold_run: T
     )
     lo, hi = threshold_run.received_window
     assert lo <= ticket.received_at <= hi  # clock.now() of the ingest batch, not the device time
-    expected = due_times(category, ticket.priority, "alarm", ticket.received_at)
-    assert ticket.on_site_due_at == expected.on_site  # 15 min for hot water, else 20 (domain-defaults §4)
+    # domain-defaults §4, platform table: the row of the severity (critical 20 min, alarm 2 h, warning 24 h).
+    assert ticket.clock_kind == str(case.severity)
+    expected = due_times(category, ticket.priority, "alarm", ticket.received_at, clock_kind=ticket.clock_kind)
+    assert ticket.on_site_due_at == expected.on_site
 
 
 # --- 2b. an alarm that escalates to critical after its ticket opened ------------------------------

@@ -61,6 +61,15 @@ def local_2359_after(at: datetime) -> datetime:
     return datetime.combine(day, time(23, 59), SH)
 
 
+def same_day_due(at: datetime) -> datetime:
+    """§4's "same day" deadline of a ticket received at `at`, worked out here independently of tickets.sla:
+    23:59 Shanghai time of the local day, but the next day's noon when received at or after 20:00."""
+    local = at.astimezone(SH)
+    if local.time() >= time(20, 0):
+        return datetime.combine(local.date() + timedelta(days=1), time(12, 0), SH)
+    return local_2359_after(at)
+
+
 def latest_local(hour: int, now: datetime) -> datetime:
     """The latest ``hour``:00 Shanghai time at or before `now`: a fixed time of day in the recent past, for
     tests whose data must be recent (a real ingest's acceptance window) but not depend on the hour they run."""

@@ -79,9 +79,12 @@ class World:
         """A fresh open alarm on the estate's first sensor point (for routes that close one)."""
         return raise_alarm(self.engine, estate or self.estate)
 
-    def new_ticket(self, status: str = "received", estate: str | None = None, *, complaint: bool = False) -> int:
-        """A fresh resident ticket walked to ``status`` (assigned to engineer-user), for routes that move one."""
-        return make_ticket(self.engine, estate or self.estate, status, complaint=complaint)
+    def new_ticket(
+        self, status: str = "received", estate: str | None = None, *, complaint: bool = False, source: str | None = None
+    ) -> int:
+        """A fresh resident ticket walked to ``status`` (assigned to engineer-user), for routes that move one;
+        `source` opens another kind (a patrol finding for the extension route)."""
+        return make_ticket(self.engine, estate or self.estate, status, complaint=complaint, source=source)
 
     def new_token(self, username: str = "engineer-user") -> int:
         """A fresh bearer token of the account (for routes that revoke one); returns its id."""
@@ -480,7 +483,7 @@ def raise_alarm(engine: Engine, estate: str) -> int:
 _WALK = ("dispatched", "accepted", "on_site", "resolved", "callback_done", "closed")
 
 
-def make_ticket(engine: Engine, estate: str, status: str, *, complaint: bool = False) -> int:
+def make_ticket(engine: Engine, estate: str, status: str, *, complaint: bool = False, source: str | None = None) -> int:
     from sqlalchemy import select
 
     from storage.models import Estate, StaffUser
@@ -494,7 +497,7 @@ def make_ticket(engine: Engine, estate: str, status: str, *, complaint: bool = F
         t = service.open_ticket(
             s,
             estate_id=estate_id,
-            source="complaint" if complaint else "resident",
+            source=source or ("complaint" if complaint else "resident"),
             category="water",
             priority="normal",
             title="厨房水龙头漏水 / kitchen tap leaking",

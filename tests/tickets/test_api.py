@@ -23,7 +23,7 @@ from api.routes import tickets as routes
 from core.settings import Settings
 from steward.app import create_app
 from storage.models import AuditLog
-from tests.support.clock import INSTANTS, FrozenClock, local_2359_after, pinned
+from tests.support.clock import INSTANTS, FrozenClock, pinned, same_day_due
 from tests.support.world import PASSWORD, make_estate, staff_per_role
 from tickets.const import CallbackChannel, Category, Priority, Source, TicketStatus
 
@@ -257,7 +257,7 @@ def test_list_filters_and_breach_countdowns(
     assert items[general["id"]]["breached"] is True  # on site within 20 min
     assert items[general["id"]]["seconds_remaining"] < 0
     assert items[general["id"]]["seconds_remaining"] == -60  # 21 min after receipt, on site due at 20 min
-    assert datetime.fromisoformat(items[general["id"]]["resolve_due_at"]) == local_2359_after(instant)  # minor
+    assert datetime.fromisoformat(items[general["id"]]["resolve_due_at"]) == same_day_due(instant)  # minor
     assert items[complaint["id"]]["breached"] is False
     assert [c["clock"] for c in items[complaint["id"]]["clocks"]] == ["feedback", "resolve"]
     only = client.get("/api/tickets?source=complaint&category=other&limit=500", headers=h(world, "steward"))

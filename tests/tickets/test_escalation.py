@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from storage.models import Ticket, TicketEvent
-from tests.support.clock import FrozenClock, local_2359_after
+from tests.support.clock import FrozenClock, local_2359_after, same_day_due
 from tests.support.world import Place, make_estate, make_staff
 from tickets import service
 from tickets.escalation import escalate_due
@@ -119,11 +119,11 @@ def test_callback_and_complaint_feedback_clocks(session: Session, t0: datetime) 
     assert escalations(session, c)[-1]["clock"] == "feedback"
 
 
-def test_a_minor_repair_breaches_at_2359_local_of_the_day_received(session: Session, t0: datetime) -> None:
+def test_a_minor_repair_breaches_at_its_same_day_deadline(session: Session, t0: datetime) -> None:
     place = make_estate(session)
     engineer = make_staff(session, place)
     t = open_general(session, place, category="water", priority="minor")
-    due = local_2359_after(t0)
+    due = same_day_due(t0)  # 23:59 local of the day received; from 20:00 on, the next day's noon
     assert t.resolve_due_at == due
     assert t0 < due <= t0 + timedelta(days=1)
     service.dispatch(session, t, engineer, "s", at=t0)

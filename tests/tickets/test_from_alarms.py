@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from alarms.store import NewAlarm, clear_open, insert_alarms
 from core import clock
 from storage.models import Alarm, AlarmRuleOverride, Outbox, TicketEvent
+from tests.support.clock import same_day_due
 from tests.support.world import T0, Place, insert_alarm, make_estate, make_rule, tickets_of
 from tickets import service
 from tickets.from_alarms import open_for_alarms
@@ -60,10 +61,12 @@ def test_an_alarm_opens_one_ticket_with_sla_from_now(session: Session, place: Pl
     )
     assert (t.priority, t.category) == ("high", "electrical")  # alarm → high; power room → electrical
     assert t.title == "绕组温度过高 — 1号变压器"
-    assert (t.received_at, t.on_site_due_at, t.resolve_due_at) == (
+    # §4's platform table, alarm level: on site within the shift (2 h), done the same day (10:03 local → 23:59).
+    assert (t.clock_kind, t.received_at, t.on_site_due_at, t.resolve_due_at) == (
+        "alarm",
         NOW,
-        NOW + timedelta(minutes=20),
-        NOW + timedelta(hours=24),
+        NOW + timedelta(hours=2),
+        same_day_due(NOW),
     )
     assert (t.device_id, t.room_id) == (place.sensor_id, place.room_id)
     assert ticket_of_alarm(session, a) == t.id
@@ -173,7 +176,11 @@ def test_vacant_flow_closes_the_valve_where_there_is_one(session: Session, place
     valve_ticket = next(t for t in tickets_of(session, place.estate_id) if t.device_id == place.valve_meter_id)
     assert valve_ticket.category == "hot_water"
     assert valve_ticket.unit_id == place.unit_id
-    assert valve_ticket.on_site_due_at == NOW + timedelta(minutes=15)
+    # §4, vacant-unit water: valve closed remotely → on site the same day; no remote valve → within 2 h.
+    assert (valve_ticket.clock_kind, valve_ticket.on_site_due_at) == ("meter_vacant", same_day_due(NOW))
+    plain_ticket = next(t for t in tickets_of(session, place.estate_id) if t.device_id == place.plain_meter_id)
+    assert (plain_ticket.clock_kind, plain_ticket.on_site_due_at) == ("meter_vacant_manual", NOW + timedelta(hours=2))
+    assert valve_ticket.resolve_due_at == plain_ticket.resolve_due_at == same_day_due(NOW)
     assert cmd.topic == f"steward/{place.code}/down/{place.code.upper()}-MV/valve"
     assert cmd.expires_at == NOW + timedelta(hours=1)
     p = cmd.payload

@@ -31,9 +31,9 @@ def test_hot_water_is_on_site_in_15_minutes_general_in_20() -> None:
 def test_minor_is_due_by_2359_local_of_the_day_received() -> None:
     due = sla.due_times("water", "minor", "resident", R, SH)
     assert due.resolve == datetime(2026, 11, 26, 15, 59, tzinfo=UTC)  # 23:59 +08:00
-    # Received 23:59:30 local: the same day's 23:59 has passed, so the next day's.
+    # Received 23:59:30 local: after 20:00, so the next day's noon (§4), not 23:59.
     late = datetime(2026, 11, 26, 15, 59, 30, tzinfo=UTC)
-    assert sla.due_times("water", "minor", "resident", late, SH).resolve == datetime(2026, 11, 27, 15, 59, tzinfo=UTC)
+    assert sla.due_times("water", "minor", "resident", late, SH).resolve == datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
     # Received at 00:30 local (16:30 UTC the day before): still that local day's 23:59.
     night = datetime(2026, 11, 25, 16, 30, tzinfo=UTC)
     assert sla.due_times("water", "minor", "resident", night, SH).resolve == datetime(2026, 11, 26, 15, 59, tzinfo=UTC)
