@@ -1,4 +1,4 @@
-"""Migration 0019_ticket_clocks: open platform tickets get their §4 row (the route they escalate on from now);
+"""Migration 0019: open platform tickets get their §4 row (the route they escalate on from now);
 resident tickets none; down and up again."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ticket clocks: tickets.clock_kind, the row of domain-defaults §4's platform table a ticket takes its clocks from
 
-Revision ID: 0019_ticket_clocks
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-05 21:30:00
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019_ticket_clocks"
+revision = "0019"
 down_revision = "0018"
 branch_labels = None
 depends_on = None
