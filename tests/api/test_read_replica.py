@@ -22,6 +22,7 @@ from core.settings import Settings
 from steward.app import create_app
 from storage.models import DeadLetter
 from tests.api.test_access import ACCESS, ALL_ESTATES_ONLY, HEAD_OFFICE, PUBLIC, url
+from tests.support.access_world import card_for, unit_code_of
 from tests.support.replica import ReplicaPair, bin_dir_or_skip, streaming_replica, wait_replayed
 from tests.support.world import PASSWORD, World, bearer, build_world, client_address
 from web.replica import WRITTEN_COOKIE
@@ -215,4 +216,61 @@ def test_every_api_read_works_on_the_replica(
     caught_up(world, replica)
     r = sweep_client.get(path, headers=bearer(world, _reader(route)))
     assert 200 <= r.status_code < 300, r.text
+    assert "read replica unavailable" not in caplog.text
+
+
+def _page_routes() -> list[str]:
+    """Every page (GET) of the dashboards that reads through ReadSessionDep; not the live streams (primary)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import dashboards
+    from web.replica import ReadSessionDep
+
+    paths = []
+    for info in pkgutil.iter_modules(dashboards.__path__):
+        router = getattr(importlib.import_module(f"dashboards.{info.name}"), "router", None)
+        for route in getattr(router, "routes", []):
+            if "GET" not in getattr(route, "methods", ()):
+                continue
+            hints = inspect.signature(route.endpoint).parameters.values()
+            if any(p.annotation in (ReadSessionDep, "ReadSessionDep") for p in hints):
+                paths.append(route.path)
+    return sorted(paths)
+
+
+PAGES = _page_routes()
+
+
+@pytest.fixture(scope="module")
+def page_client(world: World, replica: Engine) -> Iterator[TestClient]:
+    app = create_app(Settings(), engine=world.engine, read_engine=replica)
+    with TestClient(app, client=(client_address(), 50000)) as c:
+        login(c, "/")
+        yield c
+
+
+def test_the_pages_on_the_replica_are_the_read_only_ones() -> None:
+    assert len(PAGES) >= 30
+    assert "/ingest" in PAGES
+    assert "/tickets/{ticket_id}" not in PAGES  # reading a ticket is audited: a write, on the primary
+    assert "/access/swipes" not in PAGES  # as is reading the swipe log
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_read_only_page_works_on_the_replica(
+    page_client: TestClient, world: World, replica: Engine, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As head office (every estate, every page): a page that wrote would fail on the read-only replica."""
+    target = url(world, path)
+    if path == "/access/household":
+        target += f"?estate={world.estate}&unit={unit_code_of(world.engine, card_for(world.engine, world.estate))}"
+    caught_up(world, replica)  # also past the login's write: this reads the replica, not the primary
+    r = page_client.get(target, follow_redirects=False)
+    if path.endswith(("pdf", ".pdf")):
+        # Rendered by a browser where one is installed (dashboards/pdf.py); the data is the /print page's.
+        assert r.status_code in (200, 503), r.text
+    else:
+        assert r.status_code == 200, r.text
     assert "read replica unavailable" not in caplog.text
