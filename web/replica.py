@@ -95,7 +95,7 @@ class ReadYourWritesMiddleware:
     """Sets WRITTEN_COOKIE on the response to every unsafe request, when the application reads from a replica.
 
     The route's transaction has committed before the response starts (web/deps.py commits with scope="function"),
-    so the primary's WAL insert position taken then is at or past the route's commit."""
+    so the primary's WAL write position taken then is at or past the route's commit (storage/replication.py)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -107,8 +107,10 @@ class ReadYourWritesMiddleware:
         state: Any = scope["app"].state
 
         async def send_marked(message: Message) -> None:
+            lsn = None
             if message["type"] == "http.response.start" and getattr(state, "read_sessionmaker", None) is not None:
                 lsn = await run_in_threadpool(_primary_lsn, state.engine)
+            if lsn is not None:
                 cookie: SimpleCookie = SimpleCookie()
                 cookie[WRITTEN_COOKIE] = lsn
                 morsel = cookie[WRITTEN_COOKIE]
@@ -127,6 +129,11 @@ class ReadYourWritesMiddleware:
         await self.app(scope, receive, send_marked)
 
 
-def _primary_lsn(engine: Engine) -> str:
-    with engine.connect() as conn:
-        return replication.current_wal_lsn(conn)
+def _primary_lsn(engine: Engine) -> str | None:
+    """None when the primary cannot say (it is down): the response goes out without the cookie."""
+    try:
+        with engine.connect() as conn:
+            return replication.current_wal_lsn(conn)
+    except DBAPIError as exc:
+        log.warning("no WAL position for read-your-writes: %s", str(exc.orig).splitlines()[0])
+        return None
