@@ -19,6 +19,7 @@ from dashboards.render import page_data, render, render_fragment
 from dashboards.streaming import stream
 from dashboards.viewer import Viewer, ViewerDep, require
 from facility.queries import visible_estates
+from storage.replication import ReplicaStatus
 from web.deps import SessionDep
 from web.replica import ReadSessionDep, replication_status
 
@@ -60,6 +61,12 @@ def ingest_page(request: Request, session: ReadSessionDep, primary: SessionDep, 
     )
 
 
+def _replica_status(request: Request) -> ReplicaStatus:
+    """On a primary session of its own: the live snapshot's session may be the replica's."""
+    with request.app.state.sessionmaker() as primary:
+        return replication_status(request, primary)
+
+
 @router.get("/live/ingest")
 async def live_ingest(request: Request) -> Response:
     hub: LiveHub = request.app.state.live
@@ -75,7 +82,7 @@ async def live_ingest(request: Request) -> Response:
             viewer.lang,
             tz,
             show_processes=head_office,
-            replica=replication_status(request, session) if head_office else None,
+            replica=_replica_status(request) if head_office else None,
         )
         return {
             "now": i18n.format_time(clock.now(), tz, date=False),

@@ -12,10 +12,12 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from accounts.const import Role
 from core.settings import Settings
@@ -25,7 +27,7 @@ from tests.api.test_access import ACCESS, ALL_ESTATES_ONLY, HEAD_OFFICE, PUBLIC,
 from tests.support.access_world import card_for, unit_code_of
 from tests.support.replica import ReplicaPair, bin_dir_or_skip, streaming_replica, wait_replayed
 from tests.support.world import PASSWORD, World, bearer, build_world, client_address
-from web.replica import WRITTEN_COOKIE
+from web.replica import WRITTEN_COOKIE, fresh_read_session
 
 HQ = "head-office"  # tests/support/world.py HEAD_OFFICE: an admin of every estate
 
@@ -177,6 +179,28 @@ def test_the_ingest_page_shows_the_replicas_lag(client: TestClient, world: World
     metrics = client.get("/metrics", headers=bearer(world, HQ)).text
     assert "steward_db_replica_up 1" in metrics
     assert "steward_db_replica_lag_seconds" in metrics
+
+
+def test_live_snapshots_read_the_replica_only_once_it_holds_what_the_primary_holds(
+    world: World, replica: Engine
+) -> None:
+    """dashboards/streaming.py re-renders on the primary's NOTIFY: its snapshot session (fresh_read_session) is
+    the replica when that has replayed up to the primary's position, and the primary while replay is behind."""
+    state = SimpleNamespace(read_sessionmaker=sessionmaker(replica))
+    in_recovery = text("SELECT pg_is_in_recovery()")
+    caught_up(world, replica)
+    with Session(world.engine) as primary:
+        with fresh_read_session(state, primary) as reads:
+            assert reads.scalar(in_recovery) is True
+        with replay_paused(replica):
+            new_dead_letter(world)
+            with fresh_read_session(state, primary, wait_s=0.1) as reads:
+                assert reads is primary
+                assert reads.scalar(in_recovery) is False
+        with fresh_read_session(state, primary, wait_s=5) as reads:  # replay resumed: caught up within the wait
+            assert reads.scalar(in_recovery) is True
+        with fresh_read_session(SimpleNamespace(), primary) as reads:  # no replica configured
+            assert reads is primary
 
 
 def test_without_a_replica_the_page_says_so(world: World) -> None:
