@@ -1,12 +1,13 @@
 """How far a streaming read replica (``STEWARD_DATABASE_READ_URL``) trails the primary, for the ingest page and
-the API's ingest status, and the log position a client's last write reached (read-your-writes, web/deps.py).
+the API's ingest status, and the log position a client's last write reached (read-your-writes, web/replica.py).
 
 Two views of one lag, because each side can be wrong alone:
 
 - on the replica, ``now() - pg_last_xact_replay_timestamp()``: how old the newest replayed transaction is. On an
   idle primary this grows without the replica being behind, so it counts as 0 when everything received has been
-  replayed; and a replica whose WAL receiver is not streaming is reported as such (it may look caught up with a
-  stale copy).
+  replayed while the WAL receiver streams. A replica that is not streaming is reported as such, and its lag is
+  the age of its newest replayed transaction, growing while it is cut off (Steward's primary is never idle for
+  long: ingest and the worker write all the time).
 - on the primary, ``pg_stat_replication``: each standby's state and its write/flush/replay lag as the primary
   measured them. The lag columns need superuser or the ``pg_monitor`` role; without it they read as unknown.
 """
@@ -55,9 +56,9 @@ _REPLICA_SIDE = text(
     SELECT pg_is_in_recovery(),
            EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
            CASE WHEN NOT pg_is_in_recovery() THEN NULL
-                WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
-                     THEN 0.0
-                ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END,
+                WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
+                     AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
+                ELSE GREATEST(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8, 0.0) END,
            CASE WHEN pg_is_in_recovery()
                 THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint END
     """

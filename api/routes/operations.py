@@ -86,11 +86,11 @@ def metrics(request: Request, session: SessionDep, user: HeadOfficeOperators) ->
     replica = replication_status(request, session)
     if replica.configured:
         up = 1 if replica.healthy else 0
-        lines += ["# TYPE steward_db_replica_up gauge", f"steward_db_replica_up {up}"]
+        lines += ["# TYPE steward_replica_up gauge", f"steward_replica_up {up}"]
         if replica.replay_lag_s is not None:
             lines += [
-                "# TYPE steward_db_replica_lag_seconds gauge",
-                f"steward_db_replica_lag_seconds {replica.replay_lag_s}",
+                "# TYPE steward_replica_lag_seconds gauge",
+                f"steward_replica_lag_seconds {replica.replay_lag_s}",
             ]
     return PlainTextResponse("\n".join(lines) + "\n")
 

@@ -177,8 +177,8 @@ def test_the_ingest_page_shows_the_replicas_lag(client: TestClient, world: World
     assert "steward-replica" in card.group(0)
     caught_up(world, replica)
     metrics = client.get("/metrics", headers=bearer(world, HQ)).text
-    assert "steward_db_replica_up 1" in metrics
-    assert "steward_db_replica_lag_seconds" in metrics
+    assert "steward_replica_up 1" in metrics
+    assert "steward_replica_lag_seconds" in metrics
 
 
 def test_live_snapshots_read_the_replica_only_once_it_holds_what_the_primary_holds(
