@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from accounts.const import Role
 from core.settings import Settings
 from steward.app import create_app
+from steward.broker import free_port
 from storage.models import DeadLetter
 from tests.api.test_access import ACCESS, ALL_ESTATES_ONLY, HEAD_OFFICE, PUBLIC, url
 from tests.support.access_world import card_for, unit_code_of
@@ -201,6 +202,26 @@ def test_live_snapshots_read_the_replica_only_once_it_holds_what_the_primary_hol
             assert reads.scalar(in_recovery) is True
         with fresh_read_session(SimpleNamespace(), primary) as reads:  # no replica configured
             assert reads is primary
+
+
+def test_a_replica_that_is_down_sends_reads_to_the_primary(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listens at the read URL: pages and the API still answer (from the primary), the warning is logged,
+    and the ingest page and the API say the replica is unreachable."""
+    nowhere = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/steward?connect_timeout=2")
+    app = create_app(Settings(), engine=world.engine, read_engine=nowhere)
+    dead = new_dead_letter(world)
+    with TestClient(app, client=(client_address(), 50000)) as c:
+        assert dead in dead_letter_ids(c, world)
+        status = c.get("/api/ingest/replica", headers=bearer(world, HQ)).json()
+        assert status["configured"] is True
+        assert status["reachable"] is False
+        assert status["healthy"] is False
+        c.cookies.set("lang", "en")
+        page = login(c, "/ingest")
+        assert "Unreachable: reads fall back to the primary" in page
+        assert "steward_replica_up 0" in c.get("/metrics", headers=bearer(world, HQ)).text
+    nowhere.dispose()
+    assert "read replica unavailable, reading from the primary" in caplog.text
 
 
 def test_without_a_replica_the_page_says_so(world: World) -> None:
