@@ -204,6 +204,17 @@ def test_live_snapshots_read_the_replica_only_once_it_holds_what_the_primary_hol
             assert reads is primary
 
 
+def test_the_read_url_setting_builds_the_read_engine(world: World, replica: Engine) -> None:
+    """What `steward run api` does: both engines from STEWARD_DATABASE_URL and STEWARD_DATABASE_READ_URL."""
+    urls = {k: e.url.render_as_string(hide_password=False) for k, e in (("p", world.engine), ("r", replica))}
+    app = create_app(Settings(database_url=urls["p"], database_read_url=urls["r"]))
+    with TestClient(app, client=(client_address(), 50000)) as c:
+        status = c.get("/api/ingest/replica", headers=bearer(world, HQ)).json()
+        assert status["healthy"] is True, status
+        assert [s["name"] for s in status["standbys"]] == ["steward-replica"]
+        assert app.state.read_engine.url.port == replica.url.port
+
+
 def test_a_replica_that_is_down_sends_reads_to_the_primary(world: World, caplog: pytest.LogCaptureFixture) -> None:
     """Nothing listens at the read URL: pages and the API still answer (from the primary), the warning is logged,
     and the ingest page and the API say the replica is unreachable."""
