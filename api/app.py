@@ -51,8 +51,10 @@ def mount_api(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
-def create_api_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_api_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, read_engine: Engine | None = None
+) -> FastAPI:
     """The JSON API alone (no pages)."""
-    app = base_app(settings, engine=engine)
+    app = base_app(settings, engine=engine, read_engine=read_engine)
     mount_api(app)
     return app

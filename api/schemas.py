@@ -255,3 +255,28 @@ class HealthOut(BaseModel):
     """Public liveness: a status only. Ingest's processes and counters are /api/ingest/status (head office)."""
 
     status: str = Field(description="ok, or degraded when the database or an ingest process is not ok")
+
+
+class StandbyOut(Output):
+    """A standby as the primary's pg_stat_replication shows it (lag columns need pg_monitor, else null)."""
+
+    name: str
+    client: str | None
+    state: str | None
+    sync_state: str | None
+    replay_lag_s: float | None
+    behind_bytes: int | None
+
+
+class ReplicaStatusOut(Output):
+    """The read replica (STEWARD_DATABASE_READ_URL): configured=false means reads use the primary."""
+
+    configured: bool
+    reachable: bool
+    healthy: bool
+    in_recovery: bool | None = Field(description="false: the read URL points at a primary, not a replica")
+    streaming: bool | None = Field(description="the replica's WAL receiver is connected to the primary")
+    replay_lag_s: float | None = Field(description="seconds the replica's replayed data trails the primary")
+    behind_bytes: int | None = Field(description="WAL received by the replica but not yet replayed")
+    standbys: list[StandbyOut]
+    error: str | None

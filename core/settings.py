@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset → embedded PostgreSQL under data_dir"
     )
+    # A streaming replica for the pages' and the API's reads (web/deps.py says which); None = the primary.
+    database_read_url: str | None = Field(
+        default=None, description="PostgreSQL URL of a streaming replica for reads; unset → the primary"
+    )
     mqtt_url: str | None = Field(
         default=None, description="mqtt://host:port, or mqtts://host:8883 for TLS; unset → embedded broker"
     )
@@ -120,7 +124,7 @@ class Settings(BaseSettings):
     # A notification whose timestamp header is further than this from core.clock is refused (replayed or stale).
     payment_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "database_read_url", mode="before")
     @classmethod
     def _use_psycopg_driver(cls, value: str | None) -> str | None:
         if not value:
@@ -139,6 +143,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Self:
+        if self.database_read_url and not self.database_url:
+            raise ValueError("STEWARD_DATABASE_READ_URL needs STEWARD_DATABASE_URL: a replica of which primary?")
         if self.compress_after_days * 86400 <= self.accept_past.total_seconds():
             raise ValueError("compress_after_days must exceed accept_past: late data lands in compressed chunks")
         if self.env is not Environment.production:

@@ -31,6 +31,7 @@ from dashboards.render import TEMPLATES
 from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility import queries as facility_queries
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 REGISTER = "/access/cards"
@@ -120,7 +121,7 @@ def _card_row(session: SessionDep, viewer: Viewer, card_id: int) -> queries.Card
 @router.get(REGISTER, response_class=HTMLResponse)
 def register_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     estate: Annotated[str, Query(max_length=32)] = "",
     q: Annotated[str, Query(max_length=64)] = "",
@@ -176,7 +177,7 @@ def _household_url(estate: str, unit: str) -> str:
 @router.get(HOUSEHOLD, response_class=HTMLResponse)
 def household_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     estate: Annotated[str, Query(max_length=32)],
     unit: Annotated[str, Query(max_length=32)],
@@ -348,7 +349,7 @@ def sync_view(r: queries.ControllerSyncRow, tz: Any, lang: i18n.Lang) -> dict[st
 @router.get("/access/controllers", response_class=HTMLResponse)
 def controllers_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     estate: Annotated[str, Query(max_length=32)] = "",
 ) -> HTMLResponse:
@@ -372,7 +373,7 @@ def controllers_page(
 
 
 @router.get(REGISTER + "/{card_id}", response_class=HTMLResponse)
-def card_page(card_id: int, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def card_page(card_id: int, request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     row = _card_row(session, viewer, card_id)
     tz = i18n.zone(row.timezone)
@@ -446,7 +447,7 @@ def return_from_page(
 
 
 @router.get(REGISTER + "/{card_id}/print", response_class=HTMLResponse)
-def print_register_form(card_id: int, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def print_register_form(card_id: int, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     """The 《智能卡发放登记表》 of one card, A4, for the holder's signature."""
     _reader(viewer)
     row = _card_row(session, viewer, card_id)

@@ -28,6 +28,7 @@ from dashboards.viewer import PageError, Viewer, ViewerDep, require, safe_next
 from facility.queries import visible_estates
 from storage.models import Alarm
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,7 +56,7 @@ def query_string(params: dict[str, Any]) -> str:
 @router.get("/alarms", response_class=HTMLResponse)
 def alarms_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: AlarmViewer,
     estate: EstateFilter = None,
     state: StateFilter = "open",

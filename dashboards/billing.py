@@ -39,6 +39,7 @@ from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility.queries import visible_estates
 from storage.models import Estate
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,7 +92,7 @@ def _list_body(session: Session, viewer: Viewer, ids: list[int]) -> dict[str, An
 
 @router.get("/billing", response_class=HTMLResponse)
 def accounts_page(
-    request: Request, session: SessionDep, viewer: AccountViewer, estate: EstateFilter = None
+    request: Request, session: ReadSessionDep, viewer: AccountViewer, estate: EstateFilter = None
 ) -> HTMLResponse:
     estates, ids = _estates(session, viewer, estate)
     return form_page(
@@ -135,7 +136,7 @@ def _account_body(session: Session, viewer: Viewer, account_id: int) -> dict[str
 
 
 @router.get("/billing/accounts/{account_id}", response_class=HTMLResponse)
-def account_page(account_id: int, request: Request, session: SessionDep, viewer: AccountViewer) -> HTMLResponse:
+def account_page(account_id: int, request: Request, session: ReadSessionDep, viewer: AccountViewer) -> HTMLResponse:
     body = _account_body(session, viewer, account_id)
     return form_page(
         request,
@@ -199,7 +200,7 @@ def top_up(
 
 @router.get("/billing/tariffs", response_class=HTMLResponse)
 def tariffs_page(
-    request: Request, session: SessionDep, viewer: AccountViewer, estate: EstateFilter = None
+    request: Request, session: ReadSessionDep, viewer: AccountViewer, estate: EstateFilter = None
 ) -> HTMLResponse:
     estates, ids = _estates(session, viewer, estate)
     shown = [e for e in estates if e.id in ids]
@@ -273,7 +274,9 @@ def add_tariff(
 
 
 @router.get("/billing/holds", response_class=HTMLResponse)
-def holds_page(request: Request, session: SessionDep, viewer: HoldViewer, estate: EstateFilter = None) -> HTMLResponse:
+def holds_page(
+    request: Request, session: ReadSessionDep, viewer: HoldViewer, estate: EstateFilter = None
+) -> HTMLResponse:
     _, ids = _estates(session, viewer, estate)
     tz = viewer_tz(session, viewer)
     return form_page(

@@ -26,6 +26,7 @@ from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility import queries as facility_queries
 from storage.models import Estate
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,7 +50,7 @@ def _common(viewer: Viewer) -> dict[str, Any]:
 
 
 @router.get("/dunning", response_class=HTMLResponse)
-def dunning_home(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def dunning_home(request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     estates = [
         (estate, dunning_queries.cases(session, estate.id))
@@ -83,7 +84,7 @@ def _estate_page(
 
 
 @router.get("/dunning/{code}", response_class=HTMLResponse)
-def dunning_estate(code: str, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def dunning_estate(code: str, request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     return _estate_page(request, session, viewer, estate_of(session, code, viewer))
 
@@ -153,7 +154,7 @@ def dunning_task_done(
 
 
 @router.get("/dunning/cases/{case_id}", response_class=HTMLResponse)
-def dunning_case(case_id: int, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def dunning_case(case_id: int, request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     estate_id = dunning_queries.case_estate_id(session, case_id) if 0 < case_id < 2**62 else None
     if estate_id is None or estate_id not in viewer.visible:
@@ -164,7 +165,7 @@ def dunning_case(case_id: int, request: Request, session: SessionDep, viewer: Vi
 
 
 @router.get("/dunning/{code}/documents", response_class=HTMLResponse)
-def dunning_documents(code: str, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def dunning_documents(code: str, request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     estate = estate_of(session, code, viewer)
     docs = dunning_queries.documents(session, estate.id)
@@ -174,7 +175,7 @@ def dunning_documents(code: str, request: Request, session: SessionDep, viewer: 
 
 
 @router.get("/dunning/documents/{document_id}/print", response_class=HTMLResponse)
-def dunning_print(document_id: int, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def dunning_print(document_id: int, request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     found = dunning_queries.document(session, document_id) if 0 < document_id < 2**62 else None
     if found is None or found[0].estate_id not in viewer.visible:
@@ -185,7 +186,7 @@ def dunning_print(document_id: int, request: Request, session: SessionDep, viewe
 
 
 @router.get("/dunning/{code}/public", response_class=HTMLResponse)
-def dunning_public(code: str, request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def dunning_public(code: str, request: Request, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     _reader(viewer)
     estate = estate_of(session, code, viewer)
     rows = dunning_queries.public_list(session, estate.id)

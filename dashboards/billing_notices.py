@@ -23,6 +23,7 @@ from dashboards.pdf import html_to_pdf
 from dashboards.render import TEMPLATES
 from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 QUEUE = "/billing/notices"
@@ -118,7 +119,7 @@ def _row(r: notice_queries.NoticeRow, lang: i18n.Lang) -> dict[str, Any]:
 @router.get(QUEUE, response_class=HTMLResponse)
 def queue_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     status: Annotated[str, Query(max_length=16)] = "pending",
 ) -> HTMLResponse:
@@ -183,7 +184,7 @@ def _pdf_or_error(html: str, name: str, viewer: Viewer) -> Response:
 
 @router.get(QUEUE + "/print", response_class=HTMLResponse)
 def print_batch(
-    session: SessionDep, viewer: ViewerDep, status: Annotated[str, Query(max_length=16)] = "pending"
+    session: ReadSessionDep, viewer: ViewerDep, status: Annotated[str, Query(max_length=16)] = "pending"
 ) -> HTMLResponse:
     """Every notice of the queue view, one per A4 page."""
     return _html(_printable(session, viewer, None, status))
@@ -191,18 +192,18 @@ def print_batch(
 
 @router.get(QUEUE + "/print.pdf")
 def print_batch_pdf(
-    session: SessionDep, viewer: ViewerDep, status: Annotated[str, Query(max_length=16)] = "pending"
+    session: ReadSessionDep, viewer: ViewerDep, status: Annotated[str, Query(max_length=16)] = "pending"
 ) -> Response:
     return _pdf_or_error(_printable(session, viewer, None, status), "notices", viewer)
 
 
 @router.get(QUEUE + "/{notice_id}/print", response_class=HTMLResponse)
-def print_one(notice_id: int, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def print_one(notice_id: int, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     return _html(_printable(session, viewer, notice_id, ""))
 
 
 @router.get(QUEUE + "/{notice_id}/pdf")
-def print_one_pdf(notice_id: int, session: SessionDep, viewer: ViewerDep) -> Response:
+def print_one_pdf(notice_id: int, session: ReadSessionDep, viewer: ViewerDep) -> Response:
     html = _printable(session, viewer, notice_id, "")
     return _pdf_or_error(html, f"notice-{notice_id}", viewer)
 

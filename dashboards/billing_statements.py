@@ -32,6 +32,7 @@ from dashboards.viewer import PageError, Viewer, ViewerDep, require
 from facility.queries import visible_estates
 from storage.models import Estate
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 LIST = "/billing/statements"
@@ -200,7 +201,7 @@ def _statement(s: statement_queries.StatementRow, lang: i18n.Lang) -> dict[str, 
 @router.get(LIST, response_class=HTMLResponse)
 def statements_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     estate: EstateFilter = None,
     quarter: QuarterFilter = None,
@@ -263,7 +264,7 @@ def _one(session: Session, viewer: Viewer, statement_id: int) -> statement_queri
 
 @router.get(LIST + "/print", response_class=HTMLResponse)
 def print_batch(
-    session: SessionDep, viewer: ViewerDep, estate: EstateFilter = None, quarter: QuarterFilter = None
+    session: ReadSessionDep, viewer: ViewerDep, estate: EstateFilter = None, quarter: QuarterFilter = None
 ) -> HTMLResponse:
     """Every statement of an estate's quarter, one per A4 page."""
     require(viewer, _may(viewer, Action.view_statements))
@@ -275,12 +276,12 @@ def print_batch(
 
 
 @router.get(LIST + "/{statement_id}/print", response_class=HTMLResponse)
-def print_one(statement_id: int, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def print_one(statement_id: int, session: ReadSessionDep, viewer: ViewerDep) -> HTMLResponse:
     return _html(_print_html([_one(session, viewer, statement_id)], viewer.lang))
 
 
 @router.get(LIST + "/{statement_id}/pdf")
-def print_one_pdf(statement_id: int, session: SessionDep, viewer: ViewerDep) -> Response:
+def print_one_pdf(statement_id: int, session: ReadSessionDep, viewer: ViewerDep) -> Response:
     html = _print_html([_one(session, viewer, statement_id)], viewer.lang)
     return _pdf_or_error(html, f"statement-{statement_id}", viewer)
 
@@ -350,7 +351,7 @@ def _reading(m: statement_queries.ManualReadingRow, tz: Any, lang: i18n.Lang) ->
 
 @router.get(READINGS, response_class=HTMLResponse)
 def readings_page(
-    request: Request, session: SessionDep, viewer: ViewerDep, estate: EstateFilter = None
+    request: Request, session: ReadSessionDep, viewer: ViewerDep, estate: EstateFilter = None
 ) -> HTMLResponse:
     require(viewer, _may(viewer, Action.view_manual_readings))
     estates, chosen = _estate(session, viewer, estate)

@@ -1000,3 +1000,25 @@ STRINGS.update(
         "alarm_subject_card": ("卡 {card}", "Card {card}"),
     }
 )
+
+
+# the read replica on the ingest page (dashboards/ingest_view.py replica_view)
+STRINGS.update(
+    {
+        "replica_title": ("只读副本", "Read replica"),
+        "replica_none": (
+            "未配置只读副本：页面与接口都从主库读取",
+            "No replica configured: pages and the API read the primary",
+        ),
+        "replica_streaming": ("流复制正常", "Streaming"),
+        "replica_not_streaming": ("未在接收主库日志", "Not receiving the primary's WAL"),
+        "replica_unreachable": ("无法连接副本，读取改走主库", "Unreachable: reads fall back to the primary"),
+        "replica_not_replica": ("读库地址指向的不是副本", "The read URL is not a replica"),
+        "replica_state": ("状态", "State"),
+        "replica_lag": ("回放延迟", "Replay lag"),
+        "replica_seconds": ("{s} 秒", "{s} s"),
+        "replica_behind": ("未回放字节", "Bytes not yet replayed"),
+        "replica_standby": ("备库（主库所见）", "Standby (as the primary sees it)"),
+        "replica_no_standbys": ("主库未看到正在连接的备库", "The primary sees no connected standby"),
+    }
+)

@@ -1,4 +1,6 @@
-"""The ingest page: ingest processes (head office), dead letters and quarantined messages, and its live stream."""
+"""The ingest page: ingest processes and the read replica's lag (head office), dead letters and quarantined
+messages, and its live stream. The page reads through ``ReadSessionDep`` (web/replica.py); the replica's lag is
+asked of the primary and the replica both."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from dashboards.render import page_data, render, render_fragment
 from dashboards.streaming import stream
 from dashboards.viewer import Viewer, ViewerDep, require
 from facility.queries import visible_estates
+from storage.replication import ReplicaStatus
 from web.deps import SessionDep
+from web.replica import ReadSessionDep, replication_status
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,11 +34,18 @@ IngestViewer = Annotated[Viewer, Depends(ingest_viewer)]
 
 
 @router.get("/ingest", response_class=HTMLResponse)
-def ingest_page(request: Request, session: SessionDep, viewer: IngestViewer) -> HTMLResponse:
+def ingest_page(request: Request, session: ReadSessionDep, primary: SessionDep, viewer: IngestViewer) -> HTMLResponse:
     tz = viewer_tz(session, viewer)
     codes = [e.code for e in visible_estates(session, viewer.visible)]
+    head_office = policy.may_see_ingest_status(viewer)
     view = ingest_view.ingest_view(
-        session, viewer.all_estates, codes, viewer.lang, tz, show_processes=policy.may_see_ingest_status(viewer)
+        session,
+        viewer.all_estates,
+        codes,
+        viewer.lang,
+        tz,
+        show_processes=head_office,
+        replica=replication_status(request, primary) if head_office else None,
     )
     hub: LiveHub = request.app.state.live
     return render(
@@ -50,6 +61,12 @@ def ingest_page(request: Request, session: SessionDep, viewer: IngestViewer) -> 
     )
 
 
+def _replica_status(request: Request) -> ReplicaStatus:
+    """On a primary session of its own: the live snapshot's session may be the replica's."""
+    with request.app.state.sessionmaker() as primary:
+        return replication_status(request, primary)
+
+
 @router.get("/live/ingest")
 async def live_ingest(request: Request) -> Response:
     hub: LiveHub = request.app.state.live
@@ -57,8 +74,15 @@ async def live_ingest(request: Request) -> Response:
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         tz = viewer_tz(session, viewer)
         codes = [e.code for e in visible_estates(session, viewer.visible)]
+        head_office = policy.may_see_ingest_status(viewer)
         view = ingest_view.ingest_view(
-            session, viewer.all_estates, codes, viewer.lang, tz, show_processes=policy.may_see_ingest_status(viewer)
+            session,
+            viewer.all_estates,
+            codes,
+            viewer.lang,
+            tz,
+            show_processes=head_office,
+            replica=_replica_status(request) if head_office else None,
         )
         return {
             "now": i18n.format_time(clock.now(), tz, date=False),

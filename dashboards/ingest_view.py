@@ -15,6 +15,7 @@ from dashboards import i18n
 from dashboards.i18n import Lang
 from storage import ingest_reads
 from storage.models import DeadLetter, QuarantinedMessage
+from storage.replication import ReplicaStatus
 
 DEAD_LETTERS_SHOWN = 50
 QUARANTINE_GROUPS_SHOWN = 50
@@ -25,9 +26,49 @@ def _scope(column: Any, all_estates: bool, codes: list[str]) -> Any:
     return policy.topic_scope(column, all_estates, codes)
 
 
+def replica_view(status: ReplicaStatus, lang: Lang) -> dict[str, Any]:
+    """The read replica's card: its state as one word with a level, its lag, and the primary's standbys."""
+    if not status.configured:
+        state, level = "replica_none", ""
+    elif not status.reachable:
+        state, level = "replica_unreachable", "bad"
+    elif not status.in_recovery:
+        state, level = "replica_not_replica", "bad"
+    elif not status.streaming:
+        state, level = "replica_not_streaming", "bad"
+    else:
+        state, level = "replica_streaming", ""
+    return {
+        "configured": status.configured,
+        "state": i18n.t(state, lang),
+        "level": level,
+        "lag": None if status.replay_lag_s is None else f"{status.replay_lag_s:.3f}",
+        "behind_bytes": status.behind_bytes,
+        "error": status.error,
+        "standbys": [
+            {
+                "name": s.name,
+                "client": s.client or "",
+                "state": s.state or "",
+                "lag": "" if s.replay_lag_s is None else f"{s.replay_lag_s:.3f}",
+                "behind_bytes": "" if s.behind_bytes is None else s.behind_bytes,
+            }
+            for s in status.standbys
+        ],
+    }
+
+
 def ingest_view(
-    session: Session, all_estates: bool, codes: list[str], lang: Lang, tz: ZoneInfo, *, show_processes: bool
+    session: Session,
+    all_estates: bool,
+    codes: list[str],
+    lang: Lang,
+    tz: ZoneInfo,
+    *,
+    show_processes: bool,
+    replica: ReplicaStatus | None = None,
 ) -> dict[str, Any]:
+    """``replica``: the read replica's status, shown to whoever sees the ingest processes (None: not shown)."""
     now = clock.now()
     statuses = [
         {
@@ -74,4 +115,5 @@ def ingest_view(
             for g in groups
         ],
         "quarantined_24h": q_24h,
+        "replica": replica_view(replica, lang) if replica is not None else None,
     }

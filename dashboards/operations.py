@@ -33,6 +33,7 @@ from notifications import service as delivery_service
 from notifications.channels import CHANNEL_NAMES
 from storage import outbox_reads
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -169,7 +170,7 @@ Filter = Annotated[str, Query(max_length=64)]
 @router.get("/commands", response_class=HTMLResponse)
 def commands_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     status: Filter = "",
     device: Filter = "",
@@ -225,7 +226,7 @@ async def live_commands(
 @router.get("/notifications", response_class=HTMLResponse)
 def notifications_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: ViewerDep,
     status: Filter = "",
     channel: Filter = "",

@@ -19,7 +19,7 @@ from dashboards.viewer import EquipmentViewer, Viewer, ViewerDep
 from facility import series
 from facility.queries import visible_estates
 from storage.models import DeviceState, Room
-from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,7 +29,7 @@ def _bucket_note(bucket: series.Bucket, lang: Lang) -> str:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
+def home(request: Request, session: ReadSessionDep, viewer: ViewerDep) -> Response:
     estates = visible_estates(session, viewer.visible)
     if len(estates) == 1 and viewer.sees_equipment:
         # Most staff work at one estate: take them straight to it rather than to a list of one.
@@ -43,7 +43,7 @@ def home(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
 
 
 @router.get("/estates/{code}", response_class=HTMLResponse)
-def estate_page(code: str, request: Request, session: SessionDep, viewer: EquipmentViewer) -> HTMLResponse:
+def estate_page(code: str, request: Request, session: ReadSessionDep, viewer: EquipmentViewer) -> HTMLResponse:
     estate = estate_of(session, code, viewer)
     summary = rooms_view.estate_summary(session, estate, viewer.lang)
     return render(
@@ -58,7 +58,7 @@ def estate_page(code: str, request: Request, session: SessionDep, viewer: Equipm
 
 
 @router.get("/rooms/{room_id}", response_class=HTMLResponse)
-def room_page(room_id: int, request: Request, session: SessionDep, viewer: EquipmentViewer) -> HTMLResponse:
+def room_page(room_id: int, request: Request, session: ReadSessionDep, viewer: EquipmentViewer) -> HTMLResponse:
     room, estate = room_of(session, room_id, viewer)
     tz = i18n.zone(estate.timezone)
     devices = rooms_view.room_devices(session, room)
@@ -94,7 +94,7 @@ def room_page(room_id: int, request: Request, session: SessionDep, viewer: Equip
 def device_page(
     device_id: int,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: EquipmentViewer,
     range_: Annotated[str, Query(alias="range", pattern="^(24h|7d|30d)$")] = "24h",
 ) -> HTMLResponse:

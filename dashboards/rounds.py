@@ -23,6 +23,7 @@ from dashboards.forms import clean_text, flash_error, flash_ok, form_page, same_
 from dashboards.lookups import room_of
 from dashboards.viewer import EquipmentViewer, PageError, ViewerDep, require
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,7 +32,7 @@ router = APIRouter(include_in_schema=False)
 def rounds_page(
     room_id: int,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: EquipmentViewer,
     round_: Annotated[int | None, Query(alias="round", ge=1, le=2**62)] = None,
 ) -> HTMLResponse:

@@ -2,7 +2,8 @@
 the login and scope, and a user holds at most MAX_STREAMS_PER_USER streams at once.
 
 `stream` re-renders on every ingest notification (rate-limited); `marked_stream` renders only when the
-area's change mark moved (the ticket board, the alarm list, billing's accounts)."""
+area's change mark moved (the ticket board, the alarm list, billing's accounts). The login is checked on the
+primary; snapshots read through web/replica.py ``fresh_read_session`` (the replica when it is caught up)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from accounts import service as accounts
 from dashboards.live import LiveHub, event_stream
 from dashboards.viewer import PageError, Viewer, request_lang
 from web.cookies import SESSION_COOKIE
+from web.replica import fresh_read_session
 
 
 def _live_snapshot(
@@ -42,7 +44,8 @@ def _live_snapshot(
             if not allowed(viewer):
                 return None
             try:
-                return build(session, viewer)
+                with fresh_read_session(request.app.state, session) as reads:
+                    return build(reads, viewer)
             except PageError:
                 return None
             finally:
@@ -100,6 +103,7 @@ class MarkedWatch:
         mark: Callable[[Session, Viewer], tuple[Any, ...]],
     ) -> None:
         self.factory: sessionmaker[Session] = request.app.state.sessionmaker
+        self.state = request.app.state
         self.cookie = request.cookies.get(SESSION_COOKIE, "")
         self.lang = request_lang(request)
         self.build, self.allowed, self.mark = build, allowed, mark
@@ -115,11 +119,12 @@ class MarkedWatch:
                 viewer = Viewer.of(session, user, self.lang)
                 if not self.allowed(viewer):
                     return None
-                mark = self.mark(session, viewer)
-                if mark == self.last:
-                    return {}
-                self.last = mark
-                return self.build(session, viewer)
+                with fresh_read_session(self.state, session) as reads:
+                    mark = self.mark(reads, viewer)
+                    if mark == self.last:
+                        return {}
+                    self.last = mark
+                    return self.build(reads, viewer)
             except PageError:
                 return None
             finally:

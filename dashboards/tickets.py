@@ -39,6 +39,7 @@ from tickets import service as tickets
 from tickets.const import CALLBACK_CHANNEL_LABELS, CallbackChannel
 from tickets.policy import Step
 from web.deps import SessionDep
+from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,7 +79,7 @@ def _board(session: Session, viewer: Viewer, estate: str | None, closed: bool, m
 @router.get("/tickets", response_class=HTMLResponse)
 def tickets_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     viewer: TicketViewer,
     estate: EstateFilter = None,
     closed: bool = False,

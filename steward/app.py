@@ -15,8 +15,10 @@ from dashboards.app import mount_dashboards
 from web.app import base_app
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    app = base_app(settings, engine=engine)
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, read_engine: Engine | None = None
+) -> FastAPI:
+    app = base_app(settings, engine=engine, read_engine=read_engine)
     mount_api(app)
     mount_dashboards(app)
     return app

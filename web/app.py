@@ -16,10 +16,14 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from core.settings import Environment, Settings, get_settings
 from storage.db import make_engine, make_sessionmaker
 from web.errors import install_error_handlers
+from web.replica import ReadYourWritesMiddleware
 from web.security import SecurityMiddleware
 
 
-def base_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def base_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, read_engine: Engine | None = None
+) -> FastAPI:
+    """``read_engine`` (or STEWARD_DATABASE_READ_URL): a streaming replica for read-only routes (web/replica.py)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -28,8 +32,16 @@ def base_app(settings: Settings | None = None, *, engine: Engine | None = None) 
         eng = engine or make_engine(settings, pool_size=10)
         app.state.engine = eng
         app.state.sessionmaker = make_sessionmaker(eng)
+        own_read = read_engine is None and settings.database_read_url is not None
+        reads = read_engine or (
+            make_engine(settings, url=settings.database_read_url, pool_size=10) if own_read else None
+        )
+        app.state.read_engine = reads
+        app.state.read_sessionmaker = make_sessionmaker(reads) if reads is not None else None
         app.state.settings = settings
         yield
+        if own_read and reads is not None:
+            reads.dispose()
         if own:
             eng.dispose()
 
@@ -46,6 +58,7 @@ def base_app(settings: Settings | None = None, *, engine: Engine | None = None) 
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(ReadYourWritesMiddleware)
     app.add_middleware(SecurityMiddleware, hsts=production)
     if settings.proxies:
         # Outermost: the client address (login limits, audit) and scheme (Secure cookies) from X-Forwarded-*

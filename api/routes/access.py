@@ -29,6 +29,7 @@ from core.roles import Role
 from storage.models import StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api/access", tags=["access cards"], responses=error_responses(401, 403, 404, 422))
 CHANGES = error_responses(400, 409)  # 400: a body that is not JSON; 409: the card's state or a live UID
@@ -232,7 +233,7 @@ def _out(row: queries.CardRow) -> CardOut:
 @router.get("/estates/{code}/cards", response_model=Page[CardOut])
 def list_cards(
     code: EstateCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Readers,
     visible: VisibleEstates,
     page: PageDep,
@@ -285,7 +286,7 @@ def issue_card(code: EstateCode, session: SessionDep, user: Desk, visible: Visib
 
 @router.get("/estates/{code}/units/{unit_code}/cards", response_model=HouseholdOut)
 def household_cards(
-    code: EstateCode, unit_code: UnitPath, session: SessionDep, user: Readers, visible: VisibleEstates
+    code: EstateCode, unit_code: UnitPath, session: ReadSessionDep, user: Readers, visible: VisibleEstates
 ) -> HouseholdOut:
     """A household's cards (every status) with its free quota and the next card's fee."""
     estate_id = _estate_id(session, code, visible)
@@ -306,7 +307,7 @@ def move_out(
 
 
 @router.get("/cards/{card_id}", response_model=CardOut)
-def get_card(card_id: ObjectId, session: SessionDep, user: Readers, visible: VisibleEstates) -> CardOut:
+def get_card(card_id: ObjectId, session: ReadSessionDep, user: Readers, visible: VisibleEstates) -> CardOut:
     """One card with its doors and state."""
     return _out(_card(session, card_id, visible, user))
 
@@ -384,7 +385,7 @@ def list_swipes(
 
 @router.get("/controllers", response_model=list[ControllerSyncOut])
 def list_controllers(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: SyncReaders,
     visible: VisibleEstates,
     estate: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$", description="only this estate")] = None,

@@ -19,6 +19,7 @@ from facility.queries import estate_by_code
 from storage.models import StaffUser
 from web.deps import SessionDep, VisibleEstates, require_roles
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(tags=["alarms"], responses=error_responses(401, 403, 404, 422))
 Viewers = Annotated[StaffUser, Depends(require_roles(policy.ALARM_READERS))]
@@ -111,7 +112,7 @@ def _alarm(session: Session, alarm_id: int, visible: set[int]) -> AlarmOut:
 
 @router.get("/api/alarms", response_model=Page[AlarmOut])
 def list_alarms(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Viewers,
     visible: VisibleEstates,
     page: PageDep,
@@ -132,7 +133,7 @@ def list_alarms(
 
 
 @router.get("/api/alarms/{alarm_id}", response_model=AlarmOut)
-def get_alarm(alarm_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates) -> AlarmOut:
+def get_alarm(alarm_id: ObjectId, session: ReadSessionDep, user: Viewers, visible: VisibleEstates) -> AlarmOut:
     """One alarm."""
     return _alarm(session, alarm_id, visible)
 
@@ -181,7 +182,7 @@ def _rule_out(session: Session, visible: set[int], code: str | None = None) -> l
 
 
 @router.get("/api/alarm-rules", response_model=list[RuleOut])
-def list_alarm_rules(session: SessionDep, user: Viewers, visible: VisibleEstates) -> list[RuleOut]:
+def list_alarm_rules(session: ReadSessionDep, user: Viewers, visible: VisibleEstates) -> list[RuleOut]:
     """Every rule with the overrides of the caller's estates (rule packs of domain-defaults §2 and §3)."""
     return _rule_out(session, visible)
 

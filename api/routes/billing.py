@@ -34,6 +34,7 @@ from core.errors import InvalidInput, NotFound
 from storage.models import StaffUser
 from web.deps import CurrentUser, SessionDep
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api/billing", tags=["billing"], responses=error_responses(401, 403, 404, 422))
 CONFLICT = error_responses(400, 409)
@@ -301,7 +302,7 @@ def _hold_out(h: overview.HoldRow, account_id: int) -> HoldOut:
 @router.get("/estates/{code}/accounts", response_model=Page[AccountOut])
 def list_accounts(
     code: EstateCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Viewers,
     page: PageDep,
     low_only: Annotated[bool, Query(description="only households due a renewal notice")] = False,
@@ -316,7 +317,7 @@ def list_accounts(
 
 
 @router.get("/accounts/{account_id}", response_model=AccountDetailOut)
-def get_account(account_id: ObjectId, session: SessionDep, user: Viewers) -> dict[str, Any]:
+def get_account(account_id: ObjectId, session: ReadSessionDep, user: Viewers) -> dict[str, Any]:
     """One household account: latest readings, charges, ledger lines (newest first) and held intervals."""
     _account_estate(session, user, account_id, Action.view_accounts)
     detail = overview.account_detail(session, account_id, clock.now())
@@ -349,7 +350,7 @@ def get_account(account_id: ObjectId, session: SessionDep, user: Viewers) -> dic
 
 
 @router.get("/estates/{code}/tariffs", response_model=list[TariffOut])
-def list_tariffs(code: EstateCode, session: SessionDep, user: Viewers) -> list[TariffOut]:
+def list_tariffs(code: EstateCode, session: ReadSessionDep, user: Viewers) -> list[TariffOut]:
     """The estate's hot-water price versions, oldest first (each in force until the next)."""
     estate_id = _estate_id(session, user, code, Action.view_accounts)
     return [
@@ -363,7 +364,7 @@ def list_tariffs(code: EstateCode, session: SessionDep, user: Viewers) -> list[T
 
 
 @router.get("/estates/{code}/holds", response_model=list[HoldOut])
-def list_holds(code: EstateCode, session: SessionDep, user: HoldStaff) -> list[HoldOut]:
+def list_holds(code: EstateCode, session: ReadSessionDep, user: HoldStaff) -> list[HoldOut]:
     """Intervals held as a possible meter reset or replacement, waiting for the readings to be confirmed."""
     estate_id = _estate_id(session, user, code, Action.confirm_hold)
     return [

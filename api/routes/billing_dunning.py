@@ -21,6 +21,7 @@ from core.errors import NotFound
 from storage.models import Estate, StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api", tags=["dunning"], responses=error_responses(401, 403, 404, 422))
 
@@ -193,7 +194,7 @@ def import_arrears(
 @router.get("/estates/{code}/dunning/cases", response_model=list[CaseOut])
 def list_cases(
     code: EstateCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Viewers,
     visible: VisibleEstates,
     open_only: Annotated[bool, Query(description="only units still in arrears")] = True,
@@ -204,7 +205,7 @@ def list_cases(
 
 
 @router.get("/dunning/cases/{case_id}", response_model=CaseDetailOut)
-def get_case(case_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates) -> CaseDetailOut:
+def get_case(case_id: ObjectId, session: ReadSessionDep, user: Viewers, visible: VisibleEstates) -> CaseDetailOut:
     """One unit's case: its arrears by period, the ladder (done, next and due), documents and tasks."""
     _estate_of_case(session, case_id, visible)
     detail = dunning_queries.case_detail(session, case_id)
@@ -222,7 +223,7 @@ def get_case(case_id: ObjectId, session: SessionDep, user: Viewers, visible: Vis
 
 @router.get("/estates/{code}/dunning/documents", response_model=list[DocumentOut])
 def list_documents(
-    code: EstateCode, session: SessionDep, user: Viewers, visible: VisibleEstates, page: PageDep
+    code: EstateCode, session: ReadSessionDep, user: Viewers, visible: VisibleEstates, page: PageDep
 ) -> list[DocumentOut]:
     """Documents issued in the estate, newest first."""
     estate = estate_or_404(session, code, visible)
@@ -232,7 +233,7 @@ def list_documents(
 
 @router.get("/dunning/documents/{document_id}", response_model=DocumentDetailOut)
 def get_document(
-    document_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates
+    document_id: ObjectId, session: ReadSessionDep, user: Viewers, visible: VisibleEstates
 ) -> DocumentDetailOut:
     """One document with its body as issued."""
     found = dunning_queries.document(session, document_id)
@@ -245,7 +246,7 @@ def get_document(
 @router.get("/estates/{code}/dunning/tasks", response_model=list[TaskOut])
 def list_tasks(
     code: EstateCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Viewers,
     visible: VisibleEstates,
     open_only: Annotated[bool, Query(description="only tasks not done or cancelled")] = True,
@@ -279,7 +280,9 @@ def advance(code: EstateCode, session: SessionDep, user: Issuers, visible: Visib
 
 
 @router.get("/estates/{code}/dunning/public-list", response_model=list[PublicRowOut])
-def public_list(code: EstateCode, session: SessionDep, user: Viewers, visible: VisibleEstates) -> list[PublicRowOut]:
+def public_list(
+    code: EstateCode, session: ReadSessionDep, user: Viewers, visible: VisibleEstates
+) -> list[PublicRowOut]:
     """The arrears list for the notice board (公示): unit, surname only, amounts; nothing else personal."""
     estate = estate_or_404(session, code, visible)
     return [PublicRowOut.model_validate(r) for r in dunning_queries.public_list(session, estate.id)]

@@ -18,6 +18,7 @@ from core.errors import Forbidden, NotFound
 from storage.models import StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
 from web.errors import error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api/billing", tags=["billing notices"], responses=error_responses(401, 403, 404, 422))
 
@@ -72,7 +73,7 @@ def _one(session: SessionDep, notice_id: int, visible: set[int]) -> notice_queri
 
 @router.get("/notices", response_model=list[NoticeOut])
 def list_notices(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Readers,
     visible: VisibleEstates,
     status: Annotated[list[NoticeStatus] | None, Query(description="only these statuses")] = None,
@@ -82,7 +83,7 @@ def list_notices(
 
 
 @router.get("/notices/{notice_id}", response_model=NoticeOut)
-def get_notice(session: SessionDep, user: Readers, visible: VisibleEstates, notice_id: ObjectId) -> object:
+def get_notice(session: ReadSessionDep, user: Readers, visible: VisibleEstates, notice_id: ObjectId) -> object:
     """One notice with its rendered text."""
     return _one(session, notice_id, visible)
 

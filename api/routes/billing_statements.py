@@ -27,6 +27,7 @@ from core.errors import InvalidInput, NotFound
 from storage.models import StaffUser
 from web.deps import SessionDep
 from web.errors import error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api/billing", tags=["billing statements"], responses=error_responses(401, 403, 404, 422))
 
@@ -190,7 +191,7 @@ def _reading_out(m: statement_queries.ManualReadingRow) -> ManualReadingOut:
 
 
 @router.get("/estates/{code}/periods", response_model=list[PeriodOut])
-def list_periods(code: EstateCode, session: SessionDep, user: Readers) -> list[PeriodOut]:
+def list_periods(code: EstateCode, session: ReadSessionDep, user: Readers) -> list[PeriodOut]:
     """The estate's quarters with statements, newest first: open, or closed with who and when."""
     estate_id = _estate_id(session, user, code, Action.view_statements)
     return [
@@ -208,7 +209,7 @@ def list_periods(code: EstateCode, session: SessionDep, user: Readers) -> list[P
 
 @router.get("/estates/{code}/statements", response_model=Page[StatementOut])
 def list_statements(
-    code: EstateCode, session: SessionDep, user: Readers, page: PageDep, quarter: QuarterQuery = None
+    code: EstateCode, session: ReadSessionDep, user: Readers, page: PageDep, quarter: QuarterQuery = None
 ) -> dict[str, Any]:
     """The estate's household statements of one quarter (default: the last one ended), by unit."""
     estate_id = _estate_id(session, user, code, Action.view_statements)
@@ -219,14 +220,14 @@ def list_statements(
 
 
 @router.get("/accounts/{account_id}/statements", response_model=list[StatementOut])
-def account_statements(account_id: ObjectId, session: SessionDep, user: Readers) -> list[StatementOut]:
+def account_statements(account_id: ObjectId, session: ReadSessionDep, user: Readers) -> list[StatementOut]:
     """One household's quarterly statements, newest first."""
     _account_estate(session, user, account_id, Action.view_statements)
     return [statement_out(r) for r in statement_queries.account_statements(session, account_id)]
 
 
 @router.get("/statements/{statement_id}", response_model=StatementOut)
-def get_statement(statement_id: ObjectId, session: SessionDep, user: Readers) -> StatementOut:
+def get_statement(statement_id: ObjectId, session: ReadSessionDep, user: Readers) -> StatementOut:
     """One statement."""
     row = statement_queries.statement(session, statement_id)
     if row is None or not policy.may_on_estate(session, user, Action.view_statements, row.estate_id):
@@ -268,7 +269,7 @@ def close_period(code: EstateCode, quarter: QuarterPath, session: SessionDep, us
 
 
 @router.get("/estates/{code}/manual-readings", response_model=list[ManualReadingOut])
-def list_manual_readings(code: EstateCode, session: SessionDep, user: ReadingViewers) -> list[ManualReadingOut]:
+def list_manual_readings(code: EstateCode, session: ReadSessionDep, user: ReadingViewers) -> list[ManualReadingOut]:
     """The estate's manual readings, newest first, with the verdict and the repair ticket of a mismatch."""
     estate_id = _estate_id(session, user, code, Action.view_manual_readings)
     return [_reading_out(m) for m in statement_queries.manual_readings(session, estate_id)]

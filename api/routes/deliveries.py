@@ -23,6 +23,7 @@ from notifications import policy, queries, service
 from storage.models import StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api/notifications", tags=["operations"], responses=error_responses(401, 403, 404, 422))
 
@@ -92,7 +93,7 @@ def _scope(
 
 @router.get("", response_model=Page[DeliveryOut])
 def list_deliveries(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Readers,
     visible: VisibleEstates,
     page: PageDep,

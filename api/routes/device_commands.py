@@ -19,8 +19,9 @@ from core.errors import NotFound
 from facility import queries as facility
 from storage import outbox_reads
 from storage.models import StaffUser
-from web.deps import CurrentUser, SessionDep, VisibleEstates
+from web.deps import CurrentUser, VisibleEstates
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api/commands", tags=["operations"], responses=error_responses(401, 403, 404, 422))
 
@@ -62,7 +63,7 @@ class CommandOut(Output):
 
 @router.get("", response_model=Page[CommandOut])
 def list_commands(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Readers,
     visible: VisibleEstates,
     page: PageDep,

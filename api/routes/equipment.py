@@ -29,8 +29,9 @@ from core import clock
 from core.errors import NotFound
 from facility import live, queries, series
 from storage.models import Device, DeviceState, Estate, Point, Room, StaffUser
-from web.deps import SessionDep, VisibleEstates, require_roles
+from web.deps import VisibleEstates, require_roles
 from web.errors import error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(tags=["equipment"], responses=error_responses(401, 403, 404, 422))
 Engineering = Annotated[StaffUser, Depends(require_roles(EQUIPMENT_ROLES))]
@@ -70,7 +71,7 @@ def live_values(session: Session, devices: list[Device]) -> list[LiveValueOut]:
 
 @router.get("/api/estates/{code}/rooms", response_model=Page[RoomOut])
 def list_rooms(
-    code: EstateCode, session: SessionDep, user: Engineering, visible: VisibleEstates, page: PageDep
+    code: EstateCode, session: ReadSessionDep, user: Engineering, visible: VisibleEstates, page: PageDep
 ) -> dict[str, Any]:
     """Equipment rooms of an estate."""
     estate = estate_or_404(session, code, visible)
@@ -80,7 +81,7 @@ def list_rooms(
 @router.get("/api/estates/{code}/devices", response_model=Page[DeviceOut])
 def list_devices(
     code: EstateCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Engineering,
     visible: VisibleEstates,
     page: PageDep,
@@ -94,20 +95,24 @@ def list_devices(
 
 
 @router.get("/api/rooms/{room_id}", response_model=RoomOut)
-def get_room(room_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Room:
+def get_room(room_id: ObjectId, session: ReadSessionDep, user: Engineering, visible: VisibleEstates) -> Room:
     """One equipment room."""
     return _room(session, room_id, visible)
 
 
 @router.get("/api/rooms/{room_id}/live", response_model=list[LiveValueOut])
-def room_live(room_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> list[LiveValueOut]:
+def room_live(
+    room_id: ObjectId, session: ReadSessionDep, user: Engineering, visible: VisibleEstates
+) -> list[LiveValueOut]:
     """Latest value of every point in the room, with staleness."""
     room = _room(session, room_id, visible)
     return live_values(session, queries.room_devices(session, room.id))
 
 
 @router.get("/api/devices/{device_id}", response_model=DeviceDetailOut)
-def get_device(device_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> DeviceDetailOut:
+def get_device(
+    device_id: ObjectId, session: ReadSessionDep, user: Engineering, visible: VisibleEstates
+) -> DeviceDetailOut:
     """One device with its points and last contact."""
     device = _device(session, device_id, visible)
     points = queries.device_points(session, device.id)
@@ -116,7 +121,7 @@ def get_device(device_id: ObjectId, session: SessionDep, user: Engineering, visi
 
 
 @router.get("/api/points/{point_id}", response_model=PointOut)
-def get_point(point_id: ObjectId, session: SessionDep, user: Engineering, visible: VisibleEstates) -> Point:
+def get_point(point_id: ObjectId, session: ReadSessionDep, user: Engineering, visible: VisibleEstates) -> Point:
     """One measuring point."""
     return _point(session, point_id, visible)[0]
 
@@ -129,7 +134,7 @@ def _default_range(start: datetime | None, end: datetime | None, span: timedelta
 @router.get("/api/points/{point_id}/samples", response_model=SamplesOut)
 def point_samples(
     point_id: ObjectId,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Engineering,
     visible: VisibleEstates,
     start: QueryTime | None = None,
@@ -151,7 +156,7 @@ def point_samples(
 @router.get("/api/points/{point_id}/series", response_model=SeriesOut)
 def point_series(
     point_id: ObjectId,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Engineering,
     visible: VisibleEstates,
     start: QueryTime | None = None,

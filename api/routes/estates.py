@@ -18,6 +18,7 @@ from facility import queries
 from storage.models import Estate, StaffUser
 from web.deps import CurrentUser, SessionDep, VisibleEstates, require_roles
 from web.errors import error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(tags=["estates"], responses=error_responses(401, 403, 404, 422))
 AnyStaff = Annotated[StaffUser, Depends(require_roles(ALL_ROLES))]
@@ -32,20 +33,20 @@ def estate_or_404(session: Session, code: str, visible: set[int]) -> Estate:
 
 
 @router.get("/api/estates", response_model=Page[EstateOut])
-def list_estates(session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep) -> dict[str, Any]:
+def list_estates(session: ReadSessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep) -> dict[str, Any]:
     """Estates the caller may see."""
     return page_out(queries.estates_page(session, visible, limit=page.limit, offset=page.offset), page)
 
 
 @router.get("/api/estates/{code}", response_model=EstateOut)
-def get_estate(code: EstateCode, session: SessionDep, user: AnyStaff, visible: VisibleEstates) -> Estate:
+def get_estate(code: EstateCode, session: ReadSessionDep, user: AnyStaff, visible: VisibleEstates) -> Estate:
     """One estate."""
     return estate_or_404(session, code, visible)
 
 
 @router.get("/api/estates/{code}/buildings", response_model=Page[BuildingOut])
 def list_buildings(
-    code: EstateCode, session: SessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep
+    code: EstateCode, session: ReadSessionDep, user: AnyStaff, visible: VisibleEstates, page: PageDep
 ) -> dict[str, Any]:
     """Buildings of an estate."""
     estate = estate_or_404(session, code, visible)
@@ -55,7 +56,7 @@ def list_buildings(
 @router.get("/api/estates/{code}/units", response_model=Page[UnitOut])
 def list_units(
     code: EstateCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: AnyStaff,
     visible: VisibleEstates,
     page: PageDep,

@@ -1,10 +1,13 @@
-"""Ingest health and counters, dead letters and quarantined messages."""
+"""Ingest health and counters, dead letters and quarantined messages, the read replica's lag.
+
+The GETs read through ``ReadSessionDep`` (the replica when one is configured, web/replica.py); the public
+/health asks the primary, whose health it reports."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,11 +16,12 @@ from sqlalchemy.orm import Session
 from accounts import policy
 from api.deps import PageDep
 from api.pagination import page_out
-from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut
+from api.schemas import DeadLetterOut, HealthOut, IngestStatusOut, Page, QuarantineOut, ReplicaStatusOut
 from storage import ingest_reads
 from storage.models import DeadLetter, QuarantinedMessage, StaffUser
 from web.deps import SessionDep, require_roles
 from web.errors import Forbidden, error_responses
+from web.replica import ReadSessionDep, replication_status
 
 router = APIRouter(tags=["operations"])
 Operators = Annotated[StaffUser, Depends(require_roles(policy.OPERATORS))]
@@ -65,8 +69,8 @@ def health(session: SessionDep) -> HealthOut:
         **error_responses(401, 403),
     },
 )
-def metrics(session: SessionDep, user: HeadOfficeOperators) -> PlainTextResponse:
-    """Ingest counters in the Prometheus text format, summed over ingest processes."""
+def metrics(request: Request, session: SessionDep, user: HeadOfficeOperators) -> PlainTextResponse:
+    """Ingest counters in the Prometheus text format, summed over ingest processes; the read replica's lag."""
     totals: dict[str, int] = {}
     statuses = ingest_statuses(session)
     for s in statuses:
@@ -79,17 +83,34 @@ def metrics(session: SessionDep, user: HeadOfficeOperators) -> PlainTextResponse
     lines.append("# TYPE steward_ingest_up gauge")
     for s in statuses:
         lines.append(f'steward_ingest_up{{instance="{s.instance}"}} {1 if s.status == "ok" else 0}')
+    replica = replication_status(request, session)
+    if replica.configured:
+        up = 1 if replica.healthy else 0
+        lines += ["# TYPE steward_replica_up gauge", f"steward_replica_up {up}"]
+        if replica.replay_lag_s is not None:
+            lines += [
+                "# TYPE steward_replica_lag_seconds gauge",
+                f"steward_replica_lag_seconds {replica.replay_lag_s}",
+            ]
     return PlainTextResponse("\n".join(lines) + "\n")
 
 
 @router.get("/api/ingest/status", response_model=list[IngestStatusOut], responses=error_responses(401, 403))
-def ingest_status(session: SessionDep, user: HeadOfficeOperators) -> list[IngestStatusOut]:
+def ingest_status(session: ReadSessionDep, user: HeadOfficeOperators) -> list[IngestStatusOut]:
     """What each ingest process last reported (all-estates operators only)."""
     return ingest_statuses(session)
 
 
+@router.get("/api/ingest/replica", response_model=ReplicaStatusOut, responses=error_responses(401, 403))
+def replica_status(request: Request, session: SessionDep, user: HeadOfficeOperators) -> ReplicaStatusOut:
+    """The read replica's lag, from the replica and from the primary's pg_stat_replication (all-estates
+    operators only); ``configured: false`` when reads use the primary."""
+    status = replication_status(request, session)
+    return ReplicaStatusOut.model_validate({**status.__dict__, "healthy": status.healthy})
+
+
 @router.get("/api/ingest/dead-letters", response_model=Page[DeadLetterOut], responses=error_responses(401, 403, 422))
-def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[str, Any]:
+def dead_letters(session: ReadSessionDep, user: Operators, page: PageDep) -> dict[str, Any]:
     """Payloads that could not be understood on the caller's estates' topics, newest first, with the reason."""
     scope = _topic_scope(session, user, DeadLetter.topic)
     found = ingest_reads.dead_letters_page(session, scope, limit=page.limit, offset=page.offset)
@@ -98,7 +119,7 @@ def dead_letters(session: SessionDep, user: Operators, page: PageDep) -> dict[st
 
 @router.get("/api/ingest/quarantine", response_model=Page[QuarantineOut], responses=error_responses(401, 403, 422))
 def quarantine(
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Operators,
     page: PageDep,
     reason: Annotated[str | None, Query(max_length=48, pattern=r"^[a-z_]*$")] = None,

@@ -22,6 +22,7 @@ from facility import queries as facility
 from storage.models import StaffUser
 from web.deps import SessionDep, VisibleEstates, require_roles
 from web.errors import error_responses
+from web.replica import ReadSessionDep
 
 router = APIRouter(prefix="/api", tags=["rounds"], responses=error_responses(401, 403, 404, 422))
 Viewers = Annotated[StaffUser, Depends(require_roles(policy.ROUND_READERS))]
@@ -151,7 +152,7 @@ def _detail(row: RoundRow) -> RoundDetailOut:
 def room_rounds(
     code: EstateCode,
     room_code: RoomCode,
-    session: SessionDep,
+    session: ReadSessionDep,
     user: Viewers,
     visible: VisibleEstates,
     start: Annotated[Time | None, Query(alias="from", description="windows ending after this time")] = None,
@@ -180,7 +181,7 @@ def room_rounds(
 
 
 @router.get("/rounds/{round_id}", response_model=RoundDetailOut)
-def get_round(round_id: ObjectId, session: SessionDep, user: Viewers, visible: VisibleEstates) -> RoundDetailOut:
+def get_round(round_id: ObjectId, session: ReadSessionDep, user: Viewers, visible: VisibleEstates) -> RoundDetailOut:
     """One inspection round with its per-point evidence, manual readings and notes."""
     return _detail(_round_row(session, round_id, visible))
 

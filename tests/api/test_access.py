@@ -125,6 +125,7 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/points/{point_id}/series"): EQUIPMENT,
     ("GET", "/metrics"): OPERATORS,
     ("GET", "/api/ingest/status"): OPERATORS,
+    ("GET", "/api/ingest/replica"): OPERATORS,
     ("GET", "/api/ingest/dead-letters"): OPERATORS,
     ("GET", "/api/ingest/quarantine"): OPERATORS,
     ("GET", "/api/alarms"): ALARM_READERS,
@@ -206,6 +207,7 @@ MANUAL_READING = ("POST", "/api/billing/estates/{code}/manual-readings")
 ALL_ESTATES_ONLY: set[tuple[str, str]] = {
     ("GET", "/metrics"),
     ("GET", "/api/ingest/status"),
+    ("GET", "/api/ingest/replica"),
     ("PATCH", "/api/alarm-rules/{rule_code}"),
 }
 # The head-office account of each role that may hold an all-estates-only route (tests/api/conftest.py).

@@ -24,6 +24,14 @@ def test_postgres_urls_use_the_psycopg_driver() -> None:
     assert Settings(database_url="postgresql://u@h/db").database_url == "postgresql+psycopg://u@h/db"
 
 
+def test_the_read_replica_url_uses_psycopg_and_needs_a_primary() -> None:
+    s = Settings(database_url="postgresql://u@primary/db", database_read_url="postgres://u@replica/db")
+    assert s.database_read_url == "postgresql+psycopg://u@replica/db"
+    assert Settings().database_read_url is None
+    with pytest.raises(ValidationError, match="STEWARD_DATABASE_READ_URL needs STEWARD_DATABASE_URL"):
+        Settings(database_read_url="postgresql://u@replica/db")
+
+
 def test_rejects_a_non_mqtt_url() -> None:
     with pytest.raises(ValidationError, match="mqtt://"):
         Settings(mqtt_url="http://broker:1883")
