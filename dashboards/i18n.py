@@ -171,6 +171,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "commit_failures": ("提交失败", "Commit failures"),
     "queue_overflow": ("队列溢出", "Queue overflow"),
     "seq_gaps": ("序号缺口", "Sequence gaps"),
+    "rate_limited": ("超限隔离", "Rate limited"),
 }
 
 # Quarantine reasons as ingest stores them (ingest.decode.Reason).
