@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,10 +41,11 @@ class Health:
     # a written table, a database that answers but crawls (matrix M8) — is "degraded" after COMMIT_STALL_S,
     # as an outage is, while ingest stays connected and holds its backlog unacked.
     writing_since: float | None = None
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)  # tests pass their own
 
     def commit_stalled_s(self) -> float:
         since = self.writing_since
-        return 0.0 if since is None else max(0.0, time.time() - since)
+        return 0.0 if since is None else max(0.0, self.clock() - since)
 
     @property
     def status(self) -> str:
@@ -76,6 +78,8 @@ class Health:
         lines.append(f"steward_ingest_up {1 if self.status == 'ok' else 0}")
         lines.append("# TYPE steward_ingest_queue_depth gauge")
         lines.append(f"steward_ingest_queue_depth {self.queue_depth}")
+        lines.append("# TYPE steward_ingest_commit_stalled_seconds gauge")
+        lines.append(f"steward_ingest_commit_stalled_seconds {self.commit_stalled_s():.1f}")
         return "\n".join(lines) + "\n"
 
 

@@ -153,7 +153,7 @@ class Pipeline:
                     batch, decoded = handoff.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                self.health.writing_since = time.time()
+                self.health.writing_since = self.health.clock()
                 try:
                     if self._commit_with_retry(batch, halt, decoded):
                         self.ack(batch)

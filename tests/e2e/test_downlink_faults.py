@@ -210,3 +210,28 @@ def test_m18_expired_command_replayed_after_reconnect_is_never_applied(
     assert acked_at is not None
     assert isinstance(json.loads(stale)["expires_at"], str)
     assert datetime.fromisoformat(json.loads(stale)["expires_at"]) < clock.now()
+
+
+def test_m19_broker_hung_mid_publish_retried_applied_once(chain: Chain, stop_at_end: Callable[..., Any]) -> None:
+    """The other outage: the broker hangs (SIGSTOP) with the dispatcher still connected. Its publish gets no PUBACK,
+    so the row goes back to 'pending' with a backoff and is published again once the broker is back — while the
+    first copy, still in the broker's socket, is delivered too. The device applies the command once by its
+    command_id, and the row ends 'acknowledged'."""
+    sim = stop_at_end(Sim(chain.estate_file, chain.mosquitto.port)).start()
+    chain.mosquitto.pause()
+    oid = chain.command(expires_in=timedelta(minutes=30))
+    t = clock.now()
+    chain.worker.run_once(t)  # waits PUBACK_TIMEOUT_S (5 s) for the PUBACK that cannot come
+    status, attempts, sent_at, _, last_error = chain.row(oid)
+    assert (status, attempts, sent_at, last_error) == ("pending", 1, None, "no PUBACK from the broker")
+    chain.mosquitto.resume()
+    chain.worker.run_once(t + timedelta(seconds=10))  # past the 2 s backoff: published again, same command_id
+    wait_for("the device's ack, recorded by ingest", lambda: chain.row(oid)[0] == "acknowledged", timeout=30)
+    wait_for("both copies answered", lambda: sim.commands.received >= 2, timeout=15)
+    status, attempts, sent_at, acked_at, _ = chain.row(oid)
+    counts = sim.commands
+    print(f"outbox {status} after {attempts} publishes; device received={counts.received} applied={counts.applied}")
+    assert (status, attempts) == ("acknowledged", 2)
+    assert sent_at is not None
+    assert acked_at is not None
+    assert (counts.received, counts.applied, counts.duplicates) == (2, 1, 1)
