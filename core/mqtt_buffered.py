@@ -88,7 +88,8 @@ class BufferedClient(mqtt.Client):
 
     ``read_paused``, when set, is asked before each read: while it says True the network thread
     reads nothing (it waits up to 50 ms at a time for ``resume_reading()``), so TCP pushes back on
-    the broker. A subscriber that acks late uses it to enforce its own Receive Maximum on a broker
+    the broker — except while a keepalive ping is outstanding, when it reads on until the
+    PINGRESP. A subscriber that acks late uses it to enforce its own Receive Maximum on a broker
     that overshoots it (Mosquitto < 2.0.13; see ingest/source.py)."""
 
     def __init__(self, *args: Any, lean_publish: bool = True, **kwargs: Any) -> None:
@@ -110,7 +111,11 @@ class BufferedClient(mqtt.Client):
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         paused = self.read_paused
-        if paused is not None and paused():
+        # A ping awaiting its PINGRESP is answered even while paused: paho counts only bytes received as a
+        # sign of life, so a pause longer than the keepalive (a commit stalled on a locked table, matrix M8)
+        # would otherwise drop a healthy connection. We read on until the PINGRESP (queued behind at most the
+        # messages the broker already sent) resets ``_ping_t``, then pause again.
+        if paused is not None and self._ping_t == 0 and paused():
             self._resume.clear()
             if paused():  # asked again after clear(): a resume in between is not lost
                 self._resume.wait(PAUSE_WAIT_S)

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         default=45, ge=1, description="compress chunks older than this; keep > accept_past (late data)"
     )
     ingest_health_port: int = Field(default=0, description="0 = no HTTP health endpoint")
+    # Per-device rate limit (ingest/ratelimit.py, matrix M15): a device may send `factor` periodic readings per
+    # expected_interval_s of its own clock, plus a burst; the excess is quarantined 'rate_limited'. 0 = off
+    # (synthetic load generators that stamp a reading every second for every device need that).
+    ingest_rate_limit_factor: float = Field(default=10.0, ge=0)
+    ingest_rate_limit_burst: int = Field(default=100, ge=1)
     # Touched after every job attempt of `steward run worker`, so a container health check can see the loop
     # turning (the worker serves no HTTP). None = not written.
     worker_heartbeat_file: Path | None = None

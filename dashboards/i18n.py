@@ -171,6 +171,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "commit_failures": ("提交失败", "Commit failures"),
     "queue_overflow": ("队列溢出", "Queue overflow"),
     "seq_gaps": ("序号缺口", "Sequence gaps"),
+    "rate_limited": ("超限隔离", "Rate limited"),
 }
 
 # Quarantine reasons as ingest stores them (ingest.decode.Reason).
@@ -193,6 +194,7 @@ QUARANTINE_REASONS: dict[str, tuple[str, str]] = {
     "ts_without_timezone": ("时间戳缺少时区", "Timestamp without time zone"),
     "ts_too_old": ("时间戳过旧", "Timestamp too old"),
     "ts_in_future": ("时间戳超前", "Timestamp in the future"),
+    "rate_limited": ("设备上报过于频繁（超出限速）", "Device over its rate limit"),
 }
 
 ROOM_KINDS: dict[str, tuple[str, str]] = {

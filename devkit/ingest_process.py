@@ -27,6 +27,10 @@ class IngestProcess:
             "STEWARD_MQTT_CLIENT_ID": client_id,
             "STEWARD_INGEST_HEALTH_PORT": str(self.health_port),
             "STEWARD_LOG_LEVEL": "INFO",
+            # The tests' and benches' load stamps a reading every second for each device (60× a 60 s device's
+            # rate, far more at bench rates): the per-device rate limit (ingest/ratelimit.py) would quarantine
+            # it. Off here; the M15 fault test switches it on.
+            "STEWARD_INGEST_RATE_LIMIT_FACTOR": "0",
             **env,
         }
         self.log_dir = log_dir

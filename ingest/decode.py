@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from ingest.messages import RawMessage
+from ingest.ratelimit import DeviceRateLimiter
 from ingest.registry import DeviceInfo, DeviceRegistry
 from protocol.payloads import (
     AckV1,
@@ -42,6 +43,7 @@ class Reason:
     ts_without_timezone = "ts_without_timezone"
     ts_too_old = "ts_too_old"
     ts_in_future = "ts_in_future"
+    rate_limited = "rate_limited"  # the device floods past its reporting interval (ingest/ratelimit.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class DecodedBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
     messages: int = 0
+    rate_limited: int = 0  # of `quarantined`: over the device's rate limit
 
     @property
     def readings(self) -> int:
@@ -117,9 +120,16 @@ class DecodedBatch:
 
 class Decoder:
     def __init__(
-        self, registry: DeviceRegistry, *, accept_past: timedelta, accept_future: timedelta, max_payload_bytes: int
+        self,
+        registry: DeviceRegistry,
+        *,
+        accept_past: timedelta,
+        accept_future: timedelta,
+        max_payload_bytes: int,
+        limiter: DeviceRateLimiter | None = None,
     ) -> None:
         self.registry = registry
+        self.limiter = limiter
         self.accept_past = accept_past
         self.accept_future = accept_future
         self.max_payload_bytes = max_payload_bytes
@@ -172,6 +182,17 @@ class Decoder:
                 f"device belongs to estate {device.estate!r}, not {topic.estate!r}",
             )
             return
+        if self.limiter is not None:
+            # One token per message of periodic readings, at its first timestamp. Swipes, door events, statuses
+            # and acks are events with no interval to hold them to (a busy gate at rush hour is not a flood).
+            first = next(
+                (r.ts for r in readings if isinstance(r, TelemetryV1 | MeterReadingV1) and r.ts.tzinfo is not None),
+                None,
+            )
+            if first is not None and not self.limiter.allow(device.id, device.interval_s, first):
+                self._quarantine(out, m, topic, Reason.rate_limited, self.limiter.detail(device.interval_s))
+                out.rate_limited += 1
+                return
         for index, reading in enumerate(readings):
             if isinstance(reading, AckV1):
                 self._ack(out, m, device, reading)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# A batch commit taking longer than this is a stall (a healthy one takes well under a second at full load).
+COMMIT_STALL_S = 10.0
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Counters:
     commit_failures: int = 0
     queue_overflow: int = 0
     seq_gaps: int = 0
+    rate_limited: int = 0  # quarantined over a device's rate limit (also counted in `quarantined`)
     broker_id_reuse: int = 0  # the broker sent a packet id that was still unacknowledged
 
 
@@ -32,11 +37,20 @@ class Health:
     last_commit_at: float | None = None
     queue_depth: int = 0
     started_at: float = field(default_factory=time.time)
+    # When the batch being written now started (None between batches): a commit that hangs — a lock held on
+    # a written table, a database that answers but crawls (matrix M8) — is "degraded" after COMMIT_STALL_S,
+    # as an outage is, while ingest stays connected and holds its backlog unacked.
+    writing_since: float | None = None
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)  # tests pass their own
+
+    def commit_stalled_s(self) -> float:
+        since = self.writing_since
+        return 0.0 if since is None else max(0.0, self.clock() - since)
 
     @property
     def status(self) -> str:
-        """ok, degraded (database failing: not acking, retrying) or disconnected (no broker)."""
-        if not self.database_ok:
+        """ok, degraded (database failing or a commit stalled: not acking, retrying) or disconnected (no broker)."""
+        if not self.database_ok or self.commit_stalled_s() > COMMIT_STALL_S:
             return "degraded"
         if not self.mqtt_connected:
             return "disconnected"
@@ -50,6 +64,7 @@ class Health:
             "last_error": self.last_error,
             "last_commit_at": self.last_commit_at,
             "queue_depth": self.queue_depth,
+            "commit_stalled_s": round(self.commit_stalled_s(), 1),
             "uptime_s": round(time.time() - self.started_at, 1),
             "counters": asdict(self.counters),
         }
@@ -63,6 +78,8 @@ class Health:
         lines.append(f"steward_ingest_up {1 if self.status == 'ok' else 0}")
         lines.append("# TYPE steward_ingest_queue_depth gauge")
         lines.append(f"steward_ingest_queue_depth {self.queue_depth}")
+        lines.append("# TYPE steward_ingest_commit_stalled_seconds gauge")
+        lines.append(f"steward_ingest_commit_stalled_seconds {self.commit_stalled_s():.1f}")
         return "\n".join(lines) + "\n"
 
 

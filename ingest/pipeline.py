@@ -24,6 +24,7 @@ from core.settings import Settings
 from ingest.decode import DeadLetterRow, DecodedBatch, Decoder
 from ingest.health import Health
 from ingest.messages import RawMessage
+from ingest.ratelimit import rate_limiter
 from ingest.registry import DeviceRegistry
 from ingest.seq import SeqTracker
 from ingest.writer import WriteResult, write_batch
@@ -70,6 +71,7 @@ class Pipeline:
             accept_past=settings.accept_past,
             accept_future=settings.accept_future,
             max_payload_bytes=settings.max_payload_bytes,
+            limiter=rate_limiter(settings),
         )
         self.keep_rollup = True
         self.hooks: list[BatchHook] = []
@@ -144,6 +146,7 @@ class Pipeline:
                     handoff.put((batch, decoded), timeout=0.2)
                     break
                 except queue.Full:
+                    self.health.queue_depth = source_queue.qsize()  # the backlog held while the writer waits
                     continue
 
     def _write_loop(
@@ -158,10 +161,12 @@ class Pipeline:
                     batch, decoded = handoff.get(timeout=0.2)
                 except queue.Empty:
                     continue
+                self.health.writing_since = self.health.clock()
                 try:
                     if self._commit_with_retry(batch, halt, decoded):
                         self.ack(batch)
                 finally:
+                    self.health.writing_since = None
                     with self._held_lock:
                         self._held -= 1
         except BaseException as exc:  # run() raises it, as the one-thread loop did
@@ -266,6 +271,7 @@ class Pipeline:
         c.duplicate += result.duplicates
         c.dead_lettered += len(decoded.dead_letters)
         c.quarantined += len(decoded.quarantined)
+        c.rate_limited += decoded.rate_limited
         c.seq_gaps += len(gaps)
         self.health.last_commit_at = time.time()
         return result

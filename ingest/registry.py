@@ -21,6 +21,7 @@ class DeviceInfo:
     code: str
     estate: str
     kind: str
+    interval_s: int = 60  # expected reporting interval (the per-device rate limit, ingest/ratelimit.py)
     points: dict[str, int] = field(default_factory=dict)
 
 
@@ -35,11 +36,14 @@ class DeviceRegistry:
     def load(self, conn: Connection) -> None:
         devices: dict[str, DeviceInfo] = {}
         rows = conn.execute(
-            text("SELECT d.id, d.code, e.code, d.kind FROM devices d JOIN estates e ON e.id = d.estate_id")
+            text(
+                "SELECT d.id, d.code, e.code, d.kind, d.expected_interval_s "
+                "FROM devices d JOIN estates e ON e.id = d.estate_id"
+            )
         )
         by_id: dict[int, DeviceInfo] = {}
-        for dev_id, code, estate, kind in rows:
-            info = DeviceInfo(id=dev_id, code=code, estate=estate, kind=kind)
+        for dev_id, code, estate, kind, interval_s in rows:
+            info = DeviceInfo(id=dev_id, code=code, estate=estate, kind=kind, interval_s=interval_s)
             devices[code] = info
             by_id[dev_id] = info
         for point_id, device_id, metric in conn.execute(text("SELECT id, device_id, metric FROM points")):

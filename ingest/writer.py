@@ -122,9 +122,12 @@ SELECT * FROM unnest(%(received)b::timestamptz[], %(topic)b::text[], %(device)b:
 # the dispatcher never resends it. The first answer wins (``acked_at IS NULL``): a device answers a repeated
 # command id with its first answer anyway, and a redelivered ack changes nothing. A late answer still counts
 # (even after 'failed' or 'expired'): the device did see the command, and the page should say what it did.
+# Except that a row the outbox already marked 'expired' stays 'expired' when the device also dropped it as
+# expired (a stale command replayed after a reconnect, matrix M18): both sides agree it was never applied.
 OUTBOX_ACK_SQL = """
 UPDATE outbox SET acked_at = %(at)s, next_attempt_at = NULL,
-  status = CASE WHEN a.status = 'applied' THEN 'acknowledged' ELSE 'refused' END,
+  status = CASE WHEN a.status = 'applied' THEN 'acknowledged'
+                WHEN a.status = 'expired' AND outbox.status = 'expired' THEN 'expired' ELSE 'refused' END,
   last_error = CASE WHEN a.status = 'applied' THEN outbox.last_error ELSE coalesce(a.reason, a.status) END
 FROM unnest(%(ids)b::bigint[], %(devices)b::integer[], %(statuses)b::text[], %(reasons)b::text[])
      AS a(id, device, status, reason)

@@ -23,7 +23,9 @@ What a device answers:
             already in that position). A repeated ``command_id`` (QoS 1 and the outbox deliver at
             least once) is answered again with the first answer and not applied twice.
 * expired   ``expires_at`` has passed on the wall clock when the command is taken off the queue
-            (the platform's clock, not the simulated one: a replay of the past still honours expiry).
+            (the platform's clock, not the simulated one: a replay of the past still honours expiry);
+            or the command is older (``issued_at``, its version) than the one this valve applied last: a
+            stale copy replayed after a reconnect must not undo a newer decision (matrix M18).
 * rejected  the payload is not a valid v1 valve command but names a usable ``command_id``, or the
             device has no valve (an electricity meter, a sensor).
 * no answer a device this fleet does not simulate (another simulator or a real device may own it), or
@@ -199,6 +201,7 @@ class ValveController:
         self._wall = wall
         self._remembered = remembered
         self._answers: OrderedDict[tuple[str, str], AckStatus] = OrderedDict()
+        self._applied_issued: dict[str, datetime] = {}  # per device: issued_at of the command applied last
 
     def handle(self, msg: Inbound, at: datetime) -> tuple[Outcome, Frame | None]:
         """Obey one command at simulated time ``at``; return what happened and the ack to publish (if any).
@@ -274,6 +277,16 @@ class ValveController:
         model = self.fleet.entries[device].model
         if not isinstance(model, MeterModel) or not model.has_valve:
             return Outcome(device, command_id, "rejected", "device has no valve", cmd.action)
+        newest = self._applied_issued.get(device)
+        if newest is not None and cmd.issued_at < newest:
+            return Outcome(
+                device,
+                command_id,
+                "expired",
+                f"superseded: issued {cmd.issued_at.isoformat()}, before the one applied last ({newest.isoformat()})",
+                cmd.action,
+            )
+        self._applied_issued[device] = cmd.issued_at
         effective = model.set_valve(at, cmd.action == "open")
         state = "opened" if cmd.action == "open" else "closed"
         return Outcome(device, command_id, "applied", f"{state} from {effective.isoformat()}", cmd.action, effective)

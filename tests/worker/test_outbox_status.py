@@ -244,3 +244,24 @@ def test_list_commands_for_the_pages(session: Session, factory: sessionmaker[Ses
     assert [r.id for r in list_commands(session, estate_ids=[other.estate_id], status="sent")] == [theirs]
     counts = command_status_counts(session, estate_ids=[place.estate_id, other.estate_id])
     assert counts == {"pending": 0, "sent": 2, "acknowledged": 0, "refused": 0, "expired": 1, "failed": 0}
+
+
+@pytest.mark.parametrize(("answer", "status"), [("expired", "expired"), ("applied", "acknowledged")])
+def test_a_late_answer_to_an_expired_command(
+    session: Session, factory: sessionmaker[Session], place: Place, answer: str, status: str
+) -> None:
+    """Matrix M18: a stale copy reaches the device after the outbox marked the row 'expired'. The device drops it
+    ("expired"): the row stays 'expired', the answer recorded. A late "applied" still says what the device did."""
+    broker = Broker()
+    cid = command(session, place, expires_at=T0 + s(30))
+    w = worker(factory, broker, ack_timeout_s=60)
+    w.run_once(T0)
+    w.run_once(T0 + s(30))
+    assert state(session, cid).status == "expired"
+    refuse(session, cid, place.valve_meter_id, T0 + s(45), answer, None)
+    w.run_once(T0 + s(600))
+    row = state(session, cid)
+    assert (row.status, row.acked_at, row.expired_at, row.attempts) == (status, T0 + s(45), T0 + s(30), 1)
+    if answer == "expired":
+        assert row.last_error == "expired"
+    assert len(broker.published) == 1  # never published again
