@@ -87,7 +87,11 @@ def test_overheat_alarm_to_callback_in_the_browser(
     expect(card).to_contain_text("较急")
     expect(card.locator(".sla")).to_have_class(re.compile(r"\bsla-ok\b"))
     countdown = card.locator(".sla-text")
-    expect(countdown).to_have_text(re.compile(r"^剩 1?\d 分 \d\d 秒$"))
+    # An alarm-severity ticket (§4's platform table): 2 hours to be on site.
+    expect(countdown).to_have_text(re.compile(r"^剩 (1 小时 [0-5]\d 分|2 小时 00 分)$"))
+    # The ticker counts seconds in the last hour: move this card's due time 10 minutes ahead to see it tick.
+    card.locator(".sla[data-due]").evaluate("el => { el.dataset.due = String(Date.now() + 600000); }")
+    expect(countdown).to_have_text(re.compile(r"^剩 (9|10) 分 \d\d 秒$"))
     before = countdown.inner_text()
     desk.wait_for_timeout(2100)
     assert countdown.inner_text() != before, "the SLA countdown is not ticking"
