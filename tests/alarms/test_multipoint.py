@@ -43,13 +43,18 @@ def run(
 def test_every_pack_rule_names_its_room_and_device_kind() -> None:
     assert {IMBALANCE_RULE, DT_RULE, JOCKEY_RULE, BOOSTER_STANDBY_RULE, SUMP_RULE, FIRE_NO_SIGNAL_RULE} <= set(PACK)
     for spec in MULTIPOINT_RULES:
-        assert spec.kind == "composite" and spec.room_kind and spec.device_kind and spec.title_zh and spec.title_en
+        assert spec.kind == "composite"
+        assert spec.room_kind
+        assert spec.device_kind
+        assert spec.title_zh
+        assert spec.title_en
 
 
 def test_imbalance_over_25_percent_for_5_minutes_raises_and_clears_below_20() -> None:
     r = rule(IMBALANCE_RULE)
     b = bind(r, {"current_a_a": 1, "current_b_a": 2, "current_c_a": 3})
-    assert b.configured and b.anchor == 1
+    assert b.configured
+    assert b.anchor == 1
     frames = [(60 * m, {1: 640.0, 2: 610.0, 3: 900.0 if 10 <= m < 30 else 675.0}) for m in range(40)]
     st, got = run(r, b, frames)
     # (900 − 610) / 900 = 32 % from minute 10, held 5 min → raised at 15; back to 10 % at 30 → cleared.
@@ -89,7 +94,7 @@ def test_jockey_pump_seventh_start_in_an_hour_raises() -> None:
     b = bind(r, {"jockey_pump_running": 5})
     # 30 s readings; on for one reading every 6 minutes (10 starts an hour) for the first 90 minutes.
     frames = [(30 * k, {5: 1.0 if k % 12 == 1 and k < 180 else 0.0}) for k in range(400)]
-    st, got = run(r, b, frames)
+    _st, got = run(r, b, frames)
     # Starts at 0.5, 6.5, …, 84.5 min: the 7th at 36.5 raises. The last seven are 48.5 … 84.5, so the
     # hour's count falls back to 6 once 48.5 leaves the window, at 108.5.
     assert got == [("Raise", 36.5), ("Clear", 108.5)]
@@ -125,13 +130,15 @@ def test_both_sump_pumps_for_30_minutes() -> None:
 def test_fire_pump_without_a_signal_point_is_not_configured() -> None:
     r = rule(FIRE_NO_SIGNAL_RULE)
     b = bind(r, {"fire_pump_running": 1, "jockey_pump_running": 2})
-    assert not b.configured and b.missing == ("signal",)
+    assert not b.configured
+    assert b.missing == ("signal",)
 
 
 def test_fire_pump_running_without_the_rooms_fire_signal_is_critical() -> None:
     r = rule(FIRE_NO_SIGNAL_RULE)
     b = bind(r, {"fire_pump_running": 1}, {"fire_alarm_signal": [9]})  # the panel is another device of the room
-    assert b.configured and b.roles["signal"] == (9,)
+    assert b.configured
+    assert b.roles["signal"] == (9,)
     st, got = run(r, b, [(0, {1: 0.0, 9: 0.0}), (30, {1: 1.0, 9: 1.0}), (60, {1: 0.0, 9: 1.0})])
     assert got == []  # a fire: the pump is meant to run
     _, got = run(r, b, [(120, {1: 1.0, 9: 0.0}), (150, {1: 0.0, 9: 0.0})], st)
@@ -151,7 +158,8 @@ def test_state_round_trips_through_json() -> None:
     r = rule(JOCKEY_RULE)
     b = bind(r, {"jockey_pump_running": 5})
     st, _ = run(r, b, [(30 * k, {5: float(k % 2)}) for k in range(20)])
-    assert st.active and st.starts
+    assert st.active
+    assert st.starts
     assert MultiState.from_json(st.to_json()) == st
 
 
