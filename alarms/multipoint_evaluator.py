@@ -122,7 +122,7 @@ def coverage(conn: Connection) -> list[dict[str, Any]]:
     What `steward rules show` and the install report print, so a rule that cannot judge a device (no
     fire-signal point) says so instead of seeming to watch it.
     """
-    codes = dict(conn.execute(text("SELECT id, code FROM estates")).all())
+    codes: dict[int, str] = {int(r[0]): str(r[1]) for r in conn.execute(text("SELECT id, code FROM estates"))}
     return [
         {
             "rule": b.code,
@@ -172,12 +172,12 @@ class MultiPointEvaluator:
         for i, p in enumerate(points):
             ix = by_point.get(p)
             if ix is not None:
-                for b in ix:
-                    touched.setdefault(b, []).append(i)
+                for n in ix:
+                    touched.setdefault(n, []).append(i)
         if not touched:
             return
-        bound = sorted((self._bound[b] for b in touched), key=lambda b: b.key)
-        samples = {self._bound[b].key: idx for b, idx in touched.items()}
+        bound = sorted((self._bound[n] for n in touched), key=lambda b: b.key)
+        samples = {self._bound[n].key: idx for n, idx in touched.items()}
         states = self._lock_states(conn, bound)
         ts, values = decoded.sample_ts, decoded.sample_value
         results: list[tuple[Bound, MultiState, Episode | None, list[Episode]]] = []

@@ -4,6 +4,7 @@ the room, overrides, a manual clear, and the 未配置 report for a room without
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -76,7 +77,7 @@ def fire(engine: Engine) -> Fire:
     return Fire(engine, code, {m: p for m, p, _ in rows}, device, f"{code}-FIRE2-PUMPS")
 
 
-def feed(f: Fire, ev: MultiPointEvaluator, frames: list[tuple[int, dict[str, float]]]) -> None:
+def feed(f: Fire, ev: MultiPointEvaluator, frames: Sequence[tuple[int, Mapping[str, float]]]) -> None:
     b = DecodedBatch(
         sample_ts=[T0 + timedelta(seconds=s) for s, vals in frames for _ in vals],
         sample_point=[f.points[m] for _, vals in frames for m in vals],
@@ -96,7 +97,7 @@ def feed(f: Fire, ev: MultiPointEvaluator, frames: list[tuple[int, dict[str, flo
 def alarms(f: Fire, rule: str) -> list[tuple[str, str, datetime, datetime | None, int | None]]:
     with f.engine.connect() as conn:
         return [
-            tuple(r)  # type: ignore[misc]
+            tuple(r)
             for r in conn.execute(
                 text(
                     "SELECT a.severity, a.state, a.raised_at, a.cleared_at, a.ticket_id FROM alarms a "

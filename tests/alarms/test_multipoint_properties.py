@@ -111,7 +111,7 @@ def world(engine: Engine) -> tuple[Engine, dict[str, int], dict[str, int], int]:
                     "t": json.dumps({"min_severity": "warning", "category": "water"}),
                 },
             ).scalar_one()
-        points = dict(
+        points: dict[str, int] = dict(
             conn.execute(
                 text("SELECT p.metric, p.id FROM points p JOIN devices d ON d.id = p.device_id WHERE d.code = :d"),
                 {"d": f"{code}-D1"},
