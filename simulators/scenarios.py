@@ -567,16 +567,24 @@ def _state_metrics(model: SensorModel, pattern: str) -> list[str]:
 
 class StandbyStuck(Scenario):
     name = "standby_stuck"
-    summary = "a booster set's duty pump trips (fault on, stops) at the onset and no standby pump starts"
+    summary = "a pump set's duty pump trips (fault on, stops) at the onset and no standby pump starts"
+    RUNNING = r"(circ_)?pump_\d+_running"
+    FAULT = r"fault|(circ_)?pump(_\d+)?_fault"
 
     def candidates(self, view: FleetView) -> list[str]:
-        return sensors(view, "pump_1_running")
+        # Booster sets and circulation pump sets: a fault signal and at least a duty and a standby pump.
+        return [
+            code
+            for code in sensors(view)
+            if len(_state_metrics(view.sensor(code), self.RUNNING)) >= 2
+            and _state_metrics(view.sensor(code), self.FAULT)
+        ]
 
     def install(self, view: FleetView, device: str, onset: datetime) -> None:
         model = view.sensor(device)
-        for metric in _state_metrics(model, r"pump_\d+_running"):
+        for metric in _state_metrics(model, self.RUNNING):
             model.force(Force(metric, onset, False, self.name))
-        for metric in _state_metrics(model, r"fault|pump_\d+_fault"):
+        for metric in _state_metrics(model, self.FAULT):
             model.force(Force(metric, onset, True, self.name))
 
 

@@ -1,7 +1,7 @@
 """Multi-point alarms end to end: simulator scenarios → Mosquitto → ingest (alarm evaluation on) → alarms → tickets.
 
-Two estates built from the sample estate's equipment rooms (power room, heat station, domestic and fire pump
-rooms; no households, so a run is a few thousand frames) plus a sump pit with two drainage pumps:
+Two estates built from the sample estate's equipment rooms (power room, heat station, domestic pump room
+with its sump pit, fire pump room; no households or meters, so a run is a few thousand frames):
 ``mp-fault`` runs three simulated hours with the five multi-point fault scenarios, ``mp-healthy`` the same
 three hours with none. Simulated time, published as fast as the broker takes it (speed 0).
 
@@ -57,17 +57,6 @@ SCENARIOS = {
     "standby_stuck": ("PUMP1-VFD", BOOSTER_STANDBY_RULE),
     "sump_flood": ("PUMP1-SUMP", SUMP_RULE),
 }
-SUMP = {
-    "code": "PUMP1-SUMP",
-    "kind": "sump_pit",
-    "name": "集水坑排污泵",
-    "expected_interval_s": 30,
-    "points": [
-        {"metric": "sump_pump_1_running", "kind": "state", "label": "1#排污泵运行", "nominal": 0, "noise": 0.05},
-        {"metric": "sump_pump_2_running", "kind": "state", "label": "2#排污泵运行", "nominal": 0},
-        {"metric": "sump_high_level", "kind": "state", "label": "超高水位", "nominal": 0},
-    ],
-}
 
 
 def _estate(doc: dict[str, Any], code: str, prefix: str) -> dict[str, Any]:
@@ -76,8 +65,6 @@ def _estate(doc: dict[str, Any], code: str, prefix: str) -> dict[str, Any]:
         if room["code"] not in ROOMS:
             continue
         devices = [d for d in room["devices"] if "meter" not in d["kind"]]
-        if room["code"] == "PUMP1":
-            devices.append(SUMP)
         rooms.append({**room, "devices": [{**d, "code": prefix + d["code"]} for d in devices]})
     return {"estate": {**doc["estate"], "code": code, "name": f"{doc['estate']['name']}（{code}）"}, "rooms": rooms}
 
