@@ -46,6 +46,15 @@ class Check(StrEnum):
     without_signal = "without_signal"  # roles running, signal: running while no signal is on
 
 
+# What an alarm of each check is about, for the alarm list (its ``point_id`` is only the state's anchor).
+CHECK_LABELS: dict[str, tuple[str, str]] = {
+    Check.imbalance: ("三相电流不平衡度（%）", "Phase current imbalance (%)"),
+    Check.low_difference: ("二次供回水温差（K）", "Secondary supply/return ΔT (K)"),
+    Check.starts: ("稳压泵每小时启动次数", "Jockey pump starts per hour"),
+    Check.standby_failed: ("主泵故障 / 备用泵运行", "Duty pump fault / standby running"),
+    Check.all_running: ("排污泵同时运行", "Sump pumps running together"),
+    Check.without_signal: ("消防主泵运行 / 火警信号", "Main fire pump running / fire signal"),
+}
 # Roles whose points may come from any device of the same room (a fire-alarm panel is its own device).
 ROOM_ROLES = frozenset({"signal"})
 # The least number of points a role needs before the rule can judge anything.
@@ -288,6 +297,7 @@ def _judge(rule: MultiPointRule, state: MultiState, snap: Mapping[str, list[floa
 
 
 __all__ = [
+    "CHECK_LABELS",
     "MIN_POINTS",
     "ROOM_ROLES",
     "Binding",

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from alarms.multipoint_evaluator import MultiPointEvaluator, coverage
 from alarms.multipoint_pack import FIRE_NO_SIGNAL_RULE, JOCKEY_RULE, ensure_multipoint_rules
+from alarms.queries import query_alarms
 from alarms.rule_admin import resolve_scope, set_override
 from alarms.store import clear_manually
 from core.errors import InvalidInput
+from dashboards.alarms_view import subject_label
 from facility.importer import import_estate
 from ingest.decode import DecodedBatch
 from protocol.estate_file import EstateFile
@@ -132,6 +134,12 @@ def test_fire_pump_running_without_the_panels_signal_is_critical_once(fire: Fire
     assert ticket is not None
     with fire.engine.connect() as conn:
         assert conn.execute(text("SELECT priority FROM tickets WHERE id = :t"), {"t": ticket}).scalar_one() == "urgent"
+    # The alarm list names the check, not the anchor point the state hangs on.
+    with Session(fire.engine) as session:
+        estate_id = session.execute(text("SELECT id FROM estates WHERE code = :c"), {"c": fire.estate}).scalar_one()
+        [row] = [r for r in query_alarms(session, {estate_id})[0] if r.rule_code == FIRE_NO_SIGNAL_RULE]
+    assert row.metric is None
+    assert subject_label(row.subject, row.detail, "zh") == "消防主泵运行 / 火警信号"
     # Handled by hand while the pump still runs: the state goes with it, the next reading raises afresh.
     with fire.engine.begin() as conn:
         [(alarm_id,)] = conn.execute(
