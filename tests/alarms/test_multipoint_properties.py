@@ -33,7 +33,7 @@ from protocol.estate_file import EstateFile
 from tickets.from_alarms import open_for_alarms
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-METRICS = ("p1_running", "p2_running", "ia", "ib", "ic")
+METRICS = ("p1_running", "p2_running", "ia", "ib", "ic", "fault", "sig")
 # Small levels and windows so short random runs cross them often.
 RULES = {
     "prop.mp.all_running": {
@@ -48,6 +48,25 @@ RULES = {
         "severity": "warning",
         "level": 2,
         "window_s": 600,
+    },
+    "prop.mp.low_difference": {
+        "check": "low_difference",
+        "roles": {"hi": "ia", "lo": "ib"},
+        "severity": "warning",
+        "level": 50,
+        "clear_band": 20,
+        "min_duration_s": 120,
+    },
+    "prop.mp.standby_failed": {
+        "check": "standby_failed",
+        "roles": {"fault": "fault", "running": r"p\d_running"},
+        "severity": "alarm",
+        "min_duration_s": 30,
+    },
+    "prop.mp.without_signal": {
+        "check": "without_signal",
+        "roles": {"running": "p1_running", "signal": "sig"},
+        "severity": "critical",
     },
     "prop.mp.imbalance": {
         "check": "imbalance",
@@ -124,7 +143,7 @@ def world(engine: Engine) -> tuple[Engine, dict[str, int], dict[str, int], int]:
 @st.composite
 def values(draw: st.DrawFn) -> dict[str, float]:
     chosen = draw(st.lists(st.sampled_from(METRICS), min_size=1, max_size=len(METRICS), unique=True))
-    return {m: draw(STATE if m.endswith("running") else CURRENT) for m in chosen}
+    return {m: draw(CURRENT if m.startswith("i") else STATE) for m in chosen}
 
 
 @st.composite
@@ -252,14 +271,18 @@ def test_a_fixed_run_raises_every_rule_once_and_a_full_redelivery_raises_nothing
     whole run delivered again in reverse: same alarms, same tickets."""
     engine, rule_ids, points, device = world
     frames: list[Frame] = []
-    for k in range(40):  # 30 s apart: p1 on 150 s in every 240 s, p2 on from 2 min, phase C at 900 A from 5 min
+    # 30 s apart: p1 on 150 s in every 240 s, p2 on from 4 min, a fault signal throughout, never a fire
+    # signal, phase C at 900 A from 5 min, A − B = 30 (< 50) throughout.
+    for k in range(40):
         on = 1.0 if k % 8 < 5 else 0.0
         frames.append(
             (
                 T0 + timedelta(seconds=30 * k),
                 {
+                    "fault": 1.0,
+                    "sig": 0.0,
                     "p1_running": on,
-                    "p2_running": 1.0 if k >= 4 else 0.0,
+                    "p2_running": 1.0 if k >= 8 else 0.0,
                     "ia": 640.0,
                     "ib": 610.0,
                     "ic": 900.0 if k >= 10 else 650.0,
