@@ -131,11 +131,10 @@ def _opt_float(raw: object) -> float | None:
 # duration 0): the sensors already smooth, and a dry-type controller trips on the first reading
 # past 170 °C, so waiting would only delay the alarm that matters most.
 #
-# Not expressible as a single-point rule yet, so not in the pack: three-phase current imbalance,
-# heat-station ΔT < 5 K for 2 h (a difference of two points), jockey pump starts per hour (edge
-# counting), "duty pump failed and standby did not start" and "both sump pumps running > 30 min"
-# (two points each). Power factor is judged on
-# a 1-hour run below 0.90 rather than the monthly mean the tariff uses.
+# The rules over several points of a device (three-phase current imbalance, heat-station ΔT < 5 K for
+# 2 h, jockey pump starts per hour, "duty pump failed and standby did not start", "both sump pumps
+# running > 30 min", "main fire pump running without a fire signal") are in alarms/multipoint_pack.py.
+# Power factor is judged on a 1-hour run below 0.90 rather than the monthly mean the tariff uses.
 ELECTRICAL, HEATING, WATER, FIRE, HOT_WATER = "electrical", "heating", "water", "fire", "hot_water"
 
 
@@ -392,7 +391,9 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
     _tr(
         "fire.pump_running",
         "fire_pump_running",
-        "消防主泵运行（无火警信号）",
+        # Running at all is news (a test run, a fire, a leak); whether a fire signal is present is the
+        # multi-point rule's to say (fire.pump_running_without_fire_signal), where a signal point exists.
+        "消防主泵运行",
         "Main fire pump running",
         FIRE,
         critical=0.5,

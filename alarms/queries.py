@@ -20,7 +20,8 @@ from storage.models import Estate, Room
 _ALARM_SELECT = """
 SELECT a.id, e.code AS estate_code, r.code AS rule_code, r.title_zh, r.title_en, a.severity, a.state,
        a.subject, d.code AS device_code, d.name AS device_name, rm.code AS room_code, u.code AS unit_code,
-       p.metric, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by,
+       CASE WHEN r.kind = 'composite' THEN NULL ELSE p.metric END AS metric,
+       a.raised_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by,
        a.clear_note, a.peak, a.last_value, a.detail, a.ticket_id, t.number AS ticket_number
 FROM alarms a
 JOIN estates e ON e.id = a.estate_id
@@ -31,6 +32,8 @@ LEFT JOIN units u ON u.id = coalesce(a.unit_id, d.unit_id)
 LEFT JOIN points p ON p.id = a.point_id
 LEFT JOIN tickets t ON t.id = a.ticket_id
 """
+# A multi-point alarm's point_id is only its state's anchor (alarms/multipoint_evaluator.py): no metric is
+# shown for it, the page names the check from the alarm's detail instead.
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from alarms.multipoint import build_multipoint
 from alarms.packs import build_rule
 from core import clock
 from core.errors import InvalidInput, NotFound
@@ -55,6 +56,12 @@ def resolve_scope(session: Session, estate_code: str, room_code: str | None, dev
 
 
 def _validate(rule: AlarmRuleRow, params: dict[str, Any]) -> None:
+    if rule.kind == "composite" and "check" in params:
+        try:
+            build_multipoint(rule.code, params)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"invalid parameters for {rule.code}: {exc} / 参数无效") from exc
+        return
     if rule.kind in ("meter", "round", "composite", "command", "access"):
         return  # not point rules: their params are read by their own detectors
     try:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from alarms.const import ALARM_STATE_LABELS, SEVERITY_LABELS
+from alarms.multipoint import CHECK_LABELS
 from alarms.queries import query_alarms, room_ids
 from core import clock
 from dashboards import i18n
@@ -83,4 +84,6 @@ def subject_label(subject: str, detail: Mapping[str, Any] | None, lang: Lang) ->
         return f"{text} · {i18n.t('alarm_subject_door', lang, door=detail['door'])}" if detail.get("door") else text
     if kind == "door" and detail.get("door"):
         return i18n.t("alarm_subject_door", lang, door=detail["door"])
+    if kind == "device" and detail.get("check") in CHECK_LABELS:
+        return label(CHECK_LABELS, detail["check"], lang)  # a multi-point alarm: what it weighs
     return subject

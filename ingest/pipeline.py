@@ -338,11 +338,13 @@ def batch_hooks(settings: Settings) -> list[BatchHook]:
         from alarms.access_evaluator import AccessEvaluator
         from alarms.evaluator import AlarmEvaluator
         from alarms.meter_evaluator import MeterAnomalyEvaluator
+        from alarms.multipoint_evaluator import MultiPointEvaluator
         from tickets.from_alarms import open_for_alarms
 
         # Alarms are evaluated inside each batch transaction: a reading and the alarm it raises
         # commit together, so a crash can neither lose the alarm nor raise it twice.
         hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
+        hooks.append(MultiPointEvaluator(on_raised=open_for_alarms))  # several points of a device (§2)
         hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
         hooks.append(AccessEvaluator(on_raised=open_for_alarms))  # swipes and door events (issue 12 §4)
     if settings.billing_charge_on_ingest and settings.billing_charge_mode == "in_batch":

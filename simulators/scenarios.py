@@ -23,7 +23,7 @@ from simulators.clock import parse_duration
 from simulators.frames import Emission, Expect, Frame, RawEmission, Reading, TsEncoder, dumps
 from simulators.meters import MeterModel, SteadyFlow, default_serial, truncate
 from simulators.rand import derive, rng
-from simulators.sensors import Ramp, SensorModel
+from simulators.sensors import Force, Ramp, SensorModel
 from simulators.streams import DeviceEntry, DeviceModel, DeviceStream, with_scenario
 
 DEFAULT_ONSET = timedelta(minutes=30)  # after a couple of normal meter readings
@@ -523,6 +523,84 @@ class PipeLeak(Scenario):
         view.meter(device).add_leak(onset, self.LITRES_PER_HOUR / 1000, self.name)
 
 
+# --- multi-point faults (domain-defaults §2; alarms/multipoint_pack.py) ----------------------------
+
+
+class PhaseImbalance(Scenario):
+    name = "phase_imbalance"
+    summary = "an LV incomer's phase C current climbs 20 A/min from the onset (up to +400 A): imbalance past 25 %"
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sensors(view, "current_c")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.sensor(device).add_ramp(Ramp("current_c", onset, 20.0, 400.0, self.name))
+
+
+class DyingDeltaT(Scenario):
+    name = "dying_dt"
+    summary = "a heat exchanger's secondary return climbs 0.5 K/min (up to +6 K): ΔT falls to ~2 K and stays"
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sensors(view, "secondary_return_temp")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.sensor(device).add_ramp(Ramp("secondary_return_temp", onset, 0.5, 6.0, self.name))
+
+
+class FireMainLeak(Scenario):
+    name = "fire_main_leak"
+    summary = "the fire main leaks: the jockey pump runs 1 min in every 6 (10 starts an hour) from the onset"
+    PERIOD_S, ON_S = 360.0, 60.0
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sensors(view, "jockey_pump_running")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.sensor(device).force(Force("jockey_pump_running", onset, True, self.name, self.PERIOD_S, self.ON_S))
+
+
+def _state_metrics(model: SensorModel, pattern: str) -> list[str]:
+    rx = re.compile(pattern)
+    return [p.spec.metric for p in model.points if p.spec.kind == "state" and rx.fullmatch(p.spec.metric)]
+
+
+class StandbyStuck(Scenario):
+    name = "standby_stuck"
+    summary = "a pump set's duty pump trips (fault on, stops) at the onset and no standby pump starts"
+    RUNNING = r"(circ_)?pump_\d+_running"
+    FAULT = r"fault|(circ_)?pump(_\d+)?_fault"
+
+    def candidates(self, view: FleetView) -> list[str]:
+        # Booster sets and circulation pump sets: a fault signal and at least a duty and a standby pump.
+        return [
+            code
+            for code in sensors(view)
+            if len(_state_metrics(view.sensor(code), self.RUNNING)) >= 2
+            and _state_metrics(view.sensor(code), self.FAULT)
+        ]
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        model = view.sensor(device)
+        for metric in _state_metrics(model, self.RUNNING):
+            model.force(Force(metric, onset, False, self.name))
+        for metric in _state_metrics(model, self.FAULT):
+            model.force(Force(metric, onset, True, self.name))
+
+
+class SumpFlood(Scenario):
+    name = "sump_flood"
+    summary = "water floods a sump pit: both drainage pumps run from the onset and never stop"
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sensors(view, "sump_pump_")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        model = view.sensor(device)
+        for metric in _state_metrics(model, r"sump_pump_\d+_running"):
+            model.force(Force(metric, onset, True, self.name))
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -543,6 +621,11 @@ SCENARIOS: dict[str, Scenario] = {
         StuckMeter(),
         PipeLeak(),
         HotTap(),
+        PhaseImbalance(),
+        DyingDeltaT(),
+        FireMainLeak(),
+        StandbyStuck(),
+        SumpFlood(),
     )
 }
 

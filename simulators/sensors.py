@@ -60,6 +60,24 @@ class Ramp:
 
 
 @dataclass(frozen=True, slots=True)
+class Force:
+    """A scenario's hand on one state point from ``since``: held ``on``, or cycling on for ``on_s`` every
+    ``period_s`` (a jockey pump topping up a leaking main)."""
+
+    metric: str
+    since: datetime
+    on: bool
+    scenario: str
+    period_s: float = 0.0
+    on_s: float = 0.0
+
+    def value(self, ts: datetime) -> bool:
+        if self.period_s <= 0:
+            return self.on
+        return (ts - self.since).total_seconds() % self.period_s < self.on_s
+
+
+@dataclass(frozen=True, slots=True)
 class _Point:
     spec: PointSpec
     nominal: float
@@ -94,6 +112,7 @@ class SensorModel:
         self.fan_on_c = float(spec.attrs.get("fan_on_c", FAN_ON_C))
         self.points = tuple(self._point(p) for p in spec.points)
         self.ramps: list[Ramp] = []
+        self.forces: list[Force] = []
         self.silent_from: datetime | None = None
         self._fan_on = False
 
@@ -112,6 +131,9 @@ class SensorModel:
     # --- scenario hooks -------------------------------------------------------------------------
     def add_ramp(self, ramp: Ramp) -> None:
         self.ramps.append(ramp)
+
+    def force(self, force: Force) -> None:
+        self.forces.append(force)
 
     def silence(self, since: datetime) -> None:
         self.silent_from = since
@@ -144,6 +166,10 @@ class SensorModel:
                 # short runs). Drawn for every point so that adding a point never shifts other draws.
                 flip = r.random() < pt.noise
                 values[pt.spec.metric] = on != flip
+                for force in self.forces:
+                    if force.metric == pt.spec.metric and ts >= force.since:
+                        values[pt.spec.metric] = force.value(ts)
+                        scenario = force.scenario
                 continue
             gauss = r.gauss(0, 1)
             if kind == "counter":

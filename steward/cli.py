@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -122,10 +122,25 @@ def estate_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fal
     with transaction(make_sessionmaker(engine)) as session:
         summary = import_estate(session, doc)
         install_rule_packs(session)  # rule packs and the new estate's inspection schedules (idempotent)
+        unconfigured = [
+            c for c in _multipoint_coverage(session) if c["estate"] == summary.estate and not c["configured"]
+        ]
     console.print(
         f"[green]estate {summary.estate}[/]: {summary.buildings} buildings, {summary.units} units, "
         f"{summary.rooms} rooms, {summary.devices} devices, {summary.points} points, {summary.residents} residents"
     )
+    for c in unconfigured:
+        # Said once at import, so nobody believes a rule watches a device it cannot judge.
+        console.print(
+            f"[yellow]多点规则未配置 / multi-point rule not configured[/]: {c['rule']} @ {c['device']} "
+            f"(缺少 / missing: {', '.join(c['missing'])})"
+        )
+
+
+def _multipoint_coverage(session: Any) -> list[dict[str, Any]]:
+    from alarms.multipoint_evaluator import coverage
+
+    return coverage(session.connection())
 
 
 @run_app.command("ingest")
@@ -498,6 +513,14 @@ def rules_show(
                 ov,
             )
     console.print(table)
+    with transaction(make_sessionmaker(make_engine(get_settings()))) as session:
+        cov = [c for c in _multipoint_coverage(session) if code is None or c["rule"] == code]
+    if cov:
+        mp = Table("code", "estate", "device", "状态 / status", "missing", title="多点规则 / multi-point rules")
+        for c in cov:
+            status = f"{c['status_zh']} / {c['status_en']}"
+            mp.add_row(c["rule"], c["estate"] or "", c["device"], status, ", ".join(c["missing"]))
+        console.print(mp)
 
 
 @rules_app.command("set")

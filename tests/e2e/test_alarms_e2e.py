@@ -98,7 +98,7 @@ def _require_mosquitto() -> None:
 
 
 def _extra_equipment(doc: dict[str, Any]) -> dict[str, Any]:
-    """The sample estate again (an import updates in place) plus an ONAN transformer and a sump pit."""
+    """The sample estate again (an import updates in place) plus an ONAN transformer (the sump pit is in it now)."""
     extra = {
         "PR1": {
             "code": "TR9",
@@ -106,13 +106,6 @@ def _extra_equipment(doc: dict[str, Any]) -> dict[str, Any]:
             "name": "9#油浸式变压器（箱变）",
             "expected_interval_s": 30,
             "points": [{"metric": "top_oil_temp_c", "unit": "°C", "nominal": 55}],
-        },
-        "PUMP1": {
-            "code": "PUMP1-SUMP",
-            "kind": "sump_pit",
-            "name": "集水坑",
-            "expected_interval_s": 30,
-            "points": [{"metric": "sump_high_level", "kind": "state", "nominal": 0}],
         },
     }
     rooms = [
@@ -158,7 +151,7 @@ def stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         with Session(engine) as session, session.begin():
             import_estate(session, load_estate_file(ESTATE_FILE))
             # Equipment the sample estate lacks but the packs have rules for (a box-type substation's
-            # oil-immersed transformer, a sump pit's level switch): imported into the same estate.
+            # oil-immersed transformer): imported into the same estate.
             import_estate(session, EstateFile.model_validate(_extra_equipment(doc)))
             install_rule_packs(session)  # schedules for lvyuan only: lvyuan-rounds is not imported yet
             import_estate(session, load_estate_file(rounds_file))

@@ -1,0 +1,177 @@
+"""The multi-point rule kinds (alarms/multipoint.py) as pure functions, on the default pack's parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alarms.multipoint import Binding, MultiPointRule, MultiState, apply, bind, build_multipoint
+from alarms.multipoint_pack import (
+    BOOSTER_STANDBY_RULE,
+    DT_RULE,
+    FIRE_NO_SIGNAL_RULE,
+    IMBALANCE_RULE,
+    JOCKEY_RULE,
+    MULTIPOINT_RULES,
+    SUMP_RULE,
+)
+from alarms.rules import Clear, Raise
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+PACK = {s.code: s for s in MULTIPOINT_RULES}
+
+
+def rule(code: str) -> MultiPointRule:
+    return build_multipoint(code, PACK[code].params)
+
+
+def run(
+    r: MultiPointRule, b: Binding, frames: Iterable[tuple[float, Mapping[int, float]]], state: MultiState | None = None
+) -> tuple[MultiState, list[tuple[str, float]]]:
+    """Apply (seconds after T0, values) frames; return the state and the transitions as (name, minutes)."""
+    st = state or MultiState()
+    out = []
+    for secs, values in frames:
+        st, tr = apply(r, b, st, T0 + timedelta(seconds=secs), values)
+        if isinstance(tr, Raise | Clear):
+            out.append((type(tr).__name__, secs / 60))
+    return st, out
+
+
+def test_every_pack_rule_names_its_room_and_device_kind() -> None:
+    assert {IMBALANCE_RULE, DT_RULE, JOCKEY_RULE, BOOSTER_STANDBY_RULE, SUMP_RULE, FIRE_NO_SIGNAL_RULE} <= set(PACK)
+    for spec in MULTIPOINT_RULES:
+        assert spec.kind == "composite"
+        assert spec.room_kind
+        assert spec.device_kind
+        assert spec.title_zh
+        assert spec.title_en
+
+
+def test_imbalance_over_25_percent_for_5_minutes_raises_and_clears_below_20() -> None:
+    r = rule(IMBALANCE_RULE)
+    b = bind(r, {"current_a_a": 1, "current_b_a": 2, "current_c_a": 3})
+    assert b.configured
+    assert b.anchor == 1
+    frames = [(60 * m, {1: 640.0, 2: 610.0, 3: 900.0 if 10 <= m < 30 else 675.0}) for m in range(40)]
+    st, got = run(r, b, frames)
+    # (900 − 610) / 900 = 32 % from minute 10, held 5 min → raised at 15; back to 10 % at 30 → cleared.
+    assert got == [("Raise", 15.0), ("Clear", 30.0)]
+    assert not st.active
+
+
+def test_imbalance_of_an_idle_feeder_is_not_judged() -> None:
+    r = rule(IMBALANCE_RULE)
+    b = bind(r, {"current_a_a": 1, "current_b_a": 2, "current_c_a": 3})
+    _, got = run(r, b, [(60 * m, {1: 0.0, 2: 0.0, 3: 6.0}) for m in range(20)])
+    assert got == []
+
+
+def test_low_dt_needs_two_hours_and_clears_with_a_band() -> None:
+    r = rule(DT_RULE)
+    b = bind(r, {"secondary_supply_temp_c": 10, "secondary_return_temp_c": 11})
+
+    def dt(m: int) -> float:
+        return 8.0 if m < 10 else 3.0 if m < 200 else 5.5 if m < 210 else 7.0
+
+    _, got = run(r, b, [(60 * m, {10: 45.0, 11: 45.0 - dt(m)}) for m in range(0, 240, 5)])
+    # Below 5 K from minute 10; raised at 130 (2 h); 5.5 K is inside the 1 K band, 7 K clears.
+    assert got == [("Raise", 130.0), ("Clear", 210.0)]
+
+
+def test_low_dt_run_broken_before_two_hours_raises_nothing() -> None:
+    r = rule(DT_RULE)
+    b = bind(r, {"secondary_supply_temp_c": 10, "secondary_return_temp_c": 11})
+    frames = [(60 * m, {10: 45.0, 11: 41.0 if m != 100 else 37.0}) for m in range(0, 200, 5)]
+    _, got = run(r, b, frames)
+    assert got == []
+
+
+def test_jockey_pump_seventh_start_in_an_hour_raises() -> None:
+    r = rule(JOCKEY_RULE)
+    b = bind(r, {"jockey_pump_running": 5})
+    # 30 s readings; on for one reading every 6 minutes (10 starts an hour) for the first 90 minutes.
+    frames = [(30 * k, {5: 1.0 if k % 12 == 1 and k < 180 else 0.0}) for k in range(400)]
+    _st, got = run(r, b, frames)
+    # Starts at 0.5, 6.5, …, 84.5 min: the 7th at 36.5 raises. The last seven are 48.5 … 84.5, so the
+    # hour's count falls back to 6 once 48.5 leaves the window, at 108.5.
+    assert got == [("Raise", 36.5), ("Clear", 108.5)]
+
+
+def test_jockey_pump_normal_cycling_raises_nothing() -> None:
+    r = rule(JOCKEY_RULE)
+    b = bind(r, {"jockey_pump_running": 5})
+    frames = [(30 * k, {5: 1.0 if k % 40 == 1 else 0.0}) for k in range(600)]  # 3 starts an hour
+    assert run(r, b, frames)[1] == []
+
+
+def test_duty_pump_failed_and_standby_not_started() -> None:
+    r = rule(BOOSTER_STANDBY_RULE)
+    pts = {"pump_1_running": 1, "pump_2_running": 2, "pump_3_running": 3, "fault": 4}
+    b = bind(r, pts)
+    assert b.roles == {"fault": (4,), "running": (1, 2, 3)}
+    # A healthy changeover: fault, then pump 2 within 20 s → nothing. A stuck standby: > 60 s → alarm.
+    healthy = [(0, {1: 1, 2: 0, 3: 0, 4: 0}), (10, {1: 0, 2: 0, 3: 0, 4: 1}), (30, {1: 0, 2: 1, 3: 0, 4: 1})]
+    assert run(r, b, [(t, {k: float(v) for k, v in vals.items()}) for t, vals in healthy])[1] == []
+    stuck = [(10 * k, {1: 0.0, 2: 0.0, 3: 0.0, 4: 1.0}) for k in range(10)]
+    assert run(r, b, stuck)[1] == [("Raise", 1.0)]
+
+
+def test_both_sump_pumps_for_30_minutes() -> None:
+    r = rule(SUMP_RULE)
+    b = bind(r, {"sump_pump_1_running": 1, "sump_pump_2_running": 2, "sump_high_level": 3})
+    assert b.roles == {"running": (1, 2)}
+    frames = [(60 * m, {1: 1.0, 2: 1.0 if 5 <= m < 50 else 0.0, 3: 0.0}) for m in range(60)]
+    assert run(r, b, frames)[1] == [("Raise", 35.0), ("Clear", 50.0)]
+
+
+def test_fire_pump_without_a_signal_point_is_not_configured() -> None:
+    r = rule(FIRE_NO_SIGNAL_RULE)
+    b = bind(r, {"fire_pump_running": 1, "jockey_pump_running": 2})
+    assert not b.configured
+    assert b.missing == ("signal",)
+
+
+def test_fire_pump_running_without_the_rooms_fire_signal_is_critical() -> None:
+    r = rule(FIRE_NO_SIGNAL_RULE)
+    b = bind(r, {"fire_pump_running": 1}, {"fire_alarm_signal": [9]})  # the panel is another device of the room
+    assert b.configured
+    assert b.roles["signal"] == (9,)
+    st, got = run(r, b, [(0, {1: 0.0, 9: 0.0}), (30, {1: 1.0, 9: 1.0}), (60, {1: 0.0, 9: 1.0})])
+    assert got == []  # a fire: the pump is meant to run
+    _, got = run(r, b, [(120, {1: 1.0, 9: 0.0}), (150, {1: 0.0, 9: 0.0})], st)
+    assert got == [("Raise", 2.0), ("Clear", 2.5)]
+
+
+def test_late_duplicate_and_non_finite_readings_change_nothing() -> None:
+    r = rule(SUMP_RULE)
+    b = bind(r, {"sump_pump_1_running": 1, "sump_pump_2_running": 2})
+    st, _ = run(r, b, [(0, {1: 1.0, 2: 1.0}), (600, {1: 1.0, 2: 1.0})])
+    for secs, values in [(600, {1: 0.0, 2: 0.0}), (300, {1: 0.0, 2: 0.0}), (900, {1: float("nan")})]:
+        again, tr = apply(r, b, st, T0 + timedelta(seconds=secs), values)
+        assert (again, tr) == (st, None)
+
+
+def test_state_round_trips_through_json() -> None:
+    r = rule(JOCKEY_RULE)
+    b = bind(r, {"jockey_pump_running": 5})
+    st, _ = run(r, b, [(30 * k, {5: float(k % 2)}) for k in range(20)])
+    assert st.active
+    assert st.starts
+    assert MultiState.from_json(st.to_json()) == st
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"check": "imbalance", "roles": {"a": "x"}, "severity": "warning"},
+        {"check": "nope", "roles": {}, "severity": "warning"},
+        {"check": "starts", "roles": {"pump": "("}, "severity": "warning"},
+        {"check": "starts", "roles": {"pump": "p"}, "severity": "warning", "level": -1},
+    ],
+)
+def test_bad_params_are_refused(params: dict[str, object]) -> None:
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        build_multipoint("x", params)
