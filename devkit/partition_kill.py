@@ -1,0 +1,202 @@
+"""Reliability matrix M17: partitioned ingest with an owner SIGKILLed under load, shared by
+tests/e2e/test_partitions_e2e.py (a few kills, CI-sized) and bench/ingest_kill.py (10 kills at 4,000 msg/s).
+
+Two partitions, three ``steward run ingest`` processes that may own one partition each (two owners and a
+standby), estates in both partitions, and a QoS 1 publisher keyed for the total-queue oracle. Each kill SIGKILLs
+the owner of one partition (alternating), measures the takeover gap (the kill → the first commit of the process
+that claimed the partition, from its /health), then restarts the killed process, which becomes the next standby.
+The verdict: every publish the broker acknowledged is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine
+
+from core import clock
+from devkit.estate import load_small_estate
+from devkit.ingest_process import IngestProcess
+from devkit.oracle import Verdict, judge, telemetry_traffic, wait_quiescent
+from devkit.publisher import OraclePublisher
+from ingest.partitions import partition_of
+
+PARTITIONS = 2
+CLIENT_ID = "m17-ingest"
+
+
+@dataclass
+class M17Result:
+    kills: int
+    verdict: Verdict
+    gaps_s: list[float] = field(default_factory=list)
+    published: int = 0
+    publish_rate: float = 0.0
+    killed_partitions: list[int] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        gaps = sorted(self.gaps_s)
+        summary = (
+            f"takeover gap (kill → standby's first commit) median {statistics.median(gaps):.3f} s, max {gaps[-1]:.3f} s"
+            if gaps
+            else "no takeover measured"
+        )
+        return (
+            f"M17: {self.kills} owner SIGKILLs under {self.publish_rate:,.0f} msg/s ({self.published:,} published); "
+            f"{self.verdict}; {summary}; gaps {[round(g, 3) for g in self.gaps_s]}"
+        )
+
+
+def estates_for(prefix: str, partitions: int = PARTITIONS, per_partition: int = 1) -> list[str]:
+    """Estate codes ``{prefix}-{i}``, ``per_partition`` of them in each partition."""
+    found: dict[int, list[str]] = {k: [] for k in range(partitions)}
+    for i in itertools.count():
+        code = f"{prefix}-{i}"
+        k = partition_of(code, partitions)
+        if len(found[k]) < per_partition:
+            found[k].append(code)
+        if all(len(v) == per_partition for v in found.values()):
+            return [c for k in sorted(found) for c in found[k]]
+    raise AssertionError("unreachable")
+
+
+def interleaved(estates: list[str], devices: int, frames_per_estate: int) -> Iterator[tuple[str, str, bytes]]:
+    """Round-robin over the estates' keyed telemetry (device times an hour old and earlier, none in the future)."""
+    start = clock.now().replace(microsecond=0) - timedelta(hours=12)
+    streams = [telemetry_traffic(e, devices=devices, frames=frames_per_estate, start=start) for e in estates]
+    for group in zip(*streams, strict=True):
+        yield from group
+
+
+class Cluster:
+    """Three partitioned ingest processes on one database and broker; each may own one of the two partitions."""
+
+    def __init__(self, db_url: str, mqtt_url: str, log_dir: Path, *, processes: int = 3, **env: str) -> None:
+        self.procs = [
+            IngestProcess(
+                db_url,
+                mqtt_url,
+                log_dir / f"ingest-{i}",
+                client_id=CLIENT_ID,
+                STEWARD_INGEST_PARTITIONS=str(PARTITIONS),
+                STEWARD_INGEST_MAX_PARTITIONS="1",
+                STEWARD_INGEST_CLAIM_POLL_S="0.2",
+                **env,
+            )
+            for i in range(processes)
+        ]
+
+    def start(self) -> Cluster:
+        for p in self.procs:
+            p.start()
+        self.wait_owned()
+        return self
+
+    def owners(self) -> dict[int, tuple[IngestProcess, dict[str, Any]]]:
+        out: dict[int, tuple[IngestProcess, dict[str, Any]]] = {}
+        for p in self.procs:
+            h = p.health()
+            if h is None or p.proc is None or p.proc.poll() is not None:
+                continue
+            for k in h.get("owned", []):  # type: ignore[attr-defined]
+                out[int(k)] = (p, h)
+        return out
+
+    def wait_owned(self, timeout: float = 30) -> dict[int, tuple[IngestProcess, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            owners = self.owners()
+            if len(owners) == PARTITIONS:
+                return owners
+            time.sleep(0.05)
+        raise TimeoutError(f"partitions not all owned within {timeout}s: {[p.health() for p in self.procs]}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+
+def takeover_gap(cluster: Cluster, k: int, killed: IngestProcess, killed_at: float, timeout: float = 30) -> float:
+    """Seconds from the kill to the first commit of whichever process claimed partition ``k`` after it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in cluster.procs:
+            if p is killed:
+                continue
+            h = p.health()
+            part = (h or {}).get("by_partition", {}).get(str(k))  # type: ignore[attr-defined]
+            if part and part.get("first_commit_at") and part["first_commit_at"] > killed_at:
+                return float(part["first_commit_at"]) - killed_at
+        time.sleep(0.01)
+    raise TimeoutError(f"nobody committed partition {k} within {timeout}s of the kill")
+
+
+def run_m17(
+    db_url: str,
+    broker_host: str,
+    broker_port: int,
+    log_dir: Path,
+    *,
+    kills: int,
+    rate: float,
+    seed: int = 17,
+    devices: int = 20,
+    settle_s: tuple[float, float] = (1.0, 2.5),
+    **env: str,
+) -> M17Result:
+    """Run the scenario; returns the oracle's verdict and the takeover gaps (see the module doc)."""
+    rng = random.Random(seed)
+    estates = estates_for("m17")
+    engine = create_engine(db_url)
+    for code in estates:
+        load_small_estate(engine, code, sensors=devices, meters=0)
+    cluster = Cluster(db_url, f"mqtt://{broker_host}:{broker_port}", log_dir, **env)
+    pub = OraclePublisher(broker_host, broker_port, client_id="m17-oracle", window=2_000)
+    stop = threading.Event()
+    # Enough frames for the whole run at the rate (the publisher stops when the kills are done).
+    frames = int(rate * (kills * 8 + 30)) // len(estates) + devices
+    frames -= frames % devices
+    publisher = threading.Thread(
+        target=pub.publish_all,
+        args=(interleaved(estates, devices, frames),),
+        kwargs={"rate": rate, "stop": stop},
+        daemon=True,
+    )
+    result = M17Result(kills=0, verdict=Verdict(0, 0, [], [], [], 0))
+    try:
+        cluster.start()
+        started = time.monotonic()
+        publisher.start()
+        for n in range(kills):
+            time.sleep(rng.uniform(*settle_s))
+            k = n % PARTITIONS
+            victim, _ = cluster.wait_owned()[k]
+            killed_at = time.time()
+            victim.kill()
+            result.kills += 1
+            result.killed_partitions.append(k)
+            result.gaps_s.append(takeover_gap(cluster, k, victim, killed_at))
+            victim.start()  # the next standby
+        time.sleep(1.0)
+        stop.set()
+        publisher.join(30)
+        result.published = len(pub.log.all_keys)
+        result.publish_rate = result.published / (time.monotonic() - started)
+        pub.drain()
+        wait_quiescent(engine, acked=pub.log.acked, timeout=120)
+        result.verdict = judge(engine, pub.log.acked, set(pub.log.all_keys))
+    finally:
+        stop.set()
+        pub.close()
+        cluster.stop()
+        engine.dispose()
+    return result
