@@ -218,6 +218,9 @@ def run_partitioned(
     estates: dict[int, set[str]] | None = None
     estates_read = float("-inf")
     log.info("ingest partitions: %d, this process owns at most %d", n, cap)
+    # Import the batch hooks' modules (alarms, tickets, billing) now rather than when a partition is claimed: a
+    # standby's takeover gap should not include a second of imports.
+    batch_hooks(settings)
     try:
         while not stop.is_set():
             if time.monotonic() - estates_read >= settings.ingest_estate_poll_s or estates is None:
