@@ -139,7 +139,7 @@ class Publishers:
 class Cluster:
     """Three partitioned ingest processes on one database and broker; each may own one of the two partitions."""
 
-    def __init__(self, db_url: str, mqtt_url: str, log_dir: Path, *, processes: int = 3, **env: str) -> None:
+    def __init__(self, db_url: str, mqtt_url: str, log_dir: Path, env: dict[str, str], processes: int = 3) -> None:
         self.procs = [
             IngestProcess(
                 db_url,
@@ -218,7 +218,7 @@ def run_m17(
     engine = create_engine(db_url)
     for code in estates:
         load_small_estate(engine, code, sensors=devices, meters=0)
-    cluster = Cluster(db_url, f"mqtt://{broker_host}:{broker_port}", log_dir, **env)
+    cluster = Cluster(db_url, f"mqtt://{broker_host}:{broker_port}", log_dir, env)
     # Enough frames for the whole run at the rate (the publishers stop when the kills are done).
     frames = int(rate * (kills * 8 + 30)) // len(estates) + devices
     frames -= frames % devices

@@ -50,7 +50,7 @@ class OraclePublisher:
             self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(window)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho's hint says int; 0.2 s works
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
