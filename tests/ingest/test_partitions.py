@@ -9,11 +9,13 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from core import clock
 from core.settings import Settings
 from ingest.health import PartitionedHealth
 from ingest.partitions import LOCK_CLASS, PartitionLocks, estates_by_partition, partition_of, run_partitioned
@@ -134,8 +136,9 @@ def procs(fresh_database: str, mosquitto: MosquittoProcess) -> Iterator[Callable
         p.stop()
 
 
-def publish(broker: MosquittoProcess, estates: list[str], frames: int) -> tuple[set[str], set[str]]:
-    items = [it for e in estates for it in telemetry_traffic(e, devices=2, frames=frames)]
+def publish(broker: MosquittoProcess, estates: list[str], frames: int, hours_ago: int = 1) -> tuple[set[str], set[str]]:
+    start = clock.now().replace(microsecond=0) - timedelta(hours=hours_ago)
+    items = [it for e in estates for it in telemetry_traffic(e, devices=2, frames=frames, start=start)]
     pub = OraclePublisher("127.0.0.1", broker.port, client_id=f"tp-pub-{time.monotonic_ns()}")
     pub.publish_all(items)
     pub.drain()
@@ -194,3 +197,36 @@ def _stored_keys(engine: Engine) -> set[str]:
     from tests.support.oracle import stored_frames
 
     return set(stored_frames(engine))
+
+
+def test_an_owner_that_loses_its_lock_connection_stops_and_a_standby_takes_over(
+    fresh_database: str, mosquitto: MosquittoProcess, procs: Callable[..., Proc]
+) -> None:
+    """Half dead: the owner's lock connection is cut (its locks go) while its process and MQTT sessions live on.
+    It must stop writing at once; the standby claims both partitions and takes over their sessions."""
+    engine = create_engine(fresh_database)
+    estates = [estates_in(0, 2, "tph")[0], estates_in(1, 2, "tph")[0]]
+    for code in estates:
+        load_small_estate(engine, code, sensors=2, meters=0)
+    a = procs(cap=2)
+    assert a.wait_owning(2) == [0, 1]
+    b = procs(cap=2)
+    assert b.wait_owning(0) == []  # a standby: healthy, owning nothing
+    acked, sent = publish(mosquitto, estates, frames=100)
+    with engine.begin() as conn:
+        cut = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid FROM pg_locks "
+                "WHERE locktype = 'advisory' AND classid = :c AND objsubid = 2 AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) held"
+            ),
+            {"c": LOCK_CLASS},
+        ).scalar_one()
+    assert cut == 1
+    assert b.wait_owning(2) == [0, 1]
+    more_acked, more_sent = publish(mosquitto, estates, frames=100, hours_ago=2)
+    a.wait_owning(0)  # back as the standby once its lock connection is up again
+    wait_quiescent(engine, acked=acked | more_acked, timeout=30)
+    v = judge(engine, acked | more_acked, sent | more_sent)
+    assert (len(v.lost), len(v.duplicated), len(v.unexpected), v.acked) == (0, 0, 0, 400), v
+    engine.dispose()
