@@ -11,9 +11,11 @@ The verdict: every publish the broker acknowledged is stored exactly once.
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import random
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +41,7 @@ class M17Result:
     verdict: Verdict
     gaps_s: list[float] = field(default_factory=list)
     published: int = 0
+    kills_under_load: int = 0
     publish_rate: float = 0.0
     killed_partitions: list[int] = field(default_factory=list)
 
@@ -50,7 +53,8 @@ class M17Result:
             else "no takeover measured"
         )
         return (
-            f"M17: {self.kills} owner SIGKILLs under {self.publish_rate:,.0f} msg/s ({self.published:,} published); "
+            f"M17: {self.kills} owner SIGKILLs ({self.kills_under_load} while publishing) under "
+            f"{self.publish_rate:,.0f} msg/s ({self.published:,} published); "
             f"{self.verdict}; {summary}; gaps {[round(g, 3) for g in self.gaps_s]}"
         )
 
@@ -129,11 +133,73 @@ class Publishers:
                 self.sent.extend(sent)
             proc.join(10)
 
+    @property
+    def running(self) -> bool:
+        return not self.stop_event.is_set() and any(proc.is_alive() for proc, _, _ in self.children)
+
     def kill(self) -> None:
         self.stop_event.set()
         for proc, _, _ in self.children:
             if proc.is_alive():
                 proc.kill()
+
+
+class FastpubLoad:
+    """The load from fastpub (C, /work/shared/tools/fastpub; the bench builds it): the keyed frames of every estate,
+    round-robin, at ``rate`` from a file sized for the run. The broker never restarts in M17, so a fastpub that
+    exits 0 with acked == sent had every publish acknowledged: the oracle's acked set is the whole file."""
+
+    def __init__(
+        self,
+        binary: Path,
+        host: str,
+        port: int,
+        estates: list[str],
+        *,
+        devices: int,
+        frames: int,
+        rate: float,
+        work: Path,
+    ) -> None:
+        start = clock.now().replace(microsecond=0) - timedelta(hours=12)
+        streams = [telemetry_traffic(e, devices=devices, frames=frames, start=start) for e in estates]
+        self.file = work / "m17-frames.txt"
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.keys: list[str] = []
+        with self.file.open("w", encoding="utf-8") as f:
+            for group in zip(*streams, strict=True):
+                for key, topic, payload in group:
+                    self.keys.append(key)
+                    f.write(f"{topic}\t{payload.decode()}\n")
+        self.cmd = [str(binary), "-f", str(self.file), "-h", host, "-p", str(port), "-q", "1", "-w", "2000"]
+        self.cmd += ["-r", str(rate), "-i", "m17-fastpub"]
+        self.proc: subprocess.Popen[str] | None = None
+        self.acked: set[str] = set()
+        self.sent: list[str] = []
+        self.rate = 0.0
+
+    def start(self) -> FastpubLoad:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def finish(self, timeout: float = 600) -> None:
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=timeout)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"fastpub failed ({self.proc.returncode}): {err.strip()}")
+        res = json.loads(out.strip().splitlines()[-1])
+        if not res["sent"] == res["acked"] == len(self.keys):
+            raise RuntimeError(f"fastpub: {res} for {len(self.keys)} frames: the acked set is not known")
+        self.acked, self.sent, self.rate = set(self.keys), self.keys, float(res["rate"])
+
+    def kill(self) -> None:
+        if self.running and self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 class Cluster:
@@ -210,9 +276,11 @@ def run_m17(
     seed: int = 17,
     devices: int = 20,
     settle_s: tuple[float, float] = (1.0, 2.5),
+    fastpub: Path | None = None,
     **env: str,
 ) -> M17Result:
-    """Run the scenario; returns the oracle's verdict and the takeover gaps (see the module doc)."""
+    """Run the scenario; returns the oracle's verdict and the takeover gaps (see the module doc). With ``fastpub``
+    (a built binary) the load comes from it, sized for 15 s per kill, and the run waits for it to end."""
     rng = random.Random(seed)
     estates = estates_for("m17")
     engine = create_engine(db_url)
@@ -222,7 +290,15 @@ def run_m17(
     # Enough frames for the whole run at the rate (the publishers stop when the kills are done).
     frames = int(rate * (kills * 8 + 30)) // len(estates) + devices
     frames -= frames % devices
-    load = Publishers(broker_host, broker_port, estates, devices=devices, frames=frames, rate=rate)
+    load: Publishers | FastpubLoad
+    if fastpub is not None:
+        frames = int(rate * (kills * 15 + 20)) // len(estates) + devices
+        frames -= frames % devices
+        load = FastpubLoad(
+            fastpub, broker_host, broker_port, estates, devices=devices, frames=frames, rate=rate, work=log_dir
+        )
+    else:
+        load = Publishers(broker_host, broker_port, estates, devices=devices, frames=frames, rate=rate)
     result = M17Result(kills=0, verdict=Verdict(0, 0, [], [], [], 0))
     try:
         cluster.start()
@@ -235,6 +311,7 @@ def run_m17(
             killed_at = time.time()
             victim.kill()
             result.kills += 1
+            result.kills_under_load += load.running
             result.killed_partitions.append(k)
             result.gaps_s.append(takeover_gap(cluster, k, victim, killed_at))
             victim.start()  # the next standby
@@ -242,7 +319,7 @@ def run_m17(
         elapsed = time.monotonic() - started
         load.finish()
         result.published = len(load.sent)
-        result.publish_rate = result.published / elapsed
+        result.publish_rate = load.rate if isinstance(load, FastpubLoad) else result.published / elapsed
         wait_quiescent(engine, acked=load.acked, timeout=120)
         result.verdict = judge(engine, load.acked, set(load.sent))
     finally:
