@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.settings import Settings
 from ingest.health import Health, PartitionedHealth, serve_health
-from ingest.pipeline import Pipeline, batch_hooks
+from ingest.pipeline import Pipeline, batch_hooks, charger_behind
 from ingest.source import MqttSource
 from protocol.topics import PLATFORM_STATE_PARTITION, estate_subscription
 
@@ -148,6 +148,10 @@ class Partition:
             resync_needed=lambda: self.source.resync_needed,
         )
         self.pipeline.hooks.extend(batch_hooks(self.settings))
+        # Charging behind the commits (billing/charge_behind.py): one charger per partition, for its estates' meters.
+        self.charger = charger_behind(self.settings, engine)
+        if self.charger is not None:
+            self.pipeline.after_commit.append(self.charger.submit)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"ingest-p{k}", daemon=True)
@@ -158,6 +162,8 @@ class Partition:
 
     def _run(self) -> None:
         started = False
+        if self.charger is not None:
+            self.charger.start()
         try:
             if not self.pipeline.prepare(self.stop):
                 return
@@ -170,6 +176,8 @@ class Partition:
         finally:
             if started:
                 self.source.stop()
+            if self.charger is not None:
+                self.charger.stop()
 
     @property
     def running(self) -> bool:
@@ -212,7 +220,8 @@ def run_partitioned(
     n = settings.ingest_partitions
     cap = settings.ingest_max_partitions or n
     health = health or PartitionedHealth(n)
-    server = serve_health(health, settings.ingest_health_port) if settings.ingest_health_port else None
+    port = settings.ingest_health_port
+    server = serve_health(health, port, settings.metrics_host) if port else None
     locks = PartitionLocks(libpq_url(engine))
     owned: dict[int, Partition] = {}
     estates: dict[int, set[str]] | None = None
