@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
 from sqlalchemy import Engine, create_engine, text
 
 from core import clock
@@ -230,3 +231,24 @@ def test_an_owner_that_loses_its_lock_connection_stops_and_a_standby_takes_over(
     v = judge(engine, acked | more_acked, sent | more_sent)
     assert (len(v.lost), len(v.duplicated), len(v.unexpected), v.acked) == (0, 0, 0, 400), v
     engine.dispose()
+
+
+def test_a_partition_session_taken_over_gives_the_partition_up_an_unpartitioned_one_does_not() -> None:
+    """MQTT 5 reason 142 (Session taken over): a partition's owner that is cut off by a standby with its client id
+    must not reconnect (paho would, and take the session back); the single unpartitioned ingest keeps reconnecting
+    as it always has (test_m14: a device borrowing its client id must not switch it off)."""
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from ingest.health import Health
+    from ingest.source import MqttSource
+
+    taken = ReasonCode(PacketTypes.DISCONNECT, identifier=142)
+    for yield_on_takeover in (True, False):
+        src = MqttSource(Settings(env="testing"), Health(), subscriptions=[], yield_on_takeover=yield_on_takeover)
+        src._on_disconnect(src.client, None, None, taken, None)
+        assert src.taken_over.is_set() is yield_on_takeover
+        assert not src.health.mqtt_connected
+    normal = ReasonCode(PacketTypes.DISCONNECT, identifier=0)
+    src = MqttSource(Settings(env="testing"), Health(), subscriptions=[], yield_on_takeover=True)
+    src._on_disconnect(src.client, None, None, normal, None)
+    assert not src.taken_over.is_set()
