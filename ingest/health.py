@@ -162,6 +162,10 @@ class PartitionedHealth:
         lines.extend(f'steward_ingest_up{{partition="{k}"}} {1 if h.status == "ok" else 0}' for k, h in owned)
         lines.append("# TYPE steward_ingest_queue_depth gauge")
         lines.extend(f'steward_ingest_queue_depth{{partition="{k}"}} {h.queue_depth}' for k, h in owned)
+        lines.append("# TYPE steward_ingest_commit_stalled_seconds gauge")
+        lines.extend(
+            f'steward_ingest_commit_stalled_seconds{{partition="{k}"}} {h.commit_stalled_s():.1f}' for k, h in owned
+        )
         lines.append("# TYPE steward_ingest_partitions_owned gauge")
         lines.append(f"steward_ingest_partitions_owned {len(owned)}")
         lines.append("# TYPE steward_ingest_partition_locks_up gauge")

@@ -94,6 +94,7 @@ class Proc:
             ingest_max_partitions=cap,
             ingest_claim_poll_s=0.2,
             ingest_estate_poll_s=0.5,
+            ingest_rate_limit_factor=0,  # test traffic stamps a reading a second per device (as IngestProcess)
             **kw,
         )
         self.engine = create_engine(db_url, pool_size=5)
@@ -191,6 +192,7 @@ def test_two_processes_split_the_partitions_and_a_new_estate_is_subscribed_witho
     metrics = owner.health.prometheus()
     assert 'steward_ingest_stored_total{partition="0"}' in metrics
     assert "steward_ingest_partitions_owned 1" in metrics
+    assert 'steward_ingest_commit_stalled_seconds{partition="0"}' in metrics
     engine.dispose()
 
 
