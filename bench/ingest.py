@@ -89,6 +89,8 @@ class Bench(Harness):
     def run(self) -> Figures:
         if self.args.meter_stream:
             return self.run_meter_stream()
+        if self.args.partitions:
+            return self.run_partitions()
         a = self.args
         cfg = self.figures.config
         cfg.update(messages=a.messages, devices=a.devices, readings_per_message=ROWS_PER_FRAME, window=a.window)
@@ -144,6 +146,155 @@ class Bench(Harness):
         if not a.skip_ceiling:
             self.phase_ceiling(full)
         return self.figures
+
+    # -- partitioned ingest: one partition vs P, side by side ---------------------------------------
+
+    def run_partitions(self) -> Figures:
+        """The same stream through one unpartitioned ingest and through STEWARD_INGEST_PARTITIONS=P (P processes
+        owning one partition each, or ``--partition-processes`` processes sharing them), alternately
+        ``--repetitions`` times; each run on a fresh broker, after a warm-up, at full speed. The figure is CPU
+        per 1,000 messages: ingest (all processes), the PostgreSQL backends they write through and Mosquitto.
+
+        The devices are split over P estates, one per partition (ingest.partitions.partition_of), so each
+        partition carries the same share of the stream."""
+        from devkit.estate import sensor_code
+        from ingest.partitions import partition_of
+
+        a = self.args
+        parts = a.partitions
+        procs = a.partition_processes or parts
+        cfg = self.figures.config
+        cfg.update(
+            mode="partitions",
+            partitions=parts,
+            processes=procs,
+            messages=a.messages,
+            devices=a.devices,
+            repetitions=a.repetitions,
+            window=a.window,
+        )
+        cfg["git"] = self._git_describe()
+        cfg["background_cpu_pct_before"] = self.check_idle()
+        self.fastpub_bin = build_fastpub(self.tmp)
+        db_url = self.create_database(cfg)
+        estates: list[str] = []
+        for i in range(1000):
+            code = f"bench-p{i}"
+            if partition_of(code, parts) not in {partition_of(e, parts) for e in estates}:
+                estates.append(code)
+            if len(estates) == parts:
+                break
+        per = max(1, a.devices // parts)
+        for code in estates:
+            import_bench_estate(db_url, per, code=code, rules=a.alarms)
+        devices = [(e, sensor_code(e, d)) for d in range(per) for e in estates]
+        cfg["estates"] = {e: partition_of(e, parts) for e in estates}
+        runs_total = 2 * a.repetitions
+        frames_per_device = runs_total * (1 + -(-a.messages // len(devices))) + 1
+        clock = FrameClock.for_frames(frames_per_device)
+        listener = CommitListener(db_url)
+        self.on_cleanup("close listener", listener.close)
+        results: dict[int, list[dict[str, Any]]] = {1: [], parts: []}
+        nxt = 0
+        for r in range(a.repetitions):
+            for mode in (1, parts) if r % 2 == 0 else (parts, 1):  # alternate: drift hits both
+                warm, full = self.tmp / f"warm-{r}-{mode}.txt", self.tmp / f"frames-{r}-{mode}.txt"
+                nxt = write_device_frames(warm, devices, count=len(devices), first_frame=nxt, clock=clock)
+                nxt = write_device_frames(full, devices, count=a.messages, first_frame=nxt, clock=clock)
+                results[mode].append(self._partition_run(db_url, listener, warm, full, mode, procs, len(devices)))
+        self.figures.throughput = {"runs": results, "summary": {}}
+        for mode, runs in results.items():
+            self.figures.throughput["summary"][mode] = {
+                key: round(statistics.median(run[key] for run in runs), 1)
+                for key in ("messages_per_s", "ingest_ms_per_1k", "postgres_ms_per_1k", "mosquitto_ms_per_1k")
+            }
+        return self.figures
+
+    def _partition_run(
+        self, db_url: str, listener: CommitListener, warm: Path, full: Path, mode: int, procs: int, devices: int
+    ) -> dict[str, Any]:
+        from devkit.ingest_process import IngestProcess
+
+        a = self.args
+        broker = self.start_broker(f"mosquitto-{uuid.uuid4().hex[:6]}")
+        env = dict(kv.split("=", 1) for kv in a.ingest_env)
+        base = f"steward-bench-{uuid.uuid4().hex[:8]}"
+        ingests = []
+        for i in range(1 if mode == 1 else procs):
+            if mode > 1:
+                env.update(
+                    STEWARD_INGEST_PARTITIONS=str(mode),
+                    STEWARD_INGEST_MAX_PARTITIONS=str(-(-mode // procs)),
+                    STEWARD_INGEST_CLAIM_POLL_S="0.2",
+                )
+            ingest = IngestProcess(db_url, broker.url, self.tmp / f"logs-{base}-{i}", client_id=base, **env)
+            self.on_cleanup("stop ingest", ingest.stop)
+            try:
+                ingest.start(wait=True)
+            except (RuntimeError, TimeoutError) as exc:
+                raise BenchError(f"ingest did not come up: {exc}; log: {self._ingest_log_tail(ingest)}") from exc
+            ingests.append(ingest)
+        if mode > 1:
+            deadline = time.monotonic() + 30
+            while sum(len((i.health() or {}).get("owned", [])) for i in ingests) < mode:  # type: ignore[arg-type]
+                if time.monotonic() > deadline:
+                    raise BenchError(f"partitions not all owned: {[i.health() for i in ingests]}")
+                time.sleep(0.1)
+        time.sleep(0.5)  # health turns ok on CONNACK, just before SUBSCRIBE
+        mark = listener.mark()
+        self.fastpub_result(self.fastpub(warm, broker.port, timeout=60))
+        listener.wait_rows(mark, devices * ROWS_PER_FRAME, timeout=60)
+        label = "1 partition" if mode == 1 else f"{mode} partitions, {len(ingests)} process(es)"
+        log(f"{label}: warm-up committed; {a.messages} frames at full speed")
+        pg_pids = self._backend_pids(db_url)
+        meter = CpuMeter(
+            {
+                "ingest": [i.proc.pid for i in ingests if i.proc is not None],
+                "mosquitto": [broker.proc.pid],
+                "postgres": pg_pids,
+            }
+        )
+        mark = listener.mark()
+        timeout = max(120.0, a.messages / 1000)
+        handle = self.fastpub(full, broker.port, timeout=timeout)
+        try:
+            done_at = listener.wait_rows(mark, a.messages * ROWS_PER_FRAME, timeout)
+        except BenchError as exc:
+            raise BenchError(f"{label}: {exc}; {[self._diagnose(i) for i in ingests]}") from None
+        self.fastpub_result(handle)
+        cpu = meter.stop()
+        # Backends a pool opened during the run (e.g. while the supervisor read the estates) did some of the
+        # writing: count all their CPU, which they spent within the run.
+        late = self._cpu_of(set(self._backend_pids(db_url)) - set(pg_pids))
+        cpu["postgres_cpu_s"] += late
+        seconds = done_at - handle["started"]
+        for i in ingests:
+            i.stop()
+        broker.kill()
+        per_1k = 1_000_000 / a.messages  # CPU seconds → ms per 1,000 messages
+        run = {
+            "messages_per_s": round(a.messages / seconds, 1),
+            "ingest_ms_per_1k": round(cpu["ingest_cpu_s"] * per_1k, 1),
+            "postgres_ms_per_1k": round(cpu["postgres_cpu_s"] * per_1k, 1),
+            "mosquitto_ms_per_1k": round(cpu["mosquitto_cpu_s"] * per_1k, 1),
+            "machine_busy_pct": cpu.get("machine_busy_pct"),
+            "postgres_backends_opened_mid_run": late > 0,
+        }
+        log(f"{label}: {run}")
+        return run
+
+    @staticmethod
+    def _cpu_of(pids: set[int]) -> float:
+        import psutil
+
+        total = 0.0
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     # -- meter-reading stream: charging on vs off, side by side ------------------------------------
 
@@ -557,6 +708,27 @@ class Bench(Harness):
         log(f"py-spy: exit {proc.returncode}")
 
 
+def write_device_frames(
+    path: Path, devices: list[tuple[str, str]], *, count: int, first_frame: int, clock: FrameClock
+) -> int:
+    """``count`` telemetry frames round-robin over ``devices`` ((estate, device code) pairs, any estates), as
+    bench.common.write_frames writes them for the one bench estate; returns the next free frame index."""
+    from bench.common import quiet_value
+    from devkit.estate import METRICS
+    from protocol.topics import uplink
+
+    topics = [uplink(estate, code, "telemetry") for estate, code in devices]
+    frames = -(-count // len(devices))
+    stamps = [clock.ts(first_frame + k) for k in range(frames)]
+    with path.open("w", encoding="utf-8") as f:
+        for n in range(count):
+            d, k = n % len(devices), n // len(devices)
+            j = first_frame + k
+            values = ",".join(f'"{m}":{quiet_value(m, d, j):.1f}' for m in METRICS)
+            f.write(f'{topics[d]}\t{{"v":1,"ts":"{stamps[k]}","seq":{j},"values":{{{values}}}}}\n')
+    return first_frame + frames
+
+
 def write_meter_frames(path: Path, codes: list[str], *, count: int, first_frame: int, clock: FrameClock) -> None:
     """``count`` meter readings round-robin over the meters ``codes`` (estate ``benchbill`` of bench/billing.py):
     frame j of a meter has seq j, device time ``clock.ts(j)`` and a register 0.013 m³ per frame up."""
@@ -671,9 +843,39 @@ def report_meter_stream(figures: Figures, args: argparse.Namespace) -> None:
     print(json.dumps({"bench": "ingest-meter-stream", **{k: v for k, v in vars(figures).items() if v}}, default=str))
 
 
+def report_partitions(figures: Figures, args: argparse.Namespace) -> None:
+    cfg, summary = figures.config, figures.throughput["summary"]
+    parts = args.partitions
+    console, table, row = figures_table(f"Steward ingest benchmark: 1 partition vs {parts}, side by side")
+    row("frames × devices", f"{args.messages:,} × {args.devices:,} (5 readings each), {args.repetitions} run(s) each")
+    row("partitioned", f"{parts} partitions over {cfg['processes']} process(es); estates {cfg['estates']}")
+    row("database", f"{cfg.get('database')}{' + TimescaleDB' if cfg.get('timescaledb') else ' (plain tables)'}")
+    one, many = summary[1], summary[parts]
+    for key, name in (
+        ("messages_per_s", "end-to-end messages/s"),
+        ("ingest_ms_per_1k", "ingest CPU ms per 1,000 messages"),
+        ("postgres_ms_per_1k", "PostgreSQL CPU ms per 1,000 messages"),
+        ("mosquitto_ms_per_1k", "Mosquitto CPU ms per 1,000 messages"),
+    ):
+        row(name, f"1: {one[key]:,.1f}  |  {parts}: {many[key]:,.1f}")
+    for mode in (1, parts):
+        for n, run in enumerate(figures.throughput["runs"][mode]):
+            row(
+                f"  run {n + 1}, {mode} partition(s)",
+                f"{run['messages_per_s']:,.0f} msg/s; CPU ms/1k: ingest {run['ingest_ms_per_1k']}, "
+                f"pg {run['postgres_ms_per_1k']}, mosquitto {run['mosquitto_ms_per_1k']}; "
+                f"machine {run['machine_busy_pct']}% busy",
+            )
+    console.print(table)
+    print(json.dumps({"bench": "ingest-partitions", **{k: v for k, v in vars(figures).items() if v}}, default=str))
+
+
 def report(figures: Figures, args: argparse.Namespace) -> None:
     if args.meter_stream:
         report_meter_stream(figures, args)
+        return
+    if args.partitions:
+        report_partitions(figures, args)
         return
     t, p, c = figures.throughput, figures.paced, figures.ceiling
     console, table, row = figures_table("Steward ingest benchmark")
@@ -757,6 +959,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="hot-water meter readings instead of telemetry: ingest rate with charging on vs off, side by side",
     )
+    ap.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        metavar="P",
+        help="CPU per 1,000 messages of one partition and of STEWARD_INGEST_PARTITIONS=P, side by side",
+    )
+    ap.add_argument(
+        "--partition-processes", type=int, default=0, help="with --partitions: ingest processes (default P)"
+    )
     ap.add_argument("--meter-households", type=int, default=1_000, help="meter stream: meters per mode (1000)")
     ap.add_argument("--meter-messages", type=int, default=5_000, help="meter stream: messages per repetition (5000)")
     ap.add_argument("--repetitions", type=int, default=3, help="meter stream: repetitions per mode (default 3)")
@@ -780,6 +992,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for kv in args.ingest_env:
         if "=" not in kv:
             ap.error(f"--ingest-env wants KEY=VALUE, got {kv!r}")
+    if args.partitions == 1 or args.partitions < 0:
+        ap.error("--partitions wants P ≥ 2 (it compares 1 partition with P)")
     if args.messages < 1 or args.devices < 1:
         ap.error("--messages and --devices must be positive")
     return args

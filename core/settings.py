@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # (synthetic load generators that stamp a reading every second for every device need that).
     ingest_rate_limit_factor: float = Field(default=10.0, ge=0)
     ingest_rate_limit_burst: int = Field(default=100, ge=1)
+    # Ingest partitioned by estate (DESIGN §9): estates hash to this many partitions (ingest/partitions.py), each
+    # with one writer: the process holding its advisory lock, on a persistent session `{mqtt_client_id}-{k}`.
+    # 1 = one unpartitioned process, exactly as before (client id mqtt_client_id, every estate's uplink).
+    # Every ingest process of a deployment must be given the same number.
+    ingest_partitions: int = Field(default=1, ge=1, le=1024)
+    # How many partitions one process may own (0 = all): with N partitions, processes of N/2 each plus one more
+    # process make two owners and a standby that takes over a dead owner's partitions.
+    ingest_max_partitions: int = Field(default=0, ge=0, le=1024)
+    # How often a process looks for free partitions (the standby's takeover delay) and re-reads the estates table
+    # (estates imported at run time get subscribed without a restart).
+    ingest_claim_poll_s: float = Field(default=0.5, gt=0, le=60)
+    ingest_estate_poll_s: float = Field(default=3.0, gt=0, le=600)
     # Touched after every job attempt of `steward run worker`, so a container health check can see the loop
     # turning (the worker serves no HTTP). None = not written.
     worker_heartbeat_file: Path | None = None

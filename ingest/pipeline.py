@@ -274,6 +274,8 @@ class Pipeline:
         c.rate_limited += decoded.rate_limited
         c.seq_gaps += len(gaps)
         self.health.last_commit_at = time.time()
+        if self.health.first_commit_at is None:
+            self.health.first_commit_at = self.health.last_commit_at
         return result
 
     def _transaction(

@@ -61,5 +61,10 @@ class DeviceRegistry:
         if any(c not in self._devices for c in codes) and time.monotonic() - self._loaded_at > RELOAD_COOLDOWN_S:
             self.load(conn)
 
+    def expire(self) -> None:
+        """Let the next unknown code reload at once, cooldown or not: an estate was just imported (its devices
+        are about to report; quarantining their first messages as unknown would be wrong)."""
+        self._loaded_at = float("-inf")
+
     def point_missing(self, info: DeviceInfo, metric: str) -> bool:
         return metric not in info.points

@@ -19,7 +19,7 @@ import queue
 import struct
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,8 +40,20 @@ QUEUE_BOUND_FACTOR = 10
 PUBACK = 0x40
 
 
+# MQTT 5 DISCONNECT reason "Session taken over": another client connected with our client id.
+SESSION_TAKEN_OVER = 142
+
+
 class MqttSource:
-    def __init__(self, settings: Settings, health: Health) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        health: Health,
+        *,
+        subscriptions: Iterable[str] | None = None,
+        state_topic: str = PLATFORM_STATE_ALL,
+        yield_on_takeover: bool = False,
+    ) -> None:
         self.options = SessionOptions(
             client_id=settings.mqtt_client_id,
             session_expiry_s=settings.mqtt_session_expiry_s,
@@ -50,6 +62,13 @@ class MqttSource:
             mqtt5=settings.mqtt_protocol == "5",
         )
         self.max_queue = QUEUE_BOUND_FACTOR * self.options.receive_maximum
+        # None: every estate's uplink (one unpartitioned ingest); else one partition's estates (ingest/partitions.py).
+        self.subscriptions: set[str] | None = None if subscriptions is None else set(subscriptions)
+        self.state_topic = state_topic
+        # A partition's session taken over by another client means a standby claimed the partition: we stay
+        # off (paho would reconnect and take it back) and the partition's supervisor lets it go.
+        self.yield_on_takeover = yield_on_takeover
+        self.taken_over = threading.Event()
         self.queue: queue.SimpleQueue[RawMessage] = queue.SimpleQueue()
         self.resync_needed = False
         self.health = health
@@ -75,7 +94,7 @@ class MqttSource:
             tls=tls_from_settings(settings),
             buffered=settings.mqtt_fast_reader,
         )
-        self.client.will_set(PLATFORM_STATE_ALL, json.dumps({"status": "offline"}), qos=1, retain=True)
+        self.client.will_set(self.state_topic, json.dumps({"status": "offline"}), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -106,7 +125,7 @@ class MqttSource:
 
     def publish_state(self, status: str) -> None:
         payload = {"status": status, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.client.publish(PLATFORM_STATE_ALL, json.dumps(payload), qos=1, retain=True)
+        self.client.publish(self.state_topic, json.dumps(payload), qos=1, retain=True)
 
     def ack(self, messages: Sequence[RawMessage]) -> int:
         """PUBACK, in receipt order, the committed messages of the current connection.
@@ -161,7 +180,13 @@ class MqttSource:
             self._unacked = 0
         self.health.mqtt_connected = True
         log.info("MQTT connected (session present: %s)", flags.session_present)
-        client.subscribe(UPLINK_SUBSCRIPTION, qos=1)
+        if self.subscriptions is None:
+            client.subscribe(UPLINK_SUBSCRIPTION, qos=1)
+        else:
+            with self._lock:
+                topics = sorted(self.subscriptions)
+            if topics:  # a persistent session keeps them anyway; subscribing again is idempotent
+                client.subscribe([(t, 1) for t in topics])
         self.publish_state(self.health.status)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -170,6 +195,28 @@ class MqttSource:
             self._unacked = 0  # never pause the reads that bring the next CONNACK
         self.health.mqtt_connected = False
         log.warning("MQTT disconnected: %s", reason)
+        if self.yield_on_takeover and getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+            log.error("session %s taken over by another client: giving the partition up", self.options.client_id)
+            self.taken_over.set()
+            client.disconnect()  # no automatic reconnect that would take the session back
+
+    def set_subscriptions(self, topics: Iterable[str]) -> None:
+        """Subscribe to the filters added since the last call and unsubscribe from those gone (a partition's
+        estates imported or removed at run time); the persistent session remembers them across reconnects."""
+        if self.subscriptions is None:
+            return
+        new = set(topics)
+        with self._lock:
+            added, removed = sorted(new - self.subscriptions), sorted(self.subscriptions - new)
+            self.subscriptions = new
+            connected = self._connection != 0
+        if not connected:
+            return  # _on_connect subscribes to the whole set
+        if added:
+            log.info("subscribing to %d new estate(s): %s", len(added), ", ".join(added[:5]))
+            self.client.subscribe([(t, 1) for t in added])
+        if removed:
+            self.client.unsubscribe(removed)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

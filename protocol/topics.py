@@ -12,6 +12,15 @@ PLATFORM_INGEST = PREFIX + "/{estate}/platform/ingest"
 # What ingest subscribes to: every estate's uplink, every device and channel.
 UPLINK_SUBSCRIPTION = PREFIX + "/+/up/+/+"
 PLATFORM_STATE_ALL = PREFIX + "/_all/platform/ingest"
+# Ingest partitioned by estate (STEWARD_INGEST_PARTITIONS > 1): each partition's session has its own state
+# topic and last will, so one partition going offline does not overwrite the others' state.
+PLATFORM_STATE_PARTITION = PREFIX + "/_partition-{partition}/platform/ingest"
+# One partition's subscription: every device and channel of one estate.
+ESTATE_UPLINK_SUBSCRIPTION = PREFIX + "/{estate}/up/+/+"
+
+
+def estate_subscription(estate: str) -> str:
+    return ESTATE_UPLINK_SUBSCRIPTION.format(estate=estate)
 
 
 class Channel(StrEnum):

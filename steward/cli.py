@@ -151,6 +151,14 @@ def run_ingest_cmd() -> None:
 
     settings = get_settings()
     stop = stop_on_signals()
+    if settings.ingest_partitions > 1:
+        from ingest.partitions import run_partitioned
+
+        # Each owned partition's writer (and its charger behind the commits) takes a pooled connection of its own;
+        # the lock connection is separate.
+        pool = max(5, 2 * (settings.ingest_max_partitions or settings.ingest_partitions) + 2)
+        run_partitioned(settings, make_engine(settings, pool_size=pool), stop)
+        return
     run_ingest(settings, make_engine(settings), stop)
 
 
