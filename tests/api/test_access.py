@@ -343,7 +343,7 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
     return path.format(**values)
 
 
-_DUNNING: dict[str, tuple[int, int]] = {}
+_DUNNING: dict[tuple[str, str], tuple[int, int]] = {}
 # Each close gets a quarter of its own, in order (quarters close in order), long before the world's data.
 _closing = (f"{2001 + n // 4}Q{n % 4 + 1}" for n in itertools.count())
 
@@ -356,9 +356,11 @@ def _quarter_for(path: str) -> str:
 
 def dunning_ids(world: World, estate: str) -> tuple[int, int]:
     """A dunning case and document of the estate (tests/support/dunning.py), made on first use."""
-    if estate not in _DUNNING:
-        _DUNNING[estate] = seed_dunning(world.engine, estate)
-    return _DUNNING[estate]
+    # Keyed by database too: test_read_replica builds a world of the same estate codes on its own primary.
+    key = (world.engine.url.render_as_string(hide_password=True), estate)
+    if key not in _DUNNING:
+        _DUNNING[key] = seed_dunning(world.engine, estate)
+    return _DUNNING[key]
 
 
 def _ticket_for(world: World, path: str, estate: str | None = None) -> int:
