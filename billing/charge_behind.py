@@ -18,13 +18,15 @@ Why nothing is charged twice or lost, though the charge no longer commits with i
   hourly billing run (worker, `billing_run`) charges them.
 - a round that fails (database down) keeps its meters pending and is retried with backoff; ingest is
   not held up by it. Under load the pending set merges — a meter waiting for the charger gets one
-  charge for all its new readings — so the charger does less work per reading the busier ingest is.
+  charge for all its new readings — so the charger does less work per reading the busier ingest is;
+  ``round_s`` (settings ``billing_charge_round_s``) spaces the rounds so that this merging happens.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -40,8 +42,11 @@ BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 class ChargerBehindIngest:
     """`submit` after each batch commit; a thread charges the pending meters (module docstring)."""
 
-    def __init__(self, engine: Engine, hook: ChargeOnIngest) -> None:
+    def __init__(self, engine: Engine, hook: ChargeOnIngest, *, round_s: float = 0.0) -> None:
         self.engine, self.hook = engine, hook
+        # At most one round per round_s: under a flood the readings of a meter gather between rounds and
+        # are charged as one stretch, so the charger's work follows the meters, not the readings.
+        self.round_s = round_s
         self._pending: dict[int, datetime] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -91,7 +96,11 @@ class ChargerBehindIngest:
 
     def _run(self) -> None:
         attempt = 0
+        last_round = time.monotonic() - self.round_s
         while not self._stop.is_set():
+            wait = last_round + self.round_s - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
             with self._cond:
                 while not self._pending and not self._stop.is_set():
                     self._idle.set()
@@ -99,6 +108,7 @@ class ChargerBehindIngest:
                 if self._stop.is_set():
                     return
                 work, self._pending = self._pending, {}
+            last_round = time.monotonic()
             try:
                 with self.engine.begin() as conn:
                     self.hook.charge(conn, work)

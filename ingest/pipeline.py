@@ -372,7 +372,7 @@ def charger_behind(settings: Settings, engine: Engine) -> ChargerBehindIngest | 
         return None
     from billing.charge_behind import ChargerBehindIngest
 
-    return ChargerBehindIngest(engine, charge_hook(settings))
+    return ChargerBehindIngest(engine, charge_hook(settings), round_s=settings.billing_charge_round_s)
 
 
 def run_ingest(settings: Settings, engine: Engine, stop: threading.Event, health: Health | None = None) -> Health:

@@ -393,3 +393,24 @@ def test_behind_readings_committed_but_not_yet_charged_at_a_crash_are_charged_af
         billed.consistent()
     finally:
         charger.stop()
+
+
+def test_behind_readings_gathered_between_rounds_are_charged_as_one(engine: Engine, billed: Billed) -> None:
+    """Batches committed while the charger waits for its next round merge: one charge for all of a meter's
+    new readings (the same money as charging them batch by batch), so a flood costs rounds, not readings."""
+    url = engine.url.render_as_string(hide_password=False)
+    h = make_harness(engine)
+    charger = ChargerBehindIngest(engine, charge_hook(Settings(env=Environment.testing, database_url=url)))
+    h.pipeline.after_commit.append(charger.submit)
+    for k, reg in enumerate(["1.000", "1.500", "2.250", "3.000", "4.000"]):  # five batches, one hour apart
+        assert h.commit([billed.msg(0, T0 + hours(k), reg), billed.msg(1, T0 + hours(k), reg)])
+    assert charger.pending == 2  # two meters, whatever the number of batches
+    charger.start()
+    try:
+        assert charger.wait_idle(30)
+        assert charger.rounds == 1
+        assert billed.charges(0) == [(T0, T0 + hours(4), Decimal("3.000000"), 3 * PRICE)]
+        assert billed.balance(0) == billed.balance(1) == -3 * PRICE
+        billed.consistent()
+    finally:
+        charger.stop()
