@@ -1049,6 +1049,9 @@ STRINGS.update(
         "cbr_met": ("达标", "Met"),
         "cbr_missed": ("未达标", "Missed"),
         "cbr_none": ("没有可查看的小区", "No estates to show"),
+        "ticket_fault": ("故障类别", "Fault"),
+        "in_person_callback_required": ("须上门回访", "in-person callback required"),
+        "warranty_until": ("保修至 {day} 前", "warranty until before {day}"),
         "cbr_note": (
             "满意：满意度 3–5 分（1–2 分为不满意）；按小区当地月份统计，返修前的回访也计入",
             "Satisfied: 3–5 of 5 (1–2 is dissatisfied); by the estate's local month, callbacks before a reopen count",

@@ -3,7 +3,7 @@ recomputed here from the callbacks the test records, and the role rule of ticket
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from fastapi.testclient import TestClient
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from storage.models import Estate
 from tests.dashboards.conftest import DashWorld, login
 from tests.support.clock import SH
-from tickets import service
+from tickets import service, warranty
 
 # A month of its own in the shared, committed dashboard world: nothing else records callbacks in it.
 MONTH = "2019-05"
@@ -75,3 +75,39 @@ def test_callback_report_page(dash_client: TestClient, dash_world: DashWorld) ->
 def test_engineers_do_not_get_the_report(dash_client: TestClient, dash_world: DashWorld) -> None:
     login(dash_client, "engineer-user")
     assert dash_client.get("/callbacks").status_code == 403
+
+
+def test_the_ticket_page_shows_the_fault_the_warranty_and_the_charge_back(
+    dash_client: TestClient, dash_world: DashWorld
+) -> None:
+    at = datetime(2019, 6, 3, 10, 0, tzinfo=SH)
+    with Session(dash_world.engine) as s, s.begin():
+        estate_id = s.scalars(select(Estate.id).where(Estate.code == dash_world.estate)).one()
+        # The handover lives only as long as this transaction: the shared world's other tickets stay unrouted.
+        handover = warranty.set_handover(s, estate_id, handover_on=date(2018, 9, 1), developer="绿苑置业", now=at)
+        t = service.open_ticket(
+            s,
+            estate_id=estate_id,
+            source="resident",
+            category="civil",
+            priority="normal",
+            title="屋顶渗漏",
+            received_by="steward-user",
+            reporter_phone="13800000000",
+            received_at=at,
+            fault="leak",
+        )
+        s.delete(handover)
+        assert warranty.charge_missed(s, at + timedelta(days=8)) == [t.id]
+        ticket_id = t.id
+    login(dash_client, "steward-user")
+    page = dash_client.get(f"/tickets/{ticket_id}").text
+    assert "漏水渗漏 · 须上门回访" in page
+    assert "绿苑置业" in page
+    assert "屋面及防水" in page
+    assert "保修至 2023-09-01 前" in page
+    assert "开发商逾期，转工程部维修并向开发商收费" in page
+    dash_client.get(f"/lang/en?next=/tickets/{ticket_id}")
+    page = dash_client.get(f"/tickets/{ticket_id}").text
+    assert "Leak · in-person callback required" in page
+    assert "Roof and waterproofing" in page
