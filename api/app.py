@@ -25,6 +25,7 @@ from api.routes import (
     operations,
     rounds,
     tickets,
+    warranty,
 )
 from core.settings import Settings
 from web.app import base_app
@@ -47,6 +48,7 @@ def mount_api(app: FastAPI) -> None:
         deliveries,
         access,
         billing_statements,
+        warranty,
     ):
         app.include_router(module.router)
 

@@ -19,6 +19,7 @@ from dashboards import (
     billing_dunning,
     billing_notices,
     billing_statements,
+    callbacks,
     ingest,
     login,
     operations,
@@ -64,6 +65,7 @@ def mount_dashboards(app: FastAPI) -> None:
         operations,
         access,
         billing_statements,
+        callbacks,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

@@ -1029,3 +1029,32 @@ STRINGS.update(
         "replica_no_standbys": ("主库未看到正在连接的备库", "The primary sees no connected standby"),
     }
 )
+
+# The monthly callback report (dashboards/callbacks.py).
+STRINGS.update(
+    {
+        "cbr_title": ("回访统计", "Callback report"),
+        "cbr_month": ("月份", "Month"),
+        "cbr_targets": (
+            "目标：上门回访不低于 {in_person}%，满意率不低于 {satisfaction}%",
+            "Targets: at least {in_person} % in person, at least {satisfaction} % satisfied",
+        ),
+        "cbr_callbacks": ("回访数", "Callbacks"),
+        "cbr_in_person": ("上门回访", "In person"),
+        "cbr_phone": ("电话回访", "Phone"),
+        "cbr_other": ("其他方式", "Other"),
+        "cbr_in_person_share": ("上门回访率", "In-person share"),
+        "cbr_satisfied": ("满意数", "Satisfied"),
+        "cbr_satisfaction": ("满意率", "Satisfaction"),
+        "cbr_met": ("达标", "Met"),
+        "cbr_missed": ("未达标", "Missed"),
+        "cbr_none": ("没有可查看的小区", "No estates to show"),
+        "ticket_fault": ("故障类别", "Fault"),
+        "in_person_callback_required": ("须上门回访", "in-person callback required"),
+        "warranty_until": ("保修至 {day} 前", "warranty until before {day}"),
+        "cbr_note": (
+            "满意：满意度 3–5 分（1–2 分为不满意）；按小区当地月份统计，返修前的回访也计入",
+            "Satisfied: 3–5 of 5 (1–2 is dissatisfied); by the estate's local month, callbacks before a reopen count",
+        ),
+    }
+)

@@ -30,10 +30,12 @@ from tickets.const import (
     CLOCK_LABELS,
     ESCALATION_ROLE_LABELS,
     ESCALATION_ROLES,
+    FAULT_LABELS,
     PRIORITY_LABELS,
     PRIORITY_RANK,
     SOURCE_LABELS,
     STATUS_LABELS,
+    WARRANTY_ITEM_LABELS,
     Clock,
     TicketStatus,
 )
@@ -240,8 +242,11 @@ def _event_detail(action: str, d: Mapping[str, Any], names: Mapping[str, str], l
         parts.append(label(SEVERITY_LABELS, str(d["severity"]), lang))
     if action == "priority_raised" and d.get("to"):
         parts.append(label(PRIORITY_LABELS, str(d["to"]), lang))
-    if action == "warranty_routed":
+    if action in ("warranty_routed", "warranty_missed"):
         parts.append(str(d.get("party", "")))
+    if action == "warranty_routed" and d.get("item"):  # routed by itself: which warranty and until when
+        parts.append(label(WARRANTY_ITEM_LABELS, str(d["item"]), lang))
+        parts.append(t("warranty_until", lang, day=d.get("expires_on", "")))
     for key in ("reason", "note", "text"):
         if d.get(key):
             parts.append(str(d[key]))
@@ -331,6 +336,7 @@ def ticket_detail(session: Session, t: Ticket, role: Role, lang: Lang, tz: ZoneI
         "satisfaction": t.satisfaction,
         "callback_note": t.callback_note or "",
         "warranty_party": t.warranty_party or "",
+        "fault": label(FAULT_LABELS, t.fault, lang) if t.fault else "",
         "warranty_due": i18n.format_time(t.warranty_due_at, tz) if t.warranty_due_at else "",
         "reopened_count": t.reopened_count,
         "clocks": clocks,
@@ -367,6 +373,7 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "alarm_attached": ("关联告警", "Alarm attached"),
     "priority_raised": ("提升优先级", "Priority raised"),
     "warranty_routed": ("转保修", "Sent to warranty"),
+    "warranty_missed": ("开发商逾期，转工程部维修并向开发商收费", "Developer missed the due date: repaired and billed"),
     "feedback": ("投诉反馈", "Complaint feedback"),
     "comment": ("备注", "Comment"),
 }

@@ -535,6 +535,7 @@ class Ticket(Base):
             "('critical','alarm','warning','meter_vacant','meter_vacant_manual','meter')",
             name="clock_kind",
         ),
+        CheckConstraint("fault is null or fault in ('outage','leak')", name="fault"),
         Index(
             "uq_tickets_open_source_key",
             "source_key",
@@ -595,6 +596,9 @@ class Ticket(Base):
     # The row of §4's platform table a ticket the platform opened takes its clocks and escalation route from
     # (tickets.const.ClockKind); null for resident reports, complaints, staff-logged tickets and patrol findings.
     clock_kind: Mapped[str | None] = mapped_column(String(24))
+    # 停水/停电/停暖 (outage) or 漏水/渗漏 (leak): the SOP's important items, called back in person
+    # (tickets.const.Fault).
+    fault: Mapped[str | None] = mapped_column(String(16))
 
 
 class TicketEvent(Base):
@@ -1330,3 +1334,62 @@ class AccessControllerSync(Base):
     # The nightly reconciliation last asked this controller for its report.
     reconcile_requested_at: Mapped[datetime | None] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+# --- warranty (tickets/warranty.py) --------------------------------------------------------------------------------
+
+
+class WarrantyHandover(Base):
+    """When the developer handed an estate (building_id NULL) or one building over, and who the developer is:
+    the start of every warranty period (domain-defaults §4, seeds/002 4.2.3). A building's row beats the estate's."""
+
+    __tablename__ = "warranty_handovers"
+    __table_args__ = (
+        Index("uq_warranty_handovers_estate", "estate_id", unique=True, postgresql_where="building_id IS NULL"),
+        Index("uq_warranty_handovers_building", "building_id", unique=True, postgresql_where="building_id IS NOT NULL"),
+        CheckConstraint("response_days between 1 and 90", name="response_days"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"))
+    handover_on: Mapped[date] = mapped_column(Date)
+    developer: Mapped[str] = mapped_column(String(64))  # 开发商 (its customer service takes the 工作联系单)
+    # The due date the work-contact form gives the developer, in days from the ticket.
+    response_days: Mapped[int] = mapped_column(SmallInteger, default=7, server_default="7")
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class WarrantyTerm(Base):
+    """An estate's edited warranty period for one item; items without a row take tickets.warranty.DEFAULT_TERMS."""
+
+    __tablename__ = "warranty_terms"
+    __table_args__ = (
+        CheckConstraint("item in ('roof_waterproofing','heating','decoration','mep')", name="item"),
+        CheckConstraint("(years is null) <> (heating_seasons is null)", name="one_measure"),
+        CheckConstraint("years is null or years between 0 and 50", name="years"),
+        CheckConstraint("heating_seasons is null or heating_seasons between 0 and 50", name="heating_seasons"),
+    )
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), primary_key=True)
+    item: Mapped[str] = mapped_column(String(24), primary_key=True)
+    years: Mapped[int | None] = mapped_column(SmallInteger)
+    heating_seasons: Mapped[int | None] = mapped_column(SmallInteger)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class TicketChargeback(Base):
+    """The developer missed a warranty ticket's due date: engineering repairs it and bills the developer.
+
+    One row per ticket, written by tickets.warranty.charge_missed; the fee side reads it (party, ticket, the
+    repair's labour and parts on the ticket) and fills `amount_fen` when it prices the work."""
+
+    __tablename__ = "ticket_chargebacks"
+    __table_args__ = (CheckConstraint("amount_fen is null or amount_fen >= 0", name="amount_fen"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), index=True)
+    party: Mapped[str] = mapped_column(String(64))
+    warranty_item: Mapped[str | None] = mapped_column(String(24))
+    due_at: Mapped[datetime] = mapped_column(TZ)
+    missed_at: Mapped[datetime] = mapped_column(TZ)
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger)

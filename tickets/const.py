@@ -74,6 +74,26 @@ class CallbackChannel(StrEnum):
     wechat = "wechat"
 
 
+class Fault(StrEnum):
+    """The SOP's important items (seeds/004 回访流程 4.2.2: 停水、停供暖、停供冷、幕墙漏水…): called back in person."""
+
+    outage = "outage"  # 停水 / 停电 / 停暖 / 停冷
+    leak = "leak"  # 漏水 / 渗漏
+
+
+# Callbacks after an outage or a leak are made in person (上门回访); other tickets may be called back by phone.
+IN_PERSON_FAULTS = frozenset(Fault)
+
+
+class WarrantyItem(StrEnum):
+    """The developer's warranty items (seeds/002 4.2.3, domain-defaults §4)."""
+
+    roof_waterproofing = "roof_waterproofing"  # 屋面防水、有防水要求的房间和外墙防渗漏: 5 years
+    heating = "heating"  # 供热与供冷系统: 2 heating seasons
+    decoration = "decoration"  # 装饰装修: 2 years
+    mep = "mep"  # 电气管线、给排水管道、设备安装: 2 years
+
+
 class Clock(StrEnum):
     """The SLA clocks a ticket can breach (tickets/sla.py, tickets/escalation.py)."""
 
@@ -127,6 +147,18 @@ CALLBACK_CHANNEL_LABELS = {
     CallbackChannel.phone: ("电话回访", "Phone"),
     CallbackChannel.sms: ("短信", "SMS"),
     CallbackChannel.wechat: ("微信", "WeChat"),
+}
+
+FAULT_LABELS = {
+    Fault.outage: ("停水停电停暖", "Outage"),
+    Fault.leak: ("漏水渗漏", "Leak"),
+}
+
+WARRANTY_ITEM_LABELS = {
+    WarrantyItem.roof_waterproofing: ("屋面及防水", "Roof and waterproofing"),
+    WarrantyItem.heating: ("供热与供冷系统", "Heating and cooling"),
+    WarrantyItem.decoration: ("装饰装修", "Decoration"),
+    WarrantyItem.mep: ("电气管线、给排水管道、设备安装", "Electrical, plumbing and equipment installation"),
 }
 
 CLOCK_KIND_LABELS = {

@@ -31,6 +31,15 @@ CALLBACK_ROLES = frozenset({A, S, M})  # callback and complaint feedback (客服
 COMMENT_ROLES = frozenset({A, E, S, SU, M})
 # §4: a patrol finding is fixed within one week "unless a manager extends it" — the 项目经理 (and head office).
 EXTEND_ROLES = frozenset({A, M})
+# The monthly callback report (回访统计): the customer-service desk, the supervisors and managers who answer for
+# the targets, and read-only dashboards. Engineers are not judged by it.
+REPORT_ROLES = frozenset({A, S, SU, M, V})
+# The warranty table (handover dates, developer, periods): read by whoever reads tickets (it explains why a
+# ticket went to the developer); edited by the project manager and head office, who hold the handover papers.
+WARRANTY_READ_ROLES = READ_ROLES
+WARRANTY_EDIT_ROLES = frozenset({A, M})
+# The developer charge-backs: the fee side bills them; the project manager and supervisor follow them up.
+CHARGEBACK_ROLES = frozenset({A, M, SU, Role.billing_clerk})
 
 
 class Step(StrEnum):
@@ -61,6 +70,10 @@ _S = TicketStatus
 
 def may_extend(role: Role | str) -> bool:
     return Role(role) in EXTEND_ROLES
+
+
+def may_view_callback_report(role: Role | str) -> bool:
+    return Role(role) in REPORT_ROLES
 
 
 def may_read(role: Role | str) -> bool:

@@ -22,16 +22,19 @@ from sqlalchemy.orm import Session
 from core import clock
 from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import Building, Device, Estate, Room, StaffEstate, StaffUser, Ticket, TicketEvent, Unit
-from tickets import sla
+from tickets import sla, warranty
 from tickets.const import (
     BEFORE_RESOLVED,
     CALLBACK_SOURCES,
+    IN_PERSON_FAULTS,
     NUMBER_PREFIX,
     REOPENABLE,
+    SYSTEM_ACTOR,
     TRANSITIONS,
     CallbackChannel,
     Category,
     ClockKind,
+    Fault,
     Priority,
     Source,
     TicketStatus,
@@ -142,8 +145,14 @@ def open_ticket(
     received_at: datetime | None = None,
     source_key: str | None = None,
     clock_kind: str | None = None,
+    fault: str | None = None,
 ) -> Ticket:
     """Open a ticket with its SLA due times and an 'opened' event.
+
+    `fault` marks an outage (停水/停电/停暖) or a leak: such a ticket is called back in person before it closes.
+    A repair inside the developer's warranty (tickets/warranty.py) is routed to the developer by itself: the
+    ticket names the developer as the responsible party, the developer's due date is its resolve clock, and a
+    'warranty_routed' event (actor system) records it.
 
     `clock_kind` is the row of §4's platform table for a ticket the platform opens by itself
     (tickets.const.ClockKind); an inspection ticket (a missed round) without one is a warning-row ticket.
@@ -156,6 +165,7 @@ def open_ticket(
     cat = _enum(Category, category, "category")
     prio = _enum(Priority, priority, "priority")
     kind = _enum(ClockKind, clock_kind, "clock kind") if clock_kind is not None else DEFAULT_CLOCK_KIND.get(src)
+    flt = _enum(Fault, fault, "fault") if fault is not None else None
     if not title.strip():
         raise InvalidInput("a ticket needs a title / 工单需要标题")
     estate = session.get(Estate, estate_id)
@@ -168,6 +178,17 @@ def open_ticket(
     if at.tzinfo is None:
         raise InvalidInput("received_at needs a timezone / 受理时间需带时区")
     due = sla.due_times(cat, prio, src, at, estate.timezone, sla.policy_from(estate.policy), kind)
+    cover = warranty.covering(
+        session,
+        estate,
+        source=src.value,
+        category=cat.value,
+        priority=prio.value,
+        fault=flt.value if flt else None,
+        unit_id=unit_id,
+        at=at,
+        local_day=local_day(at, estate.timezone),
+    )
     conn = session.connection()
     number = allocate_numbers(conn, [local_day(at, estate.timezone)])[0]
     stmt = (
@@ -190,9 +211,13 @@ def open_ticket(
             received_by=received_by,
             received_at=at,
             on_site_due_at=due.on_site,
-            resolve_due_at=due.resolve,
+            # The developer's due date is the resolve clock of a routed ticket, as for a hand-routed one.
+            resolve_due_at=cover.due_at if cover else due.resolve,
             feedback_due_at=due.feedback,
             clock_kind=kind.value if kind is not None else None,
+            fault=flt.value if flt is not None else None,
+            warranty_party=cover.developer if cover else None,
+            warranty_due_at=cover.due_at if cover else None,
             updated_at=at,
         )
         # The predicate is literal SQL: as a bound parameter ('closed' → $1) PostgreSQL cannot match it to the
@@ -217,6 +242,25 @@ def open_ticket(
             ticket_id=ticket_id, at=at, actor=received_by, action="opened", to_status=S.received.value, detail=detail
         )
     )
+    if cover is not None:
+        session.add(
+            TicketEvent(
+                ticket_id=ticket_id,
+                at=at,
+                actor=SYSTEM_ACTOR,
+                action="warranty_routed",
+                from_status=S.received.value,
+                to_status=S.received.value,
+                detail={
+                    "party": cover.developer,
+                    "due_at": cover.due_at.isoformat(),
+                    "item": cover.item.value,
+                    "handover_on": cover.handover_on.isoformat(),
+                    "expires_on": cover.expires_on.isoformat(),
+                    "automatic": True,
+                },
+            )
+        )
     session.flush()
     ticket = session.get(Ticket, ticket_id)
     assert ticket is not None
@@ -322,8 +366,14 @@ def arrive_on_site(session: Session, ticket: Ticket | int, actor: str, *, at: da
 
 
 def needs_callback(t: Ticket) -> bool:
-    """Tickets with a resident behind them are called back (回访率 100 %); alarm/round/patrol tickets are not."""
-    return t.source in CALLBACK_SOURCES or bool(t.reporter_phone)
+    """Tickets with a resident behind them are called back (回访率 100 %); alarm/round/patrol tickets are not,
+    unless they were an outage or a leak (the residents affected are called on)."""
+    return t.source in CALLBACK_SOURCES or bool(t.reporter_phone) or t.fault is not None
+
+
+def needs_in_person(t: Ticket) -> bool:
+    """After an outage or a leak the callback is made in person (seeds/004 回访流程 4.2.2: 应上门进行回访)."""
+    return t.fault in IN_PERSON_FAULTS
 
 
 def resolve(
@@ -398,6 +448,8 @@ def record_callback(
         raise InvalidInput("satisfaction must be 1–5 / 满意度须为 1–5")
     t = _locked(session, ticket)
     at = at or clock.now()
+    if needs_in_person(t) and ch != CallbackChannel.in_person:
+        raise Conflict("an outage or a leak is called back in person / 停水停电停暖及漏水须上门回访")
     # 1–2 is dissatisfied: the SOP agrees improvements and calls back again, usually through a reopen.
     _move(
         session,
@@ -426,6 +478,8 @@ def close(
         raise Conflict("cancelling an unstarted ticket needs a reason / 撤销未处理的工单需填写原因")
     if status == S.resolved and needs_callback(t):
         raise Conflict("call the resident back before closing / 关闭前须完成回访")
+    if status == S.callback_done and needs_in_person(t) and t.callback_channel != CallbackChannel.in_person:
+        raise Conflict("an outage or a leak closes after an in-person callback / 停水停电停暖及漏水须上门回访后关闭")
     _move(
         session,
         t,
@@ -615,6 +669,7 @@ __all__ = [
     "events",
     "get",
     "needs_callback",
+    "needs_in_person",
     "open_for_key",
     "open_ticket",
     "record_callback",

@@ -40,6 +40,7 @@ ACCESS_EXPIRY_LOCK = LOCK_NAMESPACE | 0x41  # 'A'
 ACCESS_RETENTION_LOCK = LOCK_NAMESPACE | 0x72  # 'r'
 ACCESS_SYNC_LOCK = LOCK_NAMESPACE | 0x53  # 'S'
 ACCESS_RECONCILE_LOCK = LOCK_NAMESPACE | 0x52  # 'R'
+WARRANTY_LOCK = LOCK_NAMESPACE | 0xB0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,13 @@ def escalation_job(session: Session, now: datetime) -> object:
     from tickets.escalation import escalate_due
 
     return escalate_due(session, now)
+
+
+def warranty_job(session: Session, now: datetime) -> object:
+    """Warranty tickets whose developer missed the due date: a charge-back to the developer, once each."""
+    from tickets.warranty import charge_missed
+
+    return charge_missed(session, now)
 
 
 def purge_job(session: Session, now: datetime) -> object:
@@ -203,7 +211,8 @@ def default_jobs(
     """Stale check every 30 s, rounds every 60 s, SLA escalation every 60 s, periodic meter anomalies every
     15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
     billing run and the dunning ladder hourly, access-card expiry every minute, swipe-log retention hourly,
-    controller sync every 5 s, the nightly whitelist reconciliation checked every 15 min,
+    controller sync every 5 s, the nightly whitelist reconciliation checked every 15 min, developer charge-backs
+    for missed warranty due dates every 5 min,
     outbox every 2 s (with a dispatcher), notification deliveries
     every 10 s (with a `notifications_job`)."""
     jobs = [
@@ -228,6 +237,8 @@ def default_jobs(
         Job("access_sync", 5.0, ACCESS_SYNC_LOCK, access_sync_job(on_raised)),
         # Asks only in each estate's 02:00–05:00 and once a night; every 15 min finds that window.
         Job("access_reconcile", 900.0, ACCESS_RECONCILE_LOCK, access_reconcile_job),
+        # Developers' due dates are days away; within five minutes of one is soon enough to bill.
+        Job("warranty", 300.0, WARRANTY_LOCK, warranty_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -251,6 +262,7 @@ __all__ = [
     "PURGE_LOCK",
     "ROUNDS_LOCK",
     "STALE_LOCK",
+    "WARRANTY_LOCK",
     "Job",
     "JobFn",
     "access_expiry_job",
@@ -266,4 +278,5 @@ __all__ = [
     "purge_job",
     "rounds_job",
     "stale_job",
+    "warranty_job",
 ]

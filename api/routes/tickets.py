@@ -111,6 +111,9 @@ class TicketIn(Input):
     device_id: Id | None = None
     reporter_name: str | None = Field(default=None, min_length=1, max_length=64, pattern=NO_NUL)
     reporter_phone: str | None = Field(default=None, min_length=3, max_length=32, pattern=r"^[0-9+() -]+$")
+    fault: Literal["outage", "leak"] | None = Field(
+        default=None, description="停水/停电/停暖 (outage) or 漏水 (leak): called back in person before closing"
+    )
 
 
 class DispatchIn(Input):
@@ -205,6 +208,7 @@ class TicketOut(Output):
     warranty_due_at: datetime | None
     warranty_ref: str | None
     reopened_count: int
+    fault: str | None = Field(description="outage or leak: the callback is made in person (上门回访)")
     clocks: list[ClockOut] = Field(description="running SLA clocks, soonest first")
     breached: bool
     seconds_remaining: int | None = Field(description="to the soonest running clock; null when none runs")
@@ -409,6 +413,7 @@ def create_ticket(body: TicketIn, session: SessionDep, user: Desk, visible: Visi
         reporter_name=body.reporter_name,
         reporter_phone=body.reporter_phone,
         received_by=user.username,
+        fault=body.fault,
     )
     _audit(session, user, "create", t, {"source": t.source})
     return _detail(session, t, user)

@@ -71,6 +71,9 @@ TICKET_WORK = frozenset({A, E, SU})  # accept, on site, resolve (an engineer onl
 TICKET_CALLBACK = frozenset({A, S, M})
 TICKET_COMMENT = frozenset({A, E, S, SU, M})
 TICKET_EXTEND = frozenset({A, M})  # §4: a patrol finding's week, unless a manager extends it
+CALLBACK_REPORT = frozenset({A, S, SU, M, V})  # the customer-service desk and those answering for its targets
+WARRANTY_EDIT = frozenset({A, M})  # the project manager and head office hold the handover papers
+CHARGEBACKS = frozenset({A, M, SU, B})  # the fee side bills the developer; managers follow it up
 ROUND_WORK = frozenset({A, E, SU})
 # billing/policy.py, spelled out (test_the_spelled_out_billing_roles_are_the_policy)
 BILL_VIEW = frozenset({A, M, S, B})
@@ -149,6 +152,11 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/tickets/{ticket_id}/warranty"): TICKET_DESK,
     ("POST", "/api/tickets/{ticket_id}/comment"): TICKET_COMMENT,
     ("POST", "/api/tickets/{ticket_id}/extend"): TICKET_EXTEND,
+    ("GET", "/api/estates/{code}/callback-report"): CALLBACK_REPORT,
+    ("GET", "/api/estates/{code}/warranty"): TICKET_READERS,
+    ("PUT", "/api/estates/{code}/warranty/handover"): WARRANTY_EDIT,
+    ("PUT", "/api/estates/{code}/warranty/terms"): WARRANTY_EDIT,
+    ("GET", "/api/estates/{code}/warranty/chargebacks"): CHARGEBACKS,
     ("GET", "/api/estates/{code}/rooms/{room_code}/rounds"): EQUIPMENT,
     ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
     ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
@@ -437,6 +445,9 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
             "due_at": "2031-12-31T18:00:00+08:00",
             "reason": "待配件 / parts",
         },
+        # Long ago: the matrix's tickets stay outside the warranty (no routing to the developer).
+        ("PUT", "/api/estates/{code}/warranty/handover"): {"handover_on": "2001-06-01", "developer": "矩阵置业"},
+        ("PUT", "/api/estates/{code}/warranty/terms"): {"item": "mep", "years": 2},
         ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
         # The seeded arrears again: idempotent, so every granted role may post it and the case stays open.
         ("POST", "/api/estates/{code}/dunning/imports"): {"csv": MATRIX_CSV, "filename": "matrix.csv"},
@@ -1160,6 +1171,10 @@ def test_the_spelled_out_ticket_roles_are_the_policy() -> None:
     assert ticket_policy.READ_ROLES == TICKET_READERS
     assert ticket_policy.COMMENT_ROLES == TICKET_COMMENT
     assert ticket_policy.EXTEND_ROLES == TICKET_EXTEND
+    assert ticket_policy.REPORT_ROLES == CALLBACK_REPORT
+    assert ticket_policy.WARRANTY_READ_ROLES == TICKET_READERS
+    assert ticket_policy.WARRANTY_EDIT_ROLES == WARRANTY_EDIT
+    assert ticket_policy.CHARGEBACK_ROLES == CHARGEBACKS
     for step, roles in ticket_policy.STEP_ROLES.items():
         expected = {
             Step.dispatch: TICKET_DESK,

@@ -85,6 +85,12 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/access/cards/\\\\{card_id\\\\}/(lost|return)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# A handover date outside 1950–2199 (no warranty period is counted from it), and a period given both in years and
+# in heating seasons (or in neither), are refused (422).
+[[operations]]
+include-path-regex = "^/api/estates/\\\\{code\\\\}/warranty/(handover|terms)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
 )
 

@@ -23,7 +23,7 @@ from api.routes import tickets as routes
 from core.settings import Settings
 from steward.app import create_app
 from storage.models import AuditLog
-from tests.support.clock import INSTANTS, FrozenClock, pinned, same_day_due
+from tests.support.clock import INSTANTS, SH, FrozenClock, pinned, same_day_due
 from tests.support.world import PASSWORD, make_estate, staff_per_role
 from tickets.const import CallbackChannel, Category, Priority, Source, TicketStatus
 
@@ -278,3 +278,68 @@ def test_warranty_feedback_and_comment(client: TestClient, world: World) -> None
     assert r.status_code == 200
     assert r.json()["events"][-1]["detail"] == {"text": "需搭脚手架"}
     assert post(client, world, "viewer", tid, "comment", {"text": "x"}).status_code == 403
+
+
+def test_warranty_table_routes_a_new_ticket_to_the_developer_and_the_report_reads_back(
+    client: TestClient, world: World
+) -> None:
+    """Issue 14 part 6 through the API: the manager records the handover and edits a period; a ticket logged
+    afterwards goes to the developer by itself; an outage is called back in person; the report counts it."""
+    url = f"/api/estates/{world.estate}/warranty"
+    r = client.put(
+        f"{url}/handover", json={"handover_on": "2026-03-01", "developer": "绿苑置业"}, headers=h(world, "manager")
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["handovers"] == [
+        {"building": None, "handover_on": "2026-03-01", "developer": "绿苑置业", "response_days": 7}
+    ]
+    assert (
+        client.put(
+            f"{url}/handover", json={"handover_on": "2026-03-01", "developer": "x"}, headers=h(world, "steward")
+        ).status_code
+        == 403
+    )
+    r = client.put(f"{url}/terms", json={"item": "decoration", "years": 3}, headers=h(world, "manager"))
+    terms = {t["item"]: t for t in r.json()["terms"]}
+    assert (terms["decoration"]["years"], terms["decoration"]["default"]) == (3, False)
+    assert (terms["heating"]["heating_seasons"], terms["heating"]["default"]) == (2, True)
+    assert (
+        client.put(
+            f"{url}/terms", json={"item": "mep", "years": 2, "heating_seasons": 2}, headers=h(world, "manager")
+        ).status_code
+        == 422
+    )
+
+    t = create(client, world, category="electrical", fault="outage", title="单元停电")
+    assert (t["warranty_party"], t["fault"]) == ("绿苑置业", "outage")
+    assert datetime.fromisoformat(t["warranty_due_at"].replace("Z", "+00:00")) == NOON + timedelta(days=7)
+    assert [
+        e["action"] for e in client.get(f"/api/tickets/{t['id']}", headers=h(world, "steward")).json()["events"]
+    ] == [
+        "opened",
+        "warranty_routed",
+    ]
+    post(client, world, "steward", t["id"], "dispatch", {"assignee_id": world.ids["engineer"]})
+    post(client, world, "engineer", t["id"], "on-site")
+    post(client, world, "engineer", t["id"], "resolve", {"work_done": "开发商未到，工程部抢修"})
+    r = client.post(
+        f"/api/tickets/{t['id']}/callback", json={"channel": "phone", "satisfaction": 5}, headers=h(world, "steward")
+    )
+    assert r.status_code == 409
+    done = post(client, world, "steward", t["id"], "callback", {"channel": "in_person", "satisfaction": 5})
+    assert done.json()["status"] == "callback_done"
+
+    month = NOON.astimezone(SH).strftime("%Y-%m")
+    report = client.get(
+        f"/api/estates/{world.estate}/callback-report?month={month}", headers=h(world, "manager")
+    ).json()
+    assert report["month"] == month
+    assert report["in_person"] >= 1
+    assert report["callbacks"] == sum(report["by_channel"].values())
+    assert (
+        client.get(f"/api/estates/{world.other_estate}/callback-report", headers=h(world, "manager")).status_code == 404
+    )
+    # The module's world goes back to no warranty cover.
+    client.put(
+        f"{url}/handover", json={"handover_on": "2001-01-01", "developer": "绿苑置业"}, headers=h(world, "manager")
+    )
