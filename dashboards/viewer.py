@@ -133,6 +133,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return billing_policy.may(viewer.role, billing_policy.Action.view_statements)
     if what == "manual_readings":
         return billing_policy.may(viewer.role, billing_policy.Action.view_manual_readings)
+    if what == "callbacks":
+        return tickets_policy.may_view_callback_report(viewer.role)
     if what == "access_sync":
         return access_policy.may(viewer.role, access_policy.Action.view_sync)
     return False
