@@ -180,6 +180,12 @@ def rule_code(device_kind: str, anomaly: AnomalyKind | str) -> str:
 # override): a 60 A breaker at 220 V is 13.2 kWh/h; a DN20 cold-water branch at ~2 m/s about 2.5 m³/h;
 # a DN15 hot-water branch about 1.5 m³/h. A reading above it is a meter or data fault, not use.
 SUPPLY_CAPACITY_PER_HOUR = {"electricity_meter": "13.2", "cold_water_meter": "2.5", "hot_water_meter": "1.5"}
+# The least interval use that can be a spike (issue 14 part 4): above what one household plausibly uses
+# in a single interval even on a busy hour — a filled bathtub (~200 L), a washing machine and showers
+# stay under 0.5 m³ of cold and 0.3 m³ of hot water; an induction hob, a water heater and an air
+# conditioner together under 6 kWh. Below it "3 × p95" is ordinary variation on hourly reads. Tune per
+# device with an override (``spike_min_step``).
+SPIKE_MIN_STEP = {"electricity_meter": "6", "cold_water_meter": "0.5", "hot_water_meter": "0.3"}
 
 
 def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
@@ -193,6 +199,7 @@ def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
                 # "…or above pipe/breaker capacity × Δt" (domain-defaults §3): without it a meter that is
                 # usually idle (p95 = 0, e.g. hot water at 15-min reads) could never show a spike.
                 params["capacity_per_hour"] = SUPPLY_CAPACITY_PER_HOUR[device_kind]
+                params["spike_min_step"] = SPIKE_MIN_STEP[device_kind]
             defaults_from_params(params)  # validate the pack at import time
             zh, en = _TITLES[anomaly]
             meta[code] = {
@@ -223,6 +230,7 @@ __all__ = [
     "METER_RULE_META",
     "PERIODIC",
     "PER_READING",
+    "SPIKE_MIN_STEP",
     "capacity_from_params",
     "defaults_from_params",
     "ensure_meter_rules",
