@@ -36,6 +36,7 @@ class AnomalyKind(StrEnum):
     stuck = "stuck"
     building_balance = "building_balance"
     reset_or_replacement = "reset_or_replacement"
+    low_battery = "low_battery"  # judged from status frames (alarms/battery.py), not from registers
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ PER_READING = (
     AnomalyKind.reset_or_replacement,
 )
 PERIODIC = (AnomalyKind.night_leak, AnomalyKind.continuous_flow, AnomalyKind.stuck, AnomalyKind.building_balance)
+# Judged per ingest batch from the meters' status frames (battery_v), by alarms.battery.
+FROM_STATUS = (AnomalyKind.low_battery,)
 
 _WATER = (
     AnomalyKind.vacant_flow,
@@ -44,6 +46,7 @@ _WATER = (
     AnomalyKind.stuck,
     AnomalyKind.reset_or_replacement,
     AnomalyKind.building_balance,
+    AnomalyKind.low_battery,
 )
 ANOMALIES_BY_DEVICE_KIND: dict[str, tuple[AnomalyKind, ...]] = {
     "electricity_meter": (
@@ -51,6 +54,7 @@ ANOMALIES_BY_DEVICE_KIND: dict[str, tuple[AnomalyKind, ...]] = {
         AnomalyKind.spike,
         AnomalyKind.stuck,
         AnomalyKind.reset_or_replacement,
+        AnomalyKind.low_battery,
     ),
     "cold_water_meter": _WATER,
     "hot_water_meter": _WATER,
@@ -79,6 +83,7 @@ _TITLES: dict[AnomalyKind, tuple[str, str]] = {
         "总分表差异超15%（疑似管网漏水）",
         "master vs sub-meters > 15 % (possible pipe leak)",
     ),
+    AnomalyKind.low_battery: ("电池电压低（更换电池）", "battery low (replace the battery)"),
 }
 
 _ALL_LEVELS = (Severity.warning, Severity.alarm, Severity.critical)
@@ -111,6 +116,10 @@ def _ticket_policy(device_kind: str, anomaly: AnomalyKind) -> dict[str, Any]:
             return _policy(water, "high", task="possible pipe leak")
         case AnomalyKind.stuck:
             return _policy("meter", "normal", task="check meter")
+        case AnomalyKind.low_battery:
+            # Like the stuck meter: a visit to the meter, not an emergency — but before the cell dies and
+            # the meter stops reading (and a prepaid valve can no longer be operated).
+            return _policy("meter", "normal", task="replace the meter battery")
         case AnomalyKind.reset_or_replacement:
             return _policy("meter", "normal", task="record the old meter's final and the new meter's initial reading")
         case _:
@@ -186,6 +195,15 @@ SUPPLY_CAPACITY_PER_HOUR = {"electricity_meter": "13.2", "cold_water_meter": "2.
 # conditioner together under 6 kWh. Below it "3 × p95" is ordinary variation on hourly reads. Tune per
 # device with an override (``spike_min_step``).
 SPIKE_MIN_STEP = {"electricity_meter": "6", "cold_water_meter": "0.5", "hot_water_meter": "0.3"}
+# Low battery, volts, per meter kind. domain-defaults has no figure, so from the cells these meters carry:
+# NB-IoT/LoRa and IC-card water meters run on a 3.6 V lithium-thionyl-chloride cell (ER18505/ER26500),
+# whose voltage stays flat near 3.6 V for most of its life and falls off only in the last few per cent
+# of capacity; 3.3 V under no load is that knee, which is what the meters' own 欠压 flag uses. An
+# electricity meter is mains-powered; the voltage it reports is its clock/readout battery (3.6 V ER or
+# 3.0 V CR cell, DL/T 645's 时钟电池欠压 status), judged lower at 3.0 V. It clears at 0.2 V above (a
+# fresh cell reads ≥ 3.5 V; a passivated one recovering a little after a valve operation does not clear).
+BATTERY_LOW_V = {"electricity_meter": "3.0", "cold_water_meter": "3.3", "hot_water_meter": "3.3"}
+BATTERY_CLEAR_BAND_V = "0.2"
 
 
 def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
@@ -200,6 +218,9 @@ def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
                 # usually idle (p95 = 0, e.g. hot water at 15-min reads) could never show a spike.
                 params["capacity_per_hour"] = SUPPLY_CAPACITY_PER_HOUR[device_kind]
                 params["spike_min_step"] = SPIKE_MIN_STEP[device_kind]
+            if anomaly is AnomalyKind.low_battery:
+                params["battery_low_v"] = BATTERY_LOW_V[device_kind]
+                params["battery_clear_band_v"] = BATTERY_CLEAR_BAND_V
             defaults_from_params(params)  # validate the pack at import time
             zh, en = _TITLES[anomaly]
             meta[code] = {
@@ -224,6 +245,8 @@ def ensure_meter_rules(session: Session, specs: tuple[RuleSpec, ...] = METER_RUL
 
 __all__ = [
     "ANOMALIES_BY_DEVICE_KIND",
+    "BATTERY_LOW_V",
+    "FROM_STATUS",
     "METER_METRIC",
     "METER_RULES",
     "METER_RULE_KIND",
