@@ -298,7 +298,8 @@ class TestSpike:
         assert spike(use(water([*self.HISTORY, 400])), WATER, floor) is None
         assert spike(use(water([*self.HISTORY, 500])), WATER, floor) is None  # at the floor: not above it
         f = spike(use(water([*self.HISTORY, 501])), WATER, floor)
-        assert f is not None and f.evidence["threshold"] == "0.5"
+        assert f is not None
+        assert f.evidence["threshold"] == "0.5"
 
     def test_needs_enough_history(self) -> None:
         assert spike(use(water([*FAMILY_DAY[:10], 500])), WATER) is None

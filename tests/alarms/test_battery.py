@@ -120,7 +120,9 @@ def test_dying_battery_raises_one_alarm_and_ticket_per_episode(engine: Engine) -
     feed(engine, ev, [(cw, h(2.5), 3.0)])  # late
     [a] = alarms(est, cw)
     assert (a.code, a.severity, a.state, a.raised_at) == ("meter.cold_water.low_battery", "warning", "active", h(4))
-    assert a.detail["evidence"]["battery_v"] == "3.20" and a.ticket_id is not None and a.category == "meter"
+    assert a.detail["evidence"]["battery_v"] == "3.20"
+    assert a.ticket_id is not None
+    assert a.category == "meter"
     # The electricity meter's 3.0 V limit: 3.1 V on its clock battery is fine.
     feed(engine, ev, [(e, h(5), 3.1)])
     assert alarms(est, e) == []

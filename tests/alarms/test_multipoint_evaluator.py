@@ -288,7 +288,8 @@ def test_station_curve_and_emitter_cap_raise_once_each(heat: Heat) -> None:
     # The floor-heating station at 58 °C stays under its 60 °C cap but is far above its curve (45 + 5).
     cold = [(i * 60, {wx: -10.0, sup: 72.0, fsup: 44.0}) for i in range(10)]
     heat_feed(heat, ev, cold)
-    assert heat_alarms(heat, "HSR-HX") == [] and heat_alarms(heat, "HSF-HX") == []
+    assert heat_alarms(heat, "HSR-HX") == []
+    assert heat_alarms(heat, "HSF-HX") == []
     # It turns mild (+10 °C: radiator setpoint 45, warning above 50) but the radiator supply stays at
     # 72 °C: one warning after 5 min, however often the batch is redelivered.
     mild = [(600 + i * 60, {wx: 10.0, sup: 72.0, fsup: 35.0}) for i in range(8)]
@@ -302,7 +303,8 @@ def test_station_curve_and_emitter_cap_raise_once_each(heat: Heat) -> None:
         T0 + timedelta(seconds=900),
         True,
     )
-    assert detail["curve"] == [[-10.0, 70.0], [10.0, 45.0]] and detail["margin"] == 5.0
+    assert detail["curve"] == [[-10.0, 70.0], [10.0, 45.0]]
+    assert detail["margin"] == 5.0
     # The floor station overheats past 60 °C: its cap alarm (not the radiators' 85) and its curve warning.
     hot = [(1080 + i * 60, {wx: 10.0, sup: 72.0, fsup: 62.0}) for i in range(7)]
     heat_feed(heat, ev, hot)
