@@ -261,7 +261,8 @@ def _status_volts(frames: list[Frame]) -> list[tuple[datetime, float]]:
     out = []
     for f in frames:
         (reading,) = decode_uplink(Channel.status, f.payload)
-        assert isinstance(reading, StatusV1) and reading.battery_v is not None
+        assert isinstance(reading, StatusV1)
+        assert reading.battery_v is not None
         out.append((f.at, reading.battery_v))
     return out
 
