@@ -36,6 +36,7 @@ class AnomalyKind(StrEnum):
     stuck = "stuck"
     building_balance = "building_balance"
     reset_or_replacement = "reset_or_replacement"
+    low_battery = "low_battery"  # judged from status frames (alarms/battery.py), not from registers
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,11 @@ class AnomalyDefaults:
     spike_percentile: int = 95
     # Fewer intervals than a day of hourly reads make the 95th percentile the maximum of a handful.
     spike_min_history: int = 24
+    # An interval at or below this volume is never a spike, whatever the percentile says: on hourly
+    # reads a healthy flat's p95 is a few tens of litres, so "3 × p95" alone is one bath and a wash
+    # (issue 14 part 4: ~1 in 8 eight-day runs raised on a healthy flat). 0 = no floor; the meter
+    # pack sets one per meter kind (alarms/meter_pack.py SPIKE_MIN_STEP).
+    spike_min_step: Decimal = Decimal(0)
     stuck_for: timedelta = timedelta(days=7)
     balance_loss: Decimal = Decimal("0.15")
     # "Synchronised reads": master and sub-meters must all have a reading this close to each boundary.
@@ -343,7 +349,7 @@ def spike(items: Sequence[Consumption], ctx: MeterContext, defaults: AnomalyDefa
     # reads is not a spike; shorter intervals get no discount (one step in 10 s is not a spike).
     typical = sorted(c.to_ts - c.from_ts for c in history)[len(history) // 2]
     stretch = max(_hours(span) / _hours(typical), Decimal(1)) if typical > timedelta(0) else Decimal(1)
-    threshold = defaults.spike_factor * p * stretch
+    threshold = max(defaults.spike_factor * p * stretch, defaults.spike_min_step)
     if latest.volume <= threshold:
         return None
     return Finding(

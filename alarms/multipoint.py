@@ -23,6 +23,7 @@ Nothing here touches the database or the wall clock.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,9 @@ class Check(StrEnum):
     standby_failed = "standby_failed"  # roles fault, running: a fault on and no pump running
     all_running = "all_running"  # role running (>= 2 points): every one on (for min_duration)
     without_signal = "without_signal"  # roles running, signal: running while no signal is on
+    # role supply, outdoor: supply > curve(outdoor) + level (the weather-compensation setpoint + margin)
+    above_curve = "above_curve"
+    above_cap = "above_cap"  # role supply: supply > level (the station's emitter cap)
 
 
 # What an alarm of each check is about, for the alarm list (its ``point_id`` is only the state's anchor).
@@ -54,9 +58,14 @@ CHECK_LABELS: dict[str, tuple[str, str]] = {
     Check.standby_failed: ("主泵故障 / 备用泵运行", "Duty pump fault / standby running"),
     Check.all_running: ("排污泵同时运行", "Sump pumps running together"),
     Check.without_signal: ("消防主泵运行 / 火警信号", "Main fire pump running / fire signal"),
+    Check.above_curve: ("二次供水温度 / 气候补偿设定值（°C）", "Secondary supply / weather-compensated setpoint (°C)"),
+    Check.above_cap: ("二次供水温度（°C）", "Secondary supply temperature (°C)"),
 }
 # Roles whose points may come from any device of the same room (a fire-alarm panel is its own device).
 ROOM_ROLES = frozenset({"signal"})
+# Roles whose points may come from any device of the same estate: one outdoor thermometer serves every
+# heat station of an estate (a weather station on a roof, or the one wired to a station's controller).
+ESTATE_ROLES = frozenset({"outdoor"})
 # The least number of points a role needs before the rule can judge anything.
 MIN_POINTS: dict[Check, dict[str, int]] = {
     Check.imbalance: {"a": 1, "b": 1, "c": 1},
@@ -65,7 +74,62 @@ MIN_POINTS: dict[Check, dict[str, int]] = {
     Check.standby_failed: {"fault": 1, "running": 2},
     Check.all_running: {"running": 2},
     Check.without_signal: {"running": 1, "signal": 1},
+    Check.above_curve: {"supply": 1, "outdoor": 1},
+    Check.above_cap: {"supply": 1},
 }
+
+# Emitter caps of the secondary supply (domain-defaults §2, GB 50736 / JGJ 142): radiators 85 °C,
+# floor heating 60 °C. A station whose emitter the estate model does not name gets floor heating's,
+# the lower one: a wrong guess then raises early and gets the station configured, never late.
+EMITTER_CAPS: dict[str, float] = {"radiators": 85.0, "floor_heating": 60.0}
+DEFAULT_EMITTER = "floor_heating"
+# Default weather-compensation curves, outdoor °C → secondary supply setpoint °C (linear between points,
+# flat beyond the ends). Radiators: 75/50 °C design supply at a −10 °C design day (GB 50736 §5.3 design
+# temperatures, the usual 75/50 system), falling to 45 °C at the +10 °C end of the season. Floor
+# heating: JGJ 142 recommends 35–45 °C supply and never above 60 °C; 45 °C at the design day down to
+# 32 °C in mild weather. An estate sets its own per station (device attrs ``supply_curve``).
+DEFAULT_CURVES: dict[str, tuple[tuple[float, float], ...]] = {
+    "radiators": ((-10.0, 75.0), (0.0, 62.0), (10.0, 45.0)),
+    "floor_heating": ((-10.0, 45.0), (0.0, 40.0), (10.0, 32.0)),
+}
+
+
+def emitter_of(attrs: Mapping[str, Any]) -> str:
+    """The station's emitter type from its device attrs (``emitter``, or the older ``system``)."""
+    raw = attrs.get("emitter") or attrs.get("system")
+    return str(raw) if raw in EMITTER_CAPS else DEFAULT_EMITTER
+
+
+def station_params(params: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A curve or cap rule's params completed from the station's attrs in the estate model.
+
+    ``above_cap``: the level is the emitter's cap unless the rule's (override) params fix one.
+    ``above_curve``: the curve is an operator's override (``curve`` in the effective params), else the
+    station's ``supply_curve`` ([[outdoor, setpoint], …]), else the default curve of its emitter.
+    Other checks pass through unchanged.
+    """
+    out = dict(params)
+    check = params.get("check")
+    emitter = emitter_of(attrs)
+    if check == Check.above_cap and "level" not in params:
+        out["level"] = EMITTER_CAPS[emitter]
+    elif check == Check.above_curve:
+        curve = params.get("curve") or attrs.get("supply_curve") or DEFAULT_CURVES[emitter]
+        out["curve"] = [list(p) for p in curve]
+    if check in (Check.above_cap, Check.above_curve):
+        out["emitter"] = emitter
+    return out
+
+
+def setpoint(curve: Sequence[tuple[float, float]], outdoor: float) -> float:
+    """The curve's setpoint at an outdoor temperature: linear between points, flat beyond the ends."""
+    pts = sorted(curve)
+    if outdoor <= pts[0][0]:
+        return pts[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        if outdoor <= x1:
+            return y0 + (y1 - y0) * (outdoor - x0) / (x1 - x0)
+    return pts[-1][1]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +143,7 @@ class MultiPointRule:
     min_duration: timedelta = timedelta(0)
     window: timedelta = timedelta(hours=1)  # starts: the counting window
     min_current: float = 0.0  # imbalance: below this the phases carry too little to judge
+    curve: tuple[tuple[float, float], ...] = ()  # above_curve: (outdoor °C, setpoint °C), sorted
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -96,6 +161,12 @@ class MultiPointRule:
                 raise ValueError(f"{name} must be a finite number >= 0")
         if self.min_duration < timedelta(0) or self.window <= timedelta(0):
             raise ValueError("min_duration must be >= 0 and window > 0")
+        if self.check is Check.above_curve:
+            xs = [x for x, _ in self.curve]
+            if len(self.curve) < 2 or len(set(xs)) != len(xs):
+                raise ValueError("curve needs at least two points with distinct outdoor temperatures")
+            if not all(math.isfinite(v) for p in self.curve for v in p):
+                raise ValueError("curve points must be finite")
 
     @property
     def lower_is_worse(self) -> bool:
@@ -117,7 +188,21 @@ def build_multipoint(code: str, params: Mapping[str, Any]) -> MultiPointRule:
         min_duration=timedelta(seconds=float(params.get("min_duration_s", 0.0))),
         window=timedelta(seconds=float(params.get("window_s", 3600.0))),
         min_current=float(params.get("min_current", 0.0)),
+        curve=_curve(params.get("curve")),
     )
+
+
+def _curve(raw: object) -> tuple[tuple[float, float], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise TypeError("curve must be a list of [outdoor, setpoint] pairs")
+    pts = []
+    for p in raw:
+        if not isinstance(p, Sequence) or isinstance(p, str) or len(p) != 2:
+            raise TypeError("curve must be a list of [outdoor, setpoint] pairs")
+        pts.append((float(p[0]), float(p[1])))
+    return tuple(sorted(pts))
 
 
 # --- binding: which points of a device (and its room) fill the roles ------------------------------
@@ -145,9 +230,13 @@ class Binding:
 
 
 def bind(
-    rule: MultiPointRule, device_points: Mapping[str, int], room_points: Mapping[str, Sequence[int]] | None = None
+    rule: MultiPointRule,
+    device_points: Mapping[str, int],
+    room_points: Mapping[str, Sequence[int]] | None = None,
+    estate_points: Mapping[str, Sequence[int]] | None = None,
 ) -> Binding:
-    """Bind a rule to a device's points (metric → point id); `ROOM_ROLES` may also use the room's points."""
+    """Bind a rule to a device's points (metric → point id); `ROOM_ROLES` may also use the room's points,
+    `ESTATE_ROLES` the estate's."""
     roles: dict[str, tuple[int, ...]] = {}
     missing = []
     for role, pattern in sorted(rule.roles.items()):
@@ -155,6 +244,8 @@ def bind(
         ids = {p for m, p in device_points.items() if rx.fullmatch(m)}
         if role in ROOM_ROLES and room_points:
             ids.update(p for m, ps in room_points.items() if rx.fullmatch(m) for p in ps)
+        if role in ESTATE_ROLES and estate_points:
+            ids.update(p for m, ps in estate_points.items() if rx.fullmatch(m) for p in ps)
         roles[role] = tuple(sorted(ids))
         if len(ids) < MIN_POINTS[rule.check].get(role, 1):
             missing.append(role)
@@ -294,10 +385,23 @@ def _judge(rule: MultiPointRule, state: MultiState, snap: Mapping[str, list[floa
         case Check.without_signal:
             holds = any(_on(snap["running"])) and not any(_on(snap["signal"]))
             return holds, not holds, 1.0 if holds else 0.0
+        case Check.above_curve:
+            # Several outdoor thermometers (a roof station and a controller's sensor): their mean.
+            outdoor = sum(snap["outdoor"]) / len(snap["outdoor"])
+            limit = setpoint(rule.curve, outdoor) + rule.level
+            supply = snap["supply"][0]
+            return supply > limit, supply <= limit - rule.clear_band, supply
+        case Check.above_cap:
+            supply = snap["supply"][0]
+            return supply > rule.level, supply <= rule.level - rule.clear_band, supply
 
 
 __all__ = [
     "CHECK_LABELS",
+    "DEFAULT_CURVES",
+    "DEFAULT_EMITTER",
+    "EMITTER_CAPS",
+    "ESTATE_ROLES",
     "MIN_POINTS",
     "ROOM_ROLES",
     "Binding",
@@ -308,4 +412,7 @@ __all__ = [
     "apply",
     "bind",
     "build_multipoint",
+    "emitter_of",
+    "setpoint",
+    "station_params",
 ]

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, text
 
 from alarms.const import RuleKind
 from alarms.evaluator import Episode, SampleColumns
-from alarms.multipoint import Binding, MultiPointRule, MultiState, apply, bind, build_multipoint
+from alarms.multipoint import Binding, Check, MultiPointRule, MultiState, apply, bind, build_multipoint, station_params
 from alarms.overrides import OverrideIndex, Subject
 from alarms.rules import Clear, Raise, UpdatePeak
 from alarms.store import NewAlarm, OnRaised, device_subject, insert_alarms
@@ -80,18 +80,28 @@ def load_bound(conn: Connection) -> list[Bound]:
     overrides = OverrideIndex.load(conn)
     devices: dict[int, dict[str, Any]] = {}
     room_points: dict[int, dict[str, list[int]]] = {}
-    for point_id, metric, device_id, code, estate_id, kind, room_id, room_kind in conn.execute(
+    estate_points: dict[int, dict[str, list[int]]] = {}
+    for point_id, metric, device_id, code, estate_id, kind, room_id, room_kind, attrs in conn.execute(
         text(
-            "SELECT p.id, p.metric, d.id, d.code, d.estate_id, d.kind, d.room_id, r.kind FROM devices d "
+            "SELECT p.id, p.metric, d.id, d.code, d.estate_id, d.kind, d.room_id, r.kind, d.attrs FROM devices d "
             "LEFT JOIN points p ON p.device_id = d.id LEFT JOIN rooms r ON r.id = d.room_id ORDER BY d.id, p.id"
         )
     ):
         dev = devices.setdefault(
             device_id,
-            {"code": code, "estate": estate_id, "kind": kind, "room": room_id, "room_kind": room_kind, "points": {}},
+            {
+                "code": code,
+                "estate": estate_id,
+                "kind": kind,
+                "room": room_id,
+                "room_kind": room_kind,
+                "attrs": attrs or {},
+                "points": {},
+            },
         )
         if point_id is not None:
             dev["points"][metric] = point_id
+            estate_points.setdefault(estate_id, {}).setdefault(metric, []).append(point_id)
             if room_id is not None:
                 room_points.setdefault(room_id, {}).setdefault(metric, []).append(point_id)
     out: list[Bound] = []
@@ -107,11 +117,17 @@ def load_bound(conn: Connection) -> list[Bound]:
             if not enabled:
                 continue
             try:
-                rule = build_multipoint(row.code, params)
+                # Curve and emitter cap come from the station's attrs in the estate model (emitter, supply_curve).
+                rule = build_multipoint(row.code, station_params(params, dev["attrs"]))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("multi-point rule %s has bad params on device %s, skipped: %s", row.code, dev["code"], exc)
                 continue
-            binding = bind(rule, dev["points"], room_points.get(dev["room"]) if dev["room"] is not None else None)
+            binding = bind(
+                rule,
+                dev["points"],
+                room_points.get(dev["room"]) if dev["room"] is not None else None,
+                estate_points.get(dev["estate"]),
+            )
             out.append(Bound(row.id, row.code, rule, binding, device_id, dev["code"], dev["estate"], dev["room"]))
     return out
 
@@ -290,7 +306,12 @@ class MultiPointEvaluator:
                         peak=e.peak,
                         last_value=e.last_value,
                         cleared_at=e.cleared_at,
-                        detail={"rule": b.code, "check": str(b.rule.check), "points": _roles(b.binding.roles)},
+                        detail={
+                            "rule": b.code,
+                            "check": str(b.rule.check),
+                            "points": _roles(b.binding.roles),
+                            **_levels(b.rule),
+                        },
                     )
                     for b, e in inserts
                 ],
@@ -300,6 +321,15 @@ class MultiPointEvaluator:
 
 def _missing(b: Bound) -> datetime:
     raise AssertionError(f"new episode of {b.code} without raised_at")  # _run opens episodes only from a Raise
+
+
+def _levels(rule: MultiPointRule) -> dict[str, Any]:
+    """What a curve or cap alarm was judged against: its level (margin or cap) and the curve."""
+    if rule.check is Check.above_cap:
+        return {"level": rule.level}
+    if rule.check is Check.above_curve:
+        return {"margin": rule.level, "curve": [list(p) for p in rule.curve]}
+    return {}
 
 
 def _roles(roles: Mapping[str, tuple[int, ...]]) -> dict[str, list[int]]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from alarms.const import RuleKind, Severity
-from alarms.multipoint import Check, build_multipoint
+from alarms.multipoint import Check, build_multipoint, station_params
 from alarms.packs import ELECTRICAL, FIRE, HEATING, WATER, RuleSpec, ensure_default_rules
 
 IMBALANCE_RULE = "lv.current_imbalance"
@@ -26,6 +26,14 @@ FIRE_NO_SIGNAL_RULE = "fire.pump_running_without_fire_signal"
 # The fire-alarm signal point: a state point named so on the fire-pump controller or any device of its room
 # (e.g. the fire-alarm panel's "fire alarm" output wired to the pump room). Without one the rule is 未配置.
 FIRE_SIGNAL_PATTERN = r"fire_alarm(_signal)?"
+# The secondary supply against the station's weather-compensation curve (warning at setpoint + 5 K) and
+# against its emitter's cap (alarm: radiators 85 °C, floor heating 60 °C), domain-defaults §2. The cap
+# keeps the old threshold rule's code, so an upgraded database turns that row into this rule.
+SUPPLY_CURVE_RULE = "heat_station.secondary_supply.curve"
+SUPPLY_CAP_RULE = "heat_station.secondary_supply.high"
+# The outdoor temperature: a point so named on any device of the estate (a weather station, or the
+# sensor wired to a station's controller). Without one the curve rule is 未配置 and only the cap judges.
+OUTDOOR_PATTERN = r"outdoor_temp(_c)?"
 
 
 def _mp(
@@ -41,7 +49,7 @@ def _mp(
     **params: Any,
 ) -> RuleSpec:
     full = {"check": str(check), "roles": roles, "severity": str(severity), **params}
-    build_multipoint(code, full)  # validate the pack at import time
+    build_multipoint(code, station_params(full, {}))  # validate the pack at import time
     return RuleSpec(
         code,
         sorted(roles.values())[0][:64],
@@ -85,6 +93,37 @@ MULTIPOINT_RULES: tuple[RuleSpec, ...] = (
         level=5.0,
         clear_band=1.0,
         min_duration_s=7200.0,
+    ),
+    # Secondary supply above the weather-compensation setpoint + 5 K for 5 min: the controller is not
+    # following the curve (a stuck valve, a manual setting left after a cold spell).
+    _mp(
+        SUPPLY_CURVE_RULE,
+        Check.above_curve,
+        {"supply": "secondary_supply_temp_c", "outdoor": OUTDOOR_PATTERN},
+        Severity.warning,
+        ("二次供水温度高于气候补偿设定值5K", "Secondary supply more than 5 K above the weather-compensated setpoint"),
+        HEATING,
+        device_kind="plate_heat_exchanger",
+        room_kind="heat_station",
+        level=5.0,
+        clear_band=2.0,
+        min_duration_s=300.0,
+    ),
+    # Secondary supply above the emitter's cap (level from the station's emitter unless overridden).
+    _mp(
+        SUPPLY_CAP_RULE,
+        Check.above_cap,
+        {"supply": "secondary_supply_temp_c"},
+        Severity.alarm,
+        (
+            "二次供水温度超过末端上限（散热器85°C / 地暖60°C）",
+            "Secondary supply above the emitter limit (radiators 85 °C / floor heating 60 °C)",
+        ),
+        HEATING,
+        device_kind="plate_heat_exchanger",
+        room_kind="heat_station",
+        clear_band=2.0,
+        min_duration_s=300.0,
     ),
     # Jockey pump > 6 starts an hour (GB 50974 practice): the fire main is leaking.
     _mp(
@@ -163,6 +202,9 @@ __all__ = [
     "IMBALANCE_RULE",
     "JOCKEY_RULE",
     "MULTIPOINT_RULES",
+    "OUTDOOR_PATTERN",
     "SUMP_RULE",
+    "SUPPLY_CAP_RULE",
+    "SUPPLY_CURVE_RULE",
     "ensure_multipoint_rules",
 ]

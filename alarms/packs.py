@@ -299,18 +299,9 @@ DEFAULT_RULES: tuple[RuleSpec, ...] = (
     ),
     _tr("power_room.smoke", "smoke", "配电房烟感报警", "Power room smoke detected", FIRE, critical=0.5),
     # --- heat-exchange station (热力站) ----------------------------------------------------------
-    # Secondary supply: warning above curve setpoint + 5 K (45 + 5), alarm above 60 °C (floor heating).
-    _tr(
-        "heat_station.secondary_supply.high",
-        "secondary_supply_temp_c",
-        "二次供水温度高",
-        "Secondary supply temperature high",
-        HEATING,
-        warning=50.0,
-        alarm=60.0,
-        clear_band=2.0,
-        min_duration_s=300.0,
-    ),
+    # Secondary supply (weather-compensation curve + 5 K, the emitter's cap) is judged per station in
+    # alarms/multipoint_pack.py (SUPPLY_CURVE_RULE, SUPPLY_CAP_RULE): it needs the outdoor temperature
+    # and the station's emitter type, which a one-point threshold cannot see.
     # Secondary return pressure below static pressure − 0.03 MPa (0.35 − 0.03): the system is losing water.
     _tr(
         "heat_station.return_pressure.low",

@@ -338,6 +338,7 @@ def batch_hooks(settings: Settings) -> list[BatchHook]:
     hooks: list[BatchHook] = []
     if settings.alarm_evaluation:
         from alarms.access_evaluator import AccessEvaluator
+        from alarms.battery import BatteryEvaluator
         from alarms.evaluator import AlarmEvaluator
         from alarms.meter_evaluator import MeterAnomalyEvaluator
         from alarms.multipoint_evaluator import MultiPointEvaluator
@@ -348,6 +349,7 @@ def batch_hooks(settings: Settings) -> list[BatchHook]:
         hooks.append(AlarmEvaluator(on_raised=open_for_alarms))
         hooks.append(MultiPointEvaluator(on_raised=open_for_alarms))  # several points of a device (§2)
         hooks.append(MeterAnomalyEvaluator(on_raised=open_for_alarms))
+        hooks.append(BatteryEvaluator(on_raised=open_for_alarms))  # meters' battery_v in status frames
         hooks.append(AccessEvaluator(on_raised=open_for_alarms))  # swipes and door events (issue 12 §4)
     if settings.billing_charge_on_ingest and settings.billing_charge_mode == "in_batch":
         # Household hot-water meters charged in the batch transaction: a redelivered batch finds the

@@ -73,6 +73,10 @@ class MeterTemplate(_Spec):
     multiplier: Decimal = Decimal(1)
     has_valve: bool = False
     expected_interval_s: int = Field(default=900, ge=1)
+    # A battery-powered meter's cell voltage when new (reported as ``battery_v`` in status frames every
+    # ``battery_report_s``); None: mains-powered, no voltage reported. Both go to the devices' attrs.
+    battery_v: float | None = Field(default=None, gt=0)
+    battery_report_s: int = Field(default=6 * 3600, ge=1)
 
 
 class UnitSpec(_Spec):
@@ -220,6 +224,11 @@ def expand(doc: EstateFile) -> ExpandedEstate:
                             resolution=m.resolution,
                             multiplier=m.multiplier,
                             has_valve=m.has_valve,
+                            attrs=(
+                                {"battery_v": m.battery_v, "battery_report_s": m.battery_report_s}
+                                if m.battery_v is not None
+                                else {}
+                            ),
                         )
                         out.devices.append(FlatDevice(spec=dev, unit=code, building=b.code))
     for room in doc.rooms:

@@ -205,6 +205,14 @@ class _Jump:
 
 
 @dataclass(frozen=True, slots=True)
+class _Sag:
+    since: datetime
+    per_hour: float
+    floor: float
+    scenario: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Replacement:
     serial: str
     initial: Decimal
@@ -253,6 +261,12 @@ class MeterModel:
         self._rollover_at: tuple[int, str] | None = None
         # Valve operations in time order (empty: open all along, the meter behaves as before).
         self._valve: list[_ValveChange] = []
+        # A battery-powered meter reports its cell voltage in a status frame every battery_report_s
+        # (epoch-aligned, at a reading boundary); mains-powered meters (no attrs.battery_v) report none.
+        raw_v = spec.attrs.get("battery_v")
+        self.battery_v: float | None = None if raw_v is None else float(raw_v)
+        self.battery_report_s = int(spec.attrs.get("battery_report_s", 6 * 3600))
+        self._sags: list[_Sag] = []
 
     # --- scenario hooks -------------------------------------------------------------------------
     def index_at(self, t: datetime) -> int:
@@ -277,6 +291,23 @@ class MeterModel:
         self._rollover_at = (self.index_at(at), scenario)
 
     # --- valve --------------------------------------------------------------------------------
+    def add_battery_sag(self, since: datetime, per_hour: float, floor: float, scenario: str) -> None:
+        """The cell's voltage falls ``per_hour`` from ``since`` down to ``floor`` (an exhausted cell)."""
+        if self.battery_v is None:
+            raise ValueError(f"meter {self.code} reports no battery voltage")
+        self._sags.append(_Sag(since, per_hour, floor, scenario))
+
+    def battery_at(self, ts: datetime) -> tuple[float, str | None]:
+        """The reported voltage at ``ts`` (deterministic: no draw, so other readings never shift)."""
+        assert self.battery_v is not None
+        volts, scenario = self.battery_v, None
+        for sag in self._sags:
+            if ts >= sag.since:
+                hours = (ts - sag.since).total_seconds() / 3600
+                volts = max(sag.floor, volts - sag.per_hour * hours)
+                scenario = sag.scenario
+        return round(volts, 2), scenario
+
     def set_valve(self, at: datetime, is_open: bool) -> datetime:
         """Open or close the valve from ``at`` (simulated time); returns when it took effect.
 
@@ -407,7 +438,13 @@ class MeterModel:
             body["flags"] = flags
         # NB-IoT/LoRa modules upload a little after the freeze, spread so the broker is not hit at :00.
         delay = float(derive(self.seed, self.code, k, "upload") % 90 + 2)
-        return [Reading(ts, Channel.meter, body, delay, scenario, tuple(dict.fromkeys(tags)), meta)]
+        out: list[Emission] = [Reading(ts, Channel.meter, body, delay, scenario, tuple(dict.fromkeys(tags)), meta)]
+        if self.battery_v is not None and int((ts - EPOCH).total_seconds()) % self.battery_report_s == 0:
+            volts, sag = self.battery_at(ts)
+            out.append(
+                Reading(ts, Channel.status, {"online": True, "battery_v": volts}, delay, sag, (sag,) if sag else ())
+            )
+        return out
 
     def registers_until(self, t: datetime) -> RegisterStart:
         """Read on to the last boundary at or before ``t`` (publishing nothing) and return the registers.

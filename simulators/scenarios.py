@@ -601,6 +601,58 @@ class SumpFlood(Scenario):
             model.force(Force(metric, onset, True, self.name))
 
 
+# --- heat-station supply and meter health (issue 14 parts 3 and 4) ---------------------------------
+
+
+class ColdDay(Scenario):
+    name = "cold_day"
+    summary = (
+        "a cold front: the outdoor thermometer falls 0.5 K/min by 15 K from the onset and every heat exchanger's "
+        "controller follows its weather-compensation curve (secondary supply +5 K): the setpoint rises, "
+        "nothing is wrong"
+    )
+    DROP_K, SUPPLY_K = -15.0, 5.0
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sensors(view, "outdoor_temp")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.sensor(device).add_ramp(Ramp("outdoor_temp", onset, -0.5, self.DROP_K, self.name))
+        # The controllers raise the supply as their curves do (about 1/3 K per K outdoors at the cold end).
+        for code in sensors(view, "secondary_supply_temp"):
+            view.sensor(code).add_ramp(Ramp("secondary_supply_temp", onset, 0.2, self.SUPPLY_K, self.name))
+
+
+class SupplyOvershoot(Scenario):
+    name = "supply_overshoot"
+    summary = (
+        "a heat exchanger's secondary supply climbs 0.5 K/min by 18 K from the onset (a control valve stuck "
+        "open): past the curve setpoint + 5 K, and past a floor-heating station's 60 °C cap"
+    )
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sensors(view, "secondary_supply_temp")
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.sensor(device).add_ramp(Ramp("secondary_supply_temp", onset, 0.5, 18.0, self.name))
+
+
+class DyingBattery(Scenario):
+    name = "dying_battery"
+    summary = "a battery-powered meter's cell sags 0.2 V/h from the onset down to 3.0 V (exhausted)"
+    PER_HOUR, FLOOR = 0.2, 3.0
+
+    def candidates(self, view: FleetView) -> list[str]:
+        return sorted(
+            e.code
+            for e in view.entries.values()
+            if isinstance(e.model, MeterModel) and e.model.battery_v is not None and e.household is not None
+        )
+
+    def install(self, view: FleetView, device: str, onset: datetime) -> None:
+        view.meter(device).add_battery_sag(onset, self.PER_HOUR, self.FLOOR, self.name)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -626,6 +678,9 @@ SCENARIOS: dict[str, Scenario] = {
         FireMainLeak(),
         StandbyStuck(),
         SumpFlood(),
+        ColdDay(),
+        SupplyOvershoot(),
+        DyingBattery(),
     )
 }
 

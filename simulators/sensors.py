@@ -40,6 +40,8 @@ DIURNAL: tuple[tuple[str, Shape, float], ...] = (
     ("primary_supply_temp", profiles.heating_shape, 0.05),
     ("secondary_supply_temp", profiles.heating_shape, 0.05),
     ("secondary_return_temp", profiles.heating_shape, 0.04),
+    # Outdoors is coldest when the heating runs hardest (05:00): against the heating shape.
+    ("outdoor_temp", profiles.heating_shape, -0.6),
 )
 INTEGER_UNITS = frozenset({"steps", "count", "pcs"})
 DRIFT_PERIODS_S = (7 * 3600.0, 41 * 3600.0)  # slow, incommensurate: no visible repetition
@@ -50,7 +52,8 @@ FAN_HYSTERESIS_C = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Ramp:
-    """A scenario's push on some metrics: +per_minute from ``since``, at most ``cap``."""
+    """A scenario's push on some metrics: +per_minute from ``since``, at most ``cap`` (a fall: a negative
+    ``per_minute`` and ``cap``, at most ``cap`` down)."""
 
     prefix: str
     since: datetime
@@ -190,7 +193,8 @@ class SensorModel:
             )
             for ramp in self.ramps:
                 if pt.spec.metric.startswith(ramp.prefix) and ts >= ramp.since:
-                    value += min(ramp.cap, ramp.per_minute * (ts - ramp.since).total_seconds() / 60)
+                    push = ramp.per_minute * (ts - ramp.since).total_seconds() / 60
+                    value += max(ramp.cap, push) if ramp.per_minute < 0 else min(ramp.cap, push)
                     scenario = ramp.scenario
             if pt.spec.unit in INTEGER_UNITS:
                 values[pt.spec.metric] = max(0, round(value))

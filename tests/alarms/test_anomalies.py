@@ -291,6 +291,16 @@ class TestSpike:
     def test_a_big_bath_is_not_a_spike(self) -> None:
         assert spike(use(water([*self.HISTORY, 150])), WATER) is None
 
+    def test_minimum_step_keeps_a_busy_hour_from_tripping(self) -> None:
+        # 3 × p95 is 180 L; 400 L in an hour is a busy evening, not a meter fault, under a 0.5 m³ floor.
+        floor = replace(DEFAULTS, spike_min_step=D("0.5"))
+        assert spike(use(water([*self.HISTORY, 400])), WATER) is not None
+        assert spike(use(water([*self.HISTORY, 400])), WATER, floor) is None
+        assert spike(use(water([*self.HISTORY, 500])), WATER, floor) is None  # at the floor: not above it
+        f = spike(use(water([*self.HISTORY, 501])), WATER, floor)
+        assert f is not None
+        assert f.evidence["threshold"] == "0.5"
+
     def test_needs_enough_history(self) -> None:
         assert spike(use(water([*FAMILY_DAY[:10], 500])), WATER) is None
 

@@ -7,7 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alarms.multipoint import Binding, MultiPointRule, MultiState, apply, bind, build_multipoint
+from alarms.multipoint import (
+    DEFAULT_CURVES,
+    Binding,
+    MultiPointRule,
+    MultiState,
+    apply,
+    bind,
+    build_multipoint,
+    setpoint,
+    station_params,
+)
 from alarms.multipoint_pack import (
     BOOSTER_STANDBY_RULE,
     DT_RULE,
@@ -16,6 +26,8 @@ from alarms.multipoint_pack import (
     JOCKEY_RULE,
     MULTIPOINT_RULES,
     SUMP_RULE,
+    SUPPLY_CAP_RULE,
+    SUPPLY_CURVE_RULE,
 )
 from alarms.rules import Clear, Raise
 
@@ -175,3 +187,79 @@ def test_state_round_trips_through_json() -> None:
 def test_bad_params_are_refused(params: dict[str, object]) -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         build_multipoint("x", params)
+
+
+# --- heat-station secondary supply: weather-compensation curve and emitter cap (issue 14 part 3) -----------
+
+
+def station_rule(code: str, attrs: Mapping[str, object]) -> MultiPointRule:
+    return build_multipoint(code, station_params(PACK[code].params, attrs))
+
+
+@pytest.mark.parametrize(
+    ("outdoor", "expected"),
+    [(-20.0, 45.0), (-10.0, 45.0), (-5.0, 42.5), (0.0, 40.0), (5.0, 36.0), (10.0, 32.0), (18.0, 32.0)],
+)
+def test_floor_heating_curve_interpolates_linearly_and_is_flat_beyond_its_ends(outdoor: float, expected: float) -> None:
+    assert setpoint(DEFAULT_CURVES["floor_heating"], outdoor) == pytest.approx(expected)
+
+
+def test_emitter_sets_the_cap_and_the_default_curve() -> None:
+    assert station_rule(SUPPLY_CAP_RULE, {"emitter": "radiators"}).level == 85.0
+    assert station_rule(SUPPLY_CAP_RULE, {"system": "floor_heating"}).level == 60.0
+    # Unnamed emitter: floor heating's lower cap (a wrong guess raises early, never late).
+    assert station_rule(SUPPLY_CAP_RULE, {}).level == 60.0
+    assert station_rule(SUPPLY_CURVE_RULE, {"emitter": "radiators"}).curve == DEFAULT_CURVES["radiators"]
+    own = station_rule(SUPPLY_CURVE_RULE, {"emitter": "radiators", "supply_curve": [[10, 50], [-15, 80]]})
+    assert own.curve == ((-15.0, 80.0), (10.0, 50.0))
+    # An operator's override (params) beats the estate model; a fixed level beats the emitter.
+    over = build_multipoint(
+        SUPPLY_CURVE_RULE, station_params({**PACK[SUPPLY_CURVE_RULE].params, "curve": [[0, 30], [10, 20]]}, {})
+    )
+    assert over.curve == ((0.0, 30.0), (10.0, 20.0))
+    assert station_rule(SUPPLY_CAP_RULE, {"emitter": "radiators"}).level == 85.0
+    fixed = {**PACK[SUPPLY_CAP_RULE].params, "level": 70.0}
+    assert build_multipoint(SUPPLY_CAP_RULE, station_params(fixed, {"emitter": "radiators"})).level == 70.0
+
+
+def test_a_cold_day_raises_the_setpoint_and_overheating_warns_once() -> None:
+    r = station_rule(SUPPLY_CURVE_RULE, {"emitter": "floor_heating"})
+    b = bind(r, {"secondary_supply_temp_c": 1}, None, {"outdoor_temp_c": [2]})
+    assert b.configured
+    # −10 °C: setpoint 45, warning above 50. 49 °C on the cold day is fine; at +10 °C (setpoint 32,
+    # warning above 37) the same 49 °C held 5 min is a warning, raised once; back to 33 °C clears it.
+    frames = [(0, {1: 49.0, 2: -10.0}), (600, {1: 49.0, 2: -10.0})]
+    frames += [(1200 + i * 60, {1: 49.0, 2: 10.0}) for i in range(10)]
+    frames += [(1800, {1: 33.0, 2: 10.0})]
+    _, got = run(r, b, frames)
+    assert got == [("Raise", 25.0), ("Clear", 30.0)]
+
+
+def test_curve_rule_without_an_outdoor_point_is_not_configured() -> None:
+    r = station_rule(SUPPLY_CURVE_RULE, {})
+    assert bind(r, {"secondary_supply_temp_c": 1}).missing == ("outdoor",)
+    # The room's points do not count for the outdoor role; the estate's do.
+    assert not bind(r, {"secondary_supply_temp_c": 1}, {"outdoor_temp_c": [2]}).configured
+    assert bind(r, {"secondary_supply_temp_c": 1}, None, {"outdoor_temp": [2]}).configured
+
+
+def test_emitter_cap_alarms_above_85_on_radiators_and_above_60_on_floor_heating() -> None:
+    for attrs, ok, bad in (({"emitter": "radiators"}, 84.0, 86.0), ({"emitter": "floor_heating"}, 59.0, 61.0)):
+        r = station_rule(SUPPLY_CAP_RULE, attrs)
+        b = bind(r, {"secondary_supply_temp_c": 1})
+        _, got = run(r, b, [(i * 60, {1: ok}) for i in range(10)])
+        assert got == []
+        _, got = run(r, b, [(i * 60, {1: bad}) for i in range(10)])
+        assert got == [("Raise", 5.0)]
+        assert r.severity == "alarm"
+
+
+@pytest.mark.parametrize(
+    "curve", [[[0, 40]], [[0, 40], [0, 45]], "0,40", [[0, 40, 1], [1, 2]], [[0, float("nan")], [1, 2]]]
+)
+def test_bad_curves_are_refused(curve: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        build_multipoint(
+            "x",
+            {"check": "above_curve", "roles": {"supply": "s", "outdoor": "o"}, "severity": "warning", "curve": curve},
+        )

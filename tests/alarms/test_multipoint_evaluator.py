@@ -13,7 +13,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from alarms.multipoint_evaluator import MultiPointEvaluator, coverage
-from alarms.multipoint_pack import FIRE_NO_SIGNAL_RULE, JOCKEY_RULE, ensure_multipoint_rules
+from alarms.multipoint_pack import (
+    FIRE_NO_SIGNAL_RULE,
+    JOCKEY_RULE,
+    SUPPLY_CAP_RULE,
+    SUPPLY_CURVE_RULE,
+    ensure_multipoint_rules,
+)
 from alarms.queries import query_alarms
 from alarms.rule_admin import resolve_scope, set_override
 from alarms.store import clear_manually
@@ -164,3 +170,144 @@ def test_a_device_override_can_switch_a_rule_off_and_bad_params_are_refused(fire
     with fire.engine.connect() as conn:
         devices = {c["device"] for c in coverage(conn) if c["rule"] == JOCKEY_RULE and c["estate"] == fire.estate}
     assert devices == {fire.bare_device}
+
+
+# --- heat-station secondary supply: curve from the estate's outdoor point, cap from the emitter --------------
+
+
+@dataclass
+class Heat:
+    engine: Engine
+    estate: str
+    bare_estate: str  # an estate without an outdoor point
+    points: dict[str, int]  # "<device>.<metric>" → point id
+    devices: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def heat(engine: Engine) -> Heat:
+    code, bare = f"mpheat-{uuid.uuid4().hex[:6]}", f"mpheat-{uuid.uuid4().hex[:6]}"
+
+    def station(estate: str, rcode: str, attrs: dict[str, object]) -> dict[str, object]:
+        return {
+            "code": rcode,
+            "name": "热力站",
+            "kind": "heat_station",
+            "devices": [
+                {
+                    "code": f"{estate}-{rcode}-HX",
+                    "kind": "plate_heat_exchanger",
+                    "attrs": attrs,
+                    "points": [{"metric": "secondary_supply_temp_c"}, {"metric": "secondary_return_temp_c"}],
+                }
+            ],
+        }
+
+    doc = EstateFile.model_validate(
+        {
+            "estate": {"code": code, "name": "气候补偿测试"},
+            "rooms": [
+                station(code, "HSR", {"emitter": "radiators", "supply_curve": [[-10, 70], [10, 45]]}),
+                station(code, "HSF", {"system": "floor_heating"}),
+            ],
+            # The outdoor thermometer is an estate-level device, in no room.
+            "devices": [{"code": f"{code}-WX", "kind": "weather_station", "points": [{"metric": "outdoor_temp_c"}]}],
+        }
+    )
+    bare_doc = EstateFile.model_validate(
+        {"estate": {"code": bare, "name": "无室外温度"}, "rooms": [station(bare, "HS", {"emitter": "radiators"})]}
+    )
+    with Session(engine) as s, s.begin():
+        import_estate(s, doc)
+        import_estate(s, bare_doc)
+        ensure_multipoint_rules(s)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT d.code, p.metric, p.id, d.id FROM points p JOIN devices d ON d.id = p.device_id "
+                "JOIN estates e ON e.id = d.estate_id WHERE e.code = :e"
+            ),
+            {"e": code},
+        ).all()
+    return Heat(
+        engine,
+        code,
+        bare,
+        {f"{d}.{m}": p for d, m, p, _ in rows},
+        {d.removeprefix(f"{code}-"): i for d, _, _, i in rows},
+    )
+
+
+def heat_feed(h: Heat, ev: MultiPointEvaluator, frames: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+    pts = {k.removeprefix(f"{h.estate}-"): v for k, v in h.points.items()}
+    b = DecodedBatch(
+        sample_ts=[T0 + timedelta(seconds=s) for s, vals in frames for _ in vals],
+        sample_point=[pts[m] for _, vals in frames for m in vals],
+        sample_value=[v for _, vals in frames for v in vals.values()],
+    )
+    with h.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO samples (ts, point_id, value) SELECT * FROM unnest(CAST(:t AS timestamptz[]), "
+                "CAST(:p AS int[]), CAST(:v AS float8[])) ON CONFLICT DO NOTHING"
+            ),
+            {"t": b.sample_ts, "p": b.sample_point, "v": b.sample_value},
+        )
+        ev(conn, b, None)
+
+
+def heat_alarms(h: Heat, device: str) -> list[tuple[str, str, str, datetime, dict[str, object], bool]]:
+    with h.engine.connect() as conn:
+        return [
+            (r.code, r.severity, r.state, r.raised_at, r.detail, r.ticket_id is not None)
+            for r in conn.execute(
+                text(
+                    "SELECT r.code, a.severity, a.state, a.raised_at, a.detail, a.ticket_id FROM alarms a "
+                    "JOIN alarm_rules r ON r.id = a.rule_id WHERE a.device_id = :d ORDER BY a.id"
+                ),
+                {"d": h.devices[device]},
+            )
+        ]
+
+
+def test_supply_curve_needs_an_outdoor_point_in_the_estate_and_says_so(heat: Heat) -> None:
+    with heat.engine.connect() as conn:
+        cov = {(c["estate"], c["rule"]): c for c in coverage(conn) if c["estate"] in {heat.estate, heat.bare_estate}}
+    assert cov[(heat.estate, SUPPLY_CURVE_RULE)]["configured"] is True
+    bare = cov[(heat.bare_estate, SUPPLY_CURVE_RULE)]
+    assert (bare["status_zh"], bare["missing"]) == ("未配置", ["outdoor"])
+    # Without the curve the emitter cap still judges the station.
+    assert cov[(heat.bare_estate, SUPPLY_CAP_RULE)]["configured"] is True
+
+
+def test_station_curve_and_emitter_cap_raise_once_each(heat: Heat) -> None:
+    ev = MultiPointEvaluator(on_raised=open_for_alarms)
+    sup, wx = "HSR-HX.secondary_supply_temp_c", "WX.outdoor_temp_c"
+    fsup = "HSF-HX.secondary_supply_temp_c"
+    # A cold day (−10 °C): the radiator station's own curve says 70 °C, warning above 75; 72 °C is fine.
+    # The floor-heating station at 58 °C stays under its 60 °C cap but is far above its curve (45 + 5).
+    cold = [(i * 60, {wx: -10.0, sup: 72.0, fsup: 44.0}) for i in range(10)]
+    heat_feed(heat, ev, cold)
+    assert heat_alarms(heat, "HSR-HX") == []
+    assert heat_alarms(heat, "HSF-HX") == []
+    # It turns mild (+10 °C: radiator setpoint 45, warning above 50) but the radiator supply stays at
+    # 72 °C: one warning after 5 min, however often the batch is redelivered.
+    mild = [(600 + i * 60, {wx: 10.0, sup: 72.0, fsup: 35.0}) for i in range(8)]
+    heat_feed(heat, ev, mild)
+    heat_feed(heat, ev, mild)
+    [(code, sev, state, raised, detail, ticket)] = heat_alarms(heat, "HSR-HX")
+    assert (code, sev, state, raised, ticket) == (
+        SUPPLY_CURVE_RULE,
+        "warning",
+        "active",
+        T0 + timedelta(seconds=900),
+        True,
+    )
+    assert detail["curve"] == [[-10.0, 70.0], [10.0, 45.0]]
+    assert detail["margin"] == 5.0
+    # The floor station overheats past 60 °C: its cap alarm (not the radiators' 85) and its curve warning.
+    hot = [(1080 + i * 60, {wx: 10.0, sup: 72.0, fsup: 62.0}) for i in range(7)]
+    heat_feed(heat, ev, hot)
+    got = sorted((c, s, d.get("level")) for c, s, _, _, d, _ in heat_alarms(heat, "HSF-HX"))
+    assert got == [(SUPPLY_CURVE_RULE, "warning", None), (SUPPLY_CAP_RULE, "alarm", 60.0)]
+    assert [c for c, *_ in heat_alarms(heat, "HSR-HX")] == [SUPPLY_CURVE_RULE]  # 72 °C < 85 °C on radiators

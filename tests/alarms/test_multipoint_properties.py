@@ -68,6 +68,24 @@ RULES = {
         "roles": {"running": "p1_running", "signal": "sig"},
         "severity": "critical",
     },
+    # Weather compensation: ia is the supply, ib the outdoor temperature (an estate role, here on the device).
+    "prop.mp.above_curve": {
+        "check": "above_curve",
+        "roles": {"supply": "ia", "outdoor": "ib"},
+        "severity": "warning",
+        "curve": [[0, 700], [1000, 500]],
+        "level": 50,
+        "clear_band": 20,
+        "min_duration_s": 60,
+    },
+    "prop.mp.above_cap": {
+        "check": "above_cap",
+        "roles": {"supply": "ic"},
+        "severity": "alarm",
+        "level": 800,
+        "clear_band": 50,
+        "min_duration_s": 60,
+    },
     "prop.mp.imbalance": {
         "check": "imbalance",
         "roles": {"a": "ia", "b": "ib", "c": "ic"},
@@ -272,7 +290,8 @@ def test_a_fixed_run_raises_every_rule_once_and_a_full_redelivery_raises_nothing
     engine, rule_ids, points, device = world
     frames: list[Frame] = []
     # 30 s apart: p1 on 150 s in every 240 s, p2 on from 4 min, a fault signal throughout, never a fire
-    # signal, phase C at 900 A from 5 min, A − B = 30 (< 50) throughout.
+    # signal, phase C at 900 A from 5 min (above the 800 cap), A − B = 30 (< 50) throughout, A (640) above
+    # the curve at B (578 + 50).
     for k in range(40):
         on = 1.0 if k % 8 < 5 else 0.0
         frames.append(

@@ -10,10 +10,11 @@ from decimal import Decimal
 import pytest
 
 from protocol.estate_file import ExpandedEstate
-from protocol.payloads import MeterReadingV1, PayloadError, TelemetryV1, decode_uplink
+from protocol.payloads import MeterReadingV1, PayloadError, StatusV1, TelemetryV1, decode_uplink
 from protocol.topics import Channel, TopicError, parse_uplink
 from simulators import SCENARIOS, Fleet, ScenarioSpec, parse_scenario
 from simulators.frames import Frame
+from simulators.meters import MeterModel
 from simulators.scenarios import DEFAULT_ONSET
 from tests.simulators.conftest import ESTATE_FILE, START, Run, registers
 
@@ -68,7 +69,7 @@ def test_only_selected_scenarios_shape_frames() -> None:
 
 def test_spike(all_scenarios: Run) -> None:
     device = all_scenarios.fleet.plan("spike").device
-    frames = all_scenarios.of(device)
+    frames = all_scenarios.of(device, "meter")
     i = next(i for i, f in enumerate(frames) if f.scenario == "spike")
     deltas = [meter(b).reading - meter(a).reading for a, b in itertools.pairwise(frames)]
     jump = deltas[i - 1]
@@ -88,7 +89,7 @@ def test_stale_sensor_goes_silent(all_scenarios: Run) -> None:
 
 def test_rollover_wraps(all_scenarios: Run) -> None:
     plan = all_scenarios.fleet.plan("rollover")
-    frames = all_scenarios.of(plan.device)
+    frames = all_scenarios.of(plan.device, "meter")
     i = next(i for i, f in enumerate(frames) if "rollover" in f.tags)
     prev, curr = meter(frames[i - 1]).reading, meter(frames[i]).reading
     register_max = next(d.spec.register_max for d in all_scenarios.fleet.expanded.devices if d.spec.code == plan.device)
@@ -103,7 +104,7 @@ def test_rollover_wraps(all_scenarios: Run) -> None:
 
 def test_meter_replacement_restarts_near_zero(all_scenarios: Run) -> None:
     plan = all_scenarios.fleet.plan("meter_replacement")
-    frames = all_scenarios.of(plan.device)
+    frames = all_scenarios.of(plan.device, "meter")
     i = next(i for i, f in enumerate(frames) if f.scenario == "meter_replacement")
     old, new = meter(frames[i - 1]).reading, meter(frames[i]).reading
     assert old > 10
@@ -117,7 +118,7 @@ def test_meter_replacement_restarts_near_zero(all_scenarios: Run) -> None:
 def test_reverse_flow_on_a_non_pv_unit(all_scenarios: Run, expanded: ExpandedEstate) -> None:
     plan = all_scenarios.fleet.plan("reverse_flow")
     assert occupancy_of(expanded, plan.device) == ("occupied", False)
-    readings = [(f, meter(f)) for f in all_scenarios.of(plan.device)]
+    readings = [(f, meter(f)) for f in all_scenarios.of(plan.device, "meter")]
     before = [r for f, r in readings if f.scenario is None]
     after = [r for f, r in readings if f.scenario == "reverse_flow"]
     assert before
@@ -133,11 +134,13 @@ def test_reverse_flow_on_a_non_pv_unit(all_scenarios: Run, expanded: ExpandedEst
 def test_vacant_flow(all_scenarios: Run, baseline_day: Run, expanded: ExpandedEstate) -> None:
     plan = all_scenarios.fleet.plan("vacant_flow")
     assert occupancy_of(expanded, plan.device)[0] == "vacant"
-    values = [meter(f).reading for f in all_scenarios.of(plan.device)]
+    values = [meter(f).reading for f in all_scenarios.of(plan.device, "meter")]
     steps = [b - a for a, b in itertools.pairwise(values)]
     rising = [s >= Decimal("0.001") for s in steps]
     assert any(a and b for a, b in itertools.pairwise(rising))  # 2 consecutive readings
-    assert all(s == 0 for s, f in zip(steps, all_scenarios.of(plan.device)[1:], strict=False) if f.at < plan.onset)
+    assert all(
+        s == 0 for s, f in zip(steps, all_scenarios.of(plan.device, "meter")[1:], strict=False) if f.at < plan.onset
+    )
     # Without the scenario the same flat uses nothing all day.
     normal = registers(baseline_day.meter_series()[plan.device])
     assert normal[0] == normal[-1]
@@ -248,7 +251,51 @@ def test_hot_tap(all_scenarios: Run, baseline_day: Run, expanded: ExpandedEstate
     plan = all_scenarios.fleet.plan("hot_tap")
     assert plan.device.startswith("HW-")
     assert occupancy_of(expanded, plan.device)[0] == "occupied"
-    after = [meter(f) for f in all_scenarios.of(plan.device) if f.at >= plan.onset]
+    after = [meter(f) for f in all_scenarios.of(plan.device, "meter") if f.at >= plan.onset]
     steps = [b.reading - a.reading for a, b in itertools.pairwise(after)]
     assert len(steps) >= 4
     assert all(s >= Decimal("0.015") for s in steps), steps  # 15 min × 60 L/h, at least
+
+
+def _status_volts(frames: list[Frame]) -> list[tuple[datetime, float]]:
+    out = []
+    for f in frames:
+        (reading,) = decode_uplink(Channel.status, f.payload)
+        assert isinstance(reading, StatusV1)
+        assert reading.battery_v is not None
+        out.append((f.at, reading.battery_v))
+    return out
+
+
+def test_battery_meters_report_their_voltage_every_6_hours(baseline_day: Run) -> None:
+    volts = _status_volts(baseline_day.of("CW-1-1-101", "status"))
+    assert len(volts) == 4  # one local day: 00:00, 06:00, 12:00, 18:00 UTC boundaries
+    assert {v for _, v in volts} == {3.6}
+    assert baseline_day.of("E-1-1-101", "status") == []  # mains-powered: no voltage to report
+
+
+def test_dying_battery_sags_below_the_low_level(all_scenarios: Run) -> None:
+    plan = all_scenarios.fleet.plan("dying_battery")
+    assert plan.device.startswith("CW-")
+    model = all_scenarios.fleet.entries[plan.device].model
+    assert isinstance(model, MeterModel)
+    assert model.battery_at(plan.onset) == (3.6, "dying_battery")
+    assert model.battery_at(plan.onset + timedelta(hours=2)) == (3.2, "dying_battery")
+    assert model.battery_at(plan.onset + timedelta(hours=9)) == (3.0, "dying_battery")  # exhausted, no lower
+
+
+def test_cold_day_lowers_outdoors_and_raises_every_supply(all_scenarios: Run) -> None:
+    plan = all_scenarios.fleet.plan("cold_day")
+    assert plan.device == "HS1-OT"
+
+    def values(device: str, metric: str, at: datetime) -> float:
+        [f] = [f for f in all_scenarios.of(device, "telemetry") if at <= f.at < at + timedelta(seconds=60)][:1]
+        (reading,) = decode_uplink(Channel.telemetry, f.payload)
+        assert isinstance(reading, TelemetryV1)
+        return float(reading.values[metric])
+
+    before, after = plan.onset - timedelta(minutes=5), plan.onset + timedelta(minutes=40)
+    assert values("HS1-OT", "outdoor_temp_c", after) < values("HS1-OT", "outdoor_temp_c", before) - 13
+    overshoot = all_scenarios.fleet.plan("supply_overshoot").device
+    other = ({"HS1-HX1", "HS1-HX2"} - {overshoot}).pop()
+    assert values(other, "secondary_supply_temp_c", after) > values(other, "secondary_supply_temp_c", before) + 3

@@ -178,7 +178,7 @@ def test_broker_acl_is_generated_from_the_estate_model(fresh_database: str, tmp_
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "acl").read_text()
     assert "pattern" not in text
-    assert text.count("\nuser ") == 931 + 1  # every device of the sample estate, and the gateway
+    assert text.count("\nuser ") == 933 + 1  # every device of the sample estate, and the gateway
     assert "user lvyuan-sim\ntopic write steward/lvyuan/up/#" in text
     bad = steward(fresh_database, "broker", "acl", "--gateway", "no-equals-sign")
     assert bad.returncode != 0
