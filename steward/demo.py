@@ -421,6 +421,12 @@ def run_demo(
             restart_watching(session, live_start)
 
     def live() -> None:
+        # The live fleet starts once the replay is published: a meter's first stored reading is then its
+        # oldest, so billing opens its baseline there. A live reading stored first would become the
+        # baseline and leave the replayed hour behind the cursor, never charged (the low household's
+        # running tap among it). The live pacer sends what fell due meanwhile at once, on its grid.
+        while history_start is not None and not history_done.is_set() and not stop.is_set():
+            history_done.wait(0.2)
         run_simulation(
             estate_file,
             host,
@@ -436,7 +442,15 @@ def run_demo(
             initial_cards=False,  # the platform's cards reach them through the whitelist sync
         )
 
+    history_done = threading.Event()  # the replay has published everything (or given up)
+
     def history(start: datetime) -> None:
+        try:
+            replay_history(start)
+        finally:
+            history_done.set()
+
+    def replay_history(start: datetime) -> None:
         # Replay the recent past (or the gap since the last run) at full speed so charts and meters
         # have history from the first minute. Same seed as the live run, ending where it begins: every
         # device keeps one reporting grid across the boundary (a different seed shifted each device's
