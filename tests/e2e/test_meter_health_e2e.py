@@ -39,6 +39,7 @@ from protocol.estate_file import load_estate_file
 from simulators import run_simulation
 from steward.broker import MosquittoProcess, mosquitto_binary
 from storage.migrate import upgrade
+from tests.support.clock import simulated_window_start
 from tests.support.ingest_process import IngestProcess
 from tests.support.postgres import create_database, drop_database
 
@@ -166,7 +167,7 @@ def _alarms(engine: Engine, estate: str) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def fault_run(stack: Stack) -> datetime:
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
+    start = simulated_window_start()
     specs = ["cold_day:MHF-HS1-OT@10m", "supply_overshoot:MHF-HS1-HX1@60m", "dying_battery:MHF-CW-1-1-101@10m"]
     _simulate(stack, "mh-fault", specs, start)
     return start
@@ -213,7 +214,7 @@ def test_curve_warning_emitter_cap_and_low_battery_raise_once_each_with_a_ticket
 
 
 def test_a_healthy_cold_day_raises_nothing(stack: Stack) -> None:
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
+    start = simulated_window_start()
     _simulate(stack, "mh-healthy", ["cold_day:MHH-HS1-OT@10m"], start)
     assert _alarms(stack.engine, "mh-healthy") == []
     # The setpoint did rise and the supply with it (+5 K), and still nothing was raised.

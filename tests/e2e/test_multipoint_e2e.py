@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -42,6 +41,7 @@ from protocol.estate_file import load_estate_file
 from simulators import run_simulation
 from steward.broker import MosquittoProcess, mosquitto_binary
 from storage.migrate import upgrade
+from tests.support.clock import simulated_window_start
 from tests.support.ingest_process import IngestProcess
 from tests.support.postgres import create_database, drop_database
 
@@ -149,14 +149,6 @@ def _simulate(stack: Stack, estate: str, scenarios: list[str], start: datetime) 
         time.sleep(0.2)
 
 
-def window_start(hour: int = 10) -> datetime:
-    """The simulated three hours start at the same local hour whatever the hour the test runs (the sensors
-    follow daily shapes), two days back: always in the past, inside ingest's accept window.
-    Known (session 7): simulated from 03:00 local, the dying-ΔT scenario raises no ΔT alarm; not yet found why."""
-    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
-    return (local.replace(hour=hour, minute=0, second=0, microsecond=0) - timedelta(days=2)).astimezone(UTC)
-
-
 def _multipoint_alarms(engine: Engine, estate: str) -> list[Any]:
     return _rows(
         engine,
@@ -171,7 +163,8 @@ def _multipoint_alarms(engine: Engine, estate: str) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def fault_run(stack: Stack) -> datetime:
-    start = window_start()
+    # Known (session 7): simulated from 03:00 local, the dying-ΔT scenario raises no ΔT alarm; not yet found why.
+    start = simulated_window_start()
     specs = [f"{name}:MPF-{device}@10m" for name, (device, _) in SCENARIOS.items()]
     _simulate(stack, "mp-fault", specs, start)
     return start
@@ -234,6 +227,6 @@ def test_the_fire_pump_rule_says_not_configured_without_a_fire_signal(stack: Sta
 
 
 def test_a_healthy_run_raises_no_multipoint_alarm(stack: Stack) -> None:
-    start = window_start()
+    start = simulated_window_start()
     _simulate(stack, "mp-healthy", [], start)
     assert _multipoint_alarms(stack.engine, "mp-healthy") == []

@@ -92,3 +92,13 @@ def pinned(t: datetime) -> Iterator[FrozenClock]:
 # For a module whose module-scoped world is built at the instant (the parameter is then module-scoped:
 # each instant builds the world once). Usage: ``pytestmark = per_instant_module``, and take ``instant``.
 per_instant_module = pytest.mark.parametrize("instant", list(INSTANTS.values()), ids=list(INSTANTS), scope="module")
+
+
+def simulated_window_start(hour: int = 10, days_back: int = 2) -> datetime:
+    """Where an end-to-end simulation starts: ``hour`` o'clock Shanghai time ``days_back`` days ago, so it covers
+    the same hours of the day (the simulated sensors follow daily shapes) whenever the test runs, always in the
+    past and inside ingest's accept window."""
+    local = clock.now().astimezone(SH)
+    return (local.replace(hour=hour, minute=0, second=0, microsecond=0) - timedelta(days=days_back)).astimezone(
+        ZoneInfo("UTC")
+    )
