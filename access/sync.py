@@ -69,6 +69,11 @@ RECONCILE_EVERY = timedelta(hours=20)  # once a night (the job runs in the small
 RECONCILE_HOURS = range(2, 5)  # estate-local 02:00–04:59
 # Refusals that mean the controller does not hold what the platform thinks: repair with a snapshot.
 REPAIR_REASONS = frozenset({"version_gap", "digest_mismatch", "stale_version", "invalid"})
+# A card handed over at the desk must open the door the resident walks to a minute later, even where the
+# controller's clock runs a little behind the platform's (drift between NTP syncs, or none configured): the
+# start on the wire is this much earlier than the card's. Ends are not widened: a revoked or expired card
+# must stop at once.
+CONTROLLER_CLOCK_ALLOWANCE = timedelta(minutes=2)
 
 
 # --- entries on the wire ---------------------------------------------------------------------------------------
@@ -78,14 +83,15 @@ def wire_entries(entries: Iterable[Entry]) -> list[WhitelistEntryV1]:
     """The platform's entries as the wire contract's, one per UID (sorted by UID).
 
     Two cards with one UID in different formats are one entry on a controller, which reads UIDs only: the
-    union of their doors, the later end and the earlier start (both cards are live, so either may open)."""
+    union of their doors, the later end and the earlier start (both cards are live, so either may open). Each
+    start is moved `CONTROLLER_CLOCK_ALLOWANCE` earlier."""
     by_uid: dict[str, WhitelistEntryV1] = {}
     for e in entries:
         w = WhitelistEntryV1.model_validate(
             {
                 "uid": e.uid,
                 "doors": e.doors,
-                "valid_from": e.valid_from,
+                "valid_from": e.valid_from - CONTROLLER_CLOCK_ALLOWANCE,
                 "valid_until": e.valid_until,
                 "schedule": e.schedule,
             }

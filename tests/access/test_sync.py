@@ -5,7 +5,7 @@ unsynced alarm under a pinned clock, and the nightly report request."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -277,7 +277,16 @@ def test_wire_entries_merge_one_uid_in_two_formats() -> None:
             Entry("0A0B0C0D", "em4100", t - timedelta(days=1), None, None, ("b",)),
         ]
     )
-    assert both == [WhitelistEntryV1(uid="0A0B0C0D", doors=("a", "b"), valid_from=t - timedelta(days=1))]
+    early = sync.CONTROLLER_CLOCK_ALLOWANCE
+    assert both == [WhitelistEntryV1(uid="0A0B0C0D", doors=("a", "b"), valid_from=t - timedelta(days=1) - early)]
+
+
+def test_a_card_issued_now_opens_at_a_controller_whose_clock_is_a_minute_behind() -> None:
+    from access.whitelist import Entry
+
+    (entry,) = sync.wire_entries([Entry("0A0B0C0D", "mifare4", T0, None, None, ("a",))])
+    assert entry.denial("a", T0 - timedelta(minutes=1), UTC) is None
+    assert entry.denial("a", T0 - timedelta(minutes=3), UTC) == "not_yet_valid"
 
 
 def test_plan_is_a_delta_of_changes_only() -> None:
