@@ -327,7 +327,11 @@ def apply(
     holds, clears, value = judged
     if not state.active:
         if not holds:
-            return replace(base, since=None), None
+            # The min-duration clock stops only once the reading is past the clear band, not on every noisy
+            # reading that grazes the level: a dying ΔT hovering at 4.5 ± 0.5 K is "below 5 K for 2 h" to an
+            # engineer, and restarting the clock at each 5.0 K reading would never let it raise (the heating
+            # curve's night-time supply put it there when the e2e run started at 03:00).
+            return replace(base, since=None if clears else base.since), None
         since = base.since if base.since is not None else ts
         if ts - since < rule.min_duration:
             return replace(base, since=since), None

@@ -101,6 +101,19 @@ def test_low_dt_run_broken_before_two_hours_raises_nothing() -> None:
     assert got == []
 
 
+def test_low_dt_grazing_the_level_keeps_the_two_hour_clock_running() -> None:
+    # A dying ΔT at 4.5 ± 0.5 K: readings of 5.0–5.5 K are inside the clear band, so the 2 h keep counting
+    # from minute 10 (the e2e run from 03:00 local, when the night-time supply lifts ΔT by about 1 K).
+    r = rule(DT_RULE)
+    b = bind(r, {"secondary_supply_temp_c": 10, "secondary_return_temp_c": 11})
+
+    def dt(m: int) -> float:
+        return 8.0 if m < 10 else (5.4 if m % 20 == 0 else 4.4)
+
+    _, got = run(r, b, [(60 * m, {10: 48.0, 11: 48.0 - dt(m)}) for m in range(0, 180, 5)])
+    assert got == [("Raise", 130.0)]
+
+
 def test_jockey_pump_seventh_start_in_an_hour_raises() -> None:
     r = rule(JOCKEY_RULE)
     b = bind(r, {"jockey_pump_running": 5})
