@@ -1060,3 +1060,31 @@ STRINGS.update(
         ),
     }
 )
+
+# System diagrams (组态图) of the equipment rooms (dashboards/diagrams/, templates/rooms/_diagram.html).
+STRINGS.update(
+    {
+        "diagram_title": ("系统图", "System diagram"),
+        "diagram_open_alone": ("单独打开", "Open on its own"),
+        "diagram_other": ("其他设备", "Other equipment"),
+        "diagram_hv_supply": ("10 kV 市电进线", "10 kV incoming supply"),
+        "diagram_lv_bus": ("0.4 kV 低压母线", "0.4 kV LV busbar"),
+        "diagram_duty": ("主用", "duty"),
+        "diagram_standby": ("备用", "standby"),
+        "diagram_suction": ("吸水总管", "Suction header"),
+        "diagram_discharge": ("出水总管", "Discharge header"),
+        "diagram_outlet": ("出水 → 供水管网", "Outlet → supply network"),
+        "diagram_primary": ("一次网（热源）", "Primary network (heat source)"),
+        "diagram_secondary_out": ("二次供水 → 用户", "Secondary supply → buildings"),
+        "diagram_secondary_back": ("二次回水 ← 用户", "Secondary return ← buildings"),
+        "diagram_makeup": ("补水定压", "Make-up & pressurisation"),
+        "diagram_hot_supply": ("热水供水 → 用户", "Hot-water supply → users"),
+        "diagram_hot_return": ("热水回水 ← 用户", "Hot-water return ← users"),
+        "diagram_legend_ok": ("正常", "Normal"),
+        "diagram_legend_warning": ("预警", "Warning"),
+        "diagram_legend_alarm": ("报警", "Alarm"),
+        "diagram_legend_critical": ("紧急", "Critical"),
+        "diagram_legend_stale": ("离线 / 超时未上报", "Offline / not reporting"),
+        "diagram_legend_running": ("泵运行", "Pump running"),
+    }
+)
