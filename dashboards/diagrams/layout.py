@@ -92,7 +92,7 @@ def fit(text: str, width: float, size: float = 13.0) -> str:
     """``text`` shortened with … to about ``width`` units at ``size`` px (CJK glyphs are square, Latin about half)."""
     used = 0.0
     for i, ch in enumerate(text):
-        used += size if ord(ch) > 0x2E80 else size * 0.58
+        used += size if ord(ch) > 0x2E80 else size * 0.64
         if used > width:
             return text[: max(1, i - 1)] + "…"
     return text
@@ -396,7 +396,7 @@ def _heat_station(kind: str, devices: list[DeviceSpec], lang: Lang) -> Scene:
     captions = [
         Caption(x_pr + 12, y_supply + 4, i18n.t("diagram_primary", lang)),
         Caption(width - MARGIN, y_supply - 4, i18n.t("diagram_secondary_out", lang), "dg-caption", "end"),
-        Caption(width - MARGIN, y_return + 14, i18n.t("diagram_secondary_back", lang), "dg-caption", "end"),
+        Caption(width - MARGIN, y_return - 6, i18n.t("diagram_secondary_back", lang), "dg-caption", "end"),
     ]
     y = y_return + GAP
     hx_nodes = []
