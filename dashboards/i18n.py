@@ -398,12 +398,14 @@ def format_value(value: float | None, unit: str, lang: Lang) -> str:
 
 
 def state_text(metric: str, value: float | None, lang: Lang) -> tuple[str, str]:
-    """(text, css class) of a state point: alarm-type points read 报警/正常, the rest 运行/停止."""
+    """(text, css class) of a state point: alarm-type points read 报警/正常, valves 开启/关闭, the rest 运行/停止."""
     if value is None:
         return "—", "none"
     on = value >= 0.5
     if metric in ALARM_STATES:
         return (t("state_alarm", lang), "alarm") if on else (t("state_normal", lang), "ok")
+    if "valve" in metric:
+        return (t("state_valve_open", lang), "run") if on else (t("state_valve_closed", lang), "off")
     if metric.endswith("_running") or metric.endswith("_on"):
         return (t("state_running", lang), "run") if on else (t("state_stopped", lang), "off")
     return (t("state_on", lang), "run") if on else (t("state_off", lang), "off")
@@ -1085,6 +1087,8 @@ STRINGS.update(
         "diagram_legend_alarm": ("报警", "Alarm"),
         "diagram_legend_critical": ("紧急", "Critical"),
         "diagram_legend_stale": ("离线 / 超时未上报", "Offline / not reporting"),
-        "diagram_legend_running": ("泵运行", "Pump running"),
+        "diagram_legend_running": ("泵运行 / 阀开", "Pump running / valve open"),
+        "state_valve_open": ("开启", "Open"),
+        "state_valve_closed": ("关闭", "Closed"),
     }
 )

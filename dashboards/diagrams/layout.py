@@ -33,6 +33,7 @@ PAD = 8.0
 GAP = 40.0  # between rows of nodes (room for the connecting lines)
 SYMBOL_H = 40.0  # the transformer's two-winding symbol above its title
 PUMP_W, PUMP_H = 96.0, 86.0
+VALVE_W, VALVE_H = 72.0, 58.0
 TANK_W = 170.0
 MAX_ROWS = 6
 
@@ -96,6 +97,35 @@ def fit(text: str, width: float, size: float = 13.0) -> str:
         if used > width:
             return text[: max(1, i - 1)] + "…"
     return text
+
+
+def valves_of(device: DeviceSpec) -> list[PointSpec]:
+    """The valves a device reports open / closed, one state point each (outlet_valve_open, valve_open)."""
+    return [p for p in device.points if p.kind == "state" and "valve" in p.metric]
+
+
+def _valve_title(point: PointSpec) -> str:
+    label = point.label
+    for suffix in ("开启", "开关", "状态", "开", " open", " state"):
+        label = label.removesuffix(suffix)
+    return label.strip() or point.label
+
+
+def valve_node(device: DeviceSpec, point: PointSpec, x: float, line_y: float) -> Node:
+    """One valve on a pipe at ``line_y``, drawn from its state point: open or closed, grey when stale."""
+    return Node(
+        key=f"{device.code}/{point.metric}",
+        shape="valve",
+        x=x,
+        y=line_y - 14,
+        w=VALVE_W,
+        h=VALVE_H,
+        title=fit(_valve_title(point), VALVE_W, 12),
+        state_point=point.id,
+        readings=(Reading(point.id, "", "", "state", x + 4, line_y + 38, VALVE_W - 8),),
+        title_y=line_y + 24,
+        tooltip=point.label,
+    )
 
 
 def _rows(points: Sequence[PointSpec], x: float, top: float, w: float) -> tuple[Reading, ...]:
@@ -290,7 +320,9 @@ def _pump_room(kind: str, devices: list[DeviceSpec], lang: Lang) -> Scene:
     x_pump = x_suction + 28
     x_discharge = x_pump + PUMP_W + 28
     x_box = x_discharge + 44
-    width = x_box + BOX_W + 150
+    # Valves a set reports sit on its outlet, between the set and the network.
+    most_valves = max((len(valves_of(d)) for d in sets), default=0)
+    width = x_box + BOX_W + 150 + most_valves * (VALVE_W + 12)
     nodes: list[Node] = []
     pipes: list[Pipe] = []
     captions: list[Caption] = []
@@ -306,8 +338,9 @@ def _pump_room(kind: str, devices: list[DeviceSpec], lang: Lang) -> Scene:
     bands: list[tuple[float, float]] = []  # (suction y, bottom) of each pump set
     for d in sets:
         pumps = pumps_of(d)
+        valves = valves_of(d)
         pump_nodes = [pump_node(d, p, x_pump, y + i * PUMP_H, lang) for i, p in enumerate(pumps)]
-        box = device_node(d, x_box, y, "box", points=key_points(d, skip={p.id for p in pumps}))
+        box = device_node(d, x_box, y, "box", points=key_points(d, skip={p.id for p in pumps + valves}))
         ys = [n.y + 22 for n in pump_nodes]
         captions.append(Caption(x_suction, y - 8, i18n.t("diagram_suction", lang), "dg-caption dg-small", "middle"))
         captions.append(Caption(x_discharge, y - 8, i18n.t("diagram_discharge", lang), "dg-caption dg-small", "middle"))
@@ -319,10 +352,12 @@ def _pump_room(kind: str, devices: list[DeviceSpec], lang: Lang) -> Scene:
         out_y = box.y + HEAD_H / 2
         pipes.append(Pipe(((x_discharge, ys[0]), (x_discharge, out_y), (box.x, out_y)), "dg-pipe dg-water"))
         pipes.append(_hline(box.x + box.w, width - MARGIN, out_y, "dg-pipe dg-water dg-flow"))
+        valve_nodes = [valve_node(d, p, box.x + box.w + 16 + i * (VALVE_W + 12), out_y) for i, p in enumerate(valves)]
+        nodes.extend(valve_nodes)
         captions.append(Caption(width - MARGIN, out_y - 8, i18n.t("diagram_outlet", lang), "dg-caption", "end"))
         nodes.extend(pump_nodes)
         nodes.append(box)
-        bottom = max([n.bottom for n in pump_nodes] + [box.bottom])
+        bottom = max([n.bottom for n in pump_nodes + valve_nodes] + [box.bottom])
         bands.append((ys[0], bottom))
         y = bottom + GAP
     for i, n in enumerate(tank_nodes):

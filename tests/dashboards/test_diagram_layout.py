@@ -302,3 +302,35 @@ def test_every_sample_room_in_english(room: str) -> None:
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in text), text
     if room == "PUMP1":
         assert [p.role for p in scene.shapes("pump")] == ["duty", "standby", "standby"]
+
+
+def test_a_valve_a_point_reports_is_drawn_on_the_outlet_open_or_closed() -> None:
+    ids = Ids()
+    devices = [
+        spec(ids, "T1", "water_tank", [("tank_level_m", "水箱液位", "m", "gauge")], name="水箱"),
+        spec(
+            ids,
+            "P1",
+            "booster_pump_set",
+            [
+                ("outlet_pressure_mpa", "出水压力", "MPa", "gauge"),
+                ("pump_1_running", "1#泵运行", "", "state"),
+                ("pump_2_running", "2#泵运行", "", "state"),
+                ("outlet_valve_open", "出水阀开启", "", "state"),
+            ],
+            name="变频供水设备",
+            attrs={"duty": "pump_2"},
+        ),
+    ]
+    scene = build_scene("pump_room", devices, "zh")
+    assert_tidy(scene, devices)
+    [valve] = scene.shapes("valve")
+    assert valve.title == "出水阀"
+    assert valve.state_point == devices[1].points[3].id
+    box = scene.node("P1")
+    assert [r.label for r in box.readings] == ["出水压力"]  # pumps and valve are drawn, not listed
+    assert valve.x > box.x + box.w
+    assert [p.role for p in scene.shapes("pump")] == ["备用", "主用"]
+    assert i18n.state_text("outlet_valve_open", 1.0, "zh") == ("开启", "run")
+    assert i18n.state_text("outlet_valve_open", 0.0, "zh") == ("关闭", "off")
+    assert i18n.state_text("outlet_valve_open", 0.0, "en") == ("Closed", "off")
