@@ -13,7 +13,7 @@ One run, on this machine:
    bearer token (created through accounts.service) and a browser session (POST /api/auth/login);
 4. sequential requests with httpx, interleaved across the endpoints (each turn goes to the endpoint
    that has had the least time so far): the 24 h series of a point by hour and by 5 minutes (rotating
-   over 50 points), a room's live values and the room page (HTML, rotating over 10 rooms).
+   over 50 points), a room's live values, the room page (HTML) and the room's system diagram (rotating over 10 rooms).
 
 Everything is throwaway, as in bench/ingest.py. See bench/README.md.
 """
@@ -349,6 +349,13 @@ def check_page(r: Any) -> str | None:
     return None
 
 
+def check_diagram(r: Any) -> str | None:
+    text = r.text
+    if 'class="diagram' not in text or "data-device-id=" not in text or "data-point-id=" not in text:
+        return "the diagram page draws no devices or values"
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # the bench
 
@@ -575,6 +582,13 @@ class Bench(Harness):
                 check_live({str(r): n for r, n in rooms}),
             ),
             Endpoint("room_page", "room page (HTML, cookie)", [f"/rooms/{r}" for r, _ in rooms], "cookie", check_page),
+            Endpoint(
+                "room_diagram",
+                "room diagram (SVG page, cookie)",
+                [f"/rooms/{r}/diagram" for r, _ in rooms],
+                "cookie",
+                check_diagram,
+            ),
         ]
 
     def _requests(self, endpoints: list[Endpoint], clients: dict[str, Any], deadline: float) -> None:

@@ -398,12 +398,14 @@ def format_value(value: float | None, unit: str, lang: Lang) -> str:
 
 
 def state_text(metric: str, value: float | None, lang: Lang) -> tuple[str, str]:
-    """(text, css class) of a state point: alarm-type points read 报警/正常, the rest 运行/停止."""
+    """(text, css class) of a state point: alarm-type points read 报警/正常, valves 开启/关闭, the rest 运行/停止."""
     if value is None:
         return "—", "none"
     on = value >= 0.5
     if metric in ALARM_STATES:
         return (t("state_alarm", lang), "alarm") if on else (t("state_normal", lang), "ok")
+    if "valve" in metric:
+        return (t("state_valve_open", lang), "run") if on else (t("state_valve_closed", lang), "off")
     if metric.endswith("_running") or metric.endswith("_on"):
         return (t("state_running", lang), "run") if on else (t("state_stopped", lang), "off")
     return (t("state_on", lang), "run") if on else (t("state_off", lang), "off")
@@ -1058,5 +1060,35 @@ STRINGS.update(
             "满意：满意度 3–5 分（1–2 分为不满意）；按小区当地月份统计，返修前的回访也计入",
             "Satisfied: 3–5 of 5 (1–2 is dissatisfied); by the estate's local month, callbacks before a reopen count",
         ),
+    }
+)
+
+# System diagrams (组态图) of the equipment rooms (dashboards/diagrams/, templates/rooms/_diagram.html).
+STRINGS.update(
+    {
+        "diagram_title": ("系统图", "System diagram"),
+        "diagram_open_alone": ("单独打开", "Open on its own"),
+        "diagram_other": ("其他设备", "Other equipment"),
+        "diagram_hv_supply": ("10 kV 市电进线", "10 kV incoming supply"),
+        "diagram_lv_bus": ("0.4 kV 低压母线", "0.4 kV LV busbar"),
+        "diagram_duty": ("主用", "duty"),
+        "diagram_standby": ("备用", "standby"),
+        "diagram_suction": ("吸水总管", "Suction header"),
+        "diagram_discharge": ("出水总管", "Discharge header"),
+        "diagram_outlet": ("出水 → 供水管网", "Outlet → supply network"),
+        "diagram_primary": ("一次网（热源）", "Primary network (heat source)"),
+        "diagram_secondary_out": ("二次供水 → 用户", "Secondary supply → buildings"),
+        "diagram_secondary_back": ("二次回水 ← 用户", "Secondary return ← buildings"),
+        "diagram_makeup": ("补水定压", "Make-up & pressurisation"),
+        "diagram_hot_supply": ("热水供水 → 用户", "Hot-water supply → users"),
+        "diagram_hot_return": ("热水回水 ← 用户", "Hot-water return ← users"),
+        "diagram_legend_ok": ("正常", "Normal"),
+        "diagram_legend_warning": ("预警", "Warning"),
+        "diagram_legend_alarm": ("报警", "Alarm"),
+        "diagram_legend_critical": ("紧急", "Critical"),
+        "diagram_legend_stale": ("离线 / 超时未上报", "Offline / not reporting"),
+        "diagram_legend_running": ("泵运行 / 阀开", "Pump running / valve open"),
+        "state_valve_open": ("开启", "Open"),
+        "state_valve_closed": ("关闭", "Closed"),
     }
 )

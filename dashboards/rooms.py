@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from dashboards import i18n, rooms_view
+from dashboards.diagrams.view import diagram_view, severity_payload
 from dashboards.i18n import Lang
 from dashboards.lookups import device_of, estate_of, room_of
 from dashboards.render import page_data, render, render_fragment
@@ -75,6 +76,7 @@ def room_page(room_id: int, request: Request, session: ReadSessionDep, viewer: E
         room_title=i18n.room_title(room.name, room.kind, room.code, viewer.lang),
         room_kind=i18n.lookup(i18n.ROOM_KINDS, room.kind, viewer.lang, fallback=room.kind),
         devices=views,
+        dv=diagram_view(session, room, devices, views, viewer.lang),
         charts=charts,
         tz=tz.key,
         page_data=page_data(
@@ -87,6 +89,27 @@ def room_page(room_id: int, request: Request, session: ReadSessionDep, viewer: E
             append=True,
         ),
         bucket_note=_bucket_note(bucket, viewer.lang),
+    )
+
+
+@router.get("/rooms/{room_id}/diagram", response_class=HTMLResponse)
+def room_diagram_page(room_id: int, request: Request, session: ReadSessionDep, viewer: EquipmentViewer) -> HTMLResponse:
+    """The room's system diagram alone (the control room's screen shows it full size)."""
+    room, estate = room_of(session, room_id, viewer)
+    tz = i18n.zone(estate.timezone)
+    devices = rooms_view.room_devices(session, room)
+    views = rooms_view.device_views(session, devices, viewer.lang, tz)
+    return render(
+        request,
+        "rooms/diagram.html",
+        viewer.lang,
+        viewer,
+        estate=estate,
+        room=room,
+        room_title=i18n.room_title(room.name, room.kind, room.code, viewer.lang),
+        dv=diagram_view(session, room, devices, views, viewer.lang),
+        # The room's own stream: the same values and severities the room page follows.
+        page_data=page_data(viewer.lang, f"/live/rooms/{room.id}", "values", charts=[], append=False),
     )
 
 
@@ -147,9 +170,11 @@ def _can_equipment(v: Viewer) -> bool:
 async def live_room(room_id: int, request: Request) -> Response:
     def build(session: Session, viewer: Viewer) -> dict[str, Any]:
         room, estate = room_of(session, room_id, viewer)
-        return rooms_view.live_payload(
-            session, rooms_view.room_devices(session, room), viewer.lang, i18n.zone(estate.timezone)
-        )
+        devices = rooms_view.room_devices(session, room)
+        payload = rooms_view.live_payload(session, devices, viewer.lang, i18n.zone(estate.timezone))
+        # The diagram's alarm colours: worst open alarm per point and per device.
+        payload["severity"] = severity_payload(session, [d.id for d in devices])
+        return payload
 
     return await stream(request, build, _can_equipment, min_interval=1.0)
 

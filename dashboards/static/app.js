@@ -176,6 +176,40 @@
         setField(node, "last_seen", d.last_seen);
       });
     }
+    applyDiagram(data);
+  }
+
+  // --- system diagram (rooms/_diagram.html) ---------------------------------------------------------
+  // SVG elements: classList and dataset only (an SVG element's className cannot be assigned).
+
+  const SEVERITIES = ["ok", "warning", "alarm", "critical"];
+
+  function setSeverity(el, sev) {
+    const want = sev || "ok";
+    if (el.dataset.severity === want) return;
+    SEVERITIES.forEach((s) => el.classList.toggle("sev-" + s, s === want));
+    el.dataset.severity = want;
+  }
+
+  function applyDiagram(data) {
+    if (!document.querySelector(".diagram")) return;
+    const sev = data.severity || { points: {}, devices: {} };
+    for (const p of data.points) {
+      document.querySelectorAll('[data-point-id="' + p.id + '"]').forEach((el) => {
+        const num = el.querySelector('[data-field="text"]');
+        if (num && num.textContent !== p.text) num.textContent = p.text;
+        el.dataset.state = p.css || "none";
+        el.classList.toggle("dg-stale", !!p.stale);
+        setSeverity(el, sev.points[p.id]);
+      });
+    }
+    for (const d of data.devices) {
+      document.querySelectorAll('[data-device-id="' + d.id + '"]').forEach((el) => {
+        el.dataset.status = d.status;
+        el.classList.toggle("dg-stale", d.status !== "online");
+        setSeverity(el, sev.devices[d.id]);
+      });
+    }
   }
 
   function applyHtml(data) {
