@@ -65,3 +65,13 @@ def may_read_rounds(role: Role | str) -> bool:
 
 def may_record_round(role: Role | str) -> bool:
     return Role(role) in ROUND_RECORDERS
+
+
+# The 18:30 daily summary (alarms/daily_summary.py): the customer-service desk that writes it (seeds/001 4.10), the
+# department heads it goes to (supervisors, the project manager), head office and read-only dashboards. Engineers
+# follow their tickets and rounds on those pages; the card desk and the billing clerk have no part in it.
+SUMMARY_READERS = frozenset({Role.admin, Role.steward, Role.supervisor, Role.manager, Role.viewer})
+
+
+def may_read_daily_summary(role: Role | str) -> bool:
+    return Role(role) in SUMMARY_READERS

@@ -140,6 +140,26 @@ def room_ids(session: Session, visible: Set[int]) -> dict[tuple[str, str], int]:
     }
 
 
+def day_alarm_counts(
+    session: Session, estate_id: int, start: datetime, end: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The estate's alarms by severity: raised in [start, end), and open at `end` (raised before it, not cleared by
+    then)."""
+    raised, still_open = session.execute(
+        text(
+            "SELECT coalesce(jsonb_object_agg(severity, n) FILTER (WHERE kind = 'raised'), '{}'),"
+            " coalesce(jsonb_object_agg(severity, n) FILTER (WHERE kind = 'open'), '{}') FROM ("
+            " SELECT 'raised' AS kind, severity, count(*) AS n FROM alarms"
+            "  WHERE estate_id = :estate AND raised_at >= :start AND raised_at < :end GROUP BY severity"
+            " UNION ALL"
+            " SELECT 'open', severity, count(*) FROM alarms WHERE estate_id = :estate AND raised_at < :end"
+            "  AND (state <> 'cleared' OR cleared_at >= :end) GROUP BY severity) c"
+        ),
+        {"estate": estate_id, "start": start, "end": end},
+    ).one()
+    return {str(k): int(v) for k, v in raised.items()}, {str(k): int(v) for k, v in still_open.items()}
+
+
 # --- change detection for the live alarm list and ticket board --------------------------------------------------
 
 _GLOBAL_EVENT = text("SELECT coalesce(max(id), 0) FROM ticket_events")

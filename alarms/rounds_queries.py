@@ -118,3 +118,36 @@ def rounds_between(session: Session, room_id: int, lo: datetime, hi: datetime, *
         {"room": room_id, "lo": lo, "hi": hi, "limit": limit},
     ).mappings()
     return [_round(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class DayRound:
+    """A round of the day's summary with its schedule (grouped by name: new kinds of rounds show by themselves) and
+    room."""
+
+    id: int
+    schedule_code: str
+    schedule_name_zh: str
+    schedule_name_en: str
+    room_id: int
+    room_code: str
+    window_start: datetime
+    window_end: datetime
+    status: str
+    ticket_id: int | None
+
+
+def rounds_of_day(session: Session, estate_id: int, start: datetime, end: datetime) -> list[DayRound]:
+    """The estate's rounds whose window starts in [start, end), by schedule code, room and window start."""
+    rows = session.execute(
+        text(
+            "SELECT r.id, s.code AS schedule_code, s.name_zh AS schedule_name_zh, s.name_en AS schedule_name_en,"
+            " r.room_id, rm.code AS room_code, r.window_start, r.window_end, r.status, r.ticket_id"
+            " FROM inspection_rounds r JOIN round_schedules s ON s.id = r.schedule_id"
+            " JOIN rooms rm ON rm.id = r.room_id"
+            " WHERE r.estate_id = :estate AND r.window_start >= :start AND r.window_start < :end"
+            " ORDER BY s.code, rm.code, r.window_start, r.id"
+        ),
+        {"estate": estate_id, "start": start, "end": end},
+    ).mappings()
+    return [DayRound(**{f.name: row[f.name] for f in fields(DayRound)}) for row in rows]

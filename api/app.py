@@ -24,6 +24,7 @@ from api.routes import (
     estates,
     operations,
     rounds,
+    summary,
     tickets,
     warranty,
 )
@@ -49,6 +50,7 @@ def mount_api(app: FastAPI) -> None:
         access,
         billing_statements,
         warranty,
+        summary,
     ):
         app.include_router(module.router)
 

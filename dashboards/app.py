@@ -25,6 +25,7 @@ from dashboards import (
     operations,
     rooms,
     rounds,
+    summary,
     tickets,
 )
 from dashboards.live import LiveHub, connect_kwargs
@@ -66,6 +67,7 @@ def mount_dashboards(app: FastAPI) -> None:
         access,
         billing_statements,
         callbacks,
+        summary,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

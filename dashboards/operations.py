@@ -59,6 +59,7 @@ CHANNELS: dict[str, tuple[str, str]] = {
 SOURCES: dict[str, tuple[str, str]] = {
     "ticket_escalation": ("工单升级", "Ticket escalation"),
     "billing_notice": ("热水通知", "Hot-water notice"),
+    "daily_summary": ("每日汇总", "Daily summary"),
 }
 
 

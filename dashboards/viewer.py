@@ -137,6 +137,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return tickets_policy.may_view_callback_report(viewer.role)
     if what == "access_sync":
         return access_policy.may(viewer.role, access_policy.Action.view_sync)
+    if what == "daily_summary":
+        return alarms_policy.may_read_daily_summary(viewer.role)
     return False
 
 

@@ -1393,3 +1393,18 @@ class TicketChargeback(Base):
     due_at: Mapped[datetime] = mapped_column(TZ)
     missed_at: Mapped[datetime] = mapped_column(TZ)
     amount_fen: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# --- the 18:30 daily summary (alarms/daily_summary*.py) --------------------------------------------------------------
+
+
+class DailySummary(Base):
+    """One estate's daily summary as sent (seeds/001 4.10: 每日18:30前发送): one row per estate and local day,
+    written in the transaction that queues its messages, so the day is summarised and sent once. `counts` keeps the
+    figures as they were at `sent_at` (the page recomputes the day from the tables)."""
+
+    __tablename__ = "daily_summaries"
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # the estate's local date
+    sent_at: Mapped[datetime] = mapped_column(TZ)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")

@@ -74,31 +74,59 @@ def enqueue_escalation_notices(session: Session, escalations: Sequence[Escalatio
         ticket, detail = esc.ticket, esc.detail
         estate = estates[ticket.estate_id]
         role = str(detail["notify_role"])
-        key = delivery_key(ticket.id, detail)
         subject, markdown, text = compose(ticket, estate, detail)
-
-        # The log always records it, so an estate without a robot or mail server still has the trail.
-        targets = [(LOG, f"role:{role}", text), (WECOM_ROBOT, f"role:{role}", markdown)]
         # A notice target may be named differently from the staff role that reads it (服务中心经理 is the
         # 项目经理 account), or have no account yet (客服主管): then the group message and the log carry it.
         staff_role = NOTIFY_STAFF_ROLE.get(role, role)
-        if staff_role is not None:
-            targets += [(EMAIL, address, text) for address in staff_emails(session, estate.id, [staff_role])]
-        for channel, recipient, body in targets:
-            ids.append(
-                enqueue(
-                    session,
-                    key=key,
-                    channel=channel,
-                    recipient=recipient,
-                    subject=subject,
-                    body=body,
-                    source=SOURCE,
-                    at=now,
-                    estate_id=estate.id,
-                )
-            )
+        ids += enqueue_staff_notice(
+            session,
+            key=delivery_key(ticket.id, detail),
+            estate_id=estate.id,
+            group=f"role:{role}",
+            email_roles=[staff_role] if staff_role is not None else [],
+            subject=subject,
+            markdown=markdown,
+            text=text,
+            source=SOURCE,
+            now=now,
+        )
     return ids
 
 
-__all__ = ["SOURCE", "Escalation", "compose", "delivery_key", "enqueue_escalation_notices"]
+def enqueue_staff_notice(
+    session: Session,
+    *,
+    key: str,
+    estate_id: int,
+    group: str,
+    email_roles: Sequence[str],
+    subject: str,
+    markdown: str,
+    text: str,
+    source: str,
+    now: datetime,
+) -> list[int]:
+    """The path every staff notice of an estate takes (escalations, the daily summary): a line in the log, one WeCom
+    group-robot message (`group` names whom it is for), and an e-mail to each active staff user of `email_roles` on
+    the estate who has an address; all queued under `key`, so the same notice is never queued twice."""
+    # The log always records it, so an estate without a robot or mail server still has the trail.
+    targets = [(LOG, group, text), (WECOM_ROBOT, group, markdown)]
+    if email_roles:
+        targets += [(EMAIL, address, text) for address in staff_emails(session, estate_id, email_roles)]
+    return [
+        enqueue(
+            session,
+            key=key,
+            channel=channel,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            source=source,
+            at=now,
+            estate_id=estate_id,
+        )
+        for channel, recipient, body in targets
+    ]
+
+
+__all__ = ["SOURCE", "Escalation", "compose", "delivery_key", "enqueue_escalation_notices", "enqueue_staff_notice"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.roles import Role
@@ -200,3 +200,42 @@ def staff_names(session: Session, usernames: set[str]) -> dict[str, str]:
         select(StaffUser.username, StaffUser.display_name).where(StaffUser.username.in_(usernames))
     ).all()
     return {u: (d or u) for u, d in rows}
+
+
+def day_tickets(session: Session, estate_id: int, start: datetime, end: datetime) -> list[Ticket]:
+    """The estate's tickets a day [start, end) touched: received before `end` and not closed before `start` (opened,
+    closed or still open that day), oldest first. The daily summary (alarms/daily_summary.py) counts them."""
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(
+                Ticket.estate_id == estate_id,
+                Ticket.received_at < end,
+                or_(
+                    Ticket.status != TicketStatus.closed.value,
+                    Ticket.closed_at.is_(None),
+                    Ticket.closed_at >= start,
+                ),
+            )
+            .order_by(Ticket.received_at, Ticket.id)
+        )
+    )
+
+
+def callbacks_made(session: Session, estate_id: int, start: datetime, end: datetime) -> int:
+    """Callbacks (回访) recorded on the estate's tickets in [start, end): the events, so one made before a reopen
+    counts too."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TicketEvent)
+            .join(Ticket, Ticket.id == TicketEvent.ticket_id)
+            .where(
+                Ticket.estate_id == estate_id,
+                TicketEvent.action == "callback",
+                TicketEvent.at >= start,
+                TicketEvent.at < end,
+            )
+        )
+        or 0
+    )

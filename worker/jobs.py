@@ -41,6 +41,7 @@ ACCESS_RETENTION_LOCK = LOCK_NAMESPACE | 0x72  # 'r'
 ACCESS_SYNC_LOCK = LOCK_NAMESPACE | 0x53  # 'S'
 ACCESS_RECONCILE_LOCK = LOCK_NAMESPACE | 0x52  # 'R'
 WARRANTY_LOCK = LOCK_NAMESPACE | 0xB0
+DAILY_SUMMARY_LOCK = LOCK_NAMESPACE | 0xD5
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,13 @@ def warranty_job(session: Session, now: datetime) -> object:
     from tickets.warranty import charge_missed
 
     return charge_missed(session, now)
+
+
+def daily_summary_job(session: Session, now: datetime) -> object:
+    """Each estate's day (tickets, complaints, rounds, alarms, callbacks) sent at 18:30 local time, once a day."""
+    from alarms.daily_summary_notices import send_due
+
+    return send_due(session, now)
 
 
 def purge_job(session: Session, now: datetime) -> object:
@@ -212,7 +220,7 @@ def default_jobs(
     15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
     billing run and the dunning ladder hourly, access-card expiry every minute, swipe-log retention hourly,
     controller sync every 5 s, the nightly whitelist reconciliation checked every 15 min, developer charge-backs
-    for missed warranty due dates every 5 min,
+    for missed warranty due dates every 5 min, the 18:30 daily summary checked every minute,
     outbox every 2 s (with a dispatcher), notification deliveries
     every 10 s (with a `notifications_job`)."""
     jobs = [
@@ -239,6 +247,8 @@ def default_jobs(
         Job("access_reconcile", 900.0, ACCESS_RECONCILE_LOCK, access_reconcile_job),
         # Developers' due dates are days away; within five minutes of one is soon enough to bill.
         Job("warranty", 300.0, WARRANTY_LOCK, warranty_job),
+        # Due from 18:30 local time; every minute sends it within the minute (and after downtime that evening).
+        Job("daily_summary", 60.0, DAILY_SUMMARY_LOCK, daily_summary_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -253,6 +263,7 @@ __all__ = [
     "ACCESS_RETENTION_LOCK",
     "ACCESS_SYNC_LOCK",
     "BILLING_LOCK",
+    "DAILY_SUMMARY_LOCK",
     "DUNNING_LOCK",
     "ESCALATION_LOCK",
     "LOCK_NAMESPACE",
@@ -269,6 +280,7 @@ __all__ = [
     "access_reconcile_job",
     "access_sync_job",
     "billing_job",
+    "daily_summary_job",
     "default_jobs",
     "dunning_job",
     "escalation_job",

@@ -98,6 +98,8 @@ READING_RECORDERS = frozenset({A, M, B, E})  # billing.policy record_manual_read
 READING_VIEWERS = frozenset({A, M, B, E, SU, S})  # billing.policy view_manual_readings
 # The controllers' sync state: the card desk, and engineers read-only (an unsynced controller is theirs to fix).
 SYNC_READERS = CARD_DESK | {E}
+# alarms.policy SUMMARY_READERS: the desk that writes the 18:30 summary, the heads it goes to, read-only dashboards.
+SUMMARY_READERS = frozenset({A, S, SU, M, V})
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -207,6 +209,7 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/billing/estates/{code}/manual-readings"): READING_VIEWERS,
     ("POST", "/api/billing/estates/{code}/manual-readings"): READING_RECORDERS,
     ("GET", "/api/access/controllers"): SYNC_READERS,
+    ("GET", "/api/summary/daily"): SUMMARY_READERS,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 MANUAL_READING = ("POST", "/api/billing/estates/{code}/manual-readings")
@@ -1164,6 +1167,7 @@ def test_the_spelled_out_operations_roles_are_the_policy() -> None:
     assert {r for r in Role if alarms_policy.may_read_commands(r)} == COMMAND_READERS
     assert {r for r in Role if notifications_policy.may_read(r)} == DELIVERY_READERS
     assert {r for r in Role if notifications_policy.may_retry(r)} == DELIVERY_RETRIERS
+    assert {r for r in Role if alarms_policy.may_read_daily_summary(r)} == SUMMARY_READERS
 
 
 def test_the_spelled_out_ticket_roles_are_the_policy() -> None:

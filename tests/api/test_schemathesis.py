@@ -91,6 +91,12 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/estates/\\\\{code\\\\}/warranty/(handover|terms)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+# The daily summary of a day that fits the date pattern but is not in the calendar (02-30), or has not begun in the
+# estate yet, is refused (422).
+[[operations]]
+include-name = "GET /api/summary/daily"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
 )
 

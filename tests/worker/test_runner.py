@@ -108,6 +108,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "access_sync": True,
         "access_reconcile": True,
         "warranty": True,
+        "daily_summary": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
