@@ -233,6 +233,7 @@ METERS: Pair = ("水电表", "Meters")
 METER_REGISTER: Pair = ("读数", "Register")
 # An electricity meter's second register: energy exported (示数 is the word on the meter's own display).
 REVERSE_REGISTER: Pair = ("反向有功示数", "Reverse active energy")
+REVERSE_FLOW: Pair = ("反向累计流量", "Reverse flow")  # a water meter's backward register
 METER_FLAGS: Pair = ("状态标志", "Status flags")
 # Water running through the meter of an empty flat: the SOP's 无人居住的情况下水表依然运转 (seeds/001), close the
 # valve before it floods. Never 走水, which means a fire.
