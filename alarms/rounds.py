@@ -70,10 +70,14 @@ class RoundStatus:
     missed = "missed"
 
 
-STATUS_LABELS = {
-    status: glossary.ROUND_STATUS[status]
-    for status in (RoundStatus.open, RoundStatus.satisfied, RoundStatus.manual_due, RoundStatus.done, RoundStatus.missed)
-}
+_ROUND_STATUSES = (
+    RoundStatus.open,
+    RoundStatus.satisfied,
+    RoundStatus.manual_due,
+    RoundStatus.done,
+    RoundStatus.missed,
+)
+STATUS_LABELS = {status: glossary.ROUND_STATUS[status] for status in _ROUND_STATUSES}
 # The rule's title before the staff's vocabulary (core/glossary.py); a row still carrying it is retitled, a title
 # an operator chose is left alone.
 _OLD_MISSED_TITLE_ZH = "巡检漏检"
@@ -456,7 +460,8 @@ def round_ticket_description(
     lines = [f"巡检窗口 {start:%Y-%m-%d %H:%M} – {end:%H:%M}，遥测未能确认设备状态，请到现场巡检并录入巡检记录。"]
     for pid, ev in (evidence.get("points") or {}).items():
         if "reason" in ev:
-            name = names.get(str(pid)) or f"{ev.get('device')} {glossary.POINT_LABEL.get(ev.get('metric'), ('', ''))[0]}"
+            point = glossary.POINT_LABEL.get(ev.get("metric"), ("", ""))[0]
+            name = names.get(str(pid)) or f"{ev.get('device')} {point}"
             lines.append(f"- {name.strip()}：{_reason_zh(ev)}")
     if evidence.get("reason") == "no_points":
         lines.append("- 该巡检项目没有遥测测点，需人工巡检")
@@ -467,7 +472,7 @@ def _open_round_tickets(session: Session, round_ids: Sequence[int], now: datetim
     from tickets.service import open_ticket
 
     conn = session.connection()
-    rows = conn.execute(
+    found = conn.execute(
         text(
             """
             SELECT r.id, r.estate_id, r.room_id, r.window_start, r.window_end, r.evidence,
@@ -482,15 +487,14 @@ def _open_round_tickets(session: Session, round_ids: Sequence[int], now: datetim
             """
         ),
         {"ids": list(round_ids), "now": now},
-    ).mappings().all()
-    failed = [pid for row in rows for pid, ev in ((row["evidence"] or {}).get("points") or {}).items() if "reason" in ev]
+    )
+    rows = found.mappings().all()
+    failed = [pid for r in rows for pid, ev in ((r["evidence"] or {}).get("points") or {}).items() if "reason" in ev]
     names = _point_names(conn, failed)
     links: list[tuple[int, int]] = []
     for row in rows:
         tz = ZoneInfo(row["timezone"] or "Asia/Shanghai")
-        description = round_ticket_description(
-            row["window_start"], row["window_end"], tz, row["evidence"] or {}, names
-        )
+        description = round_ticket_description(row["window_start"], row["window_end"], tz, row["evidence"] or {}, names)
         ticket = open_ticket(
             session,
             estate_id=row["estate_id"],

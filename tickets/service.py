@@ -501,8 +501,10 @@ def close(
 
 
 def reopen(session: Session, ticket: Ticket | int, actor: str, reason: str, *, at: datetime | None = None) -> Ticket:
-    """Reopen a resolved, called-back or closed ticket (返修 for a repair, 重新处理 otherwise): back to dispatched
-    when someone is assigned, else received. The SLA clocks restart from now (on site, resolve) as for a new report; the history stays in events."""
+    """Reopen a resolved, called-back or closed ticket (返修 for a repair, 重新处理 otherwise).
+
+    Back to dispatched when someone is assigned, else received. The SLA clocks restart from now (on site,
+    resolve) as for a new report; the history stays in events."""
     if not reason.strip():
         raise InvalidInput("a reopen needs a reason / 重新处理须填写原因")
     t = _locked(session, ticket)

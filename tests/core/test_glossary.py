@@ -26,8 +26,10 @@ def test_the_glossary_is_not_empty() -> None:
 @pytest.mark.parametrize(("name", "pair"), all_pairs())
 def test_every_entry_has_chinese_and_english(name: str, pair: glossary.Pair) -> None:
     zh, en = pair
-    assert zh.strip() and CJK.search(zh), name
-    assert en.strip() and not CJK.search(en), name
+    assert zh.strip(), name
+    assert CJK.search(zh), name
+    assert en.strip(), name
+    assert not CJK.search(en), name
 
 
 @pytest.mark.parametrize(("name", "pair"), all_pairs())

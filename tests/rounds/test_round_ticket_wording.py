@@ -37,14 +37,17 @@ def test_a_manual_round_ticket_reads_like_the_staff(est: RoomsEstate) -> None:
     rnd = est.session.scalars(
         select(InspectionRound).where(InspectionRound.schedule_id == lv.id).order_by(InspectionRound.window_start)
     ).first()
-    assert rnd is not None and rnd.status == "manual_due" and rnd.ticket_id is not None
+    assert rnd is not None
+    assert rnd.status == "manual_due"
+    assert rnd.ticket_id is not None
     ticket = est.session.get(Ticket, rnd.ticket_id)
     assert ticket is not None
     lines = ticket.description.splitlines()
     assert lines[0].startswith("巡检窗口 2026-11-26 08:00 – 10:00，")
     assert "- 环境监测 室温：超出报警限值（35）" in lines
     assert "- 无功补偿电容柜 电容器外壳温度：窗口内无数据" in lines
-    assert "room_temp_c" not in ticket.description and "case_temp_c" not in ticket.description
+    assert "room_temp_c" not in ticket.description
+    assert "case_temp_c" not in ticket.description
     assert not ISO_UTC.search(ticket.description)
     assert [w for w in glossary.BANNED if w in ticket.description + ticket.title] == []
     rule_codes = est.session.scalars(text("SELECT code FROM alarm_rules")).all()
