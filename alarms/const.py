@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from core import glossary
+
 
 class Severity(StrEnum):
     warning = "warning"  # 预警
     alarm = "alarm"  # 报警
-    critical = "critical"  # 严重
+    critical = "critical"  # 紧急
 
     @property
     def rank(self) -> int:
@@ -20,24 +22,23 @@ class Severity(StrEnum):
 # turn an escalation into a de-escalation.
 SEVERITY_RANK = {Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
 
-SEVERITY_LABELS = {
-    Severity.warning: ("预警", "Warning"),
-    Severity.alarm: ("报警", "Alarm"),
-    Severity.critical: ("严重", "Critical"),
-}
+SEVERITY_LABELS = {s: glossary.SEVERITY[s] for s in Severity}
 
 
 class AlarmState(StrEnum):
     active = "active"  # 未确认: raised, nobody has acknowledged it yet
     acknowledged = "acknowledged"  # 已确认: someone owns it, the condition may still hold
-    cleared = "cleared"  # 已消除: the condition ended; the episode is closed
+    cleared = "cleared"  # 已恢复 (the condition ended) or 手动解除 (cleared by hand): the episode is closed
 
 
-ALARM_STATE_LABELS = {
-    AlarmState.active: ("未确认", "Active"),
-    AlarmState.acknowledged: ("已确认", "Acknowledged"),
-    AlarmState.cleared: ("已消除", "Cleared"),
-}
+ALARM_STATE_LABELS = {s: glossary.ALARM_STATE[s] for s in AlarmState}
+
+
+def alarm_state_label(state: str, clear_reason: str | None = None) -> tuple[str, str]:
+    """(中文, English) of an alarm's state; a cleared alarm by how it ended: 已恢复, or 手动解除 by hand."""
+    if state == AlarmState.cleared and clear_reason is not None and clear_reason in glossary.CLEARED_BY:
+        return glossary.CLEARED_BY[clear_reason]
+    return glossary.ALARM_STATE.get(state, (state, state))
 
 
 class RuleKind(StrEnum):

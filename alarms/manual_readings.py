@@ -18,7 +18,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from billing import manual_readings
-from storage.models import Device, ManualReading
+from storage.models import Device, Estate, ManualReading
 from tickets import service as tickets
 from tickets.const import Category, Priority, Source
 
@@ -31,13 +31,16 @@ def open_ticket(session: Session, reading: ManualReading, *, actor: str) -> int 
         return reading.ticket_id
     device = session.get(Device, reading.device_id)
     assert device is not None
+    estate = session.get(Estate, reading.estate_id)
+    read_at = tickets.local_minute(reading.read_at, estate.timezone if estate else None)  # the estate's clock
     title = f"热水表读数不符 {device.code}: 人工 {reading.value} / 系统 {reading.register} m³"
     description = (
-        f"人工抄表 {reading.read_at.isoformat()} 读数 {reading.value} m³（抄表人 {reading.reader}），"
+        f"人工抄表 {read_at} 读数 {reading.value} m³（抄表人 {reading.reader}），"
         f"系统表底 {reading.register} m³（{reading.register_method}），差 {reading.difference} m³，"
         f"超出允差 {reading.tolerance} m³。请核查表具与远传模块。\n"
-        f"Manual reading {reading.value} m³ vs register {reading.register} m³: difference {reading.difference} m³ "
-        f"beyond the tolerance {reading.tolerance} m³; check the meter and its transmitter."
+        f"Manual reading {reading.value} m³ at {read_at} vs register {reading.register} m³: "
+        f"difference {reading.difference} m³ beyond the tolerance {reading.tolerance} m³; "
+        "check the meter and its transmitter."
     )
     ticket = tickets.open_ticket(
         session,

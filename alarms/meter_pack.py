@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from alarms.anomalies import DEFAULTS, AnomalyDefaults, AnomalyKind
 from alarms.const import RuleKind, Severity
 from alarms.packs import RuleSpec, ensure_default_rules
+from core import glossary
 
 # `RuleKind` has no `meter` member yet; the column's check constraint already allows the text.
 METER_RULE_KIND = RuleKind.meter
@@ -61,15 +62,12 @@ ANOMALIES_BY_DEVICE_KIND: dict[str, tuple[AnomalyKind, ...]] = {
 }
 _SHORT = {"electricity_meter": "electricity", "cold_water_meter": "cold_water", "hot_water_meter": "hot_water"}
 _CATEGORY = {"electricity_meter": "electrical", "cold_water_meter": "water", "hot_water_meter": "hot_water"}
-_METER_ZH = {"electricity_meter": "电表", "cold_water_meter": "冷水表", "hot_water_meter": "热水表"}
-_METER_EN = {
-    "electricity_meter": "Electricity meter",
-    "cold_water_meter": "Cold-water meter",
-    "hot_water_meter": "Hot-water meter",
-}
+_METER_ZH = {kind: glossary.DEVICE_KIND[kind][0] for kind in _SHORT}  # 电表, 冷水表, 热水表
+_METER_EN = {kind: glossary.DEVICE_KIND[kind][1] for kind in _SHORT}
 
 _TITLES: dict[AnomalyKind, tuple[str, str]] = {
-    AnomalyKind.vacant_flow: ("空置房走水（关闭阀门）", "water flowing in a vacant unit (close the valve)"),
+    # 空置房水表走字 (core/glossary.VACANT_METER_RUNNING) with the meter named: 空置房冷水表走字. Never 走水 (a fire).
+    AnomalyKind.vacant_flow: ("空置房{meter}走字（关闭阀门）", "running in a vacant unit (close the valve)"),
     AnomalyKind.reverse_energy: ("反转（检查接线/窃电）", "running backwards (check wiring / tampering)"),
     AnomalyKind.night_leak: ("夜间持续用水（疑似漏水）", "night-time flow (possible leak)"),
     AnomalyKind.continuous_flow: ("连续24小时用水", "continuous flow for 24 h"),
@@ -226,9 +224,11 @@ def _specs() -> tuple[tuple[RuleSpec, ...], dict[str, dict[str, Any]]]:
                 params["battery_clear_band_v"] = BATTERY_CLEAR_BAND_V
             defaults_from_params(params)  # validate the pack at import time
             zh, en = _TITLES[anomaly]
+            meter_zh = _METER_ZH[device_kind]
             meta[code] = {
                 "device_kind": device_kind,
-                "title_zh": f"{_METER_ZH[device_kind]}{zh}",
+                # A title names its meter: in its place ("空置房{meter}走字") or in front ("电表反转").
+                "title_zh": zh.format(meter=meter_zh) if "{meter}" in zh else f"{meter_zh}{zh}",
                 "title_en": f"{_METER_EN[device_kind]}: {en}",
                 "ticket_policy": _ticket_policy(device_kind, anomaly),
             }

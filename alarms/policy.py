@@ -40,7 +40,7 @@ def may_read_alarms(role: Role | str) -> bool:
 
 
 def may_handle_alarms(role: Role | str) -> bool:
-    """Acknowledge (确认) and clear with a reason (手动消除)."""
+    """Acknowledge (确认) and clear with a reason (手动解除)."""
     return Role(role) in ALARM_HANDLERS
 
 

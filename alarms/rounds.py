@@ -45,7 +45,7 @@ from alarms.packs import build_rule
 from alarms.round_defaults import DEFAULT_SCHEDULES, ROOM_CATEGORY
 from alarms.rules import ThresholdRule
 from alarms.store import NewAlarm, OnRaised, clear_open, insert_alarms
-from core import clock
+from core import clock, glossary
 from core.errors import Conflict, InvalidInput, NotFound
 from storage.models import AlarmRuleRow, Estate, InspectionRound, Room, RoundSchedule
 
@@ -70,13 +70,17 @@ class RoundStatus:
     missed = "missed"
 
 
-STATUS_LABELS = {
-    RoundStatus.open: ("进行中", "Open"),
-    RoundStatus.satisfied: ("遥测达标", "Satisfied by telemetry"),
-    RoundStatus.manual_due: ("待人工巡检", "Manual round due"),
-    RoundStatus.done: ("已人工巡检", "Done manually"),
-    RoundStatus.missed: ("漏检", "Missed"),
-}
+_ROUND_STATUSES = (
+    RoundStatus.open,
+    RoundStatus.satisfied,
+    RoundStatus.manual_due,
+    RoundStatus.done,
+    RoundStatus.missed,
+)
+STATUS_LABELS = {status: glossary.ROUND_STATUS[status] for status in _ROUND_STATUSES}
+# The rule's title before the staff's vocabulary (core/glossary.py); a row still carrying it is retitled, a title
+# an operator chose is left alone.
+_OLD_MISSED_TITLE_ZH = "巡检漏检"
 
 
 class RoundNotFound(NotFound):
@@ -101,11 +105,16 @@ def round_subject(schedule_id: int) -> str:
 def ensure_round_rule(session: Session) -> int:
     """The `inspection.round_missed` rule row (kind 'round'), created if missing; returns its id.
 
-    An existing row is left as it is (an operator may have retitled it or changed its ticket policy).
+    An existing row is left as it is (an operator may have retitled it or changed its ticket policy), except that
+    the old default title 巡检漏检 becomes the staff's 未按时巡检 (core/glossary.py).
     """
     conn = session.connection()
     rule_id = conn.execute(text("SELECT id FROM alarm_rules WHERE code = :c"), {"c": ROUND_MISSED_RULE}).scalar()
     if rule_id is not None:
+        conn.execute(
+            text("UPDATE alarm_rules SET title_zh = :new WHERE id = :id AND title_zh = :old"),
+            {"id": rule_id, "new": glossary.ROUND_MISSED_TITLE[0], "old": _OLD_MISSED_TITLE_ZH},
+        )
         return int(rule_id)
     stmt = (
         insert(AlarmRuleRow)
@@ -113,8 +122,8 @@ def ensure_round_rule(session: Session) -> int:
             code=ROUND_MISSED_RULE,
             kind="round",
             metric="-",
-            title_zh="巡检漏检",
-            title_en="Inspection round missed",
+            title_zh=glossary.ROUND_MISSED_TITLE[0],
+            title_en=glossary.ROUND_MISSED_TITLE[1],
             params={"severity": Severity.alarm.value},
             # The manual-round ticket already exists for most missed rounds (linked to the alarm);
             # `tickets.from_alarms` decides for the others.
@@ -415,14 +424,55 @@ def _set_status(
     )
 
 
-_REASON_ZH = {"no_data": "无数据", "out_of_range": "超限", "open_alarm": "有未消除告警"}
+def _point_names(conn: Connection, point_ids: Iterable[str]) -> dict[str, str]:
+    """point id → "设备名 测点名" in Chinese (the estate file's names, else the glossary's), for a ticket's text."""
+    ids = sorted({int(i) for i in point_ids if str(i).isdigit()})
+    if not ids:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT p.id, p.metric, p.label, d.code, d.name, d.kind FROM points p JOIN devices d ON d.id = p.device_id "
+            "WHERE p.id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"ids": ids},
+    ).mappings()
+    out = {}
+    for r in rows:
+        device = r["name"] or glossary.DEVICE_KIND.get(r["kind"], (r["code"], ""))[0]
+        point = r["label"] or glossary.POINT_LABEL.get(r["metric"], (r["metric"], ""))[0]
+        out[str(r["id"])] = f"{device} {point}"
+    return out
+
+
+def _reason_zh(ev: Mapping[str, Any]) -> str:
+    reason = str(ev["reason"])
+    text_ = glossary.ROUND_REASON.get(reason, (reason, reason))[0]
+    if reason == "out_of_range" and ev.get("level") is not None:
+        return f"{text_}（{ev['level']:g}）"
+    return text_
+
+
+def round_ticket_description(
+    window_start: datetime, window_end: datetime, tz: ZoneInfo, evidence: Mapping[str, Any], names: Mapping[str, str]
+) -> str:
+    """A manual-round ticket's text: the window in the estate's local time and each point that failed, by name."""
+    start, end = window_start.astimezone(tz), window_end.astimezone(tz)
+    lines = [f"巡检窗口 {start:%Y-%m-%d %H:%M} – {end:%H:%M}，遥测未能确认设备状态，请到现场巡检并录入巡检记录。"]
+    for pid, ev in (evidence.get("points") or {}).items():
+        if "reason" in ev:
+            point = glossary.POINT_LABEL.get(ev.get("metric"), ("", ""))[0]
+            name = names.get(str(pid)) or f"{ev.get('device')} {point}"
+            lines.append(f"- {name.strip()}：{_reason_zh(ev)}")
+    if evidence.get("reason") == "no_points":
+        lines.append("- 该巡检项目没有遥测测点，需人工巡检")
+    return "\n".join(lines)
 
 
 def _open_round_tickets(session: Session, round_ids: Sequence[int], now: datetime) -> None:
     from tickets.service import open_ticket
 
     conn = session.connection()
-    rows = conn.execute(
+    found = conn.execute(
         text(
             """
             SELECT r.id, r.estate_id, r.room_id, r.window_start, r.window_end, r.evidence,
@@ -437,18 +487,14 @@ def _open_round_tickets(session: Session, round_ids: Sequence[int], now: datetim
             """
         ),
         {"ids": list(round_ids), "now": now},
-    ).mappings()
+    )
+    rows = found.mappings().all()
+    failed = [pid for r in rows for pid, ev in ((r["evidence"] or {}).get("points") or {}).items() if "reason" in ev]
+    names = _point_names(conn, failed)
     links: list[tuple[int, int]] = []
     for row in rows:
         tz = ZoneInfo(row["timezone"] or "Asia/Shanghai")
-        start, end = row["window_start"].astimezone(tz), row["window_end"].astimezone(tz)
-        lines = [f"巡检窗口 {start:%Y-%m-%d %H:%M} – {end:%H:%M}，遥测未能确认设备状态，请到现场巡检并录入巡检记录。"]
-        evidence = row["evidence"] or {}
-        for ev in (evidence.get("points") or {}).values():
-            if "reason" in ev:
-                lines.append(f"- {ev.get('device')} {ev.get('metric')}: {_REASON_ZH.get(ev['reason'], ev['reason'])}")
-        if evidence.get("reason") == "no_points":
-            lines.append("- 该巡检项目没有遥测测点，需人工巡检")
+        description = round_ticket_description(row["window_start"], row["window_end"], tz, row["evidence"] or {}, names)
         ticket = open_ticket(
             session,
             estate_id=row["estate_id"],
@@ -456,7 +502,7 @@ def _open_round_tickets(session: Session, round_ids: Sequence[int], now: datetim
             category=ROOM_CATEGORY.get(row["room_kind"], "other"),
             priority="normal",
             title=f"{row['room_name']} {row['name_zh']} — 需人工巡检"[:200],
-            description="\n".join(lines),
+            description=description,
             room_id=row["room_id"],
             source_key=f"round:{row['id']}",
             received_by="system",

@@ -1,4 +1,4 @@
-"""The alarm list (``/alarms``) with filters; acknowledge (确认) and clear with a reason (手动消除).
+"""The alarm list (``/alarms``) with filters; acknowledge (确认) and clear with a reason (手动解除).
 
 Who may see and act is ``alarms.policy`` (the JSON API asks it too); every POST checks again (403 page
 otherwise). A refused action (Conflict, bad input) rolls back and comes back as a flash message.

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from alarms.const import ALARM_STATE_LABELS, SEVERITY_LABELS
+from alarms.const import SEVERITY_LABELS, alarm_state_label
 from alarms.multipoint import CHECK_LABELS
 from alarms.queries import query_alarms, room_ids
 from core import clock
@@ -49,7 +49,7 @@ def alarm_list(
                 "severity": r.severity,
                 "severity_label": label(SEVERITY_LABELS, r.severity, lang),
                 "state": r.state,
-                "state_label": label(ALARM_STATE_LABELS, r.state, lang),
+                "state_label": i18n.pick(alarm_state_label(r.state, r.clear_reason), lang),
                 "raised": i18n.format_time(r.raised_at, tz, seconds=False),
                 "device": i18n.device_title(r.device_name or "", "", r.device_code or "", lang)
                 if r.device_code

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from accounts.const import ROLE_LABELS, Role
+from core import glossary
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
@@ -112,10 +113,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "range_30d": ("30 天", "30 days"),
     "bucket_note": ("每 {bucket} 平均值", "{bucket} averages"),
     "meter_readings": ("最近抄表读数", "Recent meter readings"),
-    "register": ("读数", "Register"),
-    "reverse_register": ("反向读数", "Reverse"),
+    "register": glossary.METER_REGISTER,
+    "reverse_register": glossary.REVERSE_REGISTER,
     "valve": ("阀门", "Valve"),
-    "flags": ("标志", "Flags"),
+    "flags": glossary.METER_FLAGS,
     "no_readings": ("暂无读数", "No readings yet"),
     "point_kind_gauge": ("模拟量", "gauge"),
     "point_kind_counter": ("累计量", "counter"),
@@ -126,7 +127,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     # state values
     "state_running": ("运行", "Running"),
     "state_stopped": ("停止", "Stopped"),
-    "state_alarm": ("报警", "Alarm"),
+    "state_alarm": glossary.ALARM,
     "state_normal": ("正常", "Normal"),
     "state_on": ("开", "On"),
     "state_off": ("关", "Off"),
@@ -197,97 +198,12 @@ QUARANTINE_REASONS: dict[str, tuple[str, str]] = {
     "rate_limited": ("设备上报过于频繁（超出限速）", "Device over its rate limit"),
 }
 
-ROOM_KINDS: dict[str, tuple[str, str]] = {
-    "power_room": ("配电房", "Power room"),
-    "heat_station": ("换热站", "Heat station"),
-    "pump_room": ("生活水泵房", "Pump room"),
-    "fire_pump_room": ("消防泵房", "Fire pump room"),
-    "hot_water_plant": ("热水机房", "Hot-water plant"),
-}
+ROOM_KINDS: dict[str, tuple[str, str]] = glossary.ROOM_KIND
 
-DEVICE_KINDS: dict[str, tuple[str, str]] = {
-    "dry_type_transformer": ("干式变压器", "Dry-type transformer"),
-    "transformer": ("变压器", "Transformer"),
-    "lv_incomer": ("低压进线柜", "LV incomer"),
-    "capacitor_cabinet": ("无功补偿电容柜", "Capacitor cabinet"),
-    "room_environment": ("环境监测", "Room environment"),
-    "plate_heat_exchanger": ("板式换热机组", "Plate heat exchanger"),
-    "circulation_pumps": ("循环泵组", "Circulation pumps"),
-    "outdoor_sensor": ("室外温度传感器", "Outdoor thermometer"),
-    "makeup_water": ("补水定压装置", "Make-up water unit"),
-    "booster_pump_set": ("变频供水设备", "Booster pump set"),
-    "water_tank": ("水箱", "Water tank"),
-    "sump_pit": ("集水坑", "Sump pit"),
-    "fire_pump_controller": ("消防泵控制柜", "Fire pump controller"),
-    "hot_water_unit": ("热水机组", "Hot-water unit"),
-    "electricity_meter": ("电表", "Electricity meter"),
-    "cold_water_meter": ("冷水表", "Cold-water meter"),
-    "hot_water_meter": ("热水表", "Hot-water meter"),
-    "door_controller": ("门禁控制器", "Door controller"),
-}
+DEVICE_KINDS: dict[str, tuple[str, str]] = glossary.DEVICE_KIND
 
-# Metrics of the sample estate (examples/estate.yaml) and the test estates.
-METRICS: dict[str, tuple[str, str]] = {
-    "winding_temp_a_c": ("A相绕组温度", "Winding temp. A"),
-    "winding_temp_b_c": ("B相绕组温度", "Winding temp. B"),
-    "winding_temp_c_c": ("C相绕组温度", "Winding temp. C"),
-    "load_pct": ("负载率", "Load"),
-    "fan_on": ("风机运行", "Cooling fan"),
-    "voltage_a_v": ("A相电压", "Voltage A-N"),
-    "voltage_b_v": ("B相电压", "Voltage B-N"),
-    "voltage_c_v": ("C相电压", "Voltage C-N"),
-    "voltage_ab_v": ("AB线电压", "Voltage A-B"),
-    "voltage_bc_v": ("BC线电压", "Voltage B-C"),
-    "voltage_ca_v": ("CA线电压", "Voltage C-A"),
-    "current_a_a": ("A相电流", "Current A"),
-    "current_b_a": ("B相电流", "Current B"),
-    "current_c_a": ("C相电流", "Current C"),
-    "power_factor": ("功率因数", "Power factor"),
-    "active_power_kw": ("有功功率", "Active power"),
-    "case_temp_c": ("电容器外壳温度", "Capacitor case temp."),
-    "steps_on": ("投入组数", "Steps in"),
-    "room_temp_c": ("室内温度", "Room temp."),
-    "humidity_pct": ("相对湿度", "Humidity"),
-    "water_ingress": ("水浸", "Water ingress"),
-    "smoke": ("烟感", "Smoke"),
-    "primary_supply_temp_c": ("一次供水温度", "Primary supply temp."),
-    "primary_return_temp_c": ("一次回水温度", "Primary return temp."),
-    "primary_supply_pressure_mpa": ("一次供水压力", "Primary supply pressure"),
-    "primary_return_pressure_mpa": ("一次回水压力", "Primary return pressure"),
-    "secondary_supply_temp_c": ("二次供水温度", "Secondary supply temp."),
-    "secondary_return_temp_c": ("二次回水温度", "Secondary return temp."),
-    "secondary_supply_pressure_mpa": ("二次供水压力", "Secondary supply pressure"),
-    "secondary_return_pressure_mpa": ("二次回水压力", "Secondary return pressure"),
-    "outdoor_temp_c": ("室外温度", "Outdoor temp."),
-    "circ_pump_1_running": ("1#循环泵运行", "Circ. pump 1"),
-    "circ_pump_2_running": ("2#循环泵运行", "Circ. pump 2"),
-    "circ_pump_fault": ("循环泵故障", "Circ. pump fault"),
-    "circ_pump_freq_hz": ("运行频率", "Pump frequency"),
-    "makeup_pump_running": ("补水泵运行", "Make-up pump"),
-    "makeup_tank_level_m": ("补水箱液位", "Make-up tank level"),
-    "outlet_pressure_mpa": ("出水压力", "Outlet pressure"),
-    "inlet_pressure_mpa": ("进水压力", "Inlet pressure"),
-    "vfd_freq_hz": ("变频器频率", "VFD frequency"),
-    "pump_1_running": ("1#泵运行", "Pump 1"),
-    "pump_2_running": ("2#泵运行", "Pump 2"),
-    "pump_3_running": ("3#泵运行", "Pump 3"),
-    "fault": ("故障", "Fault"),
-    "tank_level_m": ("水箱液位", "Tank level"),
-    "fire_main_pressure_mpa": ("消防管网压力", "Fire main pressure"),
-    "jockey_pump_running": ("稳压泵运行", "Jockey pump"),
-    "sump_pump_1_running": ("1#排污泵运行", "Sump pump 1"),
-    "sump_pump_2_running": ("2#排污泵运行", "Sump pump 2"),
-    "sump_high_level": ("集水坑超高水位", "Sump extra-high level"),
-    "fire_alarm_signal": ("火警信号", "Fire alarm signal"),
-    "fire_pump_running": ("消防主泵运行", "Main fire pump"),
-    "fire_pump_fault": ("消防泵故障", "Fire pump fault"),
-    "fire_tank_level_m": ("消防水池液位", "Fire tank level"),
-    "supply_temp_c": ("供水温度", "Supply temp."),
-    "return_temp_c": ("回水温度", "Return temp."),
-    "tank_temp_c": ("水箱温度", "Tank temp."),
-    "circ_pump_running": ("热水循环泵运行", "Circulation pump"),
-    "heat_pump_running": ("热泵运行", "Heat pump"),
-}
+# Metrics of the sample estate (examples/estate.yaml) and the test estates; the names are the glossary's.
+METRICS: dict[str, tuple[str, str]] = glossary.POINT_LABEL
 
 # State points whose "1" is bad news (shown red as 报警); other state points read 运行/停止.
 ALARM_STATES = frozenset({"fault", "circ_pump_fault", "fire_pump_fault", "water_ingress", "smoke"})
@@ -341,6 +257,11 @@ def norm_lang(value: str | None) -> Lang:
 
 def _pick(pair: tuple[str, str], lang: Lang) -> str:
     return pair[1] if lang == "en" else pair[0]
+
+
+def pick(pair: tuple[str, str], lang: Lang) -> str:
+    """One (中文, English) pair in ``lang``: a glossary term or a word a domain chose (tickets.const.reporter_word)."""
+    return _pick(pair, lang)
 
 
 def t(key: str, lang: Lang, **fmt: object) -> str:
@@ -459,7 +380,7 @@ def chart_ms(ts: datetime, tz: ZoneInfo) -> int:
 # --- alarms, tickets and inspection rounds (dashboards/alarm_pages.py) -------------------------------------------
 STRINGS.update(
     {
-        "nav_alarms": ("告警", "Alarms"),
+        "nav_alarms": ("报警", "Alarms"),
         "nav_tickets": ("工单", "Tickets"),
         "estate": ("小区", "Estate"),
         "all_estates": ("全部小区", "All estates"),
@@ -474,28 +395,28 @@ STRINGS.update(
         "point": ("测点", "Point"),
         "peak": ("峰值", "Peak"),
         # alarms
-        "alarms_title": ("告警列表", "Alarms"),
+        "alarms_title": ("报警列表", "Alarms"),
         "alarm_state": ("状态", "State"),
-        "open_only": ("未消除", "Open"),
-        "all_alarms": ("全部（含已消除）", "All (incl. cleared)"),
+        "open_only": glossary.ALARM_OPEN,
+        "all_alarms": ("全部（含已恢复、已解除）", "All (incl. cleared)"),
         "severity": ("级别", "Severity"),
         "any_severity": ("全部级别", "Any severity"),
-        "sev_critical": ("严重", "Critical"),
-        "sev_alarm": ("报警", "Alarm"),
-        "sev_warning": ("预警", "Warning"),
+        "sev_critical": glossary.SEVERITY["critical"],
+        "sev_alarm": glossary.SEVERITY["alarm"],
+        "sev_warning": glossary.SEVERITY["warning"],
         "alarms_shown": ("显示 {n} 条，共 {total} 条", "{n} shown of {total}"),
         "raised_at": ("发生时间", "Raised"),
         "peak_last": ("峰值 / 最新值", "Peak / last"),
         "acknowledged_by": ("确认人", "Acknowledged by"),
-        "cleared_at": ("消除时间", "Cleared"),
-        "acknowledge": ("确认", "Acknowledge"),
-        "clear_manually": ("手动消除", "Clear manually"),
-        "clear_reason": ("消除原因", "Reason for clearing"),
-        "clear_reason_ph": ("消除原因（必填）", "Reason (required)"),
-        "no_alarms": ("没有符合条件的告警", "No alarms match"),
-        "need_clear_reason": ("手动消除须填写原因", "A manual clear needs a reason"),
-        "flash_acknowledged": ("告警已确认", "Alarm acknowledged"),
-        "flash_cleared": ("告警已手动消除", "Alarm cleared"),
+        "cleared_at": ("恢复/解除时间", "Cleared"),
+        "acknowledge": glossary.ACKNOWLEDGE,
+        "clear_manually": glossary.CLEAR_BY_HAND,
+        "clear_reason": ("解除原因", "Reason for clearing"),
+        "clear_reason_ph": ("解除原因（必填）", "Reason (required)"),
+        "no_alarms": ("没有符合条件的报警", "No alarms match"),
+        "need_clear_reason": ("手动解除须填写原因", "A manual clear needs a reason"),
+        "flash_acknowledged": ("报警已确认", "Alarm acknowledged"),
+        "flash_cleared": ("报警已手动解除", "Alarm cleared"),
         # ticket board
         "tickets_title": ("工单看板", "Ticket board"),
         "only_mine": ("只看派给我的", "Assigned to me"),
@@ -503,7 +424,7 @@ STRINGS.update(
         "board_summary": ("未关闭 {n} 张，已超时 {breached} 张", "{n} open, {breached} overdue"),
         "board_truncated": ("仅显示最新的部分工单", "only the newest tickets are shown"),
         "column_empty": ("暂无", "None"),
-        "assignee": ("维修人员", "Assignee"),
+        "assignee": glossary.REPAIRER,
         "unassigned": ("未派单", "Unassigned"),
         "escalated_to": ("已升级：{who}", "Escalated: {who}"),
         "sla_legend": (
@@ -512,7 +433,7 @@ STRINGS.update(
         ),
         # one ticket
         "continuous_work": ("连续抢修", "Continuous work"),
-        "reporter": ("报修人", "Reporter"),
+        "reporter": glossary.REPAIR_REPORTER,
         "masked_note": ("（已脱敏）", "(masked)"),
         "received": ("受理", "Received"),
         "dispatched_at": ("派单时间", "Dispatched"),
@@ -526,14 +447,14 @@ STRINGS.update(
         "resident_signoff": ("业主签字确认", "Resident sign-off"),
         "callback": ("回访", "Callback"),
         "warranty": ("保修", "Warranty"),
-        "reopened_count": ("返修次数", "Reopened"),
+        "reopened_count": glossary.REOPEN_COUNT,
         "sla_clocks": ("时限", "SLA clocks"),
         "due_at": ("截止", "due"),
         "met_on_time": ("按时完成", "Met"),
         "met_late": ("超时完成", "Met late"),
         "clock_stopped": ("已停止", "Stopped"),
         "no_clocks": ("此工单没有时限", "No SLA clocks"),
-        "attached_alarms": ("关联告警", "Attached alarms"),
+        "attached_alarms": ("关联报警", "Attached alarms"),
         "next_steps": ("处理", "Next steps"),
         "act_dispatch": ("派单", "Dispatch"),
         "dispatch_to": ("派给", "Dispatch to"),
@@ -546,14 +467,14 @@ STRINGS.update(
         "satisfaction_n": ("满意度 {n}", "satisfaction {n}"),
         "act_close": ("关闭工单", "Close"),
         "close_reason_hint": ("撤销未处理的工单时必填", "required to cancel an unstarted ticket"),
-        "act_reopen": ("返修", "Reopen"),
+        "act_reopen": glossary.REOPEN,
         "timeline": ("处理记录", "Timeline"),
         "system_actor": ("系统", "System"),
         "ev_to": ("派给 {who}", "to {who}"),
         "labour_n": ("工时 {n} 分钟", "{n} min labour"),
         "signoff_yes": ("业主已签字", "signed off"),
         "signoff_no": ("业主未签字", "not signed off"),
-        "need_assignee": ("请选择维修人员", "Choose someone to dispatch to"),
+        "need_assignee": ("请选择派单对象", "Choose someone to dispatch to"),
         "need_satisfaction": ("请选择满意度", "Choose a satisfaction score"),
         "bad_labour": ("工时须为整数分钟", "Labour must be whole minutes"),
         "bad_text": ("内容含有非法字符", "The text contains invalid characters"),
@@ -563,7 +484,7 @@ STRINGS.update(
         "flash_resolve": ("已完工", "Resolved"),
         "flash_callback": ("已记录回访", "Callback recorded"),
         "flash_close": ("工单已关闭", "Ticket closed"),
-        "flash_reopen": ("已返修，时限重新计算", "Reopened; the SLA clocks restart"),
+        "flash_reopen": ("工单已重新处理，时限重新计算", "Reopened; the SLA clocks restart"),
         # hot-water notices (dashboards/billing_notices.py keeps the rest of its strings beside it)
         "nav_billing_notices": ("热水通知", "Notices"),
         "flash_approve": ("通知已审批", "Notice approved"),
@@ -581,14 +502,14 @@ STRINGS.update(
             "Pick a cell to see its evidence or record a manual round",
         ),
         "evidence_ok": ("{ok}/{n} 个测点遥测正常", "{ok}/{n} points reported in range"),
-        "ev_no_data": ("窗口内无数据", "no data in the window"),
-        "ev_out_of_range": ("超出限值", "out of range"),
-        "ev_open_alarm": ("有未消除告警", "open alarm"),
+        "ev_no_data": glossary.ROUND_REASON["no_data"],
+        "ev_out_of_range": glossary.ROUND_REASON["out_of_range"],
+        "ev_open_alarm": glossary.ROUND_REASON["open_alarm"],
         "done_by": ("人工巡检：{who}", "Done by {who}"),
         "performed": ("巡检人", "Performed"),
         "performed_at": ("巡检时间", "Performed at"),
         "readings": ("现场读数", "Readings"),
-        "readings_hint": ("每行一项，如 室内温度=29.5", "one per line, e.g. room_temp=29.5"),
+        "readings_hint": ("每行一项，如 室温=29.5", "one per line, e.g. room_temp=29.5"),
         "record_round": ("登记人工巡检", "Record manual round"),
         "bad_readings": ("读数格式应为 名称=数值，每行一项", "Readings are name=value, one per line"),
         "bad_time": ("巡检时间格式不正确", "The time is not valid"),
@@ -830,7 +751,7 @@ STRINGS.update(
         "ops_origin": ("来源", "Origin"),
         "ops_last_error": ("最近错误", "Last error"),
         "ops_account_link": ("查看住户账户", "Household account"),
-        "ops_alarm_raised": ("已触发告警 #{id}", "Raised alarm #{id}"),
+        "ops_alarm_raised": ("已触发报警 #{id}", "Raised alarm #{id}"),
         "ops_no_commands": ("没有符合条件的设备指令", "No device commands match"),
         "ops_showing": ("第 {first}–{last} 条，共 {total} 条", "{first}–{last} of {total}"),
         "ops_prev": ("上一页", "Previous"),
@@ -973,7 +894,7 @@ STRINGS.update(
         "sync_title": ("门禁控制器同步", "Door controller sync"),
         "sync_hint": (
             "名单变更经下发队列推送到各控制器；控制器确认所应用的版本。"
-            "落后超过 15 分钟将产生告警，每晚核对一次名单摘要。",
+            "落后超过 15 分钟将产生报警，每晚核对一次名单摘要。",
             "Whitelist changes go to each controller through the command queue; a controller acknowledges the version "
             "it applied. One that stays behind for 15 minutes raises an alarm; every night its list digest is checked.",
         ),
@@ -1057,7 +978,7 @@ STRINGS.update(
         "in_person_callback_required": ("须上门回访", "in-person callback required"),
         "warranty_until": ("保修至 {day} 前", "warranty until before {day}"),
         "cbr_note": (
-            "满意：满意度 3–5 分（1–2 分为不满意）；按小区当地月份统计，返修前的回访也计入",
+            "满意：满意度 3–5 分（1–2 分为不满意）；按小区当地月份统计，工单重新处理（返修）前的回访也计入",
             "Satisfied: 3–5 of 5 (1–2 is dissatisfied); by the estate's local month, callbacks before a reopen count",
         ),
     }

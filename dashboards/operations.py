@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from alarms import policy as command_policy
-from core import clock
+from core import clock, glossary
 from core.errors import StewardError
 from dashboards import i18n
 from dashboards.forms import flash_error, flash_ok, form_page, same_origin
@@ -43,11 +43,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "billing_restriction": ("欠费限供", "Supply restricted (arrears)"),
     "billing_suspension": ("欠费停供", "Supply suspended (arrears)"),
     "billing_restoration": ("缴费恢复供水", "Supply restored (paid)"),
-    "vacant_flow": ("空置房走水", "Water flowing in a vacant unit"),
+    "vacant_flow": glossary.VACANT_METER_RUNNING,
 }
 ACTIONS: dict[str, tuple[str, str]] = {"close": ("关阀", "Close valve"), "open": ("开阀", "Open valve")}
 ORIGINS: dict[str, tuple[str, str]] = {
-    "alarm": ("告警工单", "Alarm / ticket"),
+    "alarm": ("报警工单", "Alarm / ticket"),
     "billing": ("热水收费", "Hot-water billing"),
     "other": ("其他", "Other"),
 }

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from core import clock
+from core import clock, glossary
 from dashboards import i18n, rooms_view
 from dashboards.diagrams.view import diagram_view, severity_payload
 from dashboards.i18n import Lang
@@ -142,6 +142,10 @@ def device_page(
         state=state,
         charts=charts,
         readings=readings,
+        # 反向有功示数 on an electricity meter, 反向累计流量 on a water meter (core/glossary.py)
+        reverse_label=i18n.pick(
+            glossary.REVERSE_REGISTER if device.kind == "electricity_meter" else glossary.REVERSE_FLOW, viewer.lang
+        ),
         range=range_,
         tz=tz.key,
         page_data=page_data(

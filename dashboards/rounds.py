@@ -54,7 +54,7 @@ def rounds_page(
 
 
 def _readings(text_: str) -> dict[str, float | str]:
-    """ "室内温度=29.5" lines → {"室内温度": 29.5}; a value that is not a number stays text."""
+    """ "室温=29.5" lines → {"室温": 29.5}; a value that is not a number stays text."""
     out: dict[str, float | str] = {}
     for line in text_.splitlines():
         if not line.strip():

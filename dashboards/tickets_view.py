@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from accounts.const import PERSONAL_DATA_ROLES, Role
 from accounts.masking import mask_name, mask_phone
-from alarms.const import ALARM_STATE_LABELS, SEVERITY_LABELS
-from core import clock
+from alarms.const import SEVERITY_LABELS, alarm_state_label
+from core import clock, glossary
 from dashboards import i18n
 from dashboards.i18n import Lang, fmt_value, label
 from storage.models import Ticket
@@ -38,6 +38,11 @@ from tickets.const import (
     WARRANTY_ITEM_LABELS,
     Clock,
     TicketStatus,
+    assignee_word,
+    reopen_count_word,
+    reopen_word,
+    reopened_event_word,
+    reporter_word,
 )
 
 S = TicketStatus
@@ -170,6 +175,7 @@ def card(
         "place": _place(room_name, room_kind, room_code, unit_code, lang),
         "device": i18n.device_title(device_name or "", "", device_code or "", lang) if device_code else "",
         "assignee": (a_name or a_user) if a_user else "",
+        "assignee_label": i18n.pick(assignee_word(t.source), lang),
         "clock": c,
         "escalation": escalation_text(t.escalation_level, lang, t.source, t.clock_kind) if c is not None else "",
         "escalation_level": t.escalation_level,
@@ -289,7 +295,7 @@ def ticket_detail(session: Session, t: Ticket, role: Role, lang: Lang, tz: ZoneI
             "severity": ta.alarm.severity,
             "severity_label": label(SEVERITY_LABELS, ta.alarm.severity, lang),
             "state": ta.alarm.state,
-            "state_label": label(ALARM_STATE_LABELS, ta.alarm.state, lang),
+            "state_label": i18n.pick(alarm_state_label(ta.alarm.state, ta.alarm.clear_reason), lang),
             "raised": i18n.format_time(ta.alarm.raised_at, tz),
             "peak": fmt_value(ta.alarm.peak),
         }
@@ -301,7 +307,9 @@ def ticket_detail(session: Session, t: Ticket, role: Role, lang: Lang, tz: ZoneI
             "actor": names.get(e.actor, e.actor),
             "actor_user": e.actor,
             "action": e.action,
-            "action_label": i18n.lookup(EVENT_LABELS, e.action, lang),
+            "action_label": i18n.pick(reopened_event_word(t.source), lang)
+            if e.action == "reopened"
+            else i18n.lookup(EVENT_LABELS, e.action, lang),
             "to": label(STATUS_LABELS, e.to_status, lang) if e.to_status and e.to_status != e.from_status else "",
             "detail": _event_detail(e.action, e.detail or {}, names, lang, tz),
         }
@@ -339,6 +347,9 @@ def ticket_detail(session: Session, t: Ticket, role: Role, lang: Lang, tz: ZoneI
         "fault": label(FAULT_LABELS, t.fault, lang) if t.fault else "",
         "warranty_due": i18n.format_time(t.warranty_due_at, tz) if t.warranty_due_at else "",
         "reopened_count": t.reopened_count,
+        "reporter_label": i18n.pick(reporter_word(t.source), lang),
+        "reopen_label": i18n.pick(reopen_word(t.source), lang),
+        "reopen_count_label": i18n.pick(reopen_count_word(t.source), lang),
         "clocks": clocks,
         "alarms": alarms,
         "timeline": timeline,
@@ -368,9 +379,9 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "callback": ("回访", "Called back"),
     "closed": ("关闭", "Closed"),
     "cancelled": ("撤销", "Cancelled"),
-    "reopened": ("返修", "Reopened"),
+    "reopened": glossary.REOPENED_EVENT,  # a repair's reads 返修 (tickets.const.reopened_event_word, ticket_detail)
     "escalated": ("超时升级", "Escalated"),
-    "alarm_attached": ("关联告警", "Alarm attached"),
+    "alarm_attached": ("关联报警", "Alarm attached"),
     "priority_raised": ("提升优先级", "Priority raised"),
     "warranty_routed": ("转保修", "Sent to warranty"),
     "warranty_missed": ("开发商逾期，转工程部维修并向开发商收费", "Developer missed the due date: repaired and billed"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from core import glossary
+
 
 class TicketStatus(StrEnum):
     received = "received"  # 已受理: logged by the steward / the system
@@ -103,44 +105,13 @@ class Clock(StrEnum):
     feedback = "feedback"
 
 
-STATUS_LABELS = {
-    TicketStatus.received: ("已受理", "Received"),
-    TicketStatus.dispatched: ("已派单", "Dispatched"),
-    TicketStatus.accepted: ("已接单", "Accepted"),
-    TicketStatus.on_site: ("已到场", "On site"),
-    TicketStatus.resolved: ("已完工", "Resolved"),
-    TicketStatus.callback_done: ("已回访", "Called back"),
-    TicketStatus.closed: ("已关闭", "Closed"),
-}
+STATUS_LABELS = {k: glossary.TICKET_STATUS[k] for k in TicketStatus}
 
-PRIORITY_LABELS = {
-    Priority.urgent: ("紧急", "Urgent"),
-    Priority.high: ("较急", "High"),
-    Priority.normal: ("一般", "Normal"),
-    Priority.minor: ("小修", "Minor"),
-}
+PRIORITY_LABELS = {k: glossary.PRIORITY[k] for k in Priority}
 
-CATEGORY_LABELS = {
-    Category.electrical: ("强弱电", "Electrical"),
-    Category.water: ("给排水", "Water"),
-    Category.hot_water: ("热水", "Hot water"),
-    Category.heating: ("供暖", "Heating"),
-    Category.fire: ("消防", "Fire"),
-    Category.civil: ("土建", "Civil works"),
-    Category.meter: ("表计", "Meter"),
-    Category.access: ("门禁", "Access control"),
-    Category.lift: ("电梯", "Lift"),
-    Category.other: ("其他", "Other"),
-}
+CATEGORY_LABELS = {k: glossary.TICKET_CATEGORY[k] for k in Category}
 
-SOURCE_LABELS = {
-    Source.alarm: ("告警", "Alarm"),
-    Source.inspection: ("巡检", "Inspection"),
-    Source.resident: ("业主报修", "Resident report"),
-    Source.complaint: ("投诉", "Complaint"),
-    Source.manual: ("人工", "Manual"),
-    Source.patrol: ("巡查", "Patrol"),
-}
+SOURCE_LABELS = {k: glossary.TICKET_SOURCE[k] for k in Source}
 
 CALLBACK_CHANNEL_LABELS = {
     CallbackChannel.in_person: ("上门回访", "In person"),
@@ -161,14 +132,7 @@ WARRANTY_ITEM_LABELS = {
     WarrantyItem.mep: ("电气管线、给排水管道、设备安装", "Electrical, plumbing and equipment installation"),
 }
 
-CLOCK_KIND_LABELS = {
-    ClockKind.critical: ("紧急报警", "Critical alarm"),
-    ClockKind.alarm: ("报警", "Alarm"),
-    ClockKind.warning: ("预警", "Warning"),
-    ClockKind.meter_vacant: ("空置房用水（已远程关阀）", "Vacant-unit water (valve closed remotely)"),
-    ClockKind.meter_vacant_manual: ("空置房用水（无远程阀）", "Vacant-unit water (no remote valve)"),
-    ClockKind.meter: ("表计异常", "Meter anomaly"),
-}
+CLOCK_KIND_LABELS = {k: glossary.CLOCK_KIND[k] for k in ClockKind}
 
 CLOCK_LABELS = {
     Clock.on_site: ("到场时限", "On site"),
@@ -197,6 +161,41 @@ BEFORE_ON_SITE = frozenset({S.received, S.dispatched, S.accepted})
 # Not yet resolved: the resolve clock runs in these.
 BEFORE_RESOLVED = BEFORE_ON_SITE | {S.on_site}
 REOPENABLE = frozenset({S.resolved, S.callback_done, S.closed})
+
+# Tickets where something is repaired: a redone one is 返修; any other reopened ticket is 重新处理 (a reopened
+# complaint is not a repair). Manual tickets are the staff's own repair jobs (水泵房地漏堵塞).
+REPAIR_SOURCES = frozenset({Source.resident, Source.alarm, Source.patrol, Source.manual})
+
+
+def reporter_word(source: str) -> tuple[str, str]:
+    """Who brought the ticket: 报修人 on a resident's repair, 报事人 on a complaint, else 联系人."""
+    if source == Source.resident:
+        return glossary.REPAIR_REPORTER
+    if source == Source.complaint:
+        return glossary.COMPLAINT_REPORTER
+    return glossary.CONTACT
+
+
+def assignee_word(source: str) -> tuple[str, str]:
+    """Who the ticket is dispatched to: 处理人 on inspection and complaint tickets, else 维修人员."""
+    if source in (Source.inspection, Source.complaint):
+        return glossary.HANDLER
+    return glossary.REPAIRER
+
+
+def reopen_word(source: str) -> tuple[str, str]:
+    """Reopening a finished ticket: 返修 when a repair is redone, else 重新处理."""
+    return glossary.REPAIR_REDONE if source in REPAIR_SOURCES else glossary.REOPEN
+
+
+def reopen_count_word(source: str) -> tuple[str, str]:
+    return glossary.REOPEN_COUNT_REPAIR if source in REPAIR_SOURCES else glossary.REOPEN_COUNT
+
+
+def reopened_event_word(source: str) -> tuple[str, str]:
+    """The 'reopened' event on a ticket's timeline, worded as reopen_word."""
+    return glossary.REPAIR_REDONE_EVENT if source in REPAIR_SOURCES else glossary.REOPENED_EVENT
+
 
 # Sources with a resident to call back (回访率 100 %); others (alarms, rounds, patrols) close after resolving.
 CALLBACK_SOURCES = frozenset({Source.resident, Source.complaint})

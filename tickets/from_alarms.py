@@ -41,17 +41,16 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from core import clock
+from core import clock, glossary
 from protocol.payloads import valve_command
 from protocol.topics import downlink
 from storage.notify import TICKETS_CHANNEL
 from tickets import sla
 from tickets.const import PRIORITY_RANK, SYSTEM_ACTOR, Category, ClockKind, Priority, Source
-from tickets.service import allocate_numbers, local_day
+from tickets.service import allocate_numbers, local_day, local_minute
 
 SEVERITY_RANK = {"warning": 1, "alarm": 2, "critical": 3, "never": 99}
 DEFAULT_PRIORITY = {"warning": Priority.minor.value, "alarm": Priority.high.value, "critical": Priority.urgent.value}
-SEVERITY_ZH = {"warning": "预警", "alarm": "报警", "critical": "严重"}
 ROOM_CATEGORY = {
     "power_room": Category.electrical,
     "heat_station": Category.heating,
@@ -249,12 +248,15 @@ def _title(f: Mapping[str, Any]) -> str:
 
 
 def _description(f: Mapping[str, Any]) -> str:
-    raised: datetime = f["raised_at"]
-    severity = f["severity"]
+    """The rule's title and the raise time in the estate's local time, Chinese first (never a rule code or a
+    UTC timestamp: the staff read this on the board)."""
+    zh_sev, en_sev = glossary.SEVERITY.get(f["severity"], (f["severity"], f["severity"]))
+    when = local_minute(f["raised_at"], f["timezone"])
+    what_zh = f["title_zh"] or f["title_en"] or ""
+    what_en = f["title_en"] or f["title_zh"] or ""
     return (
-        f"告警级别 / severity: {SEVERITY_ZH.get(severity, severity)} / {severity}; "
-        f"规则 / rule: {f['rule_code']}; 对象 / subject: {f['subject']}; "
-        f"发生于 / raised: {raised.isoformat()} (告警 / alarm #{f['id']})"
+        f"{glossary.ALARM[0]}：{what_zh}；级别：{zh_sev}；发生时间：{when}（{glossary.ALARM[0]} #{f['id']}）\n"
+        f"{glossary.ALARM[1]}: {what_en}; severity: {en_sev}; raised {when} (alarm #{f['id']})"
     )
 
 

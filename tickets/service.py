@@ -58,6 +58,12 @@ def local_day(at: datetime, tz: str | None) -> date:
     return at.astimezone(ZoneInfo(tz or sla.DEFAULT_TZ)).date()
 
 
+def local_minute(at: datetime, tz: str | None) -> str:
+    """An instant as the estate's staff read it in a ticket's text: "2026-12-06 14:05", the estate's local time
+    (never a UTC ISO timestamp)."""
+    return at.astimezone(ZoneInfo(tz or sla.DEFAULT_TZ)).strftime("%Y-%m-%d %H:%M")
+
+
 def allocate_numbers(conn: Connection, days: Sequence[date]) -> list[str]:
     """Ticket numbers GD<yyyymmdd>-<nnnn> for new tickets received on `days` (one number per entry, in order).
 
@@ -495,15 +501,17 @@ def close(
 
 
 def reopen(session: Session, ticket: Ticket | int, actor: str, reason: str, *, at: datetime | None = None) -> Ticket:
-    """Reopen a resolved, called-back or closed ticket (返修): back to dispatched when someone is assigned, else
-    received. The SLA clocks restart from now (on site, resolve) as for a new report; the history stays in events."""
+    """Reopen a resolved, called-back or closed ticket (返修 for a repair, 重新处理 otherwise).
+
+    Back to dispatched when someone is assigned, else received. The SLA clocks restart from now (on site,
+    resolve) as for a new report; the history stays in events."""
     if not reason.strip():
-        raise InvalidInput("a reopen needs a reason / 返修需填写原因")
+        raise InvalidInput("a reopen needs a reason / 重新处理须填写原因")
     t = _locked(session, ticket)
     at = at or clock.now()
     frm = TicketStatus(t.status)
     if frm not in REOPENABLE:
-        raise Conflict(f"ticket {t.number} is {frm.value}; only finished tickets reopen / 工单未完工，无需返修")
+        raise Conflict(f"ticket {t.number} is {frm.value}; only finished tickets reopen / 工单未完工，无需重新处理")
     if frm == S.closed and t.source_key is not None:
         other = open_for_key(session, t.source_key)
         if other is not None and other.id != t.id:

@@ -151,7 +151,7 @@ def acknowledge_alarm(alarm_id: ObjectId, session: SessionDep, user: Handlers, v
 def clear_alarm(
     alarm_id: ObjectId, body: ClearIn, session: SessionDep, user: Handlers, visible: VisibleEstates
 ) -> AlarmOut:
-    """Clear by hand (手动消除) with a reason; the next crossing raises a new alarm."""
+    """Clear by hand (手动解除) with a reason; the next crossing raises a new alarm."""
     _alarm(session, alarm_id, visible)
     store.clear_manually(session.connection(), alarm_id, user.username, clock.now(), body.reason)
     accounts.audit(session, user, "alarm.clear", f"alarm:{alarm_id}", {"reason": body.reason})

@@ -507,7 +507,7 @@ def close_ticket(
 def reopen_ticket(
     ticket_id: ObjectId, body: ReasonIn, session: SessionDep, user: Desk, visible: VisibleEstates
 ) -> TicketDetailOut:
-    """Reopen a finished ticket (返修); its SLA clocks restart."""
+    """Reopen a finished ticket (返修 for a repair, 重新处理 otherwise); its SLA clocks restart."""
     t = _ticket(session, ticket_id, visible, lock=True)
     service.reopen(session, t, user.username, body.reason)
     _audit(session, user, "reopen", t)

@@ -166,7 +166,7 @@ def test_refund_and_adjustment_need_actor_and_reason_and_are_audited(session: Se
     service.refund(
         session, account_id=hh.account_id, amount_fen=3000, method="counter", actor="zhou", reason="退房退款", key="x"
     )
-    service.adjust(session, account_id=hh.account_id, amount_fen=-500, actor="chen", reason="表计故障补收", key="y")
+    service.adjust(session, account_id=hh.account_id, amount_fen=-500, actor="chen", reason="水电表故障补收", key="y")
     assert queries.balance(session, hh.account_id) == queries.Balance(hh.account_id, 6500, 6500)
     logged = session.execute(
         select(AuditLog.actor, AuditLog.action, AuditLog.detail["reason"].astext)
@@ -175,7 +175,7 @@ def test_refund_and_adjustment_need_actor_and_reason_and_are_audited(session: Se
     ).all()
     assert [tuple(r) for r in logged] == [
         ("zhou", "billing.refund", "退房退款"),
-        ("chen", "billing.adjustment", "表计故障补收"),
+        ("chen", "billing.adjustment", "水电表故障补收"),
     ]
 
 

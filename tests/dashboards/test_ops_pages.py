@@ -63,7 +63,7 @@ def test_commands_page_lists_the_viewers_estates_with_status_and_origin(
     assert f'data-command="{ids["alarm"]}"' in page.text
     assert f'data-command="{ids["theirs"]}"' not in page.text  # another estate's command
     assert "欠费限供" in page.text
-    assert "空置房走水" in page.text
+    assert "空置房水表走字" in page.text
     assert "关阀" in page.text
     failed = dash_client.get("/commands?status=failed")
     assert f'data-command="{ids["alarm"]}"' in failed.text

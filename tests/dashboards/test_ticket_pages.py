@@ -10,6 +10,7 @@ so every test here finds its own rows rather than counting.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from alarms.evaluator import AlarmEvaluator
 from alarms.install import install_rule_packs
 from alarms.queries import ChangeMark
-from core import clock
+from core import clock, glossary
 from dashboards import tickets_view
 from ingest.messages import RawMessage
 from ingest.writer import write_batch
@@ -234,7 +235,7 @@ def test_alarm_list_in_both_languages(dash_client: TestClient, dash_world: DashW
     login(dash_client, "supervisor-user")
     page = dash_client.get("/alarms")
     assert page.status_code == 200
-    assert "告警列表" in page.text
+    assert "报警列表" in page.text
     assert "变压器C相绕组温度高" in page.text
     assert tworld.alarm_number in page.text
     assert f'href="/tickets/{tworld.alarm_ticket}"' in page.text
@@ -242,14 +243,14 @@ def test_alarm_list_in_both_languages(dash_client: TestClient, dash_world: DashW
     assert "报警" in page.text
     assert "C相绕组温度" in page.text
     assert "确认" in page.text
-    assert "手动消除" in page.text
+    assert "手动解除" in page.text
     assert 'href="/alarms"' in page.text  # nav
     dash_client.cookies.set("lang", "en")
     page = dash_client.get("/alarms")
     assert "Transformer winding C temperature high" in page.text
     assert "Acknowledge" in page.text
     assert "Clear manually" in page.text
-    assert "告警列表" not in page.text
+    assert "报警列表" not in page.text
 
 
 def test_alarm_filters(dash_client: TestClient, dash_world: DashWorld, tworld: TicketWorld) -> None:
@@ -271,7 +272,7 @@ def test_ticket_board_in_both_languages(dash_client: TestClient, dash_world: Das
     assert tworld.alarm_number in page.text
     card = page.text.split(f'data-ticket="{tworld.alarm_ticket}"')[1].split("</a>")[0]
     assert "较急" in card  # an alarm (not critical) opens a high-priority ticket
-    assert "强弱电" in card
+    assert "电气" in card
     assert 'class="sla sla-ok"' in card
     assert "到场时限" in card
     assert "剩 " in card
@@ -305,7 +306,7 @@ def test_ticket_page_in_both_languages(dash_client: TestClient, tworld: TicketWo
     assert tworld.alarm_number in page.text
     assert "到场时限" in page.text
     assert "完工时限" in page.text
-    assert "关联告警" in page.text
+    assert "关联报警" in page.text
     assert "变压器C相绕组温度高" in page.text
     assert "处理记录" in page.text
     assert "受理" in page.text
@@ -333,7 +334,7 @@ def test_roles_outside_tickets_and_alarms_get_403(dash_client: TestClient, tworl
     assert 'href="/tickets"' not in dash_client.get("/tickets").text
     login(dash_client, "steward-user")
     assert dash_client.get("/alarms").status_code == 200  # stewards see alarms (residents call about them)
-    assert "手动消除" not in dash_client.get("/alarms").text  # ... but do not handle them
+    assert "手动解除" not in dash_client.get("/alarms").text  # ... but do not handle them
 
 
 # --- steps -----------------------------------------------------------------------------------------------
@@ -381,7 +382,7 @@ def test_acknowledge_and_clear_an_alarm(dash_client: TestClient, dash_world: Das
     r = dash_client.post(f"/alarms/{tworld.ack_alarm}/acknowledge", data={"back": "/alarms?severity=alarm"})
     assert r.status_code == 303
     assert r.headers["location"] == "/alarms?severity=alarm"
-    assert "告警已确认" in _flash(dash_client, "/alarms")
+    assert "报警已确认" in _flash(dash_client, "/alarms")
     with Session(dash_world.engine) as s:
         alarm = s.get(Alarm, tworld.ack_alarm)
         assert alarm is not None
@@ -395,7 +396,7 @@ def test_acknowledge_and_clear_an_alarm(dash_client: TestClient, dash_world: Das
         assert s.get(Alarm, tworld.ack_alarm).state == "acknowledged"  # type: ignore[union-attr]
     r = dash_client.post(f"/alarms/{tworld.ack_alarm}/clear", data={"reason": "传感器松动，已紧固"})
     assert r.status_code == 303
-    assert "告警已手动消除" in _flash(dash_client, "/alarms")
+    assert "报警已手动解除" in _flash(dash_client, "/alarms")
     with Session(dash_world.engine) as s:
         alarm = s.get(Alarm, tworld.ack_alarm)
         assert alarm is not None
@@ -471,7 +472,7 @@ def test_steps_move_the_ticket_and_land_on_the_timeline(
     r = dash_client.post(f"/tickets/{tid}/close", data={})
     assert _status(engine, tid) == "closed"
     r = dash_client.post(f"/tickets/{tid}/reopen", data={"reason": ""})
-    assert "返修需填写原因" in _flash(dash_client, f"/tickets/{tid}")
+    assert "重新处理须填写原因" in _flash(dash_client, f"/tickets/{tid}")
     r = dash_client.post(f"/tickets/{tid}/reopen", data={"reason": "再次堵塞"})
     assert _status(engine, tid) == "dispatched"
     assert [a for a, _ in _events(engine, tid)] == [
@@ -533,7 +534,7 @@ def test_rounds_calendar(dash_client: TestClient, dash_world: DashWorld, tworld:
     for css in ("rc-ok", "rc-done", "rc-warn", "rc-bad", "rc-grey"):
         assert f"round-cell {css}" in page.text, css
     assert "遥测达标" in page.text
-    assert "漏检" in page.text
+    assert "未巡检" in page.text
     due = tworld.rounds["manual_due"]
     page = dash_client.get(f"/rooms/{room}/rounds?round={due}")
     assert 'id="round-detail"' in page.text
@@ -556,7 +557,7 @@ def test_rounds_calendar(dash_client: TestClient, dash_world: DashWorld, tworld:
     r = dash_client.post(f"/rooms/{room}/rounds/{due}/manual", data={"readings": "no equals sign"})
     assert "名称=数值" in _flash(dash_client, f"/rooms/{room}/rounds?round={due}")
     r = dash_client.post(
-        f"/rooms/{room}/rounds/{due}/manual", data={"readings": "室内温度=29.5\n柜门=关闭", "notes": "现场正常"}
+        f"/rooms/{room}/rounds/{due}/manual", data={"readings": "室温=29.5\n柜门=关闭", "notes": "现场正常"}
     )
     assert r.status_code == 303
     assert r.headers["location"] == f"/rooms/{room}/rounds?round={due}"
@@ -565,7 +566,7 @@ def test_rounds_calendar(dash_client: TestClient, dash_world: DashWorld, tworld:
         assert rnd is not None
         assert rnd.status == "done"
         assert rnd.performed_by == "engineer-user"
-        assert rnd.readings == {"室内温度": 29.5, "柜门": "关闭"}
+        assert rnd.readings == {"室温": 29.5, "柜门": "关闭"}
     page = dash_client.get(f"/rooms/{room}/rounds?round={due}")
     assert "已登记人工巡检" in page.text
     assert "现场正常" in page.text
@@ -664,3 +665,81 @@ def test_board_countdowns_and_local_due_times_at_any_instant(
     c = card(general_id)
     assert 'class="sla sla-breached"' in c
     assert "超时 1 分钟" in c
+
+
+# --- the staff's words on the pages (issue 14 §7, core/glossary.py) ------------------------------------------------
+
+
+def _banned_on_page(html: str) -> list[str]:
+    found = [word for word in glossary.BANNED if word in html]
+    if re.search(r">\s*严重\s*<", html):  # a severity badge or cell reading a bare 严重
+        found.append("严重")
+    return found
+
+
+def test_the_pages_use_the_staff_words(dash_client: TestClient, dash_world: DashWorld, tworld: TicketWorld) -> None:
+    engine = dash_world.engine
+    with Session(engine) as s, s.begin():
+        estate_id = int(s.scalar(text("SELECT id FROM estates WHERE code = :c"), {"c": dash_world.estate}))
+        complaint = tickets.open_ticket(
+            s,
+            estate_id=estate_id,
+            source="complaint",
+            category="other",
+            priority="normal",
+            title="夜间施工噪音",
+            reporter_name="李四",
+            received_by="steward-user",
+        )
+        tickets.close(s, complaint, "steward-user", reason="已与施工方沟通")
+        tickets.reopen(s, complaint, "steward-user", "业主再次来电")
+        inspection = tickets.open_ticket(
+            s,
+            estate_id=estate_id,
+            source="inspection",
+            category="electrical",
+            priority="normal",
+            title="配电房 巡检 — 需人工巡检",
+            room_id=dash_world.rooms["PR1"],
+            received_by="system",
+        )
+        complaint_id, inspection_id = complaint.id, inspection.id
+
+    login(dash_client, "supervisor-user")
+    page = dash_client.get(f"/tickets/{complaint_id}").text
+    assert "报事人" in page
+    assert "重新处理" in page  # the timeline and the count: a reopened complaint is not a repair
+    assert "返修" not in page
+    page = dash_client.get(f"/tickets/{inspection_id}").text
+    assert "处理人" in page
+    assert "维修人员" not in page
+    assert "报修人" in dash_client.get(f"/tickets/{tworld.resident_ticket}").text
+
+    room = dash_world.rooms["PR1"]
+    pages = [
+        "/alarms?state=all",
+        "/tickets?closed=1",
+        f"/tickets/{tworld.alarm_ticket}",
+        f"/tickets/{tworld.resident_ticket}",
+        f"/tickets/{complaint_id}",
+        f"/tickets/{inspection_id}",
+        f"/rooms/{room}",
+        f"/rooms/{dash_world.rooms['HS1']}",
+        f"/estates/{dash_world.estate}",
+        f"/devices/{dash_world.devices['E-1-2-1801']}",
+        "/commands",
+    ]
+    for lang in ("zh", "en"):
+        dash_client.cookies.set("lang", lang)
+        for path in pages:
+            r = dash_client.get(path)
+            assert r.status_code == 200, (path, r.text[:300])
+            assert _banned_on_page(r.text) == [], (lang, path)
+    dash_client.cookies.set("lang", "zh")
+    login(dash_client, "engineer-user")
+    rounds_page = dash_client.get(f"/rooms/{room}/rounds")
+    assert rounds_page.status_code == 200
+    assert _banned_on_page(rounds_page.text) == []
+    assert "未巡检" in rounds_page.text
+    heat = dash_client.get(f"/estates/{dash_world.estate}").text
+    assert "热力站" in heat

@@ -34,7 +34,7 @@ ESTATE = "doors-e2e"
 CTL = "AC-1-1"
 DOOR = "1-1-main"
 ESTATE_DOC = f"""\
-estate: {{code: {ESTATE}, name: 门禁告警测试, timezone: Asia/Shanghai}}
+estate: {{code: {ESTATE}, name: 门禁报警测试, timezone: Asia/Shanghai}}
 buildings:
   - {{code: "1", name: 1幢, floors: 1, entrances: 1, units_per_floor: 2}}
 devices:

@@ -29,7 +29,7 @@ from tests.support.ingest_process import IngestProcess
 pytestmark = pytest.mark.broker
 
 ESTATE = {
-    "estate": {"code": "meter-e2e", "name": "表计异常测试小区", "timezone": "Asia/Shanghai"},
+    "estate": {"code": "meter-e2e", "name": "水电表异常测试小区", "timezone": "Asia/Shanghai"},
     "buildings": [{"code": "1", "name": "1幢", "floors": 1, "units_per_floor": 4, "vacant": ["1-1-101"]}],
     "unit_meters": [
         {

@@ -73,7 +73,7 @@ def _master(building: str) -> dict[str, Any]:
 
 
 ESTATE = {
-    "estate": {"code": "meter-periodic", "name": "表计周期异常测试小区", "timezone": "Asia/Shanghai"},
+    "estate": {"code": "meter-periodic", "name": "水电表周期异常测试小区", "timezone": "Asia/Shanghai"},
     "buildings": [
         {"code": "1", "name": "1幢", "floors": 1, "units_per_floor": 4, "vacant": ["1-1-101"]},
         {"code": "2", "name": "2幢", "floors": 1, "units_per_floor": 2},

@@ -85,7 +85,7 @@ def test_room_calendar(client: TestClient, world: World, instant: datetime) -> N
     assert decided
     for i in decided:
         assert i["status"] in {"manual_due", "missed"}
-        assert i["status_zh"] in {"待人工巡检", "漏检"}
+        assert i["status_zh"] in {"待人工巡检", "未巡检"}
     due = [i for i in items if i["status"] == "manual_due"]
     for i in due:
         assert i["ticket_number"]

@@ -39,7 +39,7 @@ def test_origins_links_filters_and_scope(session: Session) -> None:
         source="manual",
         category="water",
         priority="high",
-        title="空置房走水",
+        title="空置房水表走字",
         received_by="system",
     )
     alarm_cmd = add_command(

@@ -166,7 +166,7 @@ def rooms_estate(code: str) -> EstateFile:
                 },
                 {
                     "code": "HS1",
-                    "name": "换热站",
+                    "name": "热力站",
                     "kind": "heat_station",
                     "devices": [
                         {
