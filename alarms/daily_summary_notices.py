@@ -116,7 +116,7 @@ def _alarms_sentence(f: DailyFigures) -> str:
     sev = SEVERITIES
     raised, still_open = sum(f.alarms_raised.values()), sum(f.alarms_open.values())
     return (
-        f"今日新增告警 {raised} 条{_split(f.alarms_raised, sev, SEVERITY_LABELS)}；"
+        f"今日新增报警 {raised} 条{_split(f.alarms_raised, sev, SEVERITY_LABELS)}；"
         f"未消除 {still_open} 条{_split(f.alarms_open, sev, SEVERITY_LABELS)}。"
     )
 
@@ -153,7 +153,7 @@ def compose_message(f: DailyFigures) -> tuple[str, str, str]:
         text.append(_rounds_line(g.name_zh, g.by_status, g.total))
     if len(f.rounds) > 1:
         text.append(_rounds_line("合计", f.rounds_total, rounds_total))
-    text += ["", "四、告警", _alarms_sentence(f), "", "五、回访", _callbacks_sentence(f)]
+    text += ["", "四、报警", _alarms_sentence(f), "", "五、回访", _callbacks_sentence(f)]
     if f.callbacks.overdue:
         text += _named([n for n in f.callbacks.waiting if n.due_at is not None and n.due_at <= f.end], tz)
     text += [
@@ -171,11 +171,11 @@ def compose_message(f: DailyFigures) -> tuple[str, str, str]:
         f"> 报修：{_tickets_sentence(f.tickets, '单', '关闭', as_of)}",
         f"> 投诉：{_tickets_sentence(f.complaints, '件', '办结', as_of)}",
         "> " + _rounds_line("巡检", f.rounds_total, rounds_total),
-        f"> 告警：{_alarms_sentence(f)}",
+        f"> 报警：{_alarms_sentence(f)}",
         f"> 回访：{_callbacks_sentence(f)}",
     ]
     if missed:
-        md.append(f'<font color="warning">漏检 {missed} 次，请跟进</font>')
+        md.append(f'<font color="warning">未巡检 {missed} 次，请跟进</font>')
     breached = f.tickets.breached + f.complaints.breached
     if breached:
         md.append(f"**已超时 {len(breached)} 单**")

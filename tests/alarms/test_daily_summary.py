@@ -353,10 +353,10 @@ def test_the_message_says_the_day_in_chinese(session: Session, day: Day) -> None
         f"2. {day.numbers['t6']} 厨房漏水 · 一般 · 回访时限（应于 11-26 17:00 前）",
         "今日新增 1 件（一般 1），今日办结 0 件；截至 18:30 未办结 2 件（一般 2）。",
         f"1. {day.numbers['c2']} 保洁投诉 · 一般 · 投诉反馈时限（应于 11-26 08:00 前）",
-        "配电房巡检：共 3 次，遥测达标 2、漏检 1。",
-        "客服巡查：共 2 次，已人工巡检 1、进行中 1。",
-        "合计：共 5 次，遥测达标 2、已人工巡检 1、漏检 1、进行中 1。",
-        "今日新增告警 2 条（报警 1、预警 1）；未消除 2 条（严重 1、报警 1）。",
+        "配电房巡检：共 3 次，遥测达标 2、未巡检 1。",
+        "客服巡查：共 2 次，人工巡检完成 1、进行中 1。",
+        "合计：共 5 次，遥测达标 2、人工巡检完成 1、未巡检 1、进行中 1。",
+        "今日新增报警 2 条（报警 1、预警 1）；未消除 2 条（紧急 1、报警 1）。",
         "今日完成回访 1 次；待回访 2 单，其中已超时 1 单。",
         f"详情见平台“每日汇总”页面：/summary/daily?estate={estate.code}&date=2026-11-26",
         f"{estate.name} 客服中心",
@@ -364,7 +364,7 @@ def test_the_message_says_the_day_in_chinese(session: Session, day: Day) -> None
         assert line in text, line
     assert day.numbers["t8"] not in text  # received at 19:00, after the summary
     assert f"**{estate.name} 每日汇总** 2026-11-26（截至 18:30）" in group.body
-    assert "漏检 1 次" in group.body
+    assert "未巡检 1 次" in group.body
     assert day.numbers["t2"] in group.body
     assert day.numbers["c2"] in group.body
     assert sent[LOG].body == text

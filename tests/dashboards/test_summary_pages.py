@@ -55,7 +55,7 @@ def test_the_page_shows_the_day_with_links(dash_client: TestClient, dash_world: 
     rounds = section(html, "sum-rounds")
     assert f'data-schedule="{seeded.schedule_name}"' in rounds
     assert f'href="/rooms/{seeded.room_id}/rounds?round={seeded.missed_round_id}"' in rounds  # the missed round
-    assert "漏检" in rounds
+    assert "未巡检" in rounds
 
     alarms = section(html, "sum-alarms")
     raised = re.search(r'data-severity="alarm">.*?<td class="num">(\d+)</td><td class="num">(\d+)</td>', alarms)
