@@ -67,10 +67,9 @@ WITH o AS (
 SELECT GROUPING(room_id) AS g_room, GROUPING(device_id) AS g_device, GROUPING(point_id) AS g_point,
        estate_id, room_id, device_id, point_id, max(rank) AS worst, count(*) AS n,
        count(*) FILTER (WHERE unacked) AS unacked,
-       (array_agg(id ORDER BY raised_at, id) FILTER (WHERE unacked))[1] AS oldest_id,
        min(raised_at) FILTER (WHERE unacked) AS oldest_at,
-       (array_agg(title_zh ORDER BY raised_at, id) FILTER (WHERE unacked))[1] AS oldest_zh,
-       (array_agg(title_en ORDER BY raised_at, id) FILTER (WHERE unacked))[1] AS oldest_en
+       -- one ordered aggregate (one sort per group) for the oldest one's id and titles
+       (array_agg(ARRAY[id::text, title_zh, title_en] ORDER BY raised_at, id) FILTER (WHERE unacked))[1:1] AS oldest
 FROM o
 GROUP BY GROUPING SETS ((estate_id), (estate_id, room_id), (estate_id, device_id), (estate_id, point_id))
 """
@@ -96,14 +95,15 @@ def alarm_states(
         params["devices"] = sorted(device_ids)
     rows = session.execute(text(_STATES.format(rank=_RANK_SQL, narrow=narrow)), params).mappings()
     for r in rows:
+        oldest = r["oldest"][0] if r["oldest"] else None
         state = OpenAlarms(
             severity=_SEVERITY_OF_RANK[int(r["worst"])],
             count=int(r["n"]),
             unacknowledged=int(r["unacked"]),
-            oldest_id=None if r["oldest_id"] is None else int(r["oldest_id"]),
+            oldest_id=None if oldest is None else int(oldest[0]),
             oldest_at=r["oldest_at"],
-            oldest_title_zh=r["oldest_zh"] or "",
-            oldest_title_en=r["oldest_en"] or "",
+            oldest_title_zh=(oldest[1] if oldest else "") or "",
+            oldest_title_en=(oldest[2] if oldest else "") or "",
         )
         if not r["g_point"]:
             if r["point_id"] is not None:
