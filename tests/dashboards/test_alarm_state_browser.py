@@ -221,6 +221,7 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
         shot(phone, "alarm-03-room-critical-375", first_screen=True)
         phone.goto(f"{base}{estate_path}")
         expect(phone.locator('[data-room="PR1"]')).to_have_attribute("data-severity", "critical")
+        expect(phone.locator("#alarm-banner")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
         shot(phone, "alarm-04-estate-critical-375", first_screen=True)
 
         # 确认 in the banner: no question asked, no page load; the sound stops on this page and, once its
