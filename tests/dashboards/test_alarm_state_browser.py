@@ -193,6 +193,7 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
             "room card": within(room_card, "critical"),
             "estate alarm count": within(overview.locator('[data-stat-box="alarms"]'), "critical"),
         }
+        print(f"alarm colour after its commit, s: { {k: round(v, 2) for k, v in took.items()} }")
         assert max(took.values()) <= WITHIN_S, took
         expect(tile.locator('[data-field="text"]')).to_have_text("172.2")
         expect(tile.locator('[data-field="limit"]')).to_have_text("≥ 170.0 °C")
