@@ -12,16 +12,17 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts
 from alarms import policy
 from alarms import store as alarm_store
+from alarms.banner_prefs import banner_prefs
 from core import clock
 from core.errors import StewardError
 from dashboards import alarms_view
-from dashboards.forms import flash_error, flash_ok, form_page, same_origin
+from dashboards.forms import error_text, flash_error, flash_ok, form_page, in_place, same_origin
 from dashboards.lookups import viewer_tz
 from dashboards.render import live_page_data, render_fragment
 from dashboards.viewer import PageError, Viewer, ViewerDep, require, safe_next
@@ -79,6 +80,7 @@ def alarms_page(
         here_q=query_string(filters),
         tz=tz.key,
         page_data=live_page_data(viewer.lang, "/live/tickets" + query_string({"view": "alarms", **filters})),
+        banner_prefs=banner_prefs(session, viewer.user_id),
     )
 
 
@@ -114,7 +116,11 @@ def _alarm_action(
         act()
     except StewardError as exc:
         session.rollback()
+        if in_place(request):  # the banner shows the refusal where the button was
+            return PlainTextResponse(error_text(exc.message, viewer.lang), status_code=exc.status_code)
         return flash_error(target, exc)
+    if in_place(request):
+        return Response(status_code=204)
     return flash_ok(target, key)
 
 

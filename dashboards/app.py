@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dashboards import (
     access,
+    alarm_banner,
     alarms,
     billing,
     billing_dunning,
@@ -68,6 +69,7 @@ def mount_dashboards(app: FastAPI) -> None:
         billing_statements,
         callbacks,
         summary,
+        alarm_banner,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

@@ -54,15 +54,26 @@ def _flash(request: Request, lang: Lang) -> dict[str, str] | None:
         return None
     if kind == "ok":
         return {"kind": "ok", "text": i18n.t(message, lang)}
-    # Domain messages read "English / 中文": show the viewer's half.
+    return {"kind": "error", "text": error_text(message, lang)}
+
+
+def error_text(message: str, lang: Lang) -> str:
+    """A refusal for people: "!key" is a UI string; domain messages read "English / 中文" (the viewer's half)."""
     if message.startswith("!"):
-        text = i18n.t(message[1:], lang)
-    elif " / " in message:
+        return i18n.t(message[1:], lang)
+    if " / " in message:
         en, _, zh = message.partition(" / ")
-        text = en if lang == "en" else zh
-    else:
-        text = message
-    return {"kind": "error", "text": text}
+        return en if lang == "en" else zh
+    return message
+
+
+# A page script acting in place (the alarm banner's 确认 / 消除) sends this header: it wants the outcome, not the
+# redirect and flash message a form post gets.
+IN_PLACE_HEADER = "x-steward-in-place"
+
+
+def in_place(request: Request) -> bool:
+    return request.headers.get(IN_PLACE_HEADER) == "1"
 
 
 def form_page(request: Request, name: str, viewer: Viewer, **extra: Any) -> HTMLResponse:

@@ -1069,3 +1069,29 @@ STRINGS.update(
         ),
     }
 )
+
+# --- alarm state on every tile and card, the alarm banner and its sound (issue 15 §1-2) ---------------------------
+
+STRINGS.update(
+    {
+        "alarm_open_n": ("{label} {n} 条", "{label} ×{n}"),
+        "alarm_unacked_n": ("未确认 {n}", "{n} unacknowledged"),
+        "alarm_oldest": ("最早未确认 {time} {title}", "oldest unacknowledged {time} {title}"),
+        "alarm_all_acked": ("均已确认", "all acknowledged"),
+        "open_alarms": ("未消除报警", "Open alarms"),
+        "no_open_alarms": ("无报警", "No alarms"),
+        "banner_title": ("未确认报警", "Unacknowledged alarms"),
+        "banner_more": ("另有 {n} 条，查看全部", "{n} more: see them all"),
+        "banner_mute": ("静音", "Mute"),
+        "banner_unmute": ("取消静音", "Unmute"),
+        "banner_sound_blocked": ("浏览器阻止了提示音：点击此处启用", "The browser blocked the sound: click to enable"),
+        "banner_clear": ("消除…", "Clear…"),
+        "banner_prefs_title": ("报警横幅与提示音", "Alarm banner and sound"),
+        "banner_min_severity": ("弹出并鸣响的最低级别", "Show and sound from"),
+        "banner_and_above": ("{label}及以上", "{label} and above"),
+        "banner_muted": ("提示音静音", "Mute the sound"),
+        "banner_save": ("保存设置", "Save settings"),
+        "flash_banner_prefs": ("报警提醒设置已保存", "Alarm banner settings saved"),
+        "bad_banner_prefs": ("报警级别无效", "Unknown severity"),
+    }
+)

@@ -24,6 +24,10 @@ from web.replica import ReadSessionDep
 
 router = APIRouter(include_in_schema=False)
 
+# A whole estate's summary is re-read at most this often per viewer (a room's values: every second).
+ESTATE_MIN_INTERVAL_S = 2.0
+HOME_MIN_INTERVAL_S = 5.0
+
 
 def _bucket_note(bucket: series.Bucket, lang: Lang) -> str:
     return i18n.t("bucket_note", lang, bucket=i18n.lookup(i18n.BUCKET_NAMES, bucket.value, lang))
@@ -40,7 +44,16 @@ def home(request: Request, session: ReadSessionDep, viewer: ViewerDep) -> Respon
         if viewer.sees_equipment
         else []
     )
-    return render(request, "home.html", viewer.lang, viewer, estates=estates, summaries=summaries)
+    return render(
+        request,
+        "home.html",
+        viewer.lang,
+        viewer,
+        estates=estates,
+        summaries=summaries,
+        # Estate cards follow their alarms live (issue 15 §1); only the equipment roles see the cards at all.
+        page_data=page_data(viewer.lang, "/live/home", "html") if summaries else None,
+    )
 
 
 @router.get("/estates/{code}", response_class=HTMLResponse)
@@ -203,5 +216,17 @@ async def live_estate(code: str, request: Request) -> Response:
             "html": render_fragment("rooms/_estate_body.html", viewer.lang, estate=estate, s=summary),
         }
 
-    # The summary counts a whole estate: refresh it at a calmer pace than a room's values.
-    return await stream(request, build, _can_equipment, min_interval=5.0)
+    # The summary counts a whole estate: refresh it at a calmer pace than a room's values, yet quickly enough
+    # that a new alarm colours its room within 5 s of its commit (issue 15 §1).
+    return await stream(request, build, _can_equipment, min_interval=ESTATE_MIN_INTERVAL_S)
+
+
+@router.get("/live/home")
+async def live_home(request: Request) -> Response:
+    def build(session: Session, viewer: Viewer) -> dict[str, Any]:
+        estates = visible_estates(session, viewer.visible)
+        summaries = [rooms_view.estate_summary(session, e, viewer.lang, detail=False) for e in estates]
+        return {"html": render_fragment("_home_estates.html", viewer.lang, summaries=summaries)}
+
+    # Every visible estate at once (head office: many): at the calmer pace the overview had before.
+    return await stream(request, build, _can_equipment, min_interval=HOME_MIN_INTERVAL_S)

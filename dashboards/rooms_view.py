@@ -15,8 +15,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from alarms.alarm_state import alarm_states, point_limits
 from core import clock
 from dashboards import i18n
+from dashboards.alarm_state_view import badge, limit_text
 from dashboards.i18n import Lang
 from facility import queries, series
 from facility.live import STALE_FACTOR, device_status, live_values
@@ -83,6 +85,8 @@ class EstateSummary:
     rate_per_min: float = 0.0
     dead_letters_24h: int = 0
     quarantined_24h: int = 0
+    # The estate's open alarms (alarm_state_view.badge), None when there are none.
+    alarm: dict[str, Any] | None = None
 
 
 def topic_prefix(code: str) -> str:
@@ -117,6 +121,8 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
     out.quarantined_24h = ingest_reads.count_since(
         session, QuarantinedMessage, QuarantinedMessage.topic.like(prefix), day
     )
+    alarms = alarm_states(session, [estate.id])
+    out.alarm = badge(alarms.estates.get(estate.id), lang, tz)
     if not detail:
         return out
 
@@ -142,6 +148,7 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
                 "devices": by_room.get(room.id, Counts()),
                 "points": len(pids),
                 "stale_points": stale_points,
+                "alarm": badge(alarms.rooms.get(room.id), lang, tz),
             }
         )
     out.kinds = [
@@ -175,6 +182,10 @@ def device_views(session: Session, devices: list[Device], lang: Lang, tz: ZoneIn
     now = clock.now()
     states = queries.device_states(session, [d.id for d in devices])
     kinds = queries.point_kinds(session, [d.id for d in devices])
+    estate_ids = {d.estate_id for d in devices}
+    device_ids = [d.id for d in devices]
+    alarms = alarm_states(session, estate_ids, device_ids=device_ids)
+    limits = point_limits(session, estate_ids, device_ids=device_ids)
     by_device: dict[int, list[dict[str, Any]]] = {d.id: [] for d in devices}
     for lv in live_values(session, devices):
         kind = kinds.get(lv.point_id, "gauge")
@@ -197,6 +208,8 @@ def device_views(session: Session, devices: list[Device], lang: Lang, tz: ZoneIn
                 "x": i18n.chart_ms(lv.ts, tz) if lv.ts else None,
                 "stale": lv.stale,
                 "stale_text": i18n.stale_text(lv.age_s, lang) if lv.stale else "",
+                "alarm": badge(alarms.points.get(lv.point_id), lang, tz),
+                "limit": limit_text(limits.get(lv.point_id), lv.unit, lang) if kind != "state" else "",
             }
         )
     out = []
@@ -212,6 +225,7 @@ def device_views(session: Session, devices: list[Device], lang: Lang, tz: ZoneIn
                 "status": status,
                 "status_text": _status_text(status, age, lang),
                 "last_seen": i18n.format_time(state.last_seen_at, tz) if state else "—",
+                "alarm": badge(alarms.devices.get(d.id), lang, tz),
                 "points": by_device[d.id],
             }
         )

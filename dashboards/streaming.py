@@ -20,10 +20,32 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from accounts import service as accounts
+from dashboards import banner_view
 from dashboards.live import LiveHub, event_stream
 from dashboards.viewer import PageError, Viewer, request_lang
 from web.cookies import SESSION_COOKIE
 from web.replica import fresh_read_session
+
+
+class BannerWatch:
+    """The alarm banner (dashboards/banner_view.py) rides on every page's stream: added to an update when the
+    banner's mark moved since this stream last sent it (always to the first), so each page needs one stream."""
+
+    def __init__(self) -> None:
+        self.last: banner_view.BannerMark | None = None
+
+    def changed(self, session: Session, viewer: Viewer) -> banner_view.BannerMark | None:
+        now = banner_view.mark(session, viewer)
+        if now is None or now == self.last:
+            return None
+        self.last = now
+        return now
+
+    def add(self, session: Session, viewer: Viewer, data: dict[str, Any]) -> dict[str, Any]:
+        moved = self.changed(session, viewer)
+        if moved is not None:
+            data["banner"] = banner_view.payload(session, viewer, moved)
+        return data
 
 
 def _live_snapshot(
@@ -34,6 +56,7 @@ def _live_snapshot(
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     cookie = request.cookies.get(SESSION_COOKIE, "")
     lang = request_lang(request)
+    banner = BannerWatch()
 
     def snapshot() -> dict[str, Any] | None:
         with factory() as session:
@@ -45,7 +68,7 @@ def _live_snapshot(
                 return None
             try:
                 with fresh_read_session(request.app.state, session) as reads:
-                    return build(reads, viewer)
+                    return banner.add(reads, viewer, build(reads, viewer))
             except PageError:
                 return None
             finally:
@@ -108,6 +131,7 @@ class MarkedWatch:
         self.lang = request_lang(request)
         self.build, self.allowed, self.mark = build, allowed, mark
         self.last: tuple[Any, ...] | None = None
+        self.banner = BannerWatch()
 
     def look(self) -> dict[str, Any] | None:
         """The new payload, {} when nothing changed, None when the login ended or no longer permits it."""
@@ -121,10 +145,11 @@ class MarkedWatch:
                     return None
                 with fresh_read_session(self.state, session) as reads:
                     mark = self.mark(reads, viewer)
-                    if mark == self.last:
-                        return {}
-                    self.last = mark
-                    return self.build(reads, viewer)
+                    data: dict[str, Any] = {}
+                    if mark != self.last:
+                        self.last = mark
+                        data = self.build(reads, viewer)
+                    return self.banner.add(reads, viewer, data)
             except PageError:
                 return None
             finally:

@@ -480,6 +480,9 @@ class Alarm(Base):
             postgresql_where="state <> 'cleared'",
         ),
         Index("ix_alarms_estate_id_state", "estate_id", "state"),
+        # Only the open rows (a few per estate against years of cleared history): the alarm state of every
+        # tile, card and overview is read through it (alarms/alarm_state.py).
+        Index("ix_alarms_open_estate", "estate_id", postgresql_where="state <> 'cleared'"),
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("alarm_rules.id", ondelete="CASCADE"))
@@ -1408,3 +1411,17 @@ class DailySummary(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)  # the estate's local date
     sent_at: Mapped[datetime] = mapped_column(TZ)
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+
+
+class StaffAlarmPrefs(Base):
+    """One staff member's alarm banner (issue 15 §2): from which severity a new alarm shows and sounds, and
+    whether the sound is muted. No row: the defaults (报警 and above, sound on)."""
+
+    __tablename__ = "staff_alarm_prefs"
+    __table_args__ = (
+        CheckConstraint("banner_min_severity in ('warning','alarm','critical')", name="banner_min_severity"),
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    banner_min_severity: Mapped[str] = mapped_column(String(16), default="alarm", server_default="alarm")
+    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())

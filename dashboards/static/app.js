@@ -126,10 +126,37 @@
     el.classList.add("flash");
   }
 
+  // Alarm state (issue 15 §1): the element's sev-* class and data-severity, and its badge (alarm_state_view.badge).
+  const SEVERITIES = ["sev-ok", "sev-warning", "sev-alarm", "sev-critical"];
+
+  function applyAlarm(node, alarm, field) {
+    const sev = alarm ? alarm.severity : "ok";
+    if (node.dataset.severity !== sev) {
+      node.classList.remove(...SEVERITIES);
+      node.classList.add("sev-" + sev);
+      node.dataset.severity = sev;
+    }
+    node.querySelectorAll('[data-field="' + field + '"]').forEach((badge) => {
+      badge.hidden = !alarm;
+      badge.classList.remove(...SEVERITIES);
+      badge.classList.add("sev-" + sev);
+      badge.dataset.severity = sev;
+      badge.title = alarm ? alarm.oldest || alarm.unacked_text : "";
+      const icon = badge.querySelector(".sev-icon");
+      if (icon) icon.textContent = alarm ? alarm.icon : "";
+      const summary = badge.querySelector(".alarm-summary");
+      if (summary) summary.textContent = alarm ? alarm.summary : "";
+      const detail = badge.querySelector(".alarm-detail");
+      if (detail) detail.textContent = alarm ? alarm.unacked_text + (alarm.oldest ? " · " + alarm.oldest : "") : "";
+    });
+  }
+
   function applyValues(data) {
     const dirty = new Set();
     for (const p of data.points) {
       document.querySelectorAll('[data-point="' + p.id + '"]').forEach((node) => {
+        if ("alarm" in p) applyAlarm(node, p.alarm, "alarm");
+        if ("limit" in p) setField(node, "limit", p.limit);
         const num = node.querySelector('[data-field="text"]');
         if (num) {
           if (num.textContent !== p.text) {
@@ -174,6 +201,7 @@
           el.className = "status status-" + d.status;
         });
         setField(node, "last_seen", d.last_seen);
+        if ("alarm" in d) applyAlarm(node, d.alarm, "device_alarm");
       });
     }
     applyDiagram(data);
@@ -227,8 +255,11 @@
       failures = 0;
       setStatus("connected");
       const data = JSON.parse(ev.data);
-      if (page.mode === "html") applyHtml(data);
-      else applyValues(data);
+      if (page.mode === "html") {
+        if (data.html !== undefined) applyHtml(data);
+      } else if (data.points) applyValues(data);
+      // The alarm banner rides on this stream (static/alarm-banner.js listens).
+      if (data.banner) document.dispatchEvent(new CustomEvent("steward:banner", { detail: data.banner }));
       if (timeEl && data.now) timeEl.textContent = S.updated.replace("{time}", data.now);
     });
     source.addEventListener("expired", () => {
@@ -248,7 +279,10 @@
   }
 
   initCharts();
-  if (page.live && window.EventSource) connect();
+  if (page.live && window.EventSource) {
+    document.documentElement.dataset.liveBanner = "page"; // the banner rides on this stream: it opens none
+    connect();
+  }
 })();
 
 /* SLA countdowns on the ticket board and ticket page: every element with data-due (ms since the epoch)
