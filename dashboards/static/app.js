@@ -210,12 +210,12 @@
   // --- system diagram (rooms/_diagram.html) ---------------------------------------------------------
   // SVG elements: classList and dataset only (an SVG element's className cannot be assigned).
 
-  const SEVERITIES = ["ok", "warning", "alarm", "critical"];
+  const SEVERITY_NAMES = ["ok", "warning", "alarm", "critical"];
 
   function setSeverity(el, sev) {
     const want = sev || "ok";
     if (el.dataset.severity === want) return;
-    SEVERITIES.forEach((s) => el.classList.toggle("sev-" + s, s === want));
+    SEVERITY_NAMES.forEach((s) => el.classList.toggle("sev-" + s, s === want));
     el.dataset.severity = want;
   }
 

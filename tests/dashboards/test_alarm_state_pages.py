@@ -318,7 +318,7 @@ def test_acknowledge_and_clear_in_place(client: TestClient, alarm_world: AlarmWo
     assert client.post(f"/alarms/{ids['c']}/acknowledge", headers=in_place).status_code == 204
     r = client.post(f"/alarms/{ids['b']}/clear", data={"reason": "  "}, headers=in_place)
     assert r.status_code == 422
-    assert r.text == "手动消除须填写原因"
+    assert r.text == "手动解除须填写原因"
     assert (
         client.post(f"/alarms/{ids['b']}/clear", data={"reason": "现场复核，传感器松动"}, headers=in_place).status_code
         == 204
