@@ -24,6 +24,7 @@ from api.routes import (
     estates,
     operations,
     rounds,
+    service_rounds,
     tickets,
     warranty,
 )
@@ -39,6 +40,7 @@ def mount_api(app: FastAPI) -> None:
         operations,
         alarms,
         rounds,
+        service_rounds,
         tickets,
         billing,
         billing_webhook,

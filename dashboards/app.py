@@ -25,6 +25,7 @@ from dashboards import (
     operations,
     rooms,
     rounds,
+    service_rounds,
     tickets,
 )
 from dashboards.live import LiveHub, connect_kwargs
@@ -59,6 +60,7 @@ def mount_dashboards(app: FastAPI) -> None:
         alarms,
         tickets,
         rounds,
+        service_rounds,
         billing,
         billing_notices,
         billing_dunning,
