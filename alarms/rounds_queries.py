@@ -59,7 +59,7 @@ def round_room_id(session: Session, round_id: int) -> tuple[int, int] | None:
             InspectionRound.id == round_id, InspectionRound.room_id.is_not(None)
         )
     ).first()
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1])) if row and row[0] is not None else None
 
 
 @dataclass(frozen=True)

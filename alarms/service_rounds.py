@@ -84,6 +84,14 @@ TASK_STATUS_LABELS = {
 }
 
 
+# A service round's statuses as people say them: it is done by its tasks, not "manually" as against by telemetry.
+ROUND_STATUS_LABELS = {
+    RoundStatus.open: ("进行中", "Open"),
+    RoundStatus.done: ("已完成", "Done"),
+    RoundStatus.missed: ("漏检", "Missed"),
+}
+
+
 class TaskNotFound(NotFound):
     pass
 
@@ -511,6 +519,7 @@ def _close_round_if_complete(session: Session, rnd: InspectionRound, who: str, n
 
 
 __all__ = [
+    "ROUND_STATUS_LABELS",
     "TASK_STATUS_LABELS",
     "Finding",
     "ServiceRoundsResult",

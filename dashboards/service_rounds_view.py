@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from alarms.rounds import STATUS_LABELS as ROUND_STATUS_LABELS
 from alarms.service_round_defaults import KIND_LABELS
+from alarms.service_rounds import ROUND_STATUS_LABELS as SERVICE_STATUS_LABELS
 from alarms.service_rounds import TASK_STATUS_LABELS
 from alarms.service_rounds_queries import (
     TaskRow,
@@ -77,7 +77,9 @@ def task_view(row: TaskRow, lang: Lang, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def service_calendar(session: Session, estate: Estate, lang: Lang, tz: ZoneInfo, *, selected: int | None) -> dict:
+def service_calendar(
+    session: Session, estate: Estate, lang: Lang, tz: ZoneInfo, *, selected: int | None
+) -> dict[str, Any]:
     """The estate's service schedules, each with its rounds of the last weeks as cells coloured by status."""
     now = clock.now()
     schedules = service_schedules(session, estate.id)
@@ -87,7 +89,7 @@ def service_calendar(session: Session, estate: Estate, lang: Lang, tz: ZoneInfo,
     chosen = None
     for r in rounds:
         text_, window = _window_label(r.window_start, r.window_end, calendars.get(r.schedule_id), tz)
-        status_label = label(ROUND_STATUS_LABELS, r.status, lang)
+        status_label = label(SERVICE_STATUS_LABELS, r.status, lang)
         if r.satisfied_by == "no_tasks":
             status_label = i18n.t("csr_no_tasks", lang)
         cell = {
@@ -125,7 +127,7 @@ def service_calendar(session: Session, estate: Estate, lang: Lang, tz: ZoneInfo,
     for r in rounds:
         counts[r.status] = counts.get(r.status, 0) + 1
     legend = [
-        {"status": k, "css": ROUND_CSS[k], "label": label(ROUND_STATUS_LABELS, k, lang), "n": counts.get(k, 0)}
+        {"status": k, "css": ROUND_CSS[k], "label": label(SERVICE_STATUS_LABELS, k, lang), "n": counts.get(k, 0)}
         for k in ("done", "open", "missed")
     ]
     return {"schedules": rows, "selected": chosen, "legend": legend}

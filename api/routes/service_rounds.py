@@ -11,9 +11,8 @@ from pydantic import Field
 
 from alarms import policy
 from alarms import service_rounds_queries as queries
-from alarms.rounds import STATUS_LABELS
 from alarms.service_round_defaults import KIND_LABELS
-from alarms.service_rounds import TASK_STATUS_LABELS, Finding, TaskNotFound, record_task
+from alarms.service_rounds import ROUND_STATUS_LABELS, TASK_STATUS_LABELS, Finding, TaskNotFound, record_task
 from api.deps import EstateCode, ObjectId
 from api.routes.estates import estate_or_404
 from api.routes.rounds import Time
@@ -166,7 +165,7 @@ def service_calendar(
         schedules.append(ServiceScheduleOut(**vars(s), kind_zh=kzh, kind_en=ken))
     items = []
     for r in rows[:MAX_ROUNDS]:
-        zh, en = STATUS_LABELS.get(r.status, (r.status, r.status))
+        zh, en = ROUND_STATUS_LABELS.get(r.status, (r.status, r.status))
         items.append(ServiceRoundOut(**vars(r), status_zh=zh, status_en=en))
     return ServiceCalendarOut(
         estate_code=estate.code, start=lo, end=hi, schedules=schedules, items=items, truncated=len(rows) > MAX_ROUNDS

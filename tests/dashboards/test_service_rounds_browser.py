@@ -114,6 +114,7 @@ def test_a_steward_records_a_patrol_finding_on_a_phone(
     desk.locator('.round-row[data-kind="estate_patrol"] a.csr-cell').last.click()
     expect(desk.locator("#round-detail")).to_be_visible()
     expect(desk.locator(f'#round-detail tr[data-task="{task_id}"]')).to_contain_text("已完成")
+    desk.evaluate("window.scrollTo(0, 0)")  # the sticky top bar stays at the top of the full-page shot
     shot(desk, "service-04-calendar")
     desk.click("#lang-toggle")
     expect(desk.locator("h1")).to_contain_text("Service rounds")
