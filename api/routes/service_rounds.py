@@ -200,7 +200,7 @@ def get_task(service_task_id: ObjectId, session: ReadSessionDep, user: Readers, 
     return _task_out(_visible_task(session, service_task_id, visible))
 
 
-@router.post("/service-tasks/{service_task_id}/record", response_model=TaskOut, responses=error_responses(409))
+@router.post("/service-tasks/{service_task_id}/record", response_model=TaskOut, responses=error_responses(400, 409))
 def record(
     service_task_id: ObjectId, body: TaskRecordIn, session: SessionDep, user: Recorders, visible: VisibleEstates
 ) -> TaskOut:
