@@ -250,3 +250,5 @@ def test_calendar_page(client: TestClient, world: World) -> None:
     assert "9幢" in detail.text
     assert client.get("/estates/apib/service-rounds").status_code == 404
     assert 'href="/estates/apia/service-rounds"' in client.get("/estates/apia").text
+    # Beside the equipment rooms' round calendars too.
+    assert 'href="/estates/apia/service-rounds"' in client.get(f"/rooms/{world.room_id}/rounds").text
