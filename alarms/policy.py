@@ -75,3 +75,28 @@ SUMMARY_READERS = frozenset({Role.admin, Role.steward, Role.supervisor, Role.man
 
 def may_read_daily_summary(role: Role | str) -> bool:
     return Role(role) in SUMMARY_READERS
+
+
+# Customer-service rounds (alarms/service_rounds.py): the estate's calendar and task lists are read by those who do
+# the rounds (stewards, engineers, the supervisor), by the project manager and by read-only dashboards; a task is
+# recorded by the staff on site. The task page lists the rounds of one's own role (round_schedules.role); admins
+# and the project manager, who answer for every round, see every role's.
+SERVICE_ROUND_READERS = frozenset({Role.admin, Role.manager, Role.supervisor, Role.engineer, Role.steward, Role.viewer})
+SERVICE_TASK_RECORDERS = frozenset({Role.admin, Role.manager, Role.supervisor, Role.engineer, Role.steward})
+SERVICE_EVERY_ROLE = frozenset({Role.admin, Role.manager})
+
+
+def may_read_service_rounds(role: Role | str) -> bool:
+    return Role(role) in SERVICE_ROUND_READERS
+
+
+def may_record_service_task(role: Role | str) -> bool:
+    return Role(role) in SERVICE_TASK_RECORDERS
+
+
+def service_roles_of(role: Role | str) -> frozenset[str] | None:
+    """The round roles (round_schedules.role) whose tasks the role's task page lists; None: every role's."""
+    r = Role(role)
+    if r in SERVICE_EVERY_ROLE:
+        return None
+    return frozenset({r.value})

@@ -1,5 +1,9 @@
 """Inspection rounds (巡检): schedules per room, one round per window, satisfied by telemetry or by hand.
 
+Customer-service rounds (schedules of a whole estate, `kind` other than 'equipment') share the tables, the
+missed step (3.) and its alarm; their windows and tasks are alarms/service_rounds.py's, which the same worker job
+runs after this one. Steps 1 and 2 below are the equipment rounds' only.
+
 A schedule cuts time into windows ``[anchor + k·interval, anchor + (k+1)·interval)``. The worker
 calls `evaluate_rounds` every minute:
 
@@ -52,6 +56,8 @@ from storage.models import AlarmRuleRow, Estate, InspectionRound, Room, RoundSch
 log = logging.getLogger(__name__)
 
 ROUND_MISSED_RULE = "inspection.round_missed"
+# round_schedules.kind / inspection_rounds.kind of an equipment room's inspection (the others: service rounds).
+EQUIPMENT = "equipment"
 # Catch-up after worker downtime: at most this many windows per schedule and run, none older than 7 days.
 MAX_CATCHUP = 84
 CATCHUP_MINUTES = 7 * 24 * 60
@@ -198,7 +204,7 @@ _CREATE = text(
              (SELECT max(r.window_start) FROM inspection_rounds r WHERE r.schedule_id = round_schedules.id)
                AS last_start
       FROM round_schedules
-      WHERE enabled AND interval_minutes > 0 AND anchor <= CAST(:now AS timestamptz)
+      WHERE enabled AND kind = 'equipment' AND interval_minutes > 0 AND anchor <= CAST(:now AS timestamptz)
     ), ks AS (
       SELECT s.*,
              CASE WHEN last_start IS NULL THEN k_cur
@@ -218,7 +224,7 @@ _CREATE = text(
 _ENDED = text(
     """
     SELECT r.id FROM inspection_rounds r
-    WHERE r.status = 'open' AND r.window_end <= :now
+    WHERE r.status = 'open' AND r.window_end <= :now AND r.kind = 'equipment'
     ORDER BY r.window_end, r.id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -253,14 +259,14 @@ _EVIDENCE = text(
 
 _DUE_MISSED = text(
     """
-    SELECT r.id, r.schedule_id, r.estate_id, r.room_id, r.window_start, r.window_end, r.ticket_id,
+    SELECT r.id, r.schedule_id, r.estate_id, r.room_id, r.window_start, r.window_end, r.ticket_id, r.kind,
            s.code, s.grace_minutes, rm.code AS room_code,
            EXISTS (SELECT 1 FROM inspection_rounds later
                    WHERE later.schedule_id = r.schedule_id AND later.window_start > r.window_start
                      AND later.status IN ('satisfied', 'done')) AS superseded
     FROM inspection_rounds r
     JOIN round_schedules s ON s.id = r.schedule_id
-    JOIN rooms rm ON rm.id = r.room_id
+    LEFT JOIN rooms rm ON rm.id = r.room_id
     WHERE r.status IN ('open', 'manual_due')
       AND r.window_end + s.grace_minutes * interval '1 minute' <= :now
     ORDER BY r.schedule_id, r.window_start
@@ -374,7 +380,7 @@ def evaluate_rounds(session: Session, now: datetime | None = None, on_raised: On
     rule_id = ensure_round_rule(session) if (satisfied or manual) else None
     if satisfied:
         assert rule_id is not None
-        _clear_recovered(conn, rule_id, satisfied, now)
+        clear_recovered(conn, rule_id, satisfied, now)
 
     # Manual round tickets for rounds still inside their grace period (a round decided after its
     # grace already passed, e.g. after worker downtime, goes straight to missed below).
@@ -535,24 +541,31 @@ def _miss(session: Session, rule_id: int, rows: Sequence[RowMapping], now: datet
             latest[int(r["schedule_id"])] = r
     with_ticket: list[NewAlarm] = []
     without_ticket: list[NewAlarm] = []
+    service: list[NewAlarm] = []
     for sid, r in latest.items():
+        detail: dict[str, Any] = {
+            "round_id": int(r["id"]),
+            "schedule": r["code"],
+            "room": r["room_code"],
+            "window_start": r["window_start"].isoformat(),
+            "window_end": r["window_end"].isoformat(),
+            "grace_minutes": int(r["grace_minutes"]),
+        }
+        if r["kind"] != EQUIPMENT:
+            detail["kind"] = r["kind"]
         alarm = NewAlarm(
             rule_id=rule_id,
             subject=round_subject(sid),
             estate_id=int(r["estate_id"]),
             severity=Severity.alarm.value,
             raised_at=r["window_end"] + timedelta(minutes=int(r["grace_minutes"])),
-            room_id=int(r["room_id"]),
-            detail={
-                "round_id": int(r["id"]),
-                "schedule": r["code"],
-                "room": r["room_code"],
-                "window_start": r["window_start"].isoformat(),
-                "window_end": r["window_end"].isoformat(),
-                "grace_minutes": int(r["grace_minutes"]),
-            },
+            room_id=int(r["room_id"]) if r["room_id"] is not None else None,
+            detail=detail,
         )
-        (with_ticket if r["ticket_id"] is not None else without_ticket).append(alarm)
+        if r["kind"] != EQUIPMENT:
+            service.append(alarm)
+        else:
+            (with_ticket if r["ticket_id"] is not None else without_ticket).append(alarm)
     # A round that already has its manual-round ticket links the alarm to it (one ticket per episode);
     # the others go through the on_raised hook (tickets.from_alarms).
     inserted = insert_alarms(conn, with_ticket)
@@ -569,6 +582,9 @@ def _miss(session: Session, rule_id: int, rows: Sequence[RowMapping], now: datet
             {"alarms": inserted},
         )
     inserted += insert_alarms(conn, without_ticket, on_raised=on_raised)
+    # A missed customer-service round is the desk's to follow up (the alarm list, the service calendar), not a
+    # repair: no ticket. Its findings open tickets task by task (alarms.service_rounds.record_task).
+    inserted += insert_alarms(conn, service)
     # Every missed round points at its schedule's open alarm (new or already open).
     conn.execute(
         text(
@@ -584,7 +600,7 @@ def _miss(session: Session, rule_id: int, rows: Sequence[RowMapping], now: datet
     return len(inserted)
 
 
-def _clear_recovered(conn: Connection, rule_id: int, round_ids: Iterable[int], at: datetime) -> int:
+def clear_recovered(conn: Connection, rule_id: int, round_ids: Iterable[int], at: datetime) -> int:
     """Clear the missed alarm of schedules whose round `round_ids` is at least as recent as every missed one."""
     subjects = [
         round_subject(int(sid))
@@ -644,7 +660,7 @@ def record_manual_round(
     still open, is completed by the record (on site at ``performed_at``, resolved, closed).
     """
     rnd = session.scalar(select(InspectionRound).where(InspectionRound.id == round_id).with_for_update())
-    if rnd is None:
+    if rnd is None or rnd.kind != EQUIPMENT:  # a service round is done task by task (alarms.service_rounds)
         raise RoundNotFound(f"round {round_id} not found / 未找到该巡检")
     if rnd.status not in (RoundStatus.open, RoundStatus.manual_due, RoundStatus.missed):
         raise RoundTransitionError(f"round {round_id} is already {rnd.status} / 该巡检已完成")
@@ -669,7 +685,7 @@ def record_manual_round(
     session.flush()
     rule_id = session.scalar(select(AlarmRuleRow.id).where(AlarmRuleRow.code == ROUND_MISSED_RULE))
     if rule_id is not None:
-        cleared = _clear_recovered(session.connection(), int(rule_id), [rnd.id], now)
+        cleared = clear_recovered(session.connection(), int(rule_id), [rnd.id], now)
         if cleared:
             log.info("round %s done late (was %s): missed alarm cleared", rnd.id, was)
     if rnd.ticket_id is not None:
@@ -688,6 +704,7 @@ def record_manual_round(
 
 
 __all__ = [
+    "EQUIPMENT",
     "MAX_CATCHUP",
     "ROUND_MISSED_RULE",
     "STATUS_LABELS",
@@ -696,6 +713,7 @@ __all__ = [
     "RoundTimeError",
     "RoundTransitionError",
     "RoundsResult",
+    "clear_recovered",
     "ensure_default_schedules",
     "ensure_round_rule",
     "evaluate_rounds",

@@ -53,11 +53,13 @@ def room_rounds(session: Session, room_id: int, since: datetime) -> RoomRounds:
 
 
 def round_room_id(session: Session, round_id: int) -> tuple[int, int] | None:
-    """(room id, estate id) of a round, or None."""
+    """(room id, estate id) of a room's round, or None (also for a customer-service round: it has no room)."""
     row = session.execute(
-        select(InspectionRound.room_id, InspectionRound.estate_id).where(InspectionRound.id == round_id)
+        select(InspectionRound.room_id, InspectionRound.estate_id).where(
+            InspectionRound.id == round_id, InspectionRound.room_id.is_not(None)
+        )
     ).first()
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1])) if row and row[0] is not None else None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from alarms.const import SEVERITY_LABELS, alarm_state_label
 from alarms.multipoint import CHECK_LABELS
 from alarms.queries import query_alarms, room_ids
+from alarms.service_round_defaults import KIND_LABELS as SERVICE_KIND_LABELS
 from core import clock
 from dashboards import i18n
 from dashboards.i18n import Lang, fmt_value, label
@@ -86,4 +87,6 @@ def subject_label(subject: str, detail: Mapping[str, Any] | None, lang: Lang) ->
         return i18n.t("alarm_subject_door", lang, door=detail["door"])
     if kind == "device" and detail.get("check") in CHECK_LABELS:
         return label(CHECK_LABELS, detail["check"], lang)  # a multi-point alarm: what it weighs
+    if kind == "round" and detail.get("kind") in SERVICE_KIND_LABELS:  # a missed customer-service round
+        return i18n.t("csr_alarm_subject", lang, what=label(SERVICE_KIND_LABELS, detail["kind"], lang))
     return subject

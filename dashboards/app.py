@@ -26,6 +26,7 @@ from dashboards import (
     operations,
     rooms,
     rounds,
+    service_rounds,
     summary,
     tickets,
 )
@@ -61,6 +62,7 @@ def mount_dashboards(app: FastAPI) -> None:
         alarms,
         tickets,
         rounds,
+        service_rounds,
         billing,
         billing_notices,
         billing_dunning,

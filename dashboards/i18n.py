@@ -1095,3 +1095,45 @@ STRINGS.update(
         "bad_banner_prefs": ("报警级别无效", "Unknown severity"),
     }
 )
+
+# Customer-service rounds: the estate calendar and the phone task page (dashboards/service_rounds.py).
+STRINGS.update(
+    {
+        "nav_service_tasks": ("巡查任务", "Round tasks"),
+        "csr_calendar_title": ("客服巡查日历", "Service rounds"),
+        "csr_calendar_link": ("客服巡查日历 ›", "Service rounds ›"),
+        "csr_my_tasks": ("我的巡查任务", "My round tasks"),
+        "csr_my_tasks_link": ("我的巡查任务 ›", "My round tasks ›"),
+        "csr_last_weeks": ("近 6 周", "last 6 weeks"),
+        "csr_every_quarter": ("每季度", "every quarter"),
+        "csr_every_week": ("每周", "every week"),
+        "csr_twice_weekly": ("每周 2 次", "twice a week"),
+        "csr_no_schedules": ("本小区尚未设置客服巡查", "No service rounds are set up for this estate"),
+        "csr_no_rounds_yet": ("近 6 周没有巡查", "No rounds in the last 6 weeks"),
+        "csr_no_tasks": ("本期无任务", "Nothing due"),
+        "csr_round_pick": ("点击方格查看该轮巡查的任务", "Pick a cell to see the round's tasks"),
+        "csr_progress": ("已完成 {done}，未能完成 {skipped}，共 {n} 项", "{done} done, {skipped} skipped of {n}"),
+        "csr_findings": ("发现问题 {n} 项", "{n} findings"),
+        "csr_place": ("房号 / 楼栋", "Unit / building"),
+        "csr_recorded": ("记录", "Recorded"),
+        "csr_pending_n": ("待完成 {n} 项", "{n} pending"),
+        "csr_nothing_pending": ("目前没有待完成的巡查任务", "No round tasks pending"),
+        "csr_overdue": ("已逾期", "Overdue"),
+        "csr_due": ("{when} 前完成", "due {when}"),
+        "csr_recorded_this_window": ("本期已记录", "Recorded this period"),
+        "csr_outcome": ("结果", "Outcome"),
+        "csr_outcome_ok": ("已完成，正常", "Done, all fine"),
+        "csr_outcome_finding": ("发现问题（报修）", "Found a problem (repair)"),
+        "csr_outcome_complaint": ("住户投诉", "Household complaint"),
+        "csr_outcome_skipped": ("未能完成", "Could not do it"),
+        "csr_finding": ("发现的问题", "What was found"),
+        "csr_finding_hint": ("将生成工单", "opens a ticket"),
+        "csr_category": ("问题类别", "Category"),
+        "csr_note_hint": ("未能完成时请写明原因", "say why when it could not be done"),
+        "csr_when": ("时间", "When"),
+        "csr_record": ("提交记录", "Record"),
+        "csr_bad_outcome": ("请选择结果", "Pick an outcome"),
+        "csr_flash_recorded": ("巡查任务已记录", "Task recorded"),
+        "csr_alarm_subject": ("客服巡查：{what}", "Service round: {what}"),
+    }
+)

@@ -135,6 +135,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return billing_policy.may(viewer.role, billing_policy.Action.view_manual_readings)
     if what == "callbacks":
         return tickets_policy.may_view_callback_report(viewer.role)
+    if what == "service_tasks":
+        return alarms_policy.may_record_service_task(viewer.role)
     if what == "access_sync":
         return access_policy.may(viewer.role, access_policy.Action.view_sync)
     if what == "daily_summary":

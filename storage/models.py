@@ -622,13 +622,31 @@ class TicketEvent(Base):
 
 
 class RoundSchedule(Base):
-    """A recurring inspection of one room (domain-defaults §1), e.g. the LV cabinets every 2 h."""
+    """A recurring round: an inspection of one room (domain-defaults §1), e.g. the LV cabinets every 2 h, or a
+    customer-service round of the whole estate (`kind` other than 'equipment', `room_id` null), e.g. the renovating
+    units twice a week (alarms/service_rounds.py)."""
 
     __tablename__ = "round_schedules"
-    __table_args__ = (UniqueConstraint("room_id", "code"),)
+    __table_args__ = (
+        UniqueConstraint("room_id", "code"),
+        # An estate-level (room-less) schedule is unique by code within its estate.
+        Index("uq_round_schedules_estate_code", "estate_id", "code", unique=True, postgresql_where="room_id IS NULL"),
+        CheckConstraint(
+            "kind in ('equipment','vacant_units','renovation_check','renovation_sample','household_visits',"
+            "'estate_patrol')",
+            name="kind",
+        ),
+        CheckConstraint("(kind = 'equipment') = (room_id IS NOT NULL)", name="subject"),
+        CheckConstraint("calendar is null or calendar in ('quarter')", name="calendar"),
+    )
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), index=True)
-    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(24), default="equipment", server_default="equipment")
+    # The staff role whose round it is (core.roles.Role); null for equipment rounds (engineering's).
+    role: Mapped[str | None] = mapped_column(String(16))
+    # Calendar windows instead of anchor + k·interval: 'quarter' (Jan/Apr/Jul/Oct 1st, estate-local).
+    calendar: Mapped[str | None] = mapped_column(String(16))
     code: Mapped[str] = mapped_column(String(64))
     name_zh: Mapped[str] = mapped_column(String(128))
     name_en: Mapped[str] = mapped_column(String(128), default="", server_default="")
@@ -649,11 +667,13 @@ class InspectionRound(Base):
         UniqueConstraint("schedule_id", "window_start"),
         CheckConstraint("status in ('open','satisfied','manual_due','done','missed')", name="status"),
         Index("ix_inspection_rounds_room_id_window_start", "room_id", "window_start"),
+        Index("ix_inspection_rounds_estate_id_kind_window_start", "estate_id", "kind", "window_start"),
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     schedule_id: Mapped[int] = mapped_column(ForeignKey("round_schedules.id", ondelete="CASCADE"))
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
-    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(24), default="equipment", server_default="equipment")  # its schedule's
     window_start: Mapped[datetime] = mapped_column(TZ)
     window_end: Mapped[datetime] = mapped_column(TZ)
     status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
@@ -1425,3 +1445,37 @@ class StaffAlarmPrefs(Base):
     banner_min_severity: Mapped[str] = mapped_column(String(16), default="alarm", server_default="alarm")
     muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+# --- customer-service round tasks (alarms/service_rounds.py) ------------------------------------------------------
+
+
+class RoundTask(Base):
+    """One thing to do in a customer-service round: a unit to check or visit, or a building to patrol.
+
+    Created with the round (its window's units or buildings, chosen then); recorded done or skipped (with a reason)
+    by the staff member on site; a finding opens a ticket (`ticket_id`)."""
+
+    __tablename__ = "round_tasks"
+    __table_args__ = (
+        UniqueConstraint("round_id", "unit_id"),
+        UniqueConstraint("round_id", "building_id"),
+        CheckConstraint("num_nonnulls(unit_id, building_id) = 1", name="subject"),
+        CheckConstraint("status in ('pending','done','skipped')", name="status"),
+        CheckConstraint("outcome is null or outcome in ('ok','finding')", name="outcome"),
+        Index("ix_round_tasks_estate_id_status", "estate_id", "status"),
+        Index("ix_round_tasks_unit_id", "unit_id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("inspection_rounds.id", ondelete="CASCADE"), index=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    performed_by: Mapped[str | None] = mapped_column(String(64))
+    performed_at: Mapped[datetime | None] = mapped_column(TZ)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # ok | finding (done tasks)
+    notes: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)

@@ -69,10 +69,13 @@ def stale_job(on_raised: OnRaised | None) -> JobFn:
 
 
 def rounds_job(on_raised: OnRaised | None) -> JobFn:
+    """Equipment rounds (windows, telemetry, manual-round tickets), the missed step of every round, then the
+    customer-service rounds' new windows and their tasks: one engine, one lock, one transaction."""
     from alarms.rounds import evaluate_rounds
+    from alarms.service_rounds import evaluate_service_rounds
 
     def run(session: Session, now: datetime) -> object:
-        return evaluate_rounds(session, now, on_raised=on_raised)
+        return evaluate_rounds(session, now, on_raised=on_raised), evaluate_service_rounds(session, now)
 
     return run
 

@@ -52,6 +52,7 @@ from tests.support.billing_world import (
 )
 from tests.support.dunning import MATRIX_CSV, seed_dunning
 from tests.support.ops import add_command, new_failed_delivery, new_task
+from tests.support.service_rounds import new_service_task
 from tests.support.world import PASSWORD, World, bearer
 from tickets import policy as ticket_policy
 from tickets.policy import Step
@@ -75,6 +76,10 @@ CALLBACK_REPORT = frozenset({A, S, SU, M, V})  # the customer-service desk and t
 WARRANTY_EDIT = frozenset({A, M})  # the project manager and head office hold the handover papers
 CHARGEBACKS = frozenset({A, M, SU, B})  # the fee side bills the developer; managers follow it up
 ROUND_WORK = frozenset({A, E, SU})
+# alarms.policy: the customer-service rounds are read by whoever does them (stewards, engineers, the supervisor), the
+# project manager and read-only dashboards; a task is recorded by the staff on site (not by the read-only viewer).
+SERVICE_ROUND_READERS = frozenset({A, M, SU, E, S, V})
+SERVICE_TASK_RECORDERS = frozenset({A, M, SU, E, S})
 # billing/policy.py, spelled out (test_the_spelled_out_billing_roles_are_the_policy)
 BILL_VIEW = frozenset({A, M, S, B})
 BILL_MONEY = frozenset({A, M, B})  # top-ups, refunds, billing runs
@@ -162,6 +167,10 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/estates/{code}/rooms/{room_code}/rounds"): EQUIPMENT,
     ("GET", "/api/rounds/{round_id}"): EQUIPMENT,
     ("POST", "/api/rounds/{round_id}/manual"): ROUND_WORK,
+    ("GET", "/api/estates/{code}/service-rounds"): SERVICE_ROUND_READERS,
+    ("GET", "/api/estates/{code}/service-tasks"): SERVICE_ROUND_READERS,
+    ("GET", "/api/service-tasks/{service_task_id}"): SERVICE_ROUND_READERS,
+    ("POST", "/api/service-tasks/{service_task_id}/record"): SERVICE_TASK_RECORDERS,
     ("POST", "/api/estates/{code}/dunning/imports"): DUNNING_CLERKS,
     ("GET", "/api/estates/{code}/dunning/cases"): DUNNING_READERS,
     ("GET", "/api/dunning/cases/{case_id}"): DUNNING_READERS,
@@ -241,6 +250,7 @@ NOBODY_SEES = {
     "rule_code": "no.such.rule",
     "ticket_id": 2_000_000_000,
     "round_id": 2_000_000_000,
+    "service_task_id": 2_000_000_000,
     "room_code": "NOPE",
     "token_id": 2_000_000_000,
     "user_id": 2_000_000_000,
@@ -300,6 +310,8 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "rule_code": RULE,
             "ticket_id": _ticket_for(world, path),
             "round_id": world.new_round() if path.endswith("/manual") else world.round_id,
+            # Fresh each call: recording a task moves it on.
+            "service_task_id": new_service_task(world.engine, world.estate) if "{service_task_id}" in path else 0,
             "room_code": world.room_code,
             # engineer-user's own token, and an account of apia: both within reach of the apia admin too.
             "token_id": world.new_token("engineer-user") if "{token_id}" in path else 0,
@@ -330,6 +342,7 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             "rule_code": "no.such.rule",  # rules are not an estate's: "other" is a missing one
             "ticket_id": _ticket_for(world, path, world.other_estate),
             "round_id": world.other_round_id,
+            "service_task_id": new_service_task(world.engine, world.other_estate) if "{service_task_id}" in path else 0,
             "room_code": world.room_code,
             # A head-office account's token and an account of apib: beyond every apia account.
             "token_id": world.new_token("hq-engineer") if "{token_id}" in path else 0,
@@ -452,6 +465,7 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("PUT", "/api/estates/{code}/warranty/handover"): {"handover_on": "2001-06-01", "developer": "矩阵置业"},
         ("PUT", "/api/estates/{code}/warranty/terms"): {"item": "mep", "years": 2},
         ("POST", "/api/rounds/{round_id}/manual"): {"readings": {"room_temp_c": 29.5}, "notes": "正常 / normal"},
+        ("POST", "/api/service-tasks/{service_task_id}/record"): {"notes": "楼道整洁 / stairwells clean"},
         # The seeded arrears again: idempotent, so every granted role may post it and the case stays open.
         ("POST", "/api/estates/{code}/dunning/imports"): {"csv": MATRIX_CSV, "filename": "matrix.csv"},
         ("POST", "/api/billing/accounts/{account_id}/top-ups"): {"amount_fen": 10000, "method": "counter"},
@@ -1160,6 +1174,12 @@ def test_the_spelled_out_billing_roles_are_the_policy() -> None:
         Act.view_manual_readings: READING_VIEWERS,
     }
     assert {a: {Role(r) for r in roles} for a, roles in billing_policy.ALLOWED.items()} == expected
+
+
+def test_the_spelled_out_service_round_roles_are_the_policy() -> None:
+    assert {r for r in Role if alarms_policy.may_read_service_rounds(r)} == SERVICE_ROUND_READERS
+    assert {r for r in Role if alarms_policy.may_record_service_task(r)} == SERVICE_TASK_RECORDERS
+    assert alarms_policy.SERVICE_ROUND_READERS == SERVICE_ROUND_READERS
 
 
 def test_the_spelled_out_operations_roles_are_the_policy() -> None:

@@ -26,6 +26,7 @@ from tests.support.access_world import card_for, unit_code_of
 from tests.support.billing_world import billing_place, new_hold, statement_for
 from tests.support.dunning import seed_dunning
 from tests.support.ops import add_command, new_failed_delivery, new_task
+from tests.support.service_rounds import new_service_task
 from tests.support.world import World, add_samples, bearer, build_world
 
 # Domain rules JSON Schema cannot state answer 422 to schema-valid input; only these operations may:
@@ -75,6 +76,12 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/api/(dunning/tasks/\\\\{task_id\\\\}/done|notifications/\\\\{delivery_id\\\\}/retry)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409"]
+
+# A service-round task is recorded once (409), not dated before its window or in the future (409); a skipped task
+# needs a reason and a finding a description that is not blank (422).
+[[operations]]
+include-path-regex = "^/api/service-tasks/\\\\{service_task_id\\\\}/record$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
 # Cards: a UID must have its format's length, a tenant's card end with the lease, a visitor's within 24 h, a
 # renovation pass name its permit's end (422); a UID already live, or a card no longer active, conflicts (409).
@@ -181,6 +188,12 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
                 add_command(s, device_id, reason="vacant_flow", ticket="GD-FUZZ-1", status="failed", last_error="x")
                 # A device's refusal (ingest closes the row as refused): the response schema must allow it.
                 add_command(s, device_id, reason="billing_restore", status="refused", last_error="rejected")
+        KNOWN.update(
+            service_task_id=(
+                new_service_task(world.engine, world.estate),
+                new_service_task(world.engine, world.other_estate),
+            )
+        )
         cards = card_for(world.engine, world.estate), card_for(world.engine, world.other_estate)
         KNOWN.update(
             card_id=cards, unit_code=(unit_code_of(world.engine, cards[0]), unit_code_of(world.engine, cards[1]))

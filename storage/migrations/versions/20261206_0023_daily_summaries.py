@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 revision = "0023"
 # Written after 0022 (another branch); this branch has no 0022 yet, so it points at 0021 until the merge re-chains it.
-down_revision = "0021"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
