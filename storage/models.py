@@ -1425,3 +1425,33 @@ class StaffAlarmPrefs(Base):
     banner_min_severity: Mapped[str] = mapped_column(String(16), default="alarm", server_default="alarm")
     muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+# --- energy reports (issue 15 §4) -----------------------------------------------------------------------
+
+
+class EnergyMeterDay(Base):
+    """One meter's consumption on one estate-local day: the sum of its intervals ending that day (kWh or m³).
+
+    Kept by facility/energy_rollup.py from `meter_readings` with billing's consumption maths
+    (facility.meters.consumption: rollover, reset, replacement). `last_ts`/`last_register` are the last
+    reading folded in (the next run goes on from there, as billing's cursor does). `held_from` lists the
+    starts of the intervals whose register fell without a rollover (a reset or a replaced meter) and that no
+    confirmed replacement record covers yet: their volume is not in `volume` until one is recorded."""
+
+    __tablename__ = "energy_meter_days"
+    __table_args__ = (
+        PrimaryKeyConstraint("device_id", "day"),
+        Index("ix_energy_meter_days_estate_id_day", "estate_id", "day"),
+        # The few rows still waiting for a replacement record: every rollup run looks for them.
+        Index("ix_energy_meter_days_held", "estate_id", postgresql_where="cardinality(held_from) > 0"),
+        CheckConstraint("volume >= 0", name="volume"),
+    )
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    volume: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+    held_from: Mapped[list[datetime]] = mapped_column(ARRAY(TZ), default=list, server_default="{}")
+    last_ts: Mapped[datetime] = mapped_column(TZ)
+    last_register: Mapped[Decimal] = mapped_column(Numeric)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
