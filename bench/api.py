@@ -199,8 +199,8 @@ def load_energy(db_url: str, *, end: datetime, households: int, days: int) -> di
     first = (end.astimezone(CN).date() - timedelta(days=days - 1)).isoformat()
     with psycopg.connect(libpq_url(db_url), autocommit=True) as conn, conn.transaction():
         estate = conn.execute(
-            "INSERT INTO estates (code, name, city, timezone, policy) VALUES (%s, '能耗基准苑', '杭州', 'Asia/Shanghai', '{}') "
-            "RETURNING id",
+            "INSERT INTO estates (code, name, city, timezone, policy) "
+            "VALUES (%s, '能耗基准苑', '杭州', 'Asia/Shanghai', '{}') RETURNING id",
             (ENERGY_ESTATE,),
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
@@ -222,9 +222,9 @@ def load_energy(db_url: str, *, end: datetime, households: int, days: int) -> di
             ("hot_water_meter", "BHW", "99999.999", "0.001"),
         ):
             conn.execute(
-                "INSERT INTO devices (estate_id, code, kind, name, unit_id, serial, register_max, multiplier, resolution, "
-                "has_valve, expected_interval_s, attrs) "
-                "SELECT %s, %s || '-' || u.code, %s, '', u.id, '', %s, 1, %s, false, 900, "
+                "INSERT INTO devices (estate_id, code, kind, name, unit_id, serial, register_max, multiplier, "
+                "resolution, has_valve, expected_interval_s, attrs) "
+                "SELECT %s, %s::text || '-' || u.code, %s, '', u.id, '', %s::numeric, 1, %s::numeric, false, 900, "
                 "jsonb_build_object('building', b.code) "
                 "FROM units u JOIN buildings b ON b.id = u.building_id WHERE b.estate_id = %s",
                 (estate, prefix, kind, rmax, res, estate),
@@ -233,14 +233,15 @@ def load_energy(db_url: str, *, end: datetime, households: int, days: int) -> di
             conn.execute(
                 "INSERT INTO devices (estate_id, code, kind, name, serial, register_max, multiplier, resolution, "
                 "has_valve, expected_interval_s, attrs) "
-                "SELECT %s, %s || '-' || b.code, %s, '', '', 9999999.99, 1, 0.01, false, 900, "
-                "jsonb_build_object('building', b.code, 'master_of', %s) FROM buildings b WHERE b.estate_id = %s",
+                "SELECT %s, %s::text || '-' || b.code, %s, '', '', 9999999.99, 1, 0.01, false, 900, "
+                "jsonb_build_object('building', b.code, 'master_of', %s::text) FROM buildings b WHERE b.estate_id = %s",
                 (estate, prefix, kind, kind, estate),
             )
         # A household's day: a few kWh / a few hundred litres, varying by meter and day; a master sees about
         # its building's hundred households plus 4 % of loss.
         conn.execute(
-            "INSERT INTO energy_meter_days (device_id, day, estate_id, volume, held_from, last_ts, last_register, updated_at) "
+            "INSERT INTO energy_meter_days "
+            "(device_id, day, estate_id, volume, held_from, last_ts, last_register, updated_at) "
             "SELECT d.id, g.day, d.estate_id, "
             "  round((CASE d.kind WHEN 'electricity_meter' THEN 6 ELSE 0.3 END) * (1 + ((d.id * 7 + g.i) %% 11) / 10.0)"
             "        * (CASE WHEN d.unit_id IS NULL THEN 104 ELSE 1 END), 3), "

@@ -209,7 +209,9 @@ def workbook(report: EnergyReport, estate: Estate, lang: Lang) -> bytes:
     from openpyxl import Workbook  # imported here: only the export needs it
     from openpyxl.styles import Font
 
-    t = lambda key, **fmt: i18n.t(key, lang, **fmt)  # noqa: E731
+    def t(key: str, **fmt: object) -> str:
+        return i18n.t(key, lang, **fmt)
+
     w = report.windows
     wb = Workbook()
     ws = wb.active
@@ -277,9 +279,15 @@ def workbook(report: EnergyReport, estate: Estate, lang: Lang) -> bytes:
         sheet.append([t("en_utility"), t("en_unit_code"), t("en_occupancy"), t("en_volume"), t("en_unit_of")])
         for cell in sheet[1]:
             cell.font = Font(bold=True)
-        for u in items:
+        for one in items:
             sheet.append(
-                [utility(u.kind, lang), u.unit_code, t(f"en_occ_{u.occupancy}"), q(u.kind, u.volume), UNITS[u.kind]]
+                [
+                    utility(one.kind, lang),
+                    one.unit_code,
+                    t(f"en_occ_{one.occupancy}"),
+                    q(one.kind, one.volume),
+                    UNITS[one.kind],
+                ]
             )
         _widths(sheet, [10, 14, 10, 14, 6])
     buf = io.BytesIO()

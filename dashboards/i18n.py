@@ -1119,13 +1119,15 @@ STRINGS.update(
         "en_yoy": ("同比", "Year on year"),
         "en_held": ("未计入区间", "Intervals not counted"),
         "en_held_note": (
-            "有 {n} 个区间读数回落且不是翻转（表计归零或换表），在登记旧表止码和新表起码前不计入用量（与收费规则一致）。",
+            "有 {n} 个区间读数回落且不是翻转（表计归零或换表），"
+            "在登记旧表止码和新表起码前不计入用量（与收费规则一致）。",
             "{n} intervals where a register fell without rolling over (a reset or a replaced meter) are not counted "
             "until the old meter's final and the new meter's initial reading are recorded (as billing does).",
         ),
         "en_partial": (
             "本月进行中：数据截至 {day}，环比、同比均按相同天数（1 日至 {dom} 日）比较。",
-            "Month in progress: figures to {day}; month-on-month and year-on-year compare the same days (1st to {dom}).",
+            "Month in progress: figures to {day}; month-on-month and year-on-year compare the same days "
+            "(1st to {dom}).",
         ),
         "en_daily": ("每日用量", "Daily consumption"),
         "en_daily_of": ("{util}每日用量（{unit}）", "{util}: daily consumption ({unit})"),

@@ -17,7 +17,8 @@ changes nothing, because registers are cumulative: its volume is already inside 
 
 Cost: per run, the held rows waiting for a replacement record (a partial index), then per chunk of meters
 their cursors in one query and their new readings in one more (at most `PER_METER` readings a meter; the
-next run continues, `Refresh.more`), the walk in Python, one upsert. The worker runs it every few minutes (worker/jobs.py `energy`).
+next run continues, `Refresh.more`), the walk in Python, one upsert. The worker runs it every few minutes
+(worker/jobs.py `energy`).
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def _count_confirmed(session: Session, estate_id: int | None, now: datetime) -> 
         if len(still) != len(r.held_from):
             session.execute(
                 text(
-                    "UPDATE energy_meter_days SET volume = :v, held_from = CAST(:h AS timestamptz[]), updated_at = :now "
-                    "WHERE device_id = :d AND day = :day"
+                    "UPDATE energy_meter_days SET volume = :v, held_from = CAST(:h AS timestamptz[]), "
+                    "updated_at = :now WHERE device_id = :d AND day = :day"
                 ),
                 {"v": volume, "h": still, "now": now, "d": r.device_id, "day": r.day},
             )

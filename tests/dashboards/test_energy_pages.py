@@ -110,7 +110,8 @@ def test_page_figures_equal_the_registers(client: TestClient, energy_db: EnergyP
     units = ew.total(meters, "cold_water_meter", "1", *OCT, master=False)
     assert got[("cold_water_meter", "1")]["master"] == energy_view.text("cold_water_meter", master)
     assert got[("cold_water_meter", "1")]["loss"] == energy_view.text("cold_water_meter", master - units)
-    assert 'id="energy-vacant"' in r.text and 'data-unit="1-1-102"' in r.text
+    assert 'id="energy-vacant"' in r.text
+    assert 'data-unit="1-1-102"' in r.text
     assert f"/energy/report.xlsx?estate={ESTATE}&amp;month={MONTH}" in r.text
 
 
@@ -162,7 +163,8 @@ def test_each_charts_csv_holds_its_data(client: TestClient, energy_db: EnergyPag
     login(client, "engineer-user")
     meters = energy_db.world.meters
     r = client.get(f"/energy/chart.csv?estate={ESTATE}&month={MONTH}&chart=daily-hot_water_meter")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert rows[0] == ["日期", "1幢 (m³)", "2幢 (m³)"]
     assert len(rows) == 1 + 31
@@ -207,7 +209,8 @@ def test_english(client: TestClient) -> None:
     client.cookies.set("lang", "en")
     html = client.get(f"/energy?estate={ESTATE}&month={MONTH}").text
     assert "Energy and water report" in html
-    assert "Households" in html and "Vacant units with consumption" in html
+    assert "Households" in html
+    assert "Vacant units with consumption" in html
 
 
 def test_the_json_api_says_the_same(client: TestClient, energy_db: EnergyPagesWorld) -> None:
@@ -248,8 +251,8 @@ def test_the_page_in_chromium(energy_db: EnergyPagesWorld) -> None:
                     page.wait_for_load_state()
                     page.goto(f"{server.base}/energy?estate={ESTATE}&month={MONTH}")
                     page.wait_for_function(
-                        "document.querySelectorAll('.chart').length > 0 && "
-                        "document.querySelectorAll('.chart').length === document.querySelectorAll('.chart canvas').length"
+                        "document.querySelectorAll('.chart').length > 0 && document.querySelectorAll('.chart').length"
+                        " === document.querySelectorAll('.chart canvas').length"
                     )
                     assert page.locator("#energy-summary tr[data-kind]").count() == 8
                     width = page.evaluate("document.documentElement.scrollWidth")

@@ -52,9 +52,11 @@ def test_the_world_has_a_rollover_and_a_replacement(world: ew.EnergyWorld) -> No
     """The scenario is what the acceptance asks for: both happen inside October 2026."""
     e101 = world.meter("E-1-1-101")
     falls = [t2 for (_, r1), (t2, r2) in zip(e101.readings, e101.readings[1:], strict=False) if r2 < r1]
-    assert len(falls) == 1 and OCT[0] <= falls[0].astimezone(ew.SH).date() < OCT[1]
+    assert len(falls) == 1
+    assert OCT[0] <= falls[0].astimezone(ew.SH).date() < OCT[1]
     hw = world.meter("HW-1-1-101")
-    assert hw.replacement is not None and OCT[0] <= hw.replacement[0].astimezone(ew.SH).date() < OCT[1]
+    assert hw.replacement is not None
+    assert OCT[0] <= hw.replacement[0].astimezone(ew.SH).date() < OCT[1]
 
 
 @pytest.mark.parametrize("kind", ew.KINDS)
@@ -72,13 +74,15 @@ def test_building_totals_equal_the_sum_of_their_meters_from_the_registers(
         assert u.previous == ew.total(world.meters, kind, code, *SEP, master=False)
         assert u.last_year == ew.total(world.meters, kind, code, *OCT_2025, master=False)
     estate = r.of(kind, None)
-    assert estate is not None and estate.units == ew.total(world.meters, kind, None, *OCT, master=False)
+    assert estate is not None
+    assert estate.units == ew.total(world.meters, kind, None, *OCT, master=False)
     assert estate.held == 0
 
 
 def test_each_day_equals_the_registers(session: Session, world: ew.EnergyWorld) -> None:
     r = report(session, world)
-    assert r.days()[0] == OCT[0] and r.days()[-1] == OCT[1] - timedelta(days=1)
+    assert r.days()[0] == OCT[0]
+    assert r.days()[-1] == OCT[1] - timedelta(days=1)
     got = {(d.day, d.kind, d.building_id): d.units for d in r.daily}
     for kind in ew.KINDS:
         for code, building_id in [*world.building_ids.items(), (None, None)]:
@@ -95,7 +99,8 @@ def test_hot_water_agrees_with_what_billing_charged(session: Session, world: ew.
         select(func.sum(MeterCharge.volume_m3)).where(MeterCharge.device_id.in_(hw), MeterCharge.month == ew.MONTH)
     )
     estate = r.of("hot_water_meter", None)
-    assert estate is not None and estate.units == charged
+    assert estate is not None
+    assert estate.units == charged
 
 
 def test_loss_rate_of_a_building_with_master_meters(session: Session, world: ew.EnergyWorld) -> None:
@@ -106,12 +111,17 @@ def test_loss_rate_of_a_building_with_master_meters(session: Session, world: ew.
         assert u is not None
         master = ew.total(world.meters, kind, "1", *OCT, master=True)
         units = ew.total(world.meters, kind, "1", *OCT, master=False)
-        assert u.master == master and u.loss == master - units
+        assert u.master == master
+        assert u.loss == master - units
         assert u.loss_rate == ((master - units) * 100 / master).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-        assert u.loss_rate is not None and Decimal(0) < u.loss_rate < Decimal(30)
+        assert u.loss_rate is not None
+        assert Decimal(0) < u.loss_rate < Decimal(30)
     # Building 2 has no master meter: no loss is claimed for it.
     b2 = r.of("electricity_meter", world.building_ids["2"])
-    assert b2 is not None and b2.master is None and b2.loss is None and b2.loss_rate is None
+    assert b2 is not None
+    assert b2.master is None
+    assert b2.loss is None
+    assert b2.loss_rate is None
 
 
 def test_vacant_units_that_used_anything(session: Session, world: ew.EnergyWorld) -> None:
@@ -148,10 +158,12 @@ def test_month_on_month_and_year_on_year(session: Session, world: ew.EnergyWorld
     u = r.of("cold_water_meter", world.building_ids["1"])
     assert u is not None
     cur, prev, ly = u.units, u.previous, u.last_year
-    assert prev > 0 and ly > 0
+    assert prev > 0
+    assert ly > 0
     assert u.mom == ((cur - prev) * 100 / prev).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
     assert u.yoy == ((cur - ly) * 100 / ly).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    assert r.windows.current.days == 31 and r.windows.previous.days == 30
+    assert r.windows.current.days == 31
+    assert r.windows.previous.days == 30
 
 
 def test_a_running_month_compares_the_same_days() -> None:
@@ -164,12 +176,14 @@ def test_a_running_month_compares_the_same_days() -> None:
     w = windows(date(2026, 3, 1), date(2026, 3, 31))
     assert (w.previous.start, w.previous.end) == (date(2026, 2, 1), date(2026, 3, 1))
     done = windows(date(2026, 10, 1), date(2026, 11, 26))
-    assert not done.partial and done.current.end == date(2026, 11, 1)
+    assert not done.partial
+    assert done.current.end == date(2026, 11, 1)
 
 
 def test_running_month_in_the_report(session: Session, world: ew.EnergyWorld) -> None:
     r = report(session, world, date(2026, 11, 1))
-    assert r.windows.partial and r.days()[-1] == date(2026, 11, 26)
+    assert r.windows.partial
+    assert r.days()[-1] == date(2026, 11, 26)
     u = r.of("electricity_meter", world.building_ids["2"])
     assert u is not None
     assert u.units == ew.total(
@@ -188,7 +202,8 @@ def test_an_unconfirmed_replacement_is_held_then_counted_once_confirmed(session:
         assert hw.replacement is not None
         r = report(session, w)
         held = r.of("hot_water_meter", w.building_ids["1"])
-        assert held is not None and held.held == 1
+        assert held is not None
+        assert held.held == 1
         full = ew.total(w.meters, "hot_water_meter", "1", *OCT, master=False)
         swap = (hw.replacement[1] - hw.readings[[t for t, _ in hw.readings].index(hw.replacement[0])][1]) + (
             ew.NEW_INITIAL + ew.NEW_FIRST_USE - hw.replacement[2]
@@ -197,7 +212,9 @@ def test_an_unconfirmed_replacement_is_held_then_counted_once_confirmed(session:
         ew.confirm_replacement(session, w.hold_id, hw)
         assert refresh_all(session).confirmed == 1
         after = report(session, w).of("hot_water_meter", w.building_ids["1"])
-        assert after is not None and after.held == 0 and after.units == full
+        assert after is not None
+        assert after.held == 0
+        assert after.units == full
         assert refresh_all(session).confirmed == 0  # counted once
 
 

@@ -189,7 +189,8 @@ def intervals(m: MeterSpec) -> Iterator[tuple[date, Decimal]]:
         elif r1 >= Decimal("0.9") * m.register_max and r2 < Decimal("0.1") * m.register_max:
             v = m.register_max - r1 + r2
         else:
-            assert m.replacement is not None and m.replacement[0] == t1, (m.code, t1, r1, r2)
+            assert m.replacement is not None, (m.code, t1, r1, r2)
+            assert m.replacement[0] == t1, (m.code, t1, r1, r2)
             v = (m.replacement[1] - r1) + (r2 - m.replacement[2])
         yield t2.astimezone(SH).date(), v * m.multiplier
 

@@ -40,7 +40,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("device_id", "day", name=op.f("pk_energy_meter_days")),
     )
-    op.create_index("ix_energy_meter_days_estate_id_day", "energy_meter_days", ["estate_id", "day"])
+    op.create_index(
+        "ix_energy_meter_days_estate_id_day",
+        "energy_meter_days",
+        ["estate_id", "day"],
+        postgresql_include=["device_id", "volume"],
+    )
     op.create_index(
         "ix_energy_meter_days_held",
         "energy_meter_days",
