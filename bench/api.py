@@ -189,9 +189,10 @@ def load_history(db_url: str, *, end: datetime, hours: float, interval_s: int, t
 def load_energy(db_url: str, *, end: datetime, households: int, days: int) -> dict[str, Any]:
     """A metered estate: ``households`` units in buildings of 100, each with an electricity, a cold- and a
     hot-water meter, and an electricity and a cold-water master meter per building; and ``days`` of their day
-    rows (`energy_meter_days`, what facility/energy_rollup.py folds the 15-minute registers into), written by
-    PostgreSQL as the rollup would have left them. The page reads only these rows, so the registers behind
-    them (households × 3 × 96 a day) are not generated: the worker's rollup is not what is measured here."""
+    rows (`energy_meter_days`, what facility/energy_rollup.py folds the 15-minute registers into, and its sums
+    per building and day and per meter and month), written by PostgreSQL as the rollup would have left them. The
+    page reads only these, so the registers behind them (households × 3 × 96 a day) are not generated: the
+    worker's rollup is not what is measured here."""
     import psycopg
 
     started = time.monotonic()
@@ -251,9 +252,27 @@ def load_energy(db_url: str, *, end: datetime, households: int, days: int) -> di
             "WHERE d.estate_id = %s",
             (first, days, estate),
         )
+        # ... and the two sums the rollup keeps beside them (facility/energy_rollup.py), which the report reads.
+        conn.execute(
+            "INSERT INTO energy_building_days (estate_id, day, kind, building_id, master, volume, held) "
+            "SELECT r.estate_id, r.day, dv.kind, COALESCE(u.building_id, b.id), dv.unit_id IS NULL, sum(r.volume), 0 "
+            "FROM energy_meter_days r JOIN devices dv ON dv.id = r.device_id "
+            "LEFT JOIN units u ON u.id = dv.unit_id "
+            "LEFT JOIN buildings b ON dv.unit_id IS NULL AND b.estate_id = dv.estate_id "
+            "AND b.code = dv.attrs->>'building' "
+            "WHERE r.estate_id = %s GROUP BY 1, 2, 3, 4, 5",
+            (estate,),
+        )
+        conn.execute(
+            "INSERT INTO energy_meter_months (device_id, month, estate_id, volume) "
+            "SELECT device_id, date_trunc('month', day)::date, estate_id, sum(volume) FROM energy_meter_days "
+            "WHERE estate_id = %s GROUP BY 1, 2, 3",
+            (estate,),
+        )
         rows = conn.execute("SELECT count(*) FROM energy_meter_days WHERE estate_id = %s", (estate,)).fetchone()
     with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE energy_meter_days")
+        for table in ("energy_meter_days", "energy_building_days", "energy_meter_months"):
+            conn.execute(f"VACUUM ANALYZE {table}")
         conn.execute("ANALYZE devices")
         conn.execute("ANALYZE units")
     return {

@@ -8,15 +8,15 @@ last year (同比); each day's totals; the vacant units that used anything; the 
 
 A month still running is compared over the same days: this month's 1st to today against the 1st to the
 same day of last month and of last year's month (a half month against a whole one says nothing).
-Every figure is a SQL aggregate over the day rows (one row per meter and day): the month's rows in one pass
-grouped two ways, last month's and last year's in another, each an index-only range scan of
-ix_energy_meter_days_estate_id_day, whatever the history behind them.
+The figures come from the rollup's sums (facility/energy_rollup.py): per building and day
+(`energy_building_days`: totals, daily figures, 环比 and 同比 over any window) and per meter and month
+(`energy_meter_months`: top consumers and vacant units), a few thousand rows at most for an estate of
+thousands of meters, whatever the history behind them.
 """
 
 from __future__ import annotations
 
 import calendar
-import heapq
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -168,61 +168,40 @@ class EnergyReport:
         return [w.start + timedelta(days=i) for i in range(w.days)]
 
 
-# Which meter is what: a household's (unit_id set) in its unit's building, or a master of its utility in
-# the building its attrs name (none: the estate's). Other meters of these kinds (a plant's) are left out.
-# MATERIALIZED: classified once per meter (a few thousand rows), not once per day row joined to it; the
-# utility as its position in :kinds (an integer), so grouping a month of rows hashes integers rather than
-# sorting text in the database's collation.
-_METERS = """
-    m AS MATERIALIZED (
-      SELECT d.id, array_position(CAST(:kinds AS text[]), d.kind::text) AS k, d.unit_id,
-             COALESCE(u.building_id, b.id) AS building_id, (d.unit_id IS NULL) AS master
-      FROM devices d
-      LEFT JOIN units u ON u.id = d.unit_id
-      LEFT JOIN buildings b ON d.unit_id IS NULL AND b.estate_id = d.estate_id AND b.code = d.attrs->>'building'
-      WHERE d.estate_id = :e AND d.kind = ANY(CAST(:kinds AS text[]))
-        AND (d.unit_id IS NOT NULL OR d.attrs->>'master_of' = d.kind)
-    )
-"""
-# The month's day rows in one pass, grouped twice: per day (the daily figures, and the month's totals
-# summed from them) and per household (the top consumers and the vacant units).
-_CURRENT = text(
-    "WITH"
-    + _METERS
-    + """
-    SELECT m.k, m.building_id, m.master, m.unit_id, r.day, sum(r.volume) AS v, GROUPING(r.day) AS per_unit
-    FROM energy_meter_days r JOIN m ON m.id = r.device_id
-    WHERE r.estate_id = :e AND r.day >= :a0 AND r.day < :a1
-    GROUP BY GROUPING SETS ((m.k, m.building_id, m.master, r.day), (m.k, m.building_id, m.master, m.unit_id))
+# The building sums (energy_building_days, kept by the rollup): every window's figures per utility, building
+# and role (households or master meters), tens of rows a day whatever the estate's size.
+_SUMS = text(
     """
-)
-# Last month's and last year's windows, per building and utility.
-_COMPARE = text(
-    "WITH"
-    + _METERS
-    + """
-    SELECT m.k, m.building_id, m.master,
-      coalesce(sum(r.volume) FILTER (WHERE r.day >= :p0), 0) AS prev,  -- last year's window ends before it
-      coalesce(sum(r.volume) FILTER (WHERE r.day < :y1), 0) AS ly
-    FROM energy_meter_days r JOIN m ON m.id = r.device_id
-    WHERE r.estate_id = :e AND ((r.day >= :p0 AND r.day < :p1) OR (r.day >= :y0 AND r.day < :y1))
+    SELECT kind, building_id, master,
+      coalesce(sum(volume) FILTER (WHERE day >= :a0 AND day < :a1), 0) AS cur,
+      coalesce(sum(volume) FILTER (WHERE day >= :p0 AND day < :p1), 0) AS prev,
+      coalesce(sum(volume) FILTER (WHERE day >= :y0 AND day < :y1), 0) AS ly,
+      coalesce(sum(held) FILTER (WHERE day >= :a0 AND day < :a1), 0) AS held
+    FROM energy_building_days
+    WHERE estate_id = :e AND ((day >= :a0 AND day < :a1) OR (day >= :p0 AND day < :p1) OR (day >= :y0 AND day < :y1))
     GROUP BY 1, 2, 3
     """
 )
-# Intervals still waiting for a replacement record (few rows: the partial index ix_energy_meter_days_held).
-_HELD = text(
-    "WITH"
-    + _METERS
-    + """
-    SELECT m.k, m.building_id, sum(cardinality(r.held_from)) AS n
-    FROM energy_meter_days r JOIN m ON m.id = r.device_id
-    WHERE cardinality(r.held_from) > 0 AND r.estate_id = :e AND r.day >= :a0 AND r.day < :a1 AND NOT m.master
-    GROUP BY 1, 2
-    """
+_DAILY = text(
+    "SELECT day, kind, building_id, master, volume FROM energy_building_days "
+    "WHERE estate_id = :e AND day >= :a0 AND day < :a1"
 )
-_UNIT_NAMES = text(
-    "SELECT u.id, u.code, u.occupancy, b.code AS building_code FROM units u JOIN buildings b ON b.id = u.building_id "
-    "WHERE b.estate_id = :e AND (u.id = ANY(CAST(:ids AS int[])) OR u.occupancy = 'vacant')"
+# The month's households (energy_meter_months, one row a meter): the TOP_N largest of each utility and every
+# vacant unit that used anything. A month still running holds its days up to today, the report's window.
+_UNITS = text(
+    """
+    WITH per_unit AS (
+      SELECT d.kind, d.unit_id, sum(mm.volume) AS v,
+             row_number() OVER (PARTITION BY d.kind ORDER BY sum(mm.volume) DESC, d.unit_id) AS rank
+      FROM energy_meter_months mm JOIN devices d ON d.id = mm.device_id
+      WHERE mm.estate_id = :e AND mm.month = :month AND d.unit_id IS NOT NULL
+      GROUP BY 1, 2
+    )
+    SELECT p.kind, p.unit_id, u.code AS unit_code, b.code AS building_code, u.occupancy, p.v, p.rank
+    FROM per_unit p JOIN units u ON u.id = p.unit_id JOIN buildings b ON b.id = u.building_id
+    WHERE p.v > 0 AND (p.rank <= :top OR u.occupancy = 'vacant')
+    ORDER BY p.kind, p.rank
+    """
 )
 _KINDS = text(
     "SELECT DISTINCT kind FROM devices WHERE estate_id = :e AND kind = ANY(CAST(:kinds AS text[])) "
@@ -265,39 +244,21 @@ def report(session: Session, estate: Estate, month: date, now: datetime) -> Ener
         "y1": w.last_year.end,
     }
     acc: dict[tuple[str, int | None], _Acc] = {}
-    daily: dict[tuple[date, str, int | None], list[Decimal | None]] = {}
-    per_unit: dict[tuple[str, int], Decimal] = {}
 
     def keys(kind: str, building_id: int | None, master: bool) -> list[tuple[str, int | None]]:
         # Households count in their building's figures and in the estate's; a master only where it stands.
         return [(kind, building_id), (kind, None)] if building_id is not None and not master else [(kind, building_id)]
 
-    current = {k: params[k] for k in ("e", "kinds", "a0", "a1")}
-    for r in session.execute(_CURRENT, current):
-        v, kind_of = Decimal(r.v), METER_KINDS[r.k - 1]
-        if r.per_unit:
-            if r.unit_id is not None and not r.master:
-                per_unit[(kind_of, r.unit_id)] = per_unit.get((kind_of, r.unit_id), Decimal(0)) + v
-            continue
-        for kind, building_id in keys(kind_of, r.building_id, r.master):
-            a = acc.setdefault((kind, building_id), _Acc())
-            d = daily.setdefault((r.day, kind, building_id), [Decimal(0), None])
-            if r.master:
-                a.master = (a.master or Decimal(0)) + v
-                d[1] = (d[1] or Decimal(0)) + v
-            else:
-                a.units += v
-                d[0] = (d[0] or Decimal(0)) + v
-    for r in session.execute(_COMPARE, params):
-        if r.master:
-            continue
-        for key in keys(METER_KINDS[r.k - 1], r.building_id, False):
+    for r in session.execute(_SUMS, params):
+        for key in keys(r.kind, r.building_id, r.master):
             a = acc.setdefault(key, _Acc())
-            a.previous += Decimal(r.prev)
-            a.last_year += Decimal(r.ly)
-    for r in session.execute(_HELD, current):
-        for key in keys(METER_KINDS[r.k - 1], r.building_id, False):
-            acc.setdefault(key, _Acc()).held += int(r.n)
+            if r.master:
+                a.master = (a.master or Decimal(0)) + Decimal(r.cur)
+            else:
+                a.units += Decimal(r.cur)
+                a.previous += Decimal(r.prev)
+                a.last_year += Decimal(r.ly)
+                a.held += int(r.held)
     names = {b.id: b for b in buildings}
     usage: list[BuildingUsage] = []
     for kind in kinds:
@@ -319,27 +280,27 @@ def report(session: Session, estate: Estate, month: date, now: datetime) -> Ener
                     held=found.held,
                 )
             )
+    daily: dict[tuple[date, str, int | None], list[Decimal | None]] = {}
+    for r in session.execute(_DAILY, {k: params[k] for k in ("e", "a0", "a1")}):
+        for kind, building_id in keys(r.kind, r.building_id, r.master):
+            d = daily.setdefault((r.day, kind, building_id), [Decimal(0), None])
+            if r.master:
+                d[1] = (d[1] or Decimal(0)) + Decimal(r.volume)
+            else:
+                d[0] = (d[0] or Decimal(0)) + Decimal(r.volume)
     days = tuple(
         DayUsage(day, kind, building_id, v[0] or Decimal(0), v[1])
         for (day, kind, building_id), v in sorted(daily.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))
     )
-    # Top consumers per utility (largest first, then unit id), and every vacant unit that used anything.
-    top_ids: list[tuple[str, int, Decimal]] = []
-    for kind in kinds:
-        ranked = heapq.nsmallest(
-            TOP_N, ((-v, u) for (k, u), v in per_unit.items() if k == kind and v > 0)
-        )  # largest volume first, then the lower unit id
-        top_ids.extend((kind, u, -neg) for neg, u in ranked)
-    units = {r.id: r for r in session.execute(_UNIT_NAMES, {"e": estate.id, "ids": sorted({u for _, u, _ in top_ids})})}
-
-    def unit_usage(kind: str, unit_id: int, volume: Decimal) -> UnitUsage:
-        u = units[unit_id]
-        return UnitUsage(kind, unit_id, u.code, u.building_code, u.occupancy, volume)
-
-    top = [unit_usage(k, u, v) for k, u, v in top_ids]
-    vacant = [
-        unit_usage(k, u, v) for (k, u), v in per_unit.items() if v > 0 and u in units and units[u].occupancy == "vacant"
-    ]
+    vacant: list[UnitUsage] = []
+    top: list[UnitUsage] = []
+    for r in session.execute(_UNITS, {"e": estate.id, "month": w.month, "top": TOP_N}):
+        u = UnitUsage(r.kind, r.unit_id, r.unit_code, r.building_code, r.occupancy, Decimal(r.v))
+        if r.rank <= TOP_N:
+            top.append(u)
+        if r.occupancy == "vacant":
+            vacant.append(u)
+    top.sort(key=lambda u: METER_KINDS.index(u.kind))  # stable: each utility's ranking stays in order
     # The rows of the window's last day are the ones each run rewrites: their newest write is the data's age.
     as_of = session.scalar(
         text("SELECT max(updated_at) FROM energy_meter_days WHERE estate_id = :e AND day = :last"),

@@ -15,6 +15,11 @@ month its interval ends in, the same rule). Per meter the last folded reading is
 changes nothing, because registers are cumulative: its volume is already inside the interval spanning it
 (only which side of midnight a sliver of it counts on could differ).
 
+Two sums follow the day rows in the same transaction, so the report reads a few rows whatever the estate's
+size: `energy_building_days` (per day, utility, building and role), rewritten for every (estate, day) a run
+touched, and `energy_meter_months` (per meter and month, the top consumers and vacant units), moved by what
+each day row moved.
+
 Cost: per run, the held rows waiting for a replacement record (a partial index), then per chunk of meters
 their cursors in one query and their new readings in one more (at most `PER_METER` readings a meter; the
 next run continues, `Refresh.more`), the walk in Python, one upsert. The worker runs it every few minutes
@@ -79,9 +84,72 @@ _CONFIRMED = text(
     """
 )
 _HELD_ROWS = (
-    "SELECT r.device_id, r.day, r.volume, r.held_from, dv.resolution, dv.multiplier FROM energy_meter_days r "
+    "SELECT r.device_id, r.estate_id, r.day, r.volume, r.held_from, dv.resolution, dv.multiplier "
+    "FROM energy_meter_days r "
     "JOIN devices dv ON dv.id = r.device_id WHERE cardinality(r.held_from) > 0"
 )
+
+
+# The per-building sums of the (estate, day) pairs a run touched, rewritten from their day rows: households
+# (unit meters) in their unit's building, master meters in the building their attrs name (none: the estate).
+_BUILDING_DAYS_DELETE = text(
+    "DELETE FROM energy_building_days s USING unnest(CAST(:e AS int[]), CAST(:d AS date[])) AS t(e, d) "
+    "WHERE s.estate_id = t.e AND s.day = t.d"
+)
+_BUILDING_DAYS_INSERT = text(
+    """
+    INSERT INTO energy_building_days (estate_id, day, kind, building_id, master, volume, held)
+    SELECT r.estate_id, r.day, dv.kind, COALESCE(u.building_id, b.id), dv.unit_id IS NULL,
+           sum(r.volume), sum(cardinality(r.held_from))
+    FROM unnest(CAST(:e AS int[]), CAST(:d AS date[])) AS t(e, d)
+    JOIN energy_meter_days r ON r.estate_id = t.e AND r.day = t.d
+    JOIN devices dv ON dv.id = r.device_id
+    LEFT JOIN units u ON u.id = dv.unit_id
+    LEFT JOIN buildings b ON dv.unit_id IS NULL AND b.estate_id = dv.estate_id AND b.code = dv.attrs->>'building'
+    WHERE dv.unit_id IS NOT NULL OR dv.attrs->>'master_of' = dv.kind
+    GROUP BY 1, 2, 3, 4, 5
+    """
+)
+# A meter's month moves by what its day rows moved (a day's new volume minus its old one).
+_MONTHS = text(
+    """
+    INSERT INTO energy_meter_months (device_id, month, estate_id, volume)
+    SELECT * FROM unnest(CAST(:d AS int[]), CAST(:m AS date[]), CAST(:e AS int[]), CAST(:v AS numeric[]))
+    ON CONFLICT (device_id, month) DO UPDATE SET volume = energy_meter_months.volume + excluded.volume
+    """
+)
+
+
+class _Touched:
+    """What a run changed: the (estate, day) pairs to re-sum per building, and each meter's month moves."""
+
+    def __init__(self) -> None:
+        self.days: set[tuple[int, date]] = set()
+        self.months: dict[tuple[int, date], tuple[int, Decimal]] = {}  # (device, month) → (estate, delta)
+
+    def moved(self, device_id: int, estate_id: int, day: date, delta: Decimal) -> None:
+        self.days.add((estate_id, day))
+        if delta:
+            key = (device_id, date(day.year, day.month, 1))
+            self.months[key] = (estate_id, self.months.get(key, (estate_id, Decimal(0)))[1] + delta)
+
+    def write(self, session: Session) -> None:
+        if self.months:
+            keys = sorted(self.months)
+            session.execute(
+                _MONTHS,
+                {
+                    "d": [k[0] for k in keys],
+                    "m": [k[1] for k in keys],
+                    "e": [self.months[k][0] for k in keys],
+                    "v": [self.months[k][1] for k in keys],
+                },
+            )
+        if self.days:
+            pairs = sorted(self.days)
+            args = {"e": [p[0] for p in pairs], "d": [p[1] for p in pairs]}
+            session.execute(_BUILDING_DAYS_DELETE, args)
+            session.execute(_BUILDING_DAYS_INSERT, args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +194,7 @@ def _confirmed(session: Session, ids: Sequence[int]) -> dict[tuple[int, datetime
     }
 
 
-def _count_confirmed(session: Session, estate_id: int | None, now: datetime) -> int:
+def _count_confirmed(session: Session, estate_id: int | None, now: datetime, touched: _Touched) -> int:
     """Held intervals of earlier runs whose replacement has been recorded since: counted on their day now."""
     sql = _HELD_ROWS + (" AND r.estate_id = :e" if estate_id is not None else "")
     rows = session.execute(text(sql), {"e": estate_id}).all()
@@ -151,6 +219,7 @@ def _count_confirmed(session: Session, estate_id: int | None, now: datetime) -> 
             )
             counted += 1
         if len(still) != len(r.held_from):
+            touched.moved(r.device_id, r.estate_id, r.day, volume - Decimal(r.volume))
             session.execute(
                 text(
                     "UPDATE energy_meter_days SET volume = :v, held_from = CAST(:h AS timestamptz[]), "
@@ -163,7 +232,8 @@ def _count_confirmed(session: Session, estate_id: int | None, now: datetime) -> 
 
 def refresh(session: Session, now: datetime, *, estate_id: int | None = None) -> Refresh:
     """Fold every covered meter's readings up to ``now`` into its day rows; flushes, never commits."""
-    result = Refresh(confirmed=_count_confirmed(session, estate_id, now))
+    touched = _Touched()
+    result = Refresh(confirmed=_count_confirmed(session, estate_id, now, touched))
     ids = meters(session, estate_id)
     zones: dict[str, ZoneInfo] = {}
     for i in range(0, len(ids), CHUNK):
@@ -189,6 +259,8 @@ def refresh(session: Session, now: datetime, *, estate_id: int | None = None) ->
             days = _walk(c, new, tz, confirmed)
             for day, acc in days.items():
                 assert acc.last is not None
+                before = Decimal(c.volume) if c.last_ts is not None and day == c.day else Decimal(0)
+                touched.moved(c.device_id, c.estate_id, day, acc.volume - before)
                 out.append(
                     {
                         "device_id": c.device_id,
@@ -209,6 +281,7 @@ def refresh(session: Session, now: datetime, *, estate_id: int | None = None) ->
             )
             session.execute(stmt)
             result.days += len(out)
+    touched.write(session)
     session.flush()
     return result
 

@@ -42,10 +42,45 @@ def refresh_all(session: Session) -> energy_rollup.Refresh:
     raise AssertionError("the rollup never caught up")
 
 
+def assert_sums_follow_the_day_rows(session: Session, estate_id: int) -> None:
+    """The rollup's two sums equal what their day rows add up to (after any run, confirmation included)."""
+    months = session.execute(
+        text(
+            "SELECT device_id, date_trunc('month', day)::date, sum(volume) FROM energy_meter_days "
+            "WHERE estate_id = :e GROUP BY 1, 2 HAVING sum(volume) <> 0 ORDER BY 1, 2"
+        ),
+        {"e": estate_id},
+    ).all()
+    kept = session.execute(
+        text(
+            "SELECT device_id, month, volume FROM energy_meter_months WHERE estate_id = :e AND volume <> 0 "
+            "ORDER BY 1, 2"
+        ),
+        {"e": estate_id},
+    ).all()
+    assert [tuple(r) for r in kept] == [tuple(r) for r in months]
+    days = session.execute(
+        text(
+            "SELECT day, sum(volume), sum(cardinality(held_from)) FROM energy_meter_days "
+            "WHERE estate_id = :e GROUP BY 1 ORDER BY 1"
+        ),
+        {"e": estate_id},
+    ).all()
+    per_building = session.execute(
+        text("SELECT day, sum(volume), sum(held) FROM energy_building_days WHERE estate_id = :e GROUP BY 1 ORDER BY 1"),
+        {"e": estate_id},
+    ).all()
+    assert [tuple(r) for r in per_building] == [tuple(r) for r in days]
+
+
 def report(session: Session, w: ew.EnergyWorld, month: date = ew.MONTH) -> energy_queries.EnergyReport:
     estate = session.get(Estate, w.estate_id)
     assert estate is not None
     return energy_queries.report(session, estate, month, clock.now())
+
+
+def test_the_sums_follow_the_day_rows(session: Session, world: ew.EnergyWorld) -> None:
+    assert_sums_follow_the_day_rows(session, world.estate_id)
 
 
 def test_the_world_has_a_rollover_and_a_replacement(world: ew.EnergyWorld) -> None:
@@ -211,6 +246,7 @@ def test_an_unconfirmed_replacement_is_held_then_counted_once_confirmed(session:
         assert held.units == full - swap  # never guessed: the held interval counts nothing yet
         ew.confirm_replacement(session, w.hold_id, hw)
         assert refresh_all(session).confirmed == 1
+        assert_sums_follow_the_day_rows(session, w.estate_id)
         after = report(session, w).of("hot_water_meter", w.building_ids["1"])
         assert after is not None
         assert after.held == 0
@@ -241,5 +277,6 @@ def test_new_readings_fold_into_the_running_day(session: Session, world: ew.Ener
     )
     today, yesterday = volume(day), volume(day - timedelta(days=1))
     energy_rollup.refresh(session, ew.NOW)
+    assert_sums_follow_the_day_rows(session, world.estate_id)
     assert volume(day) == today + Decimal("0.250")
     assert volume(day - timedelta(days=1)) == yesterday
