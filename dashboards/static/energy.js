@@ -17,8 +17,8 @@
     const opt = {
       color: PALETTE,
       animation: false,
-      grid: { left: 56, right: 12, top: 34, bottom: 28 },
-      legend: { type: "scroll", top: 0, textStyle: { fontSize: 11 } },
+      grid: { left: 56, right: 12, top: 40, bottom: 28 },
+      legend: { type: "scroll", top: 0, right: 0, left: 48, textStyle: { fontSize: 11 } },
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       xAxis: {
         type: "category",
