@@ -1093,6 +1093,9 @@ STRINGS.update(
         "banner_save": ("保存设置", "Save settings"),
         "flash_banner_prefs": ("报警提醒设置已保存", "Alarm banner settings saved"),
         "bad_banner_prefs": ("报警级别无效", "Unknown severity"),
+    }
+)
+
 # Energy and water reports (issue 15 §4: /energy, its CSV and Excel exports).
 STRINGS.update(
     {
