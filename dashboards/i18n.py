@@ -1122,7 +1122,7 @@ STRINGS.update(
         "en_yoy": ("同比", "Year on year"),
         "en_held": ("未计入区间", "Intervals not counted"),
         "en_held_note": (
-            "有 {n} 个区间读数回落且不是翻转（表计归零或换表），"
+            "有 {n} 个区间读数回落且不是翻转（水电表归零或换表），"
             "在登记旧表止码和新表起码前不计入用量（与收费规则一致）。",
             "{n} intervals where a register fell without rolling over (a reset or a replaced meter) are not counted "
             "until the old meter's final and the new meter's initial reading are recorded (as billing does).",
@@ -1150,7 +1150,7 @@ STRINGS.update(
         "en_no_data": ("该月没有用量数据。", "No consumption recorded for this month."),
         "en_as_of": ("数据更新于 {time}", "Data as of {time}"),
         "en_note": (
-            "用量按表计累计读数逐区间计算（含翻转；归零或换表须登记读数后计入），区间计入其结束时刻所在的日期；"
+            "用量按水电表累计读数逐区间计算（含翻转；归零或换表须登记读数后计入），区间计入其结束时刻所在的日期；"
             "损耗 = 总表 − 分户合计，损耗率 = 损耗 ÷ 总表。",
             "Consumption is computed interval by interval from the cumulative registers (rollovers included; a reset "
             "or a replaced meter counts once its readings are recorded), each interval on the day it ends; "
