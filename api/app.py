@@ -20,6 +20,7 @@ from api.routes import (
     billing_webhook,
     deliveries,
     device_commands,
+    energy,
     equipment,
     estates,
     operations,
@@ -53,6 +54,7 @@ def mount_api(app: FastAPI) -> None:
         billing_statements,
         warranty,
         summary,
+        energy,
     ):
         app.include_router(module.router)
 

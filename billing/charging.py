@@ -35,7 +35,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,7 +57,7 @@ from billing.const import (
 from billing.pricing import Part, TariffVersion, Tier
 from billing.service import estate_account, open_account
 from core import clock
-from facility.meters import ConsumptionKind, Reading, consumption
+from facility.meters import ConsumptionKind, Reading, consumption, replaced_volume
 from storage.models import (
     BillingCursor,
     BillingHold,
@@ -129,14 +129,6 @@ def meters_to_bill(session: Session | Connection, estate_id: int | None = None) 
     if estate_id is not None:
         stmt = stmt.where(Device.estate_id == estate_id)
     return list(session.scalars(stmt))
-
-
-def _floor(value: Decimal, resolution: Decimal | None) -> Decimal:
-    if resolution is None:
-        return value
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return (value / resolution).to_integral_value(rounding=ROUND_FLOOR) * resolution
 
 
 class _Pricer:
@@ -420,12 +412,14 @@ def charge_meter(
             record = session.scalars(select(MeterReplacement).where(MeterReplacement.hold_id == hold.id)).one()
             if hold.to_ts > up_to:
                 break
-            volume = (_floor(record.old_final_register, resolution) - _floor(hold.from_register, resolution)) + (
-                _floor(hold.to_register, resolution) - _floor(record.new_initial_register, resolution)
+            volume = replaced_volume(
+                hold.from_register,
+                hold.to_register,
+                record.old_final_register,
+                record.new_initial_register,
+                resolution=resolution,
+                multiplier=multiplier,
             )
-            with localcontext() as ctx:
-                ctx.prec = 60
-                volume *= multiplier
             curr = Reading(hold.to_ts, hold.to_register)
             if not charge(prev, curr, volume, record.kind, hold.id):
                 break

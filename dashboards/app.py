@@ -21,6 +21,7 @@ from dashboards import (
     billing_notices,
     billing_statements,
     callbacks,
+    energy,
     ingest,
     login,
     operations,
@@ -72,6 +73,7 @@ def mount_dashboards(app: FastAPI) -> None:
         callbacks,
         summary,
         alarm_banner,
+        energy,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

@@ -1137,3 +1137,74 @@ STRINGS.update(
         "csr_alarm_subject": ("客服巡查：{what}", "Service round: {what}"),
     }
 )
+
+# Energy and water reports (issue 15 §4: /energy, its CSV and Excel exports).
+STRINGS.update(
+    {
+        "nav_energy": ("能耗", "Energy"),
+        "en_title": ("能耗报表", "Energy and water report"),
+        "en_month": ("月份", "Month"),
+        "en_estate": ("小区", "Estate"),
+        "en_util_electricity_meter": ("用电", "Electricity"),
+        "en_util_cold_water_meter": ("冷水", "Cold water"),
+        "en_util_hot_water_meter": ("热水", "Hot water"),
+        "en_building": ("楼栋", "Building"),
+        "en_whole_estate": ("全小区", "Whole estate"),
+        "en_units_total": ("分户合计", "Households"),
+        "en_master": ("总表", "Master meter"),
+        "en_loss": ("损耗", "Loss"),
+        "en_loss_electricity_meter": ("线损", "Line loss"),
+        "en_loss_water": ("漏损", "Leakage"),
+        "en_loss_rate": ("损耗率", "Loss rate"),
+        "en_loss_rate_electricity_meter": ("线损率", "Line-loss rate"),
+        "en_loss_rate_water": ("漏损率", "Leakage rate"),
+        "en_previous": ("上月同期", "Last month"),
+        "en_mom": ("环比", "Month on month"),
+        "en_last_year": ("去年同期", "Same month last year"),
+        "en_yoy": ("同比", "Year on year"),
+        "en_held": ("未计入区间", "Intervals not counted"),
+        "en_held_note": (
+            "有 {n} 个区间读数回落且不是翻转（水电表归零或换表），"
+            "在登记旧表止码和新表起码前不计入用量（与收费规则一致）。",
+            "{n} intervals where a register fell without rolling over (a reset or a replaced meter) are not counted "
+            "until the old meter's final and the new meter's initial reading are recorded (as billing does).",
+        ),
+        "en_partial": (
+            "本月进行中：数据截至 {day}，环比、同比均按相同天数（1 日至 {dom} 日）比较。",
+            "Month in progress: figures to {day}; month-on-month and year-on-year compare the same days "
+            "(1st to {dom}).",
+        ),
+        "en_daily": ("每日用量", "Daily consumption"),
+        "en_daily_of": ("{util}每日用量（{unit}）", "{util}: daily consumption ({unit})"),
+        "en_compare_of": ("{util}分楼栋对比（{unit}）", "{util} by building ({unit})"),
+        "en_vacant": ("空置房有用量", "Vacant units with consumption"),
+        "en_vacant_none": ("本月没有空置房产生用量。", "No vacant unit used anything this month."),
+        "en_top": ("用量排行", "Top consumers"),
+        "en_unit_code": ("房号", "Unit"),
+        "en_volume": ("用量", "Consumption"),
+        "en_rank": ("名次", "Rank"),
+        "en_occupancy": ("入住状态", "Occupancy"),
+        "en_occ_vacant": ("空置", "Vacant"),
+        "en_occ_occupied": ("已入住", "Occupied"),
+        "en_occ_renovating": ("装修中", "Renovating"),
+        "en_export_xlsx": ("导出月度能耗报表（Excel）", "Export the monthly report (Excel)"),
+        "en_export_csv": ("导出数据（CSV）", "Export data (CSV)"),
+        "en_no_data": ("该月没有用量数据。", "No consumption recorded for this month."),
+        "en_as_of": ("数据更新于 {time}", "Data as of {time}"),
+        "en_note": (
+            "用量按水电表累计读数逐区间计算（含翻转；归零或换表须登记读数后计入），区间计入其结束时刻所在的日期；"
+            "损耗 = 总表 − 分户合计，损耗率 = 损耗 ÷ 总表。",
+            "Consumption is computed interval by interval from the cumulative registers (rollovers included; a reset "
+            "or a replaced meter counts once its readings are recorded), each interval on the day it ends; "
+            "loss = master − households, loss rate = loss ÷ master.",
+        ),
+        "en_sheet_summary": ("月度汇总", "Summary"),
+        "en_sheet_daily": ("每日用量", "Daily"),
+        "en_sheet_vacant": ("空置房用量", "Vacant units"),
+        "en_sheet_top": ("用量排行", "Top consumers"),
+        "en_utility": ("能源类别", "Utility"),
+        "en_unit_of": ("单位", "Unit"),
+        "en_day": ("日期", "Date"),
+        "en_period": ("统计期", "Period"),
+    }
+)

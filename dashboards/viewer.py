@@ -21,6 +21,7 @@ from alarms import policy as alarms_policy
 from billing import policy as billing_policy
 from dashboards import i18n
 from dashboards.i18n import Lang
+from facility import energy_policy
 from notifications import policy as notifications_policy
 from storage.models import StaffUser
 from tickets import policy as tickets_policy
@@ -141,6 +142,8 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return access_policy.may(viewer.role, access_policy.Action.view_sync)
     if what == "daily_summary":
         return alarms_policy.may_read_daily_summary(viewer.role)
+    if what == "energy":
+        return energy_policy.may_read_energy(viewer.role)
     return False
 
 

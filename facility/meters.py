@@ -146,6 +146,27 @@ def consumption(
     return result(Decimal(0), ConsumptionKind.reset, False, why)
 
 
+def replaced_volume(
+    from_register: Decimal,
+    to_register: Decimal,
+    old_final_register: Decimal,
+    new_initial_register: Decimal,
+    *,
+    resolution: Decimal | None,
+    multiplier: Decimal = Decimal(1),
+) -> Decimal:
+    """Return the volume of a held interval once a person recorded the old meter's final and the new meter's
+    initial register: (old final − from) + (to − new initial), floored to the resolution, times the multiplier.
+
+    Billing charges a confirmed hold with it and the energy reports count the interval with it, so both agree."""
+    volume = (_floor(old_final_register, resolution) - _floor(from_register, resolution)) + (
+        _floor(to_register, resolution) - _floor(new_initial_register, resolution)
+    )
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return volume * multiplier
+
+
 def _ordered(readings: Iterable[Reading], register_max: Decimal | None) -> list[Reading]:
     # Stable sort, then drop later duplicates of an instant: storage keeps the first reading per
     # (device, ts) too (on_conflict_do_nothing), so both sides agree on which one counts.

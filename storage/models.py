@@ -1479,3 +1479,68 @@ class RoundTask(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+# --- energy reports (issue 15 §4) -----------------------------------------------------------------------
+
+
+class EnergyMeterDay(Base):
+    """One meter's consumption on one estate-local day: the sum of its intervals ending that day (kWh or m³).
+
+    Kept by facility/energy_rollup.py from `meter_readings` with billing's consumption maths
+    (facility.meters.consumption: rollover, reset, replacement). `last_ts`/`last_register` are the last
+    reading folded in (the next run goes on from there, as billing's cursor does). `held_from` lists the
+    starts of the intervals whose register fell without a rollover (a reset or a replaced meter) and that no
+    confirmed replacement record covers yet: their volume is not in `volume` until one is recorded."""
+
+    __tablename__ = "energy_meter_days"
+    __table_args__ = (
+        PrimaryKeyConstraint("device_id", "day"),
+        Index("ix_energy_meter_days_estate_id_day", "estate_id", "day"),
+        # The few rows still waiting for a replacement record: every rollup run looks for them.
+        Index("ix_energy_meter_days_held", "estate_id", postgresql_where="cardinality(held_from) > 0"),
+        CheckConstraint("volume >= 0", name="volume"),
+    )
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    volume: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+    held_from: Mapped[list[datetime]] = mapped_column(ARRAY(TZ), default=list, server_default="{}")
+    last_ts: Mapped[datetime] = mapped_column(TZ)
+    last_register: Mapped[Decimal] = mapped_column(Numeric)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class EnergyBuildingDay(Base):
+    """Σ of `energy_meter_days` per estate-local day, utility, building and role (households or master meters),
+    rewritten by the rollup for every (estate, day) it touched: the report's totals, daily figures and
+    comparisons read these few rows (tens a day) instead of one row per meter and day."""
+
+    __tablename__ = "energy_building_days"
+    __table_args__ = (
+        Index("ix_energy_building_days_estate_id_day", "estate_id", "day"),
+        CheckConstraint("volume >= 0", name="volume"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(48))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="CASCADE"))  # None: estate
+    master: Mapped[bool] = mapped_column(Boolean)
+    volume: Mapped[Decimal] = mapped_column(Numeric(24, 6))
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class EnergyMeterMonth(Base):
+    """Σ of one meter's `energy_meter_days` over an estate-local month (the top consumers and vacant units),
+    moved by the same amounts as its day rows in the same transaction."""
+
+    __tablename__ = "energy_meter_months"
+    __table_args__ = (
+        PrimaryKeyConstraint("device_id", "month"),
+        Index("ix_energy_meter_months_estate_id_month", "estate_id", "month"),
+    )
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    month: Mapped[date] = mapped_column(Date)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    volume: Mapped[Decimal] = mapped_column(Numeric(24, 6))

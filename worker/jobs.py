@@ -42,6 +42,7 @@ ACCESS_SYNC_LOCK = LOCK_NAMESPACE | 0x53  # 'S'
 ACCESS_RECONCILE_LOCK = LOCK_NAMESPACE | 0x52  # 'R'
 WARRANTY_LOCK = LOCK_NAMESPACE | 0xB0
 DAILY_SUMMARY_LOCK = LOCK_NAMESPACE | 0xD5
+ENERGY_LOCK = LOCK_NAMESPACE | 0xE7  # provisional key (issue 15 §4): the energy reports' daily rollup
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +210,16 @@ def billing_job(session: Session, now: datetime) -> object:
     return result
 
 
+def energy_job(session: Session, now: datetime) -> object:
+    """Every meter's new readings folded into its consumption per day (facility/energy_rollup.py)."""
+    from facility.energy_rollup import refresh
+
+    result = refresh(session, now)
+    if result.more:
+        log.info("energy rollup: %d readings of %d meters folded, more to come", result.readings, result.meters)
+    return result
+
+
 def access_retention_job(session: Session, now: datetime) -> object:
     """Swipe logs older than their estate's retention (180 days by default) are deleted (PIPL)."""
     from access.retention import purge_swipes
@@ -223,7 +234,8 @@ def default_jobs(
     15 min, purge of expired sessions and login failures every 10 min, hot-water notices every 15 min, the
     billing run and the dunning ladder hourly, access-card expiry every minute, swipe-log retention hourly,
     controller sync every 5 s, the nightly whitelist reconciliation checked every 15 min, developer charge-backs
-    for missed warranty due dates every 5 min, the 18:30 daily summary checked every minute,
+    for missed warranty due dates every 5 min, the 18:30 daily summary checked every minute, the energy reports'
+    day rows every 5 min,
     outbox every 2 s (with a dispatcher), notification deliveries
     every 10 s (with a `notifications_job`)."""
     jobs = [
@@ -252,6 +264,8 @@ def default_jobs(
         Job("warranty", 300.0, WARRANTY_LOCK, warranty_job),
         # Due from 18:30 local time; every minute sends it within the minute (and after downtime that evening).
         Job("daily_summary", 60.0, DAILY_SUMMARY_LOCK, daily_summary_job),
+        # The energy pages read day rows; five minutes behind the meters (read every 15 min) is current.
+        Job("energy", 300.0, ENERGY_LOCK, energy_job),
     ]
     if dispatcher is not None:
         jobs.append(Job("outbox", 2.0, OUTBOX_LOCK, dispatcher))
@@ -268,6 +282,7 @@ __all__ = [
     "BILLING_LOCK",
     "DAILY_SUMMARY_LOCK",
     "DUNNING_LOCK",
+    "ENERGY_LOCK",
     "ESCALATION_LOCK",
     "LOCK_NAMESPACE",
     "METERS_LOCK",
@@ -286,6 +301,7 @@ __all__ = [
     "daily_summary_job",
     "default_jobs",
     "dunning_job",
+    "energy_job",
     "escalation_job",
     "meters_job",
     "notifications_job",

@@ -219,6 +219,7 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("POST", "/api/billing/estates/{code}/manual-readings"): READING_RECORDERS,
     ("GET", "/api/access/controllers"): SYNC_READERS,
     ("GET", "/api/summary/daily"): SUMMARY_READERS,
+    ("GET", "/api/estates/{code}/energy"): EQUIPMENT,  # facility/energy_policy.py: the energy reports
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 MANUAL_READING = ("POST", "/api/billing/estates/{code}/manual-readings")

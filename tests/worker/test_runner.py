@@ -109,6 +109,7 @@ def test_run_once_with_the_default_jobs(db: Engine) -> None:
         "access_reconcile": True,
         "warranty": True,
         "daily_summary": True,
+        "energy": True,
     }
     worker.run_once(T0 + timedelta(minutes=121))
     with db.connect() as conn:
