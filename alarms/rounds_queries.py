@@ -118,3 +118,43 @@ def rounds_between(session: Session, room_id: int, lo: datetime, hi: datetime, *
         {"room": room_id, "lo": lo, "hi": hi, "limit": limit},
     ).mappings()
     return [_round(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class ShiftRound:
+    """An inspection window of a shift, with its schedule and room named."""
+
+    id: int
+    schedule_name_zh: str
+    schedule_name_en: str
+    room_name: str
+    room_code: str
+    window_start: datetime
+    window_end: datetime
+    status: str
+    satisfied_by: str | None
+    performed_by: str | None
+    performed_at: datetime | None
+    ticket_number: str | None
+
+
+_SHIFT_ROUND_FIELDS = tuple(f.name for f in fields(ShiftRound))
+SHIFT_ROUNDS_MAX = 1000
+
+
+def shift_rounds(session: Session, estate_id: int, start: datetime, end: datetime) -> list[ShiftRound]:
+    """The estate's inspection windows that began in [start, end), by start then room and schedule."""
+    rows = session.execute(
+        text(
+            "SELECT r.id, s.name_zh AS schedule_name_zh, s.name_en AS schedule_name_en, rm.name AS room_name,"
+            " rm.code AS room_code, r.window_start, r.window_end, r.status, r.satisfied_by, r.performed_by,"
+            " r.performed_at, t.number AS ticket_number"
+            " FROM inspection_rounds r JOIN round_schedules s ON s.id = r.schedule_id"
+            " JOIN rooms rm ON rm.id = r.room_id"
+            " LEFT JOIN tickets t ON t.id = r.ticket_id"
+            " WHERE r.estate_id = :estate AND r.window_start >= :start AND r.window_start < :end"
+            " ORDER BY r.window_start, rm.code, s.code LIMIT :limit"
+        ),
+        {"estate": estate_id, "start": start, "end": end, "limit": SHIFT_ROUNDS_MAX},
+    ).mappings()
+    return [ShiftRound(**{name: row[name] for name in _SHIFT_ROUND_FIELDS}) for row in rows]
