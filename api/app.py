@@ -20,8 +20,10 @@ from api.routes import (
     billing_webhook,
     deliveries,
     device_commands,
+    displays,
     equipment,
     estates,
+    handover,
     operations,
     rounds,
     tickets,
@@ -49,6 +51,8 @@ def mount_api(app: FastAPI) -> None:
         access,
         billing_statements,
         warranty,
+        handover,
+        displays,
     ):
         app.include_router(module.router)
 
