@@ -20,12 +20,14 @@ from dashboards import (
     billing_notices,
     billing_statements,
     callbacks,
+    handover,
     ingest,
     login,
     operations,
     rooms,
     rounds,
     tickets,
+    wall,
 )
 from dashboards.live import LiveHub, connect_kwargs
 from dashboards.page_errors import login_redirect, page_error
@@ -66,6 +68,8 @@ def mount_dashboards(app: FastAPI) -> None:
         access,
         billing_statements,
         callbacks,
+        handover,
+        wall,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

@@ -137,6 +137,10 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return tickets_policy.may_view_callback_report(viewer.role)
     if what == "access_sync":
         return access_policy.may(viewer.role, access_policy.Action.view_sync)
+    if what == "handover":
+        return alarms_policy.may_hand_over(viewer.role)
+    if what == "wall_tokens":
+        return accounts_policy.may_manage_displays(viewer.role)
     return False
 
 
