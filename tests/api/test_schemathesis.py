@@ -25,6 +25,7 @@ from steward.app import create_app
 from tests.support.access_world import card_for, unit_code_of
 from tests.support.billing_world import billing_place, new_hold, statement_for
 from tests.support.dunning import seed_dunning
+from tests.support.handover import new_display_token, new_handover
 from tests.support.ops import add_command, new_failed_delivery, new_task
 from tests.support.world import World, add_samples, bearer, build_world
 
@@ -90,6 +91,17 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 # in heating seasons (or in neither), are refused (422).
 [[operations]]
 include-path-regex = "^/api/estates/\\\\{code\\\\}/warranty/(handover|terms)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+# Shift handover: a shift that is not open for handover now, a record another engineer handed over, a second
+# signature or the outgoing engineer's own (409); shift times that do not tile the day (422).
+[[operations]]
+include-path-regex = "^/api/(estates/\\\\{code\\\\}/(handover|shifts)|handovers/\\\\{handover_id\\\\}/sign)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# A screen's name that is blank once trimmed (control characters Python counts as blanks) is refused (422).
+[[operations]]
+include-name = "POST /api/estates/{code}/display-tokens"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
 )
@@ -175,6 +187,13 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
                 add_command(s, device_id, reason="vacant_flow", ticket="GD-FUZZ-1", status="failed", last_error="x")
                 # A device's refusal (ingest closes the row as refused): the response schema must allow it.
                 add_command(s, device_id, reason="billing_restore", status="refused", last_error="rejected")
+        KNOWN.update(
+            handover_id=(new_handover(world.engine, world.estate), new_handover(world.engine, world.other_estate)),
+            display_token_id=(
+                new_display_token(world.engine, world.estate),
+                new_display_token(world.engine, world.other_estate),
+            ),
+        )
         cards = card_for(world.engine, world.estate), card_for(world.engine, world.other_estate)
         KNOWN.update(
             card_id=cards, unit_code=(unit_code_of(world.engine, cards[0]), unit_code_of(world.engine, cards[1]))
