@@ -61,7 +61,12 @@ def list_display_tokens(
     return DisplayTokenListOut(estate_code=estate.code, items=[_out(t) for t in display.tokens_of(session, estate.id)])
 
 
-@router.post("/estates/{code}/display-tokens", response_model=DisplayTokenCreatedOut, status_code=201)
+@router.post(
+    "/estates/{code}/display-tokens",
+    response_model=DisplayTokenCreatedOut,
+    status_code=201,
+    responses=error_responses(400),
+)
 def create_display_token(
     code: EstateCode, body: DisplayTokenIn, session: SessionDep, user: DisplayAdmins, visible: VisibleEstates
 ) -> DisplayTokenCreatedOut:

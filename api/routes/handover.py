@@ -158,7 +158,7 @@ def get_shifts(code: EstateCode, session: ReadSessionDep, user: OnShift, visible
     return ShiftsOut(estate_code=estate.code, timezone=estate.timezone, shifts=[_shift_out(s) for s in defs])
 
 
-@router.put("/estates/{code}/shifts", response_model=ShiftsOut)
+@router.put("/estates/{code}/shifts", response_model=ShiftsOut, responses=error_responses(400))
 def put_shifts(
     code: EstateCode, body: ShiftsIn, session: SessionDep, user: ShiftEditors, visible: VisibleEstates
 ) -> ShiftsOut:
@@ -199,7 +199,7 @@ def get_draft(code: EstateCode, session: ReadSessionDep, user: OnShift, visible:
     )
 
 
-@router.post("/estates/{code}/handover", response_model=HandoverOut, responses=error_responses(409))
+@router.post("/estates/{code}/handover", response_model=HandoverOut, responses=error_responses(400, 409))
 def post_handover(
     code: EstateCode, body: HandoverIn, session: SessionDep, user: OnShift, visible: VisibleEstates
 ) -> HandoverOut:
@@ -250,7 +250,7 @@ def get_handover(handover_id: ObjectId, session: ReadSessionDep, user: OnShift, 
     return _record_out(rec, _estate_code(session, rec))
 
 
-@router.post("/handovers/{handover_id}/sign", response_model=HandoverOut, responses=error_responses(409))
+@router.post("/handovers/{handover_id}/sign", response_model=HandoverOut, responses=error_responses(400, 409))
 def sign_handover(
     handover_id: ObjectId, body: SignIn, session: SessionDep, user: OnShift, visible: VisibleEstates
 ) -> HandoverOut:
