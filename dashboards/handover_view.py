@@ -22,10 +22,12 @@ from tickets.const import STATUS_LABELS as TICKET_STATUS_LABELS
 PRINT_ROWS = {
     "alarms_raised": 6,
     "alarms_cleared": 5,
-    "alarms_open": 6,
+    "alarms_open": 5,
+    "alarms_shift": 7,
     "tickets_opened": 5,
     "tickets_closed": 4,
-    "tickets_open": 7,
+    "tickets_open": 5,
+    "tickets_shift": 5,
     "rounds_missed": 6,
 }
 SEVERITY_CSS = {"warning": "sev-warning", "alarm": "sev-alarm", "critical": "sev-critical"}
@@ -38,6 +40,11 @@ def _at(value: str | None) -> datetime | None:
 def _time(value: str | None, tz: ZoneInfo, *, date: bool = False) -> str:
     at = _at(value)
     return i18n.format_time(at, tz, seconds=False, date=date) if at else "—"
+
+
+def _short(value: str | None, tz: ZoneInfo) -> str:
+    at = _at(value)
+    return at.astimezone(tz).strftime("%m-%d %H:%M") if at else "—"
 
 
 def shift_title(name_zh: str, name_en: str, start: datetime, end: datetime, tz: ZoneInfo, lang: Lang) -> str:
@@ -71,6 +78,7 @@ def _alarm(a: Mapping[str, Any], tz: ZoneInfo, lang: Lang) -> dict[str, Any]:
         "state_label": label(ALARM_STATE_LABELS, a["state"], lang),
         "place": _place(a, lang),
         "raised": _time(a.get("raised_at"), tz, date=True),
+        "raised_at": a.get("raised_at") or "",
         "cleared": _time(a.get("cleared_at"), tz, date=True) if a.get("cleared_at") else "",
         "peak": f"{i18n.fmt_value(peak)}{i18n.unit_display(unit, lang)}" if isinstance(peak, int | float) else "",
         "ticket": a.get("ticket_number") or "",
@@ -100,6 +108,9 @@ def _ticket(t: Mapping[str, Any], tz: ZoneInfo, lang: Lang) -> dict[str, Any]:
         "closed": _time(t.get("closed_at"), tz, date=True) if t.get("closed_at") else "",
         "clocks": clocks,
         "breached": any(c["breached"] for c in clocks),
+        "received_at": t.get("received_at") or "",
+        "received_short": _short(t.get("received_at"), tz),
+        "closed_short": _short(t.get("closed_at"), tz) if t.get("closed_at") else "",
     }
 
 
@@ -137,8 +148,27 @@ def facts_view(facts: Mapping[str, Any], tz: ZoneInfo, lang: Lang, *, printable:
         "tickets_closed": _cut([_ticket(t, tz, lang) for t in tickets.get("closed", [])], "tickets_closed", printable),
         "tickets_open": _cut([_ticket(t, tz, lang) for t in tickets.get("open", [])], "tickets_open", printable),
         "rounds_missed": _cut([_round(r, tz, lang) for r in rounds.get("missed", [])], "rounds_missed", printable),
+        # The printed record lists the shift's own alarms and tickets once each (raised or cleared; received or
+        # closed in the shift), oldest first: one table instead of two keeps it on one page.
+        "alarms_shift": _cut(
+            _union([_alarm(a, tz, lang) for k in ("raised", "cleared") for a in alarms.get(k, [])], "raised_at"),
+            "alarms_shift",
+            printable,
+        ),
+        "tickets_shift": _cut(
+            _union([_ticket(t, tz, lang) for k in ("opened", "closed") for t in tickets.get(k, [])], "received_at"),
+            "tickets_shift",
+            printable,
+        ),
         "rounds_by_room": _rounds_by_room(rounds, lang),
     }
+
+
+def _union(rows: list[dict[str, Any]], order: str) -> list[dict[str, Any]]:
+    seen: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault(row["id"], row)
+    return sorted(seen.values(), key=lambda r: (str(r[order]), r["id"]))
 
 
 def _rounds_by_room(rounds: Mapping[str, Any], lang: Lang) -> list[dict[str, Any]]:
