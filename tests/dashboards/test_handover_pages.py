@@ -208,3 +208,16 @@ def test_a_foreign_page_cannot_connect_a_screen(client: TestClient) -> None:
     r = client.post("/wall/connect", data={"token": "std_" + "x" * 43}, headers=evil)
     assert r.status_code == 403
     assert DISPLAY_COOKIE not in r.cookies
+
+
+def test_the_pages_speak_english_too(client: TestClient, place: HandoverPlace) -> None:
+    with pinned(local(DAY, 21)):
+        _as(client, place.users["supervisor"])
+        client.cookies.set("lang", "en")
+        page = client.get(f"/handover?estate={place.code}")
+        assert page.status_code == 200
+        assert "Shift handover" in page.text
+        assert "Winding temp. A" in page.text
+        wall = client.get(f"/wall?estate={place.code}")
+        assert "Control-room display" in wall.text
+        assert "Power room PR1" in wall.text  # rooms by kind and code in English, as on the room pages

@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0026"
-down_revision = "0021"  # TEMPORARY for the handover branch's own tests: "0025" once merged after 0022–0025
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
