@@ -159,3 +159,14 @@ def topic_like(code: str) -> str:
     """The LIKE pattern of an estate's topics (``_`` and ``%`` in a code match only themselves)."""
     escaped = code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"steward/{escaped}/%"
+
+
+# --- wall displays (大屏) -----------------------------------------------------------------------------------------
+
+# A control-room screen's display token reads one estate's wall display: the project manager and admins issue and
+# revoke them (the screen hangs in the estate's 监控中心, which the manager answers for).
+DISPLAY_ADMINS = frozenset({Role.admin, Role.manager})
+
+
+def may_manage_displays(role: Role | str) -> bool:
+    return Role(role) in DISPLAY_ADMINS

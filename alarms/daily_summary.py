@@ -236,7 +236,7 @@ def round_groups(rounds: list[DayRound]) -> tuple[list[RoundGroup], dict[str, in
         by_status = {s: counted.get(s, 0) for s in ROUND_STATUSES} | {
             s: n for s, n in counted.items() if s not in ROUND_STATUSES
         }
-        rooms = sorted({(r.room_id, r.room_code) for r in rs}, key=lambda x: x[1])
+        rooms = sorted({(r.room_id, r.room_code) for r in rs if r.room_id is not None and r.room_code is not None})
         attention = [r for r in rs if r.status in (RoundStatus.missed, RoundStatus.manual_due)]
         out.append(RoundGroup(zh, en, by_status, len(rs), rooms, attention))
     totals = {s: total.get(s, 0) for s in ROUND_STATUSES} | {s: n for s, n in total.items() if s not in ROUND_STATUSES}

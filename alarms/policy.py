@@ -100,3 +100,19 @@ def service_roles_of(role: Role | str) -> frozenset[str] | None:
     if r in SERVICE_EVERY_ROLE:
         return None
     return frozenset({r.value})
+
+
+# Shift handover (交接班): the engineers who keep the shifts, their supervisor and the project manager hand over,
+# sign and read the records of their estates (head office's admin too). Who may set an estate's shift times:
+# the supervisor who draws up the roster, the project manager and admins.
+HANDOVER_ROLES = frozenset({Role.admin, Role.engineer, Role.supervisor, Role.manager})
+SHIFT_EDITORS = frozenset({Role.admin, Role.supervisor, Role.manager})
+
+
+def may_hand_over(role: Role | str) -> bool:
+    """Read the handover page and records, hand a shift over (交班) and sign for one (接班签字)."""
+    return Role(role) in HANDOVER_ROLES
+
+
+def may_edit_shifts(role: Role | str) -> bool:
+    return Role(role) in SHIFT_EDITORS

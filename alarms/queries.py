@@ -203,3 +203,97 @@ class ChangeMark:
             self.global_event = newest
         max_alarm, open_n, active_n = session.execute(_ALARMS, {"v": v}).one()
         return (self.scoped_event, int(max_alarm), int(open_n), int(active_n))
+
+
+# --- a shift's alarms (alarms/handover.py) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShiftAlarm:
+    """An alarm as a shift record names it: where (room, device, the point's own label) and how it went."""
+
+    id: int
+    title_zh: str
+    title_en: str
+    severity: str
+    state: str
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    cleared_at: datetime | None
+    clear_reason: str | None
+    cleared_by: str | None
+    peak: float | None
+    last_value: float | None
+    metric: str | None
+    point_label: str | None
+    point_unit: str | None
+    device_name: str | None
+    device_code: str | None
+    room_name: str | None
+    room_code: str | None
+    unit_code: str | None
+    ticket_number: str | None
+
+
+_SHIFT_ALARM_FIELDS = tuple(f.name for f in fields(ShiftAlarm))
+# A shift's record lists at most this many alarms (a storm of thousands is summarised by its counts instead).
+SHIFT_ALARMS_MAX = 500
+
+
+_PLACED_ALARM_SELECT = """
+SELECT a.id, r.title_zh, r.title_en, a.severity, a.state, a.raised_at, a.acknowledged_at, a.acknowledged_by,
+       a.cleared_at, a.clear_reason, a.cleared_by, a.peak, a.last_value,
+       CASE WHEN r.kind = 'composite' THEN NULL ELSE p.metric END AS metric,
+       CASE WHEN r.kind = 'composite' THEN NULL ELSE p.label END AS point_label,
+       CASE WHEN r.kind = 'composite' THEN NULL ELSE p.unit END AS point_unit,
+       d.name AS device_name, d.code AS device_code, rm.name AS room_name, rm.code AS room_code,
+       u.code AS unit_code, t.number AS ticket_number
+FROM alarms a
+JOIN alarm_rules r ON r.id = a.rule_id
+LEFT JOIN devices d ON d.id = a.device_id
+LEFT JOIN rooms rm ON rm.id = coalesce(a.room_id, d.room_id)
+LEFT JOIN units u ON u.id = coalesce(a.unit_id, d.unit_id)
+LEFT JOIN points p ON p.id = a.point_id
+LEFT JOIN tickets t ON t.id = a.ticket_id
+"""
+
+
+def _placed(rows: Any) -> list[ShiftAlarm]:
+    return [ShiftAlarm(**{name: row[name] for name in _SHIFT_ALARM_FIELDS}) for row in rows]
+
+
+def shift_alarms(session: Session, estate_id: int, start: datetime, end: datetime) -> list[ShiftAlarm]:
+    """The estate's alarms a shift handover speaks of: raised or cleared in [start, end), and every alarm still
+    open now. Most severe first, then oldest."""
+    rows = session.execute(
+        text(
+            _PLACED_ALARM_SELECT + " WHERE a.estate_id = :estate AND ((a.raised_at >= :start AND a.raised_at < :end)"
+            " OR (a.cleared_at >= :start AND a.cleared_at < :end) OR a.state <> 'cleared')"
+            f" ORDER BY {SEVERITY_ORDER}, a.raised_at, a.id LIMIT :limit"
+        ),
+        {"estate": estate_id, "start": start, "end": end, "limit": SHIFT_ALARMS_MAX},
+    ).mappings()
+    return _placed(rows)
+
+
+def open_alarms(session: Session, estate_id: int, *, limit: int) -> list[ShiftAlarm]:
+    """The estate's open alarms, most severe first, unacknowledged before acknowledged, then oldest (the wall
+    display's banner)."""
+    rows = session.execute(
+        text(
+            _PLACED_ALARM_SELECT + " WHERE a.estate_id = :estate AND a.state <> 'cleared'"
+            f" ORDER BY {SEVERITY_ORDER}, (a.state = 'acknowledged'), a.raised_at, a.id LIMIT :limit"
+        ),
+        {"estate": estate_id, "limit": limit},
+    ).mappings()
+    return _placed(rows)
+
+
+def open_alarm_counts(session: Session, estate_id: int) -> dict[str, int]:
+    """Open alarms of the estate by severity."""
+    rows = session.execute(
+        text("SELECT severity, count(*) FROM alarms WHERE estate_id = :estate AND state <> 'cleared' GROUP BY 1"),
+        {"estate": estate_id},
+    ).all()
+    return {str(sev): int(n) for sev, n in rows}

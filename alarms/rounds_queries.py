@@ -131,8 +131,8 @@ class DayRound:
     schedule_code: str
     schedule_name_zh: str
     schedule_name_en: str
-    room_id: int
-    room_code: str
+    room_id: int | None  # None: a customer-service round (alarms/service_rounds.py) is of the estate, not a room
+    room_code: str | None
     window_start: datetime
     window_end: datetime
     status: str
@@ -146,10 +146,50 @@ def rounds_of_day(session: Session, estate_id: int, start: datetime, end: dateti
             "SELECT r.id, s.code AS schedule_code, s.name_zh AS schedule_name_zh, s.name_en AS schedule_name_en,"
             " r.room_id, rm.code AS room_code, r.window_start, r.window_end, r.status, r.ticket_id"
             " FROM inspection_rounds r JOIN round_schedules s ON s.id = r.schedule_id"
-            " JOIN rooms rm ON rm.id = r.room_id"
+            " LEFT JOIN rooms rm ON rm.id = r.room_id"
             " WHERE r.estate_id = :estate AND r.window_start >= :start AND r.window_start < :end"
             " ORDER BY s.code, rm.code, r.window_start, r.id"
         ),
         {"estate": estate_id, "start": start, "end": end},
     ).mappings()
     return [DayRound(**{f.name: row[f.name] for f in fields(DayRound)}) for row in rows]
+
+
+@dataclass(frozen=True)
+class ShiftRound:
+    """An inspection window of a shift, with its schedule and room named."""
+
+    id: int
+    schedule_name_zh: str
+    schedule_name_en: str
+    room_name: str | None  # None: a customer-service round, of the estate
+    room_code: str | None
+    window_start: datetime
+    window_end: datetime
+    status: str
+    satisfied_by: str | None
+    performed_by: str | None
+    performed_at: datetime | None
+    ticket_number: str | None
+
+
+_SHIFT_ROUND_FIELDS = tuple(f.name for f in fields(ShiftRound))
+SHIFT_ROUNDS_MAX = 1000
+
+
+def shift_rounds(session: Session, estate_id: int, start: datetime, end: datetime) -> list[ShiftRound]:
+    """The estate's inspection windows that began in [start, end), by start then room and schedule."""
+    rows = session.execute(
+        text(
+            "SELECT r.id, s.name_zh AS schedule_name_zh, s.name_en AS schedule_name_en, rm.name AS room_name,"
+            " rm.code AS room_code, r.window_start, r.window_end, r.status, r.satisfied_by, r.performed_by,"
+            " r.performed_at, t.number AS ticket_number"
+            " FROM inspection_rounds r JOIN round_schedules s ON s.id = r.schedule_id"
+            " LEFT JOIN rooms rm ON rm.id = r.room_id"
+            " LEFT JOIN tickets t ON t.id = r.ticket_id"
+            " WHERE r.estate_id = :estate AND r.window_start >= :start AND r.window_start < :end"
+            " ORDER BY r.window_start, rm.code, s.code LIMIT :limit"
+        ),
+        {"estate": estate_id, "start": start, "end": end, "limit": SHIFT_ROUNDS_MAX},
+    ).mappings()
+    return [ShiftRound(**{name: row[name] for name in _SHIFT_ROUND_FIELDS}) for row in rows]

@@ -20,9 +20,11 @@ from api.routes import (
     billing_webhook,
     deliveries,
     device_commands,
+    displays,
     energy,
     equipment,
     estates,
+    handover,
     operations,
     rounds,
     service_rounds,
@@ -55,6 +57,8 @@ def mount_api(app: FastAPI) -> None:
         warranty,
         summary,
         energy,
+        handover,
+        displays,
     ):
         app.include_router(module.router)
 

@@ -22,6 +22,7 @@ from dashboards import (
     billing_statements,
     callbacks,
     energy,
+    handover,
     ingest,
     login,
     operations,
@@ -30,6 +31,7 @@ from dashboards import (
     service_rounds,
     summary,
     tickets,
+    wall,
 )
 from dashboards.live import LiveHub, connect_kwargs
 from dashboards.page_errors import login_redirect, page_error
@@ -74,6 +76,8 @@ def mount_dashboards(app: FastAPI) -> None:
         summary,
         alarm_banner,
         energy,
+        handover,
+        wall,
     ):
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]

@@ -100,10 +100,15 @@ def _stream_owner(request: Request) -> str:
         return user.username if user is not None else ""
 
 
-async def bounded_stream(request: Request, events: AsyncGenerator[ServerSentEvent, None]) -> Response:
-    """The SSE response for ``events``, unless its user holds MAX_STREAMS_PER_USER live views already (429)."""
+async def bounded_stream(
+    request: Request, events: AsyncGenerator[ServerSentEvent, None], *, owner: str | None = None
+) -> Response:
+    """The SSE response for ``events``, unless its user holds MAX_STREAMS_PER_USER live views already (429).
+
+    ``owner`` names who holds the stream when it is not the staff session's user (a wall display's token)."""
     hub: LiveHub = request.app.state.live
-    owner = await run_in_threadpool(_stream_owner, request)
+    if owner is None:
+        owner = await run_in_threadpool(_stream_owner, request)
     if hub.streams.full(owner):
         await events.aclose()
         return PlainTextResponse(

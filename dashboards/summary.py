@@ -105,10 +105,11 @@ def summary_view(f: ds.DailyFigures, viewer: Viewer) -> dict[str, Any]:
                     {
                         "status": r.status,
                         "status_label": i18n.lookup(ROUND_STATUS_LABELS, r.status, lang),
-                        "room": r.room_code,
+                        "room": r.room_code or "",
                         "window": f"{i18n.format_time(r.window_start, tz, seconds=False, date=False)}–"
                         f"{i18n.format_time(r.window_end, tz, seconds=False, date=False)}",
-                        "href": f"/rooms/{r.room_id}/rounds?round={r.id}" if see_rounds else None,
+                        # A customer-service round has no room: its calendar is the estate's (service rounds).
+                        "href": f"/rooms/{r.room_id}/rounds?round={r.id}" if see_rounds and r.room_id else None,
                         "ticket_href": f"/tickets/{r.ticket_id}" if r.ticket_id and see_tickets else None,
                     }
                     for r in g.attention

@@ -144,6 +144,10 @@ def can_see(viewer: Viewer | None, what: str) -> bool:
         return alarms_policy.may_read_daily_summary(viewer.role)
     if what == "energy":
         return energy_policy.may_read_energy(viewer.role)
+    if what == "handover":
+        return alarms_policy.may_hand_over(viewer.role)
+    if what == "wall_tokens":
+        return accounts_policy.may_manage_displays(viewer.role)
     return False
 
 

@@ -6,7 +6,7 @@ message lands on the same key and ``ON CONFLICT DO NOTHING`` makes ingestion ide
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    Time,
     UniqueConstraint,
     func,
 )
@@ -1544,3 +1545,73 @@ class EnergyMeterMonth(Base):
     month: Mapped[date] = mapped_column(Date)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
     volume: Mapped[Decimal] = mapped_column(Numeric(24, 6))
+
+
+# --- shifts, shift handover and the wall display (alarms/shifts.py, alarms/handover.py, accounts/display.py) -----
+
+
+class ShiftDefinition(Base):
+    """One shift of an estate's day in the estate's local time; an estate without rows works the defaults
+    (alarms/shifts.py: 白班 08:00–20:00, 夜班 20:00–08:00). A shift ending at or before its start runs past midnight."""
+
+    __tablename__ = "shift_definitions"
+    __table_args__ = (
+        UniqueConstraint("estate_id", "code"),
+        CheckConstraint("starts_at <> ends_at", name="not_empty"),
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(16))
+    name_zh: Mapped[str] = mapped_column(String(32))
+    name_en: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    starts_at: Mapped[time] = mapped_column(Time)
+    ends_at: Mapped[time] = mapped_column(Time)
+
+
+class ShiftHandover(Base):
+    """The record of one shift (交接班记录): the outgoing engineer's notes and the shift's facts frozen when they
+    handed over, then the incoming engineer's sign-off. Once signed it is final: a trigger refuses any UPDATE."""
+
+    __tablename__ = "shift_handovers"
+    __table_args__ = (
+        UniqueConstraint("estate_id", "shift_start"),
+        CheckConstraint("shift_end > shift_start", name="window"),
+        CheckConstraint("(signed_at IS NULL) = (incoming_id IS NULL)", name="signed"),
+        CheckConstraint("incoming_id IS NULL OR incoming_id <> outgoing_id", name="two_people"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"))
+    shift_code: Mapped[str] = mapped_column(String(16))
+    shift_name_zh: Mapped[str] = mapped_column(String(32))
+    shift_name_en: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    shift_start: Mapped[datetime] = mapped_column(TZ)
+    shift_end: Mapped[datetime] = mapped_column(TZ)
+    # Staff accounts are deactivated, never deleted: a record keeps its people.
+    outgoing_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    outgoing_name: Mapped[str] = mapped_column(String(64))
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The shift's facts as of handed_over_at (alarms.handover.shift_facts): what the record prints.
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    handed_over_at: Mapped[datetime] = mapped_column(TZ)
+    incoming_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    incoming_name: Mapped[str | None] = mapped_column(String(64))
+    incoming_note: Mapped[str | None] = mapped_column(Text)
+    signed_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class DisplayToken(Base):
+    """A control-room screen's credential for one estate's wall display (大屏); only its SHA-256 is kept.
+
+    It opens /wall of that estate and its live stream, read-only, and nothing else (accounts/display.py)."""
+
+    __tablename__ = "display_tokens"
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(TZ)
+    last_used_at: Mapped[datetime | None] = mapped_column(TZ)
+    revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))

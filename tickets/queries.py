@@ -239,3 +239,24 @@ def callbacks_made(session: Session, estate_id: int, start: datetime, end: datet
         )
         or 0
     )
+
+
+# A shift's record lists at most this many tickets (an estate has tens open at once, not thousands).
+SHIFT_TICKETS_MAX = 300
+
+
+def shift_tickets(session: Session, estate_id: int, start: datetime, end: datetime) -> list[TicketRow]:
+    """The estate's tickets a shift handover speaks of: received, resolved or closed in [start, end), and every
+    ticket still open now (whenever it was received). Oldest first."""
+    in_shift = [
+        (Ticket.received_at >= start) & (Ticket.received_at < end),
+        (Ticket.resolved_at >= start) & (Ticket.resolved_at < end),
+        (Ticket.closed_at >= start) & (Ticket.closed_at < end),
+        Ticket.status != TicketStatus.closed.value,
+    ]
+    return _rows(
+        session,
+        [Ticket.estate_id == estate_id, or_(*in_shift)],
+        order=Ticket.received_at,
+        limit=SHIFT_TICKETS_MAX,
+    )

@@ -34,3 +34,23 @@ def clear_session_cookie(response: Response) -> None:
 
 def session_secret(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
+
+
+# A wall display's credential (accounts/display.py): a cookie of its own, never taken for a staff login.
+DISPLAY_COOKIE = "steward_display"
+
+
+def set_display_cookie(response: Response, request: Request, secret: str, max_age_s: int) -> None:
+    """HttpOnly and SameSite=Lax like the session cookie; it lives as long as the display token does."""
+    response.set_cookie(
+        DISPLAY_COOKIE,
+        secret,
+        max_age=max(1, max_age_s),
+        httponly=True,
+        samesite="lax",
+        secure=is_production(request) or request.url.scheme == "https",
+    )
+
+
+def clear_display_cookie(response: Response) -> None:
+    response.delete_cookie(DISPLAY_COOKIE)

@@ -28,7 +28,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-LOGIN_PATHS = frozenset({"/login", "/api/auth/login"})
+# The forms that hand out a credential (login CSRF): a staff login and a wall display connecting with its token.
+LOGIN_PATHS = frozenset({"/login", "/api/auth/login", "/wall/connect"})
 
 HSTS = "max-age=31536000; includeSubDomains"
 # Set unless the response chose its own (the pages send a full CSP with frame-ancestors 'none').

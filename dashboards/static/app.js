@@ -243,6 +243,8 @@
   function applyHtml(data) {
     const body = document.getElementById("live-body");
     if (body) body.innerHTML = data.html;
+    // The wall display keeps its place in the rotation across a swap (see below).
+    document.dispatchEvent(new CustomEvent("steward:html-swapped"));
   }
 
   let source = null;
@@ -358,4 +360,47 @@
     tick();
     setInterval(tick, 1000);
   }
+})();
+
+/* The wall display (大屏, /wall): shows one slide at a time — the estate overview, then each equipment room — for
+ * page-data rotate_s seconds each. A live update swaps every slide's HTML; the slide on screen stays by its key.
+ * Printable records: a [data-print] button prints the page (no inline script under the pages' CSP).
+ */
+(function () {
+  "use strict";
+
+  document.querySelectorAll("[data-print]").forEach((el) => el.addEventListener("click", () => window.print()));
+
+  const dataEl = document.getElementById("page-data");
+  const page = dataEl ? JSON.parse(dataEl.textContent) : {};
+  if (!page.wall) return;
+  const every = Math.max(5, Number(page.rotate_s) || 15) * 1000;
+  let current = "overview";
+
+  function slides() {
+    return Array.from(document.querySelectorAll(".wall-slide"));
+  }
+
+  function show(key) {
+    const all = slides();
+    if (!all.length) return;
+    if (!all.some((el) => el.dataset.slide === key)) key = all[0].dataset.slide;
+    current = key;
+    all.forEach((el) => el.classList.toggle("is-current", el.dataset.slide === key));
+    document.querySelectorAll(".wall-dots [data-dot]").forEach((el) => {
+      el.classList.toggle("is-current", el.dataset.dot === key);
+    });
+    document.body.dataset.slide = key;
+  }
+
+  function next() {
+    const keys = slides().map((el) => el.dataset.slide);
+    if (!keys.length) return;
+    const at = keys.indexOf(current);
+    show(keys[(at + 1) % keys.length]);
+  }
+
+  document.addEventListener("steward:html-swapped", () => show(current));
+  show(current);
+  setInterval(next, every);
 })();

@@ -51,6 +51,7 @@ from tests.support.billing_world import (
     statement_for,
 )
 from tests.support.dunning import MATRIX_CSV, seed_dunning
+from tests.support.handover import clear_recent_handovers, new_display_token, new_handover
 from tests.support.ops import add_command, new_failed_delivery, new_task
 from tests.support.service_rounds import new_service_task
 from tests.support.world import PASSWORD, World, bearer
@@ -105,6 +106,14 @@ READING_VIEWERS = frozenset({A, M, B, E, SU, S})  # billing.policy view_manual_r
 SYNC_READERS = CARD_DESK | {E}
 # alarms.policy SUMMARY_READERS: the desk that writes the 18:30 summary, the heads it goes to, read-only dashboards.
 SUMMARY_READERS = frozenset({A, S, SU, M, V})
+
+
+# alarms/policy.py: the shift's engineers, their supervisor and the project manager hand over, sign and read the
+# records; the supervisor (who draws up the roster), the manager and admins set the shift times.
+HANDOVER = frozenset({A, E, SU, M})
+SHIFT_EDITORS = frozenset({A, SU, M})
+# accounts/policy.py: the project manager and admins issue and revoke the wall display's tokens.
+DISPLAY_ADMINS = frozenset({A, M})
 
 ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/health"): PUBLIC,
@@ -220,6 +229,18 @@ ACCESS: dict[tuple[str, str], frozenset[Role] | Public] = {
     ("GET", "/api/access/controllers"): SYNC_READERS,
     ("GET", "/api/summary/daily"): SUMMARY_READERS,
     ("GET", "/api/estates/{code}/energy"): EQUIPMENT,  # facility/energy_policy.py: the energy reports
+    ("GET", "/api/estates/{code}/shifts"): HANDOVER,
+    ("PUT", "/api/estates/{code}/shifts"): SHIFT_EDITORS,
+    ("GET", "/api/estates/{code}/handover"): HANDOVER,
+    ("POST", "/api/estates/{code}/handover"): HANDOVER,
+    ("GET", "/api/estates/{code}/handovers"): HANDOVER,
+    ("GET", "/api/handovers/{handover_id}"): HANDOVER,
+    # Signed by anyone of the estate's handover roles but the one who handed over (the matrix's records are
+    # handed over by hq-engineer), once: each call signs a record of its own.
+    ("POST", "/api/handovers/{handover_id}/sign"): HANDOVER,
+    ("GET", "/api/estates/{code}/display-tokens"): DISPLAY_ADMINS,
+    ("POST", "/api/estates/{code}/display-tokens"): DISPLAY_ADMINS,
+    ("POST", "/api/display-tokens/{display_token_id}/revoke"): DISPLAY_ADMINS,
 }
 WEBHOOK = ("POST", "/api/billing/webhook/{provider}")
 MANUAL_READING = ("POST", "/api/billing/estates/{code}/manual-readings")
@@ -267,6 +288,8 @@ NOBODY_SEES = {
     "unit_code": "NO-SUCH-UNIT",
     "statement_id": 2_000_000_000,
     "quarter": "2026Q3",
+    "handover_id": 2_000_000_000,
+    "display_token_id": 2_000_000_000,
 }
 # The status a ticket must have for each action (a fresh one per call: actions move it on).
 TICKET_STATE = {
@@ -300,6 +323,10 @@ def case_id(case: tuple[tuple[str, str], Role]) -> str:
 
 
 def url(world: World, path: str, *, where: Literal["visible", "other", "missing"] = "visible") -> str:
+    if path.endswith("/handover"):
+        # The shift due now is handed over once per account: each call finds it free (a fresh record).
+        for estate in (world.estate, world.other_estate):
+            clear_recent_handovers(world.engine, estate)
     values: dict[str, Any] = {
         "visible": {
             "code": world.estate,
@@ -333,6 +360,8 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             else "",
             "statement_id": statement_for(world.engine, world.estate) if "{statement_id}" in path else 0,
             "quarter": _quarter_for(path),
+            "handover_id": new_handover(world.engine, world.estate) if "{handover_id}" in path else 0,
+            "display_token_id": new_display_token(world.engine, world.estate) if "{display_token_id}" in path else 0,
         },
         "other": {
             "code": world.other_estate,
@@ -362,6 +391,10 @@ def url(world: World, path: str, *, where: Literal["visible", "other", "missing"
             ),
             "statement_id": statement_for(world.engine, world.other_estate) if "{statement_id}" in path else 0,
             "quarter": _quarter_for(path),
+            "handover_id": new_handover(world.engine, world.other_estate) if "{handover_id}" in path else 0,
+            "display_token_id": (
+                new_display_token(world.engine, world.other_estate) if "{display_token_id}" in path else 0
+            ),
         },
         "missing": NOBODY_SEES,
     }[where]
@@ -495,6 +528,15 @@ def body(route: tuple[str, str]) -> dict[str, Any] | None:
         ("POST", "/api/access/cards/{card_id}/lost"): {"replacement_uid": new_uid()},
         ("POST", "/api/access/cards/{card_id}/return"): {},
         # The same meter and instant every time: the first call records it, the others return it.
+        ("PUT", "/api/estates/{code}/shifts"): {
+            "shifts": [
+                {"code": "day", "name_zh": "白班", "name_en": "Day shift", "starts": "08:00", "ends": "20:00"},
+                {"code": "night", "name_zh": "夜班", "name_en": "Night shift", "starts": "20:00", "ends": "08:00"},
+            ]
+        },
+        ("POST", "/api/estates/{code}/handover"): {"notes": "设备运行正常 / all normal"},
+        ("POST", "/api/handovers/{handover_id}/sign"): {"note": "已接班 / taken over"},
+        ("POST", "/api/estates/{code}/display-tokens"): {"name": "监控中心大屏 / control room", "ttl_days": 1},
         ("POST", "/api/billing/estates/{code}/manual-readings"): {
             "device": "APIA-HWB",
             "read_at": "2026-11-27T10:00:00+08:00",

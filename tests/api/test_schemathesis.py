@@ -25,6 +25,7 @@ from steward.app import create_app
 from tests.support.access_world import card_for, unit_code_of
 from tests.support.billing_world import billing_place, new_hold, statement_for
 from tests.support.dunning import seed_dunning
+from tests.support.handover import new_display_token, new_handover
 from tests.support.ops import add_command, new_failed_delivery, new_task
 from tests.support.service_rounds import new_service_task
 from tests.support.world import World, add_samples, bearer, build_world
@@ -103,6 +104,17 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 # estate yet, is refused (422).
 [[operations]]
 include-name = "GET /api/summary/daily"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+# Shift handover: a shift that is not open for handover now, a record another engineer handed over, a second
+# signature or the outgoing engineer's own (409); shift times that do not tile the day (422).
+[[operations]]
+include-path-regex = "^/api/(estates/\\\\{code\\\\}/(handover|shifts)|handovers/\\\\{handover_id\\\\}/sign)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# A screen's name that is blank once trimmed (control characters Python counts as blanks) is refused (422).
+[[operations]]
+include-name = "POST /api/estates/{code}/display-tokens"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
 )
@@ -192,7 +204,12 @@ def fuzz_world(pg_server_url: str) -> Iterator[World]:
             service_task_id=(
                 new_service_task(world.engine, world.estate),
                 new_service_task(world.engine, world.other_estate),
-            )
+            ),
+            handover_id=(new_handover(world.engine, world.estate), new_handover(world.engine, world.other_estate)),
+            display_token_id=(
+                new_display_token(world.engine, world.estate),
+                new_display_token(world.engine, world.other_estate),
+            ),
         )
         cards = card_for(world.engine, world.estate), card_for(world.engine, world.other_estate)
         KNOWN.update(
