@@ -11,6 +11,7 @@ from alarms import queries as alarm_queries
 from alarms.const import SEVERITY_LABELS, SEVERITY_RANK, Severity
 from core import clock
 from dashboards import i18n, rooms_view
+from dashboards.diagrams.view import diagram_view
 from dashboards.handover_view import SEVERITY_CSS
 from dashboards.i18n import Lang, label
 from facility import queries as facility
@@ -66,6 +67,7 @@ def slides(session: Session, estate: Estate, lang: Lang) -> dict[str, Any]:
     for room in facility.estate_rooms(session, estate.id):
         devices = rooms_view.room_devices(session, room)
         severity = _severest(by_room.get(room.code, []))
+        views = rooms_view.device_views(session, devices, lang, tz)
         rooms.append(
             {
                 "id": room.id,
@@ -75,7 +77,9 @@ def slides(session: Session, estate: Estate, lang: Lang) -> dict[str, Any]:
                 "severity": severity or "ok",
                 "css": SEVERITY_CSS.get(severity or "", "sev-ok"),
                 "alarms": len(by_room.get(room.code, [])),
-                "devices": rooms_view.device_views(session, devices, lang, tz),
+                "devices": views,
+                # The room's system diagram (组态图), drawn above its tiles: what the control room reads from afar.
+                "dv": diagram_view(session, room, devices, views, lang),
             }
         )
     total = sum(counts.values())

@@ -202,6 +202,9 @@ def test_the_wall_display_at_1920(
     # The rotation: the overview for 5 s, then the power room (its live values), then the pump room.
     expect(screen.locator("body")).to_have_attribute("data-slide", f"room-{place.room_id}", timeout=12_000)
     expect(screen.locator(".wall-slide.is-current .tile-value .num").first).not_to_have_text("—")
+    # The room's system diagram heads its slide, the transformer in alarm drawn in the critical colour.
+    expect(screen.locator(".wall-slide.is-current .wall-diagram svg.diagram")).to_be_visible()
+    expect(screen.locator(".wall-slide.is-current .wall-diagram .dg-node.sev-critical").first).to_be_visible()
     shot(screen, "wall-1920-room", full_page=False)
 
     # The sample estate's wall as its engineer sees it (live values from the feeder), at 1920 too.

@@ -137,7 +137,7 @@ def test_a_display_token_reads_its_wall_and_nothing_else(
     client: TestClient, dash_world: DashWorld, place: HandoverPlace
 ) -> None:
     _as(client, place.users["manager"])
-    issued = client.post("/wall/tokens", data={"estate": place.code, "name": "监控中心大屏"})
+    issued = client.post("/wall/tokens", data={"estate": place.code, "name": "监控中心大屏（页面测试）"})
     assert issued.status_code == 201
     found = re.search(r'id="wall-secret">([^<]+)<', issued.text)
     assert found is not None
@@ -179,7 +179,7 @@ def test_a_display_token_reads_its_wall_and_nothing_else(
 
     # Revoked: the next request of the screen goes back to the connect page, which says why, once.
     with Session(dash_world.engine) as s:
-        token_id = s.scalars(select(DisplayToken.id).where(DisplayToken.name == "监控中心大屏")).one()
+        token_id = s.scalars(select(DisplayToken.id).where(DisplayToken.name == "监控中心大屏（页面测试）")).one()
     display_cookie = client.cookies.get(DISPLAY_COOKIE)
     _as(client, place.users["manager"])
     assert client.post(f"/wall/tokens/{token_id}/revoke").status_code == 303
