@@ -257,9 +257,12 @@ def seed_day(session: Session) -> Day:
         interval_minutes=120,
         anchor=at(D, 0),
     )
-    desk = RoundSchedule(  # a kind of round the summary has never heard of: it shows as its own group
+    # A customer-service round (alarms/service_rounds.py): of the estate, no room; it shows as its own group.
+    desk = RoundSchedule(
         estate_id=place.estate_id,
-        room_id=place.room_id,
+        room_id=None,
+        kind="estate_patrol",
+        role="steward",
         code=f"xs_{uuid.uuid4().hex[:6]}",
         name_zh="客服巡查",
         name_en="Customer-service round",
@@ -281,7 +284,8 @@ def seed_day(session: Session) -> Day:
             InspectionRound(
                 schedule_id=schedule.id,
                 estate_id=place.estate_id,
-                room_id=place.room_id,
+                room_id=schedule.room_id,
+                kind=schedule.kind,
                 window_start=start,
                 window_end=start + timedelta(minutes=schedule.interval_minutes),
                 status=status,
