@@ -153,6 +153,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "last_received": ("最近一次", "Latest"),
     "device_code": ("设备编号", "Device code"),
     "scope_note": ("仅显示您负责小区的消息", "Only messages of your estates are shown"),
+    "times_in": ("时间均为 {tz} 时间", "All times in {tz}"),
+    "raw_reason": ("原始信息", "Raw"),
 }
 
 INGEST_STATUS: dict[str, tuple[str, str]] = {
@@ -173,6 +175,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "queue_overflow": ("队列溢出", "Queue overflow"),
     "seq_gaps": ("序号缺口", "Sequence gaps"),
     "rate_limited": ("超限隔离", "Rate limited"),
+    "broker_id_reuse": ("报文编号重用（消息服务器）", "Packet ids reused by the broker"),
 }
 
 # Quarantine reasons as ingest stores them (ingest.decode.Reason).
