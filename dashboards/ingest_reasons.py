@@ -57,9 +57,18 @@ QUARANTINE_DETAILS: dict[str, tuple[str, str]] = {
     "estate_mismatch": ("设备登记在小区 {own}，却从小区 {topic} 的主题上报", "Device of estate {own} sent on {topic}"),
     "unknown_metric": ("该设备未配置这些测点：{metrics}", "Metrics not configured for this device: {metrics}"),
     "ts_without_timezone": ("设备时间 {ts} 缺少时区", "Device time {ts} has no time zone"),
-    "ts_too_old": ("设备时间 {ts} 早于允许的最早时间 {limit}", "Device time {ts} is before the earliest allowed {limit}"),
-    "ts_in_future": ("设备时间 {ts} 晚于允许的最晚时间 {limit}", "Device time {ts} is after the latest allowed {limit}"),
-    "rate_limited": ("上报频率超出该设备的限速，超出的报文已隔离", "Over the device's rate limit: the excess was quarantined"),
+    "ts_too_old": (
+        "设备时间 {ts} 早于允许的最早时间 {limit}",
+        "Device time {ts} is before the earliest allowed {limit}",
+    ),
+    "ts_in_future": (
+        "设备时间 {ts} 晚于允许的最晚时间 {limit}",
+        "Device time {ts} is after the latest allowed {limit}",
+    ),
+    "rate_limited": (
+        "上报频率超出该设备的限速，超出的报文已隔离",
+        "Over the device's rate limit: the excess was quarantined",
+    ),
 }
 
 
