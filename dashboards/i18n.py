@@ -49,6 +49,11 @@ STRINGS: dict[str, tuple[str, str]] = {
         "该页面不存在，或不属于您负责的小区。",
         "This page does not exist or belongs to an estate you are not assigned to.",
     ),
+    "bad_request_title": ("请求无效", "Invalid request"),
+    "bad_request_body": (
+        "页面地址中的参数无法识别，请返回上一页重新选择。",
+        "A value in the page address could not be understood. Go back and choose again.",
+    ),
     "back_home": ("返回总览", "Back to the overview"),
     # overview / estate
     "my_estates": ("我负责的小区", "My estates"),
