@@ -3,8 +3,9 @@ word and lay them out)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import RowMapping, select, text
@@ -50,6 +51,23 @@ def room_rounds(session: Session, room_id: int, since: datetime) -> RoomRounds:
     }
     names = staff_names(session, {r.performed_by for r in rounds if r.performed_by})
     return RoomRounds(schedules, rounds, points, tickets, names)
+
+
+# A calendar never lays out more windows than this per schedule (a 1-minute schedule over 2 days would be 2880).
+WINDOWS_SHOWN_MAX = 200
+
+
+def schedule_windows(schedule: RoundSchedule, since: datetime, now: datetime) -> list[tuple[datetime, datetime]]:
+    """The schedule's windows ``[anchor + k·interval, anchor + (k+1)·interval)`` that end after ``since`` and have
+    begun by ``now`` (the current one included), oldest first: the cells of a calendar, whether or not the worker
+    made a round of each (it makes none for time before it watched the schedule, alarms/rounds.py)."""
+    if not schedule.enabled or schedule.interval_minutes <= 0 or schedule.anchor > now:
+        return []
+    step = timedelta(minutes=schedule.interval_minutes)
+    k_last = math.floor((now - schedule.anchor) / step)
+    k_first = max(0, math.floor((since - schedule.anchor) / step), k_last - WINDOWS_SHOWN_MAX + 1)
+    starts = (schedule.anchor + k * step for k in range(k_first, k_last + 1))
+    return [(start, start + step) for start in starts if start + step > since]
 
 
 def round_room_id(session: Session, round_id: int) -> tuple[int, int] | None:

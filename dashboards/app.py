@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from dashboards import (
@@ -34,7 +35,7 @@ from dashboards import (
     wall,
 )
 from dashboards.live import LiveHub, connect_kwargs
-from dashboards.page_errors import login_redirect, page_error
+from dashboards.page_errors import login_redirect, page_error, page_validation_error
 from dashboards.render import STATIC_DIR
 from dashboards.viewer import LoginRequired, PageError
 
@@ -82,3 +83,5 @@ def mount_dashboards(app: FastAPI) -> None:
         app.include_router(area.router)
     app.add_exception_handler(LoginRequired, login_redirect)  # type: ignore[arg-type]
     app.add_exception_handler(PageError, page_error)  # type: ignore[arg-type]
+    # Replaces the JSON 422 handler of web.errors, which it still hands every /api request to.
+    app.add_exception_handler(RequestValidationError, page_validation_error)  # type: ignore[arg-type]

@@ -49,6 +49,11 @@ STRINGS: dict[str, tuple[str, str]] = {
         "该页面不存在，或不属于您负责的小区。",
         "This page does not exist or belongs to an estate you are not assigned to.",
     ),
+    "bad_request_title": ("请求无效", "Invalid request"),
+    "bad_request_body": (
+        "页面地址中的参数无法识别，请返回上一页重新选择。",
+        "A value in the page address could not be understood. Go back and choose again.",
+    ),
     "back_home": ("返回总览", "Back to the overview"),
     # overview / estate
     "my_estates": ("我负责的小区", "My estates"),
@@ -153,6 +158,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "last_received": ("最近一次", "Latest"),
     "device_code": ("设备编号", "Device code"),
     "scope_note": ("仅显示您负责小区的消息", "Only messages of your estates are shown"),
+    "times_in": ("时间均为 {tz} 时间", "All times in {tz}"),
+    "raw_reason": ("原始信息", "Raw"),
 }
 
 INGEST_STATUS: dict[str, tuple[str, str]] = {
@@ -173,6 +180,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "queue_overflow": ("队列溢出", "Queue overflow"),
     "seq_gaps": ("序号缺口", "Sequence gaps"),
     "rate_limited": ("超限隔离", "Rate limited"),
+    "broker_id_reuse": ("报文编号重用（消息服务器）", "Packet ids reused by the broker"),
 }
 
 # Quarantine reasons as ingest stores them (ingest.decode.Reason).

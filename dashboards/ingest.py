@@ -87,7 +87,12 @@ async def live_ingest(request: Request) -> Response:
         return {
             "now": i18n.format_time(clock.now(), tz, date=False),
             "html": render_fragment(
-                "ingest/_ingest_body.html", viewer.lang, v=view, rates=hub.rates(), scoped=not viewer.all_estates
+                "ingest/_ingest_body.html",
+                viewer.lang,
+                v=view,
+                rates=hub.rates(),
+                scoped=not viewer.all_estates,
+                tz=tz.key,
             ),
         }
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from accounts import policy
 from core import clock
-from dashboards import i18n
+from dashboards import i18n, ingest_reasons
 from dashboards.i18n import Lang
 from storage import ingest_reads
 from storage.models import DeadLetter, QuarantinedMessage
@@ -96,7 +96,8 @@ def ingest_view(
                 "id": r.id,
                 "received_at": i18n.format_time(r.received_at, tz),
                 "topic": r.topic,
-                "error": r.error,
+                "error": ingest_reasons.dead_letter_reason(r.error, lang).label,
+                "error_raw": r.error,
                 "payload": r.payload[:200].decode("utf-8", errors="replace"),
             }
             for r in dead
@@ -109,7 +110,10 @@ def ingest_view(
                 "reason_code": g.reason,
                 "count": g.count,
                 "last": i18n.format_time(g.last, tz),
-                "detail": g.latest.detail if g.latest is not None else "",
+                "detail": ingest_reasons.quarantine_detail(g.reason, g.latest.detail, lang, tz).label
+                if g.latest is not None
+                else "",
+                "detail_raw": g.latest.detail if g.latest is not None else "",
                 "topic": g.latest.topic if g.latest is not None else "",
             }
             for g in groups

@@ -79,6 +79,7 @@ def room_page(room_id: int, request: Request, session: ReadSessionDep, viewer: E
     views = rooms_view.device_views(session, devices, viewer.lang, tz)
     span, bucket = rooms_view.ROOM_RANGE
     charts = rooms_view.charts(session, devices, viewer.lang, tz, span=span, bucket=bucket)
+    window = rooms_view.chart_window([c for cs in charts.values() for c in cs], clock.now(), span, tz, viewer.lang)
     return render(
         request,
         "rooms/room.html",
@@ -98,9 +99,10 @@ def room_page(room_id: int, request: Request, session: ReadSessionDep, viewer: E
             "values",
             charts=[c for cs in charts.values() for c in cs],
             span_ms=int(span.total_seconds() * 1000),
-            x_min=i18n.chart_ms(clock.now() - span, tz),
+            x_min=window.x_min,
             append=True,
         ),
+        trend_label=window.label,
         bucket_note=_bucket_note(bucket, viewer.lang),
     )
 
@@ -142,6 +144,7 @@ def device_page(
     charts = rooms_view.charts(session, [device], viewer.lang, tz, span=span, bucket=bucket)[device.id]
     state = session.get(DeviceState, device.id)
     readings = rooms_view.meter_readings(session, device, tz) if device.kind.endswith("_meter") else None
+    window = rooms_view.chart_window(charts, clock.now(), span, tz, viewer.lang)
     return render(
         request,
         "rooms/device.html",
@@ -167,12 +170,13 @@ def device_page(
             "values",
             charts=charts,
             span_ms=int(span.total_seconds() * 1000),
-            x_min=i18n.chart_ms(clock.now() - span, tz),
+            x_min=window.x_min,
             # Raw live values only sit well on the 24 h chart; hourly or daily averages wait for a reload.
             append=range_ == "24h",
         ),
         installed=device.installed_at.astimezone(tz).strftime("%Y-%m-%d") if device.installed_at else "",
         bucket_note=_bucket_note(bucket, viewer.lang),
+        trend_label=window.label,
     )
 
 

@@ -304,6 +304,40 @@ def charts(
     return by_device
 
 
+@dataclass(frozen=True)
+class ChartWindow:
+    x_min: int  # the x axis' start (i18n.chart_ms): the window's, or the first bucket's when the data began later
+    label: str  # what the captions call it: 24 小时趋势, or 近 2 小时趋势 when only two hours are there
+
+
+def _span_words(span: timedelta, lang: Lang) -> str:
+    minutes = max(1, round(span.total_seconds() / 60))
+    if minutes < 60:
+        return f"{minutes} min" if lang == "en" else f"{minutes} 分钟"
+    hours = round(minutes / 60)
+    if hours < 48:
+        return f"{hours} h" if lang == "en" else f"{hours} 小时"
+    days = round(hours / 24)
+    return f"{days} days" if lang == "en" else f"{days} 天"
+
+
+def chart_window(
+    chart_list: list[dict[str, Any]], now: datetime, span: timedelta, tz: ZoneInfo, lang: Lang
+) -> ChartWindow:
+    """The x axis spans the data: a room watched for two hours fills its 24 h charts with those two hours (and the
+    captions say 近 2 小时) instead of squeezing them into the right edge; a full window stays as it was."""
+    window_start = i18n.chart_ms(now - span, tz)
+    firsts = [s["data"][0][0] for c in chart_list for s in c["series"] if s["data"]]
+    start = max(window_start, min(firsts)) if firsts else window_start
+    shown = timedelta(milliseconds=i18n.chart_ms(now, tz) - start)
+    # A window within a bucket or so of full is the full window (the first bucket starts on the hour).
+    if shown >= span * 0.95:
+        shown = span
+    words = _span_words(shown, lang)
+    label = f"Last {words}" if lang == "en" else f"近 {words}趋势" if shown < span else f"{words}趋势"
+    return ChartWindow(start, label)
+
+
 def _with_gaps(rows: list[series.BucketRow], bucket: series.Bucket, tz: ZoneInfo, digits: int) -> list[Any]:
     """[x, avg] pairs, with a null wherever two buckets are more than two widths apart: a device that was
     silent for an hour shows a break in its line instead of a straight bridge across the outage."""

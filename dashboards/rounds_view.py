@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from alarms.rounds import STATUS_LABELS as ROUND_STATUS_LABELS
-from alarms.rounds_queries import room_rounds
+from alarms.rounds_queries import room_rounds, schedule_windows
 from core import clock
 from dashboards import i18n
 from dashboards.i18n import Lang, fmt_value, label
 from storage.models import Room
 
 ROUND_SPAN = timedelta(days=2)
-ROUND_CSS = {"satisfied": "ok", "done": "done", "manual_due": "warn", "missed": "bad", "open": "grey"}
+ROUND_CSS = {
+    "satisfied": "ok",
+    "done": "done",
+    "manual_due": "warn",
+    "missed": "bad",
+    "open": "grey",
+    "untracked": "none",
+}
+# A window of the last two days the worker made no round of: it only starts a schedule's rounds when it first
+# watches it (alarms/rounds.py), so a fresh system's calendar is mostly these, and says so.
+UNTRACKED = ("无记录", "Not tracked")
+UNTRACKED_HINT = ("系统当时尚未跟踪此巡检计划", "The schedule was not yet tracked then")
+
+
+def _untracked_cell(start: datetime, end: datetime, lang: Lang) -> dict[str, Any]:
+    status_label = i18n.pick(UNTRACKED, lang)
+    return {
+        "id": None,
+        "status": "untracked",
+        "css": ROUND_CSS["untracked"],
+        "status_label": status_label,
+        "window": f"{start:%m-%d %H:%M}–{end:%H:%M}",
+        "day": f"{start:%m-%d}",
+        "hour": f"{start:%H:%M}",
+        "start": start,
+        "tooltip": f"{start:%m-%d %H:%M}–{end:%H:%M} {status_label}\n{i18n.pick(UNTRACKED_HINT, lang)}",
+    }
 
 
 def _evidence_lines(evidence: Mapping[str, Any], points: Mapping[int, tuple[str, str, str]], lang: Lang) -> list[str]:
@@ -74,6 +100,7 @@ def rounds_calendar(session: Session, room: Room, lang: Lang, tz: ZoneInfo, *, s
             "window": f"{start:%m-%d %H:%M}–{end:%H:%M}",
             "day": f"{start:%m-%d}",
             "hour": f"{start:%H:%M}",
+            "start": start,
             "summary": summary,
             "tooltip": "\n".join([f"{start:%m-%d %H:%M}–{end:%H:%M} {status_label}", summary, *lines[:12]]).strip(),
             "lines": lines,
@@ -89,6 +116,13 @@ def rounds_calendar(session: Session, room: Room, lang: Lang, tz: ZoneInfo, *, s
             by_schedule[r.schedule_id].append(cell)
         if r.id == selected:
             chosen = cell
+    # Every window of the span gets a cell, a round's or an untracked one, so 近 2 天 shows two days.
+    for s in schedules:
+        have = {c["start"] for c in by_schedule[s.id]}
+        for start, end in schedule_windows(s, now - ROUND_SPAN, now):
+            if start.astimezone(tz) not in have:
+                by_schedule[s.id].append(_untracked_cell(start.astimezone(tz), end.astimezone(tz), lang))
+        by_schedule[s.id].sort(key=lambda c: c["start"])
     rows = [
         {
             "id": s.id,
@@ -99,10 +133,15 @@ def rounds_calendar(session: Session, room: Room, lang: Lang, tz: ZoneInfo, *, s
         for s in schedules
     ]
     counts: dict[str, int] = {}
-    for r in rounds:
-        counts[r.status] = counts.get(r.status, 0) + 1
+    for cells in by_schedule.values():
+        for c in cells:
+            counts[c["status"]] = counts.get(c["status"], 0) + 1
     legend = [
         {"status": k, "css": ROUND_CSS[k], "label": label(ROUND_STATUS_LABELS, k, lang), "n": counts.get(k, 0)}
         for k in ("satisfied", "done", "manual_due", "missed", "open")
     ]
+    if counts.get("untracked"):
+        legend.append(
+            {"status": "untracked", "css": "none", "label": i18n.pick(UNTRACKED, lang), "n": counts["untracked"]}
+        )
     return {"schedules": rows, "selected": chosen, "legend": legend}
