@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ class HistoryWorld:
 
 
 def _value(i: int) -> float:
-    # A daily swing plus a small saw-tooth: buckets differ in min, avg and max, none of them round numbers.
-    return 225.0 + (i % 240) / 24.0 - (i % 7) * 0.37
+    # A daily swing with every other sample 3.1 V higher: each bucket has a visible min–max band around its
+    # average, and none of the three is a round number.
+    return 226.0 + 5.0 * math.sin(2 * math.pi * i * STEP / timedelta(days=1)) + (i % 2) * 3.1
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +182,7 @@ def test_preset_csv_equals_the_api(
 
 
 @pytest.mark.parametrize(("first", "last", "bucket"), CUSTOM)
-def test_custom_csv_equals_the_api(
-    client: TestClient, hist: HistoryWorld, first: str, last: str, bucket: str
-) -> None:
+def test_custom_csv_equals_the_api(client: TestClient, hist: HistoryWorld, first: str, last: str, bucket: str) -> None:
     login(client)
     r = client.get(f"/devices/{hist.device}/history.csv", params={"from": first, "to": last})
     assert f"{ESTATE.upper()}-LV1_{first}_{last}.csv" in r.headers["content-disposition"]
@@ -226,7 +226,8 @@ def test_bad_ranges_are_refused_in_chinese(
     login(client)
     page = client.get(f"/devices/{hist.device}", params=params)
     assert page.status_code == 400
-    assert 'id="history-error"' in page.text and message in page.text
+    assert 'id="history-error"' in page.text
+    assert message in page.text
     assert 'class="chart"' not in page.text  # no chart of some other range under the error
     assert 'data-export="csv"' not in page.text
     export = client.get(f"/devices/{hist.device}/history.csv", params=params)
@@ -313,6 +314,13 @@ def test_the_history_in_chromium(hist: HistoryWorld) -> None:
                         " === document.querySelectorAll('.chart canvas').length"
                     )
                     assert "15 分钟" in page.locator(".history .footnote").inner_text()
+                    # The average line, then the band: an invisible line at the minimums and an area stacked on it.
+                    drawn = page.evaluate(
+                        "(() => { const o = echarts.getInstanceByDom(document.querySelector('.chart')).getOption();"
+                        " return o.series.map((s) => [s.stack || '', !!(s.areaStyle), s.data.length]); })()"
+                    )
+                    assert [d[:2] for d in drawn] == [["", False], ["band-0", False], ["band-0", True]], drawn
+                    assert drawn[0][2] == drawn[1][2] == drawn[2][2] == 4 * 24 * 4
                     csv_href = page.locator('[data-export="csv"]').get_attribute("href")
                     assert csv_href == f"/devices/{hist.device}/history.csv?range=custom&from=2026-11-18&to=2026-11-21"
                     width = page.evaluate("document.documentElement.scrollWidth")
