@@ -321,6 +321,15 @@ def test_the_history_in_chromium(hist: HistoryWorld) -> None:
                     )
                     assert [d[:2] for d in drawn] == [["", False], ["band-0", False], ["band-0", True]], drawn
                     assert drawn[0][2] == drawn[1][2] == drawn[2][2] == 4 * 24 * 4
+                    # The tooltip gives a bucket's average and its min–max, not the band's helper series.
+                    tip = page.evaluate(
+                        "(() => { const c = echarts.getInstanceByDom(document.querySelector('.chart'));"
+                        " const f = c.getOption().tooltip[0].formatter;"
+                        " return f([{seriesIndex: 0, seriesName: 'A相电压', marker: '',"
+                        " axisValue: Date.UTC(2026, 10, 18, 8),"
+                        " data: [0, 230.25, 228.7, 231.8]}, {seriesIndex: 1, seriesName: 'x', data: [0, 1]}]); })()"
+                    )
+                    assert tip == "2026-11-18 08:00<br>A相电压 <b>230.3</b> (最小–最大 228.7–231.8)", tip
                     csv_href = page.locator('[data-export="csv"]').get_attribute("href")
                     assert csv_href == f"/devices/{hist.device}/history.csv?range=custom&from=2026-11-18&to=2026-11-21"
                     width = page.evaluate("document.documentElement.scrollWidth")
