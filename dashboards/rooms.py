@@ -6,11 +6,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from core import clock, glossary
-from dashboards import i18n, rooms_view
+from dashboards import device_history, i18n, rooms_view
 from dashboards.diagrams.view import diagram_view, severity_payload
 from dashboards.i18n import Lang
 from dashboards.lookups import device_of, estate_of, room_of
@@ -128,28 +128,48 @@ def room_diagram_page(room_id: int, request: Request, session: ReadSessionDep, v
     )
 
 
+RangeParam = Annotated[str | None, Query(alias="range", pattern=device_history.RANGE_PATTERN)]
+FromParam = Annotated[str | None, Query(alias="from", max_length=20)]
+ToParam = Annotated[str | None, Query(alias="to", max_length=20)]
+
+
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
 def device_page(
     device_id: int,
     request: Request,
     session: ReadSessionDep,
     viewer: EquipmentViewer,
-    range_: Annotated[str, Query(alias="range", pattern="^(24h|7d|30d)$")] = "24h",
+    range_: RangeParam = None,
+    first: FromParam = None,
+    last: ToParam = None,
 ) -> HTMLResponse:
     device, estate = device_of(session, device_id, viewer)
     tz = i18n.zone(estate.timezone)
     room = session.get(Room, device.room_id) if device.room_id else None
     view = rooms_view.device_views(session, [device], viewer.lang, tz)[0]
-    span, bucket = rooms_view.RANGES[range_]
-    charts = rooms_view.charts(session, [device], viewer.lang, tz, span=span, bucket=bucket)[device.id]
+    now = clock.now()
+    error = None
+    try:
+        rng = device_history.resolve(range_, first, last, tz, now)
+    except device_history.RangeError as exc:
+        # The page still opens (the device's values, the picker with what was typed) and says what is wrong.
+        error = exc.text(viewer.lang)
+        rng = device_history.resolve("day", None, None, tz, now)
+    charts = rooms_view.charts(
+        session, [device], viewer.lang, tz, span=rng.span, bucket=rng.bucket, end=rng.end, band=True
+    )[device.id]
+    has_history = bool(charts)
+    if error:
+        charts = []
     state = session.get(DeviceState, device.id)
     readings = rooms_view.meter_readings(session, device, tz) if device.kind.endswith("_meter") else None
-    window = rooms_view.chart_window(charts, clock.now(), span, tz, viewer.lang)
+    window = rooms_view.chart_window(charts, now, rng.span, tz, viewer.lang)
     return render(
         request,
         "rooms/device.html",
         viewer.lang,
         viewer,
+        status=400 if error else 200,
         estate=estate,
         room=room,
         room_title=i18n.room_title(room.name, room.kind, room.code, viewer.lang) if room else "",
@@ -157,26 +177,61 @@ def device_page(
         d=view,
         state=state,
         charts=charts,
+        has_history=has_history,
         readings=readings,
         # 反向有功示数 on an electricity meter, 反向累计流量 on a water meter (core/glossary.py)
         reverse_label=i18n.pick(
             glossary.REVERSE_REGISTER if device.kind == "electricity_meter" else glossary.REVERSE_FLOW, viewer.lang
         ),
-        range=range_,
+        range=rng.kind if not error else "custom",
+        presets=list(device_history.PRESETS),
+        first=first if error else rng.first.isoformat(),
+        last=last if error else rng.last.isoformat(),
+        max_date=now.astimezone(tz).date().isoformat(),
+        range_error=error,
+        csv_url=f"/devices/{device.id}/history.csv?{rng.query()}",
         tz=tz.key,
         page_data=page_data(
             viewer.lang,
             f"/live/devices/{device.id}",
             "values",
             charts=charts,
-            span_ms=int(span.total_seconds() * 1000),
-            x_min=window.x_min,
-            # Raw live values only sit well on the 24 h chart; hourly or daily averages wait for a reload.
-            append=range_ == "24h",
+            span_ms=int(rng.span.total_seconds() * 1000),
+            # A preset's axis spans the data (a device watched for two hours fills its chart); a custom range starts
+            # and ends where it does (a past month is not stretched to today).
+            x_min=i18n.chart_ms(rng.start, tz) if rng.kind == "custom" else window.x_min,
+            x_max=i18n.chart_ms(rng.end, tz) if rng.kind == "custom" else None,
+            # Raw live values only sit well on the day chart; hourly or daily averages wait for a reload.
+            append=rng.kind == "day",
+            band_label=i18n.t("band_label", viewer.lang),
         ),
         installed=device.installed_at.astimezone(tz).strftime("%Y-%m-%d") if device.installed_at else "",
-        bucket_note=_bucket_note(bucket, viewer.lang),
-        trend_label=window.label,
+        bucket_note=_bucket_note(rng.bucket, viewer.lang) + i18n.t("band_note", viewer.lang),
+        trend_label=window.label if rng.kind != "custom" else f"{rng.first.isoformat()} — {rng.last.isoformat()}",
+    )
+
+
+@router.get("/devices/{device_id}/history.csv")
+def device_history_csv(
+    device_id: int,
+    session: ReadSessionDep,
+    viewer: EquipmentViewer,
+    range_: RangeParam = None,
+    first: FromParam = None,
+    last: ToParam = None,
+) -> Response:
+    """The chart's buckets as CSV: the same scoping as the page (another estate's device is 404)."""
+    device, estate = device_of(session, device_id, viewer)
+    tz = i18n.zone(estate.timezone)
+    try:
+        rng = device_history.resolve(range_, first, last, tz, clock.now())
+    except device_history.RangeError as exc:
+        return PlainTextResponse(exc.text(viewer.lang), status_code=400)
+    name = device_history.csv_filename(device, rng)
+    return Response(
+        device_history.history_csv(session, device, rng, viewer.lang, tz),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
     )
 
 

@@ -43,11 +43,6 @@ CHART_TITLES: dict[str, tuple[str, str]] = {
     "%RH": ("湿度", "Humidity"),
 }
 
-RANGES: dict[str, tuple[timedelta, series.Bucket]] = {
-    "24h": (timedelta(hours=24), series.Bucket.m5),
-    "7d": (timedelta(days=7), series.Bucket.h1),
-    "30d": (timedelta(days=30), series.Bucket.d1),
-}
 # Hourly: answered from the rollup / continuous aggregate (≈ 20 ms a room) instead of aggregating
 # ~58k raw rows per page (≈ 170 ms; bench/api.py). The device page keeps 5-minute detail.
 ROOM_RANGE = (timedelta(hours=24), series.Bucket.h1)
@@ -258,10 +253,14 @@ def charts(
     *,
     span: timedelta,
     bucket: series.Bucket,
+    end: datetime | None = None,
+    band: bool = False,
 ) -> dict[int, list[dict[str, Any]]]:
-    """Per device, one line chart per quantity (unit), each series a point's bucket averages."""
+    """Per device, one line chart per quantity (unit), each series a point's bucket averages over the span
+    ending at ``end`` (now by default); with ``band`` each bucket also carries its min and max (the device
+    page draws them as a shaded band around the average)."""
     points = queries.chartable_points(session, [d.id for d in devices])
-    hi = clock.now()
+    hi = end or clock.now()
     lo = hi - span
     by_device: dict[int, list[dict[str, Any]]] = {d.id: [] for d in devices}
     groups: dict[tuple[int, str], dict[str, Any]] = {}
@@ -276,6 +275,7 @@ def charts(
                 "unit": i18n.unit_display(p.unit, lang),
                 "decimals": i18n.decimals(p.unit),
                 "series": [],
+                "band": band,
                 "lines": _reference_lines(attrs[p.device_id], p.unit, lang),
             }
             groups[(p.device_id, key)] = chart
@@ -285,7 +285,7 @@ def charts(
             {
                 "point_id": p.id,
                 "name": i18n.point_label(p.metric, p.label, lang),
-                "data": _with_gaps(rows, bucket, tz, i18n.decimals(p.unit) + 1),
+                "data": _with_gaps(rows, bucket, tz, i18n.decimals(p.unit) + 1, band=band),
             }
         )
     for chart_list in by_device.values():
@@ -338,15 +338,22 @@ def chart_window(
     return ChartWindow(start, label)
 
 
-def _with_gaps(rows: list[series.BucketRow], bucket: series.Bucket, tz: ZoneInfo, digits: int) -> list[Any]:
-    """[x, avg] pairs, with a null wherever two buckets are more than two widths apart: a device that was
-    silent for an hour shows a break in its line instead of a straight bridge across the outage."""
+def _with_gaps(
+    rows: list[series.BucketRow], bucket: series.Bucket, tz: ZoneInfo, digits: int, *, band: bool = False
+) -> list[Any]:
+    """[x, avg] pairs ([x, avg, min, max] with ``band``), with nulls wherever two buckets are more than two
+    widths apart: a device that was silent for an hour shows a break in its line instead of a straight bridge
+    across the outage."""
     out: list[Any] = []
     prev: datetime | None = None
     for r in rows:
         if prev is not None and r.bucket - prev > 2 * bucket.width:
-            out.append([i18n.chart_ms(prev + bucket.width, tz), None])
-        out.append([i18n.chart_ms(r.bucket, tz), round(r.avg, digits)])
+            out.append([i18n.chart_ms(prev + bucket.width, tz), *([None] * (3 if band else 1))])
+        x = i18n.chart_ms(r.bucket, tz)
+        if band:
+            out.append([x, round(r.avg, digits), round(r.min, digits), round(r.max, digits)])
+        else:
+            out.append([x, round(r.avg, digits)])
         prev = r.bucket
     return out
 

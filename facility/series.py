@@ -42,6 +42,22 @@ _WIDTHS = {
 }
 
 
+# The bucket a history chart or export uses for a span: the finest that keeps a chart near a few hundred
+# points (a day by 5 minutes, a week or a month by the hour from the rollup, a year by the day).
+SPAN_BUCKETS: tuple[tuple[timedelta, Bucket], ...] = (
+    (timedelta(days=2), Bucket.m5),
+    (timedelta(days=4), Bucket.m15),
+    (timedelta(days=45), Bucket.h1),
+)
+
+
+def bucket_for_span(span: timedelta) -> Bucket:
+    for longest, bucket in SPAN_BUCKETS:
+        if span <= longest:
+            return bucket
+    return Bucket.d1
+
+
 @dataclass(frozen=True, slots=True)
 class BucketRow:
     bucket: datetime

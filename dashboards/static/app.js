@@ -42,6 +42,7 @@
       xAxis: {
         type: "time",
         min: page.x_min, // the whole range, even where a device was silent or not yet installed
+        max: page.x_max === null ? undefined : page.x_max, // a custom range ends where it ends
         axisLabel: {
           hideOverlap: true,
           fontSize: 11,
@@ -82,6 +83,7 @@
     if (multi) {
       option.legend = { top: 0, type: "scroll", itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } };
     }
+    if (spec.band) addBands(option, spec);
     if (!spec.series.some((s) => s.data.length)) {
       option.graphic = {
         type: "text",
@@ -91,6 +93,54 @@
       };
     }
     return option;
+  }
+
+  // The device page's min–max band (issue 15 §7): rows are [x, avg, min, max]. Each point gets an invisible
+  // line at its minimums and, stacked on it, an area as tall as max − min in the point's colour. The band
+  // series come after the average lines so live updates (which address series by index) still reach the lines.
+  function addBands(option, spec) {
+    const f = fixed(spec.decimals);
+    const n = spec.series.length;
+    spec.series.forEach((s, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      const common = {
+        type: "line",
+        stack: "band-" + i,
+        showSymbol: false,
+        silent: true,
+        connectNulls: false,
+        lineStyle: { opacity: 0 },
+        emphasis: { disabled: true },
+      };
+      option.series.push({
+        ...common,
+        name: s.name + " min",
+        data: s.data.map((r) => [r[0], r.length > 3 ? r[2] : null]),
+      });
+      option.series.push({
+        ...common,
+        name: s.name + " max",
+        data: s.data.map((r) => [r[0], r.length > 3 && r[2] !== null ? r[3] - r[2] : null]),
+        areaStyle: { color, opacity: 0.16 },
+      });
+    });
+    if (option.legend) option.legend.data = spec.series.map((s) => s.name);
+    const esc = window.echarts.format.encodeHTML;
+    option.tooltip.formatter = (params) => {
+      const rows = params.filter((p) => p.seriesIndex < n);
+      if (!rows.length) return "";
+      const head = window.echarts.time.format(rows[0].axisValue, "{yyyy}-{MM}-{dd} {HH}:{mm}", true);
+      return (
+        esc(head) +
+        rows
+          .map((p) => {
+            const r = p.data;
+            const range = r.length > 3 && r[2] !== null ? " (" + page.band_label + " " + f(r[2]) + "–" + f(r[3]) + ")" : "";
+            return "<br>" + p.marker + esc(p.seriesName) + " <b>" + f(r[1]) + "</b>" + esc(range);
+          })
+          .join("")
+      );
+    };
   }
 
   function initCharts() {

@@ -156,7 +156,7 @@ def test_language_toggle(dash_client: TestClient, dash_world: DashWorld) -> None
 def test_device_page_and_history_ranges(dash_client: TestClient, dash_world: DashWorld) -> None:
     login(dash_client)
     device = dash_world.devices["LV1"]
-    for rng in ("24h", "7d", "30d"):
+    for rng in ("day", "week", "month", "24h", "7d", "30d"):
         r = dash_client.get(f"/devices/{device}?range={rng}")
         assert r.status_code == 200, r.text
         assert "voltage_ab_v" in r.text
@@ -200,7 +200,7 @@ def test_every_template_string_has_both_languages() -> None:
         keys |= set(re.findall(r"\bt\('([a-z0-9_]+)'[,)]", path.read_text(encoding="utf-8")))
     # Keys that templates build: error.html from its kind, the device page's range buttons.
     keys |= {f"{k}_{p}" for k in ("forbidden", "not_found") for p in ("title", "body")}
-    keys |= {f"range_{r}" for r in ("24h", "7d", "30d")}
+    keys |= {f"range_{r}" for r in ("day", "week", "month", "custom")}
     missing = sorted(k for k in keys if k not in i18n.STRINGS)
     assert not missing
     for key, (zh, en) in i18n.STRINGS.items():
