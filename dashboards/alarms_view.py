@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from alarms.const import SEVERITY_LABELS, alarm_state_label
+from alarms.const import SEVERITY_LABELS, SEVERITY_RANK, alarm_state_label
 from alarms.multipoint import CHECK_LABELS
 from alarms.queries import query_alarms, room_ids
 from alarms.service_round_defaults import KIND_LABELS as SERVICE_KIND_LABELS
@@ -69,7 +69,64 @@ def alarm_list(
                 "clear_note": r.clear_note or "",
             }
         )
-    return {"alarms": items, "total": total, "shown": len(items), "now": i18n.format_time(clock.now(), tz, date=False)}
+    return {
+        "alarms": items,
+        "groups": group_alarms(items, lang),
+        "total": total,
+        "shown": len(items),
+        "now": i18n.format_time(clock.now(), tz, date=False),
+    }
+
+
+# How a group of alarms reads as one: the worst state of its members (someone must still acknowledge one).
+_STATE_ORDER = {"active": 0, "acknowledged": 1, "cleared": 2}
+
+
+def group_alarms(items: list[dict[str, Any]], lang: Lang) -> list[dict[str, Any]]:
+    """One card per device and ticket (issue 15 §8: the three phases of one transformer were three cards while
+    their ticket is one): alarms of the same device attached to the same ticket share a card listing each point.
+    An alarm with no device or no ticket is a card of its own. Cards keep the list's order (the group stands where
+    its first, most severe or newest, member stood)."""
+    groups: list[dict[str, Any]] = []
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for a in items:
+        key: tuple[Any, ...] = (
+            (a["estate"], a["device_code"], a["ticket_id"]) if a["device_code"] and a["ticket_id"] else ("id", a["id"])
+        )
+        group = by_key.get(key)
+        if group is None:
+            group = {"id": a["id"], "points": []}
+            by_key[key] = group
+            groups.append(group)
+        group["points"].append(a)
+    for g in groups:
+        points = g["points"]
+        first = points[0]
+        worst = max(points, key=lambda a: SEVERITY_RANK.get(a["severity"], 0))
+        state = min(points, key=lambda a: _STATE_ORDER.get(a["state"], 0))
+        g.update(
+            {
+                "estate": first["estate"],
+                "severity": worst["severity"],
+                "severity_label": worst["severity_label"],
+                "state": state["state"],
+                "state_label": state["state_label"],
+                # One alarm keeps its rule's title; several are named for their device ("1号变压器 · 3 条报警").
+                "title": first["title"]
+                if len(points) == 1
+                else i18n.t("alarm_group_title", lang, device=first["device"], n=len(points)),
+                "raised": min(a["raised"] for a in points),
+                "room_id": first["room_id"],
+                "room_code": first["room_code"],
+                "unit_code": first["unit_code"],
+                "device": first["device"],
+                "device_code": first["device_code"],
+                "ticket_id": first["ticket_id"],
+                "ticket_number": first["ticket_number"],
+                "ids": " ".join(str(a["id"]) for a in points),
+            }
+        )
+    return groups
 
 
 def subject_label(subject: str, detail: Mapping[str, Any] | None, lang: Lang) -> str:

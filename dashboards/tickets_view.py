@@ -149,8 +149,31 @@ def _place(room_name: str | None, room_kind: str | None, room_code: str | None, 
     return " · ".join(parts)
 
 
+def alarm_note(status: queries.AlarmStatus | None, lang: Lang, tz: ZoneInfo) -> dict[str, Any] | None:
+    """What a card says of the ticket's alarms: 报警已恢复 14:32 when every one ended by itself (the fault may
+    be gone: look before driving out), 报警已恢复 1/3 when some did, 报警未确认 2 while nobody acknowledged them."""
+    if status is None or status.total == 0:
+        return None
+    if status.all_recovered and status.last_recovered_at is not None:
+        at = i18n.format_time(status.last_recovered_at, tz, seconds=False)
+        return {"kind": "recovered", "text": i18n.t("tk_alarm_recovered_at", lang, at=at)}
+    if status.unacknowledged:
+        return {"kind": "unacknowledged", "text": i18n.t("tk_alarm_unacked", lang, n=status.unacknowledged)}
+    if status.recovered:
+        return {
+            "kind": "partly",
+            "text": i18n.t("tk_alarm_recovered_some", lang, n=status.recovered, total=status.total),
+        }
+    return None
+
+
 def card(
-    row: queries.TicketRow, now: datetime, lang: Lang, tz: ZoneInfo, restarted: Mapping[int, datetime]
+    row: queries.TicketRow,
+    now: datetime,
+    lang: Lang,
+    tz: ZoneInfo,
+    restarted: Mapping[int, datetime],
+    alarms: Mapping[int, queries.AlarmStatus] | None = None,
 ) -> dict[str, Any]:
     t = row.ticket
     estate_code, device_code, a_name, a_user = (
@@ -181,12 +204,8 @@ def card(
         "escalation_level": t.escalation_level,
         "continuous": t.priority == "urgent" and t.status != S.closed,
         "received": i18n.format_time(t.received_at, tz, seconds=False),
+        "alarm_note": alarm_note((alarms or {}).get(t.id), lang, tz),
     }
-
-
-def _sort_key(c: dict[str, Any]) -> tuple[float, int, int]:
-    due = c["clock"]["due_ms"] if c["clock"] else math.inf
-    return (due, PRIORITY_ORDER.get(c["priority"], 9), c["id"])
 
 
 def board(
@@ -199,20 +218,23 @@ def board(
     closed: bool = False,
     assignee_id: int | None = None,
 ) -> dict[str, Any]:
-    """The ticket board: one column per open status (soonest due first), optionally the latest closed."""
+    """The ticket board: one column per open status (most urgent first, then soonest due), optionally the latest
+    closed."""
     now = clock.now()
     scope: dict[str, Any] = {"estate": estate, "assignee_id": assignee_id}
     rows = queries.board_rows(session, visible, **scope, limit=BOARD_LIMIT)
     closed_rows = queries.board_rows(session, visible, **scope, closed=True, limit=CLOSED_SHOWN) if closed else []
     restarted = queries.reopen_times(session, [r.ticket.id for r in rows if r.ticket.reopened_count])
-    cards = [card(r, now, lang, tz, restarted) for r in rows]
+    alarm_states = queries.alarm_status(session, [r.ticket.id for r in rows])
+    # rows come in board order (tickets.queries.board_order): priority, then the nearest deadline, then received.
+    cards = [card(r, now, lang, tz, restarted, alarm_states) for r in rows]
     statuses = (*BOARD_COLUMNS, S.closed) if closed else BOARD_COLUMNS
     columns = []
     for status in statuses:
         if status == S.closed:
             items = [card(r, now, lang, tz, {}) for r in closed_rows]
         else:
-            items = sorted((c for c in cards if c["status"] == status), key=_sort_key)
+            items = [c for c in cards if c["status"] == status]
         columns.append({"status": status.value, "label": label(BOARD_LABELS, status.value, lang), "cards": items})
     breached = sum(1 for c in cards if c["clock"] and c["clock"]["state"] == "breached")
     return {
@@ -265,7 +287,9 @@ def ticket_detail(session: Session, t: Ticket, role: Role, lang: Lang, tz: ZoneI
     row = queries.ticket_row(session, t.id)
     events = queries.events(session, t.id)
     restarted = max((e.at for e in events if e.action == "reopened"), default=None)
-    view = card(row, now, lang, tz, {t.id: restarted} if restarted else {})
+    alarm_states = queries.alarm_status(session, [t.id])
+    view = card(row, now, lang, tz, {t.id: restarted} if restarted else {}, alarm_states)
+    status_now = alarm_states.get(t.id)
     usernames = {e.actor for e in events} | {str(e.detail.get("assignee")) for e in events if e.detail.get("assignee")}
     usernames |= {u for u in (t.received_by, t.dispatched_by, t.callback_by) if u}
     names = queries.staff_names(session, usernames)
@@ -352,6 +376,8 @@ def ticket_detail(session: Session, t: Ticket, role: Role, lang: Lang, tz: ZoneI
         "reopen_count_label": i18n.pick(reopen_count_word(t.source), lang),
         "clocks": clocks,
         "alarms": alarms,
+        "alarms_unacknowledged": status_now.unacknowledged if status_now else 0,
+        "alarms_open": status_now.open if status_now else 0,
         "timeline": timeline,
         "room_id": t.room_id,
         "device_id": t.device_id,

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.roles import Role
 from storage.models import Alarm, AlarmRuleRow, Device, Estate, Room, StaffEstate, StaffUser, Ticket, TicketEvent, Unit
 from storage.paging import Paged, fetch_page
-from tickets.const import TicketStatus
+from tickets import sla
+from tickets.const import PRIORITY_RANK, TicketStatus
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TicketRow:
 
 
 def _rows(session: Session, where: list[Any], *, order: Any, limit: int) -> list[TicketRow]:
+    order = order if isinstance(order, tuple) else (order,)
     stmt = (
         select(
             Ticket,
@@ -55,7 +57,7 @@ def _rows(session: Session, where: list[Any], *, order: Any, limit: int) -> list
         .outerjoin(Device, Device.id == Ticket.device_id)
         .outerjoin(StaffUser, StaffUser.id == Ticket.assignee_id)
         .where(*where)
-        .order_by(order)
+        .order_by(*order)
         .limit(limit)
     )
     rows = session.execute(stmt).all()
@@ -95,7 +97,24 @@ def board_rows(
         return _rows(
             session, [*where, Ticket.status == TicketStatus.closed.value], order=Ticket.closed_at.desc(), limit=limit
         )
-    return _rows(session, [*where, Ticket.status != TicketStatus.closed.value], order=Ticket.id.desc(), limit=limit)
+    # Most urgent priority first in SQL (so a long backlog's limit cuts the least urgent), then board_order.
+    rank = case(PRIORITY_RANK, value=Ticket.priority, else_=-1)
+    open_rows = _rows(
+        session,
+        [*where, Ticket.status != TicketStatus.closed.value],
+        order=(rank.desc(), Ticket.received_at, Ticket.id),
+        limit=limit,
+    )
+    return sorted(open_rows, key=lambda r: board_order(r.ticket))
+
+
+def board_order(t: Ticket) -> tuple[int, float, float, int]:
+    """Where an open ticket stands on a board (issue 15 §8: the urgent transformer ticket was listed last):
+    priority first (紧急 > 较急 > 小修 > 一般, tickets.const.PRIORITY_RANK), then the nearest running clock's
+    deadline (a ticket with no clock running after those with one), then the earliest received."""
+    running = sla.running_clocks(t).values()
+    nearest = min(running).timestamp() if running else float("inf")
+    return (-PRIORITY_RANK.get(t.priority, -1), nearest, t.received_at.timestamp(), t.id)
 
 
 def tickets_page(
@@ -260,3 +279,40 @@ def shift_tickets(session: Session, estate_id: int, start: datetime, end: dateti
         order=Ticket.received_at,
         limit=SHIFT_TICKETS_MAX,
     )
+
+
+@dataclass(frozen=True)
+class AlarmStatus:
+    """How the alarms attached to a ticket stand now: whether the fault has gone away by itself (the card says
+    报警已恢复) and whether someone still has to acknowledge one (完工 is refused until they do)."""
+
+    total: int
+    unacknowledged: int  # still active: nobody has acknowledged it
+    open: int  # active or acknowledged: the condition has not ended
+    recovered: int  # cleared because the condition ended by itself (not cleared by hand)
+    last_recovered_at: datetime | None
+
+    @property
+    def all_recovered(self) -> bool:
+        return self.total > 0 and self.recovered == self.total
+
+
+def alarm_status(session: Session, ticket_ids: Iterable[int]) -> dict[int, AlarmStatus]:
+    """The state of each ticket's attached alarms, for the tickets that have any."""
+    ids = list(ticket_ids)
+    if not ids:
+        return {}
+    recovered = (Alarm.state == "cleared") & (Alarm.clear_reason == "condition_ended")
+    rows = session.execute(
+        select(
+            Alarm.ticket_id,
+            func.count(),
+            func.count().filter(Alarm.state == "active"),
+            func.count().filter(Alarm.state.in_(("active", "acknowledged"))),
+            func.count().filter(recovered),
+            func.max(Alarm.cleared_at).filter(recovered),
+        )
+        .where(Alarm.ticket_id.in_(ids))
+        .group_by(Alarm.ticket_id)
+    ).all()
+    return {int(i or 0): AlarmStatus(int(n), int(un), int(op), int(rec), at) for i, n, un, op, rec, at in rows}

@@ -14,14 +14,25 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, exists, select, text
+from sqlalchemy import Connection, and_, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import clock
 from core.errors import Conflict, InvalidInput, NotFound
-from storage.models import Building, Device, Estate, Room, StaffEstate, StaffUser, Ticket, TicketEvent, Unit
+from storage.models import (
+    Alarm,
+    Building,
+    Device,
+    Estate,
+    Room,
+    StaffEstate,
+    StaffUser,
+    Ticket,
+    TicketEvent,
+    Unit,
+)
 from tickets import sla, warranty
 from tickets.const import (
     BEFORE_RESOLVED,
@@ -401,6 +412,17 @@ def resolve(
     t = _locked(session, ticket)
     at = at or clock.now()
     detail: dict[str, Any] = {"labour_minutes": labour_minutes, "resident_signoff": resident_signoff}
+    still_active = _alarms_in_state(session, t.id, "active")
+    if still_active and t.status == S.on_site:
+        raise Conflict(
+            f"ticket {t.number} has {still_active} unacknowledged alarm(s): acknowledge them before resolving"
+            f" / 工单{t.number}有 {still_active} 条关联报警尚未确认，请先确认报警再完工"
+        )
+    # Acknowledged but not yet recovered: the repair may be done before the reading comes back down (a winding
+    # cools for an hour); the work note is the record, and the event keeps how many were still open.
+    still_open = _alarms_in_state(session, t.id, "acknowledged")
+    if still_open:
+        detail["alarms_open"] = still_open
     _move(session, t, S.resolved, actor, "resolved", at, detail)
     t.resolved_at, t.work_done, t.parts = at, work_done.strip(), parts
     t.labour_minutes, t.resident_signoff = labour_minutes, resident_signoff
@@ -410,6 +432,16 @@ def resolve(
         t.callback_due_at = sla.callback_due(t.category, at, estate.timezone, sla.policy_from(estate.policy))
     session.flush()
     return t
+
+
+def _alarms_in_state(session: Session, ticket_id: int, state: str) -> int:
+    """How many of the ticket's attached alarms are in this state (active: nobody acknowledged it yet)."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Alarm).where(Alarm.ticket_id == ticket_id, Alarm.state == state)
+        )
+        or 0
+    )
 
 
 def complete_by_record(

@@ -454,7 +454,10 @@ def arrive(ticket_id: ObjectId, session: SessionDep, user: Workers, visible: Vis
 def resolve_ticket(
     ticket_id: ObjectId, body: ResolveIn, session: SessionDep, user: Workers, visible: VisibleEstates
 ) -> TicketDetailOut:
-    """Record the repair: work done, parts, labour minutes, the resident's sign-off (完工)."""
+    """Record the repair: work done, parts, labour minutes, the resident's sign-off (完工).
+
+    Refused (409) while an alarm attached to the ticket is still unacknowledged (未确认); acknowledged alarms
+    that have not recovered yet do not block it (the resolved event counts them)."""
     t = _ticket(session, ticket_id, visible, lock=True)
     _own_work(user, t)
     service.resolve(

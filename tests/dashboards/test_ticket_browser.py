@@ -120,6 +120,21 @@ def test_overheat_alarm_to_callback_in_the_browser(
     phone.click("#form-on-site button")
     expect(phone.locator("#ticket-status")).to_have_text("已到场")
     shot(phone, "ticket-03-on-site")
+    # 完工 waits for the alarm to be acknowledged (issue 15 §8): the form says so, a try is refused with a message.
+    expect(phone.locator("#resolve-blocked")).to_contain_text("尚未确认")
+    phone.fill('#form-resolve textarea[name="work_done"]', "清理风机滤网")
+    phone.click("#form-resolve button[type=submit]")
+    expect(phone.locator("#flash")).to_contain_text("尚未确认")
+    expect(phone.locator("#ticket-status")).to_have_text("已到场")
+    with Session(dash_world.engine) as s:
+        unacknowledged = list(s.scalars(select(Alarm.id).where(Alarm.ticket_id == ticket_id, Alarm.state == "active")))
+    assert unacknowledged, "the overheat alarm is still unacknowledged"
+    phone.goto(f"{base}/alarms")
+    for alarm_id in unacknowledged:
+        phone.click(f'[data-alarm-point="{alarm_id}"] form[action$="/acknowledge"] button')
+        phone.wait_for_load_state()
+    phone.goto(f"{base}/tickets/{ticket_id}")
+    expect(phone.locator("#resolve-blocked")).to_have_count(0)
     phone.fill('#form-resolve textarea[name="work_done"]', "清理风机滤网，更换 A 相测温探头，温度恢复 82 °C")
     phone.fill('#form-resolve input[name="parts"]', "PT100 测温探头 1 支")
     phone.fill('#form-resolve input[name="labour_minutes"]', "45")
