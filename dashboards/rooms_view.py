@@ -332,7 +332,7 @@ def chart_window(
     shown = timedelta(milliseconds=i18n.chart_ms(now, tz) - start)
     # A window within a bucket or so of full is the full window (the first bucket starts on the hour).
     if shown >= span * 0.95:
-        shown = span
+        shown, start = span, window_start
     words = _span_words(shown, lang)
     label = f"Last {words}" if lang == "en" else f"近 {words}趋势" if shown < span else f"{words}趋势"
     return ChartWindow(start, label)
