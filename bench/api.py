@@ -46,6 +46,7 @@ elif str(ROOT) not in sys.path:
 
 from bench.common import (  # noqa: E402
     CN,
+    ESTATE,
     ROWS_PER_FRAME,
     BenchError,
     CommitListener,
@@ -65,6 +66,9 @@ from bench.common import (  # noqa: E402
 ADMIN = "bench-admin"
 ADMIN_PASSWORD = "bench-password-not-secret"
 SERIES_TARGET_P95_MS = 100.0
+# Issue 15 acceptance: the estate overview (its 125 room cards with their alarm state), a room's diagram and the
+# energy page, p95 ≤ 150 ms each with ingest running.
+OVERVIEW_TARGET_P95_MS = 150.0
 ENERGY_TARGET_P95_MS = 150.0  # issue 15 §4: the energy page for an estate with 90 days of history
 ENERGY_ESTATE = "bench-energy"
 LOAD_TOLERANCE = 0.95  # the load counts as sustained at ≥ 95 % of --rate
@@ -466,6 +470,12 @@ def check_diagram(r: Any) -> str | None:
     return None
 
 
+def check_overview(r: Any) -> str | None:
+    if r.text.count("room-card") < 100:
+        return "the estate overview lists fewer than 100 rooms"
+    return None
+
+
 def check_energy_page(r: Any) -> str | None:
     if 'id="energy-summary"' not in r.text or 'id="energy-data"' not in r.text:
         return "the energy page has no summary or no charts"
@@ -720,6 +730,15 @@ class Bench(Harness):
                 [f"/rooms/{r}/diagram" for r, _ in rooms],
                 "cookie",
                 check_diagram,
+                target_ms=OVERVIEW_TARGET_P95_MS,
+            ),
+            Endpoint(
+                "estate_overview",
+                "estate overview, 125 rooms with alarm state (HTML, cookie)",
+                [f"/estates/{ESTATE}"],
+                "cookie",
+                check_overview,
+                target_ms=OVERVIEW_TARGET_P95_MS,
             ),
             *(
                 [

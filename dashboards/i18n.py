@@ -72,7 +72,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "data_rate": ("数据写入", "Data rate"),
     "per_min": ("条/分钟", "rows/min"),
     "per_s": ("条/秒", "rows/s"),
-    "rate_hint": ("近 5 分钟，按设备时间", "last 5 min, by device time"),
+    "rate_hint": ("近 1 分钟，按设备时间", "last minute, by device time"),
     "dead_letters_24h": ("24 小时死信", "Dead letters (24 h)"),
     "quarantined_24h": ("24 小时隔离", "Quarantined (24 h)"),
     "points": ("测点", "Points"),
