@@ -825,12 +825,9 @@ def report_meter_stream(figures: Figures, args: argparse.Namespace) -> None:
     row("ratio on / off", f"{t['ratio_on_off']:.3f}", "≥ 0.8", t["ratio_on_off"] >= 0.8)
     row("charging on, counted until charged: msg/s (median)", f"{t['median_on_charged']:,.0f}")
     row("  charging lag after the last reading, s", ", ".join(f"{x:.2f}" for x in t["charging_lag_s"]))
-    row(
-        "ratio on (until charged) / off",
-        f"{t['ratio_on_charged_off']:.3f}",
-        "≥ 0.8",
-        t["ratio_on_charged_off"] >= 0.8,
-    )
+    # Not the figure (that is ingest's own rate, above): a burst's last readings wait up to one charging
+    # round (STEWARD_BILLING_CHARGE_ROUND_S) by design, so in short bursts this mostly measures the round.
+    row("ratio on (until charged) / off", f"{t['ratio_on_charged_off']:.3f}", "(includes ≤ 1 round)")
     ch = figures.checks
     row("charges written at ingest / readings", f"{ch['charges_at_ingest']:,} / {ch['readings_charged']:,}")
     row(
