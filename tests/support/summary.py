@@ -91,7 +91,10 @@ def seed_summary_day(engine: Engine, estate: str) -> SummaryDay:
 
         ensure_default_schedules(s, estate_id)
         schedule = s.scalars(
-            select(RoundSchedule).where(RoundSchedule.estate_id == estate_id).order_by(RoundSchedule.code).limit(1)
+            select(RoundSchedule)
+            .where(RoundSchedule.estate_id == estate_id, RoundSchedule.room_id.is_not(None))  # an equipment round
+            .order_by(RoundSchedule.code)
+            .limit(1)
         ).one()
         rounds = []
         for start, status in ((at(8), "satisfied"), (at(10), "missed")):
