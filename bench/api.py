@@ -30,7 +30,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,6 +74,7 @@ LOAD_TOLERANCE = 0.95  # the load counts as sustained at ≥ 95 % of --rate
 API_START_S = 60.0
 # Frames beyond the measurement: ingest warm-up, API start-up and log-in per configuration, slack.
 LOAD_MARGIN_S = 30.0
+FRAMES_WRITTEN_PER_S = 80_000  # write_frames on this machine: 600,000 in 5.4 s; the estimate errs long
 PER_CONFIG_OVERHEAD_S = 20.0
 
 
@@ -528,35 +528,13 @@ class Bench(Harness):
         points = import_bench_estate(db_url, a.devices, a.room_size)
         log(f"estate imported: {a.devices} devices, {points} points in {time.monotonic() - t:.1f}s")
 
-        # Device times run with the wall clock: frame k of every device at t0 + k × devices / rate.
         t0 = datetime.now(UTC).replace(microsecond=0)
-        frames = self.tmp / "load.txt"
-        writer: threading.Thread | None = None
-        box: list[BaseException] = []
-        if a.rate > 0:
-            seconds = LOAD_MARGIN_S + len(a.workers) * (a.duration + PER_CONFIG_OVERHEAD_S)
-            count = int(a.rate * seconds)
-            clock = FrameClock(t0.astimezone(CN), timedelta(seconds=a.devices / a.rate))
-
-            def write() -> None:
-                try:
-                    write_frames(frames, devices=a.devices, count=count, first_frame=0, clock=clock)
-                except BaseException as exc:  # reported below
-                    box.append(exc)
-
-            log(f"writing {count:,} frames ({seconds:.0f} s of load) while PostgreSQL writes the history")
-            writer = threading.Thread(target=write, name="bench-frames", daemon=True)
-            writer.start()
         log(f"history: {a.history_hours:g} h, one sample every {a.history_interval} s for each of {points} points")
         history = load_history(
             db_url, end=t0, hours=a.history_hours, interval_s=a.history_interval, timescale=timescale
         )
         self.figures.setup["history"] = history
         log(f"history: {history['rows']:,} rows ({history['samples_size']}) in {history['seconds']} s")
-        if writer is not None:
-            writer.join()
-            if box:
-                raise BenchError(f"writing frames failed: {box[0]}")
 
         if a.energy_households > 0:
             log(f"energy: {a.energy_households:,} households × 3 meters, {a.energy_days} days of day rows")
@@ -576,7 +554,7 @@ class Bench(Harness):
             log("starting ingest")
             ingest = self.start_ingest(db_url, broker)
             self.figures.config["ingest_settings"] = self._ingest_settings(ingest.env)
-            time.sleep(0.5)  # health turns ok on CONNACK, just before the SUBSCRIBE
+            frames = self.write_load(a.rate)
             log(f"load: fastpub at {a.rate:g} msg/s ({a.rate * ROWS_PER_FRAME:,.0f} readings/s)")
             pub = self.fastpub(frames, broker.port, rate=a.rate, timeout=3600)
             mark = listener.mark()
@@ -596,6 +574,23 @@ class Bench(Harness):
             proc.wait(5)
         self.final_checks(ingest)
         return self.figures
+
+    def write_load(self, rate: float) -> Path:
+        """The frames fastpub publishes, with device times that run with the wall clock from the moment the load
+        starts (frame k of every device at start + k × devices / rate), as a live estate's would: the overview
+        counts the last seconds' rows and calls a point stale 90 s after its last sample, so frames stamped
+        with the time the setup began (a minute or more earlier) measured a different page. Written after the
+        history, then the load waits for its first device time."""
+        a = self.args
+        seconds = LOAD_MARGIN_S + len(a.workers) * (a.duration + PER_CONFIG_OVERHEAD_S)
+        count = int(rate * seconds)
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2 + count / FRAMES_WRITTEN_PER_S)
+        frames = self.tmp / "load.txt"
+        log(f"writing {count:,} frames ({seconds:.0f} s of load), device times from {start:%H:%M:%S} UTC")
+        clock = FrameClock(start.astimezone(CN), timedelta(seconds=a.devices / rate))
+        write_frames(frames, devices=a.devices, count=count, first_frame=0, clock=clock)
+        time.sleep(max(0.5, (start - datetime.now(UTC)).total_seconds()))  # ≥ 0.5 s: ingest's SUBSCRIBE follows CONNACK
+        return frames
 
     def measure(
         self,

@@ -21,16 +21,19 @@ from dashboards import i18n
 from dashboards.alarm_state_view import badge, limit_text
 from dashboards.i18n import Lang
 from facility import queries, series
-from facility.live import STALE_FACTOR, device_status, live_values
+from facility.live import contact_status, device_status, live_values
 from storage import ingest_reads
 from storage.models import DeadLetter, Device, Estate, QuarantinedMessage, Room
 
-# The data rate counts the last minute's rows, or only the last 10 s when those are already plenty: at 4,000 msg/s
-# an estate writes 20,000 readings a second, and counting five minutes of them (6 million rows) made the overview
-# take a third of a second (bench/api.py); a quiet estate still gets a whole minute, so its rate is not 0 or 6.
-RATE_WINDOW = timedelta(minutes=1)
-RATE_SHORT_WINDOW = timedelta(seconds=10)
-RATE_SHORT_ENOUGH = 1_000  # rows in the short window that make it a fair sample
+# The data rate counts the rows of the shortest window that holds a fair sample, on at most RATE_POINTS_COUNTED
+# points (every k-th one, scaled up): each row counted is a heap visit, and at 4,000 msg/s an estate writes 20,000
+# readings a second, so counting ten seconds of them all made the overview take a third of a second
+# (bench/api.py). A quiet estate still gets a whole minute, so its rate is not 0 or 6. The windows end two seconds
+# ago: the newest are still arriving.
+RATE_WINDOWS = (timedelta(seconds=1), timedelta(seconds=10), timedelta(minutes=1))
+RATE_FAIR_SAMPLE = 200  # rows counted in a window that make it a fair sample
+RATE_POINTS_COUNTED = 250
+RATE_LAG = timedelta(seconds=2)
 STALE_DEVICES_SHOWN = 20
 METER_READINGS_SHOWN = 20
 # Per-phase quantities chart together; line-to-line voltages (≈ √3 × phase) get a chart of their own.
@@ -83,6 +86,8 @@ class EstateSummary:
     stale_devices: list[dict[str, Any]] = field(default_factory=list)
     stale_more: int = 0
     rate_per_min: float = 0.0
+    rate_hint: str = ""  # the window the rate was counted over (RATE_WINDOWS), in words
+    rate_estimated: bool = False  # counted on a sample of the points and scaled up (shown with ≈)
     dead_letters_24h: int = 0
     quarantined_24h: int = 0
     # The estate's open alarms (alarm_state_view.badge), None when there are none.
@@ -94,32 +99,49 @@ def topic_prefix(code: str) -> str:
     return f"steward/{escaped}/%"
 
 
+def data_rate(session: Session, estate_id: int, points: int, now: datetime) -> tuple[float, int, bool]:
+    """(readings a minute, the window in seconds they were counted over, whether it is an estimate from a sample
+    of the points) by device time: see RATE_WINDOWS."""
+    every = max(1, -(-points // RATE_POINTS_COUNTED))
+    hi = now - RATE_LAG
+    for window in RATE_WINDOWS:
+        counted = queries.readings_between(session, estate_id, hi - window, hi, every=every)
+        if counted.samples + counted.meter_readings >= RATE_FAIR_SAMPLE:
+            break
+    seconds = window.total_seconds()
+    return counted.estimate * 60 / seconds, int(seconds), counted.points_counted < counted.points
+
+
 def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool = True) -> EstateSummary:
     """Rooms, device counts by status and kind, silent devices, data rate and ingest rejects of one estate."""
     now = clock.now()
     tz = i18n.zone(estate.timezone)
     out = EstateSummary(estate=estate, tz=tz)
     # A replaced meter stays for its history but no longer reports: it is not "silent".
-    rows = queries.estate_devices(session, estate.id)
+    devices = queries.estate_device_contacts(session, estate.id)
     by_kind: dict[str, Counts] = {}
     by_room: dict[int, Counts] = {}
-    stale: list[tuple[float, Device, str, float | None]] = []
-    for device, state in rows:
-        status, age = device_status(device.expected_interval_s, state, now)
+    # A room card's stale points are the points of its devices that are not reporting. Judged per device, not per
+    # point: one index probe per point (5,000 in a large estate) cost 70–110 ms of the page under ingest load
+    # (bench/api.py); a point an online device leaves out of its frames shows stale on its room page's tile.
+    room_points: dict[int, int] = {}
+    room_stale_points: dict[int, int] = {}
+    stale: list[tuple[float, queries.DeviceContact, str, float | None]] = []
+    for device in devices:
+        status, age = contact_status(device.expected_interval_s, device.last_seen_at, device.online, now)
         out.devices.add(status)
         by_kind.setdefault(device.kind, Counts()).add(status)
         if device.room_id is not None:
             by_room.setdefault(device.room_id, Counts()).add(status)
+            room_points[device.room_id] = room_points.get(device.room_id, 0) + device.points
+            if status != "online":
+                room_stale_points[device.room_id] = room_stale_points.get(device.room_id, 0) + device.points
         if status != "online":
             stale.append((age if age is not None else float("inf"), device, status, age))
 
-    device_ids = [d.id for d, _ in rows]
-    window = RATE_SHORT_WINDOW
-    n = queries.readings_since(session, device_ids, now - window)
-    if n < RATE_SHORT_ENOUGH:
-        window = RATE_WINDOW
-        n = queries.readings_since(session, device_ids, now - window)
-    out.rate_per_min = n / (window.total_seconds() / 60)
+    out.rate_per_min, window_s, out.rate_estimated = data_rate(session, estate.id, sum(d.points for d in devices), now)
+    window_words = i18n.t("rate_window_min", lang) if window_s >= 60 else i18n.t("rate_window_s", lang, n=window_s)
+    out.rate_hint = i18n.t("rate_hint", lang, window=window_words)
     day = now - timedelta(hours=24)
     prefix = topic_prefix(estate.code)
     out.dead_letters_24h = ingest_reads.count_since(session, DeadLetter, DeadLetter.topic.like(prefix), day)
@@ -131,19 +153,7 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
     if not detail:
         return out
 
-    rooms = queries.estate_rooms(session, estate.id)
-    room_points = queries.room_points(session, estate.id)
-    latest = series.latest_values(session, [p for ps in room_points.values() for p in ps])
-    intervals = {d.id: d.expected_interval_s for d, _ in rows}
-    point_device = queries.point_devices(session, list(latest))
-    for room in rooms:
-        pids = room_points.get(room.id, [])
-        stale_points = 0
-        for pid in pids:
-            v = latest.get(pid)
-            limit = STALE_FACTOR * intervals.get(point_device.get(pid, -1), 60)
-            if v is None or v.ts is None or (now - v.ts).total_seconds() > limit:
-                stale_points += 1
+    for room in queries.estate_rooms(session, estate.id):
         out.rooms.append(
             {
                 "id": room.id,
@@ -151,8 +161,8 @@ def estate_summary(session: Session, estate: Estate, lang: Lang, *, detail: bool
                 "title": i18n.room_title(room.name, room.kind, room.code, lang),
                 "kind": i18n.lookup(i18n.ROOM_KINDS, room.kind, lang, fallback=room.kind),
                 "devices": by_room.get(room.id, Counts()),
-                "points": len(pids),
-                "stale_points": stale_points,
+                "points": room_points.get(room.id, 0),
+                "stale_points": room_stale_points.get(room.id, 0),
                 "alarm": badge(alarms.rooms.get(room.id), lang, tz),
             }
         )

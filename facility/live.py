@@ -65,9 +65,18 @@ def device_status(interval_s: int, state: DeviceState | None, now: datetime) -> 
     """(online|offline|stale|never, age in seconds) of a device from its last contact."""
     if state is None:
         return "never", None
-    age = (now - state.last_seen_at).total_seconds()
+    return contact_status(interval_s, state.last_seen_at, state.online, now)
+
+
+def contact_status(
+    interval_s: int, last_seen_at: datetime | None, online: bool | None, now: datetime
+) -> tuple[str, float | None]:
+    """device_status from the two fields of a last contact (the overview reads them without the ORM row)."""
+    if last_seen_at is None:
+        return "never", None
+    age = (now - last_seen_at).total_seconds()
     if age > STALE_FACTOR * interval_s:
         return "stale", age
-    if state.online is False:
+    if online is False:
         return "offline", age
     return "online", age
