@@ -1,4 +1,5 @@
-"""Issue 15's acceptance for §1-2 in a real browser: a live transformer overheat, seen and heard.
+"""Issue 15's acceptance for §1-3 and §6 in a real browser: a live transformer overheat, seen and heard on the
+overview, the room page (tile, device card, system diagram) and the control room's wall display at 1920 px.
 
 Debian's chromium, headless, driven by Playwright against ``uvicorn steward.asgi:app`` in a child process (as
 tests/dashboards/test_browser.py), with ``--autoplay-policy=no-user-gesture-required`` as a control-room PC is
@@ -8,12 +9,13 @@ way: commit, ``NOTIFY steward_ingest``, the page's SSE stream. ``HTMLMediaElemen
 an init script that counts its calls: the banner's sound is asserted by those counts.
 
 1. TR1's C winding reads 172.2 °C (critical ≥ 170): within 5 s of the commit the estate overview's room card and
-   alarm count, and the room page's tile and device card, turn to the critical colour; the banner names the
-   alarm with its limit and plays, and keeps playing every few seconds; 确认 in the banner stops it.
+   alarm count, and the room page's tile, device card and the transformer on its system diagram, turn to the
+   critical colour; the banner names the alarm with its limit and plays, and keeps playing every few seconds;
+   确认 in the banner stops it. The wall display (1920×1080) shows the power room in the critical colour.
 2. TR2 (silent otherwise) reports its B winding at 160 °C (报警): the banner plays once; 消除 refuses to post
    without a reason and clears with one.
 3. TR1 cools down: the evaluator clears the alarm and every place returns to normal.
-Screenshots at 1366 px and 375 px: ``alarm-01-…`` … beside the other dashboard screenshots.
+Screenshots at 1366 px, 375 px and the wall's 1920 px: ``alarm-01-…`` … beside the other dashboard screenshots.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from tests.dashboards.test_browser import (
 from tests.dashboards.test_ticket_pages import AlarmingIngest
 
 WITHIN_S = 5.0  # issue 15: the colour follows the alarm's commit within 5 s
+WALL = {"width": 1920, "height": 1080}
 COUNT_PLAYS = """
 window.__plays = 0;
 const play = HTMLMediaElement.prototype.play;
@@ -155,6 +158,7 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
     world, base = alarm_world, alarm_server.base
     room_path, estate_path = f"/rooms/{world.rooms['PR1']}", f"/estates/{world.estate}"
     hot = world.point_ids[("TR1", "winding_temp_c_c")]
+    tr1 = world.devices["TR1"]
     errors: list[str] = []
     contexts = []
     try:
@@ -167,10 +171,20 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
         ctx, phone, more = opened(loud_browser, base, PHONE, room_path)
         contexts.append(ctx)
         errors += more
+        # The control room's screen: the estate's wall, staying on its overview slide.
+        ctx, wall, more = opened(loud_browser, base, WALL, f"/wall?estate={world.estate}&every=300")
+        contexts.append(ctx)
+        errors += more
         room_card = overview.locator('[data-room="PR1"]')
         tile = room.locator(f'.tile[data-point="{hot}"]')
+        diagram_node = room.locator(f'#diagram g.dg-node[data-device-id="{tr1}"]')
+        diagram_value = room.locator(f'#diagram g.dg-reading[data-point-id="{hot}"]')
+        wall_room = wall.locator('.wall-room[data-room="PR1"]')
         expect(room_card).to_have_attribute("data-severity", "ok")
         expect(tile).to_have_attribute("data-severity", "ok")
+        expect(diagram_node).to_have_attribute("data-severity", "ok")
+        expect(wall_room).to_have_attribute("data-severity", "ok")
+        expect(wall.locator("#wall-strip")).to_have_attribute("data-severity", "ok")
         expect(room.locator("#alarm-banner")).to_be_hidden()
         assert plays(room) == 0
         assert open_count(world.engine) == 0
@@ -192,6 +206,9 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
             "device card": within(room.locator('[data-code="TR1"]'), "critical"),
             "room card": within(room_card, "critical"),
             "estate alarm count": within(overview.locator('[data-stat-box="alarms"]'), "critical"),
+            "diagram": within(diagram_node, "critical"),
+            "diagram value": within(diagram_value, "critical"),
+            "wall room": within(wall_room, "critical"),
         }
         print(f"alarm colour after its commit, s: { {k: round(v, 2) for k, v in took.items()} }")
         assert max(took.values()) <= WITHIN_S, took
@@ -224,6 +241,11 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
         expect(phone.locator('[data-room="PR1"]')).to_have_attribute("data-severity", "critical")
         expect(phone.locator("#alarm-banner")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
         shot(phone, "alarm-04-estate-critical-375", first_screen=True)
+        expect(wall.locator("#wall-strip")).to_have_attribute("data-severity", "critical")
+        expect(wall.locator(".wall-alarm").first).to_contain_text("C相绕组温度")
+        wall_width = wall.evaluate("document.documentElement.scrollWidth")
+        assert wall_width <= WALL["width"], f"the wall is {wall_width}px wide on a {WALL['width']}px screen"
+        wall.screenshot(path=str(output_dir() / "alarm-04b-wall-critical-1920.png"))
 
         # 确认 in the banner: no question asked, no page load; the sound stops on this page and, once its
         # stream brings the banner, on the overview too.
@@ -275,10 +297,15 @@ def test_a_live_overheat_is_seen_heard_acknowledged_and_cleared(
         expect(tile.locator('[data-field="limit"]')).to_have_text("")
         expect(tile.locator('[data-field="alarm"]')).to_be_hidden()
         expect(phone.locator('[data-room="PR1"]')).to_have_attribute("data-severity", "ok", timeout=LIVE_TIMEOUT_MS)
+        expect(diagram_node).to_have_attribute("data-severity", "ok", timeout=LIVE_TIMEOUT_MS)
+        expect(diagram_value).to_have_attribute("data-severity", "ok", timeout=LIVE_TIMEOUT_MS)
+        expect(wall_room).to_have_attribute("data-severity", "ok", timeout=LIVE_TIMEOUT_MS)
+        expect(wall.locator("#wall-strip")).to_have_attribute("data-severity", "ok", timeout=LIVE_TIMEOUT_MS)
         assert open_count(world.engine) == 0
         shot(room, "alarm-06-room-normal-1366")
         shot(overview, "alarm-07-estate-normal-1366")
         shot(phone, "alarm-08-estate-normal-375", first_screen=True)
+        wall.screenshot(path=str(output_dir() / "alarm-09-wall-normal-1920.png"))
     finally:
         alarm_feeder.overrides.clear()
         for ctx in contexts:
