@@ -147,8 +147,9 @@ def connect(request: Request, session: SessionDep, token: Annotated[str, Form(ma
 
 @router.get("/live/wall")
 async def live_wall(request: Request, estate: EstateParam = None) -> Response:
-    """The wall's slides, re-rendered after each ingest notification (every WALL_MIN_INTERVAL_S at most) and re-checked each time:
-    a revoked token or an ended login ends the stream (the page then reloads into /wall/connect)."""
+    """The wall's slides, re-rendered after each ingest notification (every WALL_MIN_INTERVAL_S at most) and
+    re-checked each time: a revoked token or an ended login ends the stream (the page then reloads into
+    /wall/connect)."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     lang = request_lang(request)
     owner: list[str] = []
