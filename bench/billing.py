@@ -14,7 +14,11 @@ One run, all throwaway unless --keep:
 4. checks: every meter billed exactly its register advance (Σ charged volume = last − first reading,
    rollovers included), every transaction balanced, every cached balance = −Σ entries;
 5. peak RSS of this process and of the largest child (``getrusage``; PostgreSQL's own memory is
-   the server's, not counted).
+   the server's, not counted);
+6. the energy reports' first backfill (issue 15 §4): `facility.energy_rollup.refresh` over the same history from
+   nothing, as the worker's ``energy`` job runs it after an upgrade (one transaction per run, runs repeated
+   until no meter has more), in a child process, timed, with its peak RSS; checked: Σ day volume = Σ register
+   advance, one day row per meter and day.
 
 Prints a table and one JSON line. Targets (issue 11): run ≤ 60 s, peak RSS ≤ 500 MB at 10,000 × 90.
 """
@@ -58,6 +62,7 @@ class Figures:
     load: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
+    energy: dict[str, Any] = field(default_factory=dict)
 
 
 def maxrss_mb(who: int) -> float:
@@ -251,6 +256,69 @@ def child(argv: list[str]) -> int:
     return 0
 
 
+def energy_child(argv: list[str]) -> int:
+    """The energy rollup's first backfill: ``--energy-child URL NOW``; runs refresh until nothing is left and
+    prints its result as JSON (what the worker's ``energy`` job would do in as many five-minute turns)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from facility.energy_rollup import refresh
+
+    url, now = argv[0], datetime.fromisoformat(argv[1])
+    engine = create_engine(url)
+    started, runs, readings, days = time.monotonic(), 0, 0, 0
+    while True:
+        with Session(engine) as s, s.begin():
+            result = refresh(s, now)
+        runs += 1
+        readings += result.readings
+        days += result.days
+        if not result.more:
+            break
+    engine.dispose()
+    out = {
+        "seconds": round(time.monotonic() - started, 2),
+        "runs": runs,
+        "readings": readings,
+        "day_rows_written": days,
+        "maxrss_mb": round(maxrss_mb(resource.RUSAGE_SELF), 1),
+    }
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+def energy_backfill(url: str, up_to: datetime, meters: int, hours: int, timeout: float) -> dict[str, Any]:
+    """Run the backfill child, then check its day rows against the registers."""
+    from sqlalchemy import create_engine, text
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--energy-child", url, up_to.isoformat()]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"energy backfill exited with {proc.returncode}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        volume, rows, per_day = conn.execute(
+            text(
+                "SELECT coalesce(sum(volume), 0), count(*),"
+                " (SELECT count(*) FROM (SELECT device_id, day FROM energy_meter_days GROUP BY 1, 2) d)"
+                " FROM energy_meter_days"
+            )
+        ).one()
+    engine.dispose()
+    # Readings run from T0 (estate-local midnight) hourly: the first one opens day 1, each day's intervals end in it.
+    expected_days = meters * -(-(hours - 1) // 24)
+    out.update(
+        volume_m3=str(volume),
+        expected_volume_m3=str(expected_volume(meters, hours)),
+        day_rows=int(rows),
+        expected_day_rows=expected_days,
+    )
+    out["ok"] = Decimal(volume) == Decimal(out["expected_volume_m3"]) and int(rows) == int(per_day) == expected_days
+    return out
+
+
 def checks(url: str, estate_id: int, meters: int, hours: int) -> dict[str, Any]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.orm import Session
@@ -422,6 +490,11 @@ def bench(args: argparse.Namespace) -> Figures:
             f.run["statements"] = statements(url, up_to, args)
             log(f"statements: {f.run['statements']['statements']:,} in {f.run['statements']['seconds']} s")
         f.checks = checks(url, estate_id, args.households, hours) if args.sample_every == 1 else sample_checks(url)
+        if not args.no_energy:
+            log("energy reports: the first backfill of the day rows from the whole history")
+            f.energy = energy_backfill(url, up_to, args.households, hours, args.timeout)
+            log(f"energy backfill: {f.energy['readings']:,} readings in {f.energy['seconds']} s")
+            f.checks["ok"] = bool(f.checks.get("ok")) and f.energy["ok"]
     finally:
         for fn in reversed(cleanups):
             try:
@@ -511,6 +584,20 @@ def report(f: Figures, args: argparse.Namespace) -> None:
         f"{c['unbalanced_transactions']} / {c['balance_mismatches']} / {c['month_rounding_mismatches']}",
         "0 / 0 / 0",
     )
+    e = f.energy
+    if e:
+        row(
+            f"energy reports' first backfill ({e['runs']} run(s) of the rollup)",
+            f"{e['seconds']:.1f} s, {e['readings']:,} readings, peak RSS {e['maxrss_mb']:.0f} MB",
+            f"≤ {TARGET_RSS_MB:.0f} MB",
+            e["maxrss_mb"] <= TARGET_RSS_MB,
+        )
+        row(
+            "  Σ day volume = register advance; day rows",
+            f"{e['volume_m3']} m³; {e['day_rows']:,}",
+            f"{e['expected_volume_m3']}; {e['expected_day_rows']:,}",
+            e["ok"],
+        )
     console.print(table)
     print(json.dumps({"bench": "billing", **vars(f)}, default=str))
 
@@ -529,6 +616,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--database-url", help="server to create the throwaway database on")
     ap.add_argument("--timeout", type=float, default=3600, help="give up on the run after this many seconds")
+    ap.add_argument("--no-energy", action="store_true", help="skip the energy reports' backfill")
     ap.add_argument("--keep", action="store_true", help="keep the database")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -541,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child(argv[1:])
+    if argv[:1] == ["--energy-child"]:
+        return energy_child(argv[1:])
     args = parse_args(argv)
     os.environ.setdefault("STEWARD_ENV", "testing")
     try:
