@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -128,9 +129,24 @@ def room_diagram_page(room_id: int, request: Request, session: ReadSessionDep, v
     )
 
 
-RangeParam = Annotated[str | None, Query(alias="range", pattern=device_history.RANGE_PATTERN)]
-FromParam = Annotated[str | None, Query(alias="from", max_length=20)]
-ToParam = Annotated[str | None, Query(alias="to", max_length=20)]
+@dataclass(frozen=True)
+class HistoryAsked:
+    """The history range a device page or its CSV was asked for (device_history.resolve reads it)."""
+
+    range: str | None
+    first: str | None
+    last: str | None
+
+
+def history_asked(
+    range_: Annotated[str | None, Query(alias="range", pattern=device_history.RANGE_PATTERN)] = None,
+    first: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+    last: Annotated[str | None, Query(alias="to", max_length=20)] = None,
+) -> HistoryAsked:
+    return HistoryAsked(range_, first, last)
+
+
+HistoryAskedDep = Annotated[HistoryAsked, Depends(history_asked)]
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
@@ -139,9 +155,7 @@ def device_page(
     request: Request,
     session: ReadSessionDep,
     viewer: EquipmentViewer,
-    range_: RangeParam = None,
-    first: FromParam = None,
-    last: ToParam = None,
+    asked: HistoryAskedDep,
 ) -> HTMLResponse:
     device, estate = device_of(session, device_id, viewer)
     tz = i18n.zone(estate.timezone)
@@ -150,7 +164,7 @@ def device_page(
     now = clock.now()
     error = None
     try:
-        rng = device_history.resolve(range_, first, last, tz, now)
+        rng = device_history.resolve(asked.range, asked.first, asked.last, tz, now)
     except device_history.RangeError as exc:
         # The page still opens (the device's values, the picker with what was typed) and says what is wrong.
         error = exc.text(viewer.lang)
@@ -185,8 +199,8 @@ def device_page(
         ),
         range=rng.kind if not error else "custom",
         presets=list(device_history.PRESETS),
-        first=first if error else rng.first.isoformat(),
-        last=last if error else rng.last.isoformat(),
+        first=asked.first if error else rng.first.isoformat(),
+        last=asked.last if error else rng.last.isoformat(),
         max_date=now.astimezone(tz).date().isoformat(),
         range_error=error,
         csv_url=f"/devices/{device.id}/history.csv?{rng.query()}",
@@ -216,15 +230,13 @@ def device_history_csv(
     device_id: int,
     session: ReadSessionDep,
     viewer: EquipmentViewer,
-    range_: RangeParam = None,
-    first: FromParam = None,
-    last: ToParam = None,
+    asked: HistoryAskedDep,
 ) -> Response:
     """The chart's buckets as CSV: the same scoping as the page (another estate's device is 404)."""
     device, estate = device_of(session, device_id, viewer)
     tz = i18n.zone(estate.timezone)
     try:
-        rng = device_history.resolve(range_, first, last, tz, clock.now())
+        rng = device_history.resolve(asked.range, asked.first, asked.last, tz, clock.now())
     except device_history.RangeError as exc:
         return PlainTextResponse(exc.text(viewer.lang), status_code=400)
     name = device_history.csv_filename(device, rng)
