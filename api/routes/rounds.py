@@ -14,6 +14,7 @@ from alarms import policy, rounds_queries
 from alarms.rounds import STATUS_LABELS, RoundNotFound, record_manual_round
 from alarms.rounds_queries import RoundRow
 from api.deps import EstateCode, ObjectId
+from api.pagination import time_window
 from api.routes.estates import estate_or_404
 from api.schemas import NO_NUL, Input, Output
 from core import clock
@@ -163,11 +164,7 @@ def room_rounds(
     room = facility.room_by_code(session, estate.id, room_code)
     if room is None:
         raise NotFound("room not found / 未找到该机房")
-    hi = end or clock.now()
-    try:
-        lo = start or hi - DEFAULT_SPAN
-    except OverflowError:
-        lo = datetime.min.replace(tzinfo=UTC)
+    lo, hi = time_window(start, end, DEFAULT_SPAN)
     rows = rounds_queries.rounds_between(session, room.id, lo, hi, limit=MAX_ROUNDS + 1)
     return RoomRoundsOut(
         estate_code=estate.code,

@@ -3,7 +3,7 @@ recording a task on site (permissions: alarms.policy; reads: alarms.service_roun
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -14,6 +14,7 @@ from alarms import service_rounds_queries as queries
 from alarms.service_round_defaults import KIND_LABELS
 from alarms.service_rounds import ROUND_STATUS_LABELS, TASK_STATUS_LABELS, Finding, TaskNotFound, record_task
 from api.deps import EstateCode, ObjectId
+from api.pagination import time_window
 from api.routes.estates import estate_or_404
 from api.routes.rounds import Time
 from api.routes.tickets import CategoryName
@@ -153,11 +154,7 @@ def service_calendar(
 ) -> ServiceCalendarOut:
     """Customer-service round calendar of an estate: schedules, and rounds with their task counts."""
     estate = estate_or_404(session, code, visible)
-    hi = end or clock.now()
-    try:
-        lo = start or hi - DEFAULT_SPAN
-    except OverflowError:
-        lo = datetime.min.replace(tzinfo=UTC)
+    lo, hi = time_window(start, end, DEFAULT_SPAN)
     rows = queries.service_rounds_between(session, estate.id, lo, hi, limit=MAX_ROUNDS + 1)
     schedules = []
     for s in queries.service_schedules(session, estate.id):
