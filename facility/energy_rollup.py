@@ -47,6 +47,7 @@ from storage.models import Device, EnergyMeterDay
 METER_KINDS = ("electricity_meter", "cold_water_meter", "hot_water_meter")
 CHUNK = 100  # meters per round of queries
 PER_METER = 3000  # readings folded per meter and run: a month of 15-minute readings; the next run goes on
+UPSERT_ROWS = 5000  # day rows per INSERT … ON CONFLICT statement (8 parameters each, ≤ 65,535 a statement)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _CURSORS = text(
@@ -273,14 +274,16 @@ def refresh(session: Session, now: datetime, *, estate_id: int | None = None) ->
                         "updated_at": now,
                     }
                 )
-        if out:
-            stmt = insert(EnergyMeterDay).values(out)
+        # A first run over a long history writes a row per meter and day (100 meters × 90 days × 8 columns would be
+        # 72,000 bind parameters, past PostgreSQL's 65,535 a statement): written in slices.
+        for at in range(0, len(out), UPSERT_ROWS):
+            stmt = insert(EnergyMeterDay).values(out[at : at + UPSERT_ROWS])
             stmt = stmt.on_conflict_do_update(
                 index_elements=["device_id", "day"],
                 set_={k: stmt.excluded[k] for k in ("volume", "held_from", "last_ts", "last_register", "updated_at")},
             )
             session.execute(stmt)
-            result.days += len(out)
+        result.days += len(out)
     touched.write(session)
     session.flush()
     return result

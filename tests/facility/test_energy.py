@@ -280,3 +280,51 @@ def test_new_readings_fold_into_the_running_day(session: Session, world: ew.Ener
     assert_sums_follow_the_day_rows(session, world.estate_id)
     assert volume(day) == today + Decimal("0.250")
     assert volume(day - timedelta(days=1)) == yesterday
+
+
+def test_a_first_run_over_a_long_history_writes_every_day_row(session: Session) -> None:
+    """100 meters (one chunk) × 90 days in one run: 9,000 day rows, more than one INSERT … ON CONFLICT can carry
+    (8 bind parameters a row, PostgreSQL takes 65,535 a statement). bench/billing.py found it at 10,000 × 90."""
+    from storage.models import Building, Device, Unit
+
+    estate = Estate(code="energy-long", name="长历史小区")
+    session.add(estate)
+    session.flush()
+    building = Building(estate_id=estate.id, code="1", name="1号楼")
+    session.add(building)
+    session.flush()
+    units = [Unit(building_id=building.id, code=f"1-1-{i:03d}", floor=1, area_m2=Decimal(90)) for i in range(100)]
+    session.add_all(units)
+    session.flush()
+    meters = [
+        Device(
+            estate_id=estate.id,
+            code=f"energy-long-CW{i:03d}",
+            kind="cold_water_meter",
+            unit_id=u.id,
+            register_max=Decimal("99999.999"),
+            resolution=Decimal("0.001"),
+        )
+        for i, u in enumerate(units)
+    ]
+    session.add_all(meters)
+    session.flush()
+    start = ew.NOW.astimezone(ew.SH).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=90)
+    # Every 12 hours for 90 days (180 readings a meter), 0.1 m³ each time: 17.9 m³ a meter over days 1 … 90.
+    session.execute(
+        text(
+            "INSERT INTO meter_readings (ts, device_id, register)"
+            " SELECT CAST(:start AS timestamptz) + n * interval '12 hours', d, n * 0.1"
+            " FROM unnest(CAST(:d AS int[])) d, generate_series(0, 179) n"
+        ),
+        {"start": start, "d": [m.id for m in meters]},
+    )
+    assert len(meters) == energy_rollup.CHUNK
+    result = energy_rollup.refresh(session, ew.NOW, estate_id=estate.id)
+    assert (result.meters, result.readings, result.days, result.more) == (100, 18_000, 9_000, False)
+    assert result.days * 8 > 65_535
+    volume, rows = session.execute(
+        text("SELECT sum(volume), count(*) FROM energy_meter_days WHERE estate_id = :e"), {"e": estate.id}
+    ).one()
+    assert (volume, rows) == (Decimal("1790.0"), 9_000)
+    assert_sums_follow_the_day_rows(session, estate.id)
