@@ -47,7 +47,6 @@ from storage.models import Device, EnergyMeterDay
 METER_KINDS = ("electricity_meter", "cold_water_meter", "hot_water_meter")
 CHUNK = 100  # meters per round of queries
 PER_METER = 3000  # readings folded per meter and run: a month of 15-minute readings; the next run goes on
-UPSERT_ROWS = 5000  # day rows per INSERT … ON CONFLICT statement (8 parameters each, ≤ 65,535 a statement)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _CURSORS = text(
@@ -83,6 +82,11 @@ _CONFIRMED = text(
     FROM billing_holds h JOIN meter_replacements r ON r.hold_id = h.id
     WHERE h.device_id = ANY(CAST(:d AS int[])) AND h.status = 'confirmed'
     """
+)
+_DAY_FIELDS = ("volume", "held_from", "last_ts", "last_register", "updated_at")
+_UPSERT_DAYS = insert(EnergyMeterDay)
+_UPSERT_DAYS = _UPSERT_DAYS.on_conflict_do_update(
+    index_elements=["device_id", "day"], set_={k: _UPSERT_DAYS.excluded[k] for k in _DAY_FIELDS}
 )
 _HELD_ROWS = (
     "SELECT r.device_id, r.estate_id, r.day, r.volume, r.held_from, dv.resolution, dv.multiplier "
@@ -274,15 +278,12 @@ def refresh(session: Session, now: datetime, *, estate_id: int | None = None) ->
                         "updated_at": now,
                     }
                 )
-        # A first run over a long history writes a row per meter and day (100 meters × 90 days × 8 columns would be
-        # 72,000 bind parameters, past PostgreSQL's 65,535 a statement): written in slices.
-        for at in range(0, len(out), UPSERT_ROWS):
-            stmt = insert(EnergyMeterDay).values(out[at : at + UPSERT_ROWS])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["device_id", "day"],
-                set_={k: stmt.excluded[k] for k in ("volume", "held_from", "last_ts", "last_register", "updated_at")},
-            )
-            session.execute(stmt)
+        if out:
+            # An executemany: SQLAlchemy sends the rows in pages of "insertmanyvalues" (1,000 rows, well inside
+            # PostgreSQL's 65,535 bind parameters a statement) with one compiled statement; a multi-VALUES insert of
+            # the whole chunk (a first run writes 100 meters × 90 days) was past that limit and compiled anew for
+            # every chunk (a fifth of the backfill's time, bench/billing.py).
+            session.execute(_UPSERT_DAYS, out)
         result.days += len(out)
     touched.write(session)
     session.flush()
