@@ -21,9 +21,10 @@ touched, and `energy_meter_months` (per meter and month, the top consumers and v
 each day row moved.
 
 Cost: per run, the held rows waiting for a replacement record (a partial index), then per chunk of meters
-their cursors in one query and their new readings in one more (at most `PER_METER` readings a meter; the
-next run continues, `Refresh.more`), the walk in Python, one upsert. The worker runs it every few minutes
-(worker/jobs.py `energy`).
+their cursors in one query and their new readings in one more (at most `PER_METER` readings a meter and
+`READINGS_PER_RUN` a run; the next run continues, `Refresh.more`), the walk in Python, one upsert. The worker
+runs it every few minutes (worker/jobs.py `energy`), and again as soon as its other jobs had their turn while
+a run says there is more.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ from storage.models import Device, EnergyMeterDay
 METER_KINDS = ("electricity_meter", "cold_water_meter", "hot_water_meter")
 CHUNK = 100  # meters per round of queries
 PER_METER = 3000  # readings folded per meter and run: a month of 15-minute readings; the next run goes on
+# Readings folded per run (whole chunks, so a little more): the first run after an upgrade has the whole history
+# to fold (21.6 M readings at 10,000 households × 90 days hourly, minutes of work, bench/billing.py), and the
+# worker runs its jobs one after another: a run of a few seconds, repeated at once (worker/runner.py `more`),
+# keeps the watchdog and the rounds on time meanwhile.
+READINGS_PER_RUN = 250_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _CURSORS = text(
@@ -172,7 +178,7 @@ class Refresh:
     readings: int = 0
     days: int = 0  # day rows written
     confirmed: int = 0  # held intervals counted now that their replacement was recorded
-    more: bool = False  # some meter had more than PER_METER new readings: run again
+    more: bool = False  # a meter had more than PER_METER new readings or the run reached its cap: run again
 
 
 @dataclass
@@ -235,13 +241,19 @@ def _count_confirmed(session: Session, estate_id: int | None, now: datetime, tou
     return counted
 
 
-def refresh(session: Session, now: datetime, *, estate_id: int | None = None) -> Refresh:
-    """Fold every covered meter's readings up to ``now`` into its day rows; flushes, never commits."""
+def refresh(
+    session: Session, now: datetime, *, estate_id: int | None = None, max_readings: int = READINGS_PER_RUN
+) -> Refresh:
+    """Fold the covered meters' readings up to ``now`` into their day rows, until ``max_readings`` are folded
+    (``more`` then says the next run goes on: the cursors make it resume); flushes, never commits."""
     touched = _Touched()
     result = Refresh(confirmed=_count_confirmed(session, estate_id, now, touched))
     ids = meters(session, estate_id)
     zones: dict[str, ZoneInfo] = {}
     for i in range(0, len(ids), CHUNK):
+        if result.readings >= max_readings:
+            result.more = True
+            break
         chunk = ids[i : i + CHUNK]
         cursors = session.execute(_CURSORS, {"d": chunk}).all()
         since = [c.last_ts if c.last_ts is not None else _EPOCH for c in cursors]

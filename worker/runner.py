@@ -46,6 +46,9 @@ class Worker:
         self.wall = wall
         self.started_at = wall()
         self.last_success: dict[str, float] = {j.name: self.started_at for j in self.jobs}
+        # Jobs whose last run said it left work for the next (a result with ``more`` true, e.g. the energy rollup's
+        # first backfill): due again as soon as the other due jobs had their turn, not a period later.
+        self.more: set[str] = set()
         # Jobs asked to run now (a NOTIFY said there is work, worker/wake.py) and the event that cuts the wait short.
         self._poked: set[str] = set()
         self._poke_lock = threading.Lock()
@@ -60,12 +63,13 @@ class Worker:
     def run_job(self, job: Job, now: datetime | None = None) -> bool:
         """Run one job in its own transaction if no other worker holds its lock; True if it ran."""
         ran = False
+        result: object = None
         try:
             with self.factory() as session, session.begin():
                 if not session.scalar(select(func.pg_try_advisory_xact_lock(job.lock_key))):
                     log.debug("job %s is running in another worker; skipped", job.name)
                 else:
-                    job.fn(session, now or clock.now())
+                    result = job.fn(session, now or clock.now())
                     ran = True
         except Exception:
             self.failures[job.name] += 1
@@ -75,6 +79,10 @@ class Worker:
             if ran:
                 self.runs[job.name] += 1
                 self.last_success[job.name] = self.wall()
+                if getattr(result, "more", False) is True:
+                    self.more.add(job.name)
+                else:
+                    self.more.discard(job.name)
         if self.on_result is not None:
             self.on_result(job.name, ran)
         return ran
@@ -96,7 +104,7 @@ class Worker:
                     break
                 if job.name in poked or time.monotonic() >= next_due[job.name]:
                     self.run_job(job)
-                    next_due[job.name] = time.monotonic() + job.period_s
+                    next_due[job.name] = time.monotonic() + (0.0 if job.name in self.more else job.period_s)
             wait = min(next_due.values()) - time.monotonic()
             if wait > 0 and not stop.is_set():
                 # A poke (or stop, which the caller's watcher turns into a poke) ends the wait early.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -252,3 +253,47 @@ def test_every_default_job_has_its_own_lock() -> None:
     jobs = default_jobs(lambda s, n: None, notifications=lambda s, n: None)
     locks = [j.lock_key for j in jobs]
     assert len(locks) == len(set(locks)), sorted((j.lock_key, j.name) for j in jobs)
+
+
+def test_a_job_that_says_more_runs_again_after_the_others_not_a_period_later(db: Engine) -> None:
+    """A run that leaves work (a result with ``more``, as the energy rollup's first backfill) is due again as soon
+    as the other due jobs had their turn; the others keep theirs meanwhile."""
+    order: list[str] = []
+    done = threading.Event()
+
+    @dataclass
+    class Result:
+        more: bool
+
+    def backfill(session: Session, now: datetime) -> Result:
+        order.append("backfill")
+        left = 3 - order.count("backfill")
+        if left == 0:
+            done.set()
+        return Result(more=left > 0)
+
+    def watchdog(session: Session, now: datetime) -> None:
+        order.append("watchdog")
+
+    worker = Worker(
+        make_sessionmaker(db),
+        [
+            Job("backfill", 3600.0, LOCK_NAMESPACE | 0x7D, backfill),
+            Job("watchdog", 0.0, LOCK_NAMESPACE | 0x7C, watchdog),
+        ],
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        assert done.wait(10), f"the backfill did not go on: {order}"
+    finally:
+        stop.set()
+        worker.poke()
+        thread.join(5)
+    assert not thread.is_alive()
+    runs = [name for name in order if name == "backfill"]
+    assert runs == ["backfill"] * 3  # three runs within seconds, though its period is an hour
+    first, last = order.index("backfill"), len(order) - 1 - order[::-1].index("backfill")
+    assert "watchdog" in order[first:last]  # the other job ran between them
+    assert worker.more == set()
