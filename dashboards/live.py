@@ -256,22 +256,28 @@ async def event_stream(
     first: dict[str, Any] | None = None,
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """SSE events for one client: ``update`` with ``snapshot()`` after each notification (throttled to one
-    per ``min_interval``) and every ``tick`` seconds; ``expired`` and the end when ``snapshot`` returns None
-    (the login ended). ``snapshot`` runs in a worker thread: it does blocking database reads."""
+    per ``min_interval``, or per the time the last snapshot took when that was longer) and every ``tick``
+    seconds; ``expired`` and the end when ``snapshot`` returns None (the login ended). ``snapshot`` runs in a
+    worker thread: it does blocking database reads."""
     sub = hub.subscribe()
     last = 0.0
+    spent = 0.0  # how long the last snapshot took
     data: dict[str, Any] | None
     try:
         while not sub.closed:
-            wait = min_interval - (time.monotonic() - last)
+            # Throttle: coalesce everything that arrives within the interval into one read. A snapshot slower than
+            # the interval (a wall display of a hundred rooms under a flood of readings) waits as long as it took,
+            # so one client never keeps a worker thread and the database busy more than half the time.
+            wait = max(min_interval, spent) - (time.monotonic() - last)
             if wait > 0:
-                # Throttle: coalesce everything that arrives within the interval into one read.
                 await asyncio.sleep(wait)
+            started = time.monotonic()
             if first is not None:  # read while checking the request: send it rather than read twice
                 data, first = first, None
             else:
                 data = await run_in_threadpool(snapshot)
             last = time.monotonic()
+            spent = last - started
             if data is None:
                 yield ServerSentEvent(event="expired", data="{}")
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -289,6 +290,40 @@ def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
         return [e.event async for e in event_stream(hub, lambda: next(calls), min_interval=0.0, tick=0.05)]
 
     assert asyncio.run(quiet()) == ["update", "update", "expired"]
+
+
+def test_a_slow_snapshot_waits_as_long_as_it_took() -> None:
+    """A snapshot of 0.3 s under a flood of notifications with a 0.1 s interval: reads back off to one per
+    0.6 s (0.3 s reading, 0.3 s waiting), not one right after another."""
+    from dashboards.live import event_stream
+
+    async def flood() -> int:
+        hub = LiveHub({})
+        reads = 0
+
+        def snapshot() -> dict[str, int]:
+            nonlocal reads
+            reads += 1
+            time.sleep(0.3)
+            return {"n": reads}
+
+        async def notify() -> None:
+            while True:
+                hub.broadcast()
+                await asyncio.sleep(0.01)
+
+        pump = asyncio.create_task(notify())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        async for _ in event_stream(hub, snapshot, min_interval=0.1, tick=5.0):
+            if loop.time() > deadline:
+                break
+        pump.cancel()
+        return reads
+
+    # With only the 0.1 s interval it would be one read every 0.4 s, 6 in 2 s; every 0.6 s it is 4 (at 0, 0.6,
+    # 1.2 and 1.8 s), fewer only if the machine stalls.
+    assert 2 <= asyncio.run(flood()) <= 4
 
 
 # --- issue 9 #14: live streams per user are bounded -------------------------------------------------------------
