@@ -25,9 +25,9 @@ from facility.live import contact_status, device_status, live_values
 from storage import ingest_reads
 from storage.models import DeadLetter, Device, Estate, QuarantinedMessage, Room
 
-# The data rate counts the rows of the shortest window that holds a fair sample, on at most RATE_POINTS_COUNTED
-# points (every k-th one, scaled up): each row counted is a heap visit, and at 4,000 msg/s an estate writes 20,000
-# readings a second, so counting ten seconds of them all made the overview take a third of a second
+# The data rate counts the rows of the shortest window that holds a fair sample, on about RATE_POINTS_COUNTED
+# points (those of every k-th device, scaled up): each row counted is a heap visit, and at 4,000 msg/s an estate
+# writes 20,000 readings a second, so counting ten seconds of them all made the overview take a third of a second
 # (bench/api.py). A quiet estate still gets a whole minute, so its rate is not 0 or 6. The windows end two seconds
 # ago: the newest are still arriving.
 RATE_WINDOWS = (timedelta(seconds=1), timedelta(seconds=10), timedelta(minutes=1))

@@ -127,7 +127,7 @@ def test_a_large_estate_counts_a_sample_of_its_points_and_says_so(session: Sessi
 
     s = rooms_view.estate_summary(session, estate, "zh")
 
-    # Every 2nd point (250 of 500) counted over 1 s, which holds a fair sample, and scaled by 2.
+    # The points of every 2nd device (250 of 500) counted over 1 s, which holds a fair sample, and scaled by 2.
     assert s.rate_per_min == 500 * 60
     assert s.rate_estimated
     assert s.rate_hint == "近 1 秒，按设备时间"
@@ -135,3 +135,33 @@ def test_a_large_estate_counts_a_sample_of_its_points_and_says_so(session: Sessi
     assert "≈ 30,000" in html
     en = rooms_view.estate_summary(session, estate, "en")
     assert en.rate_hint == "last 1 s, by device time"
+
+
+def test_the_sample_takes_whole_devices_so_a_point_that_reports_alone_is_not_missed_or_multiplied(
+    session: Session, at_now: None
+) -> None:
+    """250 devices of 5 points where only each device's first point reports (every second): 250 readings a
+    second. Counting every 5th point by id would count one metric of every device: all the reporting points (5×
+    the rate) or none (0). Every 5th device holds them in their true share."""
+    estate = _estate(session)
+    room = Room(estate_id=estate.id, code="PR1", name="1号配电室", kind="power_room")
+    session.add(room)
+    session.flush()
+    devices = [
+        _device(session, estate, f"s{i}", room=room, points=5, seen_ago=timedelta(seconds=1)) for i in range(250)
+    ]
+    ts = [NOW.replace(microsecond=0) - timedelta(seconds=k) for k in range(15)]
+    session.execute(
+        text(
+            "INSERT INTO samples (point_id, ts, value) SELECT min(p.id), t, 1.0 FROM points p,"
+            " unnest(CAST(:ts AS timestamptz[])) t WHERE p.device_id = ANY(:d) GROUP BY p.device_id, t"
+        ),
+        {"ts": ts, "d": [d.id for d in devices]},
+    )
+
+    s = rooms_view.estate_summary(session, estate, "zh")
+
+    # ~50 readings a second among the sampled devices: too few in 1 s, a fair sample in 10 s.
+    assert s.rate_hint == "近 10 秒，按设备时间"
+    assert s.rate_estimated
+    assert s.rate_per_min == 250 * 60
