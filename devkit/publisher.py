@@ -20,6 +20,13 @@ class PublishLog:
     sent: dict[int, str] = field(default_factory=dict)  # mid -> key
     acked: set[str] = field(default_factory=set)
     all_keys: list[str] = field(default_factory=list)
+    # When each PUBACK arrived (time.monotonic()): what a broker crash may lose is what it acked after its last
+    # save, a stretch of time, whatever the rate then (the pacer catches up in bursts after a stall).
+    acked_at: dict[str, float] = field(default_factory=dict)
+
+    def ack(self, key: str) -> None:
+        self.acked.add(key)
+        self.acked_at[key] = time.monotonic()
 
 
 class OraclePublisher:
@@ -68,7 +75,7 @@ class OraclePublisher:
                 # client.publish: paho calls us with its own lock held, so that would deadlock).
                 self._early.add(mid)
                 return
-            self.log.acked.add(key)
+            self.log.ack(key)
             self._window.release()
 
     def _on_disconnect(self, *args: Any) -> None:
@@ -99,7 +106,7 @@ class OraclePublisher:
                     self._window.release()
                 elif info.mid in self._early:
                     self._early.discard(info.mid)
-                    self.log.acked.add(key)
+                    self.log.ack(key)
                     self._window.release()
                 else:
                     self.log.sent[info.mid] = key

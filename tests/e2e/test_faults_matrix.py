@@ -28,6 +28,9 @@ from tests.support.publisher import OraclePublisher
 
 pytestmark = [pytest.mark.broker, pytest.mark.fault]
 
+AUTOSAVE_S = 1.0  # steward.broker: autosave_interval 1
+SAVE_SLACK_S = 1.0  # the save itself and the broker loop's latency on a busy machine
+
 
 class HealthWatch:
     """Polls ingest's /health every 100 ms in a thread and keeps every answer (None = no answer)."""
@@ -126,6 +129,7 @@ def test_m2_broker_sigkilled_loss_bounded_and_reported_as_seq_gaps(
     meter_code = f"{'m2'.upper()}-HWB"
     meter = stop_at_end(MeterLoad(mosquitto, "m2", meter_code, after=base_ts, base=base_reg)).start()
     time.sleep(4)
+    killed_at = time.monotonic()
     mosquitto.kill()
     mosquitto.start()  # from its last snapshot: ingest's session and queue, minus what came after it
     time.sleep(2)
@@ -172,7 +176,16 @@ def test_m2_broker_sigkilled_loss_bounded_and_reported_as_seq_gaps(
     )
     assert verdict.duplicated == []
     assert verdict.unexpected == []
-    assert 0 < len(verdict.lost) <= 2_000 * 1.5  # about one 1 s autosave interval at 2,000 msg/s
+    # Bounded by one autosave interval (1 s, steward.broker) of what the broker acked: every lost message was acked
+    # in the last AUTOSAVE_S + SAVE_SLACK_S before the kill (the slack: the save's own duration and the broker's
+    # loop on a busy machine). Counted in time, not messages: after a stall the pacer publishes in bursts above its
+    # 2,000 msg/s, and 3,270 lost in one CI run on a slow machine was still one interval's worth.
+    assert verdict.lost
+    acked_before_kill = sorted(killed_at - load.pub.log.acked_at[k] for k in verdict.lost)
+    print(f"lost acked {acked_before_kill[0]:.2f}–{acked_before_kill[-1]:.2f} s before the kill")
+    assert acked_before_kill[-1] <= AUTOSAVE_S + SAVE_SLACK_S, (
+        f"a lost message was acked {acked_before_kill[-1]:.2f} s before the kill; {len(verdict.lost)} lost"
+    )
     assert lost <= reported, f"lost and not reported: {sorted(lost - reported)[:5]}"
     assert reported - stored == missing  # every reported seq is really missing, every missing one is reported
     assert meter_reported == meter_missing
