@@ -63,17 +63,33 @@ def _device(
     return device
 
 
-def _samples_every(session: Session, devices: list[Device], step: timedelta, span: timedelta) -> int:
-    """One sample per point every ``step`` back from NOW (whole seconds) over ``span``; returns how many."""
+def _samples_every(
+    session: Session, devices: list[Device], step: timedelta, span: timedelta, *, first_point_only: bool = False
+) -> int:
+    """One sample per point (or only per device's first point) every ``step`` back from NOW (whole seconds) over
+    ``span``; returns how many."""
     ts = [NOW.replace(microsecond=0) - step * k for k in range(int(span / step) + 1)]
+    points = (
+        "SELECT min(id) AS id FROM points WHERE device_id = ANY(:d) GROUP BY device_id"
+        if first_point_only
+        else "SELECT id FROM points WHERE device_id = ANY(:d)"
+    )
     n = session.execute(
         text(
-            "INSERT INTO samples (point_id, ts, value) SELECT p.id, t, 1.0 FROM points p, unnest(CAST(:ts AS"
-            " timestamptz[])) t WHERE p.device_id = ANY(:d)"
+            f"INSERT INTO samples (point_id, ts, value) SELECT p.id, t, 1.0 FROM ({points}) p,"
+            " unnest(CAST(:ts AS timestamptz[])) t"
         ),
         {"ts": ts, "d": [d.id for d in devices]},
     ).rowcount
     return int(n)
+
+
+def _room_of_sensors(session: Session, estate: Estate, n: int) -> list[Device]:
+    """A power room of ``n`` five-point sensors, all seen a second ago."""
+    room = Room(estate_id=estate.id, code="PR1", name="1号配电室", kind="power_room")
+    session.add(room)
+    session.flush()
+    return [_device(session, estate, f"s{i}", room=room, points=5, seen_ago=timedelta(seconds=1)) for i in range(n)]
 
 
 def test_room_cards_count_the_points_of_devices_that_are_not_reporting(session: Session, at_now: None) -> None:
@@ -116,12 +132,7 @@ def test_room_cards_count_the_points_of_devices_that_are_not_reporting(session: 
 
 def test_a_large_estate_counts_a_sample_of_its_points_and_says_so(session: Session, at_now: None) -> None:
     estate = _estate(session)
-    room = Room(estate_id=estate.id, code="PR1", name="1号配电室", kind="power_room")
-    session.add(room)
-    session.flush()
-    devices = [
-        _device(session, estate, f"s{i}", room=room, points=5, seen_ago=timedelta(seconds=1)) for i in range(100)
-    ]
+    devices = _room_of_sensors(session, estate, 100)
     # 500 points, each with a sample every second for the last 12 s: 500 readings a second.
     assert _samples_every(session, devices, timedelta(seconds=1), timedelta(seconds=11)) == 500 * 12
 
@@ -144,19 +155,9 @@ def test_the_sample_takes_whole_devices_so_a_point_that_reports_alone_is_not_mis
     second. Counting every 5th point by id would count one metric of every device: all the reporting points (5×
     the rate) or none (0). Every 5th device holds them in their true share."""
     estate = _estate(session)
-    room = Room(estate_id=estate.id, code="PR1", name="1号配电室", kind="power_room")
-    session.add(room)
-    session.flush()
-    devices = [
-        _device(session, estate, f"s{i}", room=room, points=5, seen_ago=timedelta(seconds=1)) for i in range(250)
-    ]
-    ts = [NOW.replace(microsecond=0) - timedelta(seconds=k) for k in range(15)]
-    session.execute(
-        text(
-            "INSERT INTO samples (point_id, ts, value) SELECT min(p.id), t, 1.0 FROM points p,"
-            " unnest(CAST(:ts AS timestamptz[])) t WHERE p.device_id = ANY(:d) GROUP BY p.device_id, t"
-        ),
-        {"ts": ts, "d": [d.id for d in devices]},
+    devices = _room_of_sensors(session, estate, 250)
+    assert (
+        _samples_every(session, devices, timedelta(seconds=1), timedelta(seconds=14), first_point_only=True) == 250 * 15
     )
 
     s = rooms_view.estate_summary(session, estate, "zh")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -252,18 +252,13 @@ def test_hub_wakes_subscribers_on_notify(dash_world: DashWorld) -> None:
     assert notes >= 1
 
 
-def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
-    """Notifications every 10 ms yield about one read a second; silence still yields a tick; None ends it."""
+def _updates_under_flood(snapshot: Callable[[], dict[str, int]], *, min_interval: float, seconds: float) -> int:
+    """How many updates a stream sends in ``seconds`` while notifications arrive every 10 ms (each is asserted an
+    ``update``); the hub is never started: the test plays the listener."""
     from dashboards.live import event_stream
 
     async def flood() -> int:
-        hub = LiveHub({})  # never started: the test plays the listener
-        reads = 0
-
-        def snapshot() -> dict[str, int]:
-            nonlocal reads
-            reads += 1
-            return {"n": reads}
+        hub = LiveHub({})
 
         async def notify() -> None:
             while True:
@@ -273,8 +268,8 @@ def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
         pump = asyncio.create_task(notify())
         events = 0
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 2.5
-        async for event in event_stream(hub, snapshot, min_interval=1.0, tick=5.0):
+        deadline = loop.time() + seconds
+        async for event in event_stream(hub, snapshot, min_interval=min_interval, tick=5.0):
             assert event.event == "update"
             events += 1
             if loop.time() > deadline:
@@ -282,7 +277,21 @@ def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
         pump.cancel()
         return events
 
-    assert 3 <= asyncio.run(flood()) <= 4
+    return asyncio.run(flood())
+
+
+def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
+    """Notifications every 10 ms yield about one read a second; silence still yields a tick; None ends it."""
+    from dashboards.live import event_stream
+
+    reads = 0
+
+    def snapshot() -> dict[str, int]:
+        nonlocal reads
+        reads += 1
+        return {"n": reads}
+
+    assert 3 <= _updates_under_flood(snapshot, min_interval=1.0, seconds=2.5) <= 4
 
     async def quiet() -> list[str]:
         hub = LiveHub({})
@@ -295,35 +304,14 @@ def test_stream_is_throttled_ticks_and_ends_when_the_login_does() -> None:
 def test_a_slow_snapshot_waits_as_long_as_it_took() -> None:
     """A snapshot of 0.3 s under a flood of notifications with a 0.1 s interval: reads back off to one per
     0.6 s (0.3 s reading, 0.3 s waiting), not one right after another."""
-    from dashboards.live import event_stream
 
-    async def flood() -> int:
-        hub = LiveHub({})
-        reads = 0
-
-        def snapshot() -> dict[str, int]:
-            nonlocal reads
-            reads += 1
-            time.sleep(0.3)
-            return {"n": reads}
-
-        async def notify() -> None:
-            while True:
-                hub.broadcast()
-                await asyncio.sleep(0.01)
-
-        pump = asyncio.create_task(notify())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 2.0
-        async for _ in event_stream(hub, snapshot, min_interval=0.1, tick=5.0):
-            if loop.time() > deadline:
-                break
-        pump.cancel()
-        return reads
+    def snapshot() -> dict[str, int]:
+        time.sleep(0.3)
+        return {}
 
     # With only the 0.1 s interval it would be one read every 0.4 s, 6 in 2 s; every 0.6 s it is 4 (at 0, 0.6,
     # 1.2 and 1.8 s), fewer only if the machine stalls.
-    assert 2 <= asyncio.run(flood()) <= 4
+    assert 2 <= _updates_under_flood(snapshot, min_interval=0.1, seconds=2.0) <= 4
 
 
 # --- issue 9 #14: live streams per user are bounded -------------------------------------------------------------
